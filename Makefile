@@ -1,0 +1,37 @@
+# The two commands of the README:
+#   make demo   set up .venv (pinned) and run the demo campaign end to end -> HTML report
+#   make test   set up .venv (pinned) and run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+CORES ?= all
+
+.PHONY: setup demo test smoke full lint schema clean-results
+
+setup: $(VENV)/.etem-installed
+
+$(VENV)/.etem-installed: pyproject.toml envs/constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c envs/constraints.txt -e ".[dev]"
+	touch $@
+
+demo: setup
+	$(BIN)/snakemake --cores $(CORES) --configfile config/demo.yaml
+	@echo "Report: $$(pwd)/results/demo/report/report.html"
+
+smoke: setup
+	$(BIN)/snakemake --cores $(CORES) --configfile config/smoke.yaml
+
+full: setup
+	$(BIN)/snakemake --cores $(CORES) --configfile config/config.yaml
+
+test: setup
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --lint --configfile config/smoke.yaml
+
+schema: setup
+	$(BIN)/etem config schema --out workflow/schemas/config.schema.json

@@ -1,0 +1,80 @@
+"""Helpers shared by the stage subcommands of the ``etem`` CLI."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import yaml
+
+from etem.errors import ConfigError
+
+
+def add_config_args(parser: argparse.ArgumentParser, required: bool = False) -> None:
+    """Add ``--config FILE`` and repeated ``--set key=value`` (dotted keys, YAML values)."""
+    parser.add_argument(
+        "--config", "-c", required=required, metavar="YAML",
+        help="campaign config (config/demo.yaml, ...); defaults apply when omitted",
+    )
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a config key, e.g. --set simulation.defocus_nm='[0, 5]' (repeatable)",
+    )
+
+
+def config_from_args(args: argparse.Namespace) -> Any:
+    """Load and validate the config named by ``--config`` plus ``--set`` overrides."""
+    from etem.config import load_config
+
+    overrides: dict[str, Any] = {}
+    for item in getattr(args, "overrides", []) or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
+        overrides[key.strip()] = yaml.safe_load(value)
+    return load_config(getattr(args, "config", None), overrides)
+
+
+def add_shard_arg(parser: argparse.ArgumentParser) -> None:
+    """Add ``--shard i/n`` (0-based shard index i of n)."""
+    parser.add_argument(
+        "--shard", default="0/1", metavar="I/N", type=parse_shard,
+        help="process only shard I of N (0-based), default 0/1 = everything",
+    )
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """Parse ``"i/n"`` into ``(i, n)`` with 0 <= i < n."""
+    try:
+        i_s, n_s = text.split("/")
+        i, n = int(i_s), int(n_s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--shard {text!r}: expected I/N, e.g. 3/10") from None
+    if n < 1 or not 0 <= i < n:
+        raise argparse.ArgumentTypeError(f"--shard {text!r}: need 0 <= I < N")
+    return i, n
+
+
+def shard_slice(n_items: int, shard: tuple[int, int]) -> range:
+    """Contiguous, balanced index range of ``shard`` (i, n) over ``n_items`` items."""
+    i, n = shard
+    return range(i * n_items // n, (i + 1) * n_items // n)
+
+
+def tags_from_args(args: argparse.Namespace) -> dict[str, str]:
+    """Tags given with the global ``--tag KEY=VALUE`` option (e.g. Snakemake rule)."""
+    tags = {}
+    for item in getattr(args, "tags", []) or []:
+        key, _, value = item.partition("=")
+        tags[f"etem.snakemake.{key}" if key in ("rule", "wildcards", "jobid") else key] = value
+    return tags
+
+
+def stage_run(
+    args: argparse.Namespace, config: Any, stage: str, params: dict[str, Any] | None = None,
+    run_name: str | None = None,
+) -> Any:
+    """An MLflow :class:`~etem.tracking.StageRun` for this invocation."""
+    from etem.tracking import StageRun
+
+    return StageRun(config, stage, params=params, tags=tags_from_args(args), run_name=run_name)

@@ -1,0 +1,136 @@
+"""The campaign configuration: the one source of truth for every key, its bounds and units.
+
+A YAML file (``config/config.yaml``, ``demo.yaml``, ``smoke.yaml``) is validated into
+:class:`EtemConfig`. Unknown keys and bad values raise :class:`~etem.errors.ConfigError`
+naming the key, e.g. ``simulation.defocus_nm: Input should be a valid list (got 'abc')``.
+The JSON schema used by the Snakefile (``workflow/schemas/config.schema.json``) is exported
+from these models (``etem config schema``), never written by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import pydantic
+import yaml
+from pydantic import Field, field_validator
+
+from etem.config.apply import ApplyConfig
+from etem.config.base import StrictModel
+from etem.config.evaluation import BenchmarkConfig
+from etem.config.simulation import MovieConfig, NoiseConfig, SimulationConfig
+from etem.config.structures import StructuresConfig
+from etem.config.tracking import TrackingConfig
+from etem.config.training import TrainingConfig
+from etem.errors import ConfigError
+from etem.provenance import config_hash
+
+__all__ = ["EtemConfig", "format_validation_error", "load_config", "schema", "write_resolved"]
+
+
+class EtemConfig(StrictModel):
+    """A whole campaign: structures → images → networks → benchmarks → movies → report."""
+
+    name: str = Field("campaign", description="campaign name (MLflow experiment, results folder)")
+    seed: int = Field(0, ge=0, description="root seed: every random choice derives from it")
+    results_dir: str | None = Field(None, description="output root; default results/<name>")
+    structures: StructuresConfig = Field(default_factory=StructuresConfig)
+    simulation: SimulationConfig = Field(default_factory=SimulationConfig)
+    noise: NoiseConfig = Field(default_factory=NoiseConfig)
+    movie: MovieConfig = Field(default_factory=MovieConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    benchmark: BenchmarkConfig = Field(default_factory=BenchmarkConfig)
+    apply: ApplyConfig = Field(default_factory=ApplyConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_path_component(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", v):
+            raise ValueError("use letters, digits, '_', '.', '-' only (it names a folder)")
+        return v
+
+    @property
+    def results_path(self) -> Path:
+        """Output root of the campaign."""
+        return Path(self.results_dir) if self.results_dir else Path("results") / self.name
+
+    def hash(self) -> str:
+        """Hash of the validated config (all defaults filled in)."""
+        return config_hash(self.model_dump(mode="json"))
+
+    def section(self, dotted: str) -> dict[str, Any]:
+        """The JSON-able dict of one section, e.g. ``"training.denoiser"``."""
+        obj: Any = self
+        for part in dotted.split("."):
+            obj = getattr(obj, part)
+        return obj.model_dump(mode="json") if isinstance(obj, pydantic.BaseModel) else obj
+
+
+def format_validation_error(err: pydantic.ValidationError) -> str:
+    """One line per problem: ``dotted.key: reason (got value)``."""
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "<root>"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        got = e.get("input")
+        shown = "" if e["type"] == "missing" or isinstance(got, dict) else f" (got {got!r})"
+        lines.append(f"{loc}: {msg}{shown}")
+    return "; ".join(lines)
+
+
+def load_config(
+    source: str | os.PathLike[str] | dict[str, Any] | None,
+    overrides: dict[str, Any] | None = None,
+) -> EtemConfig:
+    """Validate a config from a YAML path or a dict (plus optional dotted-key overrides)."""
+    if source is None:
+        data: dict[str, Any] = {}
+    elif isinstance(source, dict):
+        data = json.loads(json.dumps(source))  # deep copy, plain types
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise ConfigError(f"config file {path}: no such file")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path}: not valid YAML: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {path}: top level must be a mapping")
+    for dotted, value in (overrides or {}).items():
+        node = data
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    try:
+        return EtemConfig.model_validate(data)
+    except pydantic.ValidationError as err:
+        raise ConfigError(format_validation_error(err)) from None
+
+
+def schema() -> dict[str, Any]:
+    """JSON schema of :class:`EtemConfig` (what ``snakemake.utils.validate`` checks)."""
+    return EtemConfig.model_json_schema()
+
+
+def write_resolved(config: EtemConfig, path: str | os.PathLike[str]) -> Path:
+    """Write the validated config (defaults filled in) as YAML, only if its content changed.
+
+    Keeping the file untouched when nothing changed keeps its mtime, so Snakemake does not
+    rerun jobs that depend on it.
+    """
+    from etem.io import write_text
+
+    path = Path(path)
+    text = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+    if not path.exists() or path.read_text(encoding="utf-8") != text:
+        write_text(path, text)
+    return path

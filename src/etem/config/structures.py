@@ -1,0 +1,111 @@
+"""Config of the structures stage: the library of atomic models (ASE)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import Field
+
+from etem.config.base import StrictModel
+
+
+class ParticleShape(StrEnum):
+    """Pt particle shapes built with ``ase.cluster``."""
+
+    octahedron = "octahedron"
+    truncated_octahedron = "truncated_octahedron"
+    cuboctahedron = "cuboctahedron"
+    wulff = "wulff"
+    decahedron = "decahedron"
+
+
+class SupportFacet(StrEnum):
+    """CeO2 support surface facing the particle (Miller indices)."""
+
+    f111 = "111"
+    f110 = "110"
+    f100 = "100"
+
+
+class OxideMaterial(StrEnum):
+    """Defect-oxide materials."""
+
+    CeO2 = "CeO2"
+    SrTiO3 = "SrTiO3"
+
+
+class VacancyMode(StrEnum):
+    """How oxygen vacancies are placed in an oxide."""
+
+    none = "none"
+    random = "random"
+    clustered = "clustered"
+    surface = "surface"
+    column = "column"
+
+
+class PtOnCeO2Config(StrictModel):
+    """Pt nanoparticles on CeO2 supports."""
+
+    count: int = Field(540, ge=0, description="number of Pt/CeO2 structures")
+    shapes: list[ParticleShape] = Field(default_factory=lambda: list(ParticleShape), min_length=1)
+    sizes_nm: list[float] = Field(
+        default_factory=lambda: [1.5, 2.0, 2.5, 3.0, 4.0], min_length=1,
+        description="particle diameters [nm], each in 1-6 nm",
+    )
+    support_facets: list[SupportFacet] = Field(
+        default_factory=lambda: list(SupportFacet), min_length=1
+    )
+    zone_axis: str = Field("110", description="beam direction of the support, Miller indices")
+    cell_xy_A: tuple[float, float] = Field(
+        (51.2, 51.2), description="lateral cell size (x, y) [Å]; the image field of view"
+    )
+    support_thickness_A: float = Field(
+        20.0, gt=0, description="support height below the particle, in the image plane [Å]"
+    )
+    max_rotation_deg: float = Field(3.0, ge=0, le=45, description="max particle tilt [deg]")
+    max_strain_percent: float = Field(3.0, ge=0, le=10, description="max radial strain [%]")
+    defect_probability: float = Field(0.5, ge=0, le=1, description="chance of a defect variant")
+    interface_gap_A: tuple[float, float] = Field(
+        (1.8, 3.2), description="allowed particle-support gap (min, max) [Å]"
+    )
+    vacuum_z_A: float = Field(5.0, ge=0, description="vacuum above/below along the beam [Å]")
+
+
+class OxideConfig(StrictModel):
+    """Defect oxides (CeO2-type and at least one other) with oxygen vacancies."""
+
+    count: int = Field(360, ge=0, description="number of oxide structures")
+    materials: list[OxideMaterial] = Field(
+        default_factory=lambda: list(OxideMaterial), min_length=1
+    )
+    thickness_unit_cells: list[int] = Field(
+        default_factory=lambda: [3, 4, 5, 6, 8, 10, 12], min_length=1,
+        description="slab thickness along the beam [unit cells]",
+    )
+    vacancy_modes: list[VacancyMode] = Field(
+        default_factory=lambda: list(VacancyMode), min_length=1
+    )
+    vacancy_fraction_max: float = Field(
+        0.15, ge=0, le=0.5, description="max fraction of O removed"
+    )
+    cell_xy_A: tuple[float, float] = Field(
+        (51.2, 51.2), description="lateral cell size (x, y) [Å]"
+    )
+    vacuum_z_A: float = Field(5.0, ge=0, description="vacuum above/below along the beam [Å]")
+
+
+class StructuresConfig(StrictModel):
+    """The structure library."""
+
+    pt_on_ceo2: PtOnCeO2Config = Field(default_factory=PtOnCeO2Config)
+    oxides: OxideConfig = Field(default_factory=OxideConfig)
+    n_shards: int = Field(10, ge=1, description="Snakemake jobs that build the library")
+    min_distance_factor: float = Field(
+        0.7, gt=0, le=1.2, description="min pair distance as a fraction of covalent radii sum"
+    )
+
+    @property
+    def total(self) -> int:
+        """Number of structures in the library."""
+        return self.pt_on_ceo2.count + self.oxides.count

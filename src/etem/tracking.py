@@ -1,0 +1,324 @@
+"""MLflow tracking: one run per stage invocation, grouped by campaign, with lineage.
+
+Layout in the tracking store
+----------------------------
+* one **experiment** per campaign (``config.tracking.experiment`` or the campaign name);
+* one **campaign run** per (campaign, config hash), tag ``etem.role=campaign``: the parent of
+  every stage run, so the MLflow UI shows the campaign as a tree;
+* one **stage run** per CLI invocation, tags ``etem.stage``, ``etem.campaign``,
+  ``etem.config_hash``, ``etem.git_commit``, ``etem.version``, ``etem.seed``,
+  ``etem.pkg.<name>`` (package versions), ``etem.snakemake.rule`` / ``etem.snakemake.wildcards``
+  when run by Snakemake, and ``etem.upstream_run_ids``: the finished runs of the stages it
+  consumed (structures → simulation → training → benchmark/apply → report).
+
+The default store is ``sqlite:///<results_dir>/mlflow.db`` with artifacts in
+``<results_dir>/mlartifacts``; ``MLFLOW_TRACKING_URI`` overrides it (e.g. an ``mlflow server``
+with PostgreSQL for multi-node runs). For sqlite, every write holds an advisory file lock so
+concurrent local jobs do not collide; metrics are buffered and written in batches.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from etem.provenance import git_commit, package_versions
+
+log = logging.getLogger("etem.tracking")
+
+#: Which stages a stage consumes (for the ``etem.upstream_run_ids`` tag).
+UPSTREAM: dict[str, tuple[str, ...]] = {
+    "structures": (),
+    "simulation": ("structures",),
+    "simulate-movie": ("structures",),
+    "train-denoiser": ("simulation",),
+    "train-segmenter": ("simulation",),
+    "train-unsupervised": ("simulate-movie",),
+    "benchmark": ("train-denoiser", "train-unsupervised", "train-segmenter", "simulation"),
+    "apply": ("train-denoiser", "train-unsupervised", "train-segmenter", "simulate-movie"),
+    "report": ("benchmark", "apply"),
+}
+
+
+def tracking_uri(config: Any) -> str:
+    """``MLFLOW_TRACKING_URI`` if set, else the config's, else sqlite under the results."""
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    if config.tracking.uri:
+        return str(config.tracking.uri)
+    db = (config.results_path / "mlflow.db").resolve()
+    return f"sqlite:///{db}"
+
+
+def experiment_name(config: Any) -> str:
+    """MLflow experiment of the campaign."""
+    return config.tracking.experiment or config.name
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Flatten nested dicts to dotted keys (lists become their string form)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+@contextlib.contextmanager
+def _store_lock(uri: str) -> Iterator[None]:
+    """Exclusive advisory lock for sqlite stores (no-op for servers)."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    db = Path(uri.removeprefix("sqlite:///"))
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(db.name + ".lock"), "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+class StageRun:
+    """One stage invocation recorded as an MLflow run.
+
+    Use as a context manager; the run ends FINISHED, or FAILED if the block raises. With
+    ``config.tracking.enabled = False`` nothing is recorded and ``run_id`` is ``None``.
+    """
+
+    def __init__(
+        self,
+        config: Any,
+        stage: str,
+        params: dict[str, Any] | None = None,
+        tags: dict[str, str] | None = None,
+        run_name: str | None = None,
+    ) -> None:
+        self.config = config
+        self.stage = stage
+        self.enabled = bool(config.tracking.enabled)
+        self.uri = tracking_uri(config)
+        self.run_id: str | None = None
+        self.experiment_id: str | None = None
+        self._params = {"seed": config.seed, "config_hash": config.hash(), **(params or {})}
+        self._tags = dict(tags or {})
+        self._run_name = run_name or stage
+        self._metrics: list[Any] = []
+        self._last_flush = time.monotonic()
+        self._client: Any = None
+
+    # -- context management -------------------------------------------------------------
+    def __enter__(self) -> StageRun:
+        if self.enabled:
+            self._start()
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if not self.enabled or self.run_id is None:
+            return
+        status = "FINISHED" if exc_type is None else "FAILED"
+        self._call(self._end, status)
+
+    # -- public API -----------------------------------------------------------------------
+    def log_params(self, params: dict[str, Any]) -> None:
+        """Log (flattened) parameters."""
+        if self.enabled and self.run_id:
+            self._call(self._log_params, flatten(params))
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        """Buffer metrics; they are written in batches (every 100 values or 10 s) and at end."""
+        if not (self.enabled and self.run_id):
+            return
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        for k, v in metrics.items():
+            self._metrics.append(Metric(_clean_key(k), float(v), now, int(step or 0)))
+        if len(self._metrics) >= 100 or time.monotonic() - self._last_flush > 10:
+            self.flush()
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        """Set tags on the run."""
+        if self.enabled and self.run_id:
+            self._call(self._set_tags, {k: str(v) for k, v in tags.items()})
+
+    def log_artifact(self, path: str | os.PathLike[str], artifact_path: str | None = None) -> None:
+        """Copy a file into the run's artifacts."""
+        if self.enabled and self.run_id:
+            self._call(
+                lambda: self._client.log_artifact(self.run_id, str(path), artifact_path)
+            )
+
+    def log_figure(self, fig: Any, name: str) -> None:
+        """Save a matplotlib figure as a PNG artifact."""
+        if not (self.enabled and self.run_id):
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            p = Path(tmp) / name
+            fig.savefig(p, dpi=110, bbox_inches="tight")
+            self.log_artifact(p, "figures")
+
+    def log_text(self, text: str, name: str) -> None:
+        """Save a text artifact."""
+        if not (self.enabled and self.run_id):
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            p = Path(tmp) / name
+            p.write_text(text, encoding="utf-8")
+            self.log_artifact(p)
+
+    def flush(self) -> None:
+        """Write buffered metrics."""
+        if self.enabled and self.run_id and self._metrics:
+            batch, self._metrics = self._metrics, []
+            self._call(self._log_batch, batch)
+        self._last_flush = time.monotonic()
+
+    # -- internals ------------------------------------------------------------------------
+    def _call(self, fn: Any, *args: Any) -> Any:
+        """Run a store call under the sqlite lock, retrying transient 'locked' errors."""
+        for attempt in range(8):
+            try:
+                with _store_lock(self.uri):
+                    return fn(*args)
+            except Exception as exc:
+                if "locked" not in str(exc).lower() or attempt == 7:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+        return None
+
+    def _start(self) -> None:
+        from mlflow.tracking import MlflowClient
+
+        self._client = MlflowClient(tracking_uri=self.uri)
+        self._call(self._create)
+        log.info("MLflow run %s (%s) in %s", self.run_id, self.stage, self.uri)
+
+    def _create(self) -> None:
+        import yaml
+
+        client = self._client
+        name = experiment_name(self.config)
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            location = None
+            if self.uri.startswith("sqlite:///"):
+                art = Path(self.uri.removeprefix("sqlite:///")).parent / "mlartifacts"
+                location = art.resolve().as_uri()
+            self.experiment_id = client.create_experiment(name, artifact_location=location)
+        else:
+            self.experiment_id = exp.experiment_id
+        chash = self.config.hash()
+        base_tags = {
+            "etem.campaign": self.config.name,
+            "etem.config_hash": chash,
+            "etem.git_commit": git_commit(),
+            "etem.version": _etem_version(),
+            "etem.seed": str(self.config.seed),
+            **{f"etem.pkg.{k}": v for k, v in package_versions().items()},
+        }
+        parent = self._campaign_run(chash, base_tags)
+        upstream = self._upstream_ids(chash)
+        tags = {
+            **base_tags,
+            "etem.stage": self.stage,
+            "etem.role": "stage",
+            "mlflow.parentRunId": parent,
+            "etem.upstream_run_ids": ",".join(upstream),
+            **{_clean_key(k): str(v) for k, v in self._tags.items()},
+        }
+        run = client.create_run(self.experiment_id, tags=tags, run_name=self._run_name)
+        self.run_id = run.info.run_id
+        self._log_params(flatten(self._params))
+        with tempfile.TemporaryDirectory() as tmp:
+            p = Path(tmp) / "config.yaml"
+            p.write_text(yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False))
+            client.log_artifact(self.run_id, str(p))
+
+    def _campaign_run(self, chash: str, base_tags: dict[str, str]) -> str:
+        client = self._client
+        found = client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`etem.role` = 'campaign' and tags.`etem.config_hash` = '{chash}'",
+            max_results=1,
+        )
+        if found:
+            return found[0].info.run_id
+        run = client.create_run(
+            self.experiment_id,
+            tags={**base_tags, "etem.role": "campaign"},
+            run_name=f"campaign {self.config.name} ({chash[:8]})",
+        )
+        client.set_terminated(run.info.run_id, "FINISHED")
+        return run.info.run_id
+
+    def _upstream_ids(self, chash: str) -> list[str]:
+        stages = UPSTREAM.get(self.stage, ())
+        if not stages:
+            return []
+        names = ", ".join(f"'{s}'" for s in stages)
+        runs = self._client.search_runs(
+            [self.experiment_id],
+            filter_string=(
+                f"tags.`etem.config_hash` = '{chash}' and tags.`etem.stage` IN ({names}) "
+                "and attributes.status = 'FINISHED'"
+            ),
+            max_results=500,
+        )
+        return [r.info.run_id for r in runs]
+
+    def _log_params(self, params: dict[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(_clean_key(k), str(v)[:6000]) for k, v in params.items()]
+        for i in range(0, len(items), 100):
+            self._client.log_batch(self.run_id, params=items[i : i + 100])
+
+    def _set_tags(self, tags: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        self._client.log_batch(self.run_id, tags=[RunTag(_clean_key(k), v) for k, v in tags.items()])
+
+    def _log_batch(self, metrics: list[Any]) -> None:
+        for i in range(0, len(metrics), 500):
+            self._client.log_batch(self.run_id, metrics=metrics[i : i + 500])
+
+    def _end(self, status: str) -> None:
+        if self._metrics:
+            batch, self._metrics = self._metrics, []
+            self._log_batch(batch)
+        self._client.set_terminated(self.run_id, status)
+
+
+def search_stage_runs(config: Any, stage: str | None = None) -> Any:
+    """DataFrame of the campaign's stage runs (optionally of one stage), newest first."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri(config))
+    flt = "tags.`etem.role` = 'stage'"
+    if stage:
+        flt += f" and tags.`etem.stage` = '{stage}'"
+    return mlflow.search_runs(experiment_names=[experiment_name(config)], filter_string=flt)
+
+
+def _clean_key(key: str) -> str:
+    """MLflow keys allow alphanumerics, '_', '-', '.', ' ', '/' only."""
+    return "".join(c if c.isalnum() or c in "_-. /" else "_" for c in key)
+
+
+def _etem_version() -> str:
+    from etem import __version__
+
+    return __version__

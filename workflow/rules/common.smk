@@ -1,0 +1,25 @@
+# Helpers shared by the rules: the results layout, shard lists, the resolved config file and
+# the command prefix every rule uses. Paths come from etem.paths.Layout (one definition).
+
+from etem.config import write_resolved
+from etem.paths import Layout
+
+LAYOUT = Layout(ETEM.results_path)
+RESULTS = str(LAYOUT.root)
+# Every job reads the resolved config (defaults filled in); rewritten only when it changes.
+CONFIG_FILE = str(write_resolved(ETEM, LAYOUT.config))
+STRUCTURE_SHARDS = [f"{i:03d}" for i in range(ETEM.structures.n_shards)]
+SIMULATION_SHARDS = [f"{i:03d}" for i in range(ETEM.simulation.n_shards)]
+ENV = "../../envs/etem.yaml"
+# `etem` with the Snakemake rule recorded as MLflow tags.
+ETEM_CMD = "etem --tag rule={rule} --tag jobid={jobid}"
+
+
+def mem_mb(base):
+    """mem_mb that grows with the attempt, so --retries recovers from out-of-memory kills."""
+    return lambda wildcards, attempt: base * attempt
+
+
+def runtime_min(base):
+    """Runtime [min] that grows with the attempt, so --retries recovers from time-outs."""
+    return lambda wildcards, attempt: base * attempt
