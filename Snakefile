@@ -31,9 +31,10 @@ include: "workflow/rules/training.smk"
 include: "workflow/rules/benchmark.smk"
 include: "workflow/rules/apply.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/retrain.smk"
 
 
 rule all:
     input:
-        rules.make_report.output,
+        str(LAYOUT.report),
     default_target: True

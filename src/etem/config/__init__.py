@@ -118,7 +118,9 @@ def load_config(
 
 def schema() -> dict[str, Any]:
     """JSON schema of :class:`EtemConfig` (what ``snakemake.utils.validate`` checks)."""
-    return EtemConfig.model_json_schema()
+    out = {"$schema": "https://json-schema.org/draft/2020-12/schema"}
+    out.update(EtemConfig.model_json_schema())
+    return out
 
 
 def write_resolved(config: EtemConfig, path: str | os.PathLike[str]) -> Path:

@@ -1,0 +1,1 @@
+# rules of the apply stage (filled in by its owner)

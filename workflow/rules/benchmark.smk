@@ -1,0 +1,1 @@
+# rules of the benchmark stage (filled in by its owner)

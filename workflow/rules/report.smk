@@ -1,0 +1,1 @@
+# rules of the report stage (filled in by its owner)

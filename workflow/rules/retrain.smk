@@ -1,0 +1,1 @@
+# rules of the retrain stage (filled in by its owner)

@@ -1,0 +1,1 @@
+# rules of the simulation stage (filled in by its owner)

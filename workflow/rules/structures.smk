@@ -1,0 +1,1 @@
+# rules of the structures stage (filled in by its owner)

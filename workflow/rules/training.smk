@@ -1,0 +1,1 @@
+# rules of the training stage (filled in by its owner)
