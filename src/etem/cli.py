@@ -25,6 +25,7 @@ STAGE_MODULES = (
     "etem.movies.cli",
     "etem.report.cli",
     "etem.cluster.cli",
+    "etem.check",
 )
 
 

@@ -53,7 +53,9 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
 
 
-def write_table(path: str | os.PathLike[str], df: Any, metadata: dict[str, Any] | None = None) -> None:
+def write_table(
+    path: str | os.PathLike[str], df: Any, metadata: dict[str, Any] | None = None
+) -> None:
     """Write a pandas DataFrame atomically as CSV or Parquet (by suffix).
 
     For CSV, ``metadata`` (provenance) is written as ``# key: value`` comment lines first
@@ -75,7 +77,8 @@ def write_table(path: str | os.PathLike[str], df: Any, metadata: dict[str, Any] 
         else:
             with open(tmp, "w", encoding="utf-8", newline="") as fh:
                 for key, value in sorted((metadata or {}).items()):
-                    fh.write(f"# {key}: {json.dumps(value, sort_keys=True, default=_json_default)}\n")
+                    text = json.dumps(value, sort_keys=True, default=_json_default)
+                    fh.write(f"# {key}: {text}\n")
                 df.to_csv(fh, index=False, lineterminator="\n")
 
 

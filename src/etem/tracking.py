@@ -202,8 +202,13 @@ class StageRun:
     def _start(self) -> None:
         from mlflow.tracking import MlflowClient
 
-        self._client = MlflowClient(tracking_uri=self.uri)
-        self._call(self._create)
+        def create() -> None:
+            # Building the client creates/migrates a sqlite store: do it under the lock too.
+            self._client = MlflowClient(tracking_uri=self.uri)
+            self._client.search_experiments(max_results=1)
+            self._create()
+
+        self._call(create)
         log.info("MLflow run %s (%s) in %s", self.run_id, self.stage, self.uri)
 
     def _create(self) -> None:
@@ -268,15 +273,15 @@ class StageRun:
         stages = UPSTREAM.get(self.stage, ())
         if not stages:
             return []
-        names = ", ".join(f"'{s}'" for s in stages)
         runs = self._client.search_runs(
             [self.experiment_id],
             filter_string=(
-                f"tags.`etem.config_hash` = '{chash}' and tags.`etem.stage` IN ({names}) "
+                f"tags.`etem.config_hash` = '{chash}' and tags.`etem.role` = 'stage' "
                 "and attributes.status = 'FINISHED'"
             ),
-            max_results=500,
+            max_results=1000,
         )
+        runs = [r for r in runs if r.data.tags.get("etem.stage") in stages]
         return [r.info.run_id for r in runs]
 
     def _log_params(self, params: dict[str, Any]) -> None:
@@ -289,7 +294,8 @@ class StageRun:
     def _set_tags(self, tags: dict[str, str]) -> None:
         from mlflow.entities import RunTag
 
-        self._client.log_batch(self.run_id, tags=[RunTag(_clean_key(k), v) for k, v in tags.items()])
+        run_tags = [RunTag(_clean_key(k), v) for k, v in tags.items()]
+        self._client.log_batch(self.run_id, tags=run_tags)
 
     def _log_batch(self, metrics: list[Any]) -> None:
         for i in range(0, len(metrics), 500):

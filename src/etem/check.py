@@ -1,0 +1,173 @@
+"""``etem check``: verify that a campaign's outputs are complete, readable and tracked.
+
+Run after a campaign (CI does, on the smoke campaign) or after a crash to see what is
+missing. Each problem is one line; the exit code is non-zero when any is found.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from etem.cliutils import add_config_args, config_from_args
+from etem.errors import InputError
+from etem.paths import Layout
+
+#: Stages that every complete campaign has recorded in MLflow.
+TRACKED_STAGES = (
+    "structures", "simulation", "simulate-movie", "train-denoiser", "train-unsupervised",
+    "train-segmenter", "benchmark", "apply", "report",
+)
+
+
+def _check_structures(cfg: Any, lay: Layout) -> str:
+    from etem.io import read_table
+
+    df = read_table(lay.structures_manifest)
+    if len(df) != cfg.structures.total:
+        raise InputError(f"manifest has {len(df)} structures, config asks {cfg.structures.total}")
+    missing = [p for p in df["path"] if not (lay.structures_manifest.parent / p).exists()]
+    if missing:
+        raise InputError(f"{len(missing)} structure files missing, e.g. {missing[0]}")
+    return f"{len(df)} structures"
+
+
+def _check_images(cfg: Any, lay: Layout) -> str:
+    import h5py
+    import numpy as np
+
+    from etem.io import read_table
+    from etem.simulation.contract import PARAM_COLUMNS
+
+    n = 0
+    for i in range(cfg.simulation.n_shards):
+        path = lay.simulation_shard(i)
+        if not path.exists():
+            raise InputError(f"{path}: missing")
+        with h5py.File(path, "r") as f:
+            clean = f["clean"]
+            if clean.ndim != 3 or clean.shape[1:] != (cfg.simulation.output_size_px,) * 2:
+                raise InputError(f"{path}: /clean has shape {clean.shape}")
+            if clean.shape[0] and not np.isfinite(clean[: min(4, clean.shape[0])]).all():
+                raise InputError(f"{path}: /clean has non-finite values")
+            absent = [c for c in PARAM_COLUMNS if f"params/{c}" not in f]
+            if absent:
+                raise InputError(f"{path}: params missing {absent}")
+            for key in ("labels/class", "labels/cation_occupancy", "labels/anion_occupancy"):
+                if f[key].shape != clean.shape:
+                    raise InputError(f"{path}: /{key} shape {f[key].shape} != {clean.shape}")
+            n += clean.shape[0]
+    index = read_table(lay.simulation_index)
+    if len(index) != n or n == 0:
+        raise InputError(f"index has {len(index)} rows, shards hold {n} images")
+    return f"{n} images in {cfg.simulation.n_shards} shards"
+
+
+def _check_movie(cfg: Any, lay: Layout) -> str:
+    import h5py
+
+    with h5py.File(lay.synthetic_movie, "r") as f:
+        shape = f["frames"].shape
+    if shape[0] != cfg.movie.n_frames:
+        raise InputError(f"synthetic movie has {shape[0]} frames, config asks {cfg.movie.n_frames}")
+    return f"synthetic movie {shape}"
+
+
+def _check_models(cfg: Any, lay: Layout) -> str:
+    from etem.models.io import load_model
+
+    kinds = []
+    for kind in ("denoiser", "unsupervised", "segmenter"):
+        _, meta = load_model(lay.model(kind))
+        if meta.get("kind") != kind:
+            raise InputError(f"{lay.model(kind)}: kind {meta.get('kind')!r}, expected {kind!r}")
+        kinds.append(kind)
+    return "models " + ", ".join(kinds)
+
+
+def _check_benchmark(cfg: Any, lay: Layout) -> str:
+    calib = lay.benchmark_dir / "likelihood_calibration.json"
+    json.loads(calib.read_text())
+    tables = sorted(p.name for p in lay.benchmark_dir.glob("*.csv"))
+    if not tables:
+        raise InputError(f"{lay.benchmark_dir}: no tables")
+    return f"{len(tables)} benchmark tables"
+
+
+def _check_apply(cfg: Any, lay: Layout) -> str:
+    summary = json.loads((lay.apply_dir("synthetic") / "summary.json").read_text())
+    return f"movie results: {summary.get('n_frames', '?')} frames"
+
+
+def _check_report(cfg: Any, lay: Layout) -> str:
+    text = lay.report.read_text(encoding="utf-8")
+    if "<html" not in text.lower() or "</html>" not in text.lower():
+        raise InputError(f"{lay.report}: not a complete HTML document")
+    return f"report {lay.report.stat().st_size // 1024} KiB"
+
+
+def _check_tracking(cfg: Any, lay: Layout) -> str:
+    from etem.tracking import search_stage_runs, tracking_uri
+
+    uri = tracking_uri(cfg)
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        raise InputError(f"no MLflow store at {uri}")
+    runs = search_stage_runs(cfg)
+    if runs.empty:
+        raise InputError("no MLflow runs recorded")
+    runs = runs[(runs["status"] == "FINISHED") & (runs["tags.etem.config_hash"] == cfg.hash())]
+    missing = [s for s in TRACKED_STAGES if s not in set(runs["tags.etem.stage"])]
+    if missing:
+        raise InputError(f"no finished MLflow run for stage(s) {', '.join(missing)}")
+    return f"{len(runs)} finished MLflow stage runs"
+
+
+CHECKS: dict[str, Callable[[Any, Layout], str]] = {
+    "structures": _check_structures,
+    "images": _check_images,
+    "movie": _check_movie,
+    "models": _check_models,
+    "benchmark": _check_benchmark,
+    "apply": _check_apply,
+    "report": _check_report,
+    "tracking": _check_tracking,
+}
+
+
+def check_campaign(cfg: Any) -> list[tuple[str, bool, str]]:
+    """Run every check; returns (name, ok, message) triples."""
+    lay = Layout(cfg.results_path)
+    out = []
+    for name, fn in CHECKS.items():
+        try:
+            out.append((name, True, fn(cfg, lay)))
+        except Exception as exc:  # a diagnostics tool: report every failure, keep going
+            out.append((name, False, f"{type(exc).__name__}: {exc}"))
+    return out
+
+
+def _run(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
+    results = check_campaign(cfg)
+    for name, ok, msg in results:
+        print(f"{'ok  ' if ok else 'FAIL'} {name:<11} {msg}")
+    bad = [n for n, ok, _ in results if not ok]
+    if bad:
+        where = f"campaign {cfg.name} in {cfg.results_path}"
+        raise InputError(f"{where}: incomplete ({', '.join(bad)})")
+    print(f"campaign {cfg.name} in {Path(cfg.results_path)}: complete")
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Add ``etem check``."""
+    p = sub.add_parser(
+        "check", help="verify a campaign's outputs and MLflow runs",
+        description="Verify that every output of a campaign exists, is readable and "
+        "consistent with the config, and that every stage has a finished MLflow run.",
+    )
+    add_config_args(p)
+    p.set_defaults(func=_run)

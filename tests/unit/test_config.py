@@ -1,0 +1,87 @@
+"""The config is the one source of truth: validation, error messages, schema, hash."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from etem.config import EtemConfig, load_config, schema
+from etem.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "demo.yaml", "smoke.yaml"])
+def test_shipped_configs_are_valid(name: str) -> None:
+    cfg = load_config(ROOT / "config" / name)
+    assert isinstance(cfg, EtemConfig)
+    assert cfg.results_path.name == cfg.name
+
+
+def test_full_campaign_is_about_900_structures() -> None:
+    cfg = load_config(ROOT / "config" / "config.yaml")
+    assert 850 <= cfg.structures.total <= 1000
+    assert cfg.structures.pt_on_ceo2.count > 0 and cfg.structures.oxides.count > 0
+
+
+def test_bad_value_names_the_key_and_reason() -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config({"simulation": {"defocus_nm": "abc"}})
+    msg = str(err.value)
+    assert msg.startswith("simulation.defocus_nm:")
+    assert "list" in msg and "'abc'" in msg
+
+
+def test_unknown_key_is_named() -> None:
+    with pytest.raises(ConfigError, match=r"training\.denoiser\.stepz: unknown key"):
+        load_config({"training": {"denoiser": {"stepz": 3}}})
+
+
+def test_bounds_are_enforced() -> None:
+    with pytest.raises(ConfigError, match=r"simulation\.energy_kv"):
+        load_config({"simulation": {"energy_kv": -300}})
+
+
+def test_overrides_use_dotted_keys() -> None:
+    cfg = load_config({"seed": 1}, {"simulation.defocus_nm": [1.0, 2.0]})
+    assert cfg.simulation.defocus_nm == [1.0, 2.0]
+
+
+def test_hash_is_stable_and_sensitive() -> None:
+    a = load_config({"seed": 1}).hash()
+    assert a == load_config({"seed": 1}).hash()
+    assert a != load_config({"seed": 2}).hash()
+
+
+def test_committed_schema_matches_models() -> None:
+    committed = json.loads((ROOT / "workflow/schemas/config.schema.json").read_text())
+    assert committed == json.loads(json.dumps(schema())), (
+        "schema out of date: run `etem config schema --out workflow/schemas/config.schema.json`"
+    )
+
+
+def test_missing_config_file_is_one_line(etem_bin: str, tmp_path: Path) -> None:
+    out = subprocess.run(
+        [etem_bin, "config", "validate", "-c", str(tmp_path / "nope.yaml")],
+        capture_output=True, text=True, check=False,
+    )
+    assert out.returncode != 0
+    assert out.stderr.strip().splitlines() == [
+        f"etem: error: config file {tmp_path / 'nope.yaml'}: no such file"
+    ]
+
+
+def test_bad_config_cli_is_one_line_without_traceback(etem_bin: str, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("simulation:\n  defocus_nm: abc\n")
+    out = subprocess.run(
+        [etem_bin, "config", "validate", "-c", str(bad)], capture_output=True, text=True,
+        check=False,
+    )
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in out.stderr
+    assert lines[0].startswith("etem: error: simulation.defocus_nm:")

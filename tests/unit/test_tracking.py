@@ -1,0 +1,86 @@
+"""MLflow tracking: runs, tags, campaign grouping, lineage, concurrent writers."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from etem.config import load_config
+from etem.tracking import StageRun, search_stage_runs, tracking_uri
+
+
+def _cfg(tmp_path: Path, **extra: object):
+    return load_config({"name": "trk", "seed": 5, "results_dir": str(tmp_path / "res"), **extra})
+
+
+def test_stage_runs_are_tagged_grouped_and_linked(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path)
+    with StageRun(cfg, "structures", params={"n": 3}, tags={"etem.snakemake.rule": "x"}) as run:
+        run.log_metrics({"build_s": 1.5})
+        first = run.run_id
+    with StageRun(cfg, "simulation") as run:
+        run.log_metrics({"images": 10}, step=1)
+        second = run.run_id
+
+    runs = search_stage_runs(cfg)
+    assert set(runs["run_id"]) == {first, second}
+    sim = runs[runs["run_id"] == second].iloc[0]
+    assert sim["tags.etem.stage"] == "simulation"
+    assert sim["tags.etem.config_hash"] == cfg.hash()
+    assert sim["tags.etem.seed"] == "5"
+    assert sim["tags.etem.git_commit"]
+    assert sim["tags.etem.pkg.numpy"]
+    assert sim["tags.etem.upstream_run_ids"] == first  # lineage: simulation <- structures
+    assert sim["metrics.images"] == 10
+    struct = runs[runs["run_id"] == first].iloc[0]
+    assert struct["params.n"] == "3" and struct["params.seed"] == "5"
+    assert struct["tags.etem.snakemake.rule"] == "x"
+    # both are children of one campaign run
+    assert sim["tags.mlflow.parentRunId"] == struct["tags.mlflow.parentRunId"]
+    parent = mlflow.get_run(sim["tags.mlflow.parentRunId"])
+    assert parent.data.tags["etem.role"] == "campaign"
+    # the default store is sqlite under the results folder, with the config as artifact
+    assert tracking_uri(cfg) == f"sqlite:///{(tmp_path / 'res' / 'mlflow.db').resolve()}"
+    arts = [a.path for a in mlflow.MlflowClient().list_artifacts(first)]
+    assert "config.yaml" in arts
+
+
+def test_failed_stage_is_marked_failed(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path)
+    with pytest.raises(ValueError), StageRun(cfg, "structures"):
+        raise ValueError("boom")
+    runs = search_stage_runs(cfg, "structures")
+    assert list(runs["status"]) == ["FAILED"]
+
+
+def test_disabled_tracking_records_nothing(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, tracking={"enabled": False})
+    with StageRun(cfg, "structures") as run:
+        run.log_metrics({"a": 1})
+        assert run.run_id is None
+    assert not (tmp_path / "res" / "mlflow.db").exists()
+
+
+def _worker(args: tuple[str, int]) -> str:
+    res, i = args
+    cfg = load_config({"name": "trk", "seed": 5, "results_dir": res})
+    with StageRun(cfg, "simulation", params={"shard": i}) as run:
+        for step in range(30):
+            run.log_metrics({"loss": 1.0 / (step + 1)}, step=step)
+        return run.run_id
+
+
+def test_concurrent_jobs_do_not_collide(tmp_path: Path) -> None:
+    res = str(tmp_path / "res")
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(3) as pool:
+        ids = pool.map(_worker, [(res, i) for i in range(3)])
+    assert len(set(ids)) == 3
+    runs = search_stage_runs(_cfg(tmp_path), "simulation")
+    assert set(runs["run_id"]) == set(ids)
+    assert (runs["status"] == "FINISHED").all()
+    # exactly one campaign parent despite concurrent creation
+    assert runs["tags.mlflow.parentRunId"].nunique() == 1
