@@ -1,1 +1,74 @@
-# rules of the benchmark stage (filled in by its owner)
+# Benchmark stage: denoising tables (PSNR/SSIM by dose, thickness, defocus, tilt, family,
+# held-out family), column detection, likelihood-map calibration and uMSE validation.
+# Outputs are under LAYOUT.benchmark_dir; likelihood_calibration.json feeds the apply stage.
+
+import os
+
+BENCH = LAYOUT.benchmark_dir
+
+
+rule run_benchmark:
+    input:
+        config=CONFIG_FILE,
+        index=str(LAYOUT.simulation_index),
+        denoiser=str(LAYOUT.model("denoiser")),
+        unsupervised=str(LAYOUT.model("unsupervised")),
+        segmenter=str(LAYOUT.model("segmenter")),
+        movie=str(LAYOUT.synthetic_movie),
+    output:
+        summary=str(BENCH / "summary.json"),
+        calibration=str(BENCH / "likelihood_calibration.json"),
+        per_image=str(BENCH / "per_image.parquet"),
+        table=report(
+            str(BENCH / "denoising_summary.csv"),
+            caption="../report/denoising_summary.rst",
+            category="Benchmark",
+            subcategory="Tables",
+        ),
+        far=report(
+            str(BENCH / "calibration_far.csv"),
+            caption="../report/calibration_far.rst",
+            category="Benchmark",
+            subcategory="Likelihood calibration",
+        ),
+        psnr=report(
+            str(BENCH / "figures" / "psnr_vs_dose.png"),
+            caption="../report/psnr_vs_dose.rst",
+            category="Benchmark",
+            subcategory="Denoising",
+        ),
+        ssim=report(
+            str(BENCH / "figures" / "ssim_vs_dose.png"),
+            caption="../report/ssim_vs_dose.rst",
+            category="Benchmark",
+            subcategory="Denoising",
+        ),
+        examples=report(
+            str(BENCH / "figures" / "examples.png"),
+            caption="../report/examples.rst",
+            category="Benchmark",
+            subcategory="Denoising",
+        ),
+        calibration_fig=report(
+            str(BENCH / "figures" / "calibration.png"),
+            caption="../report/calibration.rst",
+            category="Benchmark",
+            subcategory="Likelihood calibration",
+        ),
+    log:
+        f"{RESULTS}/logs/run_benchmark/run_benchmark.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/run_benchmark/run_benchmark.tsv"
+    params:
+        out=lambda wildcards, output: os.path.dirname(output.summary),
+    threads: 2
+    resources:
+        mem_mb=mem_mb(4000),
+        runtime=runtime_min(60),
+    conda:
+        ENV
+    shell:
+        ETEM_CMD + " benchmark --config {input.config} --index {input.index}"
+        " --denoiser {input.denoiser} --unsupervised {input.unsupervised}"
+        " --segmenter {input.segmenter} --movie {input.movie}"
+        " --out {params.out} > {log} 2>&1"

@@ -1,8 +1,18 @@
 # Helpers shared by the rules: the results layout, shard lists, the resolved config file and
 # the command prefix every rule uses. Paths come from etem.paths.Layout (one definition).
 
+import os
+import shutil
+import sys
+
 from etem.config import write_resolved
 from etem.paths import Layout
+
+# Jobs call the `etem` of the environment Snakemake runs in (e.g. .venv/bin/snakemake without
+# an activated venv): put its folder first on PATH; jobs (local and SLURM) inherit it.
+_BIN = os.path.dirname(sys.executable)
+if shutil.which("etem") != os.path.join(_BIN, "etem") and os.path.exists(os.path.join(_BIN, "etem")):
+    os.environ["PATH"] = _BIN + os.pathsep + os.environ.get("PATH", "")
 
 LAYOUT = Layout(ETEM.results_path)
 RESULTS = str(LAYOUT.root)

@@ -1,1 +1,51 @@
-# rules of the structures stage (filled in by its owner)
+# Rules of the structures stage: the library of atomic models (docs/structures.md).
+# One job per shard (`etem structures build --shard i/n`), then one gather job that writes
+# the campaign manifest, the gallery figure and the MLflow run of the stage.
+
+
+rule build_structures:
+    input:
+        config=CONFIG_FILE,
+    output:
+        shard=directory(f"{RESULTS}/structures/shard_{{shard}}"),
+    params:
+        shard=lambda wildcards: f"{int(wildcards.shard)}/{len(STRUCTURE_SHARDS)}",
+    log:
+        f"{RESULTS}/logs/build_structures/{{shard}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/build_structures/{{shard}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=mem_mb(1500),
+        runtime=runtime_min(20),
+    conda:
+        ENV
+    shell:
+        ETEM_CMD + " structures build --config {input.config} --shard {params.shard}"
+        " --workers {threads} --out {output.shard} > {log} 2>&1"
+
+
+rule gather_structures:
+    input:
+        config=CONFIG_FILE,
+        shards=expand(f"{RESULTS}/structures/shard_{{shard}}", shard=STRUCTURE_SHARDS),
+    output:
+        manifest=str(LAYOUT.structures_manifest),
+        gallery=report(
+            f"{RESULTS}/structures/gallery.png",
+            caption="../report/structures_gallery.rst",
+            category="Structures",
+        ),
+    log:
+        f"{RESULTS}/logs/gather_structures.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/gather_structures.tsv"
+    threads: 1
+    resources:
+        mem_mb=mem_mb(2000),
+        runtime=runtime_min(10),
+    conda:
+        ENV
+    shell:
+        ETEM_CMD + " structures gather --config {input.config} --out {output.manifest}"
+        " {input.shards} > {log} 2>&1"

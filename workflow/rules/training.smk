@@ -1,1 +1,72 @@
-# rules of the training stage (filled in by its owner)
+# Rules of the training stage: the three networks (etem train ...).
+# Each writes a model file under models/; a checkpoint <model>.ckpt beside it lets a killed
+# job resume where it stopped (rerun the same target). Tracked in MLflow as train-<net>.
+# A GPU is requested when training.<net>.device is "cuda" (etem.cluster.resources.gpus).
+
+from etem.cluster.resources import gpus
+
+
+rule train_denoiser:
+    input:
+        config=CONFIG_FILE,
+        index=str(LAYOUT.simulation_index),
+    output:
+        model=str(LAYOUT.model("denoiser")),
+    log:
+        f"{RESULTS}/logs/train_denoiser.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train_denoiser.tsv"
+    threads: 2
+    resources:
+        mem_mb=mem_mb(4000),
+        runtime=runtime_min(120),
+        gpu=gpus(ETEM.training.denoiser),
+    conda:
+        ENV
+    shell:
+        ETEM_CMD + " train denoiser --config {input.config} --index {input.index}"
+        " --out {output.model} --threads {threads} > {log} 2>&1"
+
+
+rule train_segmenter:
+    input:
+        config=CONFIG_FILE,
+        index=str(LAYOUT.simulation_index),
+    output:
+        model=str(LAYOUT.model("segmenter")),
+    log:
+        f"{RESULTS}/logs/train_segmenter.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train_segmenter.tsv"
+    threads: 2
+    resources:
+        mem_mb=mem_mb(4000),
+        runtime=runtime_min(120),
+        gpu=gpus(ETEM.training.segmenter),
+    conda:
+        ENV
+    shell:
+        ETEM_CMD + " train segmenter --config {input.config} --index {input.index}"
+        " --out {output.model} --threads {threads} > {log} 2>&1"
+
+
+rule train_unsupervised:
+    input:
+        config=CONFIG_FILE,
+        movie=str(LAYOUT.synthetic_movie),
+    output:
+        model=str(LAYOUT.model("unsupervised")),
+    log:
+        f"{RESULTS}/logs/train_unsupervised.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train_unsupervised.tsv"
+    threads: 2
+    resources:
+        mem_mb=mem_mb(4000),
+        runtime=runtime_min(120),
+        gpu=gpus(ETEM.training.unsupervised),
+    conda:
+        ENV
+    shell:
+        ETEM_CMD + " train unsupervised --config {input.config} --movie {input.movie}"
+        " --out {output.model} --threads {threads} > {log} 2>&1"

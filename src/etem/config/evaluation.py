@@ -2,23 +2,51 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Literal
+
+from pydantic import Field, model_validator
 
 from etem.config.base import StrictModel
 
 
 class BenchmarkConfig(StrictModel):
-    """Denoising tables, likelihood maps and their calibration."""
+    """Denoising tables, column finding, likelihood maps and their calibration."""
 
     max_test_images: int = Field(2000, ge=1, description="cap on test images evaluated")
     gaussian_sigma_px: list[float] = Field(
         default_factory=lambda: [1.0, 1.5, 2.0], description="Gaussian baseline widths [px]"
     )
+    nlm: bool = Field(True, description="include the Anscombe + non-local means baseline")
+    nlm_patch_size_px: int = Field(5, ge=3, description="NLM patch size [px]")
+    nlm_patch_distance_px: int = Field(6, ge=1, description="NLM search distance [px]")
+    nlm_h: float = Field(
+        0.8, gt=0, description="NLM strength on Anscombe-stabilised counts (noise sd = 1)"
+    )
     blob_min_sigma_A: float = Field(0.3, gt=0, description="blob_log min sigma [Å]")
     blob_max_sigma_A: float = Field(1.2, gt=0, description="blob_log max sigma [Å]")
-    blob_threshold: float = Field(0.05, gt=0, description="blob_log threshold (relative)")
+    blob_threshold: float = Field(
+        0.05, gt=0, description="blob_log threshold on the image rescaled to [0, 1]"
+    )
+    column_refine: Literal["centroid", "gaussian", "none"] = Field(
+        "centroid", description="sub-pixel refinement of column positions"
+    )
     column_disk_radius_A: float = Field(0.5, gt=0, description="likelihood disk radius [Å]")
     match_radius_A: float = Field(0.5, gt=0, description="detection matching radius [Å]")
     confidence_levels: list[float] = Field(
         default_factory=lambda: [0.9, 0.95, 0.99], description="nominal confidence levels"
     )
+    calibration_vacuum_images: int = Field(
+        40, ge=2,
+        description="simulated vacuum images per dose for the likelihood calibration "
+        "(half fit, half held out)",
+    )
+    umse_images: int = Field(16, ge=0, description="test images used to validate uMSE")
+    example_images: int = Field(2, ge=1, description="example panels in the figures")
+
+    @model_validator(mode="after")
+    def _check(self) -> BenchmarkConfig:
+        if self.blob_min_sigma_A > self.blob_max_sigma_A:
+            raise ValueError("blob_min_sigma_A must be <= blob_max_sigma_A")
+        if any(not 0 < c < 1 for c in self.confidence_levels):
+            raise ValueError("confidence_levels must lie strictly between 0 and 1")
+        return self

@@ -4,38 +4,60 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from etem.config.base import StrictModel
 
 
 class SimulationConfig(StrictModel):
-    """Plane-wave HRTEM simulation grid and microscope."""
+    """Plane-wave HRTEM simulation grid, microscope, detector and campaign grid.
+
+    Per structure the campaign draws ``tilts_per_structure`` tilts from ``tilts_mrad``; for each
+    tilt one multislice pass gives every exit plane of ``thickness_nm``; every defocus of
+    ``defocus_nm`` is applied to the stored exit waves. ``images_per_structure`` (if set) keeps
+    a seeded random subset of that (tilt, thickness, defocus) grid.
+    """
 
     energy_kv: float = Field(300.0, gt=0, description="acceleration voltage [kV]")
-    sampling_A: float = Field(0.1, gt=0, le=0.5, description="potential/wave sampling [Å]")
+    sampling_A: float = Field(
+        0.1, gt=0, le=0.5,
+        description="max potential/wave sampling [Å]; the grid is the next FFT-friendly size",
+    )
     slice_thickness_A: float = Field(2.0, gt=0, description="multislice slice thickness [Å]")
     parametrization: Literal["lobato", "kirkland"] = "lobato"
     projection: Literal["infinite", "finite"] = "infinite"
     frozen_phonons: int = Field(0, ge=0, description="frozen phonon configs (0 = static)")
     frozen_phonon_sigma_A: float = Field(0.08, ge=0, description="thermal displacement rms [Å]")
     thickness_nm: list[float] = Field(
-        default_factory=lambda: [2.0, 3.5, 5.0], min_length=1,
-        description="exit-plane thicknesses [nm] (one multislice pass gives all)",
+        default_factory=lambda: [1.0, 2.0, 3.0, 4.0, 5.0], min_length=1,
+        description="exit-plane depths from the cell top [nm] (one multislice pass gives all); "
+        "depths beyond a structure are clipped to its last slice",
     )
     tilts_mrad: list[tuple[float, float]] = Field(
-        default_factory=lambda: [(0.0, 0.0), (2.0, 1.0)], min_length=1,
+        default_factory=lambda: [(0.0, 0.0), (2.0, 1.0), (-1.0, 2.0), (3.0, -2.0), (-2.0, -3.0)],
+        min_length=1,
         description="incident beam tilts (x, y) [mrad]",
     )
+    tilts_per_structure: int | None = Field(
+        2, ge=1,
+        description="tilts drawn per structure from tilts_mrad (at most all; None = all)",
+    )
     defocus_nm: list[float] = Field(
-        default_factory=lambda: [-8.0, -4.0, 0.0, 4.0], min_length=1,
+        default_factory=lambda: [-12.0, -8.0, -4.0, 0.0, 4.0, 8.0, 12.0], min_length=1,
         description="defocus [nm], abTEM convention: defocus = -C10 (positive = underfocus)",
+    )
+    images_per_structure: int | None = Field(
+        22, ge=1,
+        description="images kept per structure, a seeded subset of its grid (None = all)",
     )
     cs_um: float = Field(-9.0, description="spherical aberration C30 [µm]")
     c5_mm: float = Field(5.0, description="fifth-order spherical aberration C50 [mm]")
-    focal_spread_nm: float = Field(3.0, ge=0, description="focal spread (temporal coherence) [nm]")
+    focal_spread_nm: float = Field(
+        3.0, ge=0, description="focal spread, 1/e width (temporal coherence) [nm]"
+    )
     convergence_mrad: float = Field(
-        0.2, ge=0, description="beam convergence semi-angle (spatial coherence) [mrad]"
+        0.2, ge=0,
+        description="beam angular spread, std (spatial coherence; abTEM angular_spread) [mrad]",
     )
     aperture_mrad: float = Field(40.0, gt=0, description="objective aperture [mrad]")
     output_size_px: int = Field(512, ge=32, description="output image size [px] (square)")
@@ -43,8 +65,27 @@ class SimulationConfig(StrictModel):
         "counting", description="detector MTF model (counting: pixel sinc, K3-like)"
     )
     label_disc_radius_A: float = Field(0.6, gt=0, description="label disc radius [Å]")
-    n_shards: int = Field(60, ge=1, description="Snakemake jobs (HDF5 shards)")
+    n_shards: int = Field(
+        2, ge=1, description="Snakemake jobs (HDF5 shards); aim at 5-30 min per job"
+    )
     compression: Literal["none", "gzip", "lzf"] = "lzf"
+    fft_backend: Literal["deterministic", "fftw"] = Field(
+        "deterministic",
+        description="FFT library: 'deterministic' (pocketfft, byte-identical shards in any "
+        "process) or 'fftw' (FFTW_MEASURE, ~1.4x faster FFTs, last-bit differences between "
+        "processes)",
+    )
+    fft_threads: int = Field(
+        1, ge=1,
+        description="FFT threads per process (keep 1 when several jobs share the cores)",
+    )
+
+    @property
+    def images_per_structure_max(self) -> int:
+        """Upper bound of images per structure under this grid."""
+        n_tilts = min(self.tilts_per_structure or len(self.tilts_mrad), len(self.tilts_mrad))
+        grid = n_tilts * len(self.thickness_nm) * len(self.defocus_nm)
+        return min(grid, self.images_per_structure or grid)
 
 
 class NoiseConfig(StrictModel):
@@ -62,13 +103,44 @@ class NoiseConfig(StrictModel):
 
 
 class MovieConfig(StrictModel):
-    """Synthetic experimental movie (ground truth for the movie stage and unsupervised training)."""
+    """Synthetic experimental movie (ground truth for the movie stage and unsupervised training).
+
+    A structure of the library is imaged frame by frame; at each of ``event_frames`` it changes
+    (the next kind of ``event_kinds``, cycling) and stays changed afterwards.
+    """
 
     n_frames: int = Field(60, ge=5, description="number of frames")
     frame_rate_hz: float = Field(40.0, gt=0, description="frames per second")
     dose_e_per_px_per_frame: float = Field(0.5, gt=0, description="mean dose [e/px/frame]")
     size_px: int = Field(256, ge=32, description="frame size [px]")
     event_frames: list[int] = Field(
-        default_factory=lambda: [30], description="frames where the structure changes"
+        default_factory=lambda: [20, 40], description="frames where the structure changes"
     )
+    event_kinds: list[Literal["surface_loss", "rotation", "vacancy"]] = Field(
+        default_factory=lambda: ["surface_loss", "rotation", "vacancy"], min_length=1,
+        description="what happens at the event frames, in turn (cycling)",
+    )
+    surface_atoms_lost: int = Field(
+        6, ge=1, description="metal surface atoms removed by a 'surface_loss' event"
+    )
+    rotation_deg: float = Field(
+        8.0, description="particle rotation about the beam axis at a 'rotation' event [deg]"
+    )
+    vacancies_per_event: int = Field(
+        4, ge=1, description="anion (O) atoms removed by a 'vacancy' event"
+    )
+    structure_family: str = Field(
+        "pt_on_ceo2", description="family of the manifest's structure to animate"
+    )
+    thickness_nm: float | None = Field(
+        None, gt=0, description="exit-plane depth [nm] (None = whole structure)"
+    )
+    defocus_nm: float = Field(4.0, description="defocus [nm] (abTEM: defocus = -C10)")
     drift_px_per_frame: float = Field(0.0, ge=0, description="stage drift [px/frame]")
+
+    @model_validator(mode="after")
+    def _events_in_range(self) -> MovieConfig:
+        bad = [f for f in self.event_frames if not 0 < f < self.n_frames]
+        if bad:
+            raise ValueError(f"event_frames {bad} outside 1..{self.n_frames - 1}")
+        return self

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from etem.config.base import StrictModel
 
@@ -44,14 +44,24 @@ class VacancyMode(StrEnum):
     column = "column"
 
 
+class DefectKind(StrEnum):
+    """Defect variants of a Pt/CeO2 structure."""
+
+    twin = "twin"
+    step = "step"
+    adatom = "adatom"
+    particle_vacancy = "particle_vacancy"
+    support_vacancy = "support_vacancy"
+
+
 class PtOnCeO2Config(StrictModel):
     """Pt nanoparticles on CeO2 supports."""
 
     count: int = Field(540, ge=0, description="number of Pt/CeO2 structures")
     shapes: list[ParticleShape] = Field(default_factory=lambda: list(ParticleShape), min_length=1)
     sizes_nm: list[float] = Field(
-        default_factory=lambda: [1.5, 2.0, 2.5, 3.0, 4.0], min_length=1,
-        description="particle diameters [nm], each in 1-6 nm",
+        default_factory=lambda: [1.5, 2.0, 2.5, 3.0, 3.5], min_length=1,
+        description="particle diameters (sphere of equal volume) [nm]; must fit the cell",
     )
     support_facets: list[SupportFacet] = Field(
         default_factory=lambda: list(SupportFacet), min_length=1
@@ -63,13 +73,46 @@ class PtOnCeO2Config(StrictModel):
     support_thickness_A: float = Field(
         20.0, gt=0, description="support height below the particle, in the image plane [Å]"
     )
-    max_rotation_deg: float = Field(3.0, ge=0, le=45, description="max particle tilt [deg]")
+    support_depth_nm: tuple[float, float] = Field(
+        (2.0, 4.0), description="support extent along the beam (min, max) [nm]"
+    )
+    max_rotation_deg: float = Field(
+        3.0, ge=0, le=45, description="max particle rotation about the beam [deg]"
+    )
+    max_tilt_deg: float = Field(
+        1.0, ge=0, le=10, description="max particle tilt off the zone axis (about x) [deg]"
+    )
+    max_truncation: float = Field(
+        0.3, ge=0, le=0.6,
+        description="max fraction of the particle height cut off at the interface",
+    )
     max_strain_percent: float = Field(3.0, ge=0, le=10, description="max radial strain [%]")
     defect_probability: float = Field(0.5, ge=0, le=1, description="chance of a defect variant")
+    defect_kinds: list[DefectKind] = Field(
+        default_factory=lambda: list(DefectKind), description="defects a variant may get"
+    )
+    lateral_margin_A: float = Field(
+        2.0, ge=0, description="vacuum between the crystal and the cell edges along x [Å]"
+    )
     interface_gap_A: tuple[float, float] = Field(
         (1.8, 3.2), description="allowed particle-support gap (min, max) [Å]"
     )
     vacuum_z_A: float = Field(5.0, ge=0, description="vacuum above/below along the beam [Å]")
+
+    @model_validator(mode="after")
+    def _check_ranges(self) -> PtOnCeO2Config:
+        if not self.interface_gap_A[0] < self.interface_gap_A[1]:
+            raise ValueError("interface_gap_A: need min < max")
+        if not 0 < self.support_depth_nm[0] <= self.support_depth_nm[1]:
+            raise ValueError("support_depth_nm: need 0 < min <= max")
+        room = min(self.cell_xy_A) - 12.0  # support (>= 8 Å) + gap + top margin
+        for size in self.sizes_nm:
+            if not 0.8 <= size or 10.0 * size > room:
+                raise ValueError(
+                    f"sizes_nm: {size} nm does not fit a {min(self.cell_xy_A)} Å cell "
+                    f"(need 0.8 <= size <= {room / 10:.1f} nm)"
+                )
+        return self
 
 
 class OxideConfig(StrictModel):
@@ -89,10 +132,35 @@ class OxideConfig(StrictModel):
     vacancy_fraction_max: float = Field(
         0.15, ge=0, le=0.5, description="max fraction of O removed"
     )
+    crystal_height_fraction: tuple[float, float] = Field(
+        (0.55, 0.85),
+        description="fraction of the cell height (y) filled by the crystal (min, max); the rest "
+        "is vacuum above its free surface",
+    )
+    reduced_ce_per_vacancy: int = Field(
+        2, ge=0, le=2, description="Ce labelled Ce3+ per O vacancy (nearest Ce)"
+    )
+    particle_fraction: float = Field(
+        0.3, ge=0, le=1,
+        description="fraction of oxide structures that are faceted particles (prisms along the "
+        "beam) instead of slabs with one free surface",
+    )
+    lateral_margin_A: float = Field(
+        2.0, ge=0, description="vacuum between the crystal and the cell edges along x [Å]"
+    )
     cell_xy_A: tuple[float, float] = Field(
         (51.2, 51.2), description="lateral cell size (x, y) [Å]"
     )
     vacuum_z_A: float = Field(5.0, ge=0, description="vacuum above/below along the beam [Å]")
+
+    @model_validator(mode="after")
+    def _check_ranges(self) -> OxideConfig:
+        lo, hi = self.crystal_height_fraction
+        if not 0.1 <= lo <= hi <= 0.95:
+            raise ValueError("crystal_height_fraction: need 0.1 <= min <= max <= 0.95")
+        if any(n < 1 for n in self.thickness_unit_cells):
+            raise ValueError("thickness_unit_cells: each must be >= 1")
+        return self
 
 
 class StructuresConfig(StrictModel):

@@ -1,10 +1,14 @@
-"""Config of the networks and their training."""
+"""Config of the networks and their training (``training:`` block).
+
+One training loop serves the three networks; :class:`LoopConfig` holds what they share.
+Doses are in e/Å² (converted to electrons per pixel through the image pixel size).
+"""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from etem.config.base import StrictModel
 
@@ -13,56 +17,96 @@ class UNetConfig(StrictModel):
     """U-Net family: depth (scales) and width (channels at the first scale)."""
 
     depth: int = Field(4, ge=1, le=6, description="number of scales")
-    base_channels: int = Field(32, ge=4, description="channels at the first scale")
+    base_channels: int = Field(32, ge=4, description="channels at scale 0 (doubling)")
     bias_free: bool = Field(False, description="bias-free convolutions (scale equivariant)")
-    dose_conditioned: bool = Field(False, description="dose given to the network as input")
+    dose_conditioned: bool = Field(
+        False, description="extra input channel 1/sqrt(dose [e/px]): the vacuum noise level"
+    )
 
 
 class LoopConfig(StrictModel):
     """Settings shared by every training run (one loop serves all three networks)."""
 
-    steps: int = Field(2000, ge=1, description="optimizer steps")
-    batch_size: int = Field(16, ge=1)
+    steps: int = Field(2000, ge=1, description="optimizer steps (upper bound with early stopping)")
+    batch_size: int = Field(16, ge=1, description="patches per step")
     lr: float = Field(1e-3, gt=0, description="Adam learning rate")
     lr_plateau_factor: float = Field(0.5, gt=0, lt=1, description="lr factor on plateau")
-    lr_plateau_patience: int = Field(3, ge=1, description="validations without gain before lr drop")
+    lr_plateau_patience: int = Field(3, ge=0, description="validations without gain before lr drop")
     patch_px: int = Field(128, ge=16, description="random crop size [px]")
-    val_every_steps: int = Field(200, ge=1)
-    checkpoint_every_steps: int = Field(200, ge=1)
+    val_every_steps: int = Field(200, ge=1, description="validate every N steps (and at the end)")
+    val_samples: int = Field(16, ge=1, description="fixed validation patches, doses spread")
+    val_patch_px: int = Field(128, ge=16, description="centre crop of validation images [px]")
+    checkpoint_every_steps: int = Field(200, ge=1, description="resumable checkpoint every N steps")
     early_stopping_patience: int = Field(10, ge=1, description="validations without gain")
     num_workers: int = Field(0, ge=0, description="DataLoader workers")
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    amp: bool = Field(True, description="bf16 autocast where the device supports it")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = CUDA if present")
+    amp: bool = Field(True, description="bf16 autocast + channels_last where supported")
     deterministic: bool = Field(True, description="deterministic algorithms (bitwise on CPU)")
+    dose_e_per_A2: tuple[float, float] | None = Field(
+        None,
+        description="training dose range [e/Å²], log-uniform; default noise.train_dose_e_per_A2",
+    )
+    families: list[str] = Field(
+        default_factory=lambda: ["pt_on_ceo2", "oxide"],
+        description="image families (index column 'family') used for training",
+    )
     model: UNetConfig = Field(default_factory=UNetConfig)
+
+    @model_validator(mode="after")
+    def _check(self) -> LoopConfig:
+        if self.dose_e_per_A2 is not None:
+            lo, hi = self.dose_e_per_A2
+            if not 0 < lo <= hi:
+                raise ValueError("dose_e_per_A2 must be (low, high) with 0 < low <= high")
+        return self
 
 
 class DenoiserConfig(LoopConfig):
-    """Supervised denoiser trained on simulated clean/noisy pairs."""
+    """Supervised denoiser trained on simulated clean/noisy pairs (MSE to the clean image)."""
+
+    residual: bool = Field(True, description="predict the correction to the noisy input")
 
 
 class UnsupervisedConfig(LoopConfig):
-    """Blind-spot multi-frame denoiser trained on a noisy movie."""
+    """Blind-spot multi-frame denoiser trained on a noisy movie (no clean data)."""
 
-    n_frames: int = Field(5, ge=3, description="consecutive frames in (odd)")
-    loss: Literal["mse", "poisson"] = "mse"
+    n_frames: int = Field(5, ge=3, description="frames in (odd); the middle is denoised")
+    loss: Literal["mse", "poisson"] = Field("mse", description="to the noisy middle frame")
+    dose_e_per_px: float | None = Field(
+        None, gt=0, description="mean dose per frame [e/px]; default: the movie's mean count"
+    )
+
+    @model_validator(mode="after")
+    def _odd(self) -> UnsupervisedConfig:
+        if self.n_frames % 2 == 0:
+            raise ValueError("n_frames must be odd")
+        return self
 
 
 class SegmenterConfig(LoopConfig):
-    """Occupancy segmenter trained on defect-oxide images."""
+    """Occupancy segmenter trained on defect-oxide images (class map + ordinal occupancy)."""
 
     max_occupancy: int = Field(12, ge=1, description="largest atom count per column class")
+    families: list[str] = Field(
+        default_factory=lambda: ["oxide"], description="image families used for training"
+    )
 
 
 class SplitConfig(StrictModel):
     """Train/validation/test split by structure_id, and a held-out family."""
 
-    val_fraction: float = Field(0.1, ge=0, lt=1)
-    test_fraction: float = Field(0.15, ge=0, lt=1)
+    val_fraction: float = Field(0.1, ge=0, lt=1, description="fraction of structures")
+    test_fraction: float = Field(0.15, ge=0, lt=1, description="fraction of structures")
     held_out: dict[str, str] = Field(
         default_factory=lambda: {"particle_shape": "decahedron"},
         description="manifest column -> value never seen in training (generalisation test)",
     )
+
+    @model_validator(mode="after")
+    def _fractions(self) -> SplitConfig:
+        if self.val_fraction + self.test_fraction >= 1:
+            raise ValueError("val_fraction + test_fraction must be < 1")
+        return self
 
 
 class TrainingConfig(StrictModel):

@@ -9,7 +9,11 @@ One shard holds N images of the campaign (all images of the structures assigned 
     /labels/anion_occupancy      float32 (N, H, W)  atoms in the anion column at the pixel
     /labels/anion_fraction       float32 (N, H, W)  occupied fraction of anion sites (1 = full)
     /params/<column>             (N,)               one dataset per PARAM_COLUMNS entry
-    attrs                        provenance (etem.provenance.provenance), CONTRACT_VERSION
+    /columns/<column>            (M,)               the image columns of every image, one
+                                                    dataset per IMAGE_COLUMN_COLUMNS entry
+                                                    (row image_index = index in the shard)
+    attrs                        provenance (etem.provenance.provenance), contract_version,
+                                 shard, n_shards, n_images
 
 Units: lengths in Å unless the column name says nm; angles in mrad; energy in kV. To get
 counts at a dose D [e/Å²]: expected counts per pixel = clean * D * pixel_size_A**2.
@@ -44,12 +48,78 @@ PARAM_COLUMNS: dict[str, str] = {
     "slice_thickness_A": "float: multislice slice thickness [Å]",
     "sampling_A": "float: simulation sampling [Å]",
     "gpts": "int: simulation grid size [px] (square)",
+    "exit_plane": "int: 0-based slice index of the exit plane (abTEM Potential exit_planes)",
+    "n_slices": "int: slices of the whole structure",
     "parametrization": "str: potential parametrization",
+    "projection": "str: potential projection ('infinite' or 'finite')",
     "frozen_phonons": "int: frozen phonon configurations (0 = static)",
+    "frozen_phonon_sigma_A": "float: thermal displacement rms per direction [Å]",
     "detector_mtf": "str: detector MTF model",
     "seed": "int: seed of this image's random choices",
 }
 
 STRING_COLUMNS = frozenset(
-    {"image_id", "structure_id", "family", "structure_path", "parametrization", "detector_mtf"}
+    {
+        "image_id", "structure_id", "family", "structure_path", "parametrization", "projection",
+        "detector_mtf",
+    }
 )
+
+#: Per-image column tables in ``/columns`` of a shard: the structure's columns above the exit
+#: plane, at their image positions (after the tilt shift), as drawn into the label maps.
+IMAGE_COLUMN_COLUMNS: dict[str, str] = {
+    "image_index": "int: index of the image in the shard",
+    "column_id": "int: column id of the structure's column table",
+    "x_A": "float: image position along x (image columns) [Å]",
+    "y_A": "float: image position along y (image rows) [Å]",
+    "element": "str: element of the column",
+    "site": "str: 'cation', 'anion' or 'metal'",
+    "n_atoms": "int: atoms above the exit plane",
+    "n_sites": "int: lattice sites above the exit plane",
+    "occupancy": "float: n_atoms / n_sites",
+}
+
+IMAGE_COLUMN_STRINGS = frozenset({"element", "site"})
+
+# --------------------------------------------------------------------------------------------
+# Synthetic movie (``etem simulate-movie``, read by the movie stage and unsupervised training)
+# --------------------------------------------------------------------------------------------
+MOVIE_CONTRACT_VERSION = 1
+
+MOVIE_LAYOUT = """\
+/frames        float32 (T, H, W)  noisy frames in counts (Poisson at dose_e_per_px_per_frame)
+/clean         float32 (T, H, W)  expected counts per pixel (clean image * dose per pixel)
+/events        int64   (E,)       frame indices where the structure changes
+/event_kinds   str     (E,)       what changed at each event ('surface_loss', ...)
+/drift_px      float64 (T, 2)     applied stage drift (x, y) [px]
+/columns/<c>   (M,)               per-frame column tables, MOVIE_COLUMN_COLUMNS
+attrs: pixel_size_A [Å], frame_time_s [s], dose_e_per_px_per_frame [e/px],
+       dose_e_per_A2_per_frame [e/Å²], structure_id, defocus_nm, thickness_nm,
+       contract_version, provenance (etem.provenance.provenance)
+"""
+
+#: Per-frame column tables of a synthetic movie (``/columns/<name>``).
+MOVIE_COLUMN_COLUMNS: dict[str, str] = {
+    "frame": "int: frame index",
+    "column_id": "int: column id within the frame's structure state",
+    "x_A": "float: image position along x, incl. drift [Å]",
+    "y_A": "float: image position along y, incl. drift [Å]",
+    "element": "str: element of the column",
+    "site": "str: 'cation', 'anion' or 'metal'",
+    "n_atoms": "int: atoms in the column",
+    "n_sites": "int: lattice sites in the column",
+    "occupancy": "float: n_atoms / n_sites",
+}
+
+MOVIE_COLUMN_STRINGS = frozenset({"element", "site"})
+
+#: Attributes every synthetic movie carries.
+MOVIE_ATTRS: dict[str, str] = {
+    "pixel_size_A": "float: pixel size [Å]",
+    "frame_time_s": "float: time between frames [s]",
+    "dose_e_per_px_per_frame": "float: mean dose in vacuum [e/px/frame]",
+    "dose_e_per_A2_per_frame": "float: dose [e/Å²/frame]",
+    "structure_id": "str: structure of the manifest that was animated",
+    "defocus_nm": "float: defocus [nm], abTEM convention",
+    "thickness_nm": "float: exit-plane depth [nm]",
+}

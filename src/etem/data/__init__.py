@@ -1,0 +1,1 @@
+"""Training data: PyTorch datasets over the HDF5 image shards and movies, splits, augmentation."""

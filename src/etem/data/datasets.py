@@ -1,0 +1,299 @@
+"""PyTorch datasets streaming from the HDF5 image shards and from movies.
+
+Every sample is addressed by a key ``(step, j)`` (``j``-th patch of optimizer step ``step``);
+its image, crop, dihedral transform, dose and noise all derive from
+``etem.seeding.rng(seed, purpose, step, j)``. Batches are therefore identical whatever the
+number of workers, and a resumed run sees exactly the data an uninterrupted one would
+(no sampler state to checkpoint). Validation samples use keys ``(-1, k)``: a fixed image,
+centre crop and dose (doses spread log-uniformly over the range).
+
+HDF5 files are opened lazily, once per process (safe with DataLoader workers), and only
+the crop is read from disk.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from etem.data.augment import dihedral
+from etem.data.noise import counts_at_dose, log_uniform
+from etem.errors import InputError
+from etem.models.inputs import image_input, normalize
+from etem.seeding import rng as seeded_rng
+
+VAL_STEP = -1
+
+
+def read_index(index_path: str | os.PathLike[str], manifest_path: str | None = None) -> Any:
+    """The image index with absolute shard paths (column ``shard_path``).
+
+    Manifest columns (e.g. ``particle_shape``) are merged by ``structure_id`` when a structures
+    manifest is given or found at ``<results>/structures/manifest.csv`` beside the index folder.
+    """
+    from etem.io import read_table
+
+    index_path = Path(index_path)
+    df = read_table(index_path)
+    need = {"structure_id", "family", "pixel_size_A", "shard", "index_in_shard"}
+    missing = need - set(df.columns)
+    if missing:
+        raise InputError(f"index {index_path}: missing columns {sorted(missing)}")
+    if len(df) == 0:
+        raise InputError(f"index {index_path}: no images")
+    df = df.copy()
+    df["structure_id"] = df["structure_id"].astype(str)
+    df["shard_path"] = [str((index_path.parent / s).resolve()) for s in df["shard"]]
+    default = index_path.parent.parent / "structures" / "manifest.csv"
+    mpath = Path(manifest_path) if manifest_path else default
+    if mpath.exists():
+        man = read_table(mpath)
+        if "structure_id" in man.columns:
+            man = man.copy()
+            man["structure_id"] = man["structure_id"].astype(str)
+            extra = [c for c in man.columns if c not in df.columns]
+            df = df.merge(man[["structure_id", *extra]], on="structure_id", how="left")
+    elif manifest_path:
+        raise InputError(f"structures manifest {mpath}: no such file")
+    return df
+
+
+class _ShardFiles:
+    """h5py files opened on first use, per process (re-opened after a fork)."""
+
+    def __init__(self) -> None:
+        self._pid = -1
+        self._files: dict[str, Any] = {}
+
+    def get(self, path: str) -> Any:
+        import h5py
+
+        if self._pid != os.getpid():
+            self._files, self._pid = {}, os.getpid()
+        f = self._files.get(path)
+        if f is None:
+            try:
+                f = h5py.File(path, "r")
+            except (OSError, FileNotFoundError) as exc:
+                raise InputError(f"image shard {path}: cannot open ({exc})") from None
+            self._files[path] = f
+        return f
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"_pid": -1, "_files": {}}
+
+
+class ImagePatchDataset:
+    """Noisy/clean (denoiser) or noisy/labels (segmenter) patches from the image shards.
+
+    Parameters
+    ----------
+    index : pandas.DataFrame
+        Rows of the images to draw from (from :func:`read_index`, already split/filtered).
+    task : {'denoiser', 'segmenter'}
+    patch_px : int
+        Training crop [px] (validation uses ``val_patch_px``).
+    dose_range_e_per_A2 : (float, float)
+        Training doses [e/Å²], drawn log-uniformly.
+    seed : int
+        Root seed.
+    dose_conditioned : bool
+        Add the noise-level channel to the input.
+    max_occupancy : int
+        Segmenter: occupancy labels are clipped to 0..max_occupancy.
+    val_patch_px : int
+        Validation centre-crop size [px].
+    """
+
+    def __init__(
+        self,
+        index: Any,
+        task: str,
+        patch_px: int,
+        dose_range_e_per_A2: tuple[float, float],
+        seed: int,
+        dose_conditioned: bool = False,
+        max_occupancy: int = 12,
+        val_patch_px: int = 128,
+        purpose: str = "train",
+        read_noise_e: float = 0.0,
+        gain: float = 1.0,
+    ) -> None:
+        if len(index) == 0:
+            raise InputError(f"no images for the {task} {purpose} set")
+        self.rows = index.reset_index(drop=True)
+        self.task = task
+        self.patch_px = int(patch_px)
+        self.val_patch_px = int(val_patch_px)
+        self.dose_range = (float(dose_range_e_per_A2[0]), float(dose_range_e_per_A2[1]))
+        self.seed = int(seed)
+        self.dose_conditioned = dose_conditioned
+        self.max_occupancy = int(max_occupancy)
+        self.purpose = purpose
+        self.read_noise_e = float(read_noise_e)
+        self.gain = float(gain)
+        self._files = _ShardFiles()
+        self._shape: tuple[int, int] | None = None
+
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        """(H, W) of the images [px]."""
+        if self._shape is None:
+            row = self.rows.iloc[0]
+            shp = self._files.get(row["shard_path"])["clean"].shape
+            self._shape = (int(shp[1]), int(shp[2]))
+        return self._shape
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
+        step, j = key
+        h, w = self.image_shape
+        if step == VAL_STEP:
+            r = seeded_rng(self.seed, self.purpose, "val", j)
+            pos = j % len(self.rows)
+            p = min(self.val_patch_px, h, w)
+            y0, x0, k = (h - p) // 2, (w - p) // 2, 0
+            n = max(1, getattr(self, "n_val", 1))
+            lo, hi = self.dose_range
+            dose = float(np.exp(np.log(lo) + (np.log(hi) - np.log(lo)) * ((j % n) + 0.5) / n))
+        else:
+            r = seeded_rng(self.seed, self.purpose, step, j)
+            pos = int(r.integers(len(self.rows)))
+            p = min(self.patch_px, h, w)
+            y0, x0 = int(r.integers(h - p + 1)), int(r.integers(w - p + 1))
+            k = int(r.integers(8))
+            dose = log_uniform(r, *self.dose_range)
+        row = self.rows.iloc[pos]
+        f = self._files.get(row["shard_path"])
+        i = int(row["index_in_shard"])
+        sl = (i, slice(y0, y0 + p), slice(x0, x0 + p))
+        clean = np.asarray(f["clean"][sl], dtype=np.float32)
+        px = float(row["pixel_size_A"])
+        dose_px = dose * px**2
+        counts = counts_at_dose(clean, dose, px, r, self.read_noise_e, self.gain)
+        norm = normalize(counts, dose_px * self.gain)  # counts per vacuum pixel
+        out: dict[str, Any] = {
+            "input": dihedral(image_input(norm, dose_px, self.dose_conditioned), k),
+            "dose_e_per_px": np.float32(dose_px),
+        }
+        if self.task == "denoiser":
+            out["target"] = dihedral(clean[None], k)
+        else:
+            lab = f["labels"]
+            out["class"] = dihedral(np.asarray(lab["class"][sl], dtype=np.int64), k)
+            for name in ("cation", "anion"):
+                occ = np.asarray(lab[f"{name}_occupancy"][sl], dtype=np.float32)
+                occ = np.clip(np.rint(occ), 0, self.max_occupancy).astype(np.int64)
+                out[name] = dihedral(occ, k)
+        return out
+
+
+class MoviePatchDataset:
+    """Windows of ``n_frames`` consecutive frames of a noisy movie (blind-spot training).
+
+    The input is the window (reflected at the movie ends) normalised by ``scale`` [e/px]; the
+    target is the noisy middle frame (same normalisation). ``clean`` (optional, synthetic
+    movies) gives validation ground truth, rescaled to mean 1 like the normalised frames.
+    """
+
+    def __init__(
+        self,
+        frames: Any,
+        n_frames: int,
+        patch_px: int,
+        scale_e_per_px: float,
+        seed: int,
+        clean: Any = None,
+        val_patch_px: int = 128,
+        purpose: str = "train",
+    ) -> None:
+        if len(frames.shape) != 3:
+            raise InputError(f"movie frames must be (T, H, W), got shape {tuple(frames.shape)}")
+        if frames.shape[0] < n_frames:
+            raise InputError(f"movie has {frames.shape[0]} frames, the network needs {n_frames}")
+        self.frames = frames
+        self.clean = clean
+        self.n_frames = n_frames
+        self.patch_px = patch_px
+        self.val_patch_px = val_patch_px
+        self.scale = float(scale_e_per_px)
+        self.seed = seed
+        self.purpose = purpose
+        self.clean_factor = 1.0
+        if clean is not None:  # clean in its own units -> the units of the normalised frames
+            m = min(int(frames.shape[0]), 8)
+            f_mean = float(np.mean(np.asarray(frames[:m], dtype=np.float64)))
+            c_mean = float(np.mean(np.asarray(clean[:m], dtype=np.float64)))
+            self.clean_factor = f_mean / (max(c_mean, 1e-12) * self.scale)
+
+    def __len__(self) -> int:
+        return int(self.frames.shape[0])
+
+    def window(self, t: int) -> list[int]:
+        """Frame indices centred on ``t``, reflected at the movie ends."""
+        return reflect_window(t, self.n_frames, int(self.frames.shape[0]))
+
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
+        step, j = key
+        t_all, h, w = (int(s) for s in self.frames.shape)
+        if step == VAL_STEP:
+            p = min(self.val_patch_px, h, w)
+            n = max(1, getattr(self, "n_val", 1))
+            t = int((j % n + 0.5) * t_all / n)
+            y0, x0, k = (h - p) // 2, (w - p) // 2, 0
+        else:
+            r = seeded_rng(self.seed, self.purpose, step, j)
+            p = min(self.patch_px, h, w)
+            t = int(r.integers(t_all))
+            y0, x0 = int(r.integers(h - p + 1)), int(r.integers(w - p + 1))
+            k = int(r.integers(8))
+        ys, xs = slice(y0, y0 + p), slice(x0, x0 + p)
+        stack = np.stack(
+            [np.asarray(self.frames[i, ys, xs], dtype=np.float32) for i in self.window(t)]
+        )
+        x = dihedral(stack / self.scale, k)
+        out: dict[str, Any] = {"input": x, "target": x[self.n_frames // 2][None].copy()}
+        if self.clean is not None:
+            c = np.asarray(self.clean[t, ys, xs], dtype=np.float32) * self.clean_factor
+            out["clean"] = dihedral(c[None], k)
+        return out
+
+
+def reflect_window(t: int, n_frames: int, t_all: int) -> list[int]:
+    """``n_frames`` indices centred on ``t`` in 0..t_all-1, reflected (not repeated) at the ends."""
+    half = n_frames // 2
+    out = []
+    for i in range(t - half, t + half + 1):
+        if t_all == 1:
+            out.append(0)
+            continue
+        period = 2 * (t_all - 1)
+        i = i % period
+        out.append(i if i < t_all else period - i)
+    return out
+
+
+def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack a list of samples into a batch of torch tensors."""
+    import torch
+
+    return {k: torch.from_numpy(np.stack([s[k] for s in samples])) for k in samples[0]}
+
+
+class StepBatches:
+    """Batch sampler: lists of keys ``(step, j)`` for steps ``start..stop-1``."""
+
+    def __init__(self, start: int, stop: int, batch_size: int) -> None:
+        self.start, self.stop, self.batch_size = start, stop, batch_size
+
+    def __iter__(self) -> Any:
+        for s in range(self.start, self.stop):
+            yield [(s, j) for j in range(self.batch_size)]
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)

@@ -1,0 +1,153 @@
+"""Figures of the benchmark: metric vs dose, heat maps, example panels, calibration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save(fig: Any, path: Path) -> Path:
+    """Save a figure atomically as PNG (no timestamps in the file) and close it."""
+    from etem.io import atomic_path
+
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=100, bbox_inches="tight", metadata={"Software": None})
+    _plt().close(fig)
+    return path
+
+
+def metric_vs_dose(summary: pd.DataFrame, metric: str, ylabel: str) -> Any:
+    """Mean ± s.e.m. of ``metric`` vs dose, one line per method."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    sel = summary[summary["subset"].str.fullmatch(r"dose_e_per_A2=[0-9.e+]+")]
+    for method, g in sel.groupby("method", sort=False):
+        d = g["subset"].str.split("=").str[1].astype(float)
+        order = np.argsort(d.to_numpy())
+        ax.errorbar(d.to_numpy()[order], g[f"{metric}_mean"].to_numpy()[order],
+                    yerr=g[f"{metric}_sem"].to_numpy()[order], marker="o", capsize=2,
+                    label=method)
+    ax.set_xscale("log")
+    ax.set_xlabel("dose [e/Å²]")
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def heatmap(per_image: pd.DataFrame, method: str, axis: str, metric: str = "psnr_db") -> Any:
+    """Mean ``metric`` of ``method`` over dose (rows) x ``axis`` values (columns)."""
+    plt = _plt()
+    g = per_image[per_image["method"] == method]
+    tab = g.pivot_table(index="dose_e_per_A2", columns=axis, values=metric, aggfunc="mean")
+    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * max(tab.shape[1], 1), 1.0 + 0.5 * tab.shape[0]))
+    im = ax.imshow(tab.to_numpy(), aspect="auto", cmap="viridis")
+    ax.set_xticks(range(tab.shape[1]), [str(c) for c in tab.columns], fontsize=7, rotation=30)
+    ax.set_yticks(range(tab.shape[0]), [f"{v:g}" for v in tab.index], fontsize=7)
+    for (i, j), v in np.ndenumerate(tab.to_numpy()):
+        if np.isfinite(v):
+            ax.text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=6, color="w")
+    ax.set_xlabel(axis)
+    ax.set_ylabel("dose [e/Å²]")
+    ax.set_title(f"{method}: {metric}", fontsize=8)
+    fig.colorbar(im, ax=ax)
+    return fig
+
+
+def examples(example_list: list[dict[str, Any]]) -> Any:
+    """Example panels: clean, then every method's output, one row per (image, dose)."""
+    plt = _plt()
+    if not example_list:
+        return None
+    names = list(example_list[0]["outs"])
+    ncol = 1 + len(names)
+    fig, axes = plt.subplots(len(example_list), ncol, figsize=(1.8 * ncol, 1.9 * len(example_list)),
+                             squeeze=False)
+    for r, ex in enumerate(example_list):
+        lo, hi = np.percentile(ex["clean"], [1, 99])
+        panels = [("clean", ex["clean"])] + [(n, ex["outs"][n]) for n in names]
+        for c, (title, img) in enumerate(panels):
+            ax = axes[r, c]
+            ax.imshow(img, cmap="gray", vmin=lo, vmax=hi)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            sub = f"\n{ex['image_id']} @ {ex['dose']:g} e/Å²" if c == 0 else ""
+            ax.set_title(f"{title}{sub}", fontsize=6)
+    return fig
+
+
+def calibration(far: pd.DataFrame, null_fit: pd.DataFrame, lik: pd.DataFrame | None,
+                reliability: pd.DataFrame | None, cal: Any) -> Any:
+    """P-P plot (nominal vs observed false-alarm rate), statistic histograms, reliability."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    ax = axes[0]
+    grid = np.linspace(0.001, 0.3, 60)
+    if len(null_fit):
+        u = null_fit["u"].to_numpy()
+        p_cal = cal.calibrate_u(u, null_fit["lambda_vac"].to_numpy())
+        ax.plot(grid, [np.mean(u <= a) for a in grid], label="raw Poisson p (fit set)")
+        ax.plot(grid, [np.mean(p_cal <= a) for a in grid], label="calibrated (fit set)")
+    a = far[(far["dose_e_per_px"] == "all")] if len(far) else far
+    for kind, g in a.groupby("kind") if len(a) else []:
+        ax.errorbar(g["alpha"], g["observed"], yerr=2 * g["se"], fmt="o", capsize=2,
+                    label=f"{kind}, held out (±2 s.e.)")
+    ax.plot([0, 0.3], [0, 0.3], "k--", lw=0.8)
+    ax.set_xlabel("nominal false-alarm rate α")
+    ax.set_ylabel("observed on spurious detections")
+    ax.legend(fontsize=6)
+    ax.set_title("calibration on simulated vacuum", fontsize=8)
+    ax = axes[1]
+    bins = 40
+    if len(null_fit):
+        ax.hist(null_fit["llr"], bins=bins, density=True, alpha=0.5, label="spurious (vacuum)")
+    if lik is not None and len(lik):
+        ax.hist(lik.loc[lik["is_true"], "llr"], bins=bins, density=True, alpha=0.5,
+                label="true columns")
+        ax.hist(lik.loc[~lik["is_true"], "llr"], bins=bins, density=True, alpha=0.5,
+                label="unmatched in crystal images")
+    ax.set_xlabel("mean log-likelihood ratio [nats/px]")
+    ax.legend(fontsize=6)
+    ax.set_yscale("log")
+    ax = axes[2]
+    if reliability is not None and len(reliability):
+        ax.plot(reliability["p_pred_mean"], reliability["frac_true"], "o-")
+        for r in reliability.itertuples():
+            ax.annotate(str(r.n), (r.p_pred_mean, r.frac_true), fontsize=5)
+    ax.plot([0, 1], [0, 1], "k--", lw=0.8)
+    ax.set_xlabel("predicted P(true column)")
+    ax.set_ylabel("observed fraction true")
+    ax.set_title("reliability diagram (held-out vacuum + test columns)", fontsize=8)
+    return fig
+
+
+def likelihood_example(counts: np.ndarray, denoised: np.ndarray, tab: pd.DataFrame) -> Any:
+    """Noisy counts, denoised image and the columns coloured by confidence."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 3, figsize=(9, 3.2))
+    axes[0].imshow(counts, cmap="gray")
+    axes[0].set_title("noisy counts", fontsize=8)
+    axes[1].imshow(denoised, cmap="gray")
+    axes[1].set_title("denoised", fontsize=8)
+    axes[2].imshow(denoised, cmap="gray")
+    if len(tab):
+        sc = axes[2].scatter(tab["x_px"], tab["y_px"], c=tab["confidence"], cmap="RdYlGn",
+                             vmin=0, vmax=1, s=10)
+        fig.colorbar(sc, ax=axes[2], label="confidence")
+    axes[2].set_title("columns by confidence", fontsize=8)
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return fig

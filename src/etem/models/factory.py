@@ -1,0 +1,55 @@
+"""Build the networks from config: one place that maps a kind + architecture dict to a module."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from etem.errors import ConfigError
+
+KINDS = ("denoiser", "unsupervised", "segmenter")
+
+
+def architecture(kind: str, cfg: Any) -> dict[str, Any]:
+    """The architecture dict (stored in model files) of ``kind`` from its training config."""
+    from etem.simulation.contract import CLASSES
+
+    m = cfg.model
+    arch: dict[str, Any] = {
+        "kind": kind, "depth": m.depth, "base_channels": m.base_channels,
+    }
+    if kind == "denoiser":
+        arch.update(bias_free=m.bias_free, dose_conditioned=m.dose_conditioned,
+                    residual=cfg.residual)
+    elif kind == "segmenter":
+        arch.update(bias_free=m.bias_free, dose_conditioned=m.dose_conditioned,
+                    classes=list(CLASSES), max_occupancy=cfg.max_occupancy)
+    elif kind == "unsupervised":
+        arch.update(n_frames=cfg.n_frames)
+    else:
+        raise ConfigError(f"unknown model kind {kind!r}; expected one of {KINDS}")
+    return arch
+
+
+def build_model(arch: dict[str, Any]) -> nn.Module:
+    """A freshly initialised network from an architecture dict (see :func:`architecture`)."""
+    from etem.models.blindspot import BlindSpotDenoiser
+    from etem.models.unet import Denoiser, Segmenter
+
+    kind = arch.get("kind")
+    if kind == "denoiser":
+        return Denoiser(arch["depth"], arch["base_channels"], arch.get("bias_free", False),
+                        arch.get("dose_conditioned", False), arch.get("residual", True))
+    if kind == "segmenter":
+        return Segmenter(len(arch["classes"]), arch["max_occupancy"], arch["depth"],
+                         arch["base_channels"], arch.get("bias_free", False),
+                         arch.get("dose_conditioned", False))
+    if kind == "unsupervised":
+        return BlindSpotDenoiser(arch["n_frames"], arch["depth"], arch["base_channels"])
+    raise ConfigError(f"unknown model kind {kind!r}; expected one of {KINDS}")
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -1,0 +1,95 @@
+"""Model files: the weights plus everything needed to rebuild and use the network.
+
+A model file (``models/<kind>.pt``) is a ``torch.save`` dict::
+
+    format        "etem-model", version 1
+    meta          kind ('denoiser' | 'unsupervised' | 'segmenter'), arch (factory dict),
+                  config (the training config section), pixel_size_A, dose range [e/Å²],
+                  n_frames (unsupervised), classes / max_occupancy (segmenter),
+                  metrics (final validation), provenance, mlflow_run_id, signature
+    state_dict    float32 weights (CPU tensors)
+
+Loading uses ``weights_only=True`` (no arbitrary code), rebuilds the network with
+:func:`etem.models.factory.build_model` and loads the weights strictly.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from etem.errors import InputError
+from etem.io import atomic_path
+
+FORMAT = "etem-model"
+VERSION = 1
+
+
+def save_model(path: str | os.PathLike[str], model: nn.Module, meta: dict[str, Any]) -> Path:
+    """Write ``model`` and ``meta`` to ``path`` atomically. ``meta`` needs ``kind`` and ``arch``."""
+    for key in ("kind", "arch"):
+        if key not in meta:
+            raise ValueError(f"model meta needs {key!r}")
+    state = {k: v.detach().to("cpu", torch.float32).contiguous().clone()
+             for k, v in model.state_dict().items()}
+    blob = {"format": FORMAT, "version": VERSION, "meta": _plain(meta), "state_dict": state}
+    path = Path(path)
+    buf = io.BytesIO()  # not the temp file: torch names the archive after the file name
+    torch.save(blob, buf)
+    with atomic_path(path, suffix=".tmp") as tmp:
+        tmp.write_bytes(buf.getvalue())
+    return path
+
+
+def load_model(
+    path: str | os.PathLike[str], device: str = "cpu"
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Load a model file: ``(network in eval mode on device, meta)``.
+
+    Raises :class:`~etem.errors.InputError` if the file is missing, not a model file, or
+    its weights do not fit its architecture.
+    """
+    from etem.models.factory import build_model
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"model file {path}: no such file")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        why = type(exc).__name__
+        raise InputError(f"model file {path}: not a readable model file ({why})") from None
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise InputError(f"model file {path}: not an etem model file")
+    if blob.get("version") != VERSION:
+        raise InputError(f"model file {path}: unsupported version {blob.get('version')}")
+    meta = blob["meta"]
+    try:
+        model = build_model(meta["arch"])
+        model.load_state_dict(blob["state_dict"], strict=True)
+    except Exception as exc:
+        raise InputError(f"model file {path}: weights do not fit ({exc})") from None
+    model.to(device).eval()
+    return model, meta
+
+
+def _plain(obj: Any) -> Any:
+    """Meta as plain Python types (what ``weights_only`` loading accepts)."""
+    import numpy as np
+
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    if obj is None or isinstance(obj, bool | int | float | str):
+        return obj
+    return str(obj)

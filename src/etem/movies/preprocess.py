@@ -1,0 +1,162 @@
+"""Frame preprocessing: temporal summing, spatial binning and drift correction.
+
+Counts stay counts: summing and binning add counts (Poisson statistics are kept), and drift
+is corrected by **integer-pixel** shifts of the counts (no interpolation, so the noise stays
+Poisson and the denoiser sees the statistics it was trained on). The sub-pixel remainder of
+the measured drift is kept and added to column positions, which are therefore in the frame of
+the first frame with sub-pixel accuracy.
+
+Drift is measured by cross-correlation (``skimage.registration.phase_cross_correlation``
+without phase normalisation, which is unstable at < 1 e/px) of each Gaussian-smoothed frame
+against an exponentially weighted reference of the already aligned frames.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from etem.errors import InputError
+
+log = logging.getLogger("etem.movies.preprocess")
+
+
+def bin_frames(frames: np.ndarray, factor: int) -> np.ndarray:
+    """Sum ``factor`` x ``factor`` pixel blocks of (N, H, W) frames (edges cropped) [counts]."""
+    if factor == 1:
+        return frames
+    n, h, w = frames.shape
+    hb, wb = h // factor, w // factor
+    if hb == 0 or wb == 0:
+        raise InputError(f"bin factor {factor} larger than the frame ({h}x{w} px)")
+    cut = frames[:, : hb * factor, : wb * factor]
+    return cut.reshape(n, hb, factor, wb, factor).sum(axis=(2, 4), dtype=np.float32)
+
+
+def split_counts(frame: np.ndarray, k: int, seed: int, t: int) -> np.ndarray:
+    """Upsample a frame of counts k x k by splitting each count over k² sub-pixels.
+
+    Integer counts are split multinomially with equal probabilities (seeded per frame), so
+    Poisson counts of mean lambda become independent Poisson counts of mean lambda / k²: the
+    noise statistics a model trained at the finer pixel expects. Non-integer values (gain-
+    normalised data) are spread evenly.
+    """
+    from etem.seeding import rng
+
+    h, w = frame.shape
+    rounded = np.rint(frame)
+    if np.all(rounded == frame) and np.all(frame >= 0):
+        parts = rng(seed, "apply", "split_counts", t).multinomial(
+            rounded.astype(np.int64), np.full(k * k, 1.0 / (k * k))
+        )
+        out = parts.reshape(h, w, k, k).transpose(0, 2, 1, 3).reshape(h * k, w * k)
+        return out.astype(np.float32)
+    return np.repeat(np.repeat(frame / (k * k), k, axis=0), k, axis=1).astype(np.float32)
+
+
+def sum_frames(frames: np.ndarray, n_sum: int) -> np.ndarray:
+    """Sum groups of ``n_sum`` consecutive frames (a trailing incomplete group is dropped)."""
+    if n_sum == 1:
+        return frames
+    n = frames.shape[0] // n_sum
+    return frames[: n * n_sum].reshape(n, n_sum, *frames.shape[1:]).sum(axis=1, dtype=np.float32)
+
+
+def shift_integer(frame: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """Shift a frame by whole pixels (content moves by +dy, +dx); edges filled by reflection."""
+    if dy == 0 and dx == 0:
+        return frame
+    h, w = frame.shape
+    py, px = min(abs(dy), h - 1), min(abs(dx), w - 1)
+    padded = np.pad(frame, ((py, py), (px, px)), mode="reflect")
+    return padded[
+        py - np.clip(dy, -py, py) : py - np.clip(dy, -py, py) + h,
+        px - np.clip(dx, -px, px) : px - np.clip(dx, -px, px) + w,
+    ]
+
+
+@dataclass
+class DriftCorrector:
+    """Stateful drift correction over a stream of frames.
+
+    Each Gaussian-smoothed frame is first shifted by the whole-pixel drift of the previous
+    frame, then cross-correlated (FFT) with the reference; the correlation peak is searched
+    only within ``max_step_px`` of zero, so the periodicity of a crystal lattice cannot make
+    the registration jump by a lattice vector. A parabolic fit around the peak gives the
+    sub-pixel part.
+
+    Parameters
+    ----------
+    smooth_px : float
+        Gaussian smoothing of frames before correlation [px].
+    alpha : float
+        Weight of each new aligned frame in the reference (EWMA).
+    max_step_px : float
+        Largest drift between consecutive frames [px].
+    """
+
+    smooth_px: float = 2.0
+    alpha: float = 0.2
+    max_step_px: float = 4.0
+
+    def __post_init__(self) -> None:
+        self.reference: np.ndarray | None = None
+        self._ref_fft: np.ndarray | None = None
+        self.last = np.zeros(2)
+
+    def __call__(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Aligned frame (integer shift) and the measured drift (dy, dx) [px] of the content."""
+        from scipy.ndimage import gaussian_filter
+
+        sm = gaussian_filter(frame.astype(np.float32), self.smooth_px)
+        sm -= sm.mean()
+        if self.reference is None:
+            self.reference = sm
+            return frame, np.zeros(2)
+        iy0, ix0 = (int(v) for v in np.round(self.last))
+        pre = shift_integer(sm, -iy0, -ix0)
+        residual = _peak_shift(self.reference, pre, self.max_step_px)
+        drift = np.array([iy0, ix0], dtype=np.float64) + residual
+        self.last = drift
+        iy, ix = (int(v) for v in np.round(drift))
+        aligned = shift_integer(frame, -iy, -ix)
+        # the reference gets the sub-pixel aligned frame, so it stays anchored to frame 0
+        from scipy.ndimage import fourier_shift
+
+        sub = np.fft.ifft2(fourier_shift(np.fft.fft2(sm), -drift)).real.astype(np.float32)
+        self.reference = (1 - self.alpha) * self.reference + self.alpha * sub
+        return aligned, drift
+
+
+def _window(shape: tuple[int, ...]) -> np.ndarray:
+    """Separable Hann window that suppresses the frame edges (wrap-around, drifted-in strips)."""
+    wy, wx = np.hanning(shape[0]), np.hanning(shape[1])
+    return np.outer(wy, wx).astype(np.float32)
+
+
+def _peak_shift(ref: np.ndarray, mov: np.ndarray, radius: float) -> np.ndarray:
+    """Shift (dy, dx) [px] of the content of ``mov`` relative to ``ref`` within ``radius``."""
+    win = _window(ref.shape)
+    ref = (ref - ref.mean()) * win
+    mov = (mov - mov.mean()) * win
+    cc = np.fft.irfft2(np.conj(np.fft.rfft2(ref)) * np.fft.rfft2(mov), s=ref.shape)
+    cc = np.fft.fftshift(cc)
+    cy, cx = ref.shape[0] // 2, ref.shape[1] // 2
+    r = int(np.ceil(radius))
+    win = cc[cy - r : cy + r + 1, cx - r : cx + r + 1]
+    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
+    win = np.where(yy**2 + xx**2 <= radius**2, win, -np.inf)
+    py, px = np.unravel_index(int(np.argmax(win)), win.shape)
+    out = np.array([py - r, px - r], dtype=np.float64)
+    for axis, (p, n) in enumerate(((py, win.shape[0]), (px, win.shape[1]))):
+        if 0 < p < n - 1:
+            if axis == 0:
+                a, b, c = win[p - 1, px], win[p, px], win[p + 1, px]
+            else:
+                a, b, c = win[py, p - 1], win[py, p], win[py, p + 1]
+            den = a - 2 * b + c
+            if np.isfinite(den) and den < 0:
+                out[axis] += float(np.clip(0.5 * (a - c) / den, -0.5, 0.5))
+    return out

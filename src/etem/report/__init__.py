@@ -1,0 +1,1 @@
+"""The campaign report (``etem report``): one self-contained HTML file."""

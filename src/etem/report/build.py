@@ -1,0 +1,390 @@
+"""The campaign report: one self-contained HTML file built from a results folder.
+
+Each section renders what exists under the results folder (``etem.paths.Layout``) and says
+clearly what is missing: structures gallery, simulation examples, training curves (from
+MLflow), benchmark tables and figures, likelihood calibration, movie results
+(``apply/<movie>/``), the config, provenance and the MLflow runs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from etem.paths import Layout
+from etem.report import html as H
+
+log = logging.getLogger("etem.report.build")
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _read_table(path: Path) -> pd.DataFrame | None:
+    from etem.io import read_table
+
+    try:
+        return read_table(path)
+    except Exception as exc:  # a broken file must not break the whole report
+        log.warning("cannot read %s: %s", path, exc)
+        return None
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out += _flat(v, key + ".")
+        elif isinstance(v, float):
+            out.append((key, f"{v:.4g}"))
+        elif isinstance(v, list) and len(v) > 12:
+            out.append((key, f"[{len(v)} items]"))
+        else:
+            out.append((key, str(v)))
+    return out
+
+
+# -- sections ---------------------------------------------------------------------------
+def section_structures(layout: Layout) -> str:
+    """Structure counts and a gallery of projected structures (top view)."""
+    man_p = layout.structures_manifest
+    man = _read_table(man_p) if man_p.exists() else None
+    if man is None:
+        return H.missing(f"no structures manifest ({man_p}): the structures stage has not run")
+    body = [f"<p>{len(man)} structures.</p>"]
+    group = [c for c in ("family", "material", "particle_shape", "zone_axis") if c in man.columns]
+    if group:
+        counts = man.groupby(group, dropna=False).size().reset_index(name="n")
+        body.append(H.table(counts))
+    gallery = _structure_gallery(man, man_p.parent)
+    body.append(gallery or H.missing("no structure files could be read for the gallery"))
+    return "".join(body)
+
+
+def _structure_gallery(man: pd.DataFrame, base: Path, n: int = 6) -> str:
+    if "path" not in man.columns:
+        return ""
+    try:
+        from ase.io import read
+    except ImportError:
+        return ""
+    plt = _plt()
+    picks = man.groupby("family").head(max(n // 2, 1)) if "family" in man.columns else man.head(n)
+    picks = picks.head(n)
+    fig, axes = plt.subplots(1, len(picks), figsize=(2.6 * len(picks), 2.8), squeeze=False)
+    ok = 0
+    for ax, row in zip(axes[0], picks.itertuples(), strict=False):
+        try:
+            atoms = read(base / str(row.path))
+        except Exception:
+            ax.set_axis_off()
+            continue
+        pos = atoms.get_positions()
+        syms = np.asarray(atoms.get_chemical_symbols())
+        for el, col in (("O", "tab:red"), ("Ce", "tab:orange"), ("Sr", "tab:green"),
+                        ("Ti", "tab:blue"), ("Pt", "tab:gray")):
+            sel = syms == el
+            if sel.any():
+                ax.scatter(pos[sel, 0], pos[sel, 1], s=2, c=col, label=el)
+        ax.set_aspect("equal")
+        ax.invert_yaxis()
+        ax.set_title(str(getattr(row, "structure_id", "")), fontsize=7)
+        ax.tick_params(labelsize=6)
+        ok += 1
+    if not ok:
+        plt.close(fig)
+        return ""
+    axes[0][0].legend(fontsize=5, markerscale=3)
+    return H.figure(fig, "Projected atom positions (x right, y down, beam along z) [Å]")
+
+
+def section_simulation(layout: Layout, config: Any) -> str:
+    """Image counts per axis and example clean/noisy images."""
+    idx_p = layout.simulation_index
+    idx = _read_table(idx_p) if idx_p.exists() else None
+    if idx is None:
+        return H.missing(f"no image index ({idx_p}): the simulation stage has not run")
+    body = [f"<p>{len(idx)} images.</p>"]
+    axes = [c for c in ("family", "thickness_nm", "defocus_nm", "tilt_x_mrad") if c in idx.columns]
+    if axes:
+        body.append(H.table(idx.groupby(axes[:2]).size().reset_index(name="n")))
+    try:
+        body.append(_simulation_examples(idx, idx_p.parent, config))
+    except Exception as exc:
+        body.append(H.missing(f"example images could not be read: {exc}"))
+    return "".join(body)
+
+
+def _simulation_examples(idx: pd.DataFrame, base: Path, config: Any, n: int = 4) -> str:
+    import h5py
+
+    from etem.seeding import rng
+
+    plt = _plt()
+    picks = idx.groupby("family").head(2).head(n) if "family" in idx.columns else idx.head(n)
+    dose = float(config.noise.benchmark_doses_e_per_A2[0])
+    fig, axes = plt.subplots(2, len(picks), figsize=(2.4 * len(picks), 5), squeeze=False)
+    for j, row in enumerate(picks.itertuples()):
+        with h5py.File(base / str(row.shard), "r") as fh:
+            clean = np.asarray(fh["clean"][int(row.index_in_shard)], dtype=np.float64)
+        px = float(row.pixel_size_A)
+        noisy = rng(config.seed, "report", str(row.image_id)).poisson(clean * dose * px * px)
+        axes[0, j].imshow(clean, cmap="gray")
+        axes[0, j].set_title(f"{row.image_id}\nclean", fontsize=6)
+        axes[1, j].imshow(noisy, cmap="gray")
+        axes[1, j].set_title(f"{dose:g} e/Å²", fontsize=6)
+        for ax in axes[:, j]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    return H.figure(fig, "Simulated images (clean, and with Poisson noise at the lowest "
+                         "benchmark dose)")
+
+
+def section_training(runs: pd.DataFrame | None, config: Any) -> str:
+    """Training curves of the train-* stage runs (metric histories from MLflow)."""
+    if runs is None:
+        return H.missing("MLflow runs not available (tracking disabled or no store)")
+    tr = runs[runs.get("tags.etem.stage", pd.Series(dtype=str)).astype(str).str.startswith("train")]
+    if tr.empty:
+        return H.missing("no training runs recorded in MLflow")
+    from mlflow.tracking import MlflowClient
+
+    from etem.tracking import tracking_uri
+
+    client = MlflowClient(tracking_uri=tracking_uri(config))
+    out = []
+    plt = _plt()
+    for stage, g in tr.groupby("tags.etem.stage"):
+        run = g.sort_values("start_time").iloc[-1]
+        rid = run["run_id"]
+        keys = [c.removeprefix("metrics.") for c in g.columns
+                if c.startswith("metrics.") and pd.notna(run[c])]
+        fig, ax = plt.subplots(figsize=(5, 3.2))
+        plotted = 0
+        for k in sorted(keys):
+            if not any(t in k for t in ("loss", "psnr", "lr")):
+                continue
+            hist = client.get_metric_history(rid, k)
+            if len(hist) > 1:
+                s = sorted(hist, key=lambda m: m.step)
+                ax.plot([m.step for m in s], [m.value for m in s], label=k)
+                plotted += 1
+        if plotted:
+            ax.set_xlabel("step")
+            if all("loss" in k for k in keys if k in ax.get_legend_handles_labels()[1]):
+                ax.set_yscale("log")
+            ax.legend(fontsize=6)
+            out.append(H.figure(fig, f"{stage}: run {rid}"))
+        else:
+            plt.close(fig)
+            out.append(H.missing(f"{stage}: run {rid} has no metric history"))
+    return "".join(out)
+
+
+def section_benchmark(layout: Layout) -> str:
+    """Benchmark tables and figures."""
+    d = layout.benchmark_dir
+    summary = _read_json(d / "summary.json")
+    if summary is None:
+        return H.missing(f"no benchmark results ({d}/summary.json): the benchmark stage has "
+                         "not run")
+    body = []
+    s = _read_table(d / "denoising_summary.csv")
+    if s is not None:
+        body.append("<h3>Denoising (PSNR [dB], SSIM), by dose</h3>")
+        sel = s[s["subset"].eq("all") | s["subset"].str.fullmatch(r"dose_e_per_A2=[0-9.e+]+")]
+        body.append(H.table(sel))
+        body.append("<h3>By split (test vs held-out family)</h3>")
+        body.append(H.table(s[s["subset"].str.startswith("split=")]))
+    for name, cap in (("psnr_vs_dose", "PSNR vs dose (mean ± s.e.m. over test images)"),
+                      ("ssim_vs_dose", "SSIM vs dose"), ("examples", "Example outputs")):
+        p = d / "figures" / f"{name}.png"
+        if p.exists():
+            body.append(H.png_file(p, cap))
+    for p in sorted((d / "figures").glob("heatmap_*.png")):
+        body.append(H.png_file(p, f"Mean PSNR of the primary method: {p.stem[8:]}", width=420))
+    c = _read_table(d / "columns_summary.csv") if (d / "columns_summary.csv").exists() else None
+    body.append("<h3>Column detection (precision, recall, position RMSE [pm])</h3>")
+    if c is not None:
+        body.append(H.table(c[c["subset"].eq("all")
+                              | c["subset"].str.fullmatch(r"dose_e_per_A2=[0-9.e+]+")]))
+    else:
+        body.append(H.missing("no column detection table (no labels in the shards)"))
+    cc = d / "columns_by_confidence.csv"
+    if cc.exists():
+        body.append("<p>Columns of the primary method kept at each calibrated confidence "
+                    "level (0 = every blob):</p>")
+        t = _read_table(cc)
+        body.append(H.table(t[t["subset"] == "all"] if t is not None else None))
+    u = _read_table(d / "umse.csv") if (d / "umse.csv").exists() else None
+    body.append("<h3>Unsupervised MSE (Morales) vs true MSE</h3>")
+    if u is not None:
+        agg = u.groupby(["method", "dose_e_per_A2"]).agg(
+            umse=("umse_counts2", "mean"), true_mse=("true_mse_counts2", "mean"),
+            mean_z=("z", "mean"), n=("z", "size")).reset_index()
+        body.append(H.table(agg))
+    else:
+        body.append(H.missing("no uMSE table"))
+    for name, title in (("segmentation", "Segmentation"), ("movie", "Synthetic movie")):
+        p = d / f"{name}.csv"
+        if p.exists():
+            t = _read_table(p)
+            body.append(f"<h3>{title}</h3>")
+            if t is not None and "subset" in t.columns:
+                t = t[t["subset"].eq("all")
+                      | t["subset"].str.fullmatch(r"dose_e_per_A2=[0-9.e+]+")]
+            body.append(H.table(t))
+    return "".join(body)
+
+
+def section_calibration(layout: Layout) -> str:
+    """Likelihood calibration: false-alarm table and figure."""
+    d = layout.benchmark_dir
+    cal = _read_json(d / "likelihood_calibration.json")
+    if cal is None:
+        return H.missing(f"no likelihood calibration ({d}/likelihood_calibration.json)")
+    body = [f"<p>Null fitted on {cal.get('meta', {}).get('n_null', '?')} spurious detections "
+            f"in simulated vacuum, {cal.get('meta', {}).get('n_true', '?')} true columns; "
+            f"vacuum-level bins [counts/px]: "
+            f"{', '.join(f'{v:.3g}' for v in cal.get('lambda_vac_bins', []))}.</p>"]
+    far = _read_table(d / "calibration_far.csv") if (d / "calibration_far.csv").exists() else None
+    if far is not None:
+        body.append("<p>False-alarm rate on held-out simulated vacuum (target: within ±2 "
+                    "percentage points of nominal):</p>")
+        body.append(H.table(far[far["dose_e_per_px"].astype(str) == "all"]))
+        cal_rows = far[(far["kind"] == "calibrated")]
+        ok = bool(cal_rows["within_2pp"].all()) if len(cal_rows) else False
+        cls = "ok" if ok else "bad"
+        body.append(f'<p class="{cls}">Calibrated false-alarm rates within ±2 pp of nominal '
+                    f'for every dose and level: {"yes" if ok else "no"}.</p>')
+    p = d / "figures" / "calibration.png"
+    if p.exists():
+        body.append(H.png_file(p, "Left: nominal vs observed false-alarm rate; middle: "
+                                  "statistic for spurious and true columns; right: reliability"))
+    return "".join(body)
+
+
+def section_movies(layout: Layout) -> str:
+    """Results of the movie stage, one subsection per ``apply/<movie>/``."""
+    base = layout.root / "apply"
+    dirs = sorted(p for p in base.glob("*") if p.is_dir()) if base.exists() else []
+    if not dirs:
+        return H.missing(f"no movie results ({base}/<movie>/): the apply stage has not run")
+    out = []
+    for d in dirs:
+        out.append(f"<h3>{H.esc(d.name)}</h3>")
+        summ = _read_json(d / "summary.json")
+        if summ is None:
+            out.append(H.missing(f"{d}/summary.json missing: the run is incomplete"))
+        else:
+            flat = [(k, v) for k, v in _flat(summ) if not k.startswith("provenance")]
+            out.append(H.table(pd.DataFrame(flat, columns=["key", "value"]), max_rows=40))
+        ev = d / "events.csv"
+        if ev.exists():
+            t = _read_table(ev)
+            out.append("<p>Events:</p>" + H.table(t))
+        for p in sorted(d.glob("*.png")):
+            out.append(H.png_file(p, p.stem.replace("_", " "), width=520))
+    return "".join(out)
+
+
+def section_provenance(config: Any, layout: Layout, runs: pd.DataFrame | None) -> str:
+    """Config, provenance and MLflow runs."""
+    from etem.provenance import provenance
+    from etem.tracking import tracking_uri
+
+    prov = provenance(config, "report")
+    body = ["<h3>Provenance</h3>",
+            H.table(pd.DataFrame(_flat(prov), columns=["key", "value"]), max_rows=80)]
+    bench = _read_json(layout.benchmark_dir / "summary.json")
+    if bench and "provenance" in bench:
+        same = bench["provenance"].get("config_hash") == prov["config_hash"]
+        body.append(f"<p>Benchmark produced with config hash "
+                    f"{H.esc(bench['provenance'].get('config_hash'))} "
+                    f"({'same as' if same else '<b>differs from</b>'} this report's), git commit "
+                    f"{H.esc(bench['provenance'].get('git_commit'))}.</p>")
+    body.append("<h3>MLflow runs</h3>")
+    if config.tracking.enabled:
+        body.append(f"<p>Tracking store: <code>{H.esc(tracking_uri(config))}</code> (open with "
+                    f"<code>mlflow ui --backend-store-uri {H.esc(tracking_uri(config))}</code>)"
+                    "</p>")
+    if runs is None or runs.empty:
+        body.append(H.missing("no MLflow stage runs found for this campaign"))
+    else:
+        cols = [c for c in ("tags.etem.stage", "run_id", "status", "tags.etem.config_hash",
+                            "tags.etem.snakemake.rule", "artifact_uri") if c in runs.columns]
+        t = runs[cols].rename(columns=lambda c: c.removeprefix("tags.etem."))
+        body.append(H.table(t.sort_values(t.columns[0]), max_rows=200))
+    body.append("<h3>Configuration</h3>")
+    body.append(f"<pre>{H.esc(yaml.safe_dump(config.model_dump(mode='json'), sort_keys=False))}"
+                "</pre>")
+    return "".join(body)
+
+
+# -- the report -------------------------------------------------------------------------
+def campaign_runs(config: Any) -> pd.DataFrame | None:
+    """The campaign's MLflow stage runs, or None when tracking is off or unavailable."""
+    if not config.tracking.enabled:
+        return None
+    try:
+        from etem.tracking import search_stage_runs
+
+        return search_stage_runs(config)
+    except Exception as exc:
+        log.warning("MLflow runs unavailable: %s", exc)
+        return None
+
+
+def build_report(config: Any, results_dir: str | Path) -> tuple[str, dict[str, bool]]:
+    """The report HTML and which sections had results (name -> present)."""
+    layout = Layout(Path(results_dir))
+    runs = campaign_runs(config)
+    parts: list[tuple[str, str, Callable[[], str]]] = [
+        ("structures", "Structures", lambda: section_structures(layout)),
+        ("simulation", "Simulated images", lambda: section_simulation(layout, config)),
+        ("training", "Training", lambda: section_training(runs, config)),
+        ("benchmark", "Benchmarks", lambda: section_benchmark(layout)),
+        ("calibration", "Likelihood calibration", lambda: section_calibration(layout)),
+        ("movies", "Movies", lambda: section_movies(layout)),
+        ("provenance", "Config, provenance, MLflow", lambda: section_provenance(config, layout,
+                                                                                runs)),
+    ]
+    body, present = [], {}
+    for anchor, title, fn in parts:
+        try:
+            html_ = fn()
+        except Exception as exc:  # one broken section must not lose the others
+            log.exception("report section %s failed", anchor)
+            html_ = H.missing(f"section failed: {type(exc).__name__}: {exc}")
+        present[anchor] = 'class="missing"' not in html_[:200]
+        body.append(H.section(anchor, title, html_))
+    missing = [t for (a, t, _), ok in zip(parts, present.values(), strict=True) if not ok]
+    intro = (f"<p>Campaign <b>{H.esc(config.name)}</b>, config hash "
+             f"<code>{H.esc(config.hash())}</code>, seed {config.seed}, results "
+             f"<code>{H.esc(Path(results_dir))}</code>.</p>")
+    if missing:
+        intro += H.missing("Missing results: " + ", ".join(missing))
+    doc = H.page(f"etem report: {config.name}", [(a, t) for a, t, _ in parts],
+                 intro + "".join(body))
+    return doc, present

@@ -1,0 +1,212 @@
+"""The campaign path: every image of a structure from one potential, one pass per tilt.
+
+Per structure (and frozen-phonon configuration):
+
+1. build the abTEM potential once and turn it into band-limited transmission functions;
+2. for each of its tilts, ONE multislice pass that keeps every needed exit plane (thickness
+   series) in Fourier space;
+3. for each exit wave, every defocus: multiply by the cached CTF kernel, inverse FFT,
+   intensity; then the detector (resampling + MTF) -- all images of a structure in batches.
+
+Which (tilt, thickness, defocus) images a structure gets is drawn from the config seed
+(:func:`plan_images`), so any shard layout gives the same images.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from etem.errors import ValidationError
+from etem.seeding import derive_seed, rng
+from etem.simulation.grid import ImageGrid, image_grid
+from etem.simulation.imaging import Imager
+from etem.simulation.labels import image_columns, label_maps
+from etem.simulation.multislice import (
+    Multislice,
+    build_sliced_potential,
+    exit_plane_indices,
+    phonon_configurations,
+)
+
+log = logging.getLogger("etem.simulation.campaign")
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """One image of a structure: tilt, exit plane and defocus."""
+
+    tilt_index: int
+    tilt_mrad: tuple[float, float]
+    exit_plane: int
+    depth_A: float
+    defocus_nm: float
+
+
+def plan_images(
+    sim: Any, structure_id: str, seed: int, depths_A: np.ndarray
+) -> list[ImageSpec]:
+    """The images of one structure, a deterministic function of (config, seed, structure).
+
+    ``depths_A`` are the exit-plane depths after each slice of the structure.
+    """
+    r = rng(seed, "simulation", "plan", structure_id)
+    n_tilts = len(sim.tilts_mrad)
+    k = min(sim.tilts_per_structure or n_tilts, n_tilts)
+    tilt_ids = sorted(r.choice(n_tilts, size=k, replace=False).tolist()) if k < n_tilts else list(
+        range(n_tilts)
+    )
+    planes = exit_plane_indices(depths_A, sim.thickness_nm)
+    grid = [
+        ImageSpec(t, tuple(float(v) for v in sim.tilts_mrad[t]), p, float(depths_A[p]), float(d))
+        for t in tilt_ids for p in planes for d in sim.defocus_nm
+    ]
+    n = sim.images_per_structure
+    if n is not None and n < len(grid):
+        keep = sorted(r.choice(len(grid), size=n, replace=False).tolist())
+        grid = [grid[i] for i in keep]
+    return grid
+
+
+def image_id(structure_id: str, spec: ImageSpec) -> str:
+    """Unique image id ``<structure>_t<tilt index>_z<depth Å>_f<defocus nm>``."""
+    return f"{structure_id}_t{spec.tilt_index}_z{spec.depth_A:.1f}_f{spec.defocus_nm:+.2f}"
+
+
+@dataclass
+class StructureImages:
+    """All images of one structure: clean images, label maps, parameter rows, column rows.
+
+    ``labels[name][i]`` is the (H, W) map of image i; images of the same exit plane and tilt
+    share one (read-only) array.
+    """
+
+    clean: np.ndarray
+    labels: dict[str, list[np.ndarray]]
+    params: list[dict[str, Any]]
+    columns: list[Any]
+
+
+class CampaignSimulator:
+    """Simulates structures with cached FFT plans and CTF kernels (one per process)."""
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+        self.sim = config.simulation
+        self._imagers: dict[tuple[float, int, int], Imager] = {}
+
+    def grid_of(self, atoms: Any) -> ImageGrid:
+        """Simulation/output grid of a structure."""
+        cell = atoms.cell.lengths()
+        return image_grid((cell[0], cell[1]), self.sim.sampling_A, self.sim.output_size_px)
+
+    def imager(self, grid: ImageGrid) -> Imager:
+        key = (round(grid.extent_A, 6), grid.gpts, grid.output_px)
+        if key not in self._imagers:
+            self._imagers[key] = Imager(self.sim, grid, self.sim.fft_threads)
+        return self._imagers[key]
+
+    def simulate(
+        self, atoms: Any, structure_id: str, family: str = "", structure_path: str = "",
+        with_labels: bool = True,
+    ) -> StructureImages:
+        """Every planned image of one structure (see module docstring)."""
+        sim = self.sim
+        try:
+            grid = self.grid_of(atoms)
+        except ValidationError as exc:
+            raise ValidationError(f"structure {structure_id}: {exc}") from None
+        seed = derive_seed(self.config.seed, "simulation", structure_id)
+        configs = phonon_configurations(atoms, sim, seed)
+        imager = self.imager(grid)
+        specs: list[ImageSpec] | None = None
+        acc: np.ndarray | None = None
+        n_slices = 0
+        for config_atoms in configs:
+            sp = build_sliced_potential(config_atoms, grid, sim, sim.fft_threads)
+            n_slices = sp.n_slices
+            if specs is None:
+                specs = plan_images(sim, structure_id, self.config.seed, sp.exit_depths_A)
+                acc = np.zeros((len(specs), grid.output_px, grid.output_px), dtype=np.float32)
+            assert acc is not None
+            ms = Multislice(sp, sim.fft_threads)
+            for tilt_index in sorted({s.tilt_index for s in specs}):
+                mine = [i for i, s in enumerate(specs) if s.tilt_index == tilt_index]
+                planes = sorted({specs[i].exit_plane for i in mine})
+                waves = ms.exit_waves_fourier(specs[mine[0]].tilt_mrad, planes)
+                for w, plane in zip(waves, planes, strict=True):
+                    idx = [i for i in mine if specs[i].exit_plane == plane]
+                    acc[idx] += imager.images(w, [specs[i].defocus_nm for i in idx])
+        assert specs is not None and acc is not None
+        acc /= len(configs)
+        params = [
+            self._row(structure_id, family, structure_path, s, grid, seed, n_slices)
+            for s in specs
+        ]
+        labels: dict[str, list[np.ndarray]] = {}
+        col_rows: list[Any] = []
+        if with_labels:
+            labels, col_rows = self._labels(atoms, specs, grid)
+        return StructureImages(clean=acc, labels=labels, params=params, columns=col_rows)
+
+    def _labels(
+        self, atoms: Any, specs: list[ImageSpec], grid: ImageGrid
+    ) -> tuple[dict[str, list[np.ndarray]], list[Any]]:
+        from etem.simulation.labels import LABEL_MAPS
+        from etem.structures.columns import column_table
+
+        n, px = grid.output_px, grid.pixel_size_A
+        out: dict[str, list[np.ndarray]] = {k: [] for k in LABEL_MAPS}
+        tables: dict[int, Any] = {}
+        drawn: dict[tuple[int, int], tuple[dict[str, np.ndarray], Any]] = {}
+        rows = []
+        for i, s in enumerate(specs):
+            key = (s.exit_plane, s.tilt_index)  # labels do not depend on defocus
+            if key not in drawn:
+                if s.exit_plane not in tables:
+                    tables[s.exit_plane] = column_table(atoms, z_max_A=s.depth_A)
+                cols = image_columns(tables[s.exit_plane], s.depth_A, s.tilt_mrad,
+                                     grid.extent_A)
+                drawn[key] = (label_maps(cols, n, px, self.sim.label_disc_radius_A), cols)
+            maps, cols = drawn[key]
+            for k, m in maps.items():
+                out[k].append(m)  # shared, read-only: images of one (plane, tilt)
+            rows.append(cols.assign(image_index=i))
+        return out, rows
+
+    def _row(
+        self, structure_id: str, family: str, structure_path: str, s: ImageSpec,
+        grid: ImageGrid, seed: int, n_slices: int,
+    ) -> dict[str, Any]:
+        sim = self.sim
+        return {
+            "image_id": image_id(structure_id, s),
+            "structure_id": structure_id,
+            "family": family,
+            "structure_path": structure_path,
+            "thickness_nm": s.depth_A / 10.0,
+            "defocus_nm": s.defocus_nm,
+            "tilt_x_mrad": s.tilt_mrad[0],
+            "tilt_y_mrad": s.tilt_mrad[1],
+            "cs_um": sim.cs_um,
+            "c5_mm": sim.c5_mm,
+            "focal_spread_nm": sim.focal_spread_nm,
+            "convergence_mrad": sim.convergence_mrad,
+            "aperture_mrad": sim.aperture_mrad,
+            "energy_kv": sim.energy_kv,
+            "pixel_size_A": grid.pixel_size_A,
+            "slice_thickness_A": sim.slice_thickness_A,
+            "sampling_A": grid.sampling_A,
+            "gpts": grid.gpts,
+            "exit_plane": s.exit_plane,
+            "n_slices": n_slices,
+            "parametrization": sim.parametrization,
+            "projection": sim.projection,
+            "frozen_phonons": sim.frozen_phonons,
+            "frozen_phonon_sigma_A": sim.frozen_phonon_sigma_A,
+            "detector_mtf": sim.detector_mtf,
+            "seed": seed,
+        }

@@ -1,0 +1,63 @@
+"""The plain abTEM recipe of one image: what a third party runs to recompute image i.
+
+Given a row of the image index (or a shard's ``/params``) and the structure file, this uses
+abTEM alone for the physics (new Potential + multislice + CTF for the one image) and then
+etem's documented detector step (:func:`etem.simulation.imaging.detect`: Fourier resampling
+to the output grid and the pixel MTF). It is also the *naive* path of the benchmark and the
+reference the campaign path is tested against.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from etem.simulation.grid import ImageGrid
+from etem.simulation.imaging import ctf_parameters, detect
+from etem.simulation.multislice import configure_abtem, phonon_configurations
+
+
+def abtem_image(
+    atoms: Any,
+    grid: ImageGrid,
+    sim: Any,
+    *,
+    exit_plane: int,
+    tilt_mrad: tuple[float, float],
+    defocus_nm: float,
+    seed: int = 0,
+) -> np.ndarray:
+    """One clean image (N, N), float32, (y, x) order, vacuum = 1, computed with abTEM only.
+
+    Parameters
+    ----------
+    exit_plane : int
+        Slice index of the exit plane (``round(thickness_nm * 10 / slice_thickness) - 1``
+        clipped to the structure; the index column ``exit_plane`` records it).
+    tilt_mrad : (float, float)
+        Incident beam tilt [mrad].
+    defocus_nm : float
+        Defocus [nm] (abTEM: defocus = -C10).
+    seed : int
+        Frozen-phonon seed (ignored when ``sim.frozen_phonons == 0``).
+    """
+    import abtem
+
+    configure_abtem(1)
+    ctf = abtem.CTF(energy=sim.energy_kv * 1e3, **ctf_parameters(sim, defocus_nm))
+    total = None
+    configs = phonon_configurations(atoms, sim, seed)
+    for config_atoms in configs:
+        potential = abtem.Potential(
+            config_atoms, gpts=grid.gpts, slice_thickness=sim.slice_thickness_A,
+            parametrization=sim.parametrization, projection=sim.projection,
+            exit_planes=(int(exit_plane),),
+        )
+        wave = abtem.PlaneWave(energy=sim.energy_kv * 1e3, tilt=tuple(tilt_mrad))
+        exit_wave = wave.multislice(potential, lazy=False)
+        intensity = exit_wave.apply_ctf(ctf).intensity().array
+        intensity = np.asarray(intensity, dtype=np.float32).reshape(grid.gpts, grid.gpts)
+        total = intensity if total is None else total + intensity
+    assert total is not None
+    return detect(total / len(configs), grid, sim.detector_mtf)

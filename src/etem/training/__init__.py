@@ -1,0 +1,1 @@
+"""One training loop for the three networks, checkpoints, MLflow logging, CLI."""

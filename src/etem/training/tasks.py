@@ -1,0 +1,413 @@
+"""What differs between the three networks: data, loss, validation metrics, panels.
+
+The single loop in :mod:`etem.training.loop` drives any :class:`Task`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from etem.data.datasets import (
+    VAL_STEP,
+    ImagePatchDataset,
+    MoviePatchDataset,
+    collate,
+    read_index,
+)
+from etem.data.splits import assign_splits
+from etem.errors import InputError
+from etem.models.factory import architecture
+from etem.training.metrics import iou_per_class, occupancy_accuracy, psnr, ssim
+
+log = logging.getLogger("etem.training.tasks")
+
+
+class Task:
+    """Base class: a training set, a fixed validation set, a loss and metrics."""
+
+    kind: str = ""
+    primary: str = ""  # validation metric driving early stopping and the lr schedule
+    mode: str = "max"  # 'max' or 'min'
+    train_set: Any
+    val_set: Any
+
+    def __init__(self, cfg: Any, seed: int) -> None:
+        self.cfg = cfg
+        self.seed = seed
+        self.arch = architecture(self.kind, cfg)
+        self._val: dict[str, torch.Tensor] | None = None
+
+    # -- data ------------------------------------------------------------------------------
+    def val_batch(self) -> dict[str, torch.Tensor]:
+        """The fixed validation samples (computed once)."""
+        if self._val is None:
+            n = self.cfg.val_samples
+            self.val_set.n_val = n
+            self._val = collate([self.val_set[(VAL_STEP, k)] for k in range(n)])
+        return self._val
+
+    def fingerprint(self) -> str:
+        """Identity of the data (a resumed checkpoint must match it)."""
+        raise NotImplementedError
+
+    def meta(self) -> dict[str, Any]:
+        """Task-specific model-file metadata."""
+        return {}
+
+    # -- model -------------------------------------------------------------------------------
+    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def predict_val(self, model: nn.Module, amp: bool, device: torch.device) -> torch.Tensor:
+        """Model output on the validation inputs (float32, CPU), in batches."""
+        x_all = self.val_batch()["input"]
+        outs = []
+        bs = max(1, self.cfg.batch_size)
+        model.eval()
+        with torch.inference_mode():
+            for i in range(0, len(x_all), bs):
+                x = x_all[i : i + bs].to(device)
+                if amp:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                    outs.append(model(x).float().cpu())
+        model.train()
+        return torch.cat(outs)
+
+    def validate(self, model: nn.Module, amp: bool, device: torch.device) -> dict[str, float]:
+        raise NotImplementedError
+
+    def panels(self, model: nn.Module, amp: bool, device: torch.device) -> Any:
+        """A matplotlib figure of validation examples."""
+        raise NotImplementedError
+
+
+def _dose_range(cfg: Any, campaign: Any) -> tuple[float, float]:
+    rng = cfg.dose_e_per_A2 or campaign.noise.train_dose_e_per_A2
+    return float(rng[0]), float(rng[1])
+
+
+def _hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class _ImageTask(Task):
+    """Shared by the denoiser and the segmenter: images from the shard index, split by structure."""
+
+    def __init__(
+        self, campaign: Any, cfg: Any, index_path: str | Path, manifest_path: str | None = None
+    ) -> None:
+        super().__init__(cfg, campaign.seed)
+        df = read_index(index_path, manifest_path)
+        df["split"] = assign_splits(df, campaign.training.split, campaign.seed).to_numpy()
+        fam = df["family"].astype(str).isin(cfg.families)
+        train, val = df[fam & (df["split"] == "train")], df[fam & (df["split"] == "val")]
+        if len(train) == 0:
+            raise InputError(
+                f"index {index_path}: no training images of families {cfg.families} "
+                "(check training.*.families and training.split)"
+            )
+        if len(val) == 0:
+            log.warning("no validation structures: validating on training images")
+            val = train
+        self.index_path = Path(index_path)
+        self.n_train, self.n_val_images = len(train), len(val)
+        self.train_structures = sorted(set(train["structure_id"]))
+        self.val_structures = sorted(set(val["structure_id"]))
+        self.dose_range = _dose_range(cfg, campaign)
+        self.pixel_size_A = float(np.median(train["pixel_size_A"]))
+        common = dict(
+            task=self.kind, patch_px=cfg.patch_px, dose_range_e_per_A2=self.dose_range,
+            seed=campaign.seed, dose_conditioned=cfg.model.dose_conditioned,
+            max_occupancy=getattr(cfg, "max_occupancy", 12), val_patch_px=cfg.val_patch_px,
+            read_noise_e=campaign.noise.read_noise_e, gain=campaign.noise.gain,
+        )
+        self.train_set = ImagePatchDataset(train, purpose=f"{self.kind}-train", **common)
+        self.val_set = ImagePatchDataset(val, purpose=f"{self.kind}-val", **common)
+        self._ids = {"train": sorted(train["image_id"].astype(str)),
+                     "val": sorted(val["image_id"].astype(str))}
+        log.info("%s: %d training images (%d structures), %d validation images (%d structures)",
+                 self.kind, len(train), len(self.train_structures), len(val),
+                 len(self.val_structures))
+
+    def fingerprint(self) -> str:
+        return _hash({"kind": self.kind, "ids": self._ids, "dose": self.dose_range})
+
+    def meta(self) -> dict[str, Any]:
+        return {
+            "pixel_size_A": self.pixel_size_A,
+            "train_dose_e_per_A2": list(self.dose_range),
+            "train_dose_e_per_px": [d * self.pixel_size_A**2 for d in self.dose_range],
+            "train_structures": len(self.train_structures),
+            "val_structures": len(self.val_structures),
+            "families": list(self.cfg.families),
+            "index": str(self.index_path),
+        }
+
+
+class DenoiserTask(_ImageTask):
+    """Supervised denoiser: MSE to the clean image (vacuum = 1)."""
+
+    kind = "denoiser"
+    primary = "val_psnr"
+    mode = "max"
+
+    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return F.mse_loss(model(batch["input"]).float(), batch["target"])
+
+    def validate(self, model: nn.Module, amp: bool, device: torch.device) -> dict[str, float]:
+        v = self.val_batch()
+        pred = self.predict_val(model, amp, device).numpy()[:, 0]
+        clean = v["target"].numpy()[:, 0]
+        noisy = v["input"].numpy()[:, 0]
+        return {
+            "val_loss": float(np.mean((pred - clean) ** 2)),
+            "val_psnr": _mean(psnr, pred, clean),
+            "val_ssim": _mean(ssim, pred, clean),
+            "val_psnr_noisy": _mean(psnr, noisy, clean),
+        }
+
+    def panels(self, model: nn.Module, amp: bool, device: torch.device) -> Any:
+        v = self.val_batch()
+        pred = self.predict_val(model, amp, device).numpy()[:, 0]
+        idx = _spread(len(pred), 3)
+        cols = [("noisy / dose", v["input"].numpy()[:, 0]), ("denoised", pred),
+                ("clean", v["target"].numpy()[:, 0])]
+        doses = v["dose_e_per_px"].numpy()
+        return _grid(cols, idx, [f"{doses[i]:.2f} e/px" for i in idx])
+
+
+class SegmenterTask(_ImageTask):
+    """Occupancy segmenter: cross-entropy on classes + ordinal (cumulative) BCE on occupancies."""
+
+    kind = "segmenter"
+    primary = "val_miou"
+    mode = "max"
+
+    def class_weights(self, n_samples: int = 32) -> torch.Tensor:
+        """Median-frequency class weights from ``n_samples`` keyed training patches.
+
+        Column pixels are a minority; unweighted cross-entropy settles on 'all background'.
+        Classes absent from the sample get weight 0 (they cannot be learned from it anyway).
+        """
+        if getattr(self, "_weights", None) is None:
+            from etem.simulation.contract import CLASSES
+
+            counts = np.zeros(len(CLASSES))
+            for j in range(n_samples):
+                lab = self.train_set[(-2, j)]["class"]
+                counts += np.bincount(lab.ravel(), minlength=len(CLASSES))[: len(CLASSES)]
+            freq = counts / counts.sum()
+            present = freq > 0
+            w = np.zeros_like(freq)
+            w[present] = np.median(freq[present]) / freq[present]
+            self._weights = torch.tensor(w, dtype=torch.float32)
+            log.info("segmenter class weights %s", dict(zip(CLASSES, np.round(w, 3), strict=True)))
+        return self._weights
+
+    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        heads = model.split(model(batch["input"]).float())
+        w = self.class_weights().to(heads["class"].device)
+        loss = F.cross_entropy(heads["class"], batch["class"], weight=w)
+        for name in ("cation", "anion"):
+            loss = loss + ordinal_bce(heads[name], batch[name])
+        return loss
+
+    def validate(self, model: nn.Module, amp: bool, device: torch.device) -> dict[str, float]:
+        from etem.simulation.contract import CLASSES
+
+        v = self.val_batch()
+        out = self.predict_val(model, amp, device)
+        heads = model.split(out)
+        w = self.class_weights()
+        loss = F.cross_entropy(heads["class"], v["class"], weight=w) + sum(
+            ordinal_bce(heads[n], v[n]) for n in ("cation", "anion")
+        )
+        pred = heads["class"].argmax(1).numpy()
+        truth = v["class"].numpy()
+        iou = iou_per_class(pred, truth, len(CLASSES))
+        metrics = {"val_loss": float(loss), "val_miou": float(np.nanmean(iou))}
+        for name, val in zip(CLASSES, iou, strict=True):
+            if np.isfinite(val):
+                metrics[f"val_iou_{name}"] = float(val)
+        for name in ("cation", "anion"):
+            occ = torch.sigmoid(heads[name]).sum(1).numpy()
+            mask = truth == CLASSES.index(name)
+            for tol in (0, 1):
+                acc = occupancy_accuracy(occ, v[name].numpy(), mask, tol)
+                if np.isfinite(acc):
+                    metrics[f"val_{name}_occ_acc{tol}"] = acc
+        return metrics
+
+    def panels(self, model: nn.Module, amp: bool, device: torch.device) -> Any:
+        v = self.val_batch()
+        heads = model.split(self.predict_val(model, amp, device))
+        idx = _spread(len(v["input"]), 3)
+        cols = [
+            ("noisy / dose", v["input"].numpy()[:, 0]),
+            ("class (pred)", heads["class"].argmax(1).numpy()),
+            ("class (true)", v["class"].numpy()),
+            ("cation occ. (pred)", torch.sigmoid(heads["cation"]).sum(1).numpy()),
+            ("cation occ. (true)", v["cation"].numpy()),
+        ]
+        return _grid(cols, idx, [""] * len(idx))
+
+    def meta(self) -> dict[str, Any]:
+        from etem.simulation.contract import CLASSES
+
+        return {**super().meta(), "classes": list(CLASSES), "max_occupancy": self.cfg.max_occupancy}
+
+
+def ordinal_bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Ordinal loss: BCE of cumulative logits ``P(n > k)``, k = 0..K-1, vs ``target > k``."""
+    k = torch.arange(logits.shape[1], device=logits.device).view(1, -1, 1, 1)
+    return F.binary_cross_entropy_with_logits(logits, (target.unsqueeze(1) > k).float())
+
+
+class UnsupervisedTask(Task):
+    """Blind-spot multi-frame denoiser trained on one noisy movie (no clean data used)."""
+
+    kind = "unsupervised"
+    primary = "val_loss"
+    mode = "min"
+
+    def __init__(self, campaign: Any, cfg: Any, movie_path: str | Path) -> None:
+        super().__init__(cfg, campaign.seed)
+        from etem.models.predict import movie_mean_counts
+
+        self.movie_path = Path(movie_path)
+        frames, clean, px, dose = open_training_movie(self.movie_path)
+        self.pixel_size_A = px
+        # normalisation [e/px]: the config's dose, else the movie's recorded dose, else its mean
+        self.scale = float(cfg.dose_e_per_px or dose or movie_mean_counts(frames))
+        if not self.scale > 0:
+            raise InputError(f"movie {movie_path}: mean count is {self.scale}; cannot normalise")
+        self.shape = tuple(int(s) for s in frames.shape)
+        common = dict(n_frames=cfg.n_frames, patch_px=cfg.patch_px, scale_e_per_px=self.scale,
+                      seed=campaign.seed, clean=clean, val_patch_px=cfg.val_patch_px)
+        self.train_set = MoviePatchDataset(frames, purpose="unsupervised-train", **common)
+        self.val_set = MoviePatchDataset(frames, purpose="unsupervised-val", **common)
+        self.has_clean = clean is not None
+
+    def fingerprint(self) -> str:
+        return _hash({"kind": self.kind, "movie": str(self.movie_path.resolve()),
+                      "shape": self.shape, "scale": self.scale})
+
+    def meta(self) -> dict[str, Any]:
+        return {"pixel_size_A": self.pixel_size_A, "n_frames": self.cfg.n_frames,
+                "dose_e_per_px": self.scale, "movie": str(self.movie_path),
+                "movie_shape": list(self.shape)}
+
+    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        pred = model(batch["input"]).float()
+        if self.cfg.loss == "poisson":
+            rate = pred.clamp_min(1e-4) * self.scale
+            return F.poisson_nll_loss(rate, batch["target"] * self.scale, log_input=False)
+        return F.mse_loss(pred, batch["target"])
+
+    def validate(self, model: nn.Module, amp: bool, device: torch.device) -> dict[str, float]:
+        v = self.val_batch()
+        pred = self.predict_val(model, amp, device)
+        metrics = {"val_loss": float(F.mse_loss(pred, v["target"]))}
+        if self.has_clean:
+            clean = v["clean"].numpy()[:, 0]
+            p = pred.numpy()[:, 0]
+            avg = v["input"].numpy().mean(axis=1)
+            metrics["val_psnr"] = _mean(psnr, p, clean)
+            metrics["val_ssim"] = _mean(ssim, p, clean)
+            metrics["val_psnr_temporal_mean"] = _mean(psnr, avg, clean)
+            metrics["val_psnr_noisy"] = _mean(psnr, v["target"].numpy()[:, 0], clean)
+        return metrics
+
+    def panels(self, model: nn.Module, amp: bool, device: torch.device) -> Any:
+        v = self.val_batch()
+        pred = self.predict_val(model, amp, device).numpy()[:, 0]
+        idx = _spread(len(pred), 3)
+        cols = [("noisy (middle)", v["target"].numpy()[:, 0]), ("denoised", pred),
+                (f"mean of {self.cfg.n_frames}", v["input"].numpy().mean(axis=1))]
+        if self.has_clean:
+            cols.append(("clean", v["clean"].numpy()[:, 0]))
+        return _grid(cols, idx, [""] * len(idx))
+
+
+def open_training_movie(path: Path) -> tuple[Any, Any, float, float | None]:
+    """(frames (T, H, W) counts, clean or None, pixel size [Å], dose [e/px/frame] or None).
+
+    etem's synthetic HDF5 movies (``/frames``, optional ``/clean``) are read directly (so the
+    clean frames serve validation); any other format goes through
+    ``etem.movies.io.open_movie``. Frames are loaded into memory when under 2 GB.
+    """
+    import h5py
+
+    if not path.exists():
+        raise InputError(f"movie {path}: no such file")
+    clean = None
+    if h5py.is_hdf5(path):
+        with h5py.File(path, "r") as f:
+            if "frames" in f:
+                frames = f["frames"]
+                if frames.ndim != 3:
+                    raise InputError(f"movie {path}: /frames must be (T, H, W), got {frames.shape}")
+                px = float(f.attrs.get("pixel_size_A", frames.attrs.get("pixel_size_A", np.nan)))
+                arr = np.asarray(frames, dtype=np.float32)
+                if "clean" in f and f["clean"].shape == frames.shape:
+                    clean = np.asarray(f["clean"], dtype=np.float32)
+                dose = f.attrs.get("dose_e_per_px_per_frame")
+                return arr, clean, px, (float(dose) if dose is not None and dose > 0 else None)
+    try:
+        from etem.movies.io import open_movie
+    except ImportError:
+        raise InputError(
+            f"movie {path}: not an etem HDF5 movie and the movie readers (etem.movies.io) "
+            "are not installed"
+        ) from None
+    movie = open_movie(path)
+    frames = movie.frames
+    nbytes = int(np.prod(frames.shape)) * 4
+    arr = np.asarray(frames, dtype=np.float32) if nbytes < 2**31 else frames
+    px = float(getattr(movie, "pixel_size_A", None) or np.nan)
+    dose = getattr(movie, "dose_e_per_px_per_frame", None)
+    return arr, None, px, (float(dose) if dose else None)
+
+
+def _mean(fn: Any, preds: np.ndarray, cleans: np.ndarray) -> float:
+    return float(np.mean([fn(p, c) for p, c in zip(preds, cleans, strict=True)]))
+
+
+def _spread(n: int, k: int) -> list[int]:
+    return sorted({int(i) for i in np.linspace(0, n - 1, min(n, k))})
+
+
+def _grid(cols: list[tuple[str, np.ndarray]], rows: list[int], row_labels: list[str]) -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(rows), len(cols), figsize=(2.4 * len(cols), 2.4 * len(rows)),
+                             squeeze=False)
+    for r, i in enumerate(rows):
+        ref = cols[-1][1][i] if cols[-1][1].dtype.kind == "f" else None
+        for c, (title, arr) in enumerate(cols):
+            ax = axes[r][c]
+            kw: dict[str, Any] = {"cmap": "gray"}
+            if arr.dtype.kind == "f" and ref is not None and "occ" not in title:
+                kw.update(vmin=float(ref.min()), vmax=float(ref.max()))
+            ax.imshow(arr[i], **kw)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(title, fontsize=9)
+            if c == 0 and row_labels[r]:
+                ax.set_ylabel(row_labels[r], fontsize=8)
+    fig.tight_layout()
+    return fig

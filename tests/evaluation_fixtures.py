@@ -1,0 +1,94 @@
+"""Tiny fake campaigns for the evaluation and report tests (no abTEM, no training).
+
+Images are square lattices of Gaussian columns on a vacuum = 1 background, written in the
+HDF5 shard contract with class labels (discs around the columns) and an index CSV.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from etem.simulation.contract import PARAM_COLUMNS, STRING_COLUMNS
+
+
+def lattice_image(
+    size_px: int, pixel_size_A: float, spacing_A: float = 2.8, sigma_A: float = 0.4,
+    amplitude: float = 1.0, offset_px: float = 0.0, label_radius_A: float = 0.6,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(clean intensity, class map, true column positions (x_px, y_px)) of a square lattice."""
+    rr, cc = np.mgrid[:size_px, :size_px].astype(np.float64)
+    sp = spacing_A / pixel_size_A
+    s = sigma_A / pixel_size_A
+    pos = []
+    start = sp / 2 + offset_px
+    for y in np.arange(start, size_px - sp / 4, sp):
+        for x in np.arange(start, size_px - sp / 4, sp):
+            pos.append((x, y))
+    clean = np.ones((size_px, size_px))
+    cls = np.zeros((size_px, size_px), dtype=np.uint8)
+    rl = label_radius_A / pixel_size_A
+    for x, y in pos:
+        d2 = (rr - y) ** 2 + (cc - x) ** 2
+        clean += amplitude * np.exp(-d2 / (2 * s * s))
+        cls[d2 <= rl * rl] = 1
+    return clean, cls, np.asarray(pos)
+
+
+def make_campaign(root: Path, n_images: int = 6, size_px: int = 64, pixel_size_A: float = 0.2,
+                  seed: int = 0) -> dict[str, Any]:
+    """Write a fake shard + index under ``root/simulation``; return their paths."""
+    g = np.random.default_rng(seed)
+    sim = root / "simulation"
+    sim.mkdir(parents=True, exist_ok=True)
+    shard = sim / "shard_000.h5"
+    rows = []
+    cleans, classes = [], []
+    for i in range(n_images):
+        clean, cls, _ = lattice_image(size_px, pixel_size_A, offset_px=float(g.uniform(0, 3)),
+                                      amplitude=float(g.uniform(0.6, 1.2)))
+        cleans.append(clean.astype(np.float32))
+        classes.append(cls)
+        fam = "oxide" if i % 2 else "pt_on_ceo2"
+        row = {k: 0.0 for k in PARAM_COLUMNS}
+        row.update({
+            "image_id": f"s{i:02d}_t0_z{i % 2}_f{i % 3}", "structure_id": f"s{i:02d}",
+            "family": fam, "structure_path": f"s{i:02d}.extxyz",
+            "thickness_nm": 2.0 + 1.5 * (i % 2), "defocus_nm": float(-4 + 4 * (i % 3)),
+            "tilt_x_mrad": 0.0, "tilt_y_mrad": 0.0, "pixel_size_A": pixel_size_A,
+            "parametrization": "lobato", "detector_mtf": "none", "gpts": size_px,
+            "seed": i, "energy_kv": 300.0, "particle_shape": "decahedron" if i == 5 else "cubo",
+        })
+        rows.append(row)
+    with h5py.File(shard, "w") as fh:
+        fh.create_dataset("clean", data=np.stack(cleans), track_times=False)
+        fh.create_dataset("labels/class", data=np.stack(classes), track_times=False)
+    idx = pd.DataFrame(rows)
+    idx["shard"] = "shard_000.h5"
+    idx["index_in_shard"] = np.arange(n_images)
+    for c in STRING_COLUMNS:
+        idx[c] = idx[c].astype(str)
+    index = sim / "index.csv"
+    idx.to_csv(index, index=False)
+    return {"index": index, "shard": shard}
+
+
+def tiny_config(root: Path, **bench: Any) -> Any:
+    """A validated config for the fake campaign, tracking off, tiny benchmark."""
+    from etem.config import load_config
+
+    b = {"max_test_images": 4, "gaussian_sigma_px": [1.0], "nlm": False,
+         "calibration_vacuum_images": 6, "umse_images": 2, "example_images": 1,
+         "blob_min_sigma_A": 0.3, "blob_max_sigma_A": 0.6}
+    b.update(bench)
+    return load_config({
+        "name": "tiny", "seed": 3, "results_dir": str(root),
+        "noise": {"benchmark_doses_e_per_A2": [50.0, 400.0]},
+        "training": {"split": {"val_fraction": 0.0, "test_fraction": 0.5,
+                               "held_out": {"particle_shape": "decahedron"}}},
+        "benchmark": b, "tracking": {"enabled": False},
+    })

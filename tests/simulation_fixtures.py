@@ -1,0 +1,86 @@
+"""Tiny structures and manifests for the simulation tests (ASE-built, no structures stage)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def ceo2_slab(reps: int = 2, extent_A: float = 10.82, depth_cells: int = 2) -> Any:
+    """A CeO2 [001] slab: ``reps`` x ``reps`` cubic cells laterally, vacuum along z."""
+    import ase.build
+
+    a = 5.411
+    atoms = ase.build.bulk("CeO2", "fluorite", a=a, cubic=True) * (reps, reps, depth_cells)
+    atoms.set_cell([extent_A, extent_A, depth_cells * a + 4.0])
+    atoms.positions[:, 2] += 2.0
+    atoms.pbc = (True, True, False)
+    atoms.arrays["region"] = np.zeros(len(atoms), dtype=int)
+    symbols = atoms.get_chemical_symbols()
+    atoms.arrays["valence"] = np.array([4 if s == "Ce" else -2 for s in symbols])
+    return atoms
+
+
+def pt_on_ceo2(extent_A: float = 10.82) -> Any:
+    """A CeO2 slab with a small Pt cluster (5 atoms) above it along z."""
+    from ase import Atoms
+
+    slab = ceo2_slab(extent_A=extent_A)
+    pt = Atoms("Pt5", positions=[[2.7, 2.7, 0], [5.4, 2.7, 0], [2.7, 5.4, 0], [5.4, 5.4, 0],
+                                 [4.05, 4.05, 2.0]])
+    depth = slab.cell[2, 2]
+    slab.set_cell([extent_A, extent_A, depth + 6.0])
+    pt.positions[:, 2] += depth + 1.0
+    pt.arrays["region"] = np.ones(5, dtype=int)
+    pt.arrays["valence"] = np.zeros(5, dtype=int)
+    slab.extend(pt)
+    return slab
+
+
+def single_atom(element: str = "Pt", extent_A: float = 12.0, depth_A: float = 6.0,
+                xy: tuple[float, float] = (6.0, 6.0), z_A: float = 3.0) -> Any:
+    """One atom in a vacuum box."""
+    from ase import Atoms
+
+    atoms = Atoms(element, positions=[[xy[0], xy[1], z_A]], cell=[extent_A, extent_A, depth_A],
+                  pbc=(True, True, False))
+    atoms.arrays["region"] = np.ones(1, dtype=int)
+    atoms.arrays["valence"] = np.zeros(1, dtype=int)
+    return atoms
+
+
+def write_manifest(folder: Path, structures: dict[str, tuple[str, Any]]) -> Path:
+    """Write structures (id -> (family, atoms)) and a manifest.csv; returns its path."""
+    import pandas as pd
+
+    from etem.io import write_table
+    from etem.structures.io import write_structure
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for sid, (family, atoms) in structures.items():
+        atoms.info["structure_id"] = sid
+        atoms.info["family"] = family
+        write_structure(folder / "files" / f"{sid}.extxyz", atoms)
+        rows.append({"structure_id": sid, "family": family, "path": f"files/{sid}.extxyz",
+                     "n_atoms": len(atoms)})
+    path = folder / "manifest.csv"
+    write_table(path, pd.DataFrame(rows))
+    return path
+
+
+def tiny_config(tmp: Path, **sim: Any) -> Any:
+    """A config with a tiny grid, tracking off, results under ``tmp``."""
+    from etem.config import load_config
+
+    simulation = {"sampling_A": 0.2, "output_size_px": 48, "thickness_nm": [0.6, 1.2],
+                  "tilts_mrad": [[0.0, 0.0], [3.0, 1.0]], "defocus_nm": [-5.0, 5.0],
+                  "slice_thickness_A": 2.0, "n_shards": 2}
+    simulation.update(sim)
+    return load_config({"name": "t", "seed": 3, "results_dir": str(tmp / "results"),
+                        "tracking": {"enabled": False}, "simulation": simulation,
+                        "movie": {"n_frames": 8, "size_px": 48, "event_frames": [3, 6],
+                                  "event_kinds": ["surface_loss", "vacancy"],
+                                  "surface_atoms_lost": 2, "vacancies_per_event": 2}})

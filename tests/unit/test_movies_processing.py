@@ -1,0 +1,156 @@
+"""Building blocks of the movie stage: tiling, drift correction, binning, tracking, events."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import itertools
+
+from movies_fixtures import BlurDenoiser
+
+from etem.movies.events import detect_events
+from etem.movies.inference import LoadedModel, TiledRunner, tile_starts
+from etem.movies.preprocess import DriftCorrector, bin_frames, shift_integer, sum_frames
+from etem.movies.synthetic import lattice_movie
+from etem.movies.tracking import ColumnTracker
+
+
+@pytest.mark.parametrize(
+    ("n", "tile", "overlap"), [(100, 32, 8), (64, 64, 8), (20, 32, 8), (257, 64, 16)]
+)
+def test_tiles_cover_with_overlap(n: int, tile: int, overlap: int) -> None:
+    starts = tile_starts(n, tile, overlap)
+    assert starts[0] == 0 and starts[-1] + min(tile, n) >= n
+    for a, b in itertools.pairwise(starts):
+        assert a + tile - b >= overlap
+
+
+def test_tiled_inference_equals_whole_frame() -> None:
+    """Seams in the middle of overlaps wider than the receptive field leave no trace."""
+    rng = np.random.default_rng(0)
+    x = rng.poisson(2.0, (3, 1, 90, 70)).astype(np.float32)
+    model = LoadedModel(BlurDenoiser(1.5, multiple=4), {"kind": "denoiser"})
+    whole = TiledRunner(model, tile_px=256, overlap_px=0, batch_size=1, precision="fp32").run(x)
+    tiled = TiledRunner(model, tile_px=32, overlap_px=16, batch_size=5, precision="fp32").run(x)
+    assert tiled.shape == x.shape
+    # the reflect padding to a multiple of 4 only touches the last rows/columns
+    np.testing.assert_allclose(tiled[..., :84, :64], whole[..., :84, :64], rtol=1e-5, atol=1e-5)
+    # callable input (frame-by-frame construction) gives the same result
+    again = TiledRunner(model, tile_px=32, overlap_px=16, batch_size=3, precision="fp32").run(
+        lambda i: x[i], n=3
+    )
+    np.testing.assert_array_equal(again, tiled)
+
+
+def test_binning_and_summing_conserve_counts() -> None:
+    a = np.random.default_rng(1).poisson(1.0, (6, 10, 12)).astype(np.float32)
+    b = bin_frames(a, 2)
+    assert b.shape == (6, 5, 6) and b.sum() == a.sum()
+    s = sum_frames(a, 3)
+    assert s.shape == (2, 10, 12) and s.sum() == a.sum()
+    assert sum_frames(a, 4).shape[0] == 1  # incomplete trailing group dropped
+
+
+def test_split_counts_keeps_poisson_statistics() -> None:
+    """Splitting Poisson(4) counts over 2x2 pixels gives Poisson(1): mean = variance = 1."""
+    from etem.movies.preprocess import split_counts
+
+    a = np.random.default_rng(2).poisson(4.0, (200, 200)).astype(np.float32)
+    b = split_counts(a, 2, seed=0, t=0)
+    assert b.shape == (400, 400) and b.sum() == a.sum()
+    assert b.mean() == pytest.approx(1.0, abs=0.01) and b.var() == pytest.approx(1.0, abs=0.02)
+    # neighbouring sub-pixels are uncorrelated (unlike replication or interpolation)
+    assert abs(np.corrcoef(b[:, 0::2].ravel(), b[:, 1::2].ravel())[0, 1]) < 0.02
+    np.testing.assert_array_equal(b, split_counts(a, 2, seed=0, t=0))  # seeded
+    # each block of 2x2 holds exactly the original count
+    np.testing.assert_array_equal(b.reshape(200, 2, 200, 2).sum(axis=(1, 3)), a)
+
+
+def test_integer_shift_moves_content() -> None:
+    a = np.zeros((10, 10), np.float32)
+    a[4, 5] = 1
+    b = shift_integer(a, 2, -3)
+    assert b[6, 2] == 1 and b.sum() == 1
+
+
+@pytest.mark.parametrize(("dose", "tol"), [(None, 0.05), (2.0, 0.5)])
+def test_drift_correction_recovers_drift(dose: float | None, tol: float) -> None:
+    lm = lattice_movie(
+        n_frames=20,
+        size_px=96,
+        event_frame=None,
+        drift_px_per_frame=0.37,
+        dose_e_per_px_per_frame=dose or 1.0,
+        seed=3,
+    )
+    frames = lm.clean if dose is None else lm.counts.astype(np.float32)
+    corr = DriftCorrector()
+    drift = np.array([corr(f)[1] for f in frames])
+    truth = 0.37 * np.arange(20)
+    assert np.abs(drift - truth[:, None]).max() < tol
+    # aligned frames: the lattice no longer moves (to within half a pixel)
+    aligned = [corr(f)[0] for f in frames[:1]]
+    assert aligned[0].shape == frames[0].shape
+
+
+def test_tracker_links_and_starts_tracks() -> None:
+    tr = ColumnTracker(radius_px=2.0, max_gap=1)
+    ids0, d0 = tr.update(0, np.array([[0.0, 0.0], [10.0, 0.0]]))
+    assert list(ids0) == [0, 1] and np.isnan(d0).all()
+    ids1, d1 = tr.update(1, np.array([[10.5, 0.2], [0.3, 0.0], [30.0, 30.0]]))
+    assert list(ids1) == [1, 0, 2]
+    assert d1[0] == pytest.approx(np.hypot(0.5, 0.2)) and np.isnan(d1[2])
+    # a column missing for more than max_gap frames gets a new id when it returns
+    tr.update(2, np.array([[30.0, 30.0]]))
+    tr.update(3, np.array([[30.0, 30.0]]))
+    ids4, _ = tr.update(4, np.array([[0.3, 0.0], [30.0, 30.0]]))
+    assert ids4[0] not in (0, 1, 2) and ids4[1] == 2
+
+
+def _stats(n: int, step_at: int | None, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    a = rng.normal(100, 2, n)
+    b = rng.normal(0.1, 0.01, n)
+    if step_at is not None:
+        a[step_at:] -= 15
+        b[step_at:] += 0.08
+    return pd.DataFrame({"n_columns": a, "dissimilarity": b})
+
+
+def test_event_found_at_step() -> None:
+    res = detect_events(_stats(60, 40, 0), alpha=0.1, false_alarm_rate=0.01, calibration_frames=20)
+    assert len(res.events) == 1
+    assert res.events["onset_frame"].iloc[0] == 40
+
+
+@pytest.mark.parametrize("far", [0.01, 0.05])
+def test_false_alarm_rate_on_stable_movies(far: float) -> None:
+    """Event onsets per frame after calibration, over many stable series, stay <= the target."""
+    onsets = frames = 0
+    for seed in range(150):
+        res = detect_events(
+            _stats(60, None, seed), alpha=0.1, false_alarm_rate=far, calibration_frames=20
+        )
+        onsets += len(res.events)
+        frames += 60 - res.calibration_frames
+    assert onsets / frames <= far
+    assert res.threshold >= (3.0 if far == 0.01 else 2.5)
+
+
+def test_single_frame_outlier_is_not_an_event() -> None:
+    s = _stats(60, None, 2)
+    s.loc[45, "n_columns"] -= 30  # detection glitch in one frame
+    assert detect_events(s, calibration_frames=20).events.empty
+    assert len(detect_events(s, calibration_frames=20, min_frames=1).events) == 1
+
+
+def test_short_movie_has_no_events() -> None:
+    res = detect_events(_stats(10, 5, 0), calibration_frames=20)
+    assert res.events.empty and res.calibration_frames == 10

@@ -1,0 +1,151 @@
+"""The training loop: overfitting, real denoising, resume equality, reproducibility."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from training_fixtures import (  # noqa: F401
+    PIXEL_A,
+    tiny_config,
+    torch_single_thread,
+    write_campaign,
+    write_movie,
+)
+
+from etem.data.datasets import collate, read_index
+from etem.data.splits import assign_splits
+from etem.models.factory import build_model
+from etem.models.io import load_model
+from etem.models.predict import denoise_images, normalize
+from etem.training.loop import train
+from etem.training.metrics import psnr
+from etem.training.run import checkpoint_path, make_task, train_network
+
+
+@pytest.fixture(scope="module")
+def campaign(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_campaign(tmp_path_factory.mktemp("camp") / "results", n_structures=10)
+
+
+@pytest.mark.parametrize("kind", ["denoiser", "segmenter"])
+def test_a_model_overfits_one_batch(kind: str, campaign: Path, tmp_path: Path) -> None:
+    extra = {"residual": False} if kind == "denoiser" else {"dose_e_per_A2": [1e4, 1e4]}
+    cfg = tiny_config(tmp_path, **{kind: {"model": {"depth": 2, "base_channels": 16}, **extra}})
+    task = make_task(kind, cfg, campaign)
+    batch = collate([task.train_set[(0, j)] for j in range(4)])
+    torch.manual_seed(0)
+    model = build_model(task.arch)
+    opt = torch.optim.Adam(model.parameters(), lr=5e-3)
+    losses = []
+    for _ in range(150 if kind == "denoiser" else 450):
+        loss = task.loss(model, batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert min(losses[-10:]) < losses[0] / 10
+
+
+def test_trained_denoiser_improves_psnr_on_unseen_structures(campaign: Path,
+                                                             tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path, denoiser={"steps": 160, "val_every_steps": 80, "batch_size": 8,
+                                          "model": {"depth": 2, "base_channels": 16}})
+    out = tmp_path / "den.pt"
+    result = train_network("denoiser", cfg, campaign, out)
+    assert result.metrics["val_psnr"] > result.metrics["val_psnr_noisy"] + 3
+    model, meta = load_model(out)
+    assert meta["kind"] == "denoiser" and meta["pixel_size_A"] == pytest.approx(PIXEL_A)
+    assert not checkpoint_path(out).exists()  # removed after success
+    # the test split: structures never seen in training or validation
+    df = read_index(campaign)
+    split = assign_splits(df, cfg.training.split, cfg.seed)
+    test = df[split.to_numpy() == "test"]
+    assert len(test) and not set(test["structure_id"]) & set(make_task(
+        "denoiser", cfg, campaign).train_structures)
+    import h5py
+
+    rng = np.random.default_rng(0)
+    gains = []
+    for _, row in test.iterrows():
+        with h5py.File(row["shard_path"]) as f:
+            clean = f["clean"][int(row["index_in_shard"])]
+        dose_px = 50.0 * PIXEL_A**2  # 2 e/px
+        counts = rng.poisson(clean * dose_px).astype(np.float32)
+        den = denoise_images(model, counts, dose_px)
+        gains.append(psnr(den, clean) - psnr(normalize(counts, dose_px), clean))
+    assert np.mean(gains) > 3.0  # dB over the noisy input, on unseen structures
+
+
+def _weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("amp", [False, True])
+def test_resume_from_checkpoint_gives_identical_weights(amp: bool, campaign: Path,
+                                                        tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path, denoiser={"steps": 12, "val_every_steps": 3,
+                                          "checkpoint_every_steps": 4, "amp": amp,
+                                          "lr_plateau_patience": 0})
+    loop = cfg.training.denoiser
+    task = make_task("denoiser", cfg, campaign)
+    full = train(task, loop, cfg.seed, checkpoint=tmp_path / "a.ckpt")
+    ckpt = tmp_path / "b.ckpt"
+    part = train(make_task("denoiser", cfg, campaign), loop, cfg.seed, checkpoint=ckpt,
+                 stop_after_step=7)
+    assert part.interrupted and part.steps == 7 and ckpt.exists()
+    resumed = train(make_task("denoiser", cfg, campaign), loop, cfg.seed, checkpoint=ckpt)
+    assert resumed.steps == 12 and not resumed.interrupted
+    wa, wb = _weights(full.model), _weights(resumed.model)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)  # bitwise
+    assert full.history == resumed.history
+    # a changed config does not resume from a foreign checkpoint
+    other = tiny_config(tmp_path, denoiser={"steps": 12, "lr": 1e-4})
+    fresh = train(make_task("denoiser", other, campaign), other.training.denoiser, other.seed,
+                  checkpoint=ckpt)
+    assert fresh.history[0]["step"] <= 12 and len(fresh.history) >= 1
+
+
+def test_retraining_with_same_config_and_seed_is_identical(campaign: Path,
+                                                           tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path, segmenter={"steps": 10, "val_every_steps": 5})
+    a = train_network("segmenter", cfg, campaign, tmp_path / "a.pt")
+    b = train_network("segmenter", cfg, campaign, tmp_path / "b.pt")
+    assert a.metrics == b.metrics and a.history == b.history
+    assert {"val_miou", "val_iou_background", "val_loss"} <= set(a.metrics)
+    assert a.metrics["val_cation_occ_acc1"] >= a.metrics["val_cation_occ_acc0"]
+    (ma, meta_a), (mb, _) = load_model(tmp_path / "a.pt"), load_model(tmp_path / "b.pt")
+    assert all(torch.equal(x, y) for x, y in zip(ma.state_dict().values(),
+                                                  mb.state_dict().values(), strict=True))
+    assert meta_a["classes"][0] == "background" and meta_a["max_occupancy"] == 12
+    # untracked runs write byte-identical model files (no times, run ids or temp names)
+    assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
+    seeded = tiny_config(tmp_path, segmenter={"steps": 10, "val_every_steps": 5})
+    seeded.seed = 4
+    c = train_network("segmenter", seeded, campaign, tmp_path / "c.pt")
+    assert c.metrics != a.metrics
+
+
+def test_early_stopping_when_validation_stops_improving(campaign: Path, tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path, denoiser={"steps": 40, "val_every_steps": 2, "lr": 1e-12,
+                                          "early_stopping_patience": 2})
+    res = train(make_task("denoiser", cfg, campaign), cfg.training.denoiser, cfg.seed)
+    assert res.stopped_early and res.steps < 40
+
+
+def test_unsupervised_blind_spot_training_denoises_a_movie(tmp_path: Path) -> None:
+    movie = write_movie(tmp_path / "movie.h5", n_frames=10, size=64, dose_e_per_px=1.0)
+    cfg = tiny_config(tmp_path, unsupervised={"steps": 120, "val_every_steps": 40,
+                                              "batch_size": 8,
+                                              "model": {"depth": 2, "base_channels": 16}})
+    res = train_network("unsupervised", cfg, movie, tmp_path / "u.pt")
+    # trained on noisy frames only, judged against the clean frames it never saw
+    assert res.metrics["val_psnr"] > res.metrics["val_psnr_noisy"] + 3
+    _, meta = load_model(tmp_path / "u.pt")
+    assert meta["n_frames"] == 5 and meta["kind"] == "unsupervised"
