@@ -48,7 +48,7 @@ rule apply_movie:
     conda:
         ENV
     shell:
-        ETEM_CMD + " apply --config {input.config} --movie {input.movie} --name synthetic"
+        "etem --tag rule=apply_movie apply --config {input.config} --movie {input.movie} --name synthetic"
         " --denoiser {input.denoiser} --unsupervised {input.unsupervised}"
         " --segmenter {input.segmenter} --calibration {input.calibration}"
         " --out {params.out} > {log} 2>&1"

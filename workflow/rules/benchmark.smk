@@ -68,7 +68,7 @@ rule run_benchmark:
     conda:
         ENV
     shell:
-        ETEM_CMD + " benchmark --config {input.config} --index {input.index}"
+        "etem --tag rule=run_benchmark benchmark --config {input.config} --index {input.index}"
         " --denoiser {input.denoiser} --unsupervised {input.unsupervised}"
         " --segmenter {input.segmenter} --movie {input.movie}"
         " --out {params.out} > {log} 2>&1"

@@ -9,10 +9,10 @@ from etem.config import write_resolved
 from etem.paths import Layout
 
 # Jobs call the `etem` of the environment Snakemake runs in (e.g. .venv/bin/snakemake without
-# an activated venv): put its folder first on PATH; jobs (local and SLURM) inherit it.
+# an activated venv): put its folder first on the jobs' PATH.
 _BIN = os.path.dirname(sys.executable)
 if shutil.which("etem") != os.path.join(_BIN, "etem") and os.path.exists(os.path.join(_BIN, "etem")):
-    os.environ["PATH"] = _BIN + os.pathsep + os.environ.get("PATH", "")
+    shell.prefix(f'set -euo pipefail; export PATH="{_BIN}:$PATH"; ')
 
 LAYOUT = Layout(ETEM.results_path)
 RESULTS = str(LAYOUT.root)
@@ -21,8 +21,7 @@ CONFIG_FILE = str(write_resolved(ETEM, LAYOUT.config))
 STRUCTURE_SHARDS = [f"{i:03d}" for i in range(ETEM.structures.n_shards)]
 SIMULATION_SHARDS = [f"{i:03d}" for i in range(ETEM.simulation.n_shards)]
 ENV = "../../envs/etem.yaml"
-# `etem` with the Snakemake rule recorded as MLflow tags.
-ETEM_CMD = "etem --tag rule={rule} --tag jobid={jobid}"
+# Rules call `etem --tag rule=<name> ...` so MLflow records the rule of each run.
 
 
 def mem_mb(base):

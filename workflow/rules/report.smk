@@ -28,5 +28,5 @@ rule make_report:
     conda:
         ENV
     shell:
-        ETEM_CMD + " report --config {input.config} --results {params.results}"
+        "etem --tag rule=make_report report --config {input.config} --results {params.results}"
         " --out {output} > {log} 2>&1"

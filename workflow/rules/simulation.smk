@@ -27,7 +27,7 @@ rule simulate_images:
     conda:
         ENV
     shell:
-        ETEM_CMD + " simulate --config {input.config} --manifest {input.manifest}"
+        "etem --tag rule=simulate_images --tag wildcards=shard={wildcards.shard} simulate --config {input.config} --manifest {input.manifest}"
         " --shard {params.shard} --out {output.shard} > {log} 2>&1"
 
 
@@ -47,7 +47,7 @@ rule index_images:
     conda:
         ENV
     shell:
-        ETEM_CMD + " simulate-index --out {output.index} {input.shards} > {log} 2>&1"
+        "etem --tag rule=index_images simulate-index --out {output.index} {input.shards} > {log} 2>&1"
 
 
 rule simulate_movie:
@@ -67,5 +67,5 @@ rule simulate_movie:
     conda:
         ENV
     shell:
-        ETEM_CMD + " simulate-movie --config {input.config} --manifest {input.manifest}"
+        "etem --tag rule=simulate_movie simulate-movie --config {input.config} --manifest {input.manifest}"
         " --out {output.movie} > {log} 2>&1"

@@ -21,7 +21,7 @@ rule build_structures:
     conda:
         ENV
     shell:
-        ETEM_CMD + " structures build --config {input.config} --shard {params.shard}"
+        "etem --tag rule=build_structures --tag wildcards=shard={wildcards.shard} structures build --config {input.config} --shard {params.shard}"
         " --workers {threads} --out {output.shard} > {log} 2>&1"
 
 
@@ -47,5 +47,5 @@ rule gather_structures:
     conda:
         ENV
     shell:
-        ETEM_CMD + " structures gather --config {input.config} --out {output.manifest}"
+        "etem --tag rule=gather_structures structures gather --config {input.config} --out {output.manifest}"
         " {input.shards} > {log} 2>&1"

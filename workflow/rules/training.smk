@@ -24,7 +24,7 @@ rule train_denoiser:
     conda:
         ENV
     shell:
-        ETEM_CMD + " train denoiser --config {input.config} --index {input.index}"
+        "etem --tag rule=train_denoiser train denoiser --config {input.config} --index {input.index}"
         " --out {output.model} --threads {threads} > {log} 2>&1"
 
 
@@ -46,7 +46,7 @@ rule train_segmenter:
     conda:
         ENV
     shell:
-        ETEM_CMD + " train segmenter --config {input.config} --index {input.index}"
+        "etem --tag rule=train_segmenter train segmenter --config {input.config} --index {input.index}"
         " --out {output.model} --threads {threads} > {log} 2>&1"
 
 
@@ -68,5 +68,5 @@ rule train_unsupervised:
     conda:
         ENV
     shell:
-        ETEM_CMD + " train unsupervised --config {input.config} --movie {input.movie}"
+        "etem --tag rule=train_unsupervised train unsupervised --config {input.config} --movie {input.movie}"
         " --out {output.model} --threads {threads} > {log} 2>&1"

@@ -17,7 +17,7 @@ from typing import Any
 
 import pydantic
 import yaml
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from etem.config.apply import ApplyConfig
 from etem.config.base import StrictModel
@@ -54,6 +54,19 @@ class EtemConfig(StrictModel):
             raise ValueError("use letters, digits, '_', '.', '-' only (it names a folder)")
         return v
 
+    @model_validator(mode="after")
+    def _events_after_calibration(self) -> EtemConfig:
+        # The campaign's apply stage runs on the synthetic movie, whose leading frames must be
+        # stable: the event detector calibrates its threshold on them.
+        first = min(self.movie.event_frames, default=None)
+        if first is not None and first <= self.apply.calibration_frames:
+            raise ValueError(
+                f"movie.event_frames: first event at frame {first} falls inside the "
+                f"{self.apply.calibration_frames} stable calibration frames "
+                "(apply.calibration_frames); move the event later or calibrate on fewer frames"
+            )
+        return self
+
     @property
     def results_path(self) -> Path:
         """Output root of the campaign."""
@@ -75,13 +88,13 @@ def format_validation_error(err: pydantic.ValidationError) -> str:
     """One line per problem: ``dotted.key: reason (got value)``."""
     lines = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "<root>"
-        msg = e["msg"]
+        loc = ".".join(str(p) for p in e["loc"])
+        msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
         got = e.get("input")
         shown = "" if e["type"] == "missing" or isinstance(got, dict) else f" (got {got!r})"
-        lines.append(f"{loc}: {msg}{shown}")
+        lines.append(f"{loc}: {msg}{shown}" if loc else msg)
     return "; ".join(lines)
 
 

@@ -114,7 +114,7 @@ class MovieConfig(StrictModel):
     dose_e_per_px_per_frame: float = Field(0.5, gt=0, description="mean dose [e/px/frame]")
     size_px: int = Field(256, ge=32, description="frame size [px]")
     event_frames: list[int] = Field(
-        default_factory=lambda: [20, 40], description="frames where the structure changes"
+        default_factory=lambda: [24, 40], description="frames where the structure changes"
     )
     event_kinds: list[Literal["surface_loss", "rotation", "vacancy"]] = Field(
         default_factory=lambda: ["surface_loss", "rotation", "vacancy"], min_length=1,

@@ -412,6 +412,19 @@ def summarise_segmentation(seg: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def temporal_mean(frames: np.ndarray, n_frames: int) -> np.ndarray:
+    """Sliding mean over ``n_frames`` consecutive frames (reflected at the ends).
+
+    The classical baseline of the multi-frame denoiser: same input window, no network.
+    """
+    half = n_frames // 2
+    padded = np.pad(frames, ((half, half), (0, 0), (0, 0)), mode="reflect")
+    kernel = np.ones(n_frames) / n_frames
+    from scipy.ndimage import convolve1d
+
+    return convolve1d(padded, kernel, axis=0, mode="constant")[half : half + frames.shape[0]]
+
+
 def movie_table(
     cfg: Any, movie: dict[str, Any], methods: dict[str, Method], unsupervised: Any | None
 ) -> pd.DataFrame:
@@ -429,6 +442,8 @@ def movie_table(
     if unsupervised is not None:
         from etem.models.predict import denoise_movie
 
+        n_win = int(getattr(unsupervised, "n_frames", 5) or 5)
+        outs[f"temporal_mean_{n_win}"] = temporal_mean(frames, n_win) / dose_px
         outs["unsupervised"] = np.asarray(denoise_movie(unsupervised, frames, dose_px))
     rows = []
     for name, est in outs.items():

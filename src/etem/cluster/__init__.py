@@ -1,0 +1,1 @@
+"""Cluster execution helpers: the MLflow tracking server for multi-node runs, SLURM resources."""
