@@ -81,6 +81,7 @@ def tiny_config(tmp: Path, **sim: Any) -> Any:
     simulation.update(sim)
     return load_config({"name": "t", "seed": 3, "results_dir": str(tmp / "results"),
                         "tracking": {"enabled": False}, "simulation": simulation,
-                        "movie": {"n_frames": 8, "size_px": 48, "event_frames": [3, 6],
+                        "movie": {"n_frames": 8, "size_px": 48, "event_frames": [4, 6],
                                   "event_kinds": ["surface_loss", "vacancy"],
-                                  "surface_atoms_lost": 2, "vacancies_per_event": 2}})
+                                  "surface_atoms_lost": 2, "vacancies_per_event": 2},
+                        "apply": {"calibration_frames": 3}})
