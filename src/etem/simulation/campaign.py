@@ -125,7 +125,7 @@ class CampaignSimulator:
         specs: list[ImageSpec] | None = None
         acc: np.ndarray | None = None
         n_slices = 0
-        for config_atoms in configs:
+        for k_config, config_atoms in enumerate(configs):
             sp = build_sliced_potential(config_atoms, grid, sim, sim.fft_threads)
             n_slices = sp.n_slices
             if specs is None:
@@ -139,9 +139,14 @@ class CampaignSimulator:
                 waves = ms.exit_waves_fourier(specs[mine[0]].tilt_mrad, planes)
                 for w, plane in zip(waves, planes, strict=True):
                     idx = [i for i in mine if specs[i].exit_plane == plane]
-                    acc[idx] += imager.images(w, [specs[i].defocus_nm for i in idx])
+                    imgs = imager.images(w, [specs[i].defocus_nm for i in idx])
+                    if k_config == 0:  # every image belongs to one (tilt, plane): first write
+                        acc[idx] = imgs
+                    else:
+                        acc[idx] += imgs
         assert specs is not None and acc is not None
-        acc /= len(configs)
+        if len(configs) > 1:
+            acc /= len(configs)
         params = [
             self._row(structure_id, family, structure_path, s, grid, seed, n_slices)
             for s in specs

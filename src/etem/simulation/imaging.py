@@ -95,12 +95,41 @@ def detect(
     return np.ascontiguousarray(np.swapaxes(img, -1, -2), dtype=np.float32)
 
 
+def wave_size(kernel: np.ndarray) -> int:
+    """Smallest even FFT-friendly grid M <= G on which the CTF-filtered wave and its
+    intensity are exact: the kernel is zero beyond |index| k (objective aperture), so the
+    intensity's spectrum is zero beyond 2k, alias-free on M if M/2 > 2k. G if none is smaller.
+    """
+    from etem.simulation.grid import fft_size
+
+    g = kernel.shape[-1]
+    support = np.flatnonzero((np.abs(kernel) > 0).any(axis=0))
+    if not len(support):
+        return g
+    k = int(np.abs(np.fft.fftfreq(g, 1.0 / g)[support]).max())
+    return min(fft_size(4 * k + 2), g)
+
+
+def _crop_fft(spec: np.ndarray, m: int) -> np.ndarray:
+    """Central (m, m) frequencies of a (G, G) fft2 spectrum (even m <= G), a new array."""
+    g = spec.shape[-1]
+    idx = np.r_[0:m // 2, g - m // 2:g]
+    return spec[np.ix_(idx, idx)]
+
+
 class Imager:
     """Applies cached CTF kernels to Fourier-space exit waves and detects the images.
 
     The fast path of the campaign: per image one complex multiply, one inverse FFT, the
     intensity, and a real FFT pair for the detector, on FFT plans of
     :mod:`etem.simulation.fft` (same result as :func:`detect` on abTEM's intensity).
+
+    The objective aperture band-limits the filtered wave to |k| <= k_ap, so its intensity is
+    band-limited to 2 k_ap: the wave spectrum and the kernels are cropped to the smallest
+    grid M that holds that band alias-free (:func:`wave_size`; 432² instead of 512² at
+    40 mrad, 300 kV, 0.1 Å sampling), the inverse FFT and the intensity's FFT run on M, and
+    the detector pads/crops the intensity spectrum to the output grid. Exact up to float
+    rounding (the dropped frequencies are zero).
     """
 
     def __init__(self, sim: Any, grid: ImageGrid, threads: int = 1) -> None:
@@ -109,44 +138,77 @@ class Imager:
         self.sim = sim
         self.grid = grid
         self.threads = threads
-        self._kernels: dict[float, np.ndarray] = {}
-        g, n = grid.gpts, grid.output_px
+        self._kernels: dict[tuple[float, bool], np.ndarray] = {}
+        n = grid.output_px
+        # the aperture (and so M) does not depend on defocus
+        self.m = m = wave_size(ctf_kernel(sim, grid, 0.0))
         backend = getattr(sim, "fft_backend", "deterministic")
-        self._wave_plan = ComplexPlan(g, threads, backend)
-        self._in = RealPlan(g, threads, backend)
-        self._out = self._in if n == g else RealPlan(n, threads, backend)
+        self._wave_plan = ComplexPlan(m, threads, backend)
+        self._in = RealPlan(m, threads, backend)
+        self._out = self._in if n == m else RealPlan(n, threads, backend)
         # MTF and the mean-preserving resampling factor in one array
-        self._mtf = detector_mtf(n, sim.detector_mtf) * np.float32((n * n) / float(g * g))
+        self._mtf = detector_mtf(n, sim.detector_mtf) * np.float32((n * n) / float(m * m))
+        self._tmp: np.ndarray | None = None  # float32 (M, M) scratch of the intensity
 
-    def kernel(self, defocus_nm: float) -> np.ndarray:
-        """The cached CTF kernel of one defocus."""
-        key = float(defocus_nm)
+    def kernel(self, defocus_nm: float, transposed: bool = False) -> np.ndarray:
+        """The cached CTF kernel of one defocus on the wave grid M, scaled by M²/G² (the
+        inverse FFT on M then gives the wave's values), (x, y) order or (y, x) if
+        ``transposed``."""
+        key = (float(defocus_nm), transposed)
         if key not in self._kernels:
-            self._kernels[key] = ctf_kernel(self.sim, self.grid, key)
+            if transposed:
+                self._kernels[key] = np.ascontiguousarray(self.kernel(defocus_nm).T)
+            else:
+                g, m = self.grid.gpts, self.m
+                k = ctf_kernel(self.sim, self.grid, key[0])
+                if m != g:
+                    k = _crop_fft(k, m) * np.float32((m * m) / float(g * g))
+                self._kernels[key] = np.ascontiguousarray(k, dtype=np.complex64)
         return self._kernels[key]
 
-    def _detect_one(self, out: np.ndarray) -> None:
-        """Detector on ``self._in.real`` (intensity, (x, y)) into ``out`` ((y, x) order)."""
-        g, n = self.grid.gpts, self.grid.output_px
+    def _detect_one(self, out: np.ndarray, transposed: bool) -> None:
+        """Detector on ``self._in.real`` (intensity) into ``out`` ((y, x) order).
+
+        ``transposed``: the intensity is already in (y, x) order (then the clip writes the
+        output directly); otherwise it is in (x, y) order and transposed at the end.
+        """
+        n = self.grid.output_px
         self._in.forward()
-        if n == g:
-            self._out.spec *= self._mtf
-        else:
+        if n != self.m:
             self._out.spec[...] = _crop_rfft(self._in.spec, n)
-            self._out.spec *= self._mtf
+        self._out.spec *= self._mtf
         self._out.backward()
-        np.maximum(self._out.real, 0.0, out=self._out.real)
-        out[...] = self._out.real.T
+        if transposed:
+            np.maximum(self._out.real, 0.0, out=out)
+        else:
+            np.maximum(self._out.real, 0.0, out=self._out.real)
+            out[...] = self._out.real.T
 
     def images(self, exit_fourier: np.ndarray, defoci_nm: list[float]) -> np.ndarray:
-        """Clean output images (n_defocus, N, N), float32, (y, x) order, vacuum = 1."""
-        n = self.grid.output_px
+        """Clean output images (n_defocus, N, N), float32, (y, x) order, vacuum = 1.
+
+        Without resampling (N = G) the detector is symmetric in x and y, and the 2D FFT
+        commutes with the transpose, so the exit wave (once) and the CTF kernels (cached) are
+        transposed in Fourier space and every intensity comes out in (y, x) order directly
+        (no transpose of each image). With Fourier cropping to N < G the crop keeps the
+        +Nyquist column but the -Nyquist row, so the (x, y) order of :func:`detect` is kept.
+        """
+        n, g, m = self.grid.output_px, self.grid.gpts, self.m
+        transposed = n == g
         out = np.empty((len(defoci_nm), n, n), dtype=np.float32)
         w = self._wave_plan.buffer
+        inten = self._in.real
+        if self._tmp is None:
+            self._tmp = np.empty_like(inten)
+        tmp = self._tmp
+        wave = _crop_fft(exit_fourier, m) if m != g else exit_fourier
+        if transposed:
+            wave = np.ascontiguousarray(wave.T)
         for i, d in enumerate(defoci_nm):
-            np.multiply(exit_fourier, self.kernel(d), out=w)
+            np.multiply(wave, self.kernel(d, transposed), out=w)
             self._wave_plan.backward()
-            np.multiply(w.real, w.real, out=self._in.real)
-            self._in.real += w.imag * w.imag
-            self._detect_one(out[i])
+            np.multiply(w.real, w.real, out=inten)
+            np.multiply(w.imag, w.imag, out=tmp)
+            inten += tmp
+            self._detect_one(out[i], transposed)
         return out
