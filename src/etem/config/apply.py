@@ -71,6 +71,24 @@ class ApplyConfig(StrictModel):
         "the frame size), away from edges that drift correction fills by reflection",
     )
     ewma_alpha: float = Field(0.1, gt=0, le=1, description="EWMA smoothing factor")
+    event_window_frames: int = Field(
+        3,
+        ge=1,
+        description="image-change statistic: relative rms difference between the mean of the "
+        "last k drift-corrected denoised frames (k = this) and the mean of the "
+        "event_reference_frames frames before them",
+    )
+    event_reference_frames: int = Field(
+        5,
+        ge=1,
+        description="frames of the reference mean of the image-change statistic (the statistic "
+        "is undefined for the first event_window_frames + this - 1 frames)",
+    )
+    event_smooth_px: float = Field(
+        1.0,
+        ge=0,
+        description="Gaussian smoothing of the frames for the image-change statistic [px]",
+    )
     event_false_alarm_rate: float = Field(
         0.01, gt=0, lt=1, description="per-frame false-alarm rate of the event detector"
     )

@@ -9,17 +9,22 @@ m_t = alpha s_t + (1 - alpha) m_{t-1} and scores each frame by
 * the time derivative d_t = s_t - s_{t-1},
 
 each divided by its noise scale (the larger of 1.4826 MAD and the standard deviation)
-measured on the leading stable stretch (``calibration_frames``). The frame score is the
-largest of these 2k standardised values. The threshold gives a per-frame false-alarm rate
-``far`` with a Bonferroni correction over the 2k tests, z* = t^-1(1 - far / (4k)) (Student t
-with calibration_frames - 2 degrees of freedom, as the scales are estimated from few frames),
-and is never below the largest score seen in the calibration stretch (stable by assumption).
-An event starts at the first frame whose score exceeds the threshold (onset) and lasts while the
+measured on the finite values of the leading stable stretch (``calibration_frames``; NaN
+values, e.g. of a statistic still warming up, count as "no change"). As the scales come from
+few frames, each standardised value is read as Student t with n_cal - 1 degrees of freedom
+(n_cal = its finite calibration values) and mapped to the Gaussian z of the same tail
+probability. The frame score is the largest of these 2k values. The threshold gives a
+per-frame false-alarm rate ``far`` with a Bonferroni correction over the 2k tests,
+z* = Phi^-1(1 - far / (4k)), and is never below the largest score seen in the calibration
+stretch (stable by assumption).
+An event starts at the first frame whose score exceeds the threshold and lasts while the
 score stays above half the threshold (hysteresis, gaps <= ``merge_gap``), i.e. until the EWMA
 has adopted the new state. It is reported only if the EWMA innovation alone exceeds the
-threshold in at least ``min_frames`` of its frames: a structural change persists in the
-innovation, a one-frame detection glitch does not (its derivative spike on recovery does not
-count). Peak = frame of the highest score.
+threshold in at least ``min_frames`` frames of one run of above-threshold frames (gaps <=
+``merge_gap``): a structural change persists in the innovation, a one-frame detection glitch
+does not (its derivative spike on recovery does not count). The onset is the first frame of
+the first such run (a glitch that the hysteresis only bridges to the change does not set
+it). Peak = frame of the highest score from the onset on.
 """
 
 from __future__ import annotations
@@ -61,7 +66,8 @@ def detect_events(
     Parameters
     ----------
     stats : DataFrame
-        Frame statistics; NaN values are treated as "no change" (innovation 0).
+        Frame statistics; NaN values (e.g. a statistic still warming up) are treated as
+        "no change" (score 0) and are left out of the noise scales.
     alpha : float
         EWMA weight of the newest frame.
     false_alarm_rate : float
@@ -78,6 +84,7 @@ def detect_events(
     frame_time_s : float, optional
         Frame time [s]; adds ``onset_time_s``.
     """
+    from scipy.stats import norm
     from scipy.stats import t as student_t
 
     floors = floors or {}
@@ -88,8 +95,8 @@ def detect_events(
     for k, name in enumerate(names):
         s = stats[name].to_numpy(dtype=np.float64)
         s = np.where(np.isfinite(s), s, np.nan)
-        e = np.zeros(t_n)
-        d = np.zeros(t_n)
+        e = np.full(t_n, np.nan)  # NaN: no value (warm-up, edge frames), i.e. no change
+        d = np.full(t_n, np.nan)
         m: float | None = None
         prev = np.nan
         for t in range(t_n):
@@ -103,11 +110,19 @@ def detect_events(
             d[t] = st - prev
             m = alpha * st + (1 - alpha) * m
             prev = st
-        z_all[:, 2 * k] = np.abs(e) / _scale(e[1:cal], floors.get(name, 0.0))
-        z_all[:, 2 * k + 1] = np.abs(d) / _scale(d[1:cal], floors.get(name, 0.0))
+        for j, v in ((2 * k, e), (2 * k + 1, d)):
+            # noise scale from the finite innovations of the calibration stretch only; the
+            # standardised value is Student t with n_cal - 1 degrees of freedom (the scale is
+            # estimated from few frames), mapped to the Gaussian z of the same tail probability
+            # so that statistics with different warm-ups share one threshold
+            n_cal = int(np.isfinite(v[1:cal]).sum())
+            z = np.abs(v) / _scale(v[1:cal], floors.get(name, 0.0))
+            if n_cal >= 2:
+                p = student_t.sf(np.nan_to_num(z), df=n_cal - 1)
+                z = np.where(np.isfinite(z), norm.isf(np.maximum(p, 1e-300)), 0.0)
+            z_all[:, j] = np.nan_to_num(z)
     n_tests = max(z_all.shape[1], 1)
-    # Student-t quantile: the noise scales are estimated from only cal - 1 innovations
-    z_gauss = float(student_t.isf(false_alarm_rate / (2.0 * n_tests), df=max(cal - 2, 1)))
+    z_gauss = float(norm.isf(false_alarm_rate / (2.0 * n_tests)))
     score = z_all.max(axis=1) if z_all.size else np.zeros(t_n)
     z_cal = float(score[1:cal].max()) if cal > 1 else 0.0
     threshold = max(z_gauss, z_cal * 1.05)
@@ -137,8 +152,16 @@ def detect_events(
         ):
             g.append(u)
             u += 1
-        persistent = int((ewma_score[g] > threshold).sum())
-        if persistent >= min_frames:
+        # onset: the first run of above-threshold frames (gaps <= merge_gap) in which the
+        # innovation persists; an earlier one-frame glitch that the hysteresis merely bridges
+        # to the real change neither counts nor sets the onset
+        above = [v for v in g if score[v] > threshold]
+        runs = np.split(np.array(above), np.flatnonzero(np.diff(above) > merge_gap + 1) + 1)
+        onset = next(
+            (int(r[0]) for r in runs if (ewma_score[r] > threshold).sum() >= min_frames), None
+        )
+        if onset is not None:
+            g = [v for v in g if v >= onset]
             peak = g[int(np.argmax(score[g]))]
             rows.append(
                 {

@@ -46,7 +46,7 @@ from etem.movies.tracking import ColumnTracker
 log = logging.getLogger("etem.movies.pipeline")
 
 #: Frame statistics fed to the event detector.
-EVENT_STATS = ("n_columns", "mean_intensity", "mean_displacement_A", "dissimilarity")
+EVENT_STATS = ("n_columns", "mean_intensity", "mean_displacement_A", "change")
 #: Largest factor by which a movie coarser than the model is upsampled (split counts).
 MAX_UPSAMPLE = 4
 #: Output files (name -> description) listed in summary.json.
@@ -323,7 +323,7 @@ def apply_movie(
     dose_raw = a.dose_e_per_px_per_frame or movie.dose_e_per_px_per_frame
     dose = dose_raw * geo.n_sum * geo.bin_total**2 / geo.upsample**2 if dose_raw else None
     dose_source = "config" if a.dose_e_per_px_per_frame else ("file" if dose_raw else "estimated")
-    state = _FrameAnalysis(cfg, geo, models)
+    state = _FrameAnalysis(cfg, geo, models, edge_frames=n_win // 2)
     with contextlib.ExitStack() as stack:
         import h5py
 
@@ -424,8 +424,12 @@ def apply_movie(
         elapsed = time.perf_counter() - t0
         store.finish()
         stats = state.frame_table(drift, dose)
+        ev_stats = stats[list(EVENT_STATS)].copy()
+        if n_win > 1:  # the unsupervised model sees a reflected window at the movie edges
+            edge = (stats["frame"] < n_win // 2) | (stats["frame"] >= geo.n_frames - n_win // 2)
+            ev_stats.loc[edge.to_numpy()] = np.nan
         events = detect_events(
-            stats[list(EVENT_STATS)],
+            ev_stats,
             a.ewma_alpha,
             a.event_false_alarm_rate,
             a.calibration_frames,
@@ -543,8 +547,10 @@ def _decode_segmentation(y: np.ndarray, module: Any) -> np.ndarray:
 class _FrameAnalysis:
     """Columns, likelihood, occupancy, tracks and frame statistics, frame by frame."""
 
-    def __init__(self, cfg: Any, geo: _Geometry, models: ApplyModels) -> None:
+    def __init__(self, cfg: Any, geo: _Geometry, models: ApplyModels, edge_frames: int = 0) -> None:
         self.cfg = cfg
+        self.edge_frames = edge_frames
+        self.recent: list[np.ndarray] = []  # smoothed centre frames for the change statistic
         self.geo = geo
         self.models = models
         self.polarity: str | None = (
@@ -650,6 +656,7 @@ class _FrameAnalysis:
         else:
             dissim = 1.0 - _corr(centre, self.background)
             self.background = (1 - alpha) * self.background + alpha * centre
+        change = self._change(t, centre, frac)
         if "confidence" in cols and n_all:
             self.conf_sum += float(cols["confidence"].sum())
             self.conf_n += n_all
@@ -665,6 +672,7 @@ class _FrameAnalysis:
                 "appeared_frac": appeared,
                 "vanished_frac": vanished,
                 "dissimilarity": dissim,
+                "change": change,
                 "mean_counts": float(counts.mean()),
                 "mean_llr": float(cols["llr"].mean()) if n_all and "llr" in cols else np.nan,
                 "mean_confidence": float(cols["confidence"].mean())
@@ -673,6 +681,39 @@ class _FrameAnalysis:
             }
         )
         return cols
+
+    def _change(self, t: int, centre: np.ndarray, frac: np.ndarray) -> float:
+        """Relative rms change between the mean of the last k frames and the m frames before.
+
+        Both means are of drift-corrected denoised centre regions smoothed by
+        ``event_smooth_px`` (the sub-pixel remainder ``frac`` of the drift, left by the integer
+        shift, is removed here by linear interpolation); the difference is taken after
+        removing its mean (dose changes) and divided by the rms contrast of the older mean.
+        Two adjacent windows (not the EWMA background) keep the noise floor constant from the
+        first value on. Frames whose denoising window was reflected at the movie edges are
+        skipped.
+        """
+        from scipy import ndimage
+
+        a = self.cfg.apply
+        k, m = a.event_window_frames, a.event_reference_frames
+        if t < self.edge_frames or t >= self.geo.n_frames - self.edge_frames:
+            return np.nan
+        x = centre.astype(np.float64)
+        if a.event_smooth_px > 0:
+            x = ndimage.gaussian_filter(x, a.event_smooth_px)
+        if np.any(frac != 0):
+            x = ndimage.shift(x, -np.asarray(frac, dtype=np.float64), order=1, mode="nearest")
+        self.recent = [*self.recent, x][-(k + m) :]
+        if len(self.recent) < k + m:
+            return np.nan
+        old = np.mean(self.recent[:m], axis=0)
+        new = np.mean(self.recent[m:], axis=0)
+        diff = new - old
+        contrast = float(np.mean((old - old.mean()) ** 2))
+        if not contrast > 0:
+            return np.nan
+        return math.sqrt(float(np.mean((diff - diff.mean()) ** 2)) / contrast)
 
     def frame_table(self, drift: np.ndarray, dose: float) -> pd.DataFrame:
         df = pd.DataFrame(self.rows)
@@ -696,6 +737,7 @@ class _FrameAnalysis:
             "appeared_frac": 0.01,
             "vanished_frac": 0.01,
             "dissimilarity": 1e-4,
+            "change": 1e-4,
         }
 
     def mean_confidence(self) -> float | None:
