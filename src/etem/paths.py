@@ -7,6 +7,7 @@
       mlflow.db, mlartifacts/        default MLflow store (sqlite) and artifacts
       structures/shard_NNN/          per-shard structure files (*.extxyz), manifest.csv, columns.h5
       structures/manifest.csv        gathered structure manifest
+      structures/gallery.png         projected views of a sample of the library
       simulation/shard_NNN.h5        HDF5 image shards (see etem.simulation.contract)
       simulation/index.csv           gathered image index
       movies/synthetic.h5            synthetic movie with ground truth
@@ -40,6 +41,10 @@ class Layout:
     @property
     def structures_manifest(self) -> Path:
         return self.root / "structures" / "manifest.csv"
+
+    @property
+    def structures_gallery(self) -> Path:
+        return self.root / "structures" / "gallery.png"
 
     def simulation_shard(self, i: int) -> Path:
         return self.root / "simulation" / f"shard_{i:03d}.h5"

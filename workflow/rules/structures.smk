@@ -32,7 +32,7 @@ rule gather_structures:
     output:
         manifest=str(LAYOUT.structures_manifest),
         gallery=report(
-            f"{RESULTS}/structures/gallery.png",
+            str(LAYOUT.structures_gallery),
             caption="../report/structures_gallery.rst",
             category="Structures",
         ),

@@ -77,46 +77,17 @@ def section_structures(layout: Layout) -> str:
     if group:
         counts = man.groupby(group, dropna=False).size().reset_index(name="n")
         body.append(H.table(counts))
-    gallery = _structure_gallery(man, man_p.parent)
-    body.append(gallery or H.missing("no structure files could be read for the gallery"))
-    return "".join(body)
-
-
-def _structure_gallery(man: pd.DataFrame, base: Path, n: int = 6) -> str:
-    if "path" not in man.columns:
-        return ""
-    try:
-        from ase.io import read
-    except ImportError:
-        return ""
-    plt = _plt()
-    picks = man.groupby("family").head(max(n // 2, 1)) if "family" in man.columns else man.head(n)
-    picks = picks.head(n)
-    fig, axes = plt.subplots(1, len(picks), figsize=(2.6 * len(picks), 2.8), squeeze=False)
-    ok = 0
-    for ax, row in zip(axes[0], picks.itertuples(), strict=False):
+    caption = "Projected views of a sample of the library (x right, y down, beam along z) [Å]"
+    if layout.structures_gallery.exists():  # the structures stage's own gallery
+        body.append(H.png_file(layout.structures_gallery, caption))
+    else:
         try:
-            atoms = read(base / str(row.path))
-        except Exception:
-            ax.set_axis_off()
-            continue
-        pos = atoms.get_positions()
-        syms = np.asarray(atoms.get_chemical_symbols())
-        for el, col in (("O", "tab:red"), ("Ce", "tab:orange"), ("Sr", "tab:green"),
-                        ("Ti", "tab:blue"), ("Pt", "tab:gray")):
-            sel = syms == el
-            if sel.any():
-                ax.scatter(pos[sel, 0], pos[sel, 1], s=2, c=col, label=el)
-        ax.set_aspect("equal")
-        ax.invert_yaxis()
-        ax.set_title(str(getattr(row, "structure_id", "")), fontsize=7)
-        ax.tick_params(labelsize=6)
-        ok += 1
-    if not ok:
-        plt.close(fig)
-        return ""
-    axes[0][0].legend(fontsize=5, markerscale=3)
-    return H.figure(fig, "Projected atom positions (x right, y down, beam along z) [Å]")
+            from etem.structures.gallery import gallery_figure
+
+            body.append(H.figure(gallery_figure(man, man_p.parent, n=6), caption))
+        except Exception as exc:  # a report renders what it can
+            body.append(H.missing(f"no structure gallery: {exc}"))
+    return "".join(body)
 
 
 def section_simulation(layout: Layout, config: Any) -> str:
