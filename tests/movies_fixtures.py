@@ -8,6 +8,7 @@ need denoisers that are fast and known to work, so they use fixed linear filters
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -95,3 +96,103 @@ def segmenter_model(pixel_size_A: float | None = 0.2) -> LoadedModel:
         ThresholdSegmenter(),
         {"kind": "segmenter", "pixel_size_A": pixel_size_A, "mlflow_run_id": "run-seg"},
     )
+
+
+def write_movie_file(
+    fmt: str, folder: Path, data: np.ndarray, px_A: float, dt_s: float = 0.025
+) -> Path:
+    """Write a (T, H, W) count stack in ``fmt`` with pixel size [Å] and frame time [s].
+
+    Formats: npy, mrc, tiff, bigtiff, hyperstack, tiff-folder (nested like GMS in-situ
+    recording), hdf5 (etem contract), emd (time first) and emd-yxt (time last).
+    """
+    _, h, w = np.shape(data)
+    import h5py
+    import mrcfile
+    import tifffile
+
+    if fmt == "npy":
+        p = folder / "m.npy"
+        np.save(p, data)
+    elif fmt == "mrc":
+        p = folder / "m.mrc"
+        with mrcfile.new(p) as m:
+            m.set_data(np.asarray(data).astype(np.uint16))
+            m.voxel_size = px_A
+    elif fmt == "tiff":
+        p = folder / "m.tif"
+        tifffile.imwrite(
+            p,
+            data,
+            imagej=True,
+            resolution=(10 / px_A, 10 / px_A),
+            metadata={"axes": "TYX", "unit": "nm", "finterval": dt_s},
+        )
+    elif fmt == "bigtiff":
+        p = folder / "m_big.tif"
+        tifffile.imwrite(p, data, bigtiff=True)
+    elif fmt == "hyperstack":
+        p = folder / "m_hyper.tif"
+        tifffile.imwrite(
+            p,
+            data[:, None, None],
+            imagej=True,
+            resolution=(10 / px_A, 10 / px_A),
+            metadata={"axes": "TZCYX", "unit": "nm"},
+        )
+    elif fmt == "tiff-folder":  # nested like GMS in-situ recording, names sort naturally
+        p = folder / "frames"
+        for t in range(len(data)):
+            sub = p / f"Second_{t // 3:02d}"
+            sub.mkdir(parents=True, exist_ok=True)
+            tifffile.imwrite(
+                sub / f"frame_{t}.tif",
+                data[t],
+                imagej=True,
+                resolution=(10 / px_A, 10 / px_A),
+                metadata={"unit": "nm"},
+            )
+    elif fmt == "hdf5":
+        p = folder / "m.h5"
+        with h5py.File(p, "w") as fh:
+            fh.create_dataset("frames", data=data)
+            fh.attrs.update(pixel_size_A=px_A, frame_time_s=dt_s, dose_e_per_px_per_frame=3.0)
+    elif fmt == "emd":
+        from rsciio.emd import file_writer
+
+        p = folder / "m.emd"
+        axes = [
+            dict(name="t", size=len(data), scale=dt_s, offset=0, units="s", navigate=True),
+            dict(name="y", size=h, scale=px_A / 10, offset=0, units="nm", navigate=False),
+            dict(name="x", size=w, scale=px_A / 10, offset=0, units="nm", navigate=False),
+        ]
+        file_writer(
+            str(p),
+            dict(
+                data=data,
+                axes=axes,
+                metadata={"General": {"title": "m"}, "Signal": {"signal_type": ""}},
+                original_metadata={},
+            ),
+        )
+    elif fmt == "emd-yxt":  # time last, as ncempy-style writers store it
+        from rsciio.emd import file_writer
+
+        p = folder / "m_yxt.emd"
+        axes = [
+            dict(name="y", size=h, scale=px_A / 10, offset=0, units="nm", navigate=False),
+            dict(name="x", size=w, scale=px_A / 10, offset=0, units="nm", navigate=False),
+            dict(name="t", size=len(data), scale=dt_s, offset=0, units="s", navigate=False),
+        ]
+        file_writer(
+            str(p),
+            dict(
+                data=np.moveaxis(data, 0, -1),
+                axes=axes,
+                metadata={"General": {"title": "m"}, "Signal": {"signal_type": ""}},
+                original_metadata={},
+            ),
+        )
+    else:  # pragma: no cover
+        raise ValueError(fmt)
+    return p

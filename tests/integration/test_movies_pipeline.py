@@ -13,7 +13,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from movies_fixtures import blur_model, segmenter_model, window_model
+from movies_fixtures import blur_model, segmenter_model, window_model, write_movie_file
 
 from etem.config import load_config
 from etem.errors import InputError
@@ -128,68 +128,12 @@ def test_column_recall_at_demo_dose(tmp_path: Path) -> None:
     assert _recall(lm, raw, radius, margin_px=4) < 0.9 or len(raw) > 2 * len(lm.columns[0])
 
 
-def _write_format(fmt: str, folder: Path, counts: np.ndarray) -> Path:
-    import mrcfile
-    import tifffile
-
-    if fmt == "npy":
-        p = folder / "m.npy"
-        np.save(p, counts)
-    elif fmt == "mrc":
-        p = folder / "m.mrc"
-        with mrcfile.new(p) as m:
-            m.set_data(counts.astype(np.uint16))
-            m.voxel_size = PX_A
-    elif fmt == "tiff":
-        p = folder / "m.tif"
-        tifffile.imwrite(
-            p,
-            counts,
-            imagej=True,
-            resolution=(10 / PX_A, 10 / PX_A),
-            metadata={"axes": "TYX", "unit": "nm", "finterval": 0.025},
-        )
-    elif fmt == "tiff-folder":
-        p = folder / "frames"
-        p.mkdir()
-        for t, fr in enumerate(counts):
-            tifffile.imwrite(
-                p / f"f_{t:04d}.tif",
-                fr,
-                imagej=True,
-                resolution=(10 / PX_A, 10 / PX_A),
-                metadata={"unit": "nm"},
-            )
-    elif fmt == "emd":
-        from rsciio.emd import file_writer
-
-        p = folder / "m.emd"
-        n, h, w = counts.shape
-        axes = [
-            dict(name="t", size=n, scale=0.025, offset=0, units="s", navigate=True),
-            dict(name="y", size=h, scale=PX_A / 10, offset=0, units="nm", navigate=False),
-            dict(name="x", size=w, scale=PX_A / 10, offset=0, units="nm", navigate=False),
-        ]
-        file_writer(
-            str(p),
-            dict(
-                data=counts,
-                axes=axes,
-                original_metadata={},
-                metadata={"General": {"title": "m"}, "Signal": {"signal_type": ""}},
-            ),
-        )
-    else:  # pragma: no cover
-        raise ValueError(fmt)
-    return p
-
-
 @pytest.mark.parametrize("fmt", ["npy", "mrc", "tiff", "tiff-folder", "emd"])
 def test_pipeline_runs_on_every_format(fmt: str, tmp_path: Path) -> None:
     lm = lattice_movie(
         n_frames=8, size_px=64, event_frame=None, dose_e_per_px_per_frame=2.0, seed=1
     )
-    p = _write_format(fmt, tmp_path, lm.counts)
+    p = write_movie_file(fmt, tmp_path, lm.counts, PX_A)
     cfg = _cfg(calibration_frames=4, pixel_size_A=PX_A if fmt == "npy" else None)
     s = apply_movie(
         open_movie(p), tmp_path / "out", cfg, ApplyModels(denoiser=blur_model(sigma_px=2.0))

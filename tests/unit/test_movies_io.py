@@ -5,10 +5,15 @@ bad input raises one clear InputError."""
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from movies_fixtures import write_movie_file
 
 from etem.errors import InputError
 from etem.movies.io import open_movie
@@ -25,95 +30,7 @@ def stack() -> np.ndarray:
 
 
 def _write(fmt: str, folder: Path, data: np.ndarray) -> Path:
-    import h5py
-    import mrcfile
-    import tifffile
-
-    if fmt == "npy":
-        p = folder / "m.npy"
-        np.save(p, data)
-    elif fmt == "mrc":
-        p = folder / "m.mrc"
-        with mrcfile.new(p) as m:
-            m.set_data(data)
-            m.voxel_size = PX_A
-    elif fmt == "tiff":
-        p = folder / "m.tif"
-        tifffile.imwrite(
-            p,
-            data,
-            imagej=True,
-            resolution=(10 / PX_A, 10 / PX_A),
-            metadata={"axes": "TYX", "unit": "nm", "finterval": DT_S},
-        )
-    elif fmt == "bigtiff":
-        p = folder / "m_big.tif"
-        tifffile.imwrite(p, data, bigtiff=True)
-    elif fmt == "hyperstack":
-        p = folder / "m_hyper.tif"
-        tifffile.imwrite(
-            p,
-            data[:, None, None],
-            imagej=True,
-            resolution=(10 / PX_A, 10 / PX_A),
-            metadata={"axes": "TZCYX", "unit": "nm"},
-        )
-    elif fmt == "tiff-folder":  # nested like GMS in-situ recording, names sort naturally
-        p = folder / "frames"
-        for t in range(len(data)):
-            sub = p / f"Second_{t // 3:02d}"
-            sub.mkdir(parents=True, exist_ok=True)
-            tifffile.imwrite(
-                sub / f"frame_{t}.tif",
-                data[t],
-                imagej=True,
-                resolution=(10 / PX_A, 10 / PX_A),
-                metadata={"unit": "nm"},
-            )
-    elif fmt == "hdf5":
-        p = folder / "m.h5"
-        with h5py.File(p, "w") as fh:
-            fh.create_dataset("frames", data=data)
-            fh.attrs.update(pixel_size_A=PX_A, frame_time_s=DT_S, dose_e_per_px_per_frame=3.0)
-    elif fmt == "emd":
-        from rsciio.emd import file_writer
-
-        p = folder / "m.emd"
-        axes = [
-            dict(name="t", size=len(data), scale=DT_S, offset=0, units="s", navigate=True),
-            dict(name="y", size=H, scale=PX_A / 10, offset=0, units="nm", navigate=False),
-            dict(name="x", size=W, scale=PX_A / 10, offset=0, units="nm", navigate=False),
-        ]
-        file_writer(
-            str(p),
-            dict(
-                data=data,
-                axes=axes,
-                metadata={"General": {"title": "m"}, "Signal": {"signal_type": ""}},
-                original_metadata={},
-            ),
-        )
-    elif fmt == "emd-yxt":  # time last, as ncempy-style writers store it
-        from rsciio.emd import file_writer
-
-        p = folder / "m_yxt.emd"
-        axes = [
-            dict(name="y", size=H, scale=PX_A / 10, offset=0, units="nm", navigate=False),
-            dict(name="x", size=W, scale=PX_A / 10, offset=0, units="nm", navigate=False),
-            dict(name="t", size=len(data), scale=DT_S, offset=0, units="s", navigate=False),
-        ]
-        file_writer(
-            str(p),
-            dict(
-                data=np.moveaxis(data, 0, -1),
-                axes=axes,
-                metadata={"General": {"title": "m"}, "Signal": {"signal_type": ""}},
-                original_metadata={},
-            ),
-        )
-    else:  # pragma: no cover
-        raise ValueError(fmt)
-    return p
+    return write_movie_file(fmt, folder, data, PX_A, DT_S)
 
 
 #: format -> (pixel size known, frame time known)
