@@ -20,8 +20,8 @@ from etem.data.datasets import (
     read_index,
     reflect_window,
 )
-from etem.data.noise import counts_at_dose
 from etem.errors import InputError
+from etem.simulation.noise import apply_dose
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ def test_counts_follow_the_dose_contract() -> None:
     rng = np.random.default_rng(0)
     clean = np.full((256, 256), 0.8, np.float32)
     dose = 50.0  # e/Å² -> 0.8 * 50 * 0.04 = 1.6 counts per pixel
-    counts = counts_at_dose(clean, dose, PIXEL_A, rng)
+    counts = apply_dose(clean, dose, PIXEL_A, rng)
     expected = 0.8 * dose * PIXEL_A**2
     assert counts.mean() == pytest.approx(expected, rel=0.03)
     assert counts.var() == pytest.approx(expected, rel=0.06)  # Poisson: variance = mean

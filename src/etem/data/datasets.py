@@ -20,10 +20,11 @@ from typing import Any
 import numpy as np
 
 from etem.data.augment import dihedral
-from etem.data.noise import counts_at_dose, log_uniform
+from etem.data.noise import log_uniform
 from etem.errors import InputError
 from etem.models.inputs import image_input, normalize
 from etem.seeding import rng as seeded_rng
+from etem.simulation.noise import apply_dose
 
 VAL_STEP = -1
 
@@ -175,7 +176,7 @@ class ImagePatchDataset:
         clean = np.asarray(f["clean"][sl], dtype=np.float32)
         px = float(row["pixel_size_A"])
         dose_px = dose * px**2
-        counts = counts_at_dose(clean, dose, px, r, self.read_noise_e, self.gain)
+        counts = apply_dose(clean, dose, px, r, self.read_noise_e, self.gain)
         norm = normalize(counts, dose_px * self.gain)  # counts per vacuum pixel
         out: dict[str, Any] = {
             "input": dihedral(image_input(norm, dose_px, self.dose_conditioned), k),

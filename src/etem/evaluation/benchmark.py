@@ -141,11 +141,8 @@ def _with_manifest_columns(idx: pd.DataFrame, index_path: Path, cfg: Any) -> pd.
 
 
 def _splits(idx: pd.DataFrame, cfg: Any) -> pd.Series:
-    try:
-        from etem.data.splits import assign_splits
-    except ImportError:  # networks stage not installed: everything counts as test
-        log.warning("etem.data.splits not available: all images treated as test")
-        return pd.Series("test", index=idx.index)
+    from etem.data.splits import assign_splits
+
     return assign_splits(idx, cfg.training.split, cfg.seed)
 
 
@@ -180,10 +177,8 @@ def primary_method(methods: dict[str, Method]) -> str:
 
 def _noisy(clean: np.ndarray, dose_A2: float, px: float, cfg: Any, key: str) -> np.ndarray:
     g = rng(cfg.seed, "benchmark", "noise", key, f"{dose_A2:g}")
-    try:
-        from etem.simulation.noise import apply_dose
-    except ImportError:
-        return g.poisson(clean * dose_A2 * px * px).astype(np.float64)
+    from etem.simulation.noise import apply_dose
+
     return np.asarray(
         apply_dose(clean, dose_A2, px, g, cfg.noise.read_noise_e, cfg.noise.gain), dtype=np.float64
     )

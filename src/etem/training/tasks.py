@@ -363,13 +363,8 @@ def open_training_movie(path: Path) -> tuple[Any, Any, float, float | None]:
                     clean = np.asarray(f["clean"], dtype=np.float32)
                 dose = f.attrs.get("dose_e_per_px_per_frame")
                 return arr, clean, px, (float(dose) if dose is not None and dose > 0 else None)
-    try:
-        from etem.movies.io import open_movie
-    except ImportError:
-        raise InputError(
-            f"movie {path}: not an etem HDF5 movie and the movie readers (etem.movies.io) "
-            "are not installed"
-        ) from None
+    from etem.movies.io import open_movie
+
     movie = open_movie(path)
     frames = movie.frames
     nbytes = int(np.prod(frames.shape)) * 4
