@@ -145,10 +145,77 @@ def cost_rows() -> list[tuple[str, str]]:
             for k, fn in items.items()]
 
 
+DEMO_MARK = "## Demo campaign (etem benchmark outputs)"
+
+
+def demo_rows(bench_dir: Path, label: str) -> list[tuple[str, str]]:
+    """Figures read from an ``etem benchmark`` output folder: Mohan protocol, segmentation."""
+    from etem.io import read_table
+
+    rows: list[tuple[str, str]] = []
+    mp = bench_dir / "mohan_summary.csv"
+    if mp.exists():
+        t = read_table(mp)
+        for subset in ["all", *sorted(x for x in t["subset"].unique()
+                                      if x.startswith(("family=", "split=")))]:
+            sel = t[t["subset"] == subset].set_index("method")
+            if sel.empty:
+                continue
+            vals = ", ".join(f"{m} {r.psnr_db_mean:.2f} dB / {r.ssim_mean:.3f}"
+                             for m, r in sel.iterrows())
+            mean = sel["mean_counts_per_px_mean"].iloc[0]
+            rows.append((f"{label}: Mohan protocol PSNR / SSIM (peak 1 count, mean "
+                         f"{mean:.2f} e/px), {subset}, n = {int(sel['n'].iloc[0])} images "
+                         "(Mohan et al.: 35-38 dB)", vals))
+    sp = bench_dir / "segmentation.csv"
+    if sp.exists():
+        t = read_table(sp)
+        for subset in ("all", "split=test", "split=held_out", "dose_e_per_A2=12.5|split=test",
+                       "dose_e_per_A2=400|split=test"):
+            sel = t[t["subset"] == subset].set_index("quantity")["value"]
+            if sel.empty:
+                continue
+            vals = ", ".join(f"{q} {v:.3f}" for q, v in sel.items() if v == v)
+            rows.append((f"{label}: segmenter IoU / occupancy accuracy, {subset}", vals))
+    return rows
+
+
+def write_demo_section(bench_dirs: list[str], labels: list[str], cmds: list[str]) -> str:
+    """Replace the demo section of benchmarks/evaluation.md with rows from benchmark folders."""
+    import subprocess
+
+    md = ROOT / "benchmarks" / "evaluation.md"
+    text = md.read_text(encoding="utf-8") if md.exists() else ""
+    head = text.split(DEMO_MARK)[0].rstrip("\n")
+    load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    lines = [DEMO_MARK, "",
+             "Read from `etem benchmark` output folders by `benchmarks/evaluation.py --demo` "
+             f"(machine load during this summary: `{load}`). The command column is the "
+             "benchmark run that produced the folder.", "",
+             "| figure | value | command | machine | date |", "|---|---|---|---|---|"]
+    today = date.today().isoformat()
+    for d, label, cmd in zip(bench_dirs, labels, cmds, strict=True):
+        for fig, val in demo_rows(Path(d), label):
+            lines.append(f"| {fig} | {val} | `{cmd}` | {machine()} | {today} |")
+    out = head + "\n\n" + "\n".join(lines) + "\n"
+    md.write_text(out, encoding="utf-8")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer images (a smoke test)")
+    ap.add_argument("--demo", nargs="+", metavar="BENCH_DIR",
+                    help="only (re)write the demo section from these etem benchmark folders")
+    ap.add_argument("--labels", nargs="+", help="one label per --demo folder")
+    ap.add_argument("--commands", nargs="+",
+                    help="one per --demo folder: the command that produced it")
     args = ap.parse_args()
+    if args.demo:
+        labels = args.labels or [Path(d).name for d in args.demo]
+        cmds = args.commands or [f"etem benchmark ... --out {d}" for d in args.demo]
+        print(write_demo_section(args.demo, labels, cmds))
+        return
     n = 2 if args.quick else 8
     rows = []
     t0 = time.time()
@@ -166,7 +233,11 @@ def main() -> None:
     for fig, val in rows:
         lines.append(f"| {fig} | {val} | `{cmd}` | {machine()} | {today} |")
     text = "\n".join(lines) + "\n"
-    (ROOT / "benchmarks" / "evaluation.md").write_text(text, encoding="utf-8")
+    md = ROOT / "benchmarks" / "evaluation.md"
+    old = md.read_text(encoding="utf-8") if md.exists() else ""
+    if DEMO_MARK in old:  # keep the demo section (written by --demo)
+        text += "\n" + DEMO_MARK + old.split(DEMO_MARK, 1)[1]
+    md.write_text(text, encoding="utf-8")
     print(text)
 
 

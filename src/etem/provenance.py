@@ -30,16 +30,50 @@ def config_hash(config_dict: dict[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def _read_git_head(start: Path) -> str | None:
+    """HEAD commit read from the ``.git`` directory above ``start`` (no subprocess), or None."""
+    for d in (start, *start.parents):
+        git = d / ".git"
+        if not git.is_dir():
+            continue
+        try:
+            head = (git / "HEAD").read_text().strip()
+            if not head.startswith("ref: "):
+                return head or None
+            ref = head[5:].strip()
+            loose = git / ref
+            if loose.is_file():
+                return loose.read_text().strip() or None
+            packed = git / "packed-refs"
+            if packed.is_file():
+                for line in packed.read_text().splitlines():
+                    parts = line.split()
+                    if len(parts) == 2 and parts[1] == ref:
+                        return parts[0]
+        except OSError:
+            return None
+        return None
+    return None
+
+
 @functools.cache
 def git_commit() -> str:
-    """Commit of the source tree etem runs from (``ETEM_GIT_COMMIT`` overrides), or 'unknown'."""
+    """Commit of the source tree etem runs from (``ETEM_GIT_COMMIT`` overrides), or 'unknown'.
+
+    Read from the ``.git`` directory (no subprocess, so a loaded machine cannot time it out and
+    record 'unknown' in one output and the commit in another); ``git rev-parse`` is the fallback
+    for worktrees and other layouts.
+    """
     env = os.environ.get("ETEM_GIT_COMMIT")
     if env:
         return env
     here = Path(__file__).resolve().parent
+    direct = _read_git_head(here)
+    if direct:
+        return direct
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5,
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=60,
             check=False,
         )
     except (OSError, subprocess.SubprocessError):

@@ -102,3 +102,8 @@ def test_rotation_found_in_simulated_movie(simulated_movie: dict[str, Path]) -> 
     assert len(onsets) == 1, s["events"]
     assert abs(onsets[0] - EVENT) <= 2
     assert all(not (e["onset_frame"] <= EVENT - 3) for e in s["events"])  # stable stretch quiet
+    # the apply run scored itself against the truth the movie carries
+    truth = s["truth"]["events"]
+    assert truth["n_hits"] == 1 and truth["n_false_alarms"] == 0
+    assert truth["onset_errors_frames"] == [onsets[0] - EVENT]
+    assert s["truth"]["columns"]["n_frames_scored"] == 40

@@ -14,7 +14,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from evaluation_fixtures import make_campaign, tiny_config
 
 from etem.cli import main
-from etem.evaluation.benchmark import load_test_images, run_benchmark, write_outputs
+from etem.evaluation.benchmark import (
+    load_test_images,
+    make_methods,
+    mohan_protocol,
+    run_benchmark,
+    write_outputs,
+)
 from etem.evaluation.likelihood import Calibration
 from etem.io import read_table
 
@@ -54,6 +60,28 @@ def test_tables_have_one_row_per_method_and_subset(campaign):
                                                                    "confidence"].mean()
 
 
+def test_mohan_protocol_scales_to_one_count_peak(campaign):
+    _root, paths, cfg, _ = campaign
+    images = load_test_images(paths["index"], cfg)
+    methods = make_methods(cfg)
+    t = mohan_protocol(cfg, images, methods)
+    assert len(t) == len(images) * len(methods)
+    assert (t["peak_counts"] == 1.0).all()
+    for im in images:  # the scaled clean image has max 1 count, so its mean is mean/max
+        row = t[t["image_id"] == im.image_id].iloc[0]
+        assert row["mean_counts_per_px"] == pytest.approx(im.clean.mean() / im.clean.max())
+        # the dose handed to the methods is the measured mean count: close to the true mean
+        assert row["dose_e_per_px"] == pytest.approx(row["mean_counts_per_px"], rel=0.05)
+    by = t.groupby("method")["psnr_db"].mean()
+    # smoothing the single-frame counts beats the raw frame by a wide margin at ~0.5 e/px
+    assert by["gaussian_1px"] > by["noisy"] + 5
+    assert mohan_protocol(cfg, images, methods).equals(t)  # noise drawn from the seed
+    res = run_benchmark(cfg, images)
+    s = res.tables["mohan_summary"]
+    assert {"all", "split=test"} <= set(s["subset"])
+    assert res.summary["mohan_protocol"]["psnr_db"]["noisy"] == pytest.approx(by["noisy"])
+
+
 def test_cli_writes_outputs_deterministically(campaign, capsys):
     root, paths, _, cfg_path = campaign
     outs = []
@@ -65,7 +93,8 @@ def test_cli_writes_outputs_deterministically(campaign, capsys):
         outs.append(out)
     a, b = outs
     for name in ("denoising_summary.csv", "likelihood_calibration.json", "summary.json",
-                 "per_image.parquet", "calibration_far.csv", "figures/calibration.png"):
+                 "per_image.parquet", "calibration_far.csv", "figures/calibration.png",
+                 "mohan_summary.csv"):
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
     cal = Calibration.load(a / "likelihood_calibration.json")
     assert cal.meta["provenance"]["stage"] == "benchmark"
@@ -73,7 +102,8 @@ def test_cli_writes_outputs_deterministically(campaign, capsys):
     assert "figures/psnr_vs_dose.png" in summary["files"]
     t = read_table(a / "denoising_summary.csv")
     assert isinstance(t, pd.DataFrame) and len(t)
-    assert "PSNR" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "PSNR" in out and "Mohan et al.'s protocol (peak 1 count" in out
 
 
 def test_cli_missing_index_is_a_one_line_error(campaign, capsys):

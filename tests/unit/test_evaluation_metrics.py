@@ -15,7 +15,7 @@ from evaluation_fixtures import lattice_image
 from etem.errors import InputError
 from etem.evaluation import baselines
 from etem.evaluation.detection import detection_metrics, match_columns
-from etem.evaluation.metrics import psnr, ssim
+from etem.evaluation.metrics import psnr, psnr_peak, ssim, ssim_peak
 
 
 def test_psnr_and_ssim_values():
@@ -27,6 +27,29 @@ def test_psnr_and_ssim_values():
     assert ssim(a, b) < 1.0
     with pytest.raises(InputError):
         psnr(a, a[:5])
+
+
+def test_peak_psnr_clamps_and_uses_a_fixed_peak():
+    clean = np.full((32, 32), 0.5)
+    assert psnr_peak(clean, clean + 0.1) == pytest.approx(20.0)  # peak 1, MSE 0.01
+    assert psnr_peak(clean, clean + 0.1, peak=2.0) == pytest.approx(20.0 + 20 * np.log10(2))
+    # values above the peak are clamped: a saturated estimate of a saturated pixel is exact
+    c2, e2 = clean.copy(), clean.copy()
+    c2[0, 0], e2[0, 0] = 1.0, 7.0
+    assert psnr_peak(c2, e2) == psnr_peak(clean, clean)
+    # unlike the range-normalised PSNR, a flat clean image has a finite, known peak PSNR
+    assert psnr_peak(clean, np.zeros_like(clean)) == pytest.approx(10 * np.log10(1 / 0.25))
+    assert ssim_peak(c2, c2) == pytest.approx(1.0)
+    assert ssim_peak(c2, e2 + 0.2) < 1.0
+
+
+def test_noisy_frame_peak_psnr_matches_poisson_theory():
+    """Counts clamped to [0, 1]: E[(min(y, 1) - lam)^2] = e^-lam lam^2 + (1 - e^-lam)(1 - lam)^2."""
+    lam = 0.45  # Mohan et al.'s mean count per pixel
+    clean = np.full((256, 256), lam)
+    y = np.random.default_rng(0).poisson(clean).astype(float)
+    expected = np.exp(-lam) * lam**2 + (1 - np.exp(-lam)) * (1 - lam) ** 2
+    assert psnr_peak(clean, y) == pytest.approx(-10 * np.log10(expected), abs=0.05)
 
 
 def test_baselines_improve_on_noisy_input_at_low_dose():

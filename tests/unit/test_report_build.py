@@ -61,7 +61,8 @@ def test_report_on_fake_results(tmp_path, capsys):
     assert 'src="http' not in html and "<link" not in html
     for text in ("Benchmarks", "Likelihood calibration", "denoising", "gaussian_1px",
                  "event timeline", cfg.hash(), "Missing results", train_run_id,
-                 f"train-denoiser: run {train_run_id}", "mlflow ui --backend-store-uri"):
+                 f"train-denoiser: run {train_run_id}", "mlflow ui --backend-store-uri",
+                 "Mohan et al.'s protocol", "split=test"):
         assert text.lower() in html.lower(), text
     # the structures stage did not run: said clearly
     assert "the structures stage has not run" in html
@@ -84,3 +85,22 @@ def test_empty_results_folder_renders_with_every_section_missing(tmp_path):
     doc, present = build_report(cfg, tmp_path)
     assert not any(v for k, v in present.items() if k != "provenance")
     assert "the benchmark stage has not run" in doc and "the apply stage has not run" in doc
+
+
+def test_training_curves_get_one_panel_per_quantity():
+    from etem.report.build import curve_panels
+
+    steps = [0, 100, 200, 300]
+    hist = {"train_loss": [(s, 1.0 / (s + 1)) for s in steps],
+            "val_loss": [(s, 2.0 / (s + 1)) for s in steps],
+            "lr": [(s, 1e-3) for s in steps],
+            "val_psnr": [(s, 20.0 + s / 100) for s in steps],
+            "throughput_samples_per_s": [(s, 50.0) for s in steps],
+            "val_iou_cation": [(0, 0.5)]}  # one point: no curve
+    fig = curve_panels(hist)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ["loss", "learning rate", "PSNR [dB]"]
+    assert fig.axes[0].get_yscale() == "log"
+    assert {ln.get_label() for ln in fig.axes[0].get_lines()} == {"train_loss", "val_loss"}
+    assert [ln.get_label() for ln in fig.axes[2].get_lines()] == ["val_psnr"]
+    assert curve_panels({"throughput_samples_per_s": hist["lr"]}) is None

@@ -91,7 +91,9 @@ def test_bad_inputs_give_one_line_errors(tmp_path: Path, capsys) -> None:
 
 
 @pytest.mark.parametrize("bad", ["training.unsupervised.n_frames=4",
-                                 "training.split.val_fraction=0.9"])
+                                 "training.split.val_fraction=0.9",
+                                 "training.segmenter.class_weighting=inverse",
+                                 "training.segmenter.dice_weight=-1"])
 def test_bad_training_config_is_rejected(bad: str, tmp_path: Path, capsys) -> None:
     cfg = _config(tmp_path, tracking=False)
     assert main(["train", "denoiser", "-c", str(cfg), "--set", bad]) == 2

@@ -26,7 +26,9 @@ class ApplyConfig(StrictModel):
     )
     overlap_px: int = Field(32, ge=0, description="tile overlap [px]")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
-        "auto", description="autocast: auto = bf16 on CUDA and on CPUs with native bf16"
+        "auto",
+        description="inference precision (a bf16/fp16 copy of the network, fp32 residual skip): "
+        "auto = bf16 on CUDA and on CPUs with native bf16",
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="inference device")
     denoise_with: Literal["auto", "supervised", "unsupervised"] = Field(
@@ -99,6 +101,92 @@ class ApplyConfig(StrictModel):
         2, ge=1, description="frames above threshold needed for an event (persistence)"
     )
     calibration_frames: int = Field(20, ge=3, description="leading frames assumed stable")
+    event_statistics: list[
+        Literal[
+            "n_columns",
+            "mean_intensity",
+            "mean_displacement_A",
+            "appeared_frac",
+            "vanished_frac",
+            "dissimilarity",
+            "change",
+            "local_change",
+        ]
+    ] = Field(
+        default_factory=lambda: [
+            "n_columns",
+            "mean_intensity",
+            "mean_displacement_A",
+            "change",
+            "local_change",
+        ],
+        min_length=1,
+        description="frame statistics (columns of frames.csv) scored by the event detector",
+    )
+    event_local_window_frames: int = Field(
+        6,
+        ge=2,
+        description="local-change statistic: frames of the recent mean compared with the "
+        "reference mean (longer: more sensitive to small changes, onset refined by a "
+        "change-point fit)",
+    )
+    event_local_reference_frames: int = Field(
+        8,
+        ge=2,
+        description="local-change statistic: frames of the reference mean before the recent "
+        "ones (the statistic starts after event_local_window_frames + this frames; keep "
+        "apply.calibration_frames well above that)",
+    )
+    event_local_sigma_A: float = Field(
+        0.3,
+        gt=0,
+        description="local-change statistic: Gaussian smoothing of the frames (about a column "
+        "width) before the per-pixel change z-map [Å]",
+    )
+    event_local_noise_sigma_A: float = Field(
+        0.8,
+        gt=0,
+        description="local-change statistic: Gaussian smoothing of the per-pixel noise variance "
+        "map [Å]",
+    )
+    truth_min_column_Z: float = Field(
+        150.0,
+        ge=0,
+        description="ground-truth scoring (movies that carry true columns): a true column counts "
+        "as visible when the sum of the atomic numbers of its atoms (a proxy of its projected "
+        "potential) is at least this; recall is over visible columns",
+    )
+    truth_match_radius_A: float = Field(
+        0.5, gt=0, description="ground-truth scoring: found-to-true matching radius [Å]"
+    )
+    truth_border_A: float = Field(
+        1.0,
+        ge=0,
+        description="ground-truth scoring ignores true and found columns closer than this to "
+        "the frame edge [Å]",
+    )
+    truth_event_tolerance_frames: int = Field(
+        2, ge=0, description="ground-truth scoring: a detected onset within this many frames "
+        "of a true event is a hit [frames]"
+    )
     write_tiff: bool = Field(True, description="write denoised.tif (TIFF stack for Fiji/napari)")
     preview_max_frames: int = Field(120, ge=0, description="frames in the GIF preview (0: none)")
     preview_size_px: int = Field(256, ge=32, description="longest side of the preview [px]")
+    finetune_steps: int = Field(
+        0,
+        ge=0,
+        description="fine-tune the unsupervised (blind-spot) model on the movie for this many "
+        "optimizer steps before denoising (0 = off); used when the unsupervised model denoises",
+    )
+    finetune_lr: float = Field(
+        1e-3, gt=0, description="Adam learning rate of the fine-tuning (the fine-tuned weights "
+        "are kept only if they lower the validation loss)"
+    )
+    finetune_batch_size: int = Field(4, ge=1, description="patches per fine-tuning step")
+    finetune_patch_px: int = Field(64, ge=16, description="fine-tuning patch size [px]")
+    finetune_max_frames: int = Field(
+        64,
+        ge=3,
+        description="leading (preprocessed) frames the fine-tuning samples from; bounds its "
+        "memory to finetune_max_frames x frame size x 4 bytes",
+    )

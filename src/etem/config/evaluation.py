@@ -42,6 +42,15 @@ class BenchmarkConfig(StrictModel):
     )
     umse_images: int = Field(16, ge=0, description="test images used to validate uMSE")
     example_images: int = Field(2, ge=1, description="example panels in the figures")
+    mohan_protocol: bool = Field(
+        True,
+        description="also evaluate with Mohan et al.'s protocol: clean image scaled to a "
+        "maximum of mohan_peak_counts [e/px], Poisson noise, PSNR/SSIM in counts with that "
+        "peak after clamping (their 35-38 dB are in this convention)",
+    )
+    mohan_peak_counts: float = Field(
+        1.0, gt=0, description="maximum of the scaled clean image [e/px] (Mohan et al.: 1)"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> BenchmarkConfig:

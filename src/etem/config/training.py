@@ -84,11 +84,31 @@ class UnsupervisedConfig(LoopConfig):
 
 
 class SegmenterConfig(LoopConfig):
-    """Occupancy segmenter trained on defect-oxide images (class map + ordinal occupancy)."""
+    """Occupancy segmenter trained on oxide and Pt/CeO2 images (class map + ordinal occupancy).
+
+    Both families by default: the CeO2 support of ``pt_on_ceo2`` images is the same
+    material as the defect oxides and brings the ``metal`` class the movies need.
+    """
 
     max_occupancy: int = Field(12, ge=1, description="largest atom count per column class")
     families: list[str] = Field(
-        default_factory=lambda: ["oxide"], description="image families used for training"
+        default_factory=lambda: ["oxide", "pt_on_ceo2"],
+        description="image families used for training",
+    )
+    occupancy_loss_pixels: Literal["site", "all"] = Field(
+        "site",
+        description="pixels of the ordinal occupancy loss: 'site' = pixels of that column "
+        "class only (cation head on cation discs, anion head on anion discs); 'all' = every "
+        "pixel (occupancy 0 outside columns, dominated by background)",
+    )
+    class_weighting: Literal["median_frequency", "sqrt_median_frequency", "none"] = Field(
+        "sqrt_median_frequency",
+        description="cross-entropy class weights from the training label frequencies: "
+        "median / frequency, its square root (milder for rare classes such as metal), or none",
+    )
+    dice_weight: float = Field(
+        1.0, ge=0, description="weight of a soft Dice loss (present classes) added to the "
+        "weighted cross-entropy of the class map"
     )
 
 

@@ -3,6 +3,10 @@
 Both are computed on intensities normalised so that vacuum = 1 (the shard contract), with
 ``data_range`` = max - min of the clean image (per image), so values are comparable across
 doses and contrast regimes.
+
+:func:`psnr_peak` / :func:`ssim_peak` implement Mohan et al.'s convention instead (images in
+counts [e/px], clamped to [0, peak], peak = 1 count): their 35-38 dB are in that convention
+and are not comparable with the range-normalised figures above.
 """
 
 from __future__ import annotations
@@ -50,3 +54,26 @@ def ssim(clean: np.ndarray, estimate: np.ndarray, data_range_value: float | None
         structural_similarity(a, b, data_range=rng, gaussian_weights=True, sigma=1.5,
                               use_sample_covariance=False)
     )
+
+
+def psnr_peak(clean: np.ndarray, estimate: np.ndarray, peak: float = 1.0) -> float:
+    """PSNR [dB] with a fixed peak after clamping both images to [0, peak].
+
+    Mohan et al.'s protocol (``skimage.metrics.peak_signal_noise_ratio`` with
+    ``data_range=1`` after clamping to [0, 1]) when images are in counts [e/px] and the clean
+    image is scaled to a maximum of ``peak`` = 1 count.
+    """
+    a, b = _pair(clean, estimate)
+    a, b = np.clip(a, 0.0, peak), np.clip(b, 0.0, peak)
+    err = float(np.mean((a - b) ** 2))
+    return float(10.0 * np.log10(peak**2 / max(err, 1e-30)))
+
+
+def ssim_peak(clean: np.ndarray, estimate: np.ndarray, peak: float = 1.0) -> float:
+    """SSIM with ``data_range = peak`` after clamping to [0, peak] (scikit-image defaults:
+    7x7 uniform window), as in Mohan et al.'s evaluation."""
+    from skimage.metrics import structural_similarity
+
+    a, b = _pair(clean, estimate)
+    return float(structural_similarity(np.clip(a, 0.0, peak), np.clip(b, 0.0, peak),
+                                       data_range=peak))

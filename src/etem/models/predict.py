@@ -3,13 +3,16 @@
 Inputs are detector counts [e/px] and the dose per pixel [e/px] (= dose [e/Å²] x pixel
 area [Å²]); they are normalised by the dose (:func:`normalize`) so outputs are intensities
 with vacuum = 1. Images are padded (reflect) to a multiple of the network's pooling factor
-and cropped back; batches run under ``torch.inference_mode`` in channels_last layout, with
-bf16 autocast where the device supports it (``amp=None``) unless ``amp=False``.
+and cropped back; batches run under ``torch.inference_mode`` in channels_last layout, in
+bf16 where the device supports it natively (``amp=None``) unless ``amp=False``: a copy of the
+network with bf16 weights is fed bf16 inputs (no per-operation autocast casts), and a residual
+denoiser adds its input back in float32.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import copy
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -38,9 +41,40 @@ def bf16_supported(device: torch.device) -> bool:
         return False
 
 
-def _autocast(device: torch.device, amp: bool | None) -> Any:
-    use = bf16_supported(device) if amp is None else amp
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bool(use))
+def low_precision_module(
+    module: nn.Module, dtype: torch.dtype | None, device: torch.device | str
+) -> Callable[[torch.Tensor], Any]:
+    """An inference module (eval, channels-last) taking and returning float32 tensors.
+
+    With ``dtype`` (bf16 or fp16) it wraps a copy of ``module`` whose weights are cast to
+    ``dtype`` (the caller's module is left as it is); inputs are cast on the way in, outputs
+    back to float32. A residual denoiser (``module.residual`` and ``module.unet``, see
+    :class:`etem.models.unet.Denoiser`) adds its input to the U-Net output in float32, so
+    the result is the input plus a bf16-accurate correction.
+    """
+    module = module.to(device).eval()
+    if dtype is None:
+        return _Float32In(module.to(memory_format=torch.channels_last), None)
+    if getattr(module, "residual", False) and isinstance(getattr(module, "unet", None), nn.Module):
+        net = copy.deepcopy(module.unet).to(device=device, dtype=dtype)
+        return _Float32In(net.to(memory_format=torch.channels_last).eval(), dtype, residual=True)
+    net = copy.deepcopy(module).to(device=device, dtype=dtype)
+    return _Float32In(net.to(memory_format=torch.channels_last).eval(), dtype)
+
+
+class _Float32In:
+    """Callable: float32 (B, C, h, w) -> ``net`` in ``dtype``, channels-last -> float32."""
+
+    def __init__(self, net: nn.Module, dtype: torch.dtype | None, residual: bool = False) -> None:
+        self.net, self.dtype, self.residual = net, dtype, residual
+
+    def __call__(self, x: torch.Tensor) -> Any:
+        xin = x if self.dtype is None else x.to(self.dtype)
+        y = self.net(xin.contiguous(memory_format=torch.channels_last))
+        if isinstance(y, tuple | list | dict):
+            return y
+        y = y.float()
+        return x[:, :1] + y if self.residual else y
 
 
 def _pad(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, int, int]:
@@ -55,18 +89,20 @@ def _pad(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, int, int]:
 def run_batches(
     model: nn.Module, inputs: np.ndarray, batch_size: int = 4, amp: bool | None = None
 ) -> Iterator[np.ndarray]:
-    """Run ``model`` over (N, C, H, W) float32 inputs in batches; yields (B, C_out, H, W)."""
+    """Run ``model`` over (N, C, H, W) float32 inputs in batches; yields (B, C_out, H, W).
+
+    ``amp`` None: bf16 where the device supports it natively; True: bf16; False: float32.
+    Low precision runs a bf16 copy of the network (:func:`low_precision_module`).
+    """
     device = _device_of(model)
     multiple = int(getattr(model, "multiple", 1))
-    model.eval()
-    model.to(memory_format=torch.channels_last)
+    use = bf16_supported(device) if amp is None else amp
+    net = low_precision_module(model, torch.bfloat16 if use else None, device)
     with torch.inference_mode():
         for i in range(0, len(inputs), batch_size):
             x = torch.from_numpy(np.ascontiguousarray(inputs[i : i + batch_size])).to(device)
             x, h, w = _pad(x, multiple)
-            x = x.contiguous(memory_format=torch.channels_last)
-            with _autocast(device, amp):
-                y = model(x)
+            y = net(x)
             yield y[..., :h, :w].float().cpu().numpy()
 
 

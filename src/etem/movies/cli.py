@@ -22,12 +22,15 @@ drift correction (integer shifts of counts, sub-pixel remainder applied to posit
 tiled batched denoising (supervised, or the 5-frame blind-spot model), column finding per
 frame, tracking, occupancy per column (segmenter), per-column likelihood and confidence
 (calibration JSON), and event detection (EWMA of frame statistics + time derivative).
+With apply.finetune_steps > 0 (or --finetune-steps N) the blind-spot model is first
+fine-tuned on the movie's leading frames (no clean data needed; see docs/movies.md).
 
 Outputs in --out: results.h5 (denoised frames [intensity, vacuum = 1], per-frame column
 tables [px, Å], occupancy maps, drift [px], frame statistics, events), columns.parquet,
 events.csv (onset frames, [s] when the frame time is known), frames.csv, denoised.tif (float32
 ImageJ stack, pixel size in nm), figures (PNG), preview.gif, timing.json and, written last,
-summary.json. Config keys: apply.* (see docs/movies.md); column finding uses benchmark.blob_*.
+summary.json (and finetuned_unsupervised.pt when fine-tuned). Config keys: apply.* (see
+docs/movies.md); column finding uses benchmark.blob_*.
 """
 
 
@@ -57,6 +60,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--calibration",
         metavar="JSON",
         help="likelihood calibration (benchmark/likelihood_calibration.json)",
+    )
+    p.add_argument(
+        "--finetune-steps",
+        type=int,
+        metavar="N",
+        help="fine-tune the unsupervised model on this movie for N optimizer steps before "
+        "denoising (overrides apply.finetune_steps; 0 = off); writes finetuned_unsupervised.pt",
     )
     add_config_args(p)
     p.set_defaults(func=_apply)
@@ -89,6 +99,10 @@ def _apply(args: argparse.Namespace) -> int:
     from etem.movies.inference import load
     from etem.movies.pipeline import ApplyModels, apply_movie
 
+    if args.finetune_steps is not None:
+        if args.finetune_steps < 0:
+            raise InputError(f"--finetune-steps {args.finetune_steps}: must be >= 0")
+        args.overrides = [*(args.overrides or []), f"apply.finetune_steps={args.finetune_steps}"]
     cfg = config_from_args(args)
     if not (args.denoiser or args.unsupervised):
         raise InputError("etem apply needs --denoiser and/or --unsupervised")
@@ -130,8 +144,24 @@ def _apply(args: argparse.Namespace) -> int:
                 ),
             }
         )
+        ft = summary.get("finetune")
+        if ft is not None:
+            run.log_metrics(
+                {
+                    "finetune_loss_before": ft["loss_before"],
+                    "finetune_loss_after": ft["loss_after"],
+                    "finetune_steps_done": ft["steps"],
+                    "finetune_kept": float(ft["kept"]),
+                    "finetune_s": timing.get("finetune_s", 0.0),
+                }
+            )
+            run.set_tags({"etem.finetune.parent_run_id": ft["parent"]["run_id"] or ""})
+        if summary.get("truth"):  # the movie carried its ground truth (etem.movies.truth)
+            from etem.movies.truth import metrics as truth_metrics
+
+            run.log_metrics(truth_metrics(summary["truth"]))
         for f in summary["files"].values():
-            if f.endswith((".png", ".gif", ".csv", ".json")):
+            if f.endswith((".png", ".gif", ".csv", ".json", ".pt")):
                 run.log_artifact(Path(args.out) / f, "apply")
         run.log_artifact(Path(args.out) / "summary.json", "apply")
     print(

@@ -25,6 +25,10 @@ threshold in at least ``min_frames`` frames of one run of above-threshold frames
 does not (its derivative spike on recovery does not count). The onset is the first frame of
 the first such run (a glitch that the hysteresis only bridges to the change does not set
 it). Peak = frame of the highest score from the onset on.
+
+Statistics with fewer than ``MIN_CALIBRATION_VALUES`` finite innovations in the calibration
+stretch (they start too late, e.g. long-window statistics) have no noise scale and are not
+scored (a warning says so).
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ import pandas as pd
 
 log = logging.getLogger("etem.movies.events")
 
+#: Fewest finite calibration values of a statistic for it to be scored.
+MIN_CALIBRATION_VALUES = 3
 #: Columns of the events table.
 EVENT_FIELDS = ("event", "onset_frame", "peak_frame", "end_frame", "score", "statistic")
 
@@ -116,6 +122,15 @@ def detect_events(
             # estimated from few frames), mapped to the Gaussian z of the same tail probability
             # so that statistics with different warm-ups share one threshold
             n_cal = int(np.isfinite(v[1:cal]).sum())
+            if n_cal < MIN_CALIBRATION_VALUES:
+                # no noise scale: the statistic cannot be scored (it starts too late)
+                if j == 2 * k:
+                    log.warning(
+                        "event statistic %s has %d values in the %d calibration frames "
+                        "(< %d): not scored; raise calibration_frames",
+                        name, n_cal, cal, MIN_CALIBRATION_VALUES,
+                    )
+                continue
             z = np.abs(v) / _scale(v[1:cal], floors.get(name, 0.0))
             if n_cal >= 2:
                 p = student_t.sf(np.nan_to_num(z), df=n_cal - 1)

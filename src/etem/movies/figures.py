@@ -132,8 +132,15 @@ def write_figures(
     axes[0].legend(fontsize=7)
     axes[1].plot(x, stats["n_columns"], lw=1)
     axes[1].set_ylabel("columns")
-    axes[2].plot(x, stats["dissimilarity"], lw=1)
-    axes[2].set_ylabel("1 - corr(frame, EWMA)")
+    # the scored statistics: the larger of each one's EWMA and time-derivative z-scores
+    sc = events.scores
+    for name in sorted({c[2:-5] for c in sc.columns if c.startswith("z_") and c.endswith("_ewma")}):
+        z = np.fmax(sc[f"z_{name}_ewma"].to_numpy(float), sc[f"z_{name}_diff"].to_numpy(float))
+        axes[2].plot(x[: len(z)], z, lw=1, label=name)
+    axes[2].axhline(events.threshold, color="r", ls="--", lw=1)
+    axes[2].set_ylabel("z per statistic")
+    if axes[2].get_legend_handles_labels()[0]:
+        axes[2].legend(fontsize=6, ncol=3)
     axes[2].set_xlabel("frame")
     _save(fig, out / "event_timeline.png")
     plt.close(fig)

@@ -2,8 +2,10 @@
 
 A frame larger than the network's training patches is cut into tiles of ``tile_px`` that
 overlap by ``overlap_px``; tiles of all frames of a chunk go through the network in batches of
-``batch_size`` under ``torch.inference_mode`` in channels-last layout (bf16 autocast on CPUs
-with bf16 support and on GPUs when ``precision='auto'``), and each output pixel is taken from
+``batch_size`` under ``torch.inference_mode`` in channels-last layout (in bf16 on CPUs with
+native bf16 support and on GPUs when ``precision='auto'``: a copy of the network with bf16
+weights, fed bf16 inputs, which avoids autocast's per-operation casts; a residual denoiser
+adds its skip connection in fp32), and each output pixel is taken from
 the tile in which it lies farthest from a tile edge (seams at the midpoints of overlaps), so
 the result does not depend on the tiling as long as the overlap exceeds the network's
 receptive-field margin.
@@ -131,9 +133,15 @@ class TiledRunner:
     tile_px, overlap_px : int
         Tile size and minimum overlap [px]; the tile is rounded to the size multiple.
     batch_size : int
-        Tiles per forward pass.
+        Tiles per forward pass, at most ``max_batch_px`` pixels in all (so whole 1024²
+        frames go one at a time: batching them is not faster on a CPU and multiplies the
+        activation memory).
+    max_batch_px : int
+        Pixel budget of one forward pass [px]; at least one tile always runs.
     precision : {'auto', 'fp32', 'bf16', 'fp16'}
-        ``auto``: bf16 autocast on CUDA and on CPUs with native bf16, else fp32.
+        ``auto``: bf16 on CUDA and on CPUs with native bf16, else fp32. Low precision runs a
+        copy of the network with its weights cast
+        (:func:`etem.models.predict.low_precision_module`).
     device : str
         ``auto``, ``cpu`` or ``cuda``.
     """
@@ -146,6 +154,7 @@ class TiledRunner:
         batch_size: int = 4,
         precision: str = "auto",
         device: str = "auto",
+        max_batch_px: int = 1024 * 1024,
     ) -> None:
         import torch
 
@@ -158,12 +167,14 @@ class TiledRunner:
                 f"tile overlap {overlap_px} px must be smaller than the tile {self.tile} px"
             )
         self.batch_size = int(batch_size)
+        self.max_batch_px = int(max_batch_px)
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
         self.dtype = _autocast_dtype(precision, self.device)
-        module = model.module.to(self.device).eval()
-        self.module = module.to(memory_format=torch.channels_last)
+        from etem.models.predict import low_precision_module
+
+        self.module = low_precision_module(model.module, self.dtype, self.device)
 
     def forward(self, batch: np.ndarray) -> np.ndarray:
         """One forward pass on a (B, C, h, w) float32 batch -> (B, C_out, h, w) float32."""
@@ -171,12 +182,7 @@ class TiledRunner:
 
         with torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
-            x = x.contiguous(memory_format=torch.channels_last)
-            if self.dtype is not None:
-                with torch.autocast(self.device.type, dtype=self.dtype):
-                    y = self.module(x)
-            else:
-                y = self.module(x)
+            y = self.module(x)
             if isinstance(y, tuple | list):
                 y = y[0]
             if isinstance(y, dict):
@@ -217,8 +223,9 @@ class TiledRunner:
         jobs = [(i, a, b) for i in range(n) for a in range(len(ys)) for b in range(len(xs))]
         cache: dict[int, np.ndarray] = {0: first}
         out: np.ndarray | None = None
-        for k in range(0, len(jobs), self.batch_size):
-            part = jobs[k : k + self.batch_size]
+        bs = max(1, min(self.batch_size, self.max_batch_px // (th * tw)))
+        for k in range(0, len(jobs), bs):
+            part = jobs[k : k + bs]
             tiles = []
             for i, a, b in part:
                 if i not in cache:

@@ -45,8 +45,17 @@ from etem.movies.tracking import ColumnTracker
 
 log = logging.getLogger("etem.movies.pipeline")
 
-#: Frame statistics fed to the event detector.
-EVENT_STATS = ("n_columns", "mean_intensity", "mean_displacement_A", "change")
+#: Frame statistics the event detector can score (``apply.event_statistics`` picks).
+EVENT_STATS = (
+    "n_columns",
+    "mean_intensity",
+    "mean_displacement_A",
+    "appeared_frac",
+    "vanished_frac",
+    "dissimilarity",
+    "change",
+    "local_change",
+)
 #: Largest factor by which a movie coarser than the model is upsampled (split counts).
 MAX_UPSAMPLE = 4
 #: Output files (name -> description) listed in summary.json.
@@ -62,6 +71,8 @@ OUTPUT_FILES = {
     "figure_events": "event_timeline.png",
     "preview": "preview.gif",
     "timing": "timing.json",
+    "truth_columns": "truth_columns.csv (movies that carry true columns)",
+    "truth_events": "truth_events.csv (movies that carry true events)",
 }
 
 
@@ -312,6 +323,12 @@ def apply_movie(
     n_win = den_model.n_frames if mode == "unsupervised" else 1
     if n_win > 1 and geo.n_frames < 2:
         raise InputError(f"movie {movie.path}: the unsupervised model needs >= 2 frames")
+    from etem.movies.finetune import FINETUNED_NAME, finetune_for_apply
+
+    (out / FINETUNED_NAME).unlink(missing_ok=True)  # never a stale one from an earlier run
+    finetune: dict[str, Any] | None = None
+    if mode == "unsupervised" and a.finetune_steps > 0:
+        den_model, finetune = finetune_for_apply(movie, geo, cfg, den_model, out)
     prov = provenance(cfg, "apply")
     t0 = time.perf_counter()
     runner = TiledRunner(den_model, a.tile_px, a.overlap_px, a.batch_size, a.precision, a.device)
@@ -424,7 +441,7 @@ def apply_movie(
         elapsed = time.perf_counter() - t0
         store.finish()
         stats = state.frame_table(drift, dose)
-        ev_stats = stats[list(EVENT_STATS)].copy()
+        ev_stats = stats[list(a.event_statistics)].copy()
         if n_win > 1:  # the unsupervised model sees a reflected window at the movie edges
             edge = (stats["frame"] < n_win // 2) | (stats["frame"] >= geo.n_frames - n_win // 2)
             ev_stats.loc[edge.to_numpy()] = np.nan
@@ -438,6 +455,7 @@ def apply_movie(
             state.floors(stats),
             geo.frame_time_s,
         )
+        refine_onsets(events, stats, a, geo.frame_time_s)
         _write_tables_h5(h5, stats, events, drift)
         from etem.io import h5_write_attrs
 
@@ -459,16 +477,25 @@ def apply_movie(
             },
         )
         files = _write_outputs(out, h5, store, stats, events, geo, prov, movie, preview, a)
+        from etem.movies.truth import score_apply
+
+        truth, truth_files = score_apply(
+            movie.path, store.iter_tables(), drift, events.events, geo, a, out, prov
+        )
+        files.update(truth_files)
     files["results"] = "results.h5"
     write_json(
         out / "timing.json",
         {
             "processing_s": elapsed,
             "processing_fps": geo.n_frames / max(elapsed, 1e-9),
+            "finetune_s": finetune["seconds"] if finetune is not None else 0.0,
             "note": "wall-clock timing of this run (not reproducible, kept out of summary.json)",
         },
     )
     files["timing"] = "timing.json"
+    if finetune is not None and finetune["model"]:
+        files["finetuned_model"] = finetune["model"]
     summary = {
         "movie": name or movie.path.stem,
         "movie_path": str(movie.path),
@@ -485,6 +512,9 @@ def apply_movie(
         "bin_factor": geo.bin_total,
         "notes": geo.notes,
         "denoiser": mode,
+        "finetune": None
+        if finetune is None
+        else {k: v for k, v in finetune.items() if k != "seconds"},
         "segmenter": models.segmenter is not None,
         "calibration": models.calibration_path,
         "n_columns": int(np.median(stats["n_columns"])) if len(stats) else 0,
@@ -496,6 +526,7 @@ def apply_movie(
         "calibration_frames": events.calibration_frames,
         "n_events": len(events.events),
         "events": events.events.to_dict(orient="records"),
+        "truth": truth,
         "models": {
             k: {"path": getattr(models, k).path, "run_id": getattr(models, k).run_id}
             for k in ("denoiser", "unsupervised", "segmenter")
@@ -551,6 +582,7 @@ class _FrameAnalysis:
         self.cfg = cfg
         self.edge_frames = edge_frames
         self.recent: list[np.ndarray] = []  # smoothed centre frames for the change statistic
+        self.recent_local: list[np.ndarray] = []  # the same for the local-change statistic
         self.geo = geo
         self.models = models
         self.polarity: str | None = (
@@ -657,6 +689,7 @@ class _FrameAnalysis:
             dissim = 1.0 - _corr(centre, self.background)
             self.background = (1 - alpha) * self.background + alpha * centre
         change = self._change(t, centre, frac)
+        local_change, local_onset = self._local_change(t, centre, frac)
         if "confidence" in cols and n_all:
             self.conf_sum += float(cols["confidence"].sum())
             self.conf_n += n_all
@@ -673,6 +706,8 @@ class _FrameAnalysis:
                 "vanished_frac": vanished,
                 "dissimilarity": dissim,
                 "change": change,
+                "local_change": local_change,
+                "local_change_onset": local_onset,
                 "mean_counts": float(counts.mean()),
                 "mean_llr": float(cols["llr"].mean()) if n_all and "llr" in cols else np.nan,
                 "mean_confidence": float(cols["confidence"].mean())
@@ -681,6 +716,60 @@ class _FrameAnalysis:
             }
         )
         return cols
+
+    def _local_change(self, t: int, centre: np.ndarray, frac: np.ndarray) -> tuple[float, float]:
+        """Largest local change z between the recent frames and the frames before them.
+
+        On drift-corrected denoised centre regions smoothed by ``event_local_sigma_A`` (about
+        a column), the per-pixel difference of the mean of the last k frames
+        (``event_local_window_frames``) and the mean of the m frames before them
+        (``event_local_reference_frames``) is divided by its standard error, from the pooled
+        within-window variance of each pixel smoothed over ``event_local_noise_sigma_A``:
+        z(x) = |mean_new - mean_old| / sqrt(s^2 (1/k + 1/m)).
+        The statistic is max_x z(x): a change confined to a few columns (atoms leaving a
+        particle surface) that is lost in frame averages stands out here, and the noise
+        normalisation makes the statistic comparable across movies. It is defined once k + m
+        frames are buffered (fixed windows keep its null distribution stationary also for
+        the temporally correlated output of the multi-frame blind-spot model).
+
+        Also returns the change-point estimate [frame]: the split of the buffered k + m frames
+        (>= 2 frames each side) with the largest max_x z, used to refine event onsets (the
+        windowed statistic peaks up to k - 1 frames after the change).
+        """
+        from scipy import ndimage
+
+        a = self.cfg.apply
+        k, m = a.event_local_window_frames, a.event_local_reference_frames
+        if t < self.edge_frames or t >= self.geo.n_frames - self.edge_frames:
+            return np.nan, np.nan
+        px = self.geo.pixel_size_A
+        x = ndimage.gaussian_filter(centre.astype(np.float32), a.event_local_sigma_A / px)
+        if np.any(frac != 0):
+            x = ndimage.shift(x, -np.asarray(frac, dtype=np.float64), order=1, mode="nearest")
+        self.recent_local = [*self.recent_local, x][-(k + m) :]
+        buf = np.stack(self.recent_local).astype(np.float64)
+        n = len(buf)
+        if n < k + m:
+            return np.nan, np.nan
+        cs = np.cumsum(buf, axis=0)
+        n1 = n - k
+        m1, m2 = cs[n1 - 1] / n1, (cs[-1] - cs[n1 - 1]) / k
+        ss = ((buf[:n1] - m1) ** 2).sum(axis=0) + ((buf[n1:] - m2) ** 2).sum(axis=0)
+        var = ndimage.gaussian_filter(ss / (n - 2), a.event_local_noise_sigma_A / px)
+        inv_sd = 1.0 / np.sqrt(np.maximum(var, 1e-30))
+        stat = float((np.abs(m2 - m1) * inv_sd).max()) / math.sqrt(1 / n1 + 1 / k)
+        # change point on every 2nd pixel (the z-map is smooth on the column scale): cheap
+        cs2, inv2 = cs[:, ::2, ::2], inv_sd[::2, ::2]
+
+        def zmax(n2: int) -> float:
+            """max_x z for the split with the last n2 frames as 'recent' (noise map of k)."""
+            j = n - n2
+            d = (cs2[-1] - cs2[j - 1]) / n2 - cs2[j - 1] / j
+            return float((np.abs(d) * inv2).max()) / math.sqrt(1 / j + 1 / n2)
+
+        splits = {n2: zmax(n2) for n2 in range(2, n - 1)}
+        best = max(splits, key=splits.__getitem__)
+        return stat, float(t - best + 1)
 
     def _change(self, t: int, centre: np.ndarray, frac: np.ndarray) -> float:
         """Relative rms change between the mean of the last k frames and the m frames before.
@@ -738,10 +827,49 @@ class _FrameAnalysis:
             "vanished_frac": 0.01,
             "dissimilarity": 1e-4,
             "change": 1e-4,
+            "local_change": 0.05,
         }
 
     def mean_confidence(self) -> float | None:
         return self.conf_sum / self.conf_n if self.conf_n else None
+
+
+def refine_onsets(
+    events: EventResult, stats: pd.DataFrame, a: Any, frame_time_s: float | None = None
+) -> None:
+    """Move event onsets to the change point of the local-change statistic (in place).
+
+    The windowed local-change statistic crosses the threshold up to
+    ``event_local_window_frames`` - 1 frames after the change. For each event in whose first
+    ``k + m`` frames the local-change innovation exceeds the threshold, the onset becomes the
+    median change-point estimate (``local_change_onset``) over the k frames from the detected
+    onset on (the estimate steadies as post-change frames fill the buffer), if that is earlier
+    than the detected onset and after the previous event. The detected onset is kept as
+    ``detected_frame``.
+    """
+    ev = events.events
+    ev["detected_frame"] = ev["onset_frame"].copy()
+    if "local_change" not in a.event_statistics or not len(ev):
+        return
+    z = events.scores["z_local_change_ewma"].to_numpy()
+    cp = stats["local_change_onset"].to_numpy(dtype=np.float64)
+    span = a.event_local_window_frames + a.event_local_reference_frames
+    detected = ev["onset_frame"].to_numpy().copy()
+    onsets = detected.copy()
+    prev_end = -1
+    for i, (on, end) in enumerate(zip(detected, ev["end_frame"].to_numpy(), strict=True)):
+        lo, hi = int(on), int(min(end, on + span - 1)) + 1
+        est = cp[lo : min(lo + a.event_local_window_frames, int(end) + 1)]
+        est = est[np.isfinite(est)]
+        if (z[lo:hi] > events.threshold).any() and len(est):
+            c = int(np.floor(np.median(est) + 0.5))
+            if prev_end < c < on:
+                onsets[i] = c
+        prev_end = int(end)
+    ev["detected_frame"] = detected
+    ev["onset_frame"] = onsets
+    if frame_time_s:
+        ev["onset_time_s"] = onsets.astype(float) * frame_time_s
 
 
 def _corr(a: np.ndarray, b: np.ndarray) -> float:

@@ -132,6 +132,43 @@ def _simulation_examples(idx: pd.DataFrame, base: Path, config: Any, n: int = 4)
                          "benchmark dose)")
 
 
+#: panels of the training-curve figure: (title, y scale, does a metric key belong to it)
+CURVE_PANELS: tuple[tuple[str, str, Callable[[str], bool]], ...] = (
+    ("loss", "log", lambda k: "loss" in k),
+    ("learning rate", "log", lambda k: k == "lr"),
+    ("PSNR [dB]", "linear", lambda k: "psnr" in k),
+    ("IoU / occupancy accuracy", "linear", lambda k: "iou" in k or "occ_acc" in k),
+)
+
+
+def curve_panels(histories: dict[str, list[tuple[int, float]]]) -> Any:
+    """Figure of training curves, one panel per quantity (loss on a log axis, lr, PSNR, ...).
+
+    ``histories`` maps a metric key to its (step, value) pairs; keys of no panel and panels
+    without a curve of at least two points are left out. Returns None when nothing is left.
+    """
+    plt = _plt()
+    panels = []
+    for title, scale, member in CURVE_PANELS:
+        keys = [k for k in sorted(histories) if member(k) and len(histories[k]) > 1]
+        if keys:
+            panels.append((title, scale, keys))
+    if not panels:
+        return None
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.0), squeeze=False)
+    for ax, (title, scale, keys) in zip(axes[0], panels, strict=True):
+        for k in keys:
+            steps, values = zip(*sorted(histories[k]), strict=True)
+            ax.plot(steps, values, label=k, marker="." if len(steps) < 30 else None)
+        if scale == "log" and all(v > 0 for k in keys for _, v in histories[k]):
+            ax.set_yscale("log")
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("step")
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    return fig
+
+
 def section_training(runs: pd.DataFrame | None, config: Any) -> str:
     """Training curves of the train-* stage runs (metric histories from MLflow)."""
     if runs is None:
@@ -145,30 +182,19 @@ def section_training(runs: pd.DataFrame | None, config: Any) -> str:
 
     client = MlflowClient(tracking_uri=tracking_uri(config))
     out = []
-    plt = _plt()
     for stage, g in tr.groupby("tags.etem.stage"):
         run = g.sort_values("start_time").iloc[-1]
         rid = run["run_id"]
         keys = [c.removeprefix("metrics.") for c in g.columns
                 if c.startswith("metrics.") and pd.notna(run[c])]
-        fig, ax = plt.subplots(figsize=(5, 3.2))
-        plotted = 0
-        for k in sorted(keys):
-            if not any(t in k for t in ("loss", "psnr", "lr")):
-                continue
-            hist = client.get_metric_history(rid, k)
-            if len(hist) > 1:
-                s = sorted(hist, key=lambda m: m.step)
-                ax.plot([m.step for m in s], [m.value for m in s], label=k)
-                plotted += 1
-        if plotted:
-            ax.set_xlabel("step")
-            if all("loss" in k for k in keys if k in ax.get_legend_handles_labels()[1]):
-                ax.set_yscale("log")
-            ax.legend(fontsize=6)
+        histories = {}
+        for k in keys:
+            if any(member(k) for _, _, member in CURVE_PANELS):
+                histories[k] = [(m.step, m.value) for m in client.get_metric_history(rid, k)]
+        fig = curve_panels(histories)
+        if fig is not None:
             out.append(H.figure(fig, f"{stage}: run {rid}"))
         else:
-            plt.close(fig)
             out.append(H.missing(f"{stage}: run {rid} has no metric history"))
     return "".join(out)
 
@@ -188,6 +214,7 @@ def section_benchmark(layout: Layout) -> str:
         body.append(H.table(sel))
         body.append("<h3>By split (test vs held-out family)</h3>")
         body.append(H.table(s[s["subset"].str.startswith("split=")]))
+    body.append(section_mohan(d))
     for name, cap in (("psnr_vs_dose", "PSNR vs dose (mean ± s.e.m. over test images)"),
                       ("ssim_vs_dose", "SSIM vs dose"), ("examples", "Example outputs")):
         p = d / "figures" / f"{name}.png"
@@ -227,6 +254,25 @@ def section_benchmark(layout: Layout) -> str:
                       | t["subset"].str.fullmatch(r"dose_e_per_A2=[0-9.e+]+")]
             body.append(H.table(t))
     return "".join(body)
+
+
+def section_mohan(d: Path) -> str:
+    """Mohan et al.'s protocol table (peak 1 count): overall, by family and by split."""
+    p = d / "mohan_summary.csv"
+    if not p.exists():
+        return H.missing("no Mohan-protocol table (benchmark.mohan_protocol off)")
+    t = _read_table(p)
+    if t is None:
+        return H.missing(f"{p}: unreadable")
+    sel = t[t["subset"].eq("all") | t["subset"].str.fullmatch(r"(family|split)=[^|]+")]
+    cols = [c for c in ("method", "subset", "n", "psnr_db_mean", "psnr_db_sem", "ssim_mean",
+                        "mean_counts_per_px_mean") if c in sel.columns]
+    return ("<h3>Mohan et al.'s protocol (clean scaled to a peak of 1 count; PSNR [dB] and "
+            "SSIM with peak 1 count after clamping to [0, 1])</h3>"
+            "<p>Comparable with Mohan et al.'s 35-38 dB on held-out simulated Pt/CeO2 images "
+            "(mean ~0.45 e/px); the tables above use the clean image's range as the peak "
+            "instead. <code>mean_counts_per_px_mean</code>: mean of the scaled clean images "
+            "[e/px].</p>" + H.table(sel[cols]))
 
 
 def section_calibration(layout: Layout) -> str:

@@ -55,6 +55,12 @@ def register(sub: Any) -> None:
     )
     add_config_args(q)
     q.add_argument("--movie", help="noisy movie (default <results>/movies/synthetic.h5)")
+    q.add_argument("--init-from", metavar="MODEL",
+                   help="fine-tune: start from this unsupervised model file (its architecture "
+                   "and window n_frames are kept) instead of random weights; the new model "
+                   "records the parent's path, sha256 and MLflow run id")
+    q.add_argument("--steps", type=int, default=None, metavar="N",
+                   help="optimizer steps (overrides training.unsupervised.steps)")
     _add_run_args(q, "unsupervised")
     q.set_defaults(func=_train_command, kind="unsupervised")
 
@@ -102,9 +108,13 @@ def _train_command(args: argparse.Namespace) -> int:
     from etem.paths import Layout
     from etem.training.run import STAGES, train_network
 
+    kind = args.kind
+    if getattr(args, "steps", None) is not None:
+        if args.steps < 1:
+            raise InputError(f"--steps {args.steps}: must be >= 1")
+        args.overrides = [*(args.overrides or []), f"training.{kind}.steps={args.steps}"]
     cfg = config_from_args(args)
     layout = Layout(cfg.results_path)
-    kind = args.kind
     if kind == "unsupervised":
         source = Path(args.movie) if args.movie else layout.synthetic_movie
     else:
@@ -116,7 +126,8 @@ def _train_command(args: argparse.Namespace) -> int:
     with stage_run(args, cfg, STAGES[kind]) as run:
         result = train_network(kind, cfg, source, out, tracker=run,
                                manifest=getattr(args, "manifest", None),
-                               resume=not args.no_resume)
+                               resume=not args.no_resume,
+                               init_from=getattr(args, "init_from", None))
     shown = ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items())
     print(f"{out}: {kind} trained for {result.steps} steps (best step {result.best_step}); {shown}")
     return 0
@@ -164,7 +175,8 @@ def _retrain_command(args: argparse.Namespace) -> int:
         with StageRun(cfg, STAGES[kind], params={"retrain_of": args.run_id},
                       tags={"etem.retrain_of": args.run_id}) as new:
             result = train_network(kind, cfg, params["train.source"], out, tracker=new,
-                                   manifest=params.get("train.manifest") or None, resume=False)
+                                   manifest=params.get("train.manifest") or None, resume=False,
+                                   init_from=params.get("train.init_from") or None)
     finally:
         if previous is None:
             os.environ.pop("MLFLOW_TRACKING_URI", None)

@@ -107,7 +107,11 @@ def train(
     amp = bool(cfg.amp) and bf16_supported(device)
     torch.manual_seed(derive_seed(seed, "torch", task.kind))
     random.seed(derive_seed(seed, "python", task.kind))
-    model = build_model(task.arch).to(device)
+    model = build_model(task.arch)
+    init_state = getattr(task, "init_state", None)
+    if init_state is not None:  # fine-tuning: start from given weights (same RNG use)
+        model.load_state_dict(init_state)
+    model = model.to(device)
     if amp:
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)

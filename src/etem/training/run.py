@@ -10,11 +10,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from etem.errors import ConfigError
+from etem.errors import ConfigError, InputError
 from etem.models.io import save_model
 from etem.provenance import provenance
 from etem.training.loop import TrainResult, train
-from etem.training.tasks import DenoiserTask, SegmenterTask, Task, UnsupervisedTask
+from etem.training.tasks import DenoiserTask, InitModel, SegmenterTask, Task, UnsupervisedTask
 
 log = logging.getLogger("etem.training.run")
 
@@ -42,16 +42,47 @@ SIGNATURES = {
 }
 
 
-def make_task(kind: str, campaign: Any, source: str | os.PathLike[str],
-              manifest: str | None = None) -> Task:
-    """The :class:`Task` of ``kind`` on an image index (denoiser/segmenter) or a movie."""
+#: Networks whose training can start from a model file (``--init-from``: fine-tuning).
+INIT_KINDS = ("unsupervised",)
+
+
+def load_init_model(path: str | os.PathLike[str], kind: str) -> InitModel:
+    """Read a model file to start training ``kind`` from (fine-tuning).
+
+    Raises :class:`InputError` when the file is missing, unreadable, or holds another kind of
+    network (e.g. a supervised single-frame denoiser given for the blind-spot network).
+    """
+    import hashlib
+
+    from etem.models.io import load_model
+
+    if kind not in INIT_KINDS:
+        raise ConfigError(f"--init-from is supported for the {', '.join(INIT_KINDS)} network "
+                          f"only, not {kind!r}")
+    module, meta = load_model(path)
+    got = meta.get("kind")
+    if got != kind or int(meta.get("arch", {}).get("n_frames", 0) or 0) < 3:
+        raise InputError(f"init model {path}: a {got} model, not an {kind} (blind-spot "
+                         "multi-frame) model; give a model file of `etem train unsupervised`")
+    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    return InitModel(str(path), dict(meta["arch"]), module.state_dict(), dict(meta), digest)
+
+
+def make_task(kind: str, campaign: Any, source: Any, manifest: str | None = None,
+              init: InitModel | None = None) -> Task:
+    """The :class:`Task` of ``kind`` on an image index (denoiser/segmenter) or a movie.
+
+    ``init`` (unsupervised only) starts the network from a model file's weights.
+    """
     cfg = getattr(campaign.training, kind)
+    if init is not None and kind not in INIT_KINDS:
+        raise ConfigError(f"starting from a model file is supported for {INIT_KINDS} only")
     if kind == "denoiser":
         return DenoiserTask(campaign, cfg, source, manifest)
     if kind == "segmenter":
         return SegmenterTask(campaign, cfg, source, manifest)
     if kind == "unsupervised":
-        return UnsupervisedTask(campaign, cfg, source)
+        return UnsupervisedTask(campaign, cfg, source, init=init)
     raise ConfigError(f"unknown network {kind!r}; expected one of {sorted(STAGES)}")
 
 
@@ -65,29 +96,39 @@ def train_network(
     kind: str, campaign: Any, source: str | os.PathLike[str], out: str | os.PathLike[str],
     tracker: Any = None, manifest: str | None = None, resume: bool = True,
     stop_after_step: int | None = None, panels: bool = True,
+    init_from: str | os.PathLike[str] | None = None,
 ) -> TrainResult:
     """Train network ``kind`` and write its model file ``out`` (atomically).
 
     The checkpoint ``<out>.ckpt`` is resumed from when present and removed on success.
     With a tracker: params, metrics, the sample-panel figure, the model file and its meta
-    are logged to the MLflow run.
+    are logged to the MLflow run. ``init_from``: a model file whose weights (and
+    architecture) the training starts from (fine-tuning; unsupervised only).
     """
     cfg = getattr(campaign.training, kind)
-    task = make_task(kind, campaign, source, manifest)
+    init = load_init_model(init_from, kind) if init_from else None
+    task = make_task(kind, campaign, source, manifest, init=init)
     ckpt = checkpoint_path(out)
     if tracker is not None:
-        tracker.log_params({"train": {"kind": kind, "source": str(Path(source).resolve()),
-                                      "out": str(Path(out).resolve()),
-                                      "manifest": str(manifest or "")},
-                            "loop": cfg.model_dump(mode="json")})
+        train_params = {"kind": kind, "source": str(Path(source).resolve()),
+                        "out": str(Path(out).resolve()), "manifest": str(manifest or "")}
+        if init is not None:
+            train_params["init_from"] = str(Path(init.path).resolve())
+            tracker.set_tags({"etem.init_from.run_id": init.run_id or "",
+                              "etem.init_from.sha256": init.sha256})
+        tracker.log_params({"train": train_params, "loop": cfg.model_dump(mode="json")})
     result = train(task, cfg, campaign.seed, checkpoint=ckpt, tracker=tracker, resume=resume,
                    stop_after_step=stop_after_step)
     if result.interrupted:
         return result
+    config = cfg.model_dump(mode="json")
+    if init is not None:  # the architecture came from the init model
+        config["n_frames"] = task.arch["n_frames"]
+        config["model"].update(depth=task.arch["depth"], base_channels=task.arch["base_channels"])
     meta = {
         "kind": kind,
         "arch": task.arch,
-        "config": cfg.model_dump(mode="json"),
+        "config": config,
         **task.meta(),
         "metrics": result.metrics,
         "best_step": result.best_step,

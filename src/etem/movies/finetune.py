@@ -1,0 +1,232 @@
+"""Fine-tune the unsupervised blind-spot denoiser on the movie being applied (``etem apply``).
+
+The blind-spot network needs no clean data, so it can keep learning on the very movie it is
+about to denoise: ``apply.finetune_steps`` steps of the one training loop
+(:func:`etem.training.loop.train`, task :class:`etem.training.tasks.UnsupervisedTask`
+started from the given model's weights) on the leading ``apply.finetune_max_frames``
+frames after the same summing, binning, resampling and drift correction as the denoising
+pass, normalised by the same dose [e/px/frame].
+
+The validation loss (MSE of the blind-spot prediction to the noisy middle frame on fixed
+centre crops) is measured before and after. Because the prediction never sees the pixel it
+predicts, that loss is the true MSE plus the (constant) noise variance, so its decrease is
+an unbiased estimate of the decrease of the true MSE. The fine-tuned weights are kept only
+when they lower it; otherwise the parent model denoises (``kept: false`` in the summary).
+
+The fine-tuned model is written atomically as ``<out>/finetuned_unsupervised.pt`` (an etem
+model file with provenance, the parent's path, sha256 and MLflow run id). Everything is
+seeded from the config seed: same config and movie give the same weights.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from etem.errors import InputError
+from etem.movies.inference import LoadedModel
+
+log = logging.getLogger("etem.movies.finetune")
+
+#: File name of the fine-tuned model in the apply output folder.
+FINETUNED_NAME = "finetuned_unsupervised.pt"
+
+
+def finetune_config(cfg: Any, arch: dict[str, Any]) -> Any:
+    """The loop config of the fine-tuning: ``training.unsupervised`` with the ``apply.finetune_*``
+    settings, the parent's architecture and four validations (the best is kept)."""
+    a = cfg.apply
+    base = cfg.training.unsupervised
+    steps = int(a.finetune_steps)
+    data = base.model_dump()
+    data.update(
+        steps=steps,
+        lr=a.finetune_lr,
+        batch_size=a.finetune_batch_size,
+        patch_px=a.finetune_patch_px,
+        val_every_steps=max(1, -(-steps // 4)),
+        checkpoint_every_steps=max(1, steps),
+        early_stopping_patience=max(base.early_stopping_patience, 4),
+        n_frames=int(arch["n_frames"]),
+        dose_e_per_px=None,  # the apply's dose is passed with the frames
+        device=a.device,
+    )
+    data["model"].update(depth=int(arch["depth"]), base_channels=int(arch["base_channels"]))
+    return type(base).model_validate(data)
+
+
+def collect_frames(movie: Any, geo: Any, a: Any, max_frames: int) -> np.ndarray:
+    """The first ``max_frames`` preprocessed frames (T, H, W) counts, as the apply sees them."""
+    from etem.movies.pipeline import _frame_stream
+
+    out = []
+    for _, counts, _ in _frame_stream(movie, geo, a):
+        out.append(counts)
+        if len(out) >= max_frames:
+            break
+    return np.stack(out) if out else np.zeros((0, geo.height, geo.width), np.float32)
+
+
+def _init_from_loaded(model: LoadedModel) -> Any:
+    import hashlib
+
+    import torch
+
+    from etem.training.tasks import InitModel
+
+    if model.kind != "unsupervised" or "arch" not in model.meta or model.n_frames < 3:
+        raise InputError(
+            f"model {model.path}: fine-tuning needs an unsupervised (blind-spot) model file "
+            "of `etem train unsupervised`"
+        )
+    if model.path and Path(model.path).is_file():
+        digest = hashlib.sha256(Path(model.path).read_bytes()).hexdigest()[:16]
+    else:
+        h = hashlib.sha256()
+        for k, v in model.module.state_dict().items():
+            h.update(k.encode())
+            h.update(v.detach().cpu().numpy().tobytes())
+        digest = h.hexdigest()[:16]
+    state = {k: v.detach().to("cpu", torch.float32).clone()
+             for k, v in model.module.state_dict().items()}
+    return InitModel(str(model.path or ""), dict(model.meta["arch"]), state, dict(model.meta),
+                     digest)
+
+
+def finetune_unsupervised(
+    cfg: Any,
+    model: LoadedModel,
+    frames: np.ndarray,
+    dose_e_per_px: float,
+    pixel_size_A: float,
+    out_path: str | Path | None = None,
+    name: str = "movie",
+) -> tuple[LoadedModel, dict[str, Any]]:
+    """Fine-tune ``model`` on ``frames`` for ``cfg.apply.finetune_steps`` steps.
+
+    Parameters
+    ----------
+    cfg : EtemConfig
+        ``apply.finetune_*``, ``training.unsupervised`` (loop settings) and ``seed``.
+    model : LoadedModel
+        The unsupervised model to start from (not modified).
+    frames : ndarray (T, H, W)
+        Counts [e/px] of the movie, T >= the model's window.
+    dose_e_per_px : float
+        Dose per frame [e/px] that normalises the frames (vacuum = 1).
+    pixel_size_A : float
+        Pixel size of the frames [Å].
+    out_path : path, optional
+        Where to write the fine-tuned model file (atomically; only when kept).
+    name : str
+        The movie's name in the model metadata.
+
+    Returns
+    -------
+    (LoadedModel, dict)
+        The model to denoise with (fine-tuned, or the parent when fine-tuning did not lower
+        the validation loss) and a deterministic record for the summary.
+    """
+    import torch
+
+    from etem.models.factory import build_model
+    from etem.models.io import save_model
+    from etem.models.predict import bf16_supported
+    from etem.provenance import provenance
+    from etem.training.loop import select_device, train
+    from etem.training.run import SIGNATURES
+    from etem.training.tasks import MovieFrames, UnsupervisedTask
+
+    init = _init_from_loaded(model)
+    ft_cfg = finetune_config(cfg, init.arch)
+    n_win = int(init.arch["n_frames"])
+    if frames.shape[0] < n_win:
+        raise InputError(f"movie {name}: {frames.shape[0]} frames; fine-tuning the {n_win}-frame "
+                         "model needs at least as many (set apply.finetune_steps=0)")
+    if not dose_e_per_px > 0:
+        raise InputError(f"movie {name}: dose {dose_e_per_px} e/px <= 0; cannot fine-tune")
+    t0 = time.perf_counter()
+    source = MovieFrames(np.asarray(frames, dtype=np.float32), float(pixel_size_A),
+                         float(dose_e_per_px), name)
+    task = UnsupervisedTask(cfg, ft_cfg, source, init=init)
+    device = select_device(ft_cfg.device)
+    amp = bool(ft_cfg.amp) and bf16_supported(device)
+    parent = build_model(init.arch)
+    parent.load_state_dict(init.state_dict)
+    parent.to(device).train()
+    before = task.validate(parent, amp, device)["val_loss"]
+    result = train(task, ft_cfg, int(cfg.seed), checkpoint=None, tracker=None)
+    after = float(result.metrics.get("val_loss", np.inf))
+    kept = bool(after < before)
+    seconds = time.perf_counter() - t0
+    log.info("fine-tuned %s on %s for %d steps: val loss %.5g -> %.5g (%s), %.1f s",
+             model.path, name, result.steps, before, after,
+             "kept" if kept else "not lower: parent kept", seconds)
+    record: dict[str, Any] = {
+        "steps": int(result.steps),
+        "lr": float(ft_cfg.lr),
+        "batch_size": int(ft_cfg.batch_size),
+        "patch_px": int(ft_cfg.patch_px),
+        "frames_used": int(frames.shape[0]),
+        "dose_e_per_px": float(dose_e_per_px),
+        "loss_before": float(before),
+        "loss_after": float(after),
+        "best_step": int(result.best_step),
+        "kept": kept,
+        "parent": {"path": init.path, "sha256": init.sha256, "run_id": init.run_id},
+        "model": None,
+    }
+    if not kept:
+        log.warning("fine-tuning did not lower the validation loss (%.5g -> %.5g): "
+                    "denoising with the parent model", before, after)
+    meta = {
+        "kind": "unsupervised",
+        "arch": init.arch,
+        "config": ft_cfg.model_dump(mode="json"),
+        **task.meta(),
+        "metrics": result.metrics,
+        "best_step": result.best_step,
+        "steps": result.steps,
+        "stopped_early": result.stopped_early,
+        "finetune": {k: v for k, v in record.items() if k != "model"},
+        "signature": SIGNATURES["unsupervised"],
+        "provenance": provenance(cfg, "apply"),
+        "mlflow_run_id": None,
+        "parent_run_id": init.run_id,
+    }
+    path = None
+    if out_path is not None and kept:
+        path = save_model(out_path, result.model, meta)
+        record["model"] = Path(out_path).name
+    record["seconds"] = seconds  # not deterministic: the caller keeps it out of summary.json
+    if not kept:
+        return model, record
+    module = result.model.to(torch.device("cpu")).eval()
+    return LoadedModel(module, meta, str(path) if path else None), record
+
+
+
+def finetune_for_apply(
+    movie: Any, geo: Any, cfg: Any, model: LoadedModel, out_dir: str | Path
+) -> tuple[LoadedModel, dict[str, Any]]:
+    """The apply hook: fine-tune ``model`` on ``movie``'s leading preprocessed frames.
+
+    The frames and the dose normalisation are those of the denoising pass (``geo`` from
+    :func:`etem.movies.pipeline.resolve_geometry`; dose from the config, else the file, else
+    the mean counts of the first chunk). Writes ``out_dir/finetuned_unsupervised.pt``.
+    """
+    a = cfg.apply
+    frames = collect_frames(movie, geo, a, min(a.finetune_max_frames, geo.n_frames))
+    dose_raw = a.dose_e_per_px_per_frame or movie.dose_e_per_px_per_frame
+    if dose_raw:
+        dose = float(dose_raw) * geo.n_sum * geo.bin_total**2 / geo.upsample**2
+    else:  # as the denoising pass estimates it: first chunk (+ half window) of frames
+        dose = float(frames[: a.chunk_frames + model.n_frames // 2].mean()) if len(frames) else 0.0
+    return finetune_unsupervised(
+        cfg, model, frames, dose, geo.pixel_size_A, Path(out_dir) / FINETUNED_NAME,
+        name=str(movie.path),
+    )

@@ -1,0 +1,427 @@
+"""Ground-truth scoring of ``etem apply`` on movies that carry their truth.
+
+Synthetic movies from ``etem simulate-movie`` record the true columns of every frame
+(``/columns``, positions including the stage drift) and the event frames (``/events``). When
+the movie given to ``etem apply`` has them, the found columns and the detected events are
+scored against them:
+
+* **Columns.** Per output frame, found columns are mapped back to the raw frame's coordinates
+  (undoing the measured drift, binning and upsampling) and matched one-to-one to the true
+  columns within ``apply.truth_match_radius_A`` (Hungarian assignment,
+  :func:`etem.evaluation.detection.match_columns`). Columns closer than
+  ``apply.truth_border_A`` to the frame edge are left out (blob finding at the edge and the
+  periodic wrap of the simulated image are not what is measured). A true column is *visible*
+  when the sum of the atomic numbers of its atoms, n_atoms x Z (a proxy of its projected
+  potential), is at least ``apply.truth_min_column_Z``: in a CeO2 [001] / Pt movie at 0.2 Å
+  pixels the Ce (6 x 58) and Pt columns of >= 2 atoms are, the O columns (6 x 8 = 48) and
+  single Pt atoms are not. **Recall** = matched visible / visible true columns; **precision**
+  = found columns matched to any true column (visible or not) / found columns; **position
+  RMSE** [Å] over the matched visible columns. Recall per site (cation, anion, metal) is
+  reported too, so the weak columns are not hidden.
+* **Events.** Each true event (raw frame f -> output frame f // sum_frames) is matched to the
+  nearest detected onset within ``apply.truth_event_tolerance_frames``; unmatched detections
+  are false alarms.
+
+Outputs (written by :func:`etem.movies.pipeline.apply_movie`): ``truth_columns.csv`` (one
+row per frame), ``truth_events.csv`` (one row per true event and per false alarm) and the
+``truth`` block of ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger("etem.movies.truth")
+
+#: Columns of the per-frame column-scoring table (``truth_columns.csv``).
+COLUMN_SCORE_FIELDS = (
+    "frame",
+    "raw_frame",
+    "n_true",
+    "n_visible",
+    "n_found",
+    "n_matched",
+    "n_matched_visible",
+    "recall",
+    "precision",
+    "rmse_A",
+)
+#: Columns of the event-scoring table (``truth_events.csv``).
+EVENT_SCORE_FIELDS = (
+    "true_event",
+    "kind",
+    "true_frame",
+    "onset_frame",
+    "onset_error_frames",
+    "hit",
+    "false_alarm",
+)
+
+
+@dataclass
+class MovieTruth:
+    """Ground truth of a synthetic movie (raw frame indices, positions in raw pixels [Å])."""
+
+    columns: pd.DataFrame | None
+    events: np.ndarray
+    event_kinds: list[str]
+    pixel_size_A: float | None
+    n_frames: int | None
+
+
+def load_truth(path: str | Path) -> MovieTruth | None:
+    """The truth a movie file carries (an etem simulate-movie HDF5), else None."""
+    from etem.simulation.movie import read_movie_truth
+
+    t = read_movie_truth(path)
+    if t is None:
+        return None
+    ev = t["events"] if t["events"] is not None else np.zeros(0, dtype=np.int64)
+    return MovieTruth(t["columns"], ev, list(t["event_kinds"]), t["pixel_size_A"], t["n_frames"])
+
+
+def column_Z(columns: pd.DataFrame) -> np.ndarray:
+    """Sum of the atomic numbers along each column, n_atoms x Z(element) (inf when the
+    element is not recorded, e.g. Gaussian-lattice test movies: such columns are visible)."""
+    from ase.data import atomic_numbers
+
+    z = np.array(
+        [atomic_numbers.get(str(e), 0 if e else np.inf) for e in columns["element"]],
+        dtype=np.float64,
+    )
+    return z * columns["n_atoms"].to_numpy(dtype=np.float64)
+
+
+def score_columns(
+    found: pd.DataFrame,
+    truth: pd.DataFrame,
+    frames: list[tuple[int, int]],
+    frame_shape_A: tuple[float, float],
+    radius_A: float,
+    min_column_Z: float,
+    border_A: float,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Score found columns against the true ones, frame by frame.
+
+    Parameters
+    ----------
+    found : DataFrame
+        ``frame`` (output frame), ``x_A, y_A`` [Å] in the raw frame's coordinates.
+    truth : DataFrame
+        The movie's column table (``frame`` = raw frame, ``x_A, y_A`` [Å], ``element``,
+        ``site``, ``n_atoms``).
+    frames : list of (int, int)
+        (output frame, raw frame it is compared with) for every frame to score; frames with
+        no found column count with recall 0.
+    frame_shape_A : (float, float)
+        Height and width of the raw frame [Å].
+    radius_A : float
+        Matching radius [Å].
+    min_column_Z : float
+        Smallest n_atoms x Z of a visible column.
+    border_A : float
+        Columns (true and found) closer than this to the frame edge are ignored [Å].
+
+    Returns
+    -------
+    (DataFrame, dict)
+        Per-frame table (``COLUMN_SCORE_FIELDS`` plus ``recall_<site>``) and the overall
+        figures (pooled over frames): recall, precision, rmse_A, recall per site, counts.
+    """
+    from etem.evaluation.detection import match_columns
+
+    h_A, w_A = frame_shape_A
+    sites = sorted(truth["site"].unique()) if len(truth) else []
+
+    def inside(df: pd.DataFrame) -> np.ndarray:
+        x, y = df["x_A"].to_numpy(), df["y_A"].to_numpy()
+        return (x >= border_A) & (x <= w_A - border_A) & (y >= border_A) & (y <= h_A - border_A)
+
+    truth = truth[inside(truth)].copy()
+    truth["visible"] = column_Z(truth) >= min_column_Z
+    found = found[inside(found)]
+    by_frame = dict(tuple(truth.groupby("frame", sort=False)))
+    rows = []
+    n_site = dict.fromkeys(sites, 0)
+    hit_site = dict.fromkeys(sites, 0)
+    sq_sum = 0.0
+    found_by = dict(tuple(found.groupby("frame", sort=False)))
+    empty = found.iloc[:0]
+    for frame, raw in frames:
+        tr = by_frame.get(raw)
+        if tr is None:
+            continue
+        tr = tr.reset_index(drop=True)
+        f = found_by.get(frame, empty).reset_index(drop=True)
+        i_f, i_t = match_columns(f, tr, radius_A)
+        hit = np.zeros(len(tr), dtype=bool)
+        hit[i_t] = True
+        vis = tr["visible"].to_numpy()
+        mv = vis[i_t]
+        d = f[["x_A", "y_A"]].to_numpy()[i_f[mv]] - tr[["x_A", "y_A"]].to_numpy()[i_t[mv]]
+        sq = float(np.sum(d**2))
+        sq_sum += sq
+        n_vis = int(vis.sum())
+        row: dict[str, Any] = {
+            "frame": int(frame),
+            "raw_frame": int(raw),
+            "n_true": len(tr),
+            "n_visible": n_vis,
+            "n_found": len(f),
+            "n_matched": len(i_f),
+            "n_matched_visible": int(mv.sum()),
+            "recall": float(hit[vis].mean()) if n_vis else np.nan,
+            "precision": len(i_f) / len(f) if len(f) else np.nan,
+            "rmse_A": float(np.sqrt(sq / mv.sum())) if mv.any() else np.nan,
+        }
+        site = tr["site"].to_numpy()
+        for s in sites:
+            m = site == s
+            row[f"recall_{s}"] = float(hit[m].mean()) if m.any() else np.nan
+            n_site[s] += int(m.sum())
+            hit_site[s] += int(hit[m].sum())
+        rows.append(row)
+    table = pd.DataFrame(rows, columns=[*COLUMN_SCORE_FIELDS, *(f"recall_{s}" for s in sites)])
+    n_vis = int(table["n_visible"].sum())
+    n_mv = int(table["n_matched_visible"].sum())
+    n_found = int(table["n_found"].sum())
+    overall: dict[str, Any] = {
+        "n_frames_scored": len(table),
+        "n_visible": n_vis,
+        "n_found": n_found,
+        "recall": n_mv / n_vis if n_vis else None,
+        "recall_min_frame": float(table["recall"].min()) if len(table) else None,
+        "precision": int(table["n_matched"].sum()) / n_found if n_found else None,
+        "rmse_A": float(np.sqrt(sq_sum / n_mv)) if n_mv else None,
+        "recall_by_site": {s: hit_site[s] / n_site[s] for s in sites if n_site[s]},
+        "match_radius_A": radius_A,
+        "min_column_Z": min_column_Z,
+        "border_A": border_A,
+    }
+    return table, overall
+
+
+def score_events(
+    events: pd.DataFrame,
+    true_frames: np.ndarray,
+    kinds: list[str],
+    tolerance: int,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Match detected onsets to true event frames (output frame indices).
+
+    Each true event takes the nearest unclaimed detected onset within ``tolerance`` frames
+    (true events in time order); detections left over are false alarms.
+
+    Returns
+    -------
+    (DataFrame, dict)
+        ``EVENT_SCORE_FIELDS`` rows (true events, then false alarms) and the summary:
+        n_true, n_detected, n_hits, n_false_alarms, onset errors [frames].
+    """
+    onsets = events["onset_frame"].to_numpy(dtype=np.int64) if len(events) else np.zeros(0, int)
+    claimed = np.zeros(len(onsets), dtype=bool)
+    rows = []
+    for i, f in enumerate(np.asarray(true_frames, dtype=np.int64)):
+        err = onsets - f
+        cand = np.flatnonzero((np.abs(err) <= tolerance) & ~claimed)
+        row: dict[str, Any] = {
+            "true_event": i,
+            "kind": kinds[i] if i < len(kinds) else "",
+            "true_frame": int(f),
+            "onset_frame": np.nan,
+            "onset_error_frames": np.nan,
+            "hit": False,
+            "false_alarm": False,
+        }
+        if len(cand):
+            j = int(cand[np.argmin(np.abs(err[cand]))])
+            claimed[j] = True
+            row.update(onset_frame=int(onsets[j]), onset_error_frames=int(err[j]), hit=True)
+        rows.append(row)
+    for j in np.flatnonzero(~claimed):
+        rows.append(
+            {
+                "true_event": -1,
+                "kind": "",
+                "true_frame": np.nan,
+                "onset_frame": int(onsets[j]),
+                "onset_error_frames": np.nan,
+                "hit": False,
+                "false_alarm": True,
+            }
+        )
+    table = pd.DataFrame(rows, columns=list(EVENT_SCORE_FIELDS))
+    table["hit"] = table["hit"].astype(bool)
+    table["false_alarm"] = table["false_alarm"].astype(bool)
+    hits = table.loc[table["hit"].to_numpy()]
+    summary = {
+        "n_true": len(true_frames),
+        "n_detected": len(onsets),
+        "n_hits": len(hits),
+        "n_false_alarms": int(table["false_alarm"].sum()),
+        "onset_errors_frames": [int(v) for v in hits["onset_error_frames"]],
+        "tolerance_frames": tolerance,
+        "by_kind": {
+            str(r["kind"]): (int(r["onset_error_frames"]) if r["hit"] else None)
+            for _, r in table.loc[~table["false_alarm"].to_numpy()].iterrows()
+        },
+    }
+    return table, summary
+
+
+def found_in_raw_frame(
+    cols: pd.DataFrame,
+    drift_px: np.ndarray,
+    pixel_size_A: float,
+    scale: float,
+    n_sum: int,
+) -> pd.DataFrame:
+    """Found columns (``frame, x_px, y_px`` in frame-0 coordinates of the output grid) in the
+    coordinates of the raw frame they are compared with.
+
+    ``x_px + drift_x`` is the position in the output frame t; an output pixel i covers raw
+    pixels around ``(i + 0.5) * scale - 0.5`` (``scale`` = raw pixels per output pixel:
+    bin factor / upsampling). Output frame t is compared with raw frame ``t * n_sum``.
+    """
+    t = cols["frame"].to_numpy(dtype=np.int64)
+    x = cols["x_px"].to_numpy(dtype=np.float64) + drift_px[t, 1]
+    y = cols["y_px"].to_numpy(dtype=np.float64) + drift_px[t, 0]
+    return pd.DataFrame(
+        {
+            "frame": t,
+            "raw_frame": t * n_sum,
+            "x_A": ((x + 0.5) * scale - 0.5) * pixel_size_A,
+            "y_A": ((y + 0.5) * scale - 0.5) * pixel_size_A,
+        }
+    )
+
+
+def metrics(truth_summary: dict[str, Any]) -> dict[str, float]:
+    """Flat ``truth_*`` metrics of the summary's ``truth`` block (for MLflow)."""
+    out: dict[str, float] = {}
+    c = truth_summary.get("columns") or {}
+    for k in ("recall", "precision", "rmse_A", "recall_min_frame"):
+        if c.get(k) is not None:
+            out[f"truth_column_{k}"] = float(c[k])
+    for s, v in (c.get("recall_by_site") or {}).items():
+        out[f"truth_column_recall_{s}"] = float(v)
+    e = truth_summary.get("events") or {}
+    for k in ("n_true", "n_hits", "n_false_alarms"):
+        if k in e:
+            out[f"truth_events_{k}"] = float(e[k])
+    errs = e.get("onset_errors_frames") or []
+    if errs:
+        out["truth_events_max_abs_onset_error"] = float(max(abs(v) for v in errs))
+    return out
+
+
+def score_apply(
+    movie_path: str | Path,
+    column_tables: Any,
+    drift_px: np.ndarray,
+    events: pd.DataFrame,
+    geo: Any,
+    a: Any,
+    out: Path,
+    metadata: dict[str, Any],
+) -> tuple[dict[str, Any] | None, dict[str, str]]:
+    """Score one apply run against the truth its movie carries (None if it carries none).
+
+    Parameters
+    ----------
+    movie_path : path
+        The movie file given to ``etem apply``.
+    column_tables : iterable of DataFrame
+        The found columns (``frame, x_px, y_px``), e.g. chunks of ``columns.parquet``.
+    drift_px : ndarray (T, 2)
+        Measured drift (dy, dx) per output frame [output px].
+    events : DataFrame
+        Detected events (``onset_frame``).
+    geo : pipeline geometry
+        ``n_sum, bin_total, upsample, pixel_size_A, height, width, n_frames``.
+    a : ApplyConfig
+        ``truth_*`` keys.
+    out : Path
+        Output folder: ``truth_columns.csv``, ``truth_events.csv`` are written there.
+    metadata : dict
+        Provenance for the table headers.
+
+    Returns
+    -------
+    (dict or None, dict)
+        The ``truth`` block of summary.json and the files written (name -> file name).
+    """
+    from etem.io import write_table
+
+    truth = load_truth(movie_path)
+    if truth is None:
+        return None, {}
+    files: dict[str, str] = {}
+    block: dict[str, Any] = {"movie": str(movie_path)}
+    scale = geo.bin_total / geo.upsample
+    px_raw = geo.pixel_size_A / scale
+    if truth.pixel_size_A and abs(truth.pixel_size_A / px_raw - 1) > 1e-3:
+        log.warning(
+            "truth pixel size %.4g Å differs from the apply raw pixel size %.4g Å: "
+            "column positions scored with the truth's",
+            truth.pixel_size_A,
+            px_raw,
+        )
+        px_raw = truth.pixel_size_A
+    if truth.columns is not None and len(truth.columns):
+        parts = [
+            found_in_raw_frame(df[["frame", "x_px", "y_px"]], drift_px, px_raw, scale, geo.n_sum)
+            for df in column_tables
+            if len(df)
+        ]
+        found = (
+            pd.concat(parts, ignore_index=True)
+            if parts
+            else pd.DataFrame({"frame": [], "raw_frame": [], "x_A": [], "y_A": []})
+        )
+        frames = [(t, t * geo.n_sum) for t in range(geo.n_frames)]
+        shape_A = (geo.height * scale * px_raw, geo.width * scale * px_raw)
+        table, overall = score_columns(
+            found,
+            truth.columns,
+            frames,
+            shape_A,
+            a.truth_match_radius_A,
+            a.truth_min_column_Z,
+            a.truth_border_A,
+        )
+        write_table(out / "truth_columns.csv", table, metadata=metadata)
+        files["truth_columns"] = "truth_columns.csv"
+        block["columns"] = overall
+        log.info(
+            "truth: column recall %.3f (visible: n_atoms x Z >= %g), precision %.3f, "
+            "RMSE %.3f Å",
+            overall["recall"] or float("nan"),
+            a.truth_min_column_Z,
+            overall["precision"] or float("nan"),
+            overall["rmse_A"] or float("nan"),
+        )
+    if truth.events is not None:
+        true_out = np.asarray(truth.events, dtype=np.int64) // geo.n_sum
+        ok = true_out < geo.n_frames
+        kinds = [k for k, keep in zip(truth.event_kinds, ok, strict=False) if keep]
+        table_e, summ = score_events(
+            events, true_out[ok], kinds, a.truth_event_tolerance_frames
+        )
+        write_table(out / "truth_events.csv", table_e, metadata=metadata)
+        files["truth_events"] = "truth_events.csv"
+        block["events"] = summ
+        log.info(
+            "truth: %d/%d events found (onset errors %s frames), %d false alarms",
+            summ["n_hits"],
+            summ["n_true"],
+            summ["onset_errors_frames"],
+            summ["n_false_alarms"],
+        )
+    return block, files

@@ -1,0 +1,230 @@
+"""Fine-tuning the unsupervised blind-spot denoiser on a movie (``etem train unsupervised
+--init-from`` and ``etem apply --finetune-steps``): one training loop, seeded, safe inputs."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from training_fixtures import tiny_config, write_movie
+
+from etem.errors import InputError
+from etem.models.io import load_model, save_model
+from etem.movies.inference import LoadedModel, load
+from etem.training.run import train_network
+
+PARENT_STEPS = 12
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Any:
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _cfg(tmp: Path, **apply: Any) -> Any:
+    from etem.config import load_config
+
+    cfg = tiny_config(tmp, unsupervised={"steps": PARENT_STEPS, "val_every_steps": 6,
+                                         "batch_size": 4, "patch_px": 32, "val_samples": 4,
+                                         "val_patch_px": 32, "lr": 2e-3})
+    data = cfg.model_dump(mode="json")
+    data["apply"].update({"finetune_steps": 30, "finetune_lr": 2e-3, "finetune_patch_px": 32,
+                          "finetune_batch_size": 4, "chunk_frames": 8, "calibration_frames": 4,
+                          "write_tiff": False, "preview_max_frames": 0, **apply})
+    return load_config(data)
+
+
+@pytest.fixture(scope="module")
+def parent(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A briefly trained unsupervised model (movie A) and a different movie B (dose 1 e/px)."""
+    tmp = tmp_path_factory.mktemp("finetune")
+    torch.set_num_threads(1)
+    movie_a = write_movie(tmp / "a.h5", n_frames=8, size=48, dose_e_per_px=2.0, seed=1)
+    movie_b = write_movie(tmp / "b.h5", n_frames=8, size=48, dose_e_per_px=1.0, seed=5)
+    cfg = _cfg(tmp)
+    train_network("unsupervised", cfg, movie_a, tmp / "parent.pt", panels=False)
+    return {"tmp": tmp, "model": tmp / "parent.pt", "movie_b": movie_b}
+
+
+def _weights(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def _frames(path: Path) -> np.ndarray:
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        return np.asarray(f["frames"], dtype=np.float32)
+
+
+def test_init_from_fine_tunes_the_parent_and_lowers_the_loss_on_the_movie(
+    parent: dict[str, Any], tmp_path: Path
+) -> None:
+    """``train_network(..., init_from=parent)`` starts from the parent's weights: its
+    validation loss on the new movie falls below the parent's, and the meta links the parent."""
+    from etem.training.run import load_init_model, make_task
+    from etem.training.tasks import UnsupervisedTask
+
+    cfg = _cfg(tmp_path)
+    cfg = cfg.model_copy(update={"training": cfg.training.model_copy(update={
+        "unsupervised": cfg.training.unsupervised.model_copy(update={"steps": 30,
+                                                                     "val_every_steps": 10})})})
+    init = load_init_model(parent["model"], "unsupervised")
+    task = make_task("unsupervised", cfg, parent["movie_b"], init=init)
+    assert isinstance(task, UnsupervisedTask)
+    module, _ = load_model(parent["model"])
+    before = task.validate(module.train(), False, torch.device("cpu"))
+    res = train_network("unsupervised", cfg, parent["movie_b"], tmp_path / "ft.pt",
+                        init_from=parent["model"], panels=False)
+    assert res.metrics["val_loss"] < before["val_loss"]
+    assert res.metrics["val_psnr"] > before["val_psnr"]  # judged against the clean frames
+    _, meta = load_model(tmp_path / "ft.pt")
+    assert meta["init_from"]["sha256"] == init.sha256
+    assert meta["init_from"]["path"] == str(parent["model"])
+    assert meta["arch"] == init.arch
+
+
+def test_training_starts_from_the_init_weights(parent: dict[str, Any], tmp_path: Path) -> None:
+    """One step at a negligible learning rate ends next to the parent (not a fresh network)."""
+    cfg = _cfg(tmp_path)
+    cfg = cfg.model_copy(update={"training": cfg.training.model_copy(update={
+        "unsupervised": cfg.training.unsupervised.model_copy(update={
+            "steps": 1, "val_every_steps": 1, "lr": 1e-9, "model": cfg.training.unsupervised
+            .model.model_copy(update={"base_channels": 4})})})})  # init arch wins over config
+    res = train_network("unsupervised", cfg, parent["movie_b"], tmp_path / "ft.pt",
+                        init_from=parent["model"], panels=False)
+    module, _ = load_model(parent["model"])
+    ref = module.state_dict()
+    got = res.model.state_dict()
+    assert got.keys() == ref.keys()
+    assert max(float((got[k].float() - ref[k].float()).abs().max()) for k in ref) < 1e-6
+    _, meta = load_model(tmp_path / "ft.pt")
+    assert meta["config"]["model"]["base_channels"] == meta["arch"]["base_channels"] != 4
+
+
+def test_apply_fine_tunes_before_denoising_and_records_it(
+    parent: dict[str, Any], tmp_path: Path
+) -> None:
+    from etem.movies.io import open_movie
+    from etem.movies.pipeline import ApplyModels, apply_movie
+
+    cfg = _cfg(tmp_path, denoise_with="unsupervised")
+    loaded = load(str(parent["model"]))
+    w0 = _weights(loaded.module)
+    with open_movie(parent["movie_b"]) as movie:
+        summary = apply_movie(movie, tmp_path / "out", cfg, ApplyModels(unsupervised=loaded))
+    ft = summary["finetune"]
+    assert ft["steps"] == 30 and ft["kept"] and ft["loss_after"] < ft["loss_before"]
+    assert ft["frames_used"] == 8 and ft["parent"]["path"] == str(parent["model"])
+    assert summary["files"]["finetuned_model"] == "finetuned_unsupervised.pt"
+    module, meta = load_model(tmp_path / "out" / "finetuned_unsupervised.pt")
+    assert meta["finetune"]["loss_after"] == ft["loss_after"]
+    assert meta["provenance"]["stage"] == "apply"
+    assert any(not torch.equal(w0[k], v) for k, v in module.state_dict().items())
+    # the caller's model is not modified in place
+    assert all(torch.equal(w0[k], v) for k, v in loaded.module.state_dict().items())
+
+
+def test_same_seed_gives_identical_finetuned_weights(
+    parent: dict[str, Any], tmp_path: Path
+) -> None:
+    from etem.movies.finetune import finetune_unsupervised
+
+    cfg = _cfg(tmp_path, finetune_steps=6)
+    frames = _frames(parent["movie_b"])
+    outs = []
+    for k in range(2):
+        m, rec = finetune_unsupervised(cfg, load(str(parent["model"])), frames, 1.0, 0.2,
+                                       tmp_path / f"ft{k}.pt", name="b")
+        outs.append((_weights(m.module), rec))
+    (w1, r1), (w2, r2) = outs
+    assert w1.keys() == w2.keys() and all(torch.equal(w1[k], w2[k]) for k in w1)
+    assert r1["loss_after"] == r2["loss_after"]
+    assert (tmp_path / "ft0.pt").read_bytes() == (tmp_path / "ft1.pt").read_bytes()
+    other = cfg.model_copy(update={"seed": cfg.seed + 1})
+    m3, _ = finetune_unsupervised(other, load(str(parent["model"])), frames, 1.0, 0.2, None)
+    assert any(not torch.equal(w1[k], v) for k, v in m3.module.state_dict().items())
+
+
+def test_finetune_steps_zero_leaves_the_model_untouched(
+    parent: dict[str, Any], tmp_path: Path
+) -> None:
+    from etem.movies.io import open_movie
+    from etem.movies.pipeline import ApplyModels, apply_movie
+
+    cfg = _cfg(tmp_path, finetune_steps=0)
+    loaded = load(str(parent["model"]))
+    w0 = _weights(loaded.module)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "finetuned_unsupervised.pt").write_bytes(b"stale")  # from an earlier run
+    with open_movie(parent["movie_b"]) as movie:
+        summary = apply_movie(movie, out, cfg, ApplyModels(unsupervised=loaded))
+    assert summary["finetune"] is None
+    assert "finetuned_model" not in summary["files"]
+    assert not (out / "finetuned_unsupervised.pt").exists()
+    assert all(torch.equal(w0[k], v) for k, v in loaded.module.state_dict().items())
+
+
+def test_a_supervised_model_as_init_is_a_clear_input_error(
+    parent: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from etem.cli import main
+    from etem.models.factory import architecture, build_model
+    from etem.movies.finetune import finetune_unsupervised
+
+    cfg = _cfg(tmp_path)
+    arch = architecture("denoiser", cfg.training.denoiser)
+    den = tmp_path / "denoiser.pt"
+    save_model(den, build_model(arch), {"kind": "denoiser", "arch": arch, "pixel_size_A": 0.2})
+    with pytest.raises(InputError, match="not an unsupervised"):
+        train_network("unsupervised", cfg, parent["movie_b"], tmp_path / "x.pt", init_from=den)
+    with pytest.raises(InputError, match="no such file"):
+        train_network("unsupervised", cfg, parent["movie_b"], tmp_path / "x.pt",
+                      init_from=tmp_path / "missing.pt")
+    with pytest.raises(InputError, match="unsupervised"):
+        finetune_unsupervised(cfg, load(str(den)), _frames(parent["movie_b"]), 1.0, 0.2)
+    assert not (tmp_path / "x.pt").exists()
+    # on the command line: one error line, exit code != 0
+    capsys.readouterr()
+    rc = main(["train", "unsupervised", "--movie", str(parent["movie_b"]), "--init-from",
+               str(den), "--out", str(tmp_path / "y.pt"), "--set", "tracking.enabled=false"])
+    err = capsys.readouterr().err
+    assert rc != 0 and "etem: error:" in err and "not an unsupervised" in err
+    assert "Traceback" not in err and not (tmp_path / "y.pt").exists()
+
+
+def test_a_movie_shorter_than_the_window_cannot_be_fine_tuned(
+    parent: dict[str, Any], tmp_path: Path
+) -> None:
+    from etem.movies.finetune import finetune_unsupervised
+
+    cfg = _cfg(tmp_path)
+    model: LoadedModel = load(str(parent["model"]))
+    with pytest.raises(InputError, match="at least as many"):
+        finetune_unsupervised(cfg, model, _frames(parent["movie_b"])[:3], 1.0, 0.2)
+
+
+def test_train_unsupervised_init_from_on_the_command_line(
+    parent: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from etem.cli import main
+
+    out = tmp_path / "ft.pt"
+    rc = main(["train", "unsupervised", "--movie", str(parent["movie_b"]), "--init-from",
+               str(parent["model"]), "--steps", "3", "--out", str(out), "--threads", "1",
+               "--set", "tracking.enabled=false", "--set", f"results_dir={tmp_path}"])
+    assert rc == 0, capsys.readouterr().err
+    _, meta = load_model(out)
+    assert meta["steps"] == 3 and meta["config"]["steps"] == 3
+    assert meta["init_from"]["path"] == str(parent["model"])

@@ -1,0 +1,87 @@
+"""Ground-truth scoring of apply runs (etem.movies.truth): exact figures on small tables."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from etem.movies.truth import column_Z, found_in_raw_frame, score_columns, score_events
+
+
+def _truth() -> pd.DataFrame:
+    """Two frames, four columns each: Ce (6 atoms), O (6), Pt (1) and Pt (3) [Å]."""
+    rows = []
+    for t in (0, 1):
+        for cid, (x, y, el, site, n) in enumerate(
+            [
+                (5.0, 5.0, "Ce", "cation", 6),
+                (7.0, 5.0, "O", "anion", 6),
+                (5.0, 8.0, "Pt", "metal", 1),
+                (8.0, 8.0, "Pt", "metal", 3),
+            ]
+        ):
+            rows.append(
+                {"frame": t, "column_id": cid, "x_A": x, "y_A": y, "element": el, "site": site,
+                 "n_atoms": n, "n_sites": n, "occupancy": 1.0}
+            )
+    return pd.DataFrame(rows)
+
+
+def test_column_Z_and_visibility() -> None:
+    z = column_Z(_truth().iloc[:4])
+    assert z.tolist() == [6 * 58, 6 * 8, 78, 3 * 78]
+    assert np.isinf(column_Z(pd.DataFrame({"element": [""], "n_atoms": [1]})))[0]
+
+
+def test_score_columns_exact() -> None:
+    truth = _truth()
+    found = pd.DataFrame(
+        {
+            "frame": [0, 0, 0, 0, 1],
+            # frame 0: Ce off by 0.3 Å, O found, Pt(3) found exactly, one false column
+            "x_A": [5.3, 7.0, 8.0, 2.0, 5.0],
+            "y_A": [5.0, 5.0, 8.0, 2.0, 5.0],
+        }
+    )
+    table, overall = score_columns(
+        found, truth, [(0, 0), (1, 1)], (12.0, 12.0), 0.5, 150.0, 1.0
+    )
+    # visible: Ce and Pt(3) (n_atoms x Z >= 150); O and the single Pt are not
+    assert table["n_visible"].tolist() == [2, 2]
+    assert table["recall"].tolist() == [1.0, 0.5]
+    assert table["precision"].tolist() == [0.75, 1.0]  # the O match counts as correct
+    assert overall["recall"] == pytest.approx(3 / 4)
+    assert overall["precision"] == pytest.approx(4 / 5)
+    assert overall["rmse_A"] == pytest.approx(np.sqrt(0.3**2 / 3))
+    assert overall["recall_by_site"]["anion"] == pytest.approx(0.5)
+    # a frame without detections counts with recall 0
+    t2, o2 = score_columns(found[found["frame"] == 0], truth, [(0, 0), (1, 1)], (12.0, 12.0),
+                           0.5, 150.0, 1.0)
+    assert t2["recall"].tolist() == [1.0, 0.0] and o2["recall"] == pytest.approx(0.5)
+    # the border band removes columns near the edge (the false one at 2 Å)
+    _, o3 = score_columns(found, truth, [(0, 0), (1, 1)], (12.0, 12.0), 0.5, 150.0, 2.5)
+    assert o3["precision"] == pytest.approx(1.0)
+
+
+def test_found_positions_back_in_raw_frame() -> None:
+    cols = pd.DataFrame({"frame": [0, 1], "x_px": [10.0, 10.0], "y_px": [4.0, 4.0]})
+    drift = np.array([[0.0, 0.0], [1.0, 2.0]])  # (dy, dx) [output px]
+    # 2x2 binning: output pixel i covers raw pixels 2i, 2i + 1 (centre 2i + 0.5)
+    f = found_in_raw_frame(cols, drift, 0.1, 2.0, 3)
+    assert f["raw_frame"].tolist() == [0, 3]
+    assert f["x_A"].tolist() == pytest.approx([20.5 * 0.1, 24.5 * 0.1])
+    assert f["y_A"].tolist() == pytest.approx([8.5 * 0.1, 10.5 * 0.1])
+
+
+def test_score_events_hits_misses_false_alarms() -> None:
+    ev = pd.DataFrame({"onset_frame": [3, 25, 41]})
+    table, s = score_events(ev, np.array([24, 40, 60]), ["surface_loss", "rotation", "x"], 2)
+    assert s["n_hits"] == 2 and s["n_false_alarms"] == 1 and s["n_true"] == 3
+    assert s["by_kind"] == {"surface_loss": 1, "rotation": 1, "x": None}
+    assert table["false_alarm"].sum() == 1
+    _, s0 = score_events(ev.iloc[:0], np.array([24]), ["surface_loss"], 2)
+    assert s0["n_hits"] == 0 and s0["n_false_alarms"] == 0
+    # outside the tolerance is a miss plus a false alarm
+    _, s1 = score_events(pd.DataFrame({"onset_frame": [28]}), np.array([24]), ["a"], 2)
+    assert s1["n_hits"] == 0 and s1["n_false_alarms"] == 1
