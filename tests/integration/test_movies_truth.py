@@ -179,7 +179,8 @@ def test_column_recall_after_denoising(scored: dict) -> None:
         raw, truth.columns, [(t, t) for t in range(8)], (SIZE * px, SIZE * px),
         cfg.apply.truth_match_radius_A, cfg.apply.truth_min_column_Z, cfg.apply.truth_border_A,
     )
-    # raw frames: the blob finder picks noise blobs (lower precision) and places columns
-    # less precisely than after denoising
-    assert raw_overall["precision"] < cols["precision"] - 0.1, raw_overall
+    # raw frames: the blob finder misses visible columns, picks more noise blobs (lower
+    # precision) and places columns less precisely than after denoising
+    assert raw_overall["recall"] < cols["recall"] - 0.1, raw_overall
+    assert raw_overall["precision"] < cols["precision"], raw_overall
     assert raw_overall["rmse_A"] > 1.5 * cols["rmse_A"], raw_overall

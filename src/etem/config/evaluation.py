@@ -25,7 +25,10 @@ class BenchmarkConfig(StrictModel):
     blob_min_sigma_A: float = Field(0.3, gt=0, description="blob_log min sigma [Å]")
     blob_max_sigma_A: float = Field(1.2, gt=0, description="blob_log max sigma [Å]")
     blob_threshold: float = Field(
-        0.05, gt=0, description="blob_log threshold on the image rescaled to [0, 1]"
+        0.08,
+        gt=0,
+        description="blob_log threshold on the image rescaled so that its 0.1 / 99.9 % "
+        "percentiles map to 0 / 1",
     )
     column_refine: Literal["centroid", "gaussian", "none"] = Field(
         "centroid", description="sub-pixel refinement of column positions"

@@ -23,6 +23,8 @@ log = logging.getLogger("etem.evaluation.columns")
 
 #: Columns of the table returned by :func:`find_columns`.
 COLUMN_FIELDS = ("x_px", "y_px", "x_A", "y_A", "sigma_A", "intensity", "peak")
+#: Percentiles of the image that ``find_columns`` maps to 0 and 1 before ``blob_log``.
+ROBUST_RANGE_PERCENT = (0.1, 99.9)
 
 Polarity = Literal["bright", "dark", "auto"]
 
@@ -81,7 +83,9 @@ def find_columns(
     min_sigma_A, max_sigma_A : float
         Range of Gaussian widths of the columns searched by ``blob_log`` [Å].
     threshold : float
-        ``blob_log`` threshold on the image rescaled to [0, 1] (relative, dimensionless).
+        ``blob_log`` threshold on the image rescaled so that its 0.1 and 99.9 % percentiles
+        map to 0 and 1 (relative, dimensionless; percentiles rather than min / max so that
+        one outlier pixel does not change the detections of a whole frame).
     refine : {'centroid', 'gaussian', 'none'}
         Sub-pixel refinement: intensity-weighted centroid above the local background, or a
         least-squares fit of a 2D Gaussian plus constant (columns whose fit fails or runs
@@ -110,9 +114,13 @@ def find_columns(
     if refine not in ("centroid", "gaussian", "none"):
         raise InputError(f"refine must be 'centroid', 'gaussian' or 'none', got {refine!r}")
     img = oriented(image, polarity)
-    lo, hi = float(img.min()), float(img.max())
+    # robust range: the extreme pixels of a (denoised) frame fluctuate from frame to frame
+    # (one bright outlier halves every scaled column), the 0.1 / 99.9 % percentiles do not
+    lo, hi = (float(v) for v in np.percentile(img, ROBUST_RANGE_PERCENT))
     if hi - lo <= 0:
-        return _empty()
+        lo, hi = float(img.min()), float(img.max())
+        if hi - lo <= 0:
+            return _empty()
     scaled = (img - lo) / (hi - lo)
     smin = max(min_sigma_A / pixel_size_A, 0.5)
     smax = max(max_sigma_A / pixel_size_A, smin)
