@@ -8,6 +8,18 @@ from pydantic import Field
 
 from etem.config.base import StrictModel
 
+#: Frame statistics (columns of frames.csv) the event detector can score.
+EventStatistic = Literal[
+    "n_columns",
+    "mean_intensity",
+    "mean_displacement_A",
+    "appeared_frac",
+    "vanished_frac",
+    "dissimilarity",
+    "change",
+    "local_change",
+    "column_counts_z",
+]
 
 class ApplyConfig(StrictModel):
     """Streaming denoising, column finding, occupancy and event detection.
@@ -101,24 +113,14 @@ class ApplyConfig(StrictModel):
         2, ge=1, description="frames above threshold needed for an event (persistence)"
     )
     calibration_frames: int = Field(20, ge=3, description="leading frames assumed stable")
-    event_statistics: list[
-        Literal[
-            "n_columns",
-            "mean_intensity",
-            "mean_displacement_A",
-            "appeared_frac",
-            "vanished_frac",
-            "dissimilarity",
-            "change",
-            "local_change",
-        ]
-    ] = Field(
+    event_statistics: list[EventStatistic] = Field(
         default_factory=lambda: [
             "n_columns",
             "mean_intensity",
             "mean_displacement_A",
             "change",
             "local_change",
+            "column_counts_z",
         ],
         min_length=1,
         description="frame statistics (columns of frames.csv) scored by the event detector",

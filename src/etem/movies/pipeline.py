@@ -22,6 +22,7 @@ import contextlib
 import logging
 import math
 import time
+import typing
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from etem.config.apply import EventStatistic
 from etem.errors import InputError
 from etem.movies.events import EventResult, detect_events
 from etem.movies.inference import LoadedModel, TiledRunner, window_inputs
@@ -46,16 +48,7 @@ from etem.movies.tracking import ColumnTracker
 log = logging.getLogger("etem.movies.pipeline")
 
 #: Frame statistics the event detector can score (``apply.event_statistics`` picks).
-EVENT_STATS = (
-    "n_columns",
-    "mean_intensity",
-    "mean_displacement_A",
-    "appeared_frac",
-    "vanished_frac",
-    "dissimilarity",
-    "change",
-    "local_change",
-)
+EVENT_STATS: tuple[str, ...] = typing.get_args(EventStatistic)
 #: Largest factor by which a movie coarser than the model is upsampled (split counts).
 MAX_UPSAMPLE = 4
 #: Output files (name -> description) listed in summary.json.
@@ -583,6 +576,9 @@ class _FrameAnalysis:
         self.edge_frames = edge_frames
         self.recent: list[np.ndarray] = []  # smoothed centre frames for the change statistic
         self.recent_local: list[np.ndarray] = []  # the same for the local-change statistic
+        # raw-count statistic at persistent columns: (counts, track ids, aligned xy in roi)
+        self.count_on = "column_counts_z" in cfg.apply.event_statistics
+        self.recent_counts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self.geo = geo
         self.models = models
         self.polarity: str | None = (
@@ -690,6 +686,13 @@ class _FrameAnalysis:
             self.background = (1 - alpha) * self.background + alpha * centre
         change = self._change(t, centre, frac)
         local_change, local_onset = self._local_change(t, centre, frac)
+        counts_z, counts_onset = np.nan, np.nan
+        if self.count_on:
+            axy = cols[["x_aligned_px", "y_aligned_px"]].to_numpy()[roi] if n_all else xy
+            counts_z, counts_onset = self._column_counts_z(
+                t,
+                counts, ids[roi] if n_all else ids, axy
+            )
         if "confidence" in cols and n_all:
             self.conf_sum += float(cols["confidence"].sum())
             self.conf_n += n_all
@@ -708,6 +711,8 @@ class _FrameAnalysis:
                 "change": change,
                 "local_change": local_change,
                 "local_change_onset": local_onset,
+                "column_counts_z": counts_z,
+                "column_counts_z_onset": counts_onset,
                 "mean_counts": float(counts.mean()),
                 "mean_llr": float(cols["llr"].mean()) if n_all and "llr" in cols else np.nan,
                 "mean_confidence": float(cols["confidence"].mean())
@@ -771,6 +776,66 @@ class _FrameAnalysis:
         best = max(splits, key=splits.__getitem__)
         return stat, float(t - best + 1)
 
+    def _column_counts_z(
+        self, t: int, counts: np.ndarray, ids: np.ndarray, axy: np.ndarray
+    ) -> tuple[float, float]:
+        """Largest change z of the raw counts at persistent columns (denoiser-free null).
+
+        Sites are the tracks found in at least half of the m reference frames
+        (``event_local_reference_frames``) of the buffered k + m frames (real columns; noise
+        blobs flicker), at their mean drift-corrected position. At each site s the raw counts
+        in a disk of ``benchmark.column_disk_radius_A`` give per-frame sums; the mean of the
+        last k frames (``event_local_window_frames``) is compared with the mean of the m before:
+        z_s = (mean_new - mean_old) / sqrt(F lambda_s (1/k + 1/m)), lambda_s = the mean sum over
+        the k + m frames and F = pooled within-window variance / mean over all sites, the Fano
+        factor of the camera (1 for electron counting; it absorbs a gain). The null
+        distribution depends on counting statistics only, not on the denoiser, which only
+        picks the sites. Returns max_s |z_s| and a change-point estimate [frame] (the split
+        of the buffer, >= 2 frames each side, with the largest max_s |z_s|).
+        """
+        a = self.cfg.apply
+        k, m = a.event_local_window_frames, a.event_local_reference_frames
+        self.recent_counts = [
+            *self.recent_counts,
+            (counts.astype(np.float32, copy=True), np.asarray(ids), np.asarray(axy, float)),
+        ][-(k + m) :]
+        n = len(self.recent_counts)
+        if n < k + m:
+            return np.nan, np.nan
+        tid = np.concatenate([r[1] for r in self.recent_counts[:m]]).astype(np.int64)
+        pos = np.concatenate([r[2].reshape(-1, 2) for r in self.recent_counts[:m]])
+        uniq, inv, n_seen = np.unique(tid, return_inverse=True, return_counts=True)
+        mean_xy = np.stack(
+            [np.bincount(inv, pos[:, j], len(uniq)) / n_seen for j in (0, 1)], axis=1
+        )
+        sites = mean_xy[2 * n_seen >= m]  # (S, 2) x, y [px]
+        if len(sites) < 2:
+            return np.nan, np.nan
+        h, w = counts.shape
+        r = max(self.cfg.benchmark.column_disk_radius_A / self.geo.pixel_size_A, 1.0)
+        q = int(np.ceil(r))
+        dy, dx = np.mgrid[-q : q + 1, -q : q + 1]
+        inside = dy**2 + dx**2 <= r * r
+        xs = np.round(sites).astype(int)
+        yy = np.clip(xs[:, 1, None] + dy[inside][None, :], 0, h - 1)
+        xx = np.clip(xs[:, 0, None] + dx[inside][None, :], 0, w - 1)
+        x = np.stack([c[yy, xx].sum(axis=1) for c, _, _ in self.recent_counts]).astype(
+            np.float64
+        )  # (k + m, S) disk sums [counts]
+        lam = np.maximum(x.mean(axis=0), 1e-9)
+
+        def zmax(n2: int) -> float:
+            """max_s |z_s| with the last n2 frames as 'recent'."""
+            old, new = x[: n - n2], x[n - n2 :]
+            ss = ((old - old.mean(0)) ** 2).sum() + ((new - new.mean(0)) ** 2).sum()
+            fano = max(float(ss) / ((n - 2) * float(lam.sum())), 1e-9)
+            z = (new.mean(0) - old.mean(0)) / np.sqrt(fano * lam * (1 / (n - n2) + 1 / n2))
+            return float(np.abs(z).max())
+
+        splits = {n2: zmax(n2) for n2 in range(2, n - 1)}
+        best = max(splits, key=splits.__getitem__)
+        return zmax(k), float(t - best + 1)
+
     def _change(self, t: int, centre: np.ndarray, frac: np.ndarray) -> float:
         """Relative rms change between the mean of the last k frames and the m frames before.
 
@@ -828,6 +893,7 @@ class _FrameAnalysis:
             "dissimilarity": 1e-4,
             "change": 1e-4,
             "local_change": 0.05,
+            "column_counts_z": 0.05,
         }
 
     def mean_confidence(self) -> float | None:
@@ -837,28 +903,32 @@ class _FrameAnalysis:
 def refine_onsets(
     events: EventResult, stats: pd.DataFrame, a: Any, frame_time_s: float | None = None
 ) -> None:
-    """Move event onsets to the change point of the local-change statistic (in place).
+    """Move event onsets to the change point of a windowed statistic (in place).
 
-    The windowed local-change statistic crosses the threshold up to
+    The windowed statistics (``local_change``, ``column_counts_z``) cross the threshold up to
     ``event_local_window_frames`` - 1 frames after the change. For each event in whose first
-    ``k + m`` frames the local-change innovation exceeds the threshold, the onset becomes the
-    median change-point estimate (``local_change_onset``) over the k frames from the detected
-    onset on (the estimate steadies as post-change frames fill the buffer), if that is earlier
-    than the detected onset and after the previous event. The detected onset is kept as
+    ``k + m`` frames the innovation of one of them exceeds the threshold (the one with the
+    largest innovation there when both do), the onset becomes the median change-point
+    estimate (``<statistic>_onset``) over the k frames from the detected onset on (the
+    estimate steadies as post-change frames fill the buffer), if that is earlier than the
+    detected onset and after the previous event. The detected onset is kept as
     ``detected_frame``.
     """
     ev = events.events
     ev["detected_frame"] = ev["onset_frame"].copy()
-    if "local_change" not in a.event_statistics or not len(ev):
+    windowed = [s for s in ("local_change", "column_counts_z") if s in a.event_statistics]
+    if not windowed or not len(ev):
         return
-    z = events.scores["z_local_change_ewma"].to_numpy()
-    cp = stats["local_change_onset"].to_numpy(dtype=np.float64)
+    zs = {s: events.scores[f"z_{s}_ewma"].to_numpy() for s in windowed}
+    cps = {s: stats[f"{s}_onset"].to_numpy(dtype=np.float64) for s in windowed}
     span = a.event_local_window_frames + a.event_local_reference_frames
     detected = ev["onset_frame"].to_numpy().copy()
     onsets = detected.copy()
     prev_end = -1
     for i, (on, end) in enumerate(zip(detected, ev["end_frame"].to_numpy(), strict=True)):
         lo, hi = int(on), int(min(end, on + span - 1)) + 1
+        best = max(windowed, key=lambda s: float(zs[s][lo:hi].max()))
+        z, cp = zs[best], cps[best]
         est = cp[lo : min(lo + a.event_local_window_frames, int(end) + 1)]
         est = est[np.isfinite(est)]
         if (z[lo:hi] > events.threshold).any() and len(est):
