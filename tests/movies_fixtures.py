@@ -196,3 +196,20 @@ def write_movie_file(
     else:  # pragma: no cover
         raise ValueError(fmt)
     return p
+
+
+def simulate_movie_file(tmp: Path, cfg: dict[str, Any], manifest: Path) -> tuple[Path, Path]:
+    """Write ``cfg`` as ``tmp/c.yaml`` and run ``etem simulate-movie`` on the structure
+    ``manifest`` into ``tmp/movie.h5``; returns (config path, movie path)."""
+    import yaml
+
+    from etem.cli import main
+
+    path = tmp / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    movie = tmp / "movie.h5"
+    assert (
+        main(["simulate-movie", "-c", str(path), "--manifest", str(manifest), "--out", str(movie)])
+        == 0
+    )
+    return path, movie

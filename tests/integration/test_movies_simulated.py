@@ -13,14 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import simulation_fixtures as fx
-from movies_fixtures import blur_model
+from movies_fixtures import blur_model, simulate_movie_file
 
-from etem.cli import main
 from etem.config import load_config
 from etem.movies.io import open_movie
 from etem.movies.pipeline import ApplyModels, apply_movie
@@ -75,13 +73,7 @@ def simulated_movie(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]
             "write_tiff": False,
         },
     }
-    path = tmp / "c.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    out = tmp / "movie.h5"
-    assert (
-        main(["simulate-movie", "-c", str(path), "--manifest", str(manifest), "--out", str(out)])
-        == 0
-    )
+    path, out = simulate_movie_file(tmp, cfg, manifest)
     return {"tmp": tmp, "config": path, "movie": out}
 
 

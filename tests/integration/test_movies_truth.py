@@ -18,13 +18,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import simulation_fixtures as fx
+from movies_fixtures import simulate_movie_file
 
-from etem.cli import main
 from etem.config import load_config
 from etem.movies.io import open_movie
 from etem.movies.pipeline import ApplyModels, apply_movie
@@ -106,13 +105,7 @@ def scored(tmp_path_factory: pytest.TempPathFactory) -> dict:
             "write_tiff": False,
         },
     }
-    path = tmp / "c.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    movie = tmp / "movie.h5"
-    assert (
-        main(["simulate-movie", "-c", str(path), "--manifest", str(manifest), "--out", str(movie)])
-        == 0
-    )
+    path, movie = simulate_movie_file(tmp, cfg, manifest)
     campaign = load_config(path, {})
     model = tmp / "unsupervised.pt"
     n_threads = torch.get_num_threads()

@@ -13,7 +13,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from training_fixtures import tiny_config, write_movie
+from training_fixtures import tiny_config, torch_single_thread, write_movie  # noqa: F401
 
 from etem.errors import InputError
 from etem.models.io import load_model, save_model
@@ -21,14 +21,6 @@ from etem.movies.inference import LoadedModel, load
 from etem.training.run import train_network
 
 PARENT_STEPS = 12
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Any:
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _cfg(tmp: Path, **apply: Any) -> Any:
