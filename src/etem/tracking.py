@@ -218,11 +218,22 @@ class StageRun:
         name = experiment_name(self.config)
         exp = client.get_experiment_by_name(name)
         if exp is None:
+            from mlflow.exceptions import MlflowException
+
             location = None
             if self.uri.startswith("sqlite:///"):
                 art = Path(self.uri.removeprefix("sqlite:///")).parent / "mlartifacts"
                 location = art.resolve().as_uri()
-            self.experiment_id = client.create_experiment(name, artifact_location=location)
+            try:
+                self.experiment_id = client.create_experiment(name, artifact_location=location)
+            except MlflowException as exc:
+                # another process (a parallel job on a tracking server) created it first
+                if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
+                exp = client.get_experiment_by_name(name)
+                if exp is None:
+                    raise
+                self.experiment_id = exp.experiment_id
         else:
             self.experiment_id = exp.experiment_id
         chash = self.config.hash()
@@ -253,21 +264,34 @@ class StageRun:
             client.log_artifact(self.run_id, str(p))
 
     def _campaign_run(self, chash: str, base_tags: dict[str, str]) -> str:
+        """The campaign run of this config hash, created if missing.
+
+        Parallel jobs may both find none and both create one; each then keeps the oldest
+        (start time, then run id) and deletes its own if it is not that one, so they agree on
+        a single campaign run.
+        """
         client = self._client
-        found = client.search_runs(
-            [self.experiment_id],
-            filter_string=f"tags.`etem.role` = 'campaign' and tags.`etem.config_hash` = '{chash}'",
-            max_results=1,
-        )
+        flt = f"tags.`etem.role` = 'campaign' and tags.`etem.config_hash` = '{chash}'"
+
+        def oldest() -> str | None:
+            runs = client.search_runs([self.experiment_id], filter_string=flt, max_results=100)
+            if not runs:
+                return None
+            return min(runs, key=lambda r: (r.info.start_time, r.info.run_id)).info.run_id
+
+        found = oldest()
         if found:
-            return found[0].info.run_id
+            return found
         run = client.create_run(
             self.experiment_id,
             tags={**base_tags, "etem.role": "campaign"},
             run_name=f"campaign {self.config.name} ({chash[:8]})",
         )
         client.set_terminated(run.info.run_id, "FINISHED")
-        return run.info.run_id
+        keep = oldest() or run.info.run_id
+        if keep != run.info.run_id:
+            client.delete_run(run.info.run_id)
+        return keep
 
     def _upstream_ids(self, chash: str) -> list[str]:
         stages = UPSTREAM.get(self.stage, ())
