@@ -64,9 +64,7 @@ def psnr_peak(clean: np.ndarray, estimate: np.ndarray, peak: float = 1.0) -> flo
     image is scaled to a maximum of ``peak`` = 1 count.
     """
     a, b = _pair(clean, estimate)
-    a, b = np.clip(a, 0.0, peak), np.clip(b, 0.0, peak)
-    err = float(np.mean((a - b) ** 2))
-    return float(10.0 * np.log10(peak**2 / max(err, 1e-30)))
+    return psnr(np.clip(a, 0.0, peak), np.clip(b, 0.0, peak), peak)
 
 
 def ssim_peak(clean: np.ndarray, estimate: np.ndarray, peak: float = 1.0) -> float:

@@ -834,7 +834,7 @@ class _FrameAnalysis:
 
         splits = {n2: zmax(n2) for n2 in range(2, n - 1)}
         best = max(splits, key=splits.__getitem__)
-        return zmax(k), float(t - best + 1)
+        return (splits[k] if k in splits else zmax(k)), float(t - best + 1)
 
     def _change(self, t: int, centre: np.ndarray, frac: np.ndarray) -> float:
         """Relative rms change between the mean of the last k frames and the m frames before.
