@@ -28,13 +28,13 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from evaluation_fixtures import lattice_image  # noqa: E402
 
-from etem.evaluation import baselines  # noqa: E402
-from etem.evaluation.calibration import held_out_report, vacuum_detections  # noqa: E402
-from etem.evaluation.columns import find_columns  # noqa: E402
-from etem.evaluation.detection import detection_metrics  # noqa: E402
-from etem.evaluation.likelihood import Calibration, likelihood_table  # noqa: E402
-from etem.evaluation.metrics import ssim  # noqa: E402
-from etem.evaluation.umse import quartets, umse  # noqa: E402
+from etem.analysis import baselines  # noqa: E402
+from etem.analysis.calibration import held_out_report, vacuum_detections  # noqa: E402
+from etem.analysis.columns import find_columns  # noqa: E402
+from etem.analysis.matching import detection_metrics  # noqa: E402
+from etem.analysis.likelihood import Calibration, likelihood_table  # noqa: E402
+from etem.analysis.metrics import ssim  # noqa: E402
+from etem.analysis.umse import quartets, umse  # noqa: E402
 
 PX = 0.2
 DOSES_A2 = [25.0, 50.0, 100.0, 200.0, 400.0]

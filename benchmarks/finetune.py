@@ -1,13 +1,13 @@
 """Fine-tuning the unsupervised denoiser on the movie it denoises: quality gain and cost.
 
 For each movie and number of fine-tuning steps (0 = the parent model as trained), the
-script fine-tunes with :func:`etem.movies.finetune.finetune_unsupervised` (the ``etem apply``
+script fine-tunes with :func:`etem.training.finetune.finetune_unsupervised` (the ``etem apply``
 code path, ``apply.finetune_*`` of the config), denoises the whole movie and reports
 
 * the blind-spot validation loss before/after (MSE to the noisy middle frame, [intensity²]);
 * true MSE and PSNR [dB] vs the clean frames the movie file holds (intensity units,
   vacuum = 1; PSNR with the clean frame's range as peak, as in the benchmark stage);
-* uMSE (Morales et al., :mod:`etem.evaluation.umse`) without the clean frames, at full
+* uMSE (Morales et al., :mod:`etem.analysis.umse`) without the clean frames, at full
   resolution: the blind spot makes the noisy frame itself an independent copy
   (:func:`blindspot_umse`, static frames before the first event), with the true MSE of the
   same frames next to it as a check; uPSNR with peak 1 (vacuum intensity);
@@ -37,7 +37,7 @@ import numpy as np
 
 
 def _movie(path: str) -> dict[str, Any]:
-    from etem.simulation.movie import read_movie
+    from etem.simulation.synthetic_movie import read_movie
 
     m = read_movie(path)
     dose = float(m["attrs"]["dose_e_per_px_per_frame"])
@@ -54,11 +54,11 @@ def blindspot_umse(est: np.ndarray, frames: np.ndarray, clean: np.ndarray, dose:
 
     The output at a pixel never sees the noisy middle-frame value there, so with ``a`` = the
     noisy frame t and ``b``, ``c`` = frames t+1, t+2 of the static stretch (same signal,
-    independent noise) the quartet estimate of :func:`etem.evaluation.umse.umse_quartet`,
+    independent noise) the quartet estimate of :func:`etem.analysis.umse.umse_quartet`,
     mean (a - f)² - mean (b - c)² / 2, is unbiased for the true MSE of frame t. The true MSE
     of the same frames is returned next to it as a check.
     """
-    from etem.evaluation.umse import umse_quartet
+    from etem.analysis.umse import umse_quartet
 
     norm = frames / dose
     vals, ses, trues = [], [], []
@@ -93,9 +93,9 @@ def paired_delta(est: np.ndarray, base: np.ndarray, frames: np.ndarray, dose: fl
 
 def evaluate(module: Any, mv: dict[str, Any]) -> dict[str, Any]:
     """True MSE/PSNR of the denoised movie and the label-free blind-spot uMSE/uPSNR."""
-    from etem.evaluation.metrics import psnr
-    from etem.evaluation.umse import upsnr
-    from etem.models.predict import denoise_movie
+    from etem.analysis.metrics import psnr
+    from etem.analysis.umse import upsnr
+    from etem.models.inference import denoise_movie
 
     est = denoise_movie(module, mv["frames"], mv["dose"])
     c = mv["clean"]
@@ -122,8 +122,8 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     from etem.config import load_config
-    from etem.movies.finetune import finetune_unsupervised
-    from etem.movies.inference import load
+    from etem.training.finetune import finetune_unsupervised
+    from etem.models.io import load
 
     parent = load(args.model)
     load_avg = os.getloadavg()[0]

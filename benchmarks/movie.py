@@ -5,13 +5,13 @@ Poisson counts at 0.5 e/px/frame) with the campaign's U-Net denoiser architectur
 
 * ``naive``: read the whole movie into memory, then one fp32 forward pass per full frame
   (no batching, no tiling, default memory layout), outputs collected in a list;
-* ``streamed``: the apply stage's inference path (``etem.movies.inference.TiledRunner``):
+* ``streamed``: the apply stage's inference path (``etem.models.inference.TiledRunner``):
   chunks of 8 frames, tiles of ``--tile`` px (default 1024 = whole 1024² frames, the
   ``apply.tile_px`` default) with 32 px overlap, batches of ``--batch`` tiles,
   ``torch.inference_mode``, channels-last, a bf16 copy of the network where the CPU/GPU
   supports bf16 natively;
 * ``apply``: the whole ``etem apply`` pipeline (drift, denoising, column finding, tracking,
-  likelihood, events, all outputs) through :func:`etem.movies.pipeline.apply_movie`;
+  likelihood, events, all outputs) through :func:`etem.movies.apply.apply_movie`;
 * ``ab``: the denoising alone, interleaved in one process on the same 2 frames (medians of
   ``--rounds`` alternations): naive; the previous streamed path (bf16 autocast, channels-last,
   whole frame); TiledRunner at each ``--ab-tiles`` size; plus the numerical difference of
@@ -81,7 +81,7 @@ def _model():  # type: ignore[no-untyped-def]
     import torch
 
     from etem.models.factory import build_model
-    from etem.movies.inference import LoadedModel, load
+    from etem.models.io import LoadedModel, load
 
     if DEMO_MODEL.exists():
         return load(str(DEMO_MODEL))
@@ -94,7 +94,7 @@ def run_mode(mode: str, movie: str, opts: argparse.Namespace) -> dict[str, float
     import torch
 
     torch.set_num_threads(opts.threads)
-    from etem.movies.io import open_movie
+    from etem.frames.readers import open_movie
 
     if mode == "columns":
         return run_columns(opts)
@@ -112,8 +112,8 @@ def run_mode(mode: str, movie: str, opts: argparse.Namespace) -> dict[str, float
                 x = torch.from_numpy(f / dose)[None, None]
                 outs.append(net(x)[0, 0].numpy())
     elif mode == "streamed":
-        from etem.models.inputs import image_input, normalize
-        from etem.movies.inference import TiledRunner
+        from etem.data.inputs import image_input, normalize
+        from etem.models.inference import TiledRunner
 
         runner = TiledRunner(
             model, tile_px=opts.tile, overlap_px=32, batch_size=opts.batch, precision="auto"
@@ -122,7 +122,7 @@ def run_mode(mode: str, movie: str, opts: argparse.Namespace) -> dict[str, float
             runner.run(image_input(normalize(chunk, dose), dose, False))
     elif mode == "apply":
         from etem.config import load_config
-        from etem.movies.pipeline import ApplyModels, apply_movie
+        from etem.movies.apply import ApplyModels, apply_movie
 
         cfg = load_config(
             None,
@@ -165,8 +165,8 @@ def run_ab(model, movie, dose: float, tiles: list[int], rounds: int = 3, n: int 
 
     import torch
 
-    from etem.models.inputs import image_input, normalize
-    from etem.movies.inference import TiledRunner
+    from etem.data.inputs import image_input, normalize
+    from etem.models.inference import TiledRunner
 
     frames = movie.read(0, n)
     x = image_input(normalize(frames, dose), dose, False)
@@ -226,7 +226,7 @@ def run_columns(opts: argparse.Namespace, size: int = 1024) -> dict:
 
     from scipy.spatial import cKDTree
 
-    from etem.evaluation import columns as new
+    from etem.analysis import columns as new
 
     rng = np.random.default_rng(1)
     img = clean_frame(size).astype(np.float64) + rng.normal(0, 0.1, (size, size))
@@ -359,7 +359,7 @@ def main() -> None:
                 print(f"{mode:9s} {n:4d} frames: {json.dumps(res)}", flush=True)
     import torch
 
-    from etem.models.predict import bf16_supported
+    from etem.models.inference import bf16_supported
 
     machine = (
         f"{platform.machine()}, {os.cpu_count()} cores (shared; load {load0} -> {_load()}), "

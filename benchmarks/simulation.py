@@ -4,7 +4,7 @@ Measures in ONE run, on the same structures and grid:
 
 (a) naive: per image a new ``abtem.Potential`` + multislice + CTF (+ the same detector step),
     i.e. :func:`etem.simulation.reference.abtem_image`;
-(b) campaign: :class:`etem.simulation.campaign.CampaignSimulator` (potential once per
+(b) campaign: :class:`etem.simulation.images.ImageSimulator` (potential once per
     structure, one pass per tilt with exit planes, every defocus on stored exit waves),
     with and without label maps, for both FFT backends (deterministic pocketfft, FFTW);
 
@@ -55,11 +55,11 @@ def _structures(config, n: int):
 
 def _campaign(cfg, structures, per_naive: int):
     """Time the campaign path (with/without labels) and, interleaved, the naive path."""
-    from etem.simulation.campaign import CampaignSimulator
+    from etem.simulation.images import ImageSimulator
     from etem.simulation.reference import abtem_image
 
     sim = cfg.simulation
-    campaign = CampaignSimulator(cfg)
+    campaign = ImageSimulator(cfg)
     t0 = time.perf_counter()
     campaign.simulate(structures[0][2], structures[0][0], structures[0][1])
     warmup_s = time.perf_counter() - t0

@@ -52,7 +52,7 @@ def step_times(config: str, every: int = 10) -> dict[str, float]:
     """Median per-structure seconds of each step over every ``every``-th recipe."""
     from etem.config import load_config
     from etem.structures.build import build
-    from etem.structures.columns import column_table
+    from etem.structures.column_table import column_table
     from etem.structures.io import structure_bytes
     from etem.structures.recipes import enumerate_recipes
     from etem.structures.validation import validate

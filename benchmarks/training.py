@@ -4,7 +4,7 @@ Measures, in one process, for the demo and the full-campaign architectures:
 
 * training throughput [samples/s] (Adam step on random patches) in fp32 (contiguous) and
   with channels_last + bf16 autocast (what the loop uses when ``amp`` and the CPU has bf16);
-* inference throughput [frames/s] of :func:`etem.models.predict.denoise_images` on 512²
+* inference throughput [frames/s] of :func:`etem.models.inference.denoise_images` on 512²
   and 1024² frames, fp32 vs channels_last + bf16, and the PSNR cost of bf16 (max |diff|);
 * the blind-spot multi-frame model (training samples/s, movie frames/s).
 
@@ -32,7 +32,7 @@ import numpy as np
 def _machine() -> str:
     import torch
 
-    from etem.models.predict import bf16_supported
+    from etem.models.inference import bf16_supported
 
     bf16 = "bf16" if bf16_supported(torch.device("cpu")) else "no bf16"
     host = platform.node() or "host"
@@ -115,7 +115,7 @@ def main() -> None:
 
     from etem.config import load_config
     from etem.models.factory import architecture, build_model, count_parameters
-    from etem.models.predict import denoise_images, denoise_movie
+    from etem.models.inference import denoise_images, denoise_movie
 
     torch.set_num_threads(args.threads)
     cmd = f"`python benchmarks/training.py --threads {args.threads}`"

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from etem.movies.inference import LoadedModel
+from etem.models.io import LoadedModel
 
 
 def _gauss_kernel(sigma: float) -> torch.Tensor:

@@ -110,7 +110,7 @@ def _check_report(cfg: Any, lay: Layout) -> str:
 
 
 def _check_tracking(cfg: Any, lay: Layout) -> str:
-    from etem.tracking import search_stage_runs, tracking_uri
+    from etem.runs import search_stage_runs, tracking_uri
 
     uri = tracking_uri(cfg)
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():

@@ -74,7 +74,7 @@ def stage_run(
     args: argparse.Namespace, config: Any, stage: str, params: dict[str, Any] | None = None,
     run_name: str | None = None,
 ) -> Any:
-    """An MLflow :class:`~etem.tracking.StageRun` for this invocation."""
-    from etem.tracking import StageRun
+    """An MLflow :class:`~etem.runs.StageRun` for this invocation."""
+    from etem.runs import StageRun
 
     return StageRun(config, stage, params=params, tags=tags_from_args(args), run_name=run_name)

@@ -174,7 +174,7 @@ def test_tracking_server_postgres_concurrent_runs(
     script.write_text(
         "import sys\n"
         "from etem.config import load_config\n"
-        "from etem.tracking import StageRun\n"
+        "from etem.runs import StageRun\n"
         "cfg = load_config(sys.argv[1], {'results_dir': sys.argv[2]})\n"
         "k = int(sys.argv[3])\n"
         "for r in range(3):\n"

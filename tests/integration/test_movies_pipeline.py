@@ -17,8 +17,8 @@ from movies_fixtures import blur_model, segmenter_model, window_model, write_mov
 
 from etem.config import load_config
 from etem.errors import InputError
-from etem.movies.io import open_movie
-from etem.movies.pipeline import ApplyModels, apply_movie
+from etem.frames.readers import open_movie
+from etem.movies.apply import ApplyModels, apply_movie
 from etem.movies.synthetic import lattice_movie, write_h5
 
 PX_A = 0.2
@@ -121,7 +121,7 @@ def test_column_recall_at_demo_dose(tmp_path: Path) -> None:
     radius = 0.5 / PX_A  # benchmark.match_radius_A default [Å] -> px
     assert _recall(lm, cols, radius, margin_px=4) >= 0.9
     # raw single frames at this dose do not reach it (the denoising matters)
-    from etem.evaluation.columns import find_columns
+    from etem.analysis.columns import find_columns
 
     raw = find_columns(lm.counts[0].astype(float), PX_A, 0.3, 1.2, 0.05)
     raw["frame"] = 0
@@ -238,7 +238,7 @@ def _save_models(folder: Path) -> dict[str, Path]:
 
 
 def test_cli_apply_tracks_models_in_mlflow(tmp_path: Path, etem_bin: str) -> None:
-    from etem.evaluation.likelihood import Calibration
+    from etem.analysis.likelihood import Calibration
 
     lm = lattice_movie(n_frames=8, size_px=64, event_frame=None, seed=5)
     movie = write_h5(lm, tmp_path / "m.h5")

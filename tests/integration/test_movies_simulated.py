@@ -20,9 +20,9 @@ import simulation_fixtures as fx
 from movies_fixtures import blur_model, simulate_movie_file
 
 from etem.config import load_config
-from etem.movies.io import open_movie
-from etem.movies.pipeline import ApplyModels, apply_movie
-from etem.simulation.movie import read_movie
+from etem.frames.readers import open_movie
+from etem.movies.apply import ApplyModels, apply_movie
+from etem.simulation.synthetic_movie import read_movie
 
 EVENT = 24
 

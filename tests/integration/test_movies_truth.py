@@ -25,8 +25,8 @@ import simulation_fixtures as fx
 from movies_fixtures import simulate_movie_file
 
 from etem.config import load_config
-from etem.movies.io import open_movie
-from etem.movies.pipeline import ApplyModels, apply_movie
+from etem.frames.readers import open_movie
+from etem.movies.apply import ApplyModels, apply_movie
 from etem.movies.truth import found_in_raw_frame, load_truth, score_columns
 
 SURFACE, ROTATION, N_FRAMES = 26, 38, 50
@@ -60,7 +60,7 @@ def _pt_particle_on_ceo2() -> object:
 def scored(tmp_path_factory: pytest.TempPathFactory) -> dict:
     import torch
 
-    from etem.movies.inference import load
+    from etem.models.io import load
     from etem.training.run import train_network
 
     tmp = tmp_path_factory.mktemp("truthmovie")
@@ -153,7 +153,7 @@ def test_column_recall_after_denoising(scored: dict) -> None:
     table = pd.read_csv(scored["out"] / "truth_columns.csv", comment="#")
     assert len(table) == N_FRAMES and (table["n_visible"] > 0).all()
     # the same column finder on the raw frames at this dose: far fewer visible columns found
-    from etem.evaluation.columns import find_columns
+    from etem.analysis.columns import find_columns
 
     cfg = scored["cfg"]
     b = cfg.benchmark

@@ -21,7 +21,7 @@ from etem.evaluation.benchmark import (
     run_benchmark,
     write_outputs,
 )
-from etem.evaluation.likelihood import Calibration
+from etem.analysis.likelihood import Calibration
 from etem.io import read_table
 
 

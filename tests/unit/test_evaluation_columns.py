@@ -12,8 +12,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from evaluation_fixtures import lattice_image
 
 from etem.errors import InputError
-from etem.evaluation.columns import columns_from_labels, find_columns
-from etem.evaluation.detection import detection_metrics
+from etem.analysis.columns import columns_from_labels, find_columns
+from etem.analysis.matching import detection_metrics
 
 PX = 0.2
 

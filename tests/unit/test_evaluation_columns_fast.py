@@ -12,7 +12,7 @@ from scipy import ndimage
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from evaluation_fixtures import lattice_image
 
-from etem.evaluation.columns import blob_log_fft, find_columns, log_stack, refine_columns
+from etem.analysis.columns import blob_log_fft, find_columns, log_stack, refine_columns
 
 PX = 0.2
 

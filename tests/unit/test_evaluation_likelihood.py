@@ -8,10 +8,10 @@ import pytest
 from scipy.special import gammaln
 
 from etem.errors import InputError
-from etem.evaluation.baselines import gaussian
-from etem.evaluation.calibration import held_out_report, vacuum_detections
-from etem.evaluation.columns import find_columns
-from etem.evaluation.likelihood import (
+from etem.analysis.baselines import gaussian
+from etem.analysis.calibration import held_out_report, vacuum_detections
+from etem.analysis.columns import find_columns
+from etem.analysis.likelihood import (
     Calibration,
     likelihood_map,
     likelihood_table,

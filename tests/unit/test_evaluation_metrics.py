@@ -13,9 +13,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from evaluation_fixtures import lattice_image
 
 from etem.errors import InputError
-from etem.evaluation import baselines
-from etem.evaluation.detection import detection_metrics, match_columns
-from etem.evaluation.metrics import psnr, psnr_peak, ssim, ssim_peak
+from etem.analysis import baselines
+from etem.analysis.matching import detection_metrics, match_columns
+from etem.analysis.metrics import psnr, psnr_peak, ssim, ssim_peak
 
 
 def test_psnr_and_ssim_values():

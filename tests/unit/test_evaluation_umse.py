@@ -7,7 +7,7 @@ import pytest
 from scipy.ndimage import gaussian_filter
 
 from etem.errors import InputError
-from etem.evaluation.umse import quartets, umse, umse_frames, upsnr
+from etem.analysis.umse import quartets, umse, umse_frames, upsnr
 
 
 def _clean(size: int = 192, seed: int = 0) -> np.ndarray:

@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 
-from etem.config import EtemConfig
-from etem.movies.pipeline import _FrameAnalysis, _Geometry
+from etem.movies.change_stats import ColumnCountsChange
 
 PX_A = 0.2  # pixel size [Å]
-
-
-def _analysis(n_frames: int) -> _FrameAnalysis:
-    cfg = EtemConfig.model_validate(
-        {"apply": {"event_statistics": ["local_change", "column_counts_z"]}}
-    )
-    geo = _Geometry(
-        n_sum=1, bin_total=1, n_frames=n_frames, height=64, width=64, pixel_size_A=PX_A,
-        frame_time_s=None,
-    )
-    return _FrameAnalysis(cfg, geo, SimpleNamespace())  # type: ignore[arg-type]
+DISK_A = 0.5  # column disk radius [Å] (the default columns.disk_radius_A)
 
 
 def _series(
@@ -40,7 +27,7 @@ def _series(
     col_rate = np.zeros((len(xy), 64, 64))
     for i, (x, y) in enumerate(xy):
         col_rate[i] = 1.5 * ((xx - x) ** 2 + (yy - y) ** 2 <= 2.5**2)
-    fa = _analysis(n_frames)
+    stat = ColumnCountsChange(6, 8, max(DISK_A / PX_A, 1.0))  # k = 6, m = 8 frames
     z, onset = [], []
     for t in range(n_frames):
         keep = np.ones(len(xy), bool)
@@ -50,7 +37,7 @@ def _series(
         counts = gain * rng.poisson(lam).astype(np.float32)
         found = keep | (rng.random(len(xy)) < 0.3)  # detection flicker does not matter
         ids = np.flatnonzero(found)
-        zt, ot = fa._column_counts_z(t, counts, ids, xy[found] + rng.normal(0, 0.2, (len(ids), 2)))
+        zt, ot = stat.update(t, counts, ids, xy[found] + rng.normal(0, 0.2, (len(ids), 2)))
         z.append(zt)
         onset.append(ot)
     return np.array(z), np.array(onset)

@@ -17,7 +17,7 @@ from training_fixtures import tiny_config, torch_single_thread, write_movie  # n
 
 from etem.errors import InputError
 from etem.models.io import load_model, save_model
-from etem.movies.inference import LoadedModel, load
+from etem.models.io import LoadedModel, load
 from etem.training.run import train_network
 
 PARENT_STEPS = 12
@@ -107,8 +107,8 @@ def test_training_starts_from_the_init_weights(parent: dict[str, Any], tmp_path:
 def test_apply_fine_tunes_before_denoising_and_records_it(
     parent: dict[str, Any], tmp_path: Path
 ) -> None:
-    from etem.movies.io import open_movie
-    from etem.movies.pipeline import ApplyModels, apply_movie
+    from etem.frames.readers import open_movie
+    from etem.movies.apply import ApplyModels, apply_movie
 
     cfg = _cfg(tmp_path, denoise_with="unsupervised")
     loaded = load(str(parent["model"]))
@@ -130,7 +130,7 @@ def test_apply_fine_tunes_before_denoising_and_records_it(
 def test_same_seed_gives_identical_finetuned_weights(
     parent: dict[str, Any], tmp_path: Path
 ) -> None:
-    from etem.movies.finetune import finetune_unsupervised
+    from etem.training.finetune import finetune_unsupervised
 
     cfg = _cfg(tmp_path, finetune_steps=6)
     frames = _frames(parent["movie_b"])
@@ -151,8 +151,8 @@ def test_same_seed_gives_identical_finetuned_weights(
 def test_finetune_steps_zero_leaves_the_model_untouched(
     parent: dict[str, Any], tmp_path: Path
 ) -> None:
-    from etem.movies.io import open_movie
-    from etem.movies.pipeline import ApplyModels, apply_movie
+    from etem.frames.readers import open_movie
+    from etem.movies.apply import ApplyModels, apply_movie
 
     cfg = _cfg(tmp_path, finetune_steps=0)
     loaded = load(str(parent["model"]))
@@ -173,7 +173,7 @@ def test_a_supervised_model_as_init_is_a_clear_input_error(
 ) -> None:
     from etem.cli import main
     from etem.models.factory import architecture, build_model
-    from etem.movies.finetune import finetune_unsupervised
+    from etem.training.finetune import finetune_unsupervised
 
     cfg = _cfg(tmp_path)
     arch = architecture("denoiser", cfg.training.denoiser)
@@ -199,7 +199,7 @@ def test_a_supervised_model_as_init_is_a_clear_input_error(
 def test_a_movie_shorter_than_the_window_cannot_be_fine_tuned(
     parent: dict[str, Any], tmp_path: Path
 ) -> None:
-    from etem.movies.finetune import finetune_unsupervised
+    from etem.training.finetune import finetune_unsupervised
 
     cfg = _cfg(tmp_path)
     model: LoadedModel = load(str(parent["model"]))

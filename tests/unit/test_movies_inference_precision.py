@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from etem.models.factory import build_model
-from etem.models.predict import denoise_images, low_precision_module
-from etem.movies.inference import LoadedModel, TiledRunner
+from etem.models.inference import denoise_images, low_precision_module
+from etem.models.inference import TiledRunner
+from etem.models.io import LoadedModel
 
 
 def _denoiser(residual: bool = True) -> torch.nn.Module:

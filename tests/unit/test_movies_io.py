@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from movies_fixtures import write_movie_file
 
 from etem.errors import InputError
-from etem.movies.io import open_movie
+from etem.frames.readers import open_movie
 
 REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "real"
 T, H, W = 7, 24, 20

@@ -17,8 +17,9 @@ import itertools
 from movies_fixtures import BlurDenoiser
 
 from etem.movies.events import detect_events
-from etem.movies.inference import LoadedModel, TiledRunner, tile_starts
-from etem.movies.preprocess import DriftCorrector, bin_frames, shift_integer, sum_frames
+from etem.models.inference import TiledRunner, tile_starts
+from etem.models.io import LoadedModel
+from etem.frames.preprocess import DriftCorrector, bin_frames, shift_integer, sum_frames
 from etem.movies.synthetic import lattice_movie
 from etem.movies.tracking import ColumnTracker
 
@@ -61,7 +62,7 @@ def test_binning_and_summing_conserve_counts() -> None:
 
 def test_split_counts_keeps_poisson_statistics() -> None:
     """Splitting Poisson(4) counts over 2x2 pixels gives Poisson(1): mean = variance = 1."""
-    from etem.movies.preprocess import split_counts
+    from etem.frames.preprocess import split_counts
 
     a = np.random.default_rng(2).poisson(4.0, (200, 200)).astype(np.float32)
     b = split_counts(a, 2, seed=0, t=0)

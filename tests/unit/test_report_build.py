@@ -31,7 +31,7 @@ def _png(path: Path) -> None:
 
 def test_report_on_fake_results(tmp_path, capsys):
     from etem.config import load_config
-    from etem.tracking import StageRun
+    from etem.runs import StageRun
 
     make_campaign(tmp_path)
     data = tiny_config(tmp_path).model_dump(mode="json")

@@ -22,7 +22,7 @@ from etem.simulation.contract import (
     MOVIE_ATTRS,
     PARAM_COLUMNS,
 )
-from etem.simulation.movie import read_movie
+from etem.simulation.synthetic_movie import read_movie
 from etem.simulation.shard import read_columns, read_params
 
 

@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import simulation_fixtures as fx
 
 from etem.errors import ValidationError
-from etem.simulation.campaign import CampaignSimulator, plan_images
+from etem.simulation.images import ImageSimulator, plan_images
 from etem.simulation.grid import fft_size, image_grid, is_fft_friendly
 from etem.simulation.imaging import Imager
 from etem.simulation.labels import image_columns, label_maps
@@ -122,7 +122,7 @@ def test_label_disc_sits_on_the_image_peak(tmp_path, tilt):
                focal_spread_nm=0.0, convergence_mrad=0.0, cs_um=0.0, c5_mm=0.0)
     atoms = fx.single_atom("Pt", depth_A=44.0, z_A=2.0, xy=(5.3, 6.6))
     img, grid, sp = _image(atoms, cfg.simulation, tilt=tilt, defocus=-4.0)
-    from etem.structures.columns import column_table
+    from etem.structures.column_table import column_table
 
     depth = float(sp.exit_depths_A[-1])
     cols = image_columns(column_table(atoms, z_max_A=depth), depth, tilt, grid.extent_A)
@@ -160,7 +160,7 @@ def test_plan_is_seeded_and_sized(tmp_path):
 
 def test_structure_images_and_labels(tmp_path):
     cfg = _sim(tmp_path, thickness_nm=[0.6, 2.0])
-    res = CampaignSimulator(cfg).simulate(fx.pt_on_ceo2(), "a1", "pt_on_ceo2", "x.extxyz")
+    res = ImageSimulator(cfg).simulate(fx.pt_on_ceo2(), "a1", "pt_on_ceo2", "x.extxyz")
     n = len(res.params)
     assert res.clean.shape == (n, 48, 48) and n == 2 * 2 * 2
     assert res.clean.dtype == np.float32 and np.isfinite(res.clean).all()
@@ -196,14 +196,14 @@ def test_frozen_phonons_match_abtem_and_blur(tmp_path):
     cfg = _sim(tmp_path, frozen_phonons=2, frozen_phonon_sigma_A=0.1, thickness_nm=[1.0],
                tilts_mrad=[[0.0, 0.0]], defocus_nm=[4.0])
     atoms = fx.ceo2_slab()
-    res = CampaignSimulator(cfg).simulate(atoms, "o1", with_labels=False)
+    res = ImageSimulator(cfg).simulate(atoms, "o1", with_labels=False)
     row = res.params[0]
     grid = image_grid(tuple(atoms.cell.lengths()[:2]), cfg.simulation.sampling_A, 48)
     ref = abtem_image(atoms, grid, cfg.simulation, exit_plane=row["exit_plane"],
                       tilt_mrad=(0.0, 0.0), defocus_nm=4.0, seed=row["seed"])
     assert np.abs(res.clean[0] - ref).max() < 1e-4
     static = _sim(tmp_path, thickness_nm=[1.0], tilts_mrad=[[0.0, 0.0]], defocus_nm=[4.0])
-    still = CampaignSimulator(static).simulate(atoms, "o1", with_labels=False).clean[0]
+    still = ImageSimulator(static).simulate(atoms, "o1", with_labels=False).clean[0]
     assert np.abs(res.clean[0] - still).max() > 1e-3
 
 
@@ -211,4 +211,4 @@ def test_non_square_cell_is_a_validation_error(tmp_path):
     atoms = fx.single_atom()
     atoms.set_cell([12.0, 9.0, 6.0])
     with pytest.raises(ValidationError, match=r"structure s9.*square"):
-        CampaignSimulator(_sim(tmp_path)).simulate(atoms, "s9")
+        ImageSimulator(_sim(tmp_path)).simulate(atoms, "s9")

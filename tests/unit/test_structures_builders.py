@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from etem.structures.build import build
-from etem.structures.columns import column_table
+from etem.structures.column_table import column_table
 from etem.structures.io import vacancy_sites
 from etem.structures.validation import validate
 

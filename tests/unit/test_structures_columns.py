@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from etem.structures.columns import column_table
+from etem.structures.column_table import column_table
 from etem.structures.contract import COLUMN_TABLE_COLUMNS
 from etem.structures.io import set_vacancy_sites, vacancy_sites
 

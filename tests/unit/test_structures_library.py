@@ -118,7 +118,7 @@ def test_read_structure_errors(tmp_path):
 def test_write_read_roundtrip_keeps_vacancies_and_labels(tmp_path):
     from structures_fixtures import ceo2_slab
 
-    from etem.structures.columns import column_table
+    from etem.structures.column_table import column_table
 
     atoms = ceo2_slab(3, "clustered", 0.05)
     path = write_structure(tmp_path / "a.extxyz", atoms)

@@ -11,7 +11,7 @@ import pytest
 from etem.errors import ValidationError
 from etem.structures import validation as v
 from etem.structures.build import build
-from etem.structures.columns import column_table
+from etem.structures.column_table import column_table
 from etem.structures.io import set_vacancy_sites, vacancy_sites
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

@@ -9,7 +9,7 @@ import mlflow
 import pytest
 
 from etem.config import load_config
-from etem.tracking import StageRun, search_stage_runs, tracking_uri
+from etem.runs import StageRun, search_stage_runs, tracking_uri
 
 
 def _cfg(tmp_path: Path, **extra: object):

@@ -23,7 +23,7 @@ from etem.data.datasets import collate, read_index
 from etem.data.splits import assign_splits
 from etem.models.factory import build_model
 from etem.models.io import load_model
-from etem.models.predict import denoise_images, normalize
+from etem.models.inference import denoise_images, normalize
 from etem.training.loop import train
 from etem.training.metrics import psnr
 from etem.training.run import checkpoint_path, make_task, train_network

@@ -1,7 +1,7 @@
 """The MLflow tracking server for multi-node campaigns (PostgreSQL backend, shared artifacts).
 
 Jobs on many nodes cannot share one sqlite file safely; they talk to one ``mlflow server``
-instead, selected by ``MLFLOW_TRACKING_URI`` (see :func:`etem.tracking.tracking_uri`).
+instead, selected by ``MLFLOW_TRACKING_URI`` (see :func:`etem.runs.tracking_uri`).
 """
 
 from __future__ import annotations

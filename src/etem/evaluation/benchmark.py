@@ -32,18 +32,18 @@ import numpy as np
 import pandas as pd
 
 from etem.errors import InputError
-from etem.evaluation import baselines
-from etem.evaluation.calibration import (
+from etem.analysis import baselines
+from etem.analysis.calibration import (
     held_out_report,
     reliability_table,
     vacuum_detections,
     with_random_ties,
 )
-from etem.evaluation.columns import columns_from_labels, find_columns, oriented
-from etem.evaluation.detection import detection_metrics, match_columns
-from etem.evaluation.likelihood import Calibration, likelihood_table
-from etem.evaluation.metrics import data_range, mse, psnr, psnr_peak, ssim, ssim_peak
-from etem.evaluation.umse import umse
+from etem.analysis.columns import columns_from_labels, find_columns, oriented
+from etem.analysis.matching import detection_metrics, match_columns
+from etem.analysis.likelihood import Calibration, likelihood_table
+from etem.analysis.metrics import data_range, mse, psnr, psnr_peak, ssim, ssim_peak
+from etem.analysis.umse import umse
 from etem.seeding import rng
 
 log = logging.getLogger("etem.evaluation.benchmark")
@@ -160,7 +160,7 @@ def make_methods(cfg: Any, denoiser: Any | None = None) -> dict[str, Method]:
             c, d, b.nlm_patch_size_px, b.nlm_patch_distance_px, b.nlm_h
         )
     if denoiser is not None:
-        from etem.models.predict import denoise_images
+        from etem.models.inference import denoise_images
 
         methods["supervised"] = lambda c, d: np.asarray(
             denoise_images(denoiser, c.astype(np.float32), d), dtype=np.float64
@@ -319,7 +319,7 @@ def _find_kwargs(b: Any, px: float, polarity: str) -> dict[str, Any]:
 
 def _quartet_truth(clean_counts: np.ndarray, counts: np.ndarray, fn: Callable) -> float:
     """True MSE matching :func:`umse` (rotations of the quartet, vs the clean sub-image)."""
-    from etem.evaluation.umse import quartets
+    from etem.analysis.umse import quartets
 
     qc, qn = quartets(clean_counts), quartets(counts)
     return float(np.mean([np.mean((qc[(i + 1) % 4] - fn(qn[i])) ** 2) for i in range(4)]))
@@ -409,7 +409,7 @@ def _segmentation_rows(
     model: Any, im: TestImage, counts: np.ndarray, dose_px: float, dose: float,
     base: dict[str, Any],
 ) -> list[dict[str, Any]]:
-    from etem.models.predict import segment_images
+    from etem.models.inference import segment_images
     from etem.simulation.contract import CLASSES
 
     out = segment_images(model, counts.astype(np.float32), dose_px)
@@ -466,7 +466,7 @@ def movie_table(
     cfg: Any, movie: dict[str, Any], methods: dict[str, Method], unsupervised: Any | None
 ) -> pd.DataFrame:
     """Synthetic movie: true MSE/PSNR (vs the clean frames) and uMSE from frame quartets."""
-    from etem.evaluation.umse import umse_frames
+    from etem.analysis.umse import umse_frames
 
     frames = np.asarray(movie["frames"], dtype=np.float64)
     clean = movie.get("clean")
@@ -477,7 +477,7 @@ def movie_table(
     for name, fn in methods.items():
         outs[name] = np.stack([fn(f, dose_px) for f in frames])
     if unsupervised is not None:
-        from etem.models.predict import denoise_movie
+        from etem.models.inference import denoise_movie
 
         n_win = int(getattr(unsupervised, "n_frames", 5) or 5)
         outs[f"temporal_mean_{n_win}"] = temporal_mean(frames, n_win) / dose_px

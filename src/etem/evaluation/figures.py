@@ -8,29 +8,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-
-def _plt() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from etem.plotting import plt, save_png
 
 
 def save(fig: Any, path: Path) -> Path:
     """Save a figure atomically as PNG (no timestamps in the file) and close it."""
-    from etem.io import atomic_path
-
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=100, bbox_inches="tight", metadata={"Software": None})
-    _plt().close(fig)
-    return path
+    return save_png(fig, path, dpi=100)
 
 
 def metric_vs_dose(summary: pd.DataFrame, metric: str, ylabel: str) -> Any:
     """Mean ± s.e.m. of ``metric`` vs dose, one line per method."""
-    plt = _plt()
     fig, ax = plt.subplots(figsize=(5, 3.5))
     sel = summary[summary["subset"].str.fullmatch(r"dose_e_per_A2=[0-9.e+]+")]
     for method, g in sel.groupby("method", sort=False):
@@ -49,7 +36,6 @@ def metric_vs_dose(summary: pd.DataFrame, metric: str, ylabel: str) -> Any:
 
 def heatmap(per_image: pd.DataFrame, method: str, axis: str, metric: str = "psnr_db") -> Any:
     """Mean ``metric`` of ``method`` over dose (rows) x ``axis`` values (columns)."""
-    plt = _plt()
     g = per_image[per_image["method"] == method]
     tab = g.pivot_table(index="dose_e_per_A2", columns=axis, values=metric, aggfunc="mean")
     fig, ax = plt.subplots(figsize=(1.2 + 0.9 * max(tab.shape[1], 1), 1.0 + 0.5 * tab.shape[0]))
@@ -68,7 +54,6 @@ def heatmap(per_image: pd.DataFrame, method: str, axis: str, metric: str = "psnr
 
 def examples(example_list: list[dict[str, Any]]) -> Any:
     """Example panels: clean, then every method's output, one row per (image, dose)."""
-    plt = _plt()
     if not example_list:
         return None
     names = list(example_list[0]["outs"])
@@ -91,7 +76,6 @@ def examples(example_list: list[dict[str, Any]]) -> Any:
 def calibration(far: pd.DataFrame, null_fit: pd.DataFrame, lik: pd.DataFrame | None,
                 reliability: pd.DataFrame | None, cal: Any) -> Any:
     """P-P plot (nominal vs observed false-alarm rate), statistic histograms, reliability."""
-    plt = _plt()
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
     ax = axes[0]
     grid = np.linspace(0.001, 0.3, 60)
@@ -135,7 +119,6 @@ def calibration(far: pd.DataFrame, null_fit: pd.DataFrame, lik: pd.DataFrame | N
 
 def likelihood_example(counts: np.ndarray, denoised: np.ndarray, tab: pd.DataFrame) -> Any:
     """Noisy counts, denoised image and the columns coloured by confidence."""
-    plt = _plt()
     fig, axes = plt.subplots(1, 3, figsize=(9, 3.2))
     axes[0].imshow(counts, cmap="gray")
     axes[0].set_title("noisy counts", fontsize=8)

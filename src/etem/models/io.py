@@ -17,14 +17,17 @@ from __future__ import annotations
 
 import io
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from etem.errors import InputError
 from etem.io import atomic_path
+from etem.models.factory import build_model
 
 FORMAT = "etem-model"
 VERSION = 1
@@ -54,8 +57,6 @@ def load_model(
     Raises :class:`~etem.errors.InputError` if the file is missing, not a model file, or
     its weights do not fit its architecture.
     """
-    from etem.models.factory import build_model
-
     path = Path(path)
     if not path.is_file():
         raise InputError(f"model file {path}: no such file")
@@ -80,8 +81,6 @@ def load_model(
 
 def _plain(obj: Any) -> Any:
     """Meta as plain Python types (what ``weights_only`` loading accepts)."""
-    import numpy as np
-
     if isinstance(obj, dict):
         return {str(k): _plain(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
@@ -93,3 +92,54 @@ def _plain(obj: Any) -> Any:
     if obj is None or isinstance(obj, bool | int | float | str):
         return obj
     return str(obj)
+
+
+@dataclass
+class LoadedModel:
+    """A network plus its model-file metadata (what :func:`load` returns).
+
+    ``meta`` keys used here: ``kind`` (denoiser, unsupervised, segmenter), ``pixel_size_A``
+    [Å], ``n_frames`` (unsupervised window), ``dose_conditioned``, ``size_multiple`` or
+    ``depth`` (U-Net scales), ``mlflow_run_id``/``run_id``.
+    """
+
+    module: Any
+    meta: dict[str, Any] = field(default_factory=dict)
+    path: str | None = None
+
+    @property
+    def kind(self) -> str:
+        return str(self.meta.get("kind", "denoiser"))
+
+    @property
+    def run_id(self) -> str | None:
+        for key in ("mlflow_run_id", "run_id"):
+            if self.meta.get(key):
+                return str(self.meta[key])
+        return None
+
+    @property
+    def pixel_size_A(self) -> float | None:
+        v = self.meta.get("pixel_size_A")
+        return float(v) if v else None
+
+    @property
+    def n_frames(self) -> int:
+        """Frames in the input window (1 for single-frame models)."""
+        return int(getattr(self.module, "n_frames", 0) or self.meta.get("n_frames", 1) or 1)
+
+    @property
+    def size_multiple(self) -> int:
+        """Input height and width must be multiples of this [px]."""
+        return int(getattr(self.module, "multiple", 0) or self.meta.get("size_multiple", 16))
+
+    @property
+    def dose_conditioned(self) -> bool:
+        """Whether the network takes the noise level 1/sqrt(dose) as a second channel."""
+        return self.n_frames == 1 and int(getattr(self.module, "in_channels", 1)) == 2
+
+
+def load(path: str | os.PathLike[str], device: str = "cpu") -> LoadedModel:
+    """Load a model file as a :class:`LoadedModel` (network in eval mode + meta + path)."""
+    module, meta = load_model(path, device)
+    return LoadedModel(module, dict(meta or {}), str(path))

@@ -4,7 +4,7 @@
 + ReLU per scale, max-pool down, transposed-convolution up, skip connections. With
 ``bias=False`` and no normalisation layers the network is positively homogeneous
 (bias-free, Mohan et al. 2020): scaling the input scales the output. Input height and width
-must be multiples of ``2**(depth-1)`` (:mod:`etem.models.predict` pads).
+must be multiples of ``2**(depth-1)`` (:mod:`etem.models.inference` pads).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Experimental movies: readers, drift correction, streaming inference, columns and events.
+"""The apply stage: a movie through denoising, columns, tracks, occupancy and events.
 
-Entry points: :func:`etem.movies.io.open_movie` (lazy readers of every microscope format) and
-:func:`etem.movies.pipeline.apply_movie` (the ``etem apply`` pipeline).
+Entry point: :func:`etem.movies.apply.apply_movie` (the ``etem apply`` pipeline); movie
+readers and frame preprocessing live in :mod:`etem.frames`.
 """

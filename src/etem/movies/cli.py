@@ -83,7 +83,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def _open(paths: list[str]):  # type: ignore[no-untyped-def]
-    from etem.movies.io import open_movie
+    from etem.frames.readers import open_movie
 
     return open_movie(paths[0] if len(paths) == 1 else paths)
 
@@ -96,8 +96,8 @@ def _info(args: argparse.Namespace) -> int:
 
 def _apply(args: argparse.Namespace) -> int:
     from etem.errors import InputError
-    from etem.movies.inference import load
-    from etem.movies.pipeline import ApplyModels, apply_movie
+    from etem.models.io import load
+    from etem.movies.apply import ApplyModels, apply_movie
 
     if args.finetune_steps is not None:
         if args.finetune_steps < 0:
@@ -112,7 +112,7 @@ def _apply(args: argparse.Namespace) -> int:
         segmenter=load(args.segmenter) if args.segmenter else None,
     )
     if args.calibration:
-        from etem.evaluation.likelihood import Calibration
+        from etem.analysis.likelihood import Calibration
 
         models.calibration = Calibration.load(args.calibration)
         models.calibration_path = str(args.calibration)

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -209,3 +210,65 @@ def _scale(values: np.ndarray, floor: float) -> float:
     mad = 1.4826 * float(np.median(np.abs(v - np.median(v))))
     # the larger of the robust and the plain scale: few calibration frames underestimate tails
     return max(mad, float(np.std(v, ddof=1)), floor, 1e-9)
+
+
+def statistic_floors(stats: pd.DataFrame) -> dict[str, float]:
+    """Smallest noise scales of the event statistics (units of each statistic)."""
+    med_i = (
+        float(np.nanmedian(np.abs(stats["mean_intensity"])))
+        if stats["mean_intensity"].notna().any()
+        else 0.0
+    )
+    return {
+        "n_columns": 1.0,
+        "mean_intensity": 0.005 * med_i,
+        "mean_displacement_A": 0.02,
+        "appeared_frac": 0.01,
+        "vanished_frac": 0.01,
+        "dissimilarity": 1e-4,
+        "change": 1e-4,
+        "local_change": 0.05,
+        "column_counts_z": 0.05,
+    }
+
+
+def refine_onsets(
+    events: EventResult, stats: pd.DataFrame, a: Any, frame_time_s: float | None = None
+) -> None:
+    """Move event onsets to the change point of a windowed statistic (in place).
+
+    The windowed statistics (``local_change``, ``column_counts_z``) cross the threshold up to
+    ``event_local_window_frames`` - 1 frames after the change. For each event in whose first
+    ``k + m`` frames the innovation of one of them exceeds the threshold (the one with the
+    largest innovation there when both do), the onset becomes the median change-point
+    estimate (``<statistic>_onset``) over the k frames from the detected onset on (the
+    estimate steadies as post-change frames fill the buffer), if that is earlier than the
+    detected onset and after the previous event. The detected onset is kept as
+    ``detected_frame``.
+    """
+    ev = events.events
+    ev["detected_frame"] = ev["onset_frame"].copy()
+    windowed = [s for s in ("local_change", "column_counts_z") if s in a.event_statistics]
+    if not windowed or not len(ev):
+        return
+    zs = {s: events.scores[f"z_{s}_ewma"].to_numpy() for s in windowed}
+    cps = {s: stats[f"{s}_onset"].to_numpy(dtype=np.float64) for s in windowed}
+    span = a.event_local_window_frames + a.event_local_reference_frames
+    detected = ev["onset_frame"].to_numpy().copy()
+    onsets = detected.copy()
+    prev_end = -1
+    for i, (on, end) in enumerate(zip(detected, ev["end_frame"].to_numpy(), strict=True)):
+        lo, hi = int(on), int(min(end, on + span - 1)) + 1
+        best = max(windowed, key=lambda s: float(zs[s][lo:hi].max()))
+        z, cp = zs[best], cps[best]
+        est = cp[lo : min(lo + a.event_local_window_frames, int(end) + 1)]
+        est = est[np.isfinite(est)]
+        if (z[lo:hi] > events.threshold).any() and len(est):
+            c = int(np.floor(np.median(est) + 0.5))
+            if prev_end < c < on:
+                onsets[i] = c
+        prev_end = int(end)
+    ev["detected_frame"] = detected
+    ev["onset_frame"] = onsets
+    if frame_time_s:
+        ev["onset_time_s"] = onsets.astype(float) * frame_time_s

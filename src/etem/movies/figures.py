@@ -6,27 +6,21 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import imageio.v3 as iio
 import numpy as np
 import pandas as pd
+
+from etem.frames.geometry import FrameGeometry, reprocess_frame
+from etem.frames.readers import Movie
+from etem.io import atomic_path
+from etem.movies.events import EventResult
+from etem.movies.outputs import ColumnStore
+from etem.plotting import plt, save_png
 
 log = logging.getLogger("etem.movies.figures")
 
 
-def _save(fig: Any, path: Path) -> None:
-    from etem.io import atomic_path
-
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png", metadata={"Software": None})
-
-
-def _frame_columns(store: Any, t: int) -> pd.DataFrame:
-    a, b = int(store.offsets[t]), int(store.offsets[t + 1])
-    if store.fields is None or b <= a:
-        return pd.DataFrame({"x_aligned_px": [], "y_aligned_px": []})
-    return pd.DataFrame({k: store.group[k][a:b] for k in store.fields})
-
-
-def _show_frames(stats: pd.DataFrame, events: Any) -> list[int]:
+def _show_frames(stats: pd.DataFrame, events: EventResult) -> list[int]:
     t_n = len(stats)
     frames = [0]
     if len(events.events):
@@ -40,20 +34,13 @@ def _show_frames(stats: pd.DataFrame, events: Any) -> list[int]:
 def write_figures(
     out: Path,
     h5: Any,
-    store: Any,
+    store: ColumnStore,
     stats: pd.DataFrame,
-    events: Any,
-    geo: Any,
-    movie: Any,
+    events: EventResult,
+    geo: FrameGeometry,
+    movie: Movie,
 ) -> dict[str, str]:
     """Write the PNG figures; returns {key: file name}."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from etem.movies.pipeline import reprocess_frame
-
     files: dict[str, str] = {}
     drift = h5["drift_px"][()]
     shown = _show_frames(stats, events)
@@ -69,8 +56,7 @@ def write_figures(
         for ax in axes[:, j]:
             ax.set_axis_off()
     fig.suptitle(f"{movie.path.name}: {geo.pixel_size_A:.3g} Å/px", fontsize=9)
-    _save(fig, out / "raw_vs_denoised.png")
-    plt.close(fig)
+    save_png(fig, out / "raw_vs_denoised.png")
     files["figure_raw_vs_denoised"] = "raw_vs_denoised.png"
     # overlays
     for key, col, label, fname in (
@@ -97,7 +83,7 @@ def write_figures(
         fig, axes = plt.subplots(1, len(shown), figsize=(3.6 * len(shown), 3.6), squeeze=False)
         sc = None
         for j, t in enumerate(shown):
-            df = _frame_columns(store, t)
+            df = store.frame(t)
             ax = axes[0, j]
             ax.imshow(h5["denoised"][t], cmap="gray")
             if len(df):
@@ -114,8 +100,7 @@ def write_figures(
             ax.set_axis_off()
         if sc is not None:
             fig.colorbar(sc, ax=axes[0, :].tolist(), shrink=0.8, label=label)
-        _save(fig, out / fname)
-        plt.close(fig)
+        save_png(fig, out / fname)
         files[key] = fname
     # event timeline
     fig, axes = plt.subplots(3, 1, figsize=(7, 6), sharex=True)
@@ -142,21 +127,13 @@ def write_figures(
     if axes[2].get_legend_handles_labels()[0]:
         axes[2].legend(fontsize=6, ncol=3)
     axes[2].set_xlabel("frame")
-    _save(fig, out / "event_timeline.png")
-    plt.close(fig)
+    save_png(fig, out / "event_timeline.png")
     files["figure_events"] = "event_timeline.png"
     return files
 
 
 def write_gif(path: Path, frames: list[np.ndarray], frame_time_s: float | None) -> bool:
     """Animated GIF preview with imageio (pillow); returns False if no writer works."""
-    from etem.io import atomic_path
-
-    try:
-        import imageio.v3 as iio
-    except ImportError:  # pragma: no cover
-        log.warning("imageio not installed: no preview")
-        return False
     duration_ms = 1000.0 * frame_time_s if frame_time_s else 100.0
     try:
         with atomic_path(path, suffix=".gif") as tmp:

@@ -31,6 +31,11 @@ class ColumnTracker:
     _last_seen: dict[int, int] = field(default_factory=dict)
     _next_id: int = 0
 
+    @property
+    def n_tracks(self) -> int:
+        """Tracks started so far."""
+        return self._next_id
+
     def update(self, frame: int, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Assign track ids to the (n, 2) positions (x, y) [px] of ``frame``.
 

@@ -8,7 +8,7 @@ scored against them:
 * **Columns.** Per output frame, found columns are mapped back to the raw frame's coordinates
   (undoing the measured drift, binning and upsampling) and matched one-to-one to the true
   columns within ``apply.truth_match_radius_A`` (Hungarian assignment,
-  :func:`etem.evaluation.detection.match_columns`). Columns closer than
+  :func:`etem.analysis.matching.match_columns`). Columns closer than
   ``apply.truth_border_A`` to the frame edge are left out (blob finding at the edge and the
   periodic wrap of the simulated image are not what is measured). A true column is *visible*
   when the sum of the atomic numbers of its atoms, n_atoms x Z (a proxy of its projected
@@ -22,7 +22,7 @@ scored against them:
   nearest detected onset within ``apply.truth_event_tolerance_frames``; unmatched detections
   are false alarms.
 
-Outputs (written by :func:`etem.movies.pipeline.apply_movie`): ``truth_columns.csv`` (one
+Outputs (written by :func:`etem.movies.apply.apply_movie`): ``truth_columns.csv`` (one
 row per frame), ``truth_events.csv`` (one row per true event and per false alarm) and the
 ``truth`` block of ``summary.json``.
 """
@@ -77,7 +77,7 @@ class MovieTruth:
 
 def load_truth(path: str | Path) -> MovieTruth | None:
     """The truth a movie file carries (an etem simulate-movie HDF5), else None."""
-    from etem.simulation.movie import read_movie_truth
+    from etem.simulation.synthetic_movie import read_movie_truth
 
     t = read_movie_truth(path)
     if t is None:
@@ -134,7 +134,7 @@ def score_columns(
         Per-frame table (``COLUMN_SCORE_FIELDS`` plus ``recall_<site>``) and the overall
         figures (pooled over frames): recall, precision, rmse_A, recall per site, counts.
     """
-    from etem.evaluation.detection import match_columns
+    from etem.analysis.matching import match_columns
 
     h_A, w_A = frame_shape_A
     sites = sorted(truth["site"].unique()) if len(truth) else []

@@ -178,7 +178,7 @@ def section_training(runs: pd.DataFrame | None, config: Any) -> str:
         return H.missing("no training runs recorded in MLflow")
     from mlflow.tracking import MlflowClient
 
-    from etem.tracking import tracking_uri
+    from etem.runs import tracking_uri
 
     client = MlflowClient(tracking_uri=tracking_uri(config))
     out = []
@@ -329,7 +329,7 @@ def section_movies(layout: Layout) -> str:
 def section_provenance(config: Any, layout: Layout, runs: pd.DataFrame | None) -> str:
     """Config, provenance and MLflow runs."""
     from etem.provenance import provenance
-    from etem.tracking import tracking_uri
+    from etem.runs import tracking_uri
 
     prov = provenance(config, "report")
     body = ["<h3>Provenance</h3>",
@@ -365,7 +365,7 @@ def campaign_runs(config: Any) -> pd.DataFrame | None:
     if not config.tracking.enabled:
         return None
     try:
-        from etem.tracking import search_stage_runs
+        from etem.runs import search_stage_runs
 
         return search_stage_runs(config)
     except Exception as exc:

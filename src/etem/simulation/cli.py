@@ -93,7 +93,7 @@ def _simulate(args: argparse.Namespace) -> int:
 
     from etem.progress import progress
     from etem.provenance import provenance
-    from etem.simulation.campaign import CampaignSimulator
+    from etem.simulation.images import ImageSimulator
     from etem.simulation.shard import open_shard
     from etem.structures.io import read_structure
 
@@ -102,7 +102,7 @@ def _simulate(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else layout.simulation_shard(args.shard[0])
     df = read_manifest(manifest)
     rows = df.iloc[list(shard_slice(len(df), args.shard))]
-    sim = CampaignSimulator(cfg)
+    sim = ImageSimulator(cfg)
     n_px = cfg.simulation.output_size_px
     params: list[dict[str, Any]] = []
     columns = []
@@ -140,7 +140,7 @@ def _index(args: argparse.Namespace) -> int:
 
 def _movie(args: argparse.Namespace) -> int:
     from etem.provenance import provenance
-    from etem.simulation.movie import simulate_movie, write_movie
+    from etem.simulation.synthetic_movie import simulate_movie, write_movie
     from etem.structures.io import read_structure
 
     cfg = config_from_args(args)

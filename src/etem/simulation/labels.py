@@ -1,7 +1,7 @@
 """Per-pixel segmentation targets drawn from a structure's projected column table.
 
 For an image at exit-plane depth ``z_exit`` [Å] and beam tilt (tx, ty) [mrad], each column of
-``etem.structures.columns.column_table(atoms, z_max_A=z_exit)`` is drawn as a disc of radius
+``etem.structures.column_table.column_table(atoms, z_max_A=z_exit)`` is drawn as a disc of radius
 ``label_disc_radius_A`` at its image position: the projected position shifted by the tilt,
 ``x + (z_exit - z_c) * tan(tx)`` with ``z_c`` the column's mid depth (abTEM applies the tilt
 as a phase ramp in the Fresnel propagator, which shifts the wave by ``dz * tan(t)`` per

@@ -17,7 +17,7 @@ Files
     The projected column table of every structure over its full depth, one group per
     ``structure_id`` with one dataset per :data:`COLUMN_TABLE_COLUMNS` entry (units in the
     dataset attribute ``unit``); provenance in the file attributes. Depth-resolved tables
-    (exit plane at depth t) come from :func:`etem.structures.columns.column_table`.
+    (exit plane at depth t) come from :func:`etem.structures.column_table.column_table`.
 
 Frames and units: lengths in Å (``_nm`` in the name: nm), the image frame = the cell frame:
 x to the right (image column index = x / pixel size), y down the image (image row index =
@@ -88,7 +88,7 @@ MANIFEST_COLUMNS: dict[str, str] = {
     "cell_z_A": "float: cell along the beam, incl. vacuum [Å]",
 }
 
-#: Columns of the projected column table (see etem.structures.columns.column_table).
+#: Columns of the projected column table (see etem.structures.column_table.column_table).
 COLUMN_TABLE_COLUMNS: dict[str, str] = {
     "column_id": "int: column index, stable for any depth range of the same structure",
     "x_A": "float: column position along x (image columns) [Å]",

@@ -36,7 +36,7 @@ def build_validated(
 ) -> tuple[Any, Any, bytes]:
     """Build, tabulate and validate one structure: (atoms, column table, extxyz bytes)."""
     from etem.structures.build import build
-    from etem.structures.columns import column_table
+    from etem.structures.column_table import column_table
     from etem.structures.io import structure_bytes
     from etem.structures.validation import validate
 

@@ -61,7 +61,7 @@ def choose_vacancies(
         d = surface_distance
         idx = _weighted_choice(g, n_vac, np.exp(-np.clip(d, 0, None) / SURFACE_LENGTH_A) + 1e-12)
     elif mode == "column":
-        from etem.structures.columns import LINK_RADIUS_A, _components
+        from etem.structures.column_table import LINK_RADIUS_A, _components
 
         labels = _components(o_pos[:, :2], LINK_RADIUS_A)
         chosen: list[int] = []

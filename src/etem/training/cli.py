@@ -48,7 +48,7 @@ def register(sub: Any) -> None:
         description="Train the UDVD-like blind-spot denoiser directly on a noisy movie "
         "(no clean data): windows of training.unsupervised.n_frames frames predict the "
         "middle one, whose own pixel is hidden; loss to the noisy middle frame.\n\n"
-        "Input: any movie the movie readers open (etem.movies.io.open_movie), or etem's "
+        "Input: any movie the movie readers open (etem.frames.readers.open_movie), or etem's "
         "synthetic HDF5 movie (/frames counts (T, H, W); /clean, when present, is used only "
         "for validation PSNR). Output: a model file (etem.models.io).",
         epilog=_COMMON_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -142,7 +142,7 @@ def _retrain_command(args: argparse.Namespace) -> int:
     from mlflow.tracking import MlflowClient
 
     from etem.config import load_config
-    from etem.tracking import StageRun, tracking_uri
+    from etem.runs import StageRun, tracking_uri
     from etem.training.run import STAGES, train_network
 
     uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")

@@ -6,7 +6,7 @@
   state and RNG states: an interrupted run resumes and ends with the same weights as an
   uninterrupted one (bitwise on CPU with deterministic algorithms). The data need no state:
   every sample is keyed by ``(step, j)`` (see :mod:`etem.data.datasets`);
-* MLflow (through :class:`etem.tracking.StageRun`): per-step loss (batched), validation
+* MLflow (through :class:`etem.runs.StageRun`): per-step loss (batched), validation
   metrics, learning rate, throughput [samples/s].
 """
 
@@ -27,7 +27,7 @@ import torch
 from etem.data.datasets import StepBatches, collate
 from etem.io import atomic_path
 from etem.models.factory import build_model, count_parameters
-from etem.models.predict import bf16_supported
+from etem.models.inference import bf16_supported
 from etem.seeding import derive_seed
 from etem.training.tasks import Task
 

@@ -26,18 +26,18 @@ SIGNATURES = {
     "denoiser": {
         "input": "(N, C, H, W) float32: counts / dose [e/px] (vacuum = 1); C = 2 adds 1/sqrt(dose)",
         "output": "(N, 1, H, W) float32: clean intensity, vacuum = 1",
-        "helper": "etem.models.predict.denoise_images",
+        "helper": "etem.models.inference.denoise_images",
     },
     "segmenter": {
         "input": "(N, C, H, W) float32: counts / dose [e/px] (vacuum = 1); C = 2 adds 1/sqrt(dose)",
         "output": "(N, n_classes + 2*max_occupancy, H, W) logits: classes, then P(n>k) "
         "of cation and anion occupancy",
-        "helper": "etem.models.predict.segment_images",
+        "helper": "etem.models.inference.segment_images",
     },
     "unsupervised": {
         "input": "(N, n_frames, H, W) float32: consecutive frames / dose [e/px]",
         "output": "(N, 1, H, W) float32: middle frame, denoised (centre pixel blind)",
-        "helper": "etem.models.predict.denoise_movie",
+        "helper": "etem.models.inference.denoise_movie",
     },
 }
 
@@ -150,7 +150,7 @@ def train_network(
         if panels:
             import matplotlib.pyplot as plt
 
-            from etem.models.predict import bf16_supported
+            from etem.models.inference import bf16_supported
 
             fig = task.panels(result.model, amp and bf16_supported(device), device)
             tracker.log_figure(fig, f"{kind}_samples.png")

@@ -364,7 +364,7 @@ class UnsupervisedTask(Task):
     def __init__(self, campaign: Any, cfg: Any, movie_path: str | Path | MovieFrames,
                  init: InitModel | None = None) -> None:
         super().__init__(cfg, campaign.seed)
-        from etem.models.predict import movie_mean_counts
+        from etem.models.inference import movie_mean_counts
 
         self.init = init
         self.n_frames = int(cfg.n_frames)
@@ -454,7 +454,7 @@ def open_training_movie(path: Path) -> tuple[Any, Any, float, float | None]:
 
     etem's synthetic HDF5 movies (``/frames``, optional ``/clean``) are read directly (so the
     clean frames serve validation); any other format goes through
-    ``etem.movies.io.open_movie``. Frames are loaded into memory when under 2 GB.
+    ``etem.frames.readers.open_movie``. Frames are loaded into memory when under 2 GB.
     """
     import h5py
 
@@ -473,7 +473,7 @@ def open_training_movie(path: Path) -> tuple[Any, Any, float, float | None]:
                     clean = np.asarray(f["clean"], dtype=np.float32)
                 dose = f.attrs.get("dose_e_per_px_per_frame")
                 return arr, clean, px, (float(dose) if dose is not None and dose > 0 else None)
-    from etem.movies.io import open_movie
+    from etem.frames.readers import open_movie
 
     movie = open_movie(path)
     frames = movie.frames

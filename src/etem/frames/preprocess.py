@@ -20,7 +20,7 @@ import numpy as np
 
 from etem.errors import InputError
 
-log = logging.getLogger("etem.movies.preprocess")
+log = logging.getLogger("etem.frames.preprocess")
 
 
 def bin_frames(frames: np.ndarray, factor: int) -> np.ndarray:

@@ -32,7 +32,7 @@ import numpy as np
 
 from etem.errors import InputError
 
-log = logging.getLogger("etem.movies.io")
+log = logging.getLogger("etem.frames.readers")
 
 #: Length units of reader metadata -> Å.
 _UNIT_TO_A = {
@@ -147,11 +147,12 @@ class Movie:
             raise InputError(f"{self.path}: frame {t} contains NaN or inf values")
         return block
 
-    def iter_chunks(self, n: int) -> Iterator[tuple[int, np.ndarray]]:
-        """Yield ``(start, frames)`` blocks of at most ``n`` frames as float32 [counts]."""
+    def iter_chunks(self, n: int, first: int = 0) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(start, frames)`` blocks of at most ``n`` frames as float32 [counts],
+        from frame ``first`` on."""
         if n < 1:
             raise ValueError("chunk size must be >= 1")
-        for start in range(0, len(self), n):
+        for start in range(first, len(self), n):
             yield start, self.read(start, min(start + n, len(self)))
 
     def close(self) -> None:

@@ -1,7 +1,7 @@
 """Classical denoisers used as baselines: Gaussian filter and Anscombe + non-local means.
 
 Every baseline maps raw counts [e/px] at a known dose per pixel to intensity normalised so
-that vacuum = 1, like the supervised denoiser (``etem.models.predict.denoise_images``).
+that vacuum = 1, like the supervised denoiser (``etem.models.inference.denoise_images``).
 """
 
 from __future__ import annotations

@@ -20,17 +20,25 @@ seeded from the config seed: same config and movie give the same weights.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from etem.errors import InputError
-from etem.movies.inference import LoadedModel
+from etem.models.factory import build_model
+from etem.models.inference import bf16_supported
+from etem.models.io import LoadedModel, save_model
+from etem.provenance import provenance
+from etem.training.loop import select_device, train
+from etem.training.run import SIGNATURES
+from etem.training.tasks import InitModel, MovieFrames, UnsupervisedTask
 
-log = logging.getLogger("etem.movies.finetune")
+log = logging.getLogger("etem.training.finetune")
 
 #: File name of the fine-tuned model in the apply output folder.
 FINETUNED_NAME = "finetuned_unsupervised.pt"
@@ -59,25 +67,7 @@ def finetune_config(cfg: Any, arch: dict[str, Any]) -> Any:
     return type(base).model_validate(data)
 
 
-def collect_frames(movie: Any, geo: Any, a: Any, max_frames: int) -> np.ndarray:
-    """The first ``max_frames`` preprocessed frames (T, H, W) counts, as the apply sees them."""
-    from etem.movies.pipeline import _frame_stream
-
-    out = []
-    for _, counts, _ in _frame_stream(movie, geo, a):
-        out.append(counts)
-        if len(out) >= max_frames:
-            break
-    return np.stack(out) if out else np.zeros((0, geo.height, geo.width), np.float32)
-
-
-def _init_from_loaded(model: LoadedModel) -> Any:
-    import hashlib
-
-    import torch
-
-    from etem.training.tasks import InitModel
-
+def _init_from_loaded(model: LoadedModel) -> InitModel:
     if model.kind != "unsupervised" or "arch" not in model.meta or model.n_frames < 3:
         raise InputError(
             f"model {model.path}: fine-tuning needs an unsupervised (blind-spot) model file "
@@ -131,16 +121,6 @@ def finetune_unsupervised(
         The model to denoise with (fine-tuned, or the parent when fine-tuning did not lower
         the validation loss) and a deterministic record for the summary.
     """
-    import torch
-
-    from etem.models.factory import build_model
-    from etem.models.io import save_model
-    from etem.models.predict import bf16_supported
-    from etem.provenance import provenance
-    from etem.training.loop import select_device, train
-    from etem.training.run import SIGNATURES
-    from etem.training.tasks import MovieFrames, UnsupervisedTask
-
     init = _init_from_loaded(model)
     ft_cfg = finetune_config(cfg, init.arch)
     n_win = int(init.arch["n_frames"])
@@ -207,26 +187,3 @@ def finetune_unsupervised(
         return model, record
     module = result.model.to(torch.device("cpu")).eval()
     return LoadedModel(module, meta, str(path) if path else None), record
-
-
-
-def finetune_for_apply(
-    movie: Any, geo: Any, cfg: Any, model: LoadedModel, out_dir: str | Path
-) -> tuple[LoadedModel, dict[str, Any]]:
-    """The apply hook: fine-tune ``model`` on ``movie``'s leading preprocessed frames.
-
-    The frames and the dose normalisation are those of the denoising pass (``geo`` from
-    :func:`etem.movies.pipeline.resolve_geometry`; dose from the config, else the file, else
-    the mean counts of the first chunk). Writes ``out_dir/finetuned_unsupervised.pt``.
-    """
-    a = cfg.apply
-    frames = collect_frames(movie, geo, a, min(a.finetune_max_frames, geo.n_frames))
-    dose_raw = a.dose_e_per_px_per_frame or movie.dose_e_per_px_per_frame
-    if dose_raw:
-        dose = float(dose_raw) * geo.n_sum * geo.bin_total**2 / geo.upsample**2
-    else:  # as the denoising pass estimates it: first chunk (+ half window) of frames
-        dose = float(frames[: a.chunk_frames + model.n_frames // 2].mean()) if len(frames) else 0.0
-    return finetune_unsupervised(
-        cfg, model, frames, dose, geo.pixel_size_A, Path(out_dir) / FINETUNED_NAME,
-        name=str(movie.path),
-    )

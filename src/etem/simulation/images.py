@@ -32,7 +32,7 @@ from etem.simulation.multislice import (
     phonon_configurations,
 )
 
-log = logging.getLogger("etem.simulation.campaign")
+log = logging.getLogger("etem.simulation.images")
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ class StructureImages:
     columns: list[Any]
 
 
-class CampaignSimulator:
+class ImageSimulator:
     """Simulates structures with cached FFT plans and CTF kernels (one per process)."""
 
     def __init__(self, config: Any) -> None:
@@ -161,7 +161,7 @@ class CampaignSimulator:
         self, atoms: Any, specs: list[ImageSpec], grid: ImageGrid
     ) -> tuple[dict[str, list[np.ndarray]], list[Any]]:
         from etem.simulation.labels import LABEL_MAPS
-        from etem.structures.columns import column_table
+        from etem.structures.column_table import column_table
 
         n, px = grid.output_px, grid.pixel_size_A
         out: dict[str, list[np.ndarray]] = {k: [] for k in LABEL_MAPS}

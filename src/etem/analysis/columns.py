@@ -19,7 +19,7 @@ import pandas as pd
 
 from etem.errors import InputError
 
-log = logging.getLogger("etem.evaluation.columns")
+log = logging.getLogger("etem.analysis.columns")
 
 #: Columns of the table returned by :func:`find_columns`.
 COLUMN_FIELDS = ("x_px", "y_px", "x_A", "y_A", "sigma_A", "intensity", "peak")
@@ -38,6 +38,13 @@ def _check_image(image: np.ndarray) -> np.ndarray:
     return arr.astype(np.float64, copy=False)
 
 
+def guess_polarity(image: np.ndarray) -> Literal["bright", "dark"]:
+    """``bright`` when the intensity distribution is not negatively skewed (sparse bright
+    columns on a darker background), else ``dark`` (sparse dark columns)."""
+    d = image - image.mean()
+    return "bright" if float(np.mean(d**3)) >= 0 else "dark"
+
+
 def oriented(image: np.ndarray, polarity: Polarity = "bright") -> np.ndarray:
     """The image with atomic columns bright.
 
@@ -50,9 +57,7 @@ def oriented(image: np.ndarray, polarity: Polarity = "bright") -> np.ndarray:
     if polarity == "dark":
         return -img
     if polarity == "auto":
-        d = img - img.mean()
-        skew = float(np.mean(d**3))
-        return img if skew >= 0 else -img
+        return img if guess_polarity(img) == "bright" else -img
     raise InputError(f"polarity must be 'bright', 'dark' or 'auto', got {polarity!r}")
 
 

@@ -2,7 +2,7 @@
 
 A frame of counts divided by the dose per pixel [e/px] is an intensity with vacuum = 1 whose
 noise level is 1/sqrt(dose) at vacuum; dose-conditioned models also get that noise level as
-a second channel. Datasets (training) and :mod:`etem.models.predict` (inference) both build
+a second channel. Datasets (training) and :mod:`etem.models.inference` (inference) both build
 inputs here, so they cannot disagree.
 """
 

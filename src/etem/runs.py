@@ -31,7 +31,7 @@ from typing import Any
 
 from etem.provenance import git_commit, package_versions
 
-log = logging.getLogger("etem.tracking")
+log = logging.getLogger("etem.runs")
 
 #: Which stages a stage consumes (for the ``etem.upstream_run_ids`` tag).
 UPSTREAM: dict[str, tuple[str, ...]] = {

@@ -41,7 +41,7 @@ import pandas as pd
 
 from etem.errors import InputError
 
-log = logging.getLogger("etem.evaluation.likelihood")
+log = logging.getLogger("etem.analysis.likelihood")
 
 #: smallest intensity [counts/px] used inside logarithms
 EPS = 1e-6
@@ -129,7 +129,7 @@ def likelihood_table(
     denoised_counts : ndarray (H, W)
         Denoised image in the same units [e/px] (intensity × dose per pixel).
     columns_df : DataFrame
-        Columns with ``x_px``, ``y_px`` (e.g. from :func:`~etem.evaluation.columns.find_columns`).
+        Columns with ``x_px``, ``y_px`` (e.g. from :func:`~etem.analysis.columns.find_columns`).
     disk_radius_px : float
         Radius of the column disk [px].
     vacuum_mask, lambda_vac :

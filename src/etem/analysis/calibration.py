@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from etem.evaluation.columns import find_columns
-from etem.evaluation.likelihood import (
+from etem.analysis.columns import find_columns
+from etem.analysis.likelihood import (
     Calibration,
     false_alarm_rates,
     likelihood_table,

@@ -39,7 +39,7 @@ from etem.simulation.labels import image_columns
 from etem.simulation.multislice import Multislice, build_sliced_potential, exit_plane_indices
 from etem.simulation.noise import apply_dose, dose_per_A2
 
-log = logging.getLogger("etem.simulation.movie")
+log = logging.getLogger("etem.simulation.synthetic_movie")
 
 METAL_SYMBOLS = frozenset({"Pt", "Au", "Pd", "Ag", "Cu", "Ni", "Rh", "Ir"})
 ANION_SYMBOLS = frozenset({"O"})
@@ -98,7 +98,7 @@ def _fourier_shift(image: np.ndarray, dx_px: float, dy_px: float) -> np.ndarray:
 
 def simulate_movie(config: Any, atoms: Any, structure_id: str) -> dict[str, Any]:
     """Frames, clean frames, events and per-frame column tables of a synthetic movie."""
-    from etem.structures.columns import column_table
+    from etem.structures.column_table import column_table
 
     movie, sim, noise = config.movie, config.simulation, config.noise
     sim_m = sim.model_copy(update={"output_size_px": movie.size_px})

@@ -1,0 +1,253 @@
+"""Per-frame analysis of a denoised movie: columns, likelihood, occupancy, tracks, statistics.
+
+:class:`FrameAnalysis` sees the frames in order. For each frame it finds the atomic columns
+in the denoised intensity (:func:`etem.analysis.columns.find_columns`), scores each with the
+Poisson log-likelihood ratio of the raw counts and, given a calibration, a confidence
+(:func:`etem.analysis.likelihood.likelihood_table`), reads the segmenter's occupancy at each
+column, links columns into tracks, and appends one row of frame statistics (the columns of
+``frames.csv``) computed on the centre region away from the edges that drift correction
+fills by reflection.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from etem.analysis.columns import find_columns, guess_polarity
+from etem.analysis.likelihood import Calibration, likelihood_table
+from etem.frames.geometry import FrameGeometry
+from etem.movies.change_stats import ColumnCountsChange, ImageChange, LocalChange
+from etem.movies.tracking import ColumnTracker
+
+log = logging.getLogger("etem.movies.frame_analysis")
+
+
+def _corr(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation of two images (1 when either is constant)."""
+    a = a.astype(np.float64).ravel() - a.mean()
+    b = b.ravel() - b.mean()
+    den = math.sqrt(float(a @ a) * float(b @ b))
+    return float(a @ b) / den if den > 0 else 1.0
+
+
+class FrameAnalysis:
+    """Columns, likelihood, occupancy, tracks and frame statistics, frame by frame.
+
+    Parameters
+    ----------
+    cfg : EtemConfig
+        ``columns`` (column finding), ``apply.tracks``, ``apply.events``.
+    geo : FrameGeometry
+        Processed frame geometry (pixel size [Å], frames).
+    calibration : Calibration, optional
+        Likelihood calibration (per-column confidence); None reports the raw ``llr`` only.
+    edge_frames : int
+        Frames at each end whose denoising window was reflected (skipped by image statistics).
+    """
+
+    def __init__(
+        self,
+        cfg: Any,
+        geo: FrameGeometry,
+        calibration: Calibration | None = None,
+        edge_frames: int = 0,
+    ) -> None:
+        a = cfg.apply
+        self.cfg = cfg
+        self.geo = geo
+        self.calibration = calibration
+        self.polarity: str | None = None if a.column_polarity == "auto" else a.column_polarity
+        px = geo.pixel_size_A
+        self.tracker = ColumnTracker(a.link_radius_A / px, a.max_gap_frames)
+        self.image_change = ImageChange(
+            a.event_window_frames, a.event_reference_frames, a.event_smooth_px,
+            geo.n_frames, edge_frames,
+        )
+        self.local_change = LocalChange(
+            a.event_local_window_frames, a.event_local_reference_frames,
+            a.event_local_sigma_A / px, a.event_local_noise_sigma_A / px,
+            geo.n_frames, edge_frames,
+        )
+        self.counts_change = (
+            ColumnCountsChange(
+                a.event_local_window_frames, a.event_local_reference_frames,
+                max(cfg.benchmark.column_disk_radius_A / px, 1.0),
+            )
+            if "column_counts_z" in a.event_statistics
+            else None
+        )
+        self.background: np.ndarray | None = None
+        self.prev_ids: set[int] = set()
+        self.rows: list[dict[str, float]] = []
+        self.conf_sum = 0.0
+        self.conf_n = 0
+
+    def columns(
+        self, intensity: np.ndarray, counts: np.ndarray, den_counts: np.ndarray
+    ) -> pd.DataFrame:
+        """Columns of one frame with their likelihood (and confidence given a calibration)."""
+        b = self.cfg.benchmark
+        px = self.geo.pixel_size_A
+        if self.polarity is None:
+            self.polarity = guess_polarity(intensity)
+            log.info("column polarity from frame 0: %s", self.polarity)
+        cols = find_columns(
+            intensity, px, b.blob_min_sigma_A, b.blob_max_sigma_A, b.blob_threshold,
+            refine=self.cfg.apply.column_refine,
+            polarity=self.polarity,  # type: ignore[arg-type]
+        )
+        if len(cols):
+            cols = likelihood_table(
+                counts, np.maximum(den_counts, 1e-6), cols,
+                max(b.column_disk_radius_A / px, 1.0), calibration=self.calibration,
+            )
+        return cols
+
+    def _place(self, cols: pd.DataFrame, t: int, drift: np.ndarray,
+               shape: tuple[int, int]) -> pd.DataFrame:
+        """Drop columns in the reflected strips; positions in the first frame [px, Å]."""
+        frac = drift - np.round(drift)
+        iy, ix = (int(v) for v in np.round(drift))
+        h, w = shape
+        if len(cols):  # drop columns in the strips that the integer shift filled by reflection
+            ok = (
+                (cols["y_px"] >= -iy)
+                & (cols["y_px"] < h - iy)
+                & (cols["x_px"] >= -ix)
+                & (cols["x_px"] < w - ix)
+            )
+            cols = cols[ok.to_numpy()].reset_index(drop=True)
+        cols.insert(0, "frame", np.full(len(cols), t, dtype=np.int64))
+        cols["x_aligned_px"] = cols["x_px"].to_numpy()
+        cols["y_aligned_px"] = cols["y_px"].to_numpy()
+        cols["x_px"] = cols["x_aligned_px"] - frac[1]
+        cols["y_px"] = cols["y_aligned_px"] - frac[0]
+        cols["x_A"] = cols["x_px"] * self.geo.pixel_size_A
+        cols["y_A"] = cols["y_px"] * self.geo.pixel_size_A
+        return cols
+
+    def analyse(
+        self,
+        t: int,
+        counts: np.ndarray,
+        intensity: np.ndarray,
+        den_counts: np.ndarray,
+        drift: np.ndarray,
+        seg: np.ndarray | None,
+    ) -> pd.DataFrame:
+        """Analyse frame ``t``; returns its column table (one row per column).
+
+        ``counts`` are the processed raw counts [e/px], ``intensity`` the denoised frame
+        (vacuum = 1), ``den_counts`` the denoised frame in counts, ``drift`` (dy, dx) [px]
+        and ``seg`` the segmenter output (3, H, W) (class, cation, anion occupancy) or None.
+        """
+        h, w = intensity.shape
+        cols = self._place(self.columns(intensity, counts, den_counts), t, drift, (h, w))
+        mg = round(self.cfg.apply.stats_margin_frac * min(h, w))
+        roi = (
+            (cols["x_aligned_px"] >= mg)
+            & (cols["x_aligned_px"] < w - mg)
+            & (cols["y_aligned_px"] >= mg)
+            & (cols["y_aligned_px"] < h - mg)
+        ).to_numpy()
+        if seg is not None and len(cols):
+            r = np.clip(np.round(cols["y_aligned_px"]).astype(int), 0, seg.shape[1] - 1)
+            c = np.clip(np.round(cols["x_aligned_px"]).astype(int), 0, seg.shape[2] - 1)
+            cols["class_index"] = seg[0, r, c].astype(np.int64)
+            cols["cation_occupancy"] = seg[1, r, c]
+            cols["anion_occupancy"] = seg[2, r, c]
+        xy = cols[["x_px", "y_px"]].to_numpy() if len(cols) else np.zeros((0, 2))
+        ids, disp = self.tracker.update(t, xy)
+        cols.insert(1, "track_id", ids)
+        cols["displacement_A"] = disp * self.geo.pixel_size_A
+        self.rows.append(self._statistics(t, cols, roi, ids, disp, counts, intensity, drift, mg))
+        if "confidence" in cols and len(cols):
+            self.conf_sum += float(cols["confidence"].sum())
+            self.conf_n += len(cols)
+        return cols
+
+    def _statistics(
+        self,
+        t: int,
+        cols: pd.DataFrame,
+        roi: np.ndarray,
+        ids: np.ndarray,
+        disp: np.ndarray,
+        counts: np.ndarray,
+        intensity: np.ndarray,
+        drift: np.ndarray,
+        mg: int,
+    ) -> dict[str, float]:
+        """One row of frame statistics, from the centre region (roi) only."""
+        px = self.geo.pixel_size_A
+        h, w = intensity.shape
+        n_all = len(cols)
+        n = int(roi.sum())
+        d_roi = disp[roi] if n_all else disp
+        ids_set = {int(i) for i in ids[roi]} if n_all else set()
+        appeared = float(np.isnan(d_roi).sum()) / n if (n and t > 0) else (0.0 if t > 0 else np.nan)
+        vanished = (
+            (len(self.prev_ids - ids_set) / len(self.prev_ids))
+            if (self.prev_ids and t > 0)
+            else (0.0 if t > 0 else np.nan)
+        )
+        self.prev_ids = ids_set
+        alpha = self.cfg.apply.ewma_alpha
+        centre = intensity[mg : h - mg, mg : w - mg]
+        if self.background is None:
+            dissim = np.nan
+            self.background = centre.astype(np.float64)
+        else:
+            dissim = 1.0 - _corr(centre, self.background)
+            self.background = (1 - alpha) * self.background + alpha * centre
+        frac = drift - np.round(drift)
+        change = self.image_change.update(t, centre, frac)
+        local_change, local_onset = self.local_change.update(t, centre, frac)
+        counts_z, counts_onset = np.nan, np.nan
+        if self.counts_change is not None:
+            xy = cols[["x_aligned_px", "y_aligned_px"]].to_numpy()[roi] if n_all else np.zeros(
+                (0, 2)
+            )
+            counts_z, counts_onset = self.counts_change.update(
+                t, counts, ids[roi] if n_all else ids, xy
+            )
+        return {
+            "frame": t,
+            "n_columns": n,
+            "n_columns_all": n_all,
+            "mean_intensity": float(cols["intensity"][roi].mean()) if n else np.nan,
+            "mean_displacement_A": float(np.nanmean(d_roi * px))
+            if n and np.isfinite(d_roi).any()
+            else np.nan,
+            "appeared_frac": appeared,
+            "vanished_frac": vanished,
+            "dissimilarity": dissim,
+            "change": change,
+            "local_change": local_change,
+            "local_change_onset": local_onset,
+            "column_counts_z": counts_z,
+            "column_counts_z_onset": counts_onset,
+            "mean_counts": float(counts.mean()),
+            "mean_llr": float(cols["llr"].mean()) if n_all and "llr" in cols else np.nan,
+            "mean_confidence": float(cols["confidence"].mean())
+            if n_all and "confidence" in cols
+            else np.nan,
+        }
+
+    def frame_table(self, drift: np.ndarray) -> pd.DataFrame:
+        """The frame statistics (``frames.csv`` without the event scores)."""
+        df = pd.DataFrame(self.rows)
+        df["drift_y_px"] = drift[:, 0]
+        df["drift_x_px"] = drift[:, 1]
+        if self.geo.frame_time_s:
+            df["time_s"] = df["frame"] * self.geo.frame_time_s
+        return df
+
+    def mean_confidence(self) -> float | None:
+        """Mean per-column confidence over the movie (None without a calibration)."""
+        return self.conf_sum / self.conf_n if self.conf_n else None

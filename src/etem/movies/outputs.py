@@ -1,0 +1,241 @@
+"""Outputs of ``etem apply``: the ``results.h5`` contract, its writers and its one reader.
+
+``results.h5`` (written through :func:`etem.io.atomic_path`, readable by h5py, napari, Fiji's
+HDF5 plugin)::
+
+    denoised              (T, H, W) float32   intensity, vacuum = 1
+    class_map             (T, H, W) uint8     segmenter class (with a segmenter)
+    cation_occupancy      (T, H, W) float16   expected atoms per cation column [atoms]
+    anion_occupancy       (T, H, W) float16   expected atoms per anion column [atoms]
+    columns/<field>       (N,)                per-column tables of all frames (COLUMN_TABLE)
+    columns/frame_offsets (T + 1,) int64      rows offsets[t]:offsets[t+1] are frame t
+    drift_px              (T, 2)  float64     drift (dy, dx) [px]
+    frame_stats/<field>   (T,)                the frame statistics (frames.csv)
+    event_scores/<field>  (T,)                per-frame event scores
+    events/<field>        (E,)                events (events.csv); attrs threshold, ...
+    attrs                 provenance, movie, pixel_size_A [Å], frame_time_s [s], dose, ...
+
+Besides it: ``columns.parquet`` (all column tables, streamed in row groups), ``events.csv``,
+``frames.csv``, ``denoised.tif`` (ImageJ float32 stack, pixel size in nm), a GIF preview.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import tifffile
+
+from etem.frames.geometry import FrameGeometry
+from etem.io import atomic_path, write_table
+from etem.movies.events import EventResult
+
+#: Integer fields of the per-column tables (the rest are float64).
+INT_FIELDS = ("frame", "track_id", "n_pixels", "class_index")
+#: The outputs of one apply (key -> file), as listed in summary.json.
+OUTPUT_FILES = {
+    "results": "results.h5",
+    "columns": "columns.parquet",
+    "events": "events.csv",
+    "frames": "frames.csv",
+    "denoised_tiff": "denoised.tif",
+    "figure_raw_vs_denoised": "raw_vs_denoised.png",
+    "figure_confidence": "overlay_confidence.png",
+    "figure_occupancy": "overlay_occupancy.png",
+    "figure_events": "event_timeline.png",
+    "preview": "preview.gif",
+    "timing": "timing.json",
+    "truth_columns": "truth_columns.csv (movies that carry true columns)",
+    "truth_events": "truth_events.csv (movies that carry true events)",
+}
+
+
+class ColumnStore:
+    """Per-frame column tables appended to resizable HDF5 datasets under ``/columns``."""
+
+    def __init__(self, h5: h5py.File, n_frames: int) -> None:
+        self.group = h5.create_group("columns")
+        self.offsets = np.zeros(n_frames + 1, dtype=np.int64)
+        self.n = 0
+        self.fields: list[str] | None = None
+
+    def append(self, t: int, df: pd.DataFrame) -> None:
+        """Append the columns of frame ``t`` (frames in order)."""
+        if self.fields is None and len(df):
+            self.fields = list(df.columns)
+            for name in self.fields:
+                dt = np.int64 if name in INT_FIELDS else np.float64
+                self.group.create_dataset(
+                    name, shape=(0,), maxshape=(None,), dtype=dt, chunks=(65536,), track_times=False
+                )
+        if len(df) and self.fields is not None:
+            for name in self.fields:
+                ds = self.group[name]
+                ds.resize((self.n + len(df),))
+                ds[self.n :] = df[name].to_numpy(dtype=ds.dtype) if name in df else np.nan
+            self.n += len(df)
+        self.offsets[t + 1] = self.n
+
+    def finish(self) -> None:
+        """Write the frame offsets and the description (after the last frame)."""
+        self.group.create_dataset("frame_offsets", data=self.offsets, track_times=False)
+        self.group.attrs["description"] = (
+            "rows frame_offsets[t]:frame_offsets[t+1] are the columns of frame t; x_px, y_px "
+            "[px] in the frame of the first (drift-corrected) frame, x_A, y_A [Å]"
+        )
+
+    def frame(self, t: int) -> pd.DataFrame:
+        """The column table of frame ``t`` (empty with aligned positions when none)."""
+        a, b = int(self.offsets[t]), int(self.offsets[t + 1])
+        if self.fields is None or b <= a:
+            return pd.DataFrame({"x_aligned_px": [], "y_aligned_px": []})
+        return pd.DataFrame({k: self.group[k][a:b] for k in self.fields})
+
+    def iter_tables(self, rows: int = 200_000) -> Iterator[pd.DataFrame]:
+        """All column tables in blocks of ``rows`` rows (bounded memory)."""
+        if self.fields is None:
+            return
+        for a in range(0, self.n, rows):
+            yield pd.DataFrame({k: self.group[k][a : a + rows] for k in self.fields})
+
+
+def read_columns(path: str | Path, frame: int | None = None) -> pd.DataFrame:
+    """Column tables of a ``results.h5`` (all frames, or one ``frame``)."""
+    with h5py.File(path, "r") as h5:
+        g = h5["columns"]
+        fields = [k for k in g if k != "frame_offsets"]
+        off = g["frame_offsets"][()]
+        a, b = (0, int(off[-1])) if frame is None else (int(off[frame]), int(off[frame + 1]))
+        return pd.DataFrame({k: g[k][a:b] for k in fields})
+
+
+def create_frame_datasets(
+    h5: h5py.File, geo: FrameGeometry, segmenter: bool
+) -> tuple[h5py.Dataset, dict[str, h5py.Dataset]]:
+    """The ``denoised`` dataset and, with a segmenter, the occupancy datasets."""
+    shape = (geo.n_frames, geo.height, geo.width)
+    chunks = (1, geo.height, geo.width)
+    den = h5.create_dataset(
+        "denoised", shape=shape, dtype=np.float32, chunks=chunks, compression="lzf",
+        track_times=False,
+    )
+    den.attrs["units"] = "intensity, vacuum = 1 (counts / dose per pixel)"
+    seg: dict[str, h5py.Dataset] = {}
+    if segmenter:
+        for key, dt in (
+            ("class_map", np.uint8),
+            ("cation_occupancy", np.float16),
+            ("anion_occupancy", np.float16),
+        ):
+            seg[key] = h5.create_dataset(
+                key, shape=shape, dtype=dt, chunks=chunks, compression="lzf", track_times=False
+            )
+    return den, seg
+
+
+def _table_group(h5: h5py.File, name: str, df: pd.DataFrame) -> h5py.Group:
+    g = h5.create_group(name)
+    for k in df.columns:
+        v = df[k].to_numpy()
+        g.create_dataset(k, data=v.astype("S") if v.dtype == object else v, track_times=False)
+    return g
+
+
+def write_tables_h5(
+    h5: h5py.File, stats: pd.DataFrame, events: EventResult, drift: np.ndarray
+) -> None:
+    """Drift, frame statistics, event scores and events into ``results.h5``."""
+    h5.create_dataset("drift_px", data=drift, track_times=False).attrs["columns"] = "dy, dx [px]"
+    _table_group(h5, "frame_stats", stats)
+    _table_group(h5, "event_scores", events.scores)
+    g = _table_group(h5, "events", events.events)
+    g.attrs["threshold"] = events.threshold
+    g.attrs["calibration_frames"] = events.calibration_frames
+
+
+class Preview:
+    """Small 8-bit frames kept for the GIF preview (bounded number and size)."""
+
+    def __init__(self, n_frames: int, max_frames: int, size_px: int) -> None:
+        self.step = max(1, math.ceil(n_frames / max_frames)) if max_frames else 0
+        self.size = size_px
+        self.frames: list[np.ndarray] = []
+        self.lohi: tuple[float, float] | None = None
+
+    def add(self, t: int, img: np.ndarray) -> None:
+        """Keep frame ``t`` (every ``step``-th frame, block-averaged to <= ``size`` px)."""
+        if not self.step or t % self.step:
+            return
+        f = max(1, math.ceil(max(img.shape) / self.size))
+        small = img[: img.shape[0] // f * f, : img.shape[1] // f * f]
+        small = small.reshape(small.shape[0] // f, f, small.shape[1] // f, f).mean(axis=(1, 3))
+        if self.lohi is None:
+            lo, hi = np.percentile(small, [0.5, 99.5])
+            self.lohi = (float(lo), float(hi) if hi > lo else float(lo) + 1.0)
+        lo, hi = self.lohi
+        self.frames.append((np.clip((small - lo) / (hi - lo), 0, 1) * 255).astype(np.uint8))
+
+
+def write_columns_parquet(path: Path, store: ColumnStore, prov: dict[str, Any]) -> None:
+    """All column tables as one parquet file, streamed in row groups (provenance metadata)."""
+    meta = {b"etem": json.dumps(prov, sort_keys=True, default=str).encode()}
+    with atomic_path(path, suffix=".parquet") as tmp:
+        writer = None
+        for df in store.iter_tables():
+            table = pa.Table.from_pandas(df, preserve_index=False)
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, table.schema.with_metadata(meta))
+            writer.write_table(table.replace_schema_metadata(meta))
+        if writer is None:
+            pq.write_table(
+                pa.table({"frame": pa.array([], pa.int64())}).replace_schema_metadata(meta), tmp
+            )
+        else:
+            writer.close()
+
+
+def write_tiff(path: Path, ds: h5py.Dataset, geo: FrameGeometry) -> None:
+    """Denoised frames as a float32 TIFF stack (ImageJ hyperstack, BigTIFF when > 3.5 GB)."""
+    n, h, w = ds.shape
+    big = n * h * w * 4 > 3.5e9
+    res = 1.0 / (geo.pixel_size_A / 10.0)  # px per nm
+
+    def frames() -> Iterator[np.ndarray]:
+        for i in range(n):
+            yield np.asarray(ds[i], dtype=np.float32)
+
+    with atomic_path(path, suffix=".tif") as tmp:
+        with tifffile.TiffWriter(tmp, bigtiff=big, imagej=not big) as tif:
+            meta: dict[str, Any] = {"axes": "TYX", "unit": "nm"}
+            if geo.frame_time_s:
+                meta["finterval"] = geo.frame_time_s
+            tif.write(
+                frames(),
+                shape=(n, h, w),
+                dtype=np.float32,
+                resolution=(res, res),
+                metadata=meta if not big else None,
+                contiguous=True,
+            )
+
+
+def write_tables(
+    out: Path,
+    store: ColumnStore,
+    stats: pd.DataFrame,
+    events: EventResult,
+    prov: dict[str, Any],
+) -> dict[str, str]:
+    """columns.parquet, events.csv and frames.csv; returns {key: file name}."""
+    write_columns_parquet(out / "columns.parquet", store, prov)
+    write_table(out / "events.csv", events.events, metadata=prov)
+    write_table(out / "frames.csv", stats.merge(events.scores, on="frame"), metadata=prov)
+    return {"columns": "columns.parquet", "events": "events.csv", "frames": "frames.csv"}
