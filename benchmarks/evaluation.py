@@ -31,8 +31,8 @@ from evaluation_fixtures import lattice_image  # noqa: E402
 from etem.analysis import baselines  # noqa: E402
 from etem.analysis.calibration import held_out_report, vacuum_detections  # noqa: E402
 from etem.analysis.columns import find_columns  # noqa: E402
-from etem.analysis.matching import detection_metrics  # noqa: E402
 from etem.analysis.likelihood import Calibration, likelihood_table  # noqa: E402
+from etem.analysis.matching import detection_metrics  # noqa: E402
 from etem.analysis.metrics import ssim  # noqa: E402
 from etem.analysis.umse import quartets, umse  # noqa: E402
 

@@ -122,8 +122,8 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     from etem.config import load_config
-    from etem.training.finetune import finetune_unsupervised
     from etem.models.io import load
+    from etem.training.finetune import finetune_unsupervised
 
     parent = load(args.model)
     load_avg = os.getloadavg()[0]

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from etem.cliutils import add_config_args, config_from_args
+from etem.cliutils import config_from_args
 from etem.errors import InputError
 from etem.paths import Layout
 
@@ -149,7 +149,8 @@ def check_campaign(cfg: Any) -> list[tuple[str, bool, str]]:
     return out
 
 
-def _run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
+    """``etem check``: print every check; error when the campaign is incomplete."""
     cfg = config_from_args(args)
     results = check_campaign(cfg)
     for name, ok, msg in results:
@@ -160,14 +161,3 @@ def _run(args: argparse.Namespace) -> int:
         raise InputError(f"{where}: incomplete ({', '.join(bad)})")
     print(f"campaign {cfg.name} in {Path(cfg.results_path)}: complete")
     return 0
-
-
-def register(sub: Any) -> None:
-    """Add ``etem check``."""
-    p = sub.add_parser(
-        "check", help="verify a campaign's outputs and MLflow runs",
-        description="Verify that every output of a campaign exists, is readable and "
-        "consistent with the config, and that every stage has a finished MLflow run.",
-    )
-    add_config_args(p)
-    p.set_defaults(func=_run)

@@ -2,41 +2,52 @@
 
 Run ``etem --help`` for the list and ``etem <stage> --help`` for inputs, outputs and units.
 User errors print one line (``etem: error: ...``) and exit non-zero, without a traceback.
+
+Each stage declares its arguments in ``etem.<stage>.cli`` (light imports only) and names its
+handler as ``"module:function"`` (``handler`` default of the subparser); :func:`main` imports
+the handler's module only for the subcommand that runs, so ``etem --help`` and a bad argument
+answer at once instead of after seconds of torch, abTEM and MLflow imports.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import logging
+import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+
+import yaml
 
 from etem import __version__
 from etem.cliutils import add_config_args, config_from_args
+from etem.cluster import cli as cluster_cli
+from etem.config import schema
 from etem.errors import EtemError
+from etem.evaluation import cli as evaluation_cli
+from etem.io import write_text
+from etem.movies import cli as movies_cli
+from etem.report import cli as report_cli
+from etem.simulation import cli as simulation_cli
+from etem.structures import cli as structures_cli
+from etem.training import cli as training_cli
 
-#: Modules that register stage subcommands (each has ``register(subparsers)``).
-STAGE_MODULES = (
-    "etem.structures.cli",
-    "etem.simulation.cli",
-    "etem.training.cli",
-    "etem.evaluation.cli",
-    "etem.movies.cli",
-    "etem.report.cli",
-    "etem.cluster.cli",
-    "etem.check",
+#: Stage modules that register subcommands (each has ``register(subparsers)``).
+STAGE_CLIS = (
+    structures_cli,
+    simulation_cli,
+    training_cli,
+    evaluation_cli,
+    movies_cli,
+    report_cli,
+    cluster_cli,
 )
 
 
 def _config_command(args: argparse.Namespace) -> int:
-    import json
-
-    import yaml
-
-    from etem.config import schema
-    from etem.io import write_text
-
     if args.action == "schema":
         text = json.dumps(schema(), indent=2, sort_keys=True) + "\n"
         if args.out:
@@ -72,15 +83,32 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_args(p)
     p.set_defaults(func=_config_command)
 
-    for name in STAGE_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name and name.startswith(exc.name):
-                continue  # stage not part of this installation
-            raise
-        module.register(sub)
+    for stage in STAGE_CLIS:
+        stage.register(sub)
+    p = sub.add_parser(
+        "check", help="verify a campaign's outputs and MLflow runs",
+        description="Verify that every output of a campaign exists, is readable and "
+        "consistent with the config, and that every stage has a finished MLflow run.",
+    )
+    add_config_args(p)
+    p.set_defaults(handler="etem.check:run")
     return parser
+
+
+def resolve_handler(args: argparse.Namespace) -> Callable[[argparse.Namespace], int] | None:
+    """The function that runs the parsed subcommand (its module imported now, see above)."""
+    if getattr(args, "func", None):
+        return args.func  # type: ignore[no-any-return]
+    spec = getattr(args, "handler", None)
+    if not spec:
+        return None
+    if getattr(args, "passive_openmp", False):
+        # idle OpenMP threads sleep instead of spinning; must be set before torch is imported
+        # (spinning threads of a 2-thread torch process on a shared machine were measured
+        # 20-40x slower per step: benchmarks/training.md)
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    module_name, _, function = spec.partition(":")
+    return getattr(importlib.import_module(module_name), function)  # type: ignore[no-any-return]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,11 +123,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     for noisy in ("alembic", "mlflow", "urllib3", "matplotlib", "numba", "h5py"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 1
     try:
-        return int(args.func(args) or 0)
+        handler = resolve_handler(args)
+        if handler is None:
+            parser.print_help()
+            return 1
+        return int(handler(args) or 0)
     except EtemError as exc:
         print(f"etem: error: {exc}", file=sys.stderr)
         return exc.exit_code

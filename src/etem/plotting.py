@@ -13,9 +13,9 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
+import matplotlib.pyplot as plt
 
-from etem.io import atomic_path  # noqa: E402
+from etem.io import atomic_path
 
 __all__ = ["plt", "save_png"]
 

@@ -13,6 +13,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from evaluation_fixtures import make_campaign, tiny_config
 
+from etem.analysis.likelihood import Calibration
 from etem.cli import main
 from etem.evaluation.benchmark import (
     load_test_images,
@@ -21,7 +22,6 @@ from etem.evaluation.benchmark import (
     run_benchmark,
     write_outputs,
 )
-from etem.analysis.likelihood import Calibration
 from etem.io import read_table
 
 

@@ -11,9 +11,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from evaluation_fixtures import lattice_image
 
-from etem.errors import InputError
 from etem.analysis.columns import columns_from_labels, find_columns
 from etem.analysis.matching import detection_metrics
+from etem.errors import InputError
 
 PX = 0.2
 

@@ -7,7 +7,6 @@ import pandas as pd
 import pytest
 from scipy.special import gammaln
 
-from etem.errors import InputError
 from etem.analysis.baselines import gaussian
 from etem.analysis.calibration import held_out_report, vacuum_detections
 from etem.analysis.columns import find_columns
@@ -17,6 +16,7 @@ from etem.analysis.likelihood import (
     likelihood_table,
     raw_p_value,
 )
+from etem.errors import InputError
 
 H = W = 96
 RR, CC = np.mgrid[:H, :W].astype(float)

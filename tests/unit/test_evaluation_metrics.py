@@ -12,10 +12,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from evaluation_fixtures import lattice_image
 
-from etem.errors import InputError
 from etem.analysis import baselines
 from etem.analysis.matching import detection_metrics, match_columns
 from etem.analysis.metrics import psnr, psnr_peak, ssim, ssim_peak
+from etem.errors import InputError
 
 
 def test_psnr_and_ssim_values():

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
-from etem.errors import InputError
 from etem.analysis.umse import quartets, umse, umse_frames, upsnr
+from etem.errors import InputError
 
 
 def _clean(size: int = 192, seed: int = 0) -> np.ndarray:

@@ -12,8 +12,8 @@ from etem.config import load_config
 from etem.errors import InputError
 from etem.models.blindspot import BlindSpotDenoiser
 from etem.models.factory import architecture, build_model, count_parameters
-from etem.models.io import load_model, save_model
 from etem.models.inference import denoise_images, denoise_movie, normalize, segment_images
+from etem.models.io import load_model, save_model
 from etem.models.unet import Denoiser
 
 

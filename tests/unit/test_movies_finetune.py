@@ -16,8 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from training_fixtures import tiny_config, torch_single_thread, write_movie  # noqa: F401
 
 from etem.errors import InputError
-from etem.models.io import load_model, save_model
-from etem.models.io import LoadedModel, load
+from etem.models.io import LoadedModel, load, load_model, save_model
 from etem.training.run import train_network
 
 PARENT_STEPS = 12

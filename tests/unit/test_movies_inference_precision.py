@@ -7,8 +7,7 @@ import pytest
 import torch
 
 from etem.models.factory import build_model
-from etem.models.inference import denoise_images, low_precision_module
-from etem.models.inference import TiledRunner
+from etem.models.inference import TiledRunner, denoise_images, low_precision_module
 from etem.models.io import LoadedModel
 
 

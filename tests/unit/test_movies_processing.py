@@ -16,10 +16,10 @@ import itertools
 
 from movies_fixtures import BlurDenoiser
 
-from etem.movies.events import detect_events
+from etem.frames.preprocess import DriftCorrector, bin_frames, shift_integer, sum_frames
 from etem.models.inference import TiledRunner, tile_starts
 from etem.models.io import LoadedModel
-from etem.frames.preprocess import DriftCorrector, bin_frames, shift_integer, sum_frames
+from etem.movies.events import detect_events
 from etem.movies.synthetic import lattice_movie
 from etem.movies.tracking import ColumnTracker
 

@@ -22,8 +22,8 @@ from etem.simulation.contract import (
     MOVIE_ATTRS,
     PARAM_COLUMNS,
 )
-from etem.simulation.synthetic_movie import read_movie
 from etem.simulation.shard import read_columns, read_params
+from etem.simulation.synthetic_movie import read_movie
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import simulation_fixtures as fx
 
 from etem.errors import ValidationError
-from etem.simulation.images import ImageSimulator, plan_images
 from etem.simulation.grid import fft_size, image_grid, is_fft_friendly
+from etem.simulation.images import ImageSimulator, plan_images
 from etem.simulation.imaging import Imager
 from etem.simulation.labels import image_columns, label_maps
 from etem.simulation.multislice import Multislice, build_sliced_potential

@@ -22,8 +22,8 @@ from training_fixtures import (  # noqa: F401
 from etem.data.datasets import collate, read_index
 from etem.data.splits import assign_splits
 from etem.models.factory import build_model
-from etem.models.io import load_model
 from etem.models.inference import denoise_images, normalize
+from etem.models.io import load_model
 from etem.training.loop import train
 from etem.training.metrics import psnr
 from etem.training.run import checkpoint_path, make_task, train_network

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -53,41 +49,4 @@ def register(sub: Any) -> None:
         "--print-command", action="store_true",
         help="print the mlflow command and the URI to export, start nothing",
     )
-    p.set_defaults(func=_tracking_server)
-
-
-def _tracking_server(args: argparse.Namespace) -> int:
-    from etem.cluster.server import ServerSpec
-    from etem.errors import ConfigError
-
-    if not args.backend_uri:
-        raise ConfigError("--backend-uri is required (or set ETEM_TRACKING_BACKEND_URI)")
-    spec = ServerSpec(
-        backend_uri=args.backend_uri, artifact_root=args.artifact_root, host=args.host,
-        port=args.port, serve_artifacts=args.serve_artifacts, workers=args.workers,
-    )
-    spec.validate()
-    cmd = spec.command()
-    print(f"export MLFLOW_TRACKING_URI={spec.tracking_uri}", flush=True)
-    if args.print_command:
-        print(" ".join(cmd))
-        return 0
-    spec.artifact_root.mkdir(parents=True, exist_ok=True)
-    log.info("starting: %s", " ".join(cmd))
-    proc = subprocess.Popen(cmd)
-
-    def _forward(signum: int, _frame: Any) -> None:
-        proc.send_signal(signum)
-
-    signal.signal(signal.SIGTERM, _forward)
-    try:
-        return proc.wait()
-    except KeyboardInterrupt:
-        proc.send_signal(signal.SIGINT)
-        try:
-            return proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            return 130
-    finally:
-        sys.stdout.flush()
+    p.set_defaults(handler="etem.cluster.commands:tracking_server")

@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 
 from etem.data.augment import dihedral
+from etem.data.inputs import image_input, normalize
 from etem.data.noise import log_uniform
 from etem.errors import InputError
-from etem.data.inputs import image_input, normalize
 from etem.seeding import rng as seeded_rng
 from etem.simulation.noise import apply_dose
 

@@ -31,7 +31,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from etem.errors import InputError
 from etem.analysis import baselines
 from etem.analysis.calibration import (
     held_out_report,
@@ -40,10 +39,11 @@ from etem.analysis.calibration import (
     with_random_ties,
 )
 from etem.analysis.columns import columns_from_labels, find_columns, oriented
-from etem.analysis.matching import detection_metrics, match_columns
 from etem.analysis.likelihood import Calibration, likelihood_table
+from etem.analysis.matching import detection_metrics, match_columns
 from etem.analysis.metrics import data_range, mse, psnr, psnr_peak, ssim, ssim_peak
 from etem.analysis.umse import umse
+from etem.errors import InputError
 from etem.seeding import rng
 
 log = logging.getLogger("etem.evaluation.benchmark")

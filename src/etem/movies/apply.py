@@ -186,6 +186,7 @@ def open_apply(
     if mode == "unsupervised" and a.finetune_steps > 0:
         den_model, finetune = finetune_for_apply(movie, geo, cfg, den_model, out)
     dose_raw = a.dose_e_per_px_per_frame or movie.dose_e_per_px_per_frame
+    source = "config" if a.dose_e_per_px_per_frame else ("file" if dose_raw else "estimated")
     return ApplyRun(
         movie=movie,
         out=out,
@@ -197,7 +198,7 @@ def open_apply(
         mode=mode,
         n_window=n_win,
         dose=geo.processed_dose(dose_raw) if dose_raw else None,
-        dose_source="config" if a.dose_e_per_px_per_frame else ("file" if dose_raw else "estimated"),
+        dose_source=source,
         prov=provenance(cfg, "apply"),
         finetune=finetune,
     )

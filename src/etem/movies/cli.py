@@ -3,14 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
-import logging
-import sys
-from pathlib import Path
 
-from etem.cliutils import add_config_args, config_from_args, stage_run
-
-log = logging.getLogger("etem.movies.cli")
+from etem.cliutils import add_config_args
 
 _APPLY_HELP = """\
 Denoise an experimental movie and quantify it, streaming in chunks at bounded memory.
@@ -69,7 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "denoising (overrides apply.finetune_steps; 0 = off); writes finetuned_unsupervised.pt",
     )
     add_config_args(p)
-    p.set_defaults(func=_apply)
+    p.set_defaults(handler="etem.movies.commands:apply")
 
     q = sub.add_parser(
         "movie-info",
@@ -79,93 +73,4 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "dose_e_per_px_per_frame [e/px/frame].",
     )
     q.add_argument("movie", nargs="+", metavar="PATH", help="movie file or folder")
-    q.set_defaults(func=_info)
-
-
-def _open(paths: list[str]):  # type: ignore[no-untyped-def]
-    from etem.frames.readers import open_movie
-
-    return open_movie(paths[0] if len(paths) == 1 else paths)
-
-
-def _info(args: argparse.Namespace) -> int:
-    with _open(args.movie) as movie:
-        sys.stdout.write(json.dumps(movie.describe(), indent=2) + "\n")
-    return 0
-
-
-def _apply(args: argparse.Namespace) -> int:
-    from etem.errors import InputError
-    from etem.models.io import load
-    from etem.movies.apply import ApplyModels, apply_movie
-
-    if args.finetune_steps is not None:
-        if args.finetune_steps < 0:
-            raise InputError(f"--finetune-steps {args.finetune_steps}: must be >= 0")
-        args.overrides = [*(args.overrides or []), f"apply.finetune_steps={args.finetune_steps}"]
-    cfg = config_from_args(args)
-    if not (args.denoiser or args.unsupervised):
-        raise InputError("etem apply needs --denoiser and/or --unsupervised")
-    models = ApplyModels(
-        denoiser=load(args.denoiser) if args.denoiser else None,
-        unsupervised=load(args.unsupervised) if args.unsupervised else None,
-        segmenter=load(args.segmenter) if args.segmenter else None,
-    )
-    if args.calibration:
-        from etem.analysis.likelihood import Calibration
-
-        models.calibration = Calibration.load(args.calibration)
-        models.calibration_path = str(args.calibration)
-    name = args.name or Path(args.movie[0]).stem
-    params = {
-        "movie": " ".join(args.movie),
-        "out": args.out,
-        **{f"apply.{k}": v for k, v in cfg.section("apply").items()},
-    }
-    with stage_run(args, cfg, "apply", params=params, run_name=f"apply {name}") as run:
-        run.set_tags(
-            {f"etem.model.{k}.run_id": v for k, v in models.run_ids().items()}
-            | {"etem.model_run_ids": ",".join(models.run_ids().values()), "etem.movie": name}
-        )
-        with _open(args.movie) as movie:
-            summary = apply_movie(movie, args.out, cfg, models, name=name)
-        timing = json.loads((Path(args.out) / "timing.json").read_text())
-        run.log_metrics(
-            {
-                "n_frames": summary["n_frames"],
-                "n_events": summary["n_events"],
-                "n_columns": summary["n_columns"],
-                "n_tracks": summary["n_tracks"],
-                "processing_fps": timing["processing_fps"],
-                **(
-                    {"mean_confidence": summary["mean_confidence"]}
-                    if summary["mean_confidence"] is not None
-                    else {}
-                ),
-            }
-        )
-        ft = summary.get("finetune")
-        if ft is not None:
-            run.log_metrics(
-                {
-                    "finetune_loss_before": ft["loss_before"],
-                    "finetune_loss_after": ft["loss_after"],
-                    "finetune_steps_done": ft["steps"],
-                    "finetune_kept": float(ft["kept"]),
-                    "finetune_s": timing.get("finetune_s", 0.0),
-                }
-            )
-            run.set_tags({"etem.finetune.parent_run_id": ft["parent"]["run_id"] or ""})
-        if summary.get("truth"):  # the movie carried its ground truth (etem.movies.truth)
-            from etem.movies.truth import metrics as truth_metrics
-
-            run.log_metrics(truth_metrics(summary["truth"]))
-        for f in summary["files"].values():
-            if f.endswith((".png", ".gif", ".csv", ".json", ".pt")):
-                run.log_artifact(Path(args.out) / f, "apply")
-        run.log_artifact(Path(args.out) / "summary.json", "apply")
-    print(
-        f"{name}: {summary['n_frames']} frames, {summary['n_columns']} columns/frame, "
-        f"{summary['n_events']} events -> {args.out}"
-    )
-    return 0
+    q.set_defaults(handler="etem.movies.commands:movie_info")

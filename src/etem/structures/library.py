@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -146,8 +147,13 @@ def read_columns(path: str | os.PathLike[str], structure_id: str) -> Any:
     return pd.DataFrame(data)
 
 
-def read_manifest(path: str | os.PathLike[str]) -> Any:
-    """Read a structures manifest with the contract's dtypes (ids and Miller indices as str)."""
+def read_manifest(
+    path: str | os.PathLike[str], required: Iterable[str] | None = None
+) -> Any:
+    """Read a structures manifest with the contract's dtypes (ids and Miller indices as str).
+
+    ``required``: the columns the caller needs (default: every column of the contract).
+    """
     import pandas as pd
 
     path = Path(path)
@@ -156,9 +162,11 @@ def read_manifest(path: str | os.PathLike[str]) -> Any:
     dtypes = {k: str for k, v in MANIFEST_COLUMNS.items() if v.startswith("str")}
     df = pd.read_csv(path, comment="#", dtype=dtypes, keep_default_na=False,
                      na_values={"interface_gap_A": ["", "NaN", "nan"]})
-    missing = set(MANIFEST_COLUMNS) - set(df.columns)
+    missing = set(MANIFEST_COLUMNS if required is None else required) - set(df.columns)
     if missing:
         raise InputError(f"structures manifest {path}: missing columns {sorted(missing)}")
+    if df["structure_id"].duplicated().any():
+        raise InputError(f"structures manifest {path}: duplicate structure_id")
     return df
 
 

@@ -3,15 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import logging
-import os
-from pathlib import Path
 from typing import Any
 
-from etem.cliutils import add_config_args, config_from_args, stage_run
-from etem.errors import ConfigError, InputError
-
-log = logging.getLogger("etem.training.cli")
+from etem.cliutils import add_config_args
 
 _COMMON_EPILOG = (
     "Doses: training doses are drawn log-uniformly from training.<net>.dose_e_per_A2 "
@@ -42,7 +36,7 @@ def register(sub: Any) -> None:
         q.add_argument("--manifest", help="structures manifest CSV (default: found beside the "
                        "index as ../structures/manifest.csv; gives held-out columns)")
         _add_run_args(q, kind)
-        q.set_defaults(func=_train_command, kind=kind)
+        q.set_defaults(handler="etem.training.commands:train", passive_openmp=True, kind=kind)
     q = tsub.add_parser(
         "unsupervised", help="blind-spot multi-frame denoiser trained on a noisy movie",
         description="Train the UDVD-like blind-spot denoiser directly on a noisy movie "
@@ -62,7 +56,9 @@ def register(sub: Any) -> None:
     q.add_argument("--steps", type=int, default=None, metavar="N",
                    help="optimizer steps (overrides training.unsupervised.steps)")
     _add_run_args(q, "unsupervised")
-    q.set_defaults(func=_train_command, kind="unsupervised")
+    q.set_defaults(
+        handler="etem.training.commands:train", passive_openmp=True, kind="unsupervised"
+    )
 
     r = sub.add_parser(
         "retrain", help="re-run a logged training from its MLflow run",
@@ -76,7 +72,7 @@ def register(sub: Any) -> None:
     r.add_argument("--tracking-uri", help="MLflow tracking URI of the run")
     r.add_argument("--config", "-c", help="campaign config whose results hold the store")
     r.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    r.set_defaults(func=_retrain_command)
+    r.set_defaults(handler="etem.training.commands:retrain", passive_openmp=True)
 
 
 def _add_run_args(q: argparse.ArgumentParser, kind: str) -> None:
@@ -85,108 +81,3 @@ def _add_run_args(q: argparse.ArgumentParser, kind: str) -> None:
                    help="torch CPU threads (default: torch's choice)")
     q.add_argument("--no-resume", action="store_true",
                    help="ignore an existing checkpoint <out>.ckpt")
-
-
-def _passive_openmp() -> None:
-    """Let idle OpenMP threads sleep instead of spinning (set before torch is imported).
-
-    On a machine shared with other jobs, spinning threads of a 2-thread torch process were
-    measured 20-40x slower per step than passive ones (benchmarks/training.md).
-    """
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-
-def _set_threads(n: int | None) -> None:
-    import torch
-
-    if n:
-        torch.set_num_threads(max(1, n))
-
-
-def _train_command(args: argparse.Namespace) -> int:
-    _passive_openmp()
-    from etem.paths import Layout
-    from etem.training.run import STAGES, train_network
-
-    kind = args.kind
-    if getattr(args, "steps", None) is not None:
-        if args.steps < 1:
-            raise InputError(f"--steps {args.steps}: must be >= 1")
-        args.overrides = [*(args.overrides or []), f"training.{kind}.steps={args.steps}"]
-    cfg = config_from_args(args)
-    layout = Layout(cfg.results_path)
-    if kind == "unsupervised":
-        source = Path(args.movie) if args.movie else layout.synthetic_movie
-    else:
-        source = Path(args.index) if args.index else layout.simulation_index
-    if not source.exists():
-        raise InputError(f"{'movie' if kind == 'unsupervised' else 'index'} {source}: no such file")
-    out = Path(args.out) if args.out else layout.model(kind)
-    _set_threads(args.threads)
-    with stage_run(args, cfg, STAGES[kind]) as run:
-        result = train_network(kind, cfg, source, out, tracker=run,
-                               manifest=getattr(args, "manifest", None),
-                               resume=not args.no_resume,
-                               init_from=getattr(args, "init_from", None))
-    shown = ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items())
-    print(f"{out}: {kind} trained for {result.steps} steps (best step {result.best_step}); {shown}")
-    return 0
-
-
-def _retrain_command(args: argparse.Namespace) -> int:
-    _passive_openmp()
-    import math
-    import tempfile
-
-    import yaml
-    from mlflow.tracking import MlflowClient
-
-    from etem.config import load_config
-    from etem.runs import StageRun, tracking_uri
-    from etem.training.run import STAGES, train_network
-
-    uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-    if not uri:
-        if not args.config:
-            raise ConfigError("retrain needs --tracking-uri, --config or MLFLOW_TRACKING_URI")
-        uri = tracking_uri(load_config(args.config))
-    client = MlflowClient(tracking_uri=uri)
-    try:
-        run = client.get_run(args.run_id)
-    except Exception:
-        raise InputError(f"MLflow run {args.run_id}: not found in {uri}") from None
-    params = run.data.params
-    kind = params.get("train.kind")
-    if kind not in STAGES:
-        raise InputError(f"MLflow run {args.run_id} is not a training run (stage "
-                         f"{run.data.tags.get('etem.stage')!r})")
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            local = client.download_artifacts(args.run_id, "config.yaml", tmp)
-        except Exception:
-            raise InputError(f"MLflow run {args.run_id}: no config.yaml artifact") from None
-        data = yaml.safe_load(Path(local).read_text(encoding="utf-8"))
-    cfg = load_config(data)
-    out = Path(args.out) if args.out else Path(params["train.out"])
-    _set_threads(args.threads)
-    previous = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = uri  # same store, same config hash (same campaign)
-    try:
-        with StageRun(cfg, STAGES[kind], params={"retrain_of": args.run_id},
-                      tags={"etem.retrain_of": args.run_id}) as new:
-            result = train_network(kind, cfg, params["train.source"], out, tracker=new,
-                                   manifest=params.get("train.manifest") or None, resume=False,
-                                   init_from=params.get("train.init_from") or None)
-    finally:
-        if previous is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = previous
-    old = {k.removeprefix("final_"): v for k, v in run.data.metrics.items()
-           if k.startswith("final_")}
-    diffs = {k: result.metrics[k] - old[k] for k in old if k in result.metrics}
-    same = all(math.isclose(d, 0.0, abs_tol=0.0) for d in diffs.values())
-    shown = ", ".join(f"{k} {result.metrics[k]:.6g} (was {old[k]:.6g})" for k in sorted(diffs))
-    print(f"{out}: retrained {kind} from run {args.run_id}; "
-          f"{'identical' if same else 'DIFFERENT'} validation metrics: {shown}")
-    return 0

@@ -1,0 +1,66 @@
+"""Handler of the evaluation stage's subcommand (arguments in :mod:`etem.evaluation.cli`)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from etem.cliutils import config_from_args, stage_run
+from etem.evaluation.benchmark import load_test_images, read_movie, run_benchmark, write_outputs
+from etem.io import require_file
+from etem.models.io import load_model
+from etem.runs import StageRun
+
+
+def _load(path: str | None) -> Any:
+    if not path:
+        return None
+    model, _ = load_model(path)
+    return model
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    """``etem benchmark``: run the evaluation stage."""
+    cfg = config_from_args(args)
+    require_file(args.index, "image index")
+    images = load_test_images(args.index, cfg)
+    denoiser, unsup, seg = _load(args.denoiser), _load(args.unsupervised), _load(args.segmenter)
+    movie = read_movie(args.movie) if args.movie else None
+    params = {"n_images": len(images), "denoiser": args.denoiser, "unsupervised": args.unsupervised,
+              "segmenter": args.segmenter, "movie": args.movie}
+    with stage_run(args, cfg, "benchmark", params=params) as run_:
+        res = run_benchmark(cfg, images, denoiser, seg, movie, unsup)
+        files = write_outputs(cfg, res, Path(args.out))
+        _log_mlflow(run_, res, files)
+    s = res.summary
+    print(f"benchmark: {len(images)} images, methods {', '.join(s['methods'])} -> {args.out}")
+    for m, v in s["psnr_db"].items():
+        print(f"  {m:>16s}: PSNR {v:6.2f} dB  SSIM {s['ssim'][m]:.3f}")
+    mp = s.get("mohan_protocol")
+    if mp:
+        print(f"Mohan et al.'s protocol (peak {mp['peak_counts']:g} count, mean "
+              f"{mp['mean_counts_per_px']:.3f} e/px):")
+        for m, v in mp["psnr_db"].items():
+            print(f"  {m:>16s}: PSNR {v:6.2f} dB  SSIM {mp['ssim'][m]:.3f}")
+    return 0
+
+
+def _log_mlflow(run_: StageRun, res: Any, files: list[Path]) -> None:
+    s = res.summary
+    metrics = {f"psnr_db.{m}": v for m, v in s["psnr_db"].items()}
+    metrics.update({f"ssim.{m}": v for m, v in s["ssim"].items()})
+    for k, v in s.get("false_alarm", {}).items():
+        metrics[f"false_alarm.{k}"] = v["observed"]
+    for m, v in s.get("columns", {}).items():
+        metrics.update({f"columns.{m}.{k}": x for k, x in v.items() if x == x})
+    mp = s.get("mohan_protocol", {})
+    metrics.update({f"mohan.psnr_db.{m}": v for m, v in mp.get("psnr_db", {}).items()})
+    metrics.update({f"mohan.ssim.{m}": v for m, v in mp.get("ssim", {}).items()})
+    if mp:
+        metrics["mohan.mean_counts_per_px"] = mp["mean_counts_per_px"]
+    if "umse_mean_abs_z" in s:
+        metrics["umse_mean_abs_z"] = s["umse_mean_abs_z"]
+    run_.log_metrics(metrics)
+    for f in files:
+        run_.log_artifact(f, "figures" if f.suffix == ".png" else None)

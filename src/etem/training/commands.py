@@ -1,0 +1,101 @@
+"""Handlers of ``etem train`` and ``etem retrain`` (arguments in :mod:`etem.training.cli`)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+import yaml
+from mlflow.tracking import MlflowClient
+
+from etem.cliutils import config_from_args, stage_run
+from etem.config import load_config
+from etem.errors import ConfigError, InputError
+from etem.paths import Layout
+from etem.runs import StageRun, tracking_uri
+from etem.training.run import STAGES, train_network
+
+
+def _set_threads(n: int | None) -> None:
+    if n:
+        torch.set_num_threads(max(1, n))
+
+
+def train(args: argparse.Namespace) -> int:
+    """``etem train <network>``: train one network (resumes from its checkpoint)."""
+    kind = args.kind
+    if getattr(args, "steps", None) is not None:
+        if args.steps < 1:
+            raise InputError(f"--steps {args.steps}: must be >= 1")
+        args.overrides = [*(args.overrides or []), f"training.{kind}.steps={args.steps}"]
+    cfg = config_from_args(args)
+    layout = Layout(cfg.results_path)
+    if kind == "unsupervised":
+        source = Path(args.movie) if args.movie else layout.synthetic_movie
+    else:
+        source = Path(args.index) if args.index else layout.simulation_index
+    if not source.exists():
+        raise InputError(f"{'movie' if kind == 'unsupervised' else 'index'} {source}: no such file")
+    out = Path(args.out) if args.out else layout.model(kind)
+    _set_threads(args.threads)
+    with stage_run(args, cfg, STAGES[kind]) as run:
+        result = train_network(kind, cfg, source, out, tracker=run,
+                               manifest=getattr(args, "manifest", None),
+                               resume=not args.no_resume,
+                               init_from=getattr(args, "init_from", None))
+    shown = ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items())
+    print(f"{out}: {kind} trained for {result.steps} steps (best step {result.best_step}); {shown}")
+    return 0
+
+
+def retrain(args: argparse.Namespace) -> int:
+    """``etem retrain``: re-run a logged training and compare its validation metrics."""
+    uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        if not args.config:
+            raise ConfigError("retrain needs --tracking-uri, --config or MLFLOW_TRACKING_URI")
+        uri = tracking_uri(load_config(args.config))
+    client = MlflowClient(tracking_uri=uri)
+    try:
+        run = client.get_run(args.run_id)
+    except Exception:
+        raise InputError(f"MLflow run {args.run_id}: not found in {uri}") from None
+    params = run.data.params
+    kind = params.get("train.kind")
+    if kind not in STAGES:
+        raise InputError(f"MLflow run {args.run_id} is not a training run (stage "
+                         f"{run.data.tags.get('etem.stage')!r})")
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = client.download_artifacts(args.run_id, "config.yaml", tmp)
+        except Exception:
+            raise InputError(f"MLflow run {args.run_id}: no config.yaml artifact") from None
+        data = yaml.safe_load(Path(local).read_text(encoding="utf-8"))
+    cfg = load_config(data)
+    out = Path(args.out) if args.out else Path(params["train.out"])
+    _set_threads(args.threads)
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = uri  # same store, same config hash (same campaign)
+    try:
+        with StageRun(cfg, STAGES[kind], params={"retrain_of": args.run_id},
+                      tags={"etem.retrain_of": args.run_id}) as new:
+            result = train_network(kind, cfg, params["train.source"], out, tracker=new,
+                                   manifest=params.get("train.manifest") or None, resume=False,
+                                   init_from=params.get("train.init_from") or None)
+    finally:
+        if previous is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = previous
+    old = {k.removeprefix("final_"): v for k, v in run.data.metrics.items()
+           if k.startswith("final_")}
+    diffs = {k: result.metrics[k] - old[k] for k in old if k in result.metrics}
+    same = all(math.isclose(d, 0.0, abs_tol=0.0) for d in diffs.values())
+    shown = ", ".join(f"{k} {result.metrics[k]:.6g} (was {old[k]:.6g})" for k in sorted(diffs))
+    print(f"{out}: retrained {kind} from run {args.run_id}; "
+          f"{'identical' if same else 'DIFFERENT'} validation metrics: {shown}")
+    return 0
