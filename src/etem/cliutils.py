@@ -7,7 +7,9 @@ from typing import Any
 
 import yaml
 
+from etem.config import EtemConfig, load_config
 from etem.errors import ConfigError
+from etem.runs import StageRun
 
 
 def add_config_args(parser: argparse.ArgumentParser, required: bool = False) -> None:
@@ -22,10 +24,8 @@ def add_config_args(parser: argparse.ArgumentParser, required: bool = False) -> 
     )
 
 
-def config_from_args(args: argparse.Namespace) -> Any:
+def config_from_args(args: argparse.Namespace) -> EtemConfig:
     """Load and validate the config named by ``--config`` plus ``--set`` overrides."""
-    from etem.config import load_config
-
     overrides: dict[str, Any] = {}
     for item in getattr(args, "overrides", []) or []:
         key, sep, value = item.partition("=")
@@ -71,10 +71,10 @@ def tags_from_args(args: argparse.Namespace) -> dict[str, str]:
 
 
 def stage_run(
-    args: argparse.Namespace, config: Any, stage: str, params: dict[str, Any] | None = None,
-    run_name: str | None = None,
-) -> Any:
-    """An MLflow :class:`~etem.runs.StageRun` for this invocation."""
-    from etem.runs import StageRun
-
-    return StageRun(config, stage, params=params, tags=tags_from_args(args), run_name=run_name)
+    args: argparse.Namespace, config: EtemConfig, stage: str,
+    params: dict[str, Any] | None = None, run_name: str | None = None,
+    tags: dict[str, str] | None = None,
+) -> StageRun:
+    """An MLflow :class:`~etem.runs.StageRun` for this invocation (``--tag`` tags + ``tags``)."""
+    return StageRun(config, stage, params=params, tags=tags_from_args(args) | (tags or {}),
+                    run_name=run_name)

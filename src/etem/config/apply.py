@@ -29,6 +29,12 @@ class ApplyConfig(StrictModel):
     """
 
     chunk_frames: int = Field(32, ge=1, description="frames held in memory at once")
+    shard_frames: int = Field(
+        2048,
+        ge=1,
+        description="frames per shard job of a long movie (rounded up to a multiple of "
+        "chunk_frames); Snakemake runs the shards of a movie in parallel",
+    )
     batch_size: int = Field(4, ge=1, description="tiles per forward pass")
     tile_px: int = Field(
         1024,

@@ -173,28 +173,45 @@ def _process(block: np.ndarray, t: int, geo: FrameGeometry) -> np.ndarray:
     return fr[: geo.height, : geo.width]
 
 
+def _unaligned(
+    movie: Movie, geo: FrameGeometry, chunk_frames: int, start: int, stop: int
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Summed, binned/split frames ``start <= t < stop`` before drift correction."""
+    n_sum = geo.n_sum
+    stop = min(stop, geo.n_frames)
+    for first in range(start, stop, chunk_frames):
+        last = min(first + chunk_frames, stop)
+        block = bin_frames(sum_frames(movie.read(first * n_sum, last * n_sum), n_sum),
+                           geo.bin_total)
+        for j, fr in enumerate(block):
+            yield first + j, _process(fr, first + j, geo)
+
+
 def frame_stream(
-    movie: Movie, geo: FrameGeometry, frames: FramesSettings, start: int = 0
+    movie: Movie, geo: FrameGeometry, frames: FramesSettings
 ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """Processed frames ``(t, counts (H, W) float32, drift (dy, dx) [px])`` one at a time.
 
-    Drift is measured against a reference built from the frames streamed so far, starting
-    at processed frame ``start``.
+    Drift is measured against a reference built from the frames streamed so far (an EWMA of
+    the aligned frames, anchored to frame 0), so the stream starts at frame 0.
     """
     corr = DriftCorrector(smooth_px=frames.drift_smooth_px) if frames.drift_correction else None
-    for first, raw in movie.iter_chunks(frames.chunk_frames * geo.n_sum, start * geo.n_sum):
-        raw = raw[: (len(raw) // geo.n_sum) * geo.n_sum]
-        block = bin_frames(sum_frames(raw, geo.n_sum), geo.bin_total)
-        for j, fr in enumerate(block):
-            t = first // geo.n_sum + j
-            if t >= geo.n_frames:
-                return
-            fr = _process(fr, t, geo)
-            if corr is not None:
-                fr, d = corr(fr)
-            else:
-                d = np.zeros(2)
-            yield t, np.ascontiguousarray(fr, dtype=np.float32), d
+    for t, fr in _unaligned(movie, geo, frames.chunk_frames, 0, geo.n_frames):
+        if corr is not None:
+            fr, d = corr(fr)
+        else:
+            d = np.zeros(2)
+        yield t, np.ascontiguousarray(fr, dtype=np.float32), d
+
+
+def aligned_frames(
+    movie: Movie, geo: FrameGeometry, chunk_frames: int, drift: np.ndarray, start: int, stop: int
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Processed frames ``start <= t < stop`` shifted by a drift measured before (``drift``
+    (T, 2) (dy, dx) [px] from :func:`frame_stream`): the same counts the stream gave."""
+    for t, fr in _unaligned(movie, geo, chunk_frames, start, stop):
+        iy, ix = (int(v) for v in np.round(drift[t]))
+        yield t, np.ascontiguousarray(shift_integer(fr, -iy, -ix), dtype=np.float32)
 
 
 def collect_frames(

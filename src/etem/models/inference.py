@@ -20,7 +20,7 @@ from __future__ import annotations
 import copy
 import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import numpy as np
@@ -415,8 +415,9 @@ def segment_images(
     return {k: v[0] for k, v in out.items()} if single else out
 
 
-def window_inputs(norm: np.ndarray, local: list[int]) -> np.ndarray:
-    """Stack the normalised frames ``norm[local]`` as the channels of one window (C, H, W)."""
+def window_inputs(norm: np.ndarray | Mapping[int, np.ndarray], local: list[int]) -> np.ndarray:
+    """Stack the normalised frames ``norm[i]``, i in ``local``, as the channels of one window
+    (C, H, W); ``norm`` is a (T, H, W) array or a mapping frame index -> (H, W)."""
     return np.stack([norm[i] for i in local]).astype(np.float32, copy=False)
 
 

@@ -28,14 +28,7 @@ docs/movies.md); column finding uses benchmark.blob_*.
 """
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Add ``apply`` and ``movie-info``."""
-    p = sub.add_parser(
-        "apply",
-        help="denoise a movie, find and track columns, detect events",
-        description=_APPLY_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def _movie_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--movie",
         required=True,
@@ -43,8 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         metavar="PATH",
         help="movie file, folder of per-frame files, or several per-frame files",
     )
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    p.add_argument("--name", help="movie name in the summary (default: file stem)")
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--denoiser", metavar="MODEL", help="supervised denoiser model file (.pt)")
     p.add_argument(
         "--unsupervised", metavar="MODEL", help="blind-spot multi-frame model file (.pt)"
@@ -53,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument(
         "--calibration",
         metavar="JSON",
-        help="likelihood calibration (benchmark/likelihood_calibration.json)",
+        help="likelihood calibration (evaluation/likelihood_calibration.json)",
     )
     p.add_argument(
         "--finetune-steps",
@@ -63,7 +57,77 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "denoising (overrides apply.finetune_steps; 0 = off); writes finetuned_unsupervised.pt",
     )
     add_config_args(p)
+
+
+def _frames(text: str) -> tuple[int, int]:
+    a, sep, b = text.partition(":")
+    try:
+        start, stop = int(a), int(b)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--frames {text!r}: expected START:STOP") from None
+    if not sep or not 0 <= start < stop:
+        raise argparse.ArgumentTypeError(f"--frames {text!r}: need 0 <= START < STOP")
+    return start, stop
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add ``apply``, its three passes, and ``movie-info``."""
+    p = sub.add_parser(
+        "apply",
+        help="denoise a movie, find and track columns, detect events",
+        description=_APPLY_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _movie_arg(p)
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--name", help="movie name in the summary (default: file stem)")
+    _model_args(p)
     p.set_defaults(handler="etem.movies.commands:apply")
+
+    p = sub.add_parser(
+        "apply-prepare",
+        help="first pass of apply: geometry, drift, dose, fine-tuning (one job per movie)",
+        description="Read the movie once (no network on every frame): frame geometry, drift "
+        "of every processed frame [px], dose [e/px], fine-tuning of the blind-spot model "
+        "(--finetune-steps), column polarity. Writes PREPARED (HDF5, etem.movies.prepare) and, "
+        "when fine-tuned, finetuned_unsupervised.pt beside it in the movie's output folder.",
+    )
+    _movie_arg(p)
+    p.add_argument("--out", required=True, metavar="PREPARED", help="prepare.h5 to write")
+    p.add_argument("--finetuned-dir", metavar="DIR",
+                   help="where the fine-tuned model goes (default: beside --out)")
+    _model_args(p)
+    p.set_defaults(handler="etem.movies.commands:apply_prepare")
+
+    p = sub.add_parser(
+        "apply-shard",
+        help="second pass of apply: denoise, segment, find columns in a frame range",
+        description="Denoise, segment and find columns in the processed frames START:STOP "
+        "(START a multiple of apply.chunk_frames) of a prepared movie. Writes one shard file "
+        "(HDF5, etem.movies.shard). Shards of one movie run in parallel.",
+    )
+    _movie_arg(p)
+    p.add_argument("--prepared", required=True, metavar="PREPARED", help="prepare.h5")
+    p.add_argument("--frames", required=True, type=_frames, metavar="START:STOP",
+                   help="processed frames of this shard")
+    p.add_argument("--out", required=True, metavar="SHARD", help="shard file to write (.h5)")
+    _model_args(p)
+    p.set_defaults(handler="etem.movies.commands:apply_shard")
+
+    p = sub.add_parser(
+        "apply-gather",
+        help="third pass of apply: tracks, statistics, events, outputs of a movie's shards",
+        description="Gather the shard files of a movie into its results (the outputs of "
+        "`etem apply`), with tracks, frame statistics and events over the whole series. "
+        "Records the movie's MLflow run.",
+    )
+    _movie_arg(p)
+    p.add_argument("--prepared", required=True, metavar="PREPARED", help="prepare.h5")
+    p.add_argument("--shards", required=True, nargs="+", metavar="SHARD", help="shard files")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--name", help="movie name in the summary (default: file stem)")
+    _model_args(p)
+    p.set_defaults(handler="etem.movies.commands:apply_gather")
 
     q = sub.add_parser(
         "movie-info",

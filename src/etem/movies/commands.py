@@ -10,10 +10,14 @@ from typing import Any
 
 from etem.analysis.likelihood import Calibration
 from etem.cliutils import config_from_args, stage_run
+from etem.config import EtemConfig
 from etem.errors import InputError
 from etem.frames.readers import Movie, open_movie
 from etem.models.io import load
-from etem.movies.apply import ApplyModels, apply_movie
+from etem.movies.apply import apply_movie
+from etem.movies.gather import gather_results, summarise
+from etem.movies.prepare import ApplyModels, prepare_movie, read_prepared, write_prepared
+from etem.movies.shard import run_shard
 from etem.movies.truth import metrics as truth_metrics
 from etem.runs import StageRun
 
@@ -75,33 +79,95 @@ def _log_run(run: StageRun, summary: dict[str, Any], out: Path) -> None:
     run.log_artifact(out / "summary.json", "apply")
 
 
-def apply(args: argparse.Namespace) -> int:
-    """``etem apply``: the movie stage on one movie."""
+def _config(args: argparse.Namespace) -> EtemConfig:
+    """The config with ``--finetune-steps`` applied; checks that a denoiser is given."""
     if args.finetune_steps is not None:
         if args.finetune_steps < 0:
             raise InputError(f"--finetune-steps {args.finetune_steps}: must be >= 0")
         args.overrides = [*(args.overrides or []), f"apply.finetune_steps={args.finetune_steps}"]
     cfg = config_from_args(args)
     if not (args.denoiser or args.unsupervised):
-        raise InputError("etem apply needs --denoiser and/or --unsupervised")
-    models = _load_models(args)
-    name = args.name or Path(args.movie[0]).stem
+        raise InputError(f"etem {args.command} needs --denoiser and/or --unsupervised")
+    return cfg
+
+
+def _tracked(
+    args: argparse.Namespace, cfg: EtemConfig, models: ApplyModels, name: str
+) -> StageRun:
+    """The MLflow run of one movie's apply (tagged with the model runs it used)."""
     params = {
         "movie": " ".join(args.movie),
         "out": args.out,
         **{f"apply.{k}": v for k, v in cfg.section("apply").items()},
     }
+    tags = {f"etem.model.{k}.run_id": v for k, v in models.run_ids().items()} | {
+        "etem.model_run_ids": ",".join(models.run_ids().values()),
+        "etem.movie": name,
+    }
+    return stage_run(args, cfg, "apply", params=params, run_name=f"apply {name}", tags=tags)
+
+
+def _done(name: str, summary: dict[str, Any], out: str) -> None:
+    print(
+        f"{name}: {summary['n_frames']} frames, {summary['n_columns']} columns/frame, "
+        f"{summary['n_events']} events -> {out}"
+    )
+
+
+def apply(args: argparse.Namespace) -> int:
+    """``etem apply``: the movie stage on one movie (the three passes in one process)."""
+    cfg = _config(args)
+    models = _load_models(args)
+    name = args.name or Path(args.movie[0]).stem
     out = Path(args.out)
-    with stage_run(args, cfg, "apply", params=params, run_name=f"apply {name}") as run:
-        run.set_tags(
-            {f"etem.model.{k}.run_id": v for k, v in models.run_ids().items()}
-            | {"etem.model_run_ids": ",".join(models.run_ids().values()), "etem.movie": name}
-        )
+    with _tracked(args, cfg, models, name) as run:
         with _open(args.movie) as movie:
             summary = apply_movie(movie, out, cfg, models, name=name)
         _log_run(run, summary, out)
-    print(
-        f"{name}: {summary['n_frames']} frames, {summary['n_columns']} columns/frame, "
-        f"{summary['n_events']} events -> {args.out}"
-    )
+    _done(name, summary, args.out)
+    return 0
+
+
+def apply_prepare(args: argparse.Namespace) -> int:
+    """``etem apply-prepare``: geometry, drift, dose, fine-tuning, polarity -> prepare.h5."""
+    cfg = _config(args)
+    models = _load_models(args)
+    out = Path(args.out)
+    ft_dir = Path(args.finetuned_dir) if args.finetuned_dir else out.parent
+    with _open(args.movie) as movie:
+        prep = prepare_movie(movie, cfg, models, ft_dir)
+    write_prepared(out, prep)
+    geo = prep.geometry
+    print(f"{out}: {geo.n_frames} frames of {geo.height}x{geo.width} px at "
+          f"{geo.pixel_size_A:.4g} Å, dose {prep.dose_e_per_px:.4g} e/px ({prep.dose_source})")
+    return 0
+
+
+def apply_shard(args: argparse.Namespace) -> int:
+    """``etem apply-shard``: denoise, segment and find columns in one frame range."""
+    cfg = _config(args)
+    models = _load_models(args)
+    prep = read_prepared(args.prepared)
+    start, stop = args.frames
+    with _open(args.movie) as movie:
+        run_shard(movie, prep, cfg, models, start, min(stop, prep.geometry.n_frames), args.out)
+    print(f"{args.out}: frames {start}:{stop}")
+    return 0
+
+
+def apply_gather(args: argparse.Namespace) -> int:
+    """``etem apply-gather``: tracks, statistics, events and outputs of a movie's shards."""
+    cfg = _config(args)
+    models = _load_models(args)
+    prep = read_prepared(args.prepared)
+    name = args.name or Path(args.movie[0]).stem
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").unlink(missing_ok=True)
+    with _tracked(args, cfg, models, name) as run:
+        with _open(args.movie) as movie:
+            gathered = gather_results(movie, prep, cfg, models, args.shards, out)
+            summary = summarise(movie, prep, models, gathered, out, name)
+        _log_run(run, summary, out)
+    _done(name, summary, args.out)
     return 0

@@ -1,30 +1,95 @@
 """Per-frame analysis of a denoised movie: columns, likelihood, occupancy, tracks, statistics.
 
-:class:`FrameAnalysis` sees the frames in order. For each frame it finds the atomic columns
-in the denoised intensity (:func:`etem.analysis.columns.find_columns`), scores each with the
-Poisson log-likelihood ratio of the raw counts and, given a calibration, a confidence
-(:func:`etem.analysis.likelihood.likelihood_table`), reads the segmenter's occupancy at each
-column, links columns into tracks, and appends one row of frame statistics (the columns of
-``frames.csv``) computed on the centre region away from the edges that drift correction
-fills by reflection.
+Two steps, so that the first runs in parallel frame-range shards and the second once over the
+whole series:
+
+* :func:`frame_columns` (in each shard): the atomic columns of one denoised frame
+  (:func:`etem.analysis.columns.find_columns`), each scored with the Poisson log-likelihood
+  ratio of the raw counts and, given a calibration, a confidence
+  (:func:`etem.analysis.likelihood.likelihood_table`), with the segmenter's occupancy at
+  each column;
+* :class:`FrameStatistics` (in the gather, frames in order): links the columns into tracks
+  and appends one row of frame statistics (the columns of ``frames.csv``), computed on the
+  centre region away from the edges that drift correction fills by reflection, including the
+  windowed change statistics of :mod:`etem.movies.change_stats`.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from etem.analysis.columns import find_columns, guess_polarity
+from etem.analysis.columns import find_columns
 from etem.analysis.likelihood import Calibration, likelihood_table
 from etem.frames.geometry import FrameGeometry
 from etem.movies.change_stats import ColumnCountsChange, ImageChange, LocalChange
 from etem.movies.tracking import ColumnTracker
 
-log = logging.getLogger("etem.movies.frame_analysis")
+
+def frame_columns(
+    cfg: Any,
+    t: int,
+    intensity: np.ndarray,
+    counts: np.ndarray,
+    dose_e_per_px: float,
+    drift: np.ndarray,
+    seg: np.ndarray | None,
+    pixel_size_A: float,
+    polarity: str,
+    calibration: Calibration | None = None,
+) -> pd.DataFrame:
+    """Columns of processed frame ``t`` (one row per column; no track ids yet).
+
+    ``intensity`` is the denoised frame (vacuum = 1) and ``counts`` the processed raw counts
+    [e/px] of the same frame, aligned by the integer part of ``drift`` (dy, dx) [px]; each
+    column's log-likelihood ratio compares the raw counts with the denoised counts
+    (``intensity`` x ``dose_e_per_px``). Columns in the strips that the integer shift filled
+    by reflection are dropped. Positions: ``x_px, y_px`` [px] and ``x_A, y_A`` [Å] in the
+    frame of the first frame (sub-pixel drift remainder removed), ``x_aligned_px,
+    y_aligned_px`` as found in the aligned frame. With a segmenter output ``seg`` (3, H, W):
+    ``class_index``, ``cation_occupancy``, ``anion_occupancy`` at each column.
+    """
+    b = cfg.benchmark
+    px = pixel_size_A
+    cols = find_columns(
+        intensity, px, b.blob_min_sigma_A, b.blob_max_sigma_A, b.blob_threshold,
+        refine=cfg.apply.column_refine,
+        polarity=polarity,  # type: ignore[arg-type]
+    )
+    if len(cols):
+        den_counts = intensity * dose_e_per_px
+        cols = likelihood_table(
+            counts, np.maximum(den_counts, 1e-6), cols,
+            max(b.column_disk_radius_A / px, 1.0), calibration=calibration,
+        )
+    frac = drift - np.round(drift)
+    iy, ix = (int(v) for v in np.round(drift))
+    h, w = intensity.shape
+    if len(cols):  # drop columns in the strips that the integer shift filled by reflection
+        ok = (
+            (cols["y_px"] >= -iy)
+            & (cols["y_px"] < h - iy)
+            & (cols["x_px"] >= -ix)
+            & (cols["x_px"] < w - ix)
+        )
+        cols = cols[ok.to_numpy()].reset_index(drop=True)
+    cols.insert(0, "frame", np.full(len(cols), t, dtype=np.int64))
+    cols["x_aligned_px"] = cols["x_px"].to_numpy()
+    cols["y_aligned_px"] = cols["y_px"].to_numpy()
+    cols["x_px"] = cols["x_aligned_px"] - frac[1]
+    cols["y_px"] = cols["y_aligned_px"] - frac[0]
+    cols["x_A"] = cols["x_px"] * px
+    cols["y_A"] = cols["y_px"] * px
+    if seg is not None and len(cols):
+        r = np.clip(np.round(cols["y_aligned_px"]).astype(int), 0, seg.shape[1] - 1)
+        c = np.clip(np.round(cols["x_aligned_px"]).astype(int), 0, seg.shape[2] - 1)
+        cols["class_index"] = seg[0, r, c].astype(np.int64)
+        cols["cation_occupancy"] = seg[1, r, c]
+        cols["anion_occupancy"] = seg[2, r, c]
+    return cols
 
 
 def _corr(a: np.ndarray, b: np.ndarray) -> float:
@@ -35,33 +100,23 @@ def _corr(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b) / den if den > 0 else 1.0
 
 
-class FrameAnalysis:
-    """Columns, likelihood, occupancy, tracks and frame statistics, frame by frame.
+class FrameStatistics:
+    """Tracks and frame statistics, frame by frame (frames in order).
 
     Parameters
     ----------
     cfg : EtemConfig
-        ``columns`` (column finding), ``apply.tracks``, ``apply.events``.
+        ``columns``/``benchmark`` (column disk radius), ``apply`` (tracks, events).
     geo : FrameGeometry
         Processed frame geometry (pixel size [Å], frames).
-    calibration : Calibration, optional
-        Likelihood calibration (per-column confidence); None reports the raw ``llr`` only.
     edge_frames : int
         Frames at each end whose denoising window was reflected (skipped by image statistics).
     """
 
-    def __init__(
-        self,
-        cfg: Any,
-        geo: FrameGeometry,
-        calibration: Calibration | None = None,
-        edge_frames: int = 0,
-    ) -> None:
+    def __init__(self, cfg: Any, geo: FrameGeometry, edge_frames: int = 0) -> None:
         a = cfg.apply
         self.cfg = cfg
         self.geo = geo
-        self.calibration = calibration
-        self.polarity: str | None = None if a.column_polarity == "auto" else a.column_polarity
         px = geo.pixel_size_A
         self.tracker = ColumnTracker(a.link_radius_A / px, a.max_gap_frames)
         self.image_change = ImageChange(
@@ -87,67 +142,21 @@ class FrameAnalysis:
         self.conf_sum = 0.0
         self.conf_n = 0
 
-    def columns(
-        self, intensity: np.ndarray, counts: np.ndarray, den_counts: np.ndarray
-    ) -> pd.DataFrame:
-        """Columns of one frame with their likelihood (and confidence given a calibration)."""
-        b = self.cfg.benchmark
-        px = self.geo.pixel_size_A
-        if self.polarity is None:
-            self.polarity = guess_polarity(intensity)
-            log.info("column polarity from frame 0: %s", self.polarity)
-        cols = find_columns(
-            intensity, px, b.blob_min_sigma_A, b.blob_max_sigma_A, b.blob_threshold,
-            refine=self.cfg.apply.column_refine,
-            polarity=self.polarity,  # type: ignore[arg-type]
-        )
-        if len(cols):
-            cols = likelihood_table(
-                counts, np.maximum(den_counts, 1e-6), cols,
-                max(b.column_disk_radius_A / px, 1.0), calibration=self.calibration,
-            )
-        return cols
-
-    def _place(self, cols: pd.DataFrame, t: int, drift: np.ndarray,
-               shape: tuple[int, int]) -> pd.DataFrame:
-        """Drop columns in the reflected strips; positions in the first frame [px, Å]."""
-        frac = drift - np.round(drift)
-        iy, ix = (int(v) for v in np.round(drift))
-        h, w = shape
-        if len(cols):  # drop columns in the strips that the integer shift filled by reflection
-            ok = (
-                (cols["y_px"] >= -iy)
-                & (cols["y_px"] < h - iy)
-                & (cols["x_px"] >= -ix)
-                & (cols["x_px"] < w - ix)
-            )
-            cols = cols[ok.to_numpy()].reset_index(drop=True)
-        cols.insert(0, "frame", np.full(len(cols), t, dtype=np.int64))
-        cols["x_aligned_px"] = cols["x_px"].to_numpy()
-        cols["y_aligned_px"] = cols["y_px"].to_numpy()
-        cols["x_px"] = cols["x_aligned_px"] - frac[1]
-        cols["y_px"] = cols["y_aligned_px"] - frac[0]
-        cols["x_A"] = cols["x_px"] * self.geo.pixel_size_A
-        cols["y_A"] = cols["y_px"] * self.geo.pixel_size_A
-        return cols
-
-    def analyse(
+    def add(
         self,
         t: int,
+        cols: pd.DataFrame,
         counts: np.ndarray,
         intensity: np.ndarray,
-        den_counts: np.ndarray,
         drift: np.ndarray,
-        seg: np.ndarray | None,
     ) -> pd.DataFrame:
-        """Analyse frame ``t``; returns its column table (one row per column).
+        """Link frame ``t``'s columns (from :func:`frame_columns`) into tracks and add its row
+        of statistics; returns the columns with ``track_id`` and ``displacement_A``.
 
         ``counts`` are the processed raw counts [e/px], ``intensity`` the denoised frame
-        (vacuum = 1), ``den_counts`` the denoised frame in counts, ``drift`` (dy, dx) [px]
-        and ``seg`` the segmenter output (3, H, W) (class, cation, anion occupancy) or None.
+        (vacuum = 1) and ``drift`` (dy, dx) [px] of the frame.
         """
         h, w = intensity.shape
-        cols = self._place(self.columns(intensity, counts, den_counts), t, drift, (h, w))
         mg = round(self.cfg.apply.stats_margin_frac * min(h, w))
         roi = (
             (cols["x_aligned_px"] >= mg)
@@ -155,12 +164,6 @@ class FrameAnalysis:
             & (cols["y_aligned_px"] >= mg)
             & (cols["y_aligned_px"] < h - mg)
         ).to_numpy()
-        if seg is not None and len(cols):
-            r = np.clip(np.round(cols["y_aligned_px"]).astype(int), 0, seg.shape[1] - 1)
-            c = np.clip(np.round(cols["x_aligned_px"]).astype(int), 0, seg.shape[2] - 1)
-            cols["class_index"] = seg[0, r, c].astype(np.int64)
-            cols["cation_occupancy"] = seg[1, r, c]
-            cols["anion_occupancy"] = seg[2, r, c]
         xy = cols[["x_px", "y_px"]].to_numpy() if len(cols) else np.zeros((0, 2))
         ids, disp = self.tracker.update(t, xy)
         cols.insert(1, "track_id", ids)
@@ -210,8 +213,10 @@ class FrameAnalysis:
         local_change, local_onset = self.local_change.update(t, centre, frac)
         counts_z, counts_onset = np.nan, np.nan
         if self.counts_change is not None:
-            xy = cols[["x_aligned_px", "y_aligned_px"]].to_numpy()[roi] if n_all else np.zeros(
-                (0, 2)
+            xy = (
+                cols[["x_aligned_px", "y_aligned_px"]].to_numpy()[roi]
+                if n_all
+                else np.zeros((0, 2))
             )
             counts_z, counts_onset = self.counts_change.update(
                 t, counts, ids[roi] if n_all else ids, xy

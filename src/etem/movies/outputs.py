@@ -61,14 +61,15 @@ OUTPUT_FILES = {
 class ColumnStore:
     """Per-frame column tables appended to resizable HDF5 datasets under ``/columns``."""
 
-    def __init__(self, h5: h5py.File, n_frames: int) -> None:
+    def __init__(self, h5: h5py.File, n_frames: int, first_frame: int = 0) -> None:
         self.group = h5.create_group("columns")
         self.offsets = np.zeros(n_frames + 1, dtype=np.int64)
+        self.first_frame = first_frame
         self.n = 0
         self.fields: list[str] | None = None
 
     def append(self, t: int, df: pd.DataFrame) -> None:
-        """Append the columns of frame ``t`` (frames in order)."""
+        """Append the columns of frame ``t`` (frames in order, from ``first_frame`` on)."""
         if self.fields is None and len(df):
             self.fields = list(df.columns)
             for name in self.fields:
@@ -82,11 +83,12 @@ class ColumnStore:
                 ds.resize((self.n + len(df),))
                 ds[self.n :] = df[name].to_numpy(dtype=ds.dtype) if name in df else np.nan
             self.n += len(df)
-        self.offsets[t + 1] = self.n
+        self.offsets[t - self.first_frame + 1] = self.n
 
     def finish(self) -> None:
         """Write the frame offsets and the description (after the last frame)."""
         self.group.create_dataset("frame_offsets", data=self.offsets, track_times=False)
+        self.group.attrs["fields"] = self.fields or []
         self.group.attrs["description"] = (
             "rows frame_offsets[t]:frame_offsets[t+1] are the columns of frame t; x_px, y_px "
             "[px] in the frame of the first (drift-corrected) frame, x_A, y_A [Å]"
@@ -118,10 +120,11 @@ def read_columns(path: str | Path, frame: int | None = None) -> pd.DataFrame:
 
 
 def create_frame_datasets(
-    h5: h5py.File, geo: FrameGeometry, segmenter: bool
+    h5: h5py.File, geo: FrameGeometry, segmenter: bool, n_frames: int | None = None
 ) -> tuple[h5py.Dataset, dict[str, h5py.Dataset]]:
-    """The ``denoised`` dataset and, with a segmenter, the occupancy datasets."""
-    shape = (geo.n_frames, geo.height, geo.width)
+    """The ``denoised`` dataset and, with a segmenter, the occupancy datasets, of
+    ``n_frames`` frames (default: the movie's)."""
+    shape = (geo.n_frames if n_frames is None else n_frames, geo.height, geo.width)
     chunks = (1, geo.height, geo.width)
     den = h5.create_dataset(
         "denoised", shape=shape, dtype=np.float32, chunks=chunks, compression="lzf",

@@ -1,0 +1,240 @@
+"""First pass of ``etem apply``: everything the frame-range shards must agree on.
+
+:func:`prepare_movie` reads the movie once, sequentially, without the network on every frame:
+it resolves the frame geometry (summing, binning, resampling to the models' pixel size),
+measures the drift of every processed frame, fixes the dose normalisation, fine-tunes the
+blind-spot model when asked, and decides the column polarity from the denoised first frame.
+The result (:class:`PreparedMovie`) is written to ``prepare.h5``; every shard
+(:mod:`etem.movies.shard`) and the gather (:mod:`etem.movies.gather`) read it, so an N-shard
+run gives the same frames, columns and events as a 1-shard run.
+
+``prepare.h5`` (contract version :data:`PREPARE_VERSION`)::
+
+    drift_px   (T, 2) float64   drift (dy, dx) of each processed frame [px]
+    attrs      prepared         JSON of the other fields of PreparedMovie
+               contract_version
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from etem.analysis.columns import guess_polarity
+from etem.analysis.likelihood import Calibration
+from etem.data.datasets import reflect_window
+from etem.data.inputs import image_input, normalize
+from etem.errors import InputError
+from etem.frames.geometry import (
+    FrameGeometry,
+    aligned_frames,
+    frame_stream,
+    resolve_geometry,
+)
+from etem.frames.readers import Movie
+from etem.io import atomic_path
+from etem.models.inference import TiledRunner, window_inputs
+from etem.models.io import LoadedModel, load
+from etem.provenance import provenance
+from etem.training.finetune import FINETUNED_NAME, finetune_unsupervised
+
+log = logging.getLogger("etem.movies.prepare")
+
+#: Version of the ``prepare.h5`` layout.
+PREPARE_VERSION = 1
+
+
+@dataclass
+class ApplyModels:
+    """The networks and the likelihood calibration used by one apply."""
+
+    denoiser: LoadedModel | None = None
+    unsupervised: LoadedModel | None = None
+    segmenter: LoadedModel | None = None
+    calibration: Calibration | None = None
+    calibration_path: str | None = None
+
+    def loaded(self) -> dict[str, LoadedModel]:
+        """The models given (kind -> model)."""
+        kinds = ("denoiser", "unsupervised", "segmenter")
+        return {k: m for k in kinds if (m := getattr(self, k)) is not None}
+
+    def run_ids(self) -> dict[str, str]:
+        """MLflow run ids of the models (kind -> id) where recorded."""
+        return {k: m.run_id for k, m in self.loaded().items() if m.run_id}
+
+
+def choose_denoiser(denoise_with: str, models: ApplyModels) -> tuple[LoadedModel, str]:
+    """The denoiser to use and its mode (``supervised`` or ``unsupervised``)."""
+    mode = denoise_with
+    if mode == "auto":
+        mode = "supervised" if models.denoiser is not None else "unsupervised"
+    model = models.denoiser if mode == "supervised" else models.unsupervised
+    if model is None:
+        raise InputError(f"no {mode} denoiser given (use --denoiser and/or --unsupervised)")
+    if mode == "unsupervised" and model.n_frames < 3:
+        raise InputError("the unsupervised model is not a multi-frame (blind-spot) model")
+    if mode == "supervised" and model.n_frames != 1:
+        raise InputError("the supervised denoiser given is a multi-frame model")
+    return model, mode
+
+
+@dataclass
+class PreparedMovie:
+    """What every pass of one apply shares (see the module docstring)."""
+
+    geometry: FrameGeometry
+    drift_px: np.ndarray
+    dose_e_per_px: float
+    dose_source: str
+    mode: str
+    n_window: int
+    polarity: str
+    denoiser_path: str | None
+    finetune: dict[str, Any] | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def half_window(self) -> int:
+        """Frames of context on each side of a denoised frame."""
+        return self.n_window // 2
+
+    def to_attrs(self) -> str:
+        d = asdict(self)
+        d.pop("drift_px")
+        return json.dumps(d, sort_keys=True, default=str)
+
+
+def write_prepared(path: Path, prep: PreparedMovie) -> None:
+    """Write ``prepare.h5`` atomically."""
+    with atomic_path(path, suffix=".h5") as tmp, h5py.File(tmp, "w") as h5:
+        h5.create_dataset("drift_px", data=prep.drift_px, track_times=False)
+        h5.attrs["prepared"] = prep.to_attrs()
+        h5.attrs["contract_version"] = PREPARE_VERSION
+
+
+def read_prepared(path: str | Path) -> PreparedMovie:
+    """The one reader of ``prepare.h5``."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"prepared movie {path}: no such file (run etem apply-prepare)")
+    with h5py.File(path, "r") as h5:
+        if h5.attrs.get("contract_version") != PREPARE_VERSION:
+            raise InputError(f"prepared movie {path}: not a prepare.h5 of this etem version")
+        d = json.loads(h5.attrs["prepared"])
+        drift = np.asarray(h5["drift_px"][()], dtype=np.float64)
+    d["geometry"] = FrameGeometry(**d["geometry"])
+    return PreparedMovie(drift_px=drift, **d)
+
+
+def measure_drift(movie: Movie, geo: FrameGeometry, frames_cfg: Any) -> np.ndarray:
+    """Drift (dy, dx) [px] of every processed frame (zeros without drift correction)."""
+    drift = np.zeros((geo.n_frames, 2))
+    if frames_cfg.drift_correction:
+        for t, _, d in frame_stream(movie, geo, frames_cfg):
+            drift[t] = d
+    return drift
+
+
+def _leading_frames(
+    movie: Movie, geo: FrameGeometry, chunk_frames: int, drift: np.ndarray, n: int
+) -> np.ndarray:
+    """The first ``n`` processed, aligned frames (n, H, W) float32 [counts]."""
+    got = [fr for _, fr in aligned_frames(movie, geo, chunk_frames, drift, 0, n)]
+    return np.stack(got) if got else np.zeros((0, geo.height, geo.width), np.float32)
+
+
+def first_frame_polarity(
+    model: LoadedModel, mode: str, leading: np.ndarray, dose: float, n_frames: int, cfg: Any
+) -> str:
+    """Column polarity (``bright``/``dark``) of the denoised first frame (skewness)."""
+    a = cfg.apply
+    runner = TiledRunner(model, a.tile_px, a.overlap_px, a.batch_size, a.precision, a.device)
+    if mode == "supervised":
+        x = image_input(normalize(leading[:1], dose), dose, model.dose_conditioned)
+        first = runner.run(x)[0, 0]
+    else:
+        norm = leading / np.float32(dose)
+        idx = reflect_window(0, model.n_frames, n_frames)
+        first = runner.run(window_inputs(norm, idx)[None])[0, 0]
+    return guess_polarity(first)
+
+
+def prepare_movie(
+    movie: Movie, cfg: Any, models: ApplyModels, out_dir: str | Path
+) -> PreparedMovie:
+    """Geometry, drift, dose, fine-tuning and polarity of ``movie`` (first pass of apply).
+
+    Writes ``out_dir/finetuned_unsupervised.pt`` when the blind-spot model is fine-tuned
+    and lowered its validation loss; the prepared state is returned (the caller writes it).
+    """
+    a = cfg.apply
+    model, mode = choose_denoiser(a.denoise_with, models)
+    pixel_sizes = [m.pixel_size_A for m in models.loaded().values() if m.pixel_size_A]
+    geo = resolve_geometry(movie, a, pixel_sizes, int(cfg.seed))
+    n_win = model.n_frames if mode == "unsupervised" else 1
+    if n_win > 1 and geo.n_frames < 2:
+        raise InputError(f"movie {movie.path}: the unsupervised model needs >= 2 frames")
+    out = Path(out_dir)
+    drift = measure_drift(movie, geo, a)
+    # the frames of the first chunk and its window context, as the denoising pass reads them,
+    # and the frames the fine-tuning samples from
+    finetuning = mode == "unsupervised" and a.finetune_steps > 0
+    n_lead = a.chunk_frames + n_win // 2
+    if finetuning:
+        n_lead = max(n_lead, a.finetune_max_frames)
+    n_lead = min(geo.n_frames, n_lead)
+    leading = _leading_frames(movie, geo, a.chunk_frames, drift, n_lead)
+    dose_raw = a.dose_e_per_px_per_frame or movie.dose_e_per_px_per_frame
+    if dose_raw:
+        dose = geo.processed_dose(dose_raw)
+        source = "config" if a.dose_e_per_px_per_frame else "file"
+    else:
+        dose = float(leading[: a.chunk_frames + n_win // 2].mean())
+        source = "estimated"
+        if not dose > 0:
+            raise InputError(f"movie {movie.path}: mean counts {dose} <= 0; "
+                             "set apply.dose_e_per_px_per_frame")
+        log.warning("dose not recorded: using the mean counts of the first chunk, "
+                    "%.4g e/px/frame", dose)
+    finetune = None
+    if finetuning:
+        out.mkdir(parents=True, exist_ok=True)
+        frames = leading[: min(a.finetune_max_frames, geo.n_frames)]
+        model, finetune = finetune_unsupervised(
+            cfg, model, frames, dose, geo.pixel_size_A, out / FINETUNED_NAME,
+            name=str(movie.path),
+        )
+    polarity = a.column_polarity
+    if polarity == "auto":
+        polarity = first_frame_polarity(model, mode, leading, dose, geo.n_frames, cfg)
+        log.info("column polarity from frame 0: %s", polarity)
+    return PreparedMovie(
+        geometry=geo,
+        drift_px=drift,
+        dose_e_per_px=float(dose),
+        dose_source=source,
+        mode=mode,
+        n_window=n_win,
+        polarity=polarity,
+        denoiser_path=model.path,
+        finetune=finetune,
+        provenance=provenance(cfg, "apply"),
+    )
+
+
+def denoiser_of(prep: PreparedMovie, models: ApplyModels) -> LoadedModel:
+    """The model that denoises: the fine-tuned one when prepare kept it, else the chosen one."""
+    chosen = models.denoiser if prep.mode == "supervised" else models.unsupervised
+    if chosen is None:
+        raise InputError(f"no {prep.mode} denoiser given (the movie was prepared with one)")
+    ft = prep.finetune
+    if ft is not None and ft.get("kept") and prep.denoiser_path:
+        return load(prep.denoiser_path)
+    return chosen

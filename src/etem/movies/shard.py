@@ -1,0 +1,212 @@
+"""Second pass of ``etem apply``: denoise, segment and find columns in a range of frames.
+
+:func:`run_shard` processes the processed frames ``start <= t < stop`` of a prepared movie
+(:mod:`etem.movies.prepare`), reading the 2-frame halo the blind-spot window needs around the
+range. Chunks of ``apply.chunk_frames`` frames are aligned to multiples of ``chunk_frames``
+from frame 0, so every frame sees the same batches whatever the shards are: an N-shard run
+gives the same denoised frames and columns as a 1-shard run.
+
+Shard file (``shard_NNN.h5``, contract version :data:`SHARD_VERSION`)::
+
+    denoised           (n, H, W) float32   frames start..stop-1, intensity (vacuum = 1)
+    class_map, cation_occupancy, anion_occupancy   (n, H, W)   with a segmenter
+    columns/<field>    (N,)                column tables (no track ids), frame = movie frame
+    columns/frame_offsets (n + 1,)         rows offsets[i]:offsets[i+1] are frame start + i
+    attrs              start, stop, contract_version, processing_s [s]
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from etem.data.datasets import reflect_window
+from etem.data.inputs import image_input, normalize
+from etem.errors import InputError
+from etem.frames.geometry import aligned_frames
+from etem.frames.readers import Movie
+from etem.io import atomic_path
+from etem.models.inference import TiledRunner, decode_segmentation, window_inputs
+from etem.models.io import LoadedModel
+from etem.movies.frame_analysis import frame_columns
+from etem.movies.outputs import ColumnStore, create_frame_datasets
+from etem.movies.prepare import ApplyModels, PreparedMovie, denoiser_of
+from etem.progress import progress
+
+#: Version of the shard file layout.
+SHARD_VERSION = 1
+#: Fields of an empty column table when no shard found any column.
+EMPTY_FIELDS = ("frame", "x_px", "y_px", "x_A", "y_A", "intensity", "x_aligned_px",
+                "y_aligned_px")
+#: Segmenter outputs stored per frame, in the order of :func:`decode_segmentation`.
+SEGMENTATION_MAPS = ("class_map", "cation_occupancy", "anion_occupancy")
+
+
+def shard_ranges(n_frames: int, shard_frames: int, chunk_frames: int) -> list[tuple[int, int]]:
+    """Frame ranges [start, stop) of the shards of a movie: ``shard_frames`` rounded up to a
+    multiple of ``chunk_frames`` (chunk boundaries are shared by all shardings)."""
+    step = max(1, math.ceil(shard_frames / chunk_frames)) * chunk_frames
+    return [(a, min(a + step, n_frames)) for a in range(0, n_frames, step)] or [(0, 0)]
+
+
+def _chunks(
+    movie: Movie, prep: PreparedMovie, chunk_frames: int, start: int, stop: int
+) -> Iterator[tuple[range, dict[int, np.ndarray]]]:
+    """(centre frames, processed frames by index incl. the window halo) per chunk."""
+    geo, half = prep.geometry, prep.half_window
+    cache: dict[int, np.ndarray] = {}
+    for c0 in range(start, stop, chunk_frames):
+        c1 = min(c0 + chunk_frames, stop)
+        lo, hi = max(0, c0 - half), min(geo.n_frames, c1 + half)
+        for t in [t for t in cache if t < lo]:
+            del cache[t]
+        first_missing = max([lo, *[t + 1 for t in cache]])
+        for t, fr in aligned_frames(movie, geo, chunk_frames, prep.drift_px, first_missing, hi):
+            cache[t] = fr
+        yield range(c0, c1), dict(cache)
+
+
+def denoise_chunk(
+    prep: PreparedMovie,
+    model: LoadedModel,
+    runner: TiledRunner,
+    frames: dict[int, np.ndarray],
+    centre: range,
+) -> np.ndarray:
+    """Denoised intensity (vacuum = 1) of the ``centre`` frames (N, H, W) float32."""
+    dose = prep.dose_e_per_px
+    if prep.mode == "supervised":
+        counts = np.stack([frames[t] for t in centre])
+        x = image_input(normalize(counts, dose), dose, model.dose_conditioned)
+        return runner.run(x)[:, 0]
+    norm = {t: fr / np.float32(dose) for t, fr in frames.items()}
+    ts = list(centre)
+    n_frames = prep.geometry.n_frames
+
+    def window(i: int) -> np.ndarray:
+        return window_inputs(norm, reflect_window(ts[i], prep.n_window, n_frames))
+
+    return runner.run(window, n=len(ts))[:, 0]
+
+
+def runner_for(model: LoadedModel, cfg: Any) -> TiledRunner:
+    """The tiled runner of ``apply`` (tile, overlap, batch, precision, device)."""
+    a = cfg.apply
+    return TiledRunner(model, a.tile_px, a.overlap_px, a.batch_size, a.precision, a.device)
+
+
+def run_shard(
+    movie: Movie,
+    prep: PreparedMovie,
+    cfg: Any,
+    models: ApplyModels,
+    start: int,
+    stop: int,
+    path: str | Path,
+) -> Path:
+    """Denoise, segment and find columns in frames ``start <= t < stop``; write ``path``."""
+    geo = prep.geometry
+    chunk = cfg.apply.chunk_frames
+    if not 0 <= start < stop <= geo.n_frames or start % chunk:
+        raise InputError(
+            f"frames {start}:{stop}: need 0 <= start < stop <= {geo.n_frames} with start a "
+            f"multiple of apply.chunk_frames ({chunk})"
+        )
+    model = denoiser_of(prep, models)
+    runner = runner_for(model, cfg)
+    seg_model = models.segmenter
+    seg_runner = runner_for(seg_model, cfg) if seg_model is not None else None
+    t0 = time.perf_counter()
+    n = stop - start
+    with atomic_path(Path(path), suffix=".h5") as tmp, h5py.File(tmp, "w") as h5:
+        den_ds, seg_ds = create_frame_datasets(h5, geo, seg_runner is not None, n)
+        store = ColumnStore(h5, n, first_frame=start)
+        batches = _chunks(movie, prep, chunk, start, stop)
+        for centre, frames in progress(batches, "apply", total=math.ceil(n / chunk)):
+            intensity = denoise_chunk(prep, model, runner, frames, centre)
+            counts = np.stack([frames[t] for t in centre])
+            seg = None
+            if seg_runner is not None and seg_model is not None:
+                dose = prep.dose_e_per_px
+                xs = image_input(normalize(counts, dose), dose, seg_model.dose_conditioned)
+                module = seg_model.module
+                seg = seg_runner.run(xs, post=lambda y, m=module: decode_segmentation(y, m))
+            i0 = centre.start - start
+            den_ds[i0 : i0 + len(centre)] = intensity
+            for i, key in enumerate(SEGMENTATION_MAPS):
+                if seg is not None and key in seg_ds:
+                    seg_ds[key][i0 : i0 + len(centre)] = seg[:, i]
+            for j, t in enumerate(centre):
+                cols = frame_columns(
+                    cfg, t, intensity[j], counts[j], prep.dose_e_per_px, prep.drift_px[t],
+                    None if seg is None else seg[j], geo.pixel_size_A, prep.polarity,
+                    models.calibration,
+                )
+                store.append(t, cols)
+        store.finish()
+        h5.attrs.update(
+            {"start": start, "stop": stop, "contract_version": SHARD_VERSION,
+             "processing_s": time.perf_counter() - t0}
+        )
+    return Path(path)
+
+
+class ShardReader:
+    """Frames and column tables of a movie's shard files, read in frame order."""
+
+    def __init__(self, paths: list[str | Path]) -> None:
+        self.files: list[h5py.File] = []
+        for p in paths:
+            if not Path(p).is_file():
+                raise InputError(f"apply shard {p}: no such file")
+            f = h5py.File(p, "r")
+            if f.attrs.get("contract_version") != SHARD_VERSION:
+                f.close()
+                raise InputError(f"apply shard {p}: not a shard file of this etem version")
+            self.files.append(f)
+        self.files.sort(key=lambda f: int(f.attrs["start"]))
+        ranges = [(int(f.attrs["start"]), int(f.attrs["stop"])) for f in self.files]
+        for (_, b0), (a1, _) in itertools.pairwise(ranges):
+            if a1 != b0:
+                raise InputError(f"apply shards do not tile the movie: {b0} != {a1}")
+        self.start = ranges[0][0] if ranges else 0
+        self.stop = ranges[-1][1] if ranges else 0
+        self.processing_s = float(sum(f.attrs["processing_s"] for f in self.files))
+        self.has_segmentation = bool(self.files) and "class_map" in self.files[0]
+
+    def frames(self) -> Iterator[tuple[int, h5py.File, int]]:
+        """(movie frame t, shard file, index of t in the file) in order."""
+        for f in self.files:
+            a, b = int(f.attrs["start"]), int(f.attrs["stop"])
+            for t in range(a, b):
+                yield t, f, t - a
+
+    def fields(self) -> list[str]:
+        """The column-table fields (of the first shard that found columns)."""
+        for f in self.files:
+            names = [str(k) for k in f["columns"].attrs.get("fields", [])]
+            if names:
+                return names
+        return []
+
+    @staticmethod
+    def columns(f: h5py.File, i: int, fields: list[str]) -> pd.DataFrame:
+        """The column table of frame index ``i`` of shard file ``f`` (empty: no rows)."""
+        g = f["columns"]
+        off = g["frame_offsets"]
+        a, b = int(off[i]), int(off[i + 1])
+        if b <= a or not fields:
+            return pd.DataFrame({k: np.zeros(0) for k in (fields or EMPTY_FIELDS)})
+        return pd.DataFrame({k: g[k][a:b] for k in fields})
+
+    def close(self) -> None:
+        for f in self.files:
+            f.close()

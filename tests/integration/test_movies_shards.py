@@ -1,0 +1,93 @@
+"""A long movie in frame-range shards gives what one pass over it gives."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from movies_fixtures import segmenter_model, window_model
+
+from etem.config import load_config
+from etem.errors import InputError
+from etem.frames.readers import open_movie
+from etem.movies.apply import ApplyModels, apply_movie
+from etem.movies.gather import gather_results, summarise
+from etem.movies.prepare import prepare_movie, read_prepared, write_prepared
+from etem.movies.shard import run_shard, shard_ranges
+from etem.movies.synthetic import lattice_movie, write_h5
+
+
+def _cfg(shard_frames: int) -> object:
+    return load_config(None, {
+        "tracking.enabled": False,
+        "apply.chunk_frames": 20,
+        "apply.shard_frames": shard_frames,
+        "apply.tile_px": 64,
+        "apply.overlap_px": 16,
+        "apply.preview_max_frames": 10,
+        "apply.calibration_frames": 20,
+        "apply.write_tiff": False,
+    })
+
+
+@pytest.fixture(scope="module")
+def movie_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    lm = lattice_movie(n_frames=300, size_px=64, event_frame=200, drift_px_per_frame=0.05,
+                       dose_e_per_px_per_frame=1.5, seed=3)
+    return write_h5(lm, tmp_path_factory.mktemp("shards") / "long.h5")
+
+
+def _results(out: Path) -> tuple[np.ndarray, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    with h5py.File(out / "results.h5", "r") as h5:
+        den = h5["denoised"][()]
+    return (den, pd.read_parquet(out / "columns.parquet"), pd.read_csv(out / "events.csv",
+            comment="#"), pd.read_csv(out / "frames.csv", comment="#"))
+
+
+def test_three_shards_equal_one_pass(movie_file: Path, tmp_path: Path) -> None:
+    models = ApplyModels(unsupervised=window_model(), segmenter=segmenter_model())
+    one = tmp_path / "one"
+    with open_movie(movie_file) as m:
+        s1 = apply_movie(m, one, _cfg(10_000), models)
+    # the three passes run separately, as the Snakemake jobs do (shards out of order)
+    cfg = _cfg(100)
+    three = tmp_path / "three"
+    with open_movie(movie_file) as m:
+        write_prepared(three / "prepare.h5", prepare_movie(m, cfg, models, three))
+    prep = read_prepared(three / "prepare.h5")
+    ranges = shard_ranges(prep.geometry.n_frames, 100, 20)
+    assert ranges == [(0, 100), (100, 200), (200, 300)]
+    paths = [three / f"shard_{i}.h5" for i in range(3)]
+    for (a, b), p in reversed(list(zip(ranges, paths, strict=True))):
+        with open_movie(movie_file) as m:
+            run_shard(m, prep, cfg, models, a, b, p)
+    with open_movie(movie_file) as m:
+        s3 = summarise(m, prep, models, gather_results(m, prep, cfg, models, paths, three),
+                       three, "long")
+    den1, cols1, ev1, fr1 = _results(one)
+    den3, cols3, ev3, fr3 = _results(three)
+    np.testing.assert_allclose(den3, den1, rtol=0, atol=1e-6)
+    pd.testing.assert_frame_equal(cols3, cols1)
+    pd.testing.assert_frame_equal(ev3, ev1)
+    pd.testing.assert_frame_equal(fr3, fr1)
+    assert s3["n_tracks"] == s1["n_tracks"] and s3["n_events"] == s1["n_events"] >= 1
+    assert any(abs(e["onset_frame"] - 200) <= 3 for e in s3["events"])
+
+
+def test_gather_refuses_missing_or_misaligned_shards(movie_file: Path, tmp_path: Path) -> None:
+    models = ApplyModels(unsupervised=window_model())
+    cfg = _cfg(100)
+    with open_movie(movie_file) as m:
+        prep = prepare_movie(m, cfg, models, tmp_path)
+        run_shard(m, prep, cfg, models, 0, 100, tmp_path / "a.h5")
+        with pytest.raises(InputError, match="cover frames 0:100"):
+            gather_results(m, prep, cfg, models, [tmp_path / "a.h5"], tmp_path / "out")
+        with pytest.raises(InputError, match="multiple of apply.chunk_frames"):
+            run_shard(m, prep, cfg, models, 10, 100, tmp_path / "b.h5")
