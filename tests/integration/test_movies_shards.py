@@ -39,7 +39,7 @@ def _cfg(shard_frames: int) -> object:
 
 @pytest.fixture(scope="module")
 def movie_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    lm = lattice_movie(n_frames=300, size_px=64, event_frame=200, drift_px_per_frame=0.05,
+    lm = lattice_movie(n_frames=300, size_px=96, event_frame=200, drift_px_per_frame=0.05,
                        dose_e_per_px_per_frame=1.5, seed=3)
     return write_h5(lm, tmp_path_factory.mktemp("shards") / "long.h5")
 
