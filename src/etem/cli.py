@@ -19,6 +19,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 import yaml
 
@@ -63,9 +64,16 @@ def _config_command(args: argparse.Namespace) -> int:
     return 0
 
 
+class EtemParser(argparse.ArgumentParser):
+    """Bad arguments give one line (``etem <command>: error: ...``) and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (stage modules add their subcommands)."""
-    parser = argparse.ArgumentParser(
+    parser = EtemParser(
         prog="etem",
         description="Quantitative in situ ETEM: simulate, train, benchmark, apply, report.",
     )

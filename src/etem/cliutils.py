@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import glob
+import os
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -73,8 +76,41 @@ def tags_from_args(args: argparse.Namespace) -> dict[str, str]:
 def stage_run(
     args: argparse.Namespace, config: EtemConfig, stage: str,
     params: dict[str, Any] | None = None, run_name: str | None = None,
-    tags: dict[str, str] | None = None,
+    tags: dict[str, str] | None = None, store_dir: Path | None = None,
 ) -> StageRun:
-    """An MLflow :class:`~etem.runs.StageRun` for this invocation (``--tag`` tags + ``tags``)."""
+    """An MLflow :class:`~etem.runs.StageRun` for this invocation (``--tag`` tags + ``tags``);
+    the store is ``MLFLOW_TRACKING_URI``, the config's, else sqlite in ``store_dir`` (default:
+    the campaign's results folder)."""
     return StageRun(config, stage, params=params, tags=tags_from_args(args) | (tags or {}),
-                    run_name=run_name)
+                    run_name=run_name, store_dir=store_dir)
+
+
+def existing_path(text: str) -> str:
+    """argparse type: a file or folder that exists (or a glob that matches one)."""
+    if not Path(text).exists() and not glob.glob(text):
+        raise argparse.ArgumentTypeError(f"{text}: no such file or folder")
+    return text
+
+
+def output_folder(text: str) -> str:
+    """argparse type: a folder etem may write into (existing or creatable)."""
+    p = Path(text)
+    if p.exists() and not p.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: exists and is not a folder")
+    ancestor = p
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: lies under {ancestor}, which is a file")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"{text}: {ancestor} is not writable")
+    return text
+
+
+def output_file(text: str) -> str:
+    """argparse type: a file etem may write (its folder existing or creatable)."""
+    p = Path(text)
+    if p.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: is a folder, expected a file name")
+    output_folder(str(p.parent))
+    return text

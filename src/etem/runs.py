@@ -47,14 +47,15 @@ UPSTREAM: dict[str, tuple[str, ...]] = {
 }
 
 
-def tracking_uri(config: Any) -> str:
-    """``MLFLOW_TRACKING_URI`` if set, else the config's, else sqlite under the results."""
+def tracking_uri(config: Any, store_dir: Path | None = None) -> str:
+    """``MLFLOW_TRACKING_URI`` if set, else the config's, else sqlite in ``store_dir``
+    (default: the campaign's results folder)."""
     env = os.environ.get("MLFLOW_TRACKING_URI")
     if env:
         return env
     if config.tracking.uri:
         return str(config.tracking.uri)
-    db = (config.results_path / "mlflow.db").resolve()
+    db = ((store_dir or config.results_path) / "mlflow.db").resolve()
     return f"sqlite:///{db}"
 
 
@@ -105,11 +106,12 @@ class StageRun:
         params: dict[str, Any] | None = None,
         tags: dict[str, str] | None = None,
         run_name: str | None = None,
+        store_dir: Path | None = None,
     ) -> None:
         self.config = config
         self.stage = stage
         self.enabled = bool(config.tracking.enabled)
-        self.uri = tracking_uri(config)
+        self.uri = tracking_uri(config, store_dir)
         self.run_id: str | None = None
         self.experiment_id: str | None = None
         self._params = {"seed": config.seed, "config_hash": config.hash(), **(params or {})}

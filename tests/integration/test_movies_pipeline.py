@@ -279,7 +279,9 @@ def test_cli_apply_tracks_models_in_mlflow(tmp_path: Path, etem_bin: str) -> Non
     assert s["mean_confidence"] is not None and 0 <= s["mean_confidence"] <= 1
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=f"sqlite:///{res / 'mlflow.db'}")
+    # a standalone apply tracks into its --out, never the campaign folder of the config
+    assert not res.exists()
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'out' / 'mlflow.db'}")
     runs = client.search_runs(
         [e.experiment_id for e in client.search_experiments()],
         filter_string="tags.`etem.stage` = 'apply'",

@@ -2,17 +2,26 @@
 # the command prefix every rule uses. Paths come from etem.paths.Layout (one definition).
 
 import os
+import shlex
 import shutil
 import sys
 
 from etem.config import write_resolved
 from etem.paths import Layout
+from etem.runs import tracking_uri
 
 # Jobs call the `etem` of the environment Snakemake runs in (e.g. .venv/bin/snakemake without
-# an activated venv): put its folder first on the jobs' PATH.
+# an activated venv): put its folder first on the jobs' PATH. Every job records its MLflow run
+# in the campaign's store (MLFLOW_TRACKING_URI of the submitting shell wins).
 _BIN = os.path.dirname(sys.executable)
+_PREFIX = "set -euo pipefail; "
 if shutil.which("etem") != os.path.join(_BIN, "etem") and os.path.exists(os.path.join(_BIN, "etem")):
-    shell.prefix(f'set -euo pipefail; export PATH="{_BIN}:$PATH"; ')
+    _PREFIX += f"export PATH={shlex.quote(_BIN)}:\"$PATH\"; "
+_PREFIX += (
+    f"_etem_store={shlex.quote(tracking_uri(ETEM))}; "
+    'export MLFLOW_TRACKING_URI="${MLFLOW_TRACKING_URI:-$_etem_store}"; '
+)
+shell.prefix(_PREFIX)
 
 LAYOUT = Layout(ETEM.results_path)
 RESULTS = str(LAYOUT.root)

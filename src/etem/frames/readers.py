@@ -23,14 +23,22 @@ from __future__ import annotations
 
 import logging
 import re
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import h5py
+import mrcfile
 import numpy as np
+import rsciio.digitalmicrograph as rsciio_dm
+import rsciio.emd as rsciio_emd
+import rsciio.tia as rsciio_tia
+import tifffile
 
 from etem.errors import InputError
+from etem.progress import progress
 
 log = logging.getLogger("etem.frames.readers")
 
@@ -331,16 +339,16 @@ class _Expand:
 
 
 # -- rosettasciio formats ------------------------------------------------------------------
+#: rosettasciio readers by format
+RSCIIO_READERS: dict[str, Any] = {
+    "dm": rsciio_dm.file_reader,
+    "emd": rsciio_emd.file_reader,
+    "tia": rsciio_tia.file_reader,
+}
+
+
 def _rsciio_reader(fmt: str) -> Any:
-    if fmt == "dm":
-        from rsciio.digitalmicrograph import file_reader
-    elif fmt == "emd":
-        from rsciio.emd import file_reader
-    elif fmt == "tia":
-        from rsciio.tia import file_reader
-    else:  # pragma: no cover
-        raise ValueError(fmt)
-    return file_reader
+    return RSCIIO_READERS[fmt]
 
 
 def _open_rsciio(p: Path, fmt: str) -> Movie:
@@ -437,9 +445,7 @@ def _dm_frame_time(om: dict[str, Any]) -> float | None:
 
 
 def _read_single_dm(path: Path) -> np.ndarray:
-    from rsciio.digitalmicrograph import file_reader
-
-    return np.asarray(file_reader(str(path), lazy=False)[0]["data"])
+    return np.asarray(rsciio_dm.file_reader(str(path), lazy=False)[0]["data"])
 
 
 # -- folders / sequences of per-frame files ------------------------------------------------
@@ -482,6 +488,7 @@ def _open_sequence(files: list[Path], where: Path) -> Movie:
     reader = _read_single_dm if fmt == "dm" else _read_single_tiff
     raw_first = np.asarray(first.frames[0])
     first.close()
+    _check_frame_shapes(files, fmt, tuple(np.squeeze(raw_first).shape))
     seq = FileSequence(files, reader, raw_first)
     return Movie(
         seq,
@@ -494,9 +501,30 @@ def _open_sequence(files: list[Path], where: Path) -> Movie:
     )
 
 
-def _read_single_tiff(path: Path) -> np.ndarray:
-    import tifffile
+def _header_shape(path: Path, fmt: str) -> tuple[int, ...]:
+    """Frame shape of a per-frame file from its header (no pixel data read)."""
+    if fmt == "tiff":
+        with tifffile.TiffFile(path) as tif:
+            shape = tif.series[0].shape
+    else:
+        shape = _rsciio_reader("dm")(str(path), lazy=True)[0]["data"].shape
+    return tuple(int(n) for n in shape if n != 1)
 
+
+def _check_frame_shapes(files: list[Path], fmt: str, first: tuple[int, ...]) -> None:
+    """Every per-frame file has the first frame's shape (checked at open, from headers)."""
+    for f in progress(files[1:], "check frame shapes", total=len(files) - 1):
+        try:
+            shape = _header_shape(f, fmt)
+        except Exception as exc:
+            raise InputError(f"movie frame {f}: cannot read as {fmt}: {exc}") from None
+        if shape != first:
+            raise InputError(
+                f"movie frame {f}: shape {shape} differs from the first frame's {first}"
+            )
+
+
+def _read_single_tiff(path: Path) -> np.ndarray:
     try:
         return tifffile.imread(path)
     except Exception as exc:
@@ -544,8 +572,6 @@ class _TiffPages:
 
 
 def _open_tiff(p: Path, fmt: str) -> Movie:
-    import tifffile
-
     problems = _LogCapture("tifffile")
     with problems:
         tif = tifffile.TiffFile(p)
@@ -613,10 +639,6 @@ def _tiff_pixel_A(tif: Any, page: Any) -> float | None:
 
 # -- MRC, npy, HDF5 -------------------------------------------------------------------------
 def _open_mrc(p: Path, fmt: str) -> Movie:
-    import warnings
-
-    import mrcfile
-
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         try:
@@ -640,8 +662,6 @@ def _open_npy(p: Path, fmt: str) -> Movie:
 
 
 def _open_hdf5(p: Path, fmt: str) -> Movie:
-    import h5py
-
     fh = h5py.File(p, "r")
     if "frames" not in fh:
         keys = list(fh.keys())

@@ -139,7 +139,26 @@ class LoadedModel:
         return self.n_frames == 1 and int(getattr(self.module, "in_channels", 1)) == 2
 
 
-def load(path: str | os.PathLike[str], device: str = "cpu") -> LoadedModel:
-    """Load a model file as a :class:`LoadedModel` (network in eval mode + meta + path)."""
+#: What each kind of model file is, for messages.
+KIND_NAMES = {
+    "denoiser": "a supervised denoiser",
+    "unsupervised": "an unsupervised (blind-spot) denoiser",
+    "segmenter": "an occupancy segmenter",
+}
+
+
+def load(
+    path: str | os.PathLike[str], device: str = "cpu", kind: str | None = None
+) -> LoadedModel:
+    """Load a model file as a :class:`LoadedModel` (network in eval mode + meta + path).
+
+    With ``kind``, a model file of another kind is an :class:`InputError` naming both.
+    """
     module, meta = load_model(path, device)
-    return LoadedModel(module, dict(meta or {}), str(path))
+    model = LoadedModel(module, dict(meta or {}), str(path))
+    if kind is not None and model.kind != kind:
+        raise InputError(
+            f"model file {path} is {KIND_NAMES.get(model.kind, model.kind)}, "
+            f"not {KIND_NAMES.get(kind, kind)}"
+        )
+    return model

@@ -24,9 +24,9 @@ from typing import Any
 
 from etem.frames.readers import Movie
 from etem.movies.gather import gather_results, summarise
+from etem.movies.outputs import clear_outputs, output_lock
 from etem.movies.prepare import ApplyModels, prepare_movie, write_prepared
 from etem.movies.shard import run_shard, shard_ranges
-from etem.training.finetune import FINETUNED_NAME
 
 __all__ = ["ApplyModels", "apply_movie", "shard_paths", "work_dir"]
 
@@ -72,18 +72,17 @@ def apply_movie(
         The summary (also written to ``out_dir/summary.json``, last).
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "summary.json").unlink(missing_ok=True)
-    (out / FINETUNED_NAME).unlink(missing_ok=True)  # never a stale one from an earlier run
-    prep = prepare_movie(movie, cfg, models, out)
-    work = work_dir(out)
-    write_prepared(work / "prepare.h5", prep)
-    a = cfg.apply
-    ranges = shard_ranges(prep.geometry.n_frames, a.shard_frames, a.chunk_frames)
-    paths = shard_paths(out, len(ranges))
-    for (start, stop), path in zip(ranges, paths, strict=True):
-        run_shard(movie, prep, cfg, models, start, stop, path)
-    gathered = gather_results(movie, prep, cfg, models, list(paths), out)
-    summary = summarise(movie, prep, models, gathered, out, name or movie.path.stem)
-    shutil.rmtree(work, ignore_errors=True)
+    with output_lock(out):
+        clear_outputs(out)
+        prep = prepare_movie(movie, cfg, models, out)
+        work = work_dir(out)
+        write_prepared(work / "prepare.h5", prep)
+        a = cfg.apply
+        ranges = shard_ranges(prep.geometry.n_frames, a.shard_frames, a.chunk_frames)
+        paths = shard_paths(out, len(ranges))
+        for (start, stop), path in zip(ranges, paths, strict=True):
+            run_shard(movie, prep, cfg, models, start, stop, path)
+        gathered = gather_results(movie, prep, cfg, models, list(paths), out)
+        summary = summarise(movie, prep, models, gathered, out, name or movie.path.stem)
+        shutil.rmtree(work, ignore_errors=True)
     return summary

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from etem.cliutils import add_config_args
+from etem.cliutils import add_config_args, existing_path, output_file, output_folder
 
 _APPLY_HELP = """\
 Denoise an experimental movie and quantify it, streaming in chunks at bounded memory.
@@ -33,19 +33,22 @@ def _movie_arg(p: argparse.ArgumentParser) -> None:
         "--movie",
         required=True,
         nargs="+",
+        type=existing_path,
         metavar="PATH",
         help="movie file, folder of per-frame files, or several per-frame files",
     )
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--denoiser", metavar="MODEL", help="supervised denoiser model file (.pt)")
-    p.add_argument(
-        "--unsupervised", metavar="MODEL", help="blind-spot multi-frame model file (.pt)"
-    )
-    p.add_argument("--segmenter", metavar="MODEL", help="occupancy segmenter model file (.pt)")
+    p.add_argument("--denoiser", type=existing_path, metavar="MODEL",
+                   help="supervised denoiser model file (.pt)")
+    p.add_argument("--unsupervised", type=existing_path, metavar="MODEL",
+                   help="blind-spot multi-frame model file (.pt)")
+    p.add_argument("--segmenter", type=existing_path, metavar="MODEL",
+                   help="occupancy segmenter model file (.pt)")
     p.add_argument(
         "--calibration",
+        type=existing_path,
         metavar="JSON",
         help="likelihood calibration (evaluation/likelihood_calibration.json)",
     )
@@ -79,7 +82,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _movie_arg(p)
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--out", required=True, type=output_folder, metavar="DIR",
+                   help="output folder")
     p.add_argument("--name", help="movie name in the summary (default: file stem)")
     _model_args(p)
     p.set_defaults(handler="etem.movies.commands:apply")
@@ -93,8 +97,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "when fine-tuned, finetuned_unsupervised.pt beside it in the movie's output folder.",
     )
     _movie_arg(p)
-    p.add_argument("--out", required=True, metavar="PREPARED", help="prepare.h5 to write")
-    p.add_argument("--finetuned-dir", metavar="DIR",
+    p.add_argument("--out", required=True, type=output_file, metavar="PREPARED",
+                   help="prepare.h5 to write")
+    p.add_argument("--finetuned-dir", type=output_folder, metavar="DIR",
                    help="where the fine-tuned model goes (default: beside --out)")
     _model_args(p)
     p.set_defaults(handler="etem.movies.commands:apply_prepare")
@@ -107,10 +112,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "(HDF5, etem.movies.shard). Shards of one movie run in parallel.",
     )
     _movie_arg(p)
-    p.add_argument("--prepared", required=True, metavar="PREPARED", help="prepare.h5")
+    p.add_argument("--prepared", required=True, type=existing_path, metavar="PREPARED",
+                   help="prepare.h5")
     p.add_argument("--frames", required=True, type=_frames, metavar="START:STOP",
                    help="processed frames of this shard")
-    p.add_argument("--out", required=True, metavar="SHARD", help="shard file to write (.h5)")
+    p.add_argument("--out", required=True, type=output_file, metavar="SHARD",
+                   help="shard file to write (.h5)")
     _model_args(p)
     p.set_defaults(handler="etem.movies.commands:apply_shard")
 
@@ -122,9 +129,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "Records the movie's MLflow run.",
     )
     _movie_arg(p)
-    p.add_argument("--prepared", required=True, metavar="PREPARED", help="prepare.h5")
-    p.add_argument("--shards", required=True, nargs="+", metavar="SHARD", help="shard files")
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--prepared", required=True, type=existing_path, metavar="PREPARED",
+                   help="prepare.h5")
+    p.add_argument("--shards", required=True, nargs="+", type=existing_path, metavar="SHARD",
+                   help="shard files")
+    p.add_argument("--out", required=True, type=output_folder, metavar="DIR",
+                   help="output folder")
     p.add_argument("--name", help="movie name in the summary (default: file stem)")
     _model_args(p)
     p.set_defaults(handler="etem.movies.commands:apply_gather")
@@ -136,5 +146,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "n_frames, height/width [px], dtype, pixel_size_A [Å], frame_time_s [s], fps, "
         "dose_e_per_px_per_frame [e/px/frame].",
     )
-    q.add_argument("movie", nargs="+", metavar="PATH", help="movie file or folder")
+    q.add_argument("movie", nargs="+", type=existing_path, metavar="PATH",
+                   help="movie file or folder")
     q.set_defaults(handler="etem.movies.commands:movie_info")

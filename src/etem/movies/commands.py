@@ -16,10 +16,12 @@ from etem.frames.readers import Movie, open_movie
 from etem.models.io import load
 from etem.movies.apply import apply_movie
 from etem.movies.gather import gather_results, summarise
+from etem.movies.outputs import clear_outputs, output_lock
 from etem.movies.prepare import ApplyModels, prepare_movie, read_prepared, write_prepared
 from etem.movies.shard import run_shard
 from etem.movies.truth import metrics as truth_metrics
 from etem.runs import StageRun
+from etem.training.finetune import FINETUNED_NAME
 
 
 def _open(paths: list[str]) -> Movie:
@@ -35,9 +37,9 @@ def movie_info(args: argparse.Namespace) -> int:
 
 def _load_models(args: argparse.Namespace) -> ApplyModels:
     models = ApplyModels(
-        denoiser=load(args.denoiser) if args.denoiser else None,
-        unsupervised=load(args.unsupervised) if args.unsupervised else None,
-        segmenter=load(args.segmenter) if args.segmenter else None,
+        denoiser=load(args.denoiser, kind="denoiser") if args.denoiser else None,
+        unsupervised=load(args.unsupervised, kind="unsupervised") if args.unsupervised else None,
+        segmenter=load(args.segmenter, kind="segmenter") if args.segmenter else None,
     )
     if args.calibration:
         models.calibration = Calibration.load(args.calibration)
@@ -104,7 +106,10 @@ def _tracked(
         "etem.model_run_ids": ",".join(models.run_ids().values()),
         "etem.movie": name,
     }
-    return stage_run(args, cfg, "apply", params=params, run_name=f"apply {name}", tags=tags)
+    # a standalone apply tracks into its own output folder, never a campaign it would guess
+    # from the config (the workflow's rules set MLFLOW_TRACKING_URI to the campaign's store)
+    return stage_run(args, cfg, "apply", params=params, run_name=f"apply {name}", tags=tags,
+                     store_dir=Path(args.out))
 
 
 def _done(name: str, summary: dict[str, Any], out: str) -> None:
@@ -162,9 +167,8 @@ def apply_gather(args: argparse.Namespace) -> int:
     prep = read_prepared(args.prepared)
     name = args.name or Path(args.movie[0]).stem
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "summary.json").unlink(missing_ok=True)
-    with _tracked(args, cfg, models, name) as run:
+    with output_lock(out), _tracked(args, cfg, models, name) as run:
+        clear_outputs(out, keep=(FINETUNED_NAME,))  # written by apply-prepare
         with _open(args.movie) as movie:
             gathered = gather_results(movie, prep, cfg, models, args.shards, out)
             summary = summarise(movie, prep, models, gathered, out, name)

@@ -21,6 +21,8 @@ Besides it: ``columns.parquet`` (all column tables, streamed in row groups), ``e
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import math
 from collections.abc import Iterator
@@ -34,6 +36,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import tifffile
 
+from etem.errors import InputError
 from etem.frames.geometry import FrameGeometry
 from etem.io import atomic_path, write_table
 from etem.movies.events import EventResult
@@ -55,7 +58,42 @@ OUTPUT_FILES = {
     "timing": "timing.json",
     "truth_columns": "truth_columns.csv (movies that carry true columns)",
     "truth_events": "truth_events.csv (movies that carry true events)",
+    "finetuned_model": "finetuned_unsupervised.pt (when the blind-spot model was fine-tuned)",
 }
+
+
+#: Lock file of an output folder being written (see :func:`output_lock`).
+LOCK_NAME = ".etem-apply.lock"
+
+
+def output_names() -> list[str]:
+    """File names an apply writes into its output folder (from :data:`OUTPUT_FILES`)."""
+    return [v.split()[0] for v in OUTPUT_FILES.values()]
+
+
+@contextlib.contextmanager
+def output_lock(out: Path) -> Iterator[None]:
+    """Hold the output folder ``out`` for one writer; a second one gets an InputError."""
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / LOCK_NAME, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InputError(
+                f"output folder {out}: another etem apply is writing into it"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def clear_outputs(out: Path, keep: tuple[str, ...] = ()) -> None:
+    """Remove the outputs of an earlier apply from ``out`` (only etem's own file names), so
+    a reused folder never mixes two runs (``summary.json`` first: never looks complete)."""
+    for name in ["summary.json", *output_names()]:
+        if name not in keep:
+            (out / name).unlink(missing_ok=True)
 
 
 class ColumnStore:
