@@ -18,9 +18,9 @@ from etem.data.datasets import (
     ImagePatchDataset,
     MoviePatchDataset,
     read_index,
-    reflect_window,
 )
 from etem.errors import InputError
+from etem.frames.breaks import segment_window
 from etem.simulation.noise import apply_dose
 
 
@@ -91,9 +91,12 @@ def test_validation_samples_are_fixed_and_span_the_dose_range(index: Path) -> No
 
 
 def test_movie_windows_reflect_at_the_ends(tmp_path: Path) -> None:
-    assert reflect_window(0, 5, 10) == [2, 1, 0, 1, 2]
-    assert reflect_window(9, 5, 10) == [7, 8, 9, 8, 7]
-    assert reflect_window(4, 5, 10) == [2, 3, 4, 5, 6]
+    assert segment_window(0, 5, (), 10) == [2, 1, 0, 1, 2]
+    assert segment_window(9, 5, (), 10) == [7, 8, 9, 8, 7]
+    assert segment_window(4, 5, (), 10) == [2, 3, 4, 5, 6]
+    # a break at frame 5: windows stay in their segment, reflected at its ends
+    assert segment_window(4, 5, (5,), 10) == [2, 3, 4, 3, 2]
+    assert segment_window(5, 5, (5,), 10) == [7, 6, 5, 6, 7]
     import h5py
 
     path = write_movie(tmp_path / "m.h5", n_frames=6, size=32)

@@ -34,6 +34,13 @@ class BenchmarkConfig(StrictModel):
         "centroid", description="sub-pixel refinement of column positions"
     )
     column_disk_radius_A: float = Field(0.5, gt=0, description="likelihood disk radius [Å]")
+    column_max_pixel_size_A: float = Field(
+        0.5,
+        gt=0,
+        description="coarsest pixel size [Å] at which etem apply looks for atomic columns "
+        "(about a third of the shortest column spacing of interest); coarser movies, or "
+        "movies without lattice fringes, get frame-level statistics only",
+    )
     match_radius_A: float = Field(0.5, gt=0, description="detection matching radius [Å]")
     confidence_levels: list[float] = Field(
         default_factory=lambda: [0.9, 0.95, 0.99], description="nominal confidence levels"

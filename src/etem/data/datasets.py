@@ -23,6 +23,7 @@ from etem.data.augment import dihedral
 from etem.data.inputs import image_input, normalize
 from etem.data.noise import log_uniform
 from etem.errors import InputError
+from etem.frames.breaks import segment_window
 from etem.seeding import rng as seeded_rng
 from etem.simulation.noise import apply_dose
 
@@ -237,7 +238,7 @@ class MoviePatchDataset:
 
     def window(self, t: int) -> list[int]:
         """Frame indices centred on ``t``, reflected at the movie ends."""
-        return reflect_window(t, self.n_frames, int(self.frames.shape[0]))
+        return segment_window(t, self.n_frames, (), int(self.frames.shape[0]))
 
     def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
         step, j = key
@@ -263,20 +264,6 @@ class MoviePatchDataset:
             c = np.asarray(self.clean[t, ys, xs], dtype=np.float32) * self.clean_factor
             out["clean"] = dihedral(c[None], k)
         return out
-
-
-def reflect_window(t: int, n_frames: int, t_all: int) -> list[int]:
-    """``n_frames`` indices centred on ``t`` in 0..t_all-1, reflected (not repeated) at the ends."""
-    half = n_frames // 2
-    out = []
-    for i in range(t - half, t + half + 1):
-        if t_all == 1:
-            out.append(0)
-            continue
-        period = 2 * (t_all - 1)
-        i = i % period
-        out.append(i if i < t_all else period - i)
-    return out
 
 
 def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:

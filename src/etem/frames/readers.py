@@ -38,6 +38,7 @@ import rsciio.tia as rsciio_tia
 import tifffile
 
 from etem.errors import InputError
+from etem.frames.breaks import frame_numbers, time_gaps
 from etem.progress import progress
 
 log = logging.getLogger("etem.frames.readers")
@@ -177,6 +178,17 @@ class Movie:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+    def time_gaps(self) -> list[int]:
+        """Raw frames that follow a gap in time (frame numbers of per-frame files, or frame
+        times, stepping by more than :data:`etem.frames.breaks.GAP_FACTOR` x the median)."""
+        nums = self.metadata.get("frame_numbers")
+        if nums is not None and len(nums) == len(self):
+            return time_gaps(np.diff(np.asarray(nums, dtype=np.float64)))
+        times = self.metadata.get("frame_times_s")
+        if times is not None and len(times) == len(self):
+            return time_gaps(np.diff(np.asarray(times, dtype=np.float64)))
+        return []
 
     def describe(self) -> dict[str, Any]:
         """JSON-able summary (what ``etem movie-info`` prints)."""
@@ -497,7 +509,7 @@ def _open_sequence(files: list[Path], where: Path) -> Movie:
         None,
         f"{fmt}-folder",
         where,
-        metadata={"n_files": len(files)},
+        metadata={"n_files": len(files), "frame_numbers": frame_numbers([f.stem for f in files])},
     )
 
 

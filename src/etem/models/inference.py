@@ -27,9 +27,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from etem.data.datasets import reflect_window
 from etem.data.inputs import image_input, normalize
 from etem.errors import InputError
+from etem.frames.breaks import segment_window
 from etem.models.io import LoadedModel
 
 __all__ = [
@@ -459,12 +459,12 @@ def denoise_movie(
     cache: dict[int, np.ndarray] = {}
 
     def window(t: int) -> np.ndarray:
-        for i in reflect_window(t, n, t_all):
+        for i in segment_window(t, n, (), t_all):
             if i not in cache:
                 cache[i] = np.asarray(frames[i], dtype=np.float32) / scale
         for i in [k for k in cache if k < t - n]:
             del cache[i]
-        return np.stack([cache[i] for i in reflect_window(t, n, t_all)])
+        return np.stack([cache[i] for i in segment_window(t, n, (), t_all)])
 
     runner = _whole_frames(model, (n, *shape[1:]), batch_size, amp)
     return runner.run(window, n=t_all)[:, 0]

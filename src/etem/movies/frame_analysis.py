@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import ndimage
+from skimage.filters import threshold_otsu
 
 from etem.analysis.columns import find_columns
 from etem.analysis.likelihood import Calibration, likelihood_table
@@ -92,6 +94,21 @@ def frame_columns(
     return cols
 
 
+def matter_fraction(image: np.ndarray, smooth_px: float = 2.0) -> float:
+    """Fraction of the image that is not vacuum: Otsu's split of the smoothed intensity
+    (vacuum = 1) into two classes, the one whose mean lies farther from 1 being matter;
+    1.0 when no split exists (a uniform field of view)."""
+    sm = ndimage.gaussian_filter(np.asarray(image, dtype=np.float32), smooth_px)
+    if not float(sm.max()) > float(sm.min()):
+        return 1.0
+    cut = threshold_otsu(sm)
+    low = sm <= cut
+    if low.all() or not low.any():
+        return 1.0
+    matter = low if abs(float(sm[low].mean()) - 1) > abs(float(sm[~low].mean()) - 1) else ~low
+    return float(matter.mean())
+
+
 def _corr(a: np.ndarray, b: np.ndarray) -> float:
     """Pearson correlation of two images (1 when either is constant)."""
     a = a.astype(np.float64).ravel() - a.mean()
@@ -139,6 +156,7 @@ class FrameStatistics:
         self.background: np.ndarray | None = None
         self.prev_ids: set[int] = set()
         self.rows: list[dict[str, float]] = []
+        self.prev_drift: np.ndarray | None = None
         self.conf_sum = 0.0
         self.conf_n = 0
 
@@ -221,6 +239,14 @@ class FrameStatistics:
             counts_z, counts_onset = self.counts_change.update(
                 t, counts, ids[roi] if n_all else ids, xy
             )
+        step = (
+            float(np.hypot(*(drift - self.prev_drift)) * px)
+            if self.prev_drift is not None
+            else np.nan
+        )
+        self.prev_drift = np.asarray(drift, dtype=np.float64)
+        area_nm2 = h * w * px * px / 100.0
+        mean_c = float(centre.mean())
         return {
             "frame": t,
             "n_columns": n,
@@ -242,6 +268,9 @@ class FrameStatistics:
             "mean_confidence": float(cols["confidence"].mean())
             if n_all and "confidence" in cols
             else np.nan,
+            "contrast": float(centre.std()) / mean_c if mean_c > 0 else np.nan,
+            "matter_area_nm2": matter_fraction(intensity) * area_nm2,
+            "drift_step_A": step,
         }
 
     def frame_table(self, drift: np.ndarray) -> pd.DataFrame:

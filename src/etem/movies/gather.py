@@ -215,6 +215,11 @@ def summarise(
         "sum_frames": geo.n_sum,
         "bin_factor": geo.bin_total,
         "notes": geo.notes,
+        "scene_breaks": [
+            {"frame": t, "kind": k} for t, k in zip(prep.breaks, prep.break_kinds, strict=True)
+        ],
+        "columns_analysed": prep.columns,
+        "columns_reason": prep.columns_reason,
         "denoiser": prep.mode,
         "finetune": None if ft is None else {k: v for k, v in ft.items() if k != "seconds"},
         "segmenter": models.segmenter is not None,

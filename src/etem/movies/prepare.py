@@ -27,10 +27,11 @@ import h5py
 import numpy as np
 
 from etem.analysis.columns import guess_polarity
+from etem.analysis.lattice import columns_resolvable
 from etem.analysis.likelihood import Calibration
-from etem.data.datasets import reflect_window
 from etem.data.inputs import image_input, normalize
 from etem.errors import InputError
+from etem.frames.breaks import ChangeStatistic, segment_window
 from etem.frames.geometry import (
     FrameGeometry,
     aligned_frames,
@@ -99,6 +100,10 @@ class PreparedMovie:
     denoiser_path: str | None
     finetune: dict[str, Any] | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
+    breaks: list[int] = field(default_factory=list)
+    break_kinds: list[str] = field(default_factory=list)
+    columns: bool = True
+    columns_reason: str = ""
 
     @property
     def half_window(self) -> int:
@@ -133,13 +138,34 @@ def read_prepared(path: str | Path) -> PreparedMovie:
     return PreparedMovie(drift_px=drift, **d)
 
 
-def measure_drift(movie: Movie, geo: FrameGeometry, frames_cfg: Any) -> np.ndarray:
-    """Drift (dy, dx) [px] of every processed frame (zeros without drift correction)."""
+def measure_frames(
+    movie: Movie, geo: FrameGeometry, frames_cfg: Any
+) -> tuple[np.ndarray, list[int]]:
+    """Drift (dy, dx) [px] of every processed frame (zeros without drift correction) and the
+    frames after a sudden change of the aligned raw counts (:mod:`etem.frames.breaks`)."""
     drift = np.zeros((geo.n_frames, 2))
-    if frames_cfg.drift_correction:
-        for t, _, d in frame_stream(movie, geo, frames_cfg):
-            drift[t] = d
-    return drift
+    change = ChangeStatistic()
+    for t, counts, d in frame_stream(movie, geo, frames_cfg):
+        drift[t] = d
+        change.add(counts)
+    return drift, change.breaks()
+
+
+def scene_breaks(movie: Movie, geo: FrameGeometry, sudden: list[int]) -> dict[int, str]:
+    """Processed frames that start a new segment, with their kind (time gap, sudden change)."""
+    out: dict[int, str] = {t: "sudden change" for t in sudden}
+    for raw in movie.time_gaps():
+        t = raw // geo.n_sum
+        if raw % geo.n_sum:
+            log.warning("%s: time gap before raw frame %d falls inside summed frame %d",
+                        movie.path, raw, t)
+            t += 1
+        if 0 < t < geo.n_frames:
+            out[t] = "time gap"
+    for t, kind in sorted(out.items()):
+        log.warning("%s: %s before frame %d: denoising windows do not cross it",
+                    movie.path, kind, t)
+    return dict(sorted(out.items()))
 
 
 def _leading_frames(
@@ -151,7 +177,13 @@ def _leading_frames(
 
 
 def first_frame_polarity(
-    model: LoadedModel, mode: str, leading: np.ndarray, dose: float, n_frames: int, cfg: Any
+    model: LoadedModel,
+    mode: str,
+    leading: np.ndarray,
+    dose: float,
+    breaks: list[int],
+    n_frames: int,
+    cfg: Any,
 ) -> str:
     """Column polarity (``bright``/``dark``) of the denoised first frame (skewness)."""
     a = cfg.apply
@@ -161,7 +193,7 @@ def first_frame_polarity(
         first = runner.run(x)[0, 0]
     else:
         norm = leading / np.float32(dose)
-        idx = reflect_window(0, model.n_frames, n_frames)
+        idx = segment_window(0, model.n_frames, breaks, n_frames)
         first = runner.run(window_inputs(norm, idx)[None])[0, 0]
     return guess_polarity(first)
 
@@ -182,7 +214,8 @@ def prepare_movie(
     if n_win > 1 and geo.n_frames < 2:
         raise InputError(f"movie {movie.path}: the unsupervised model needs >= 2 frames")
     out = Path(out_dir)
-    drift = measure_drift(movie, geo, a)
+    drift, sudden = measure_frames(movie, geo, a)
+    breaks = scene_breaks(movie, geo, sudden)
     # the frames of the first chunk and its window context, as the denoising pass reads them,
     # and the frames the fine-tuning samples from
     finetuning = mode == "unsupervised" and a.finetune_steps > 0
@@ -211,9 +244,16 @@ def prepare_movie(
             cfg, model, frames, dose, geo.pixel_size_A, out / FINETUNED_NAME,
             name=str(movie.path),
         )
+    seen = columns_resolvable(
+        leading.mean(axis=0), geo.pixel_size_A, cfg.benchmark.column_max_pixel_size_A
+    )
+    if not seen.resolvable:
+        log.warning("%s: no column analysis: %s; frame-level statistics only",
+                    movie.path, seen.reason)
     polarity = a.column_polarity
     if polarity == "auto":
-        polarity = first_frame_polarity(model, mode, leading, dose, geo.n_frames, cfg)
+        polarity = first_frame_polarity(model, mode, leading, dose, list(breaks), geo.n_frames,
+                                        cfg)
         log.info("column polarity from frame 0: %s", polarity)
     return PreparedMovie(
         geometry=geo,
@@ -226,6 +266,10 @@ def prepare_movie(
         denoiser_path=model.path,
         finetune=finetune,
         provenance=provenance(cfg, "apply"),
+        breaks=list(breaks),
+        break_kinds=list(breaks.values()),
+        columns=seen.resolvable,
+        columns_reason=seen.reason,
     )
 
 

@@ -28,9 +28,9 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from etem.data.datasets import reflect_window
 from etem.data.inputs import image_input, normalize
 from etem.errors import InputError
+from etem.frames.breaks import segment_window
 from etem.frames.geometry import aligned_frames
 from etem.frames.readers import Movie
 from etem.io import atomic_path
@@ -92,7 +92,7 @@ def denoise_chunk(
     n_frames = prep.geometry.n_frames
 
     def window(i: int) -> np.ndarray:
-        return window_inputs(norm, reflect_window(ts[i], prep.n_window, n_frames))
+        return window_inputs(norm, segment_window(ts[i], prep.n_window, prep.breaks, n_frames))
 
     return runner.run(window, n=len(ts))[:, 0]
 
@@ -145,6 +145,9 @@ def run_shard(
                 if seg is not None and key in seg_ds:
                     seg_ds[key][i0 : i0 + len(centre)] = seg[:, i]
             for j, t in enumerate(centre):
+                if not prep.columns:  # not resolvable: frame-level statistics only
+                    store.append(t, pd.DataFrame())
+                    continue
                 cols = frame_columns(
                     cfg, t, intensity[j], counts[j], prep.dose_e_per_px, prep.drift_px[t],
                     None if seg is None else seg[j], geo.pixel_size_A, prep.polarity,

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from etem.seeding import rng
-from etem.structures.build import make_atoms, reduce_nearest_ce
+from etem.structures.assembly import make_atoms, reduce_nearest_ce
 from etem.structures.crystals import LATTICES, ORIENTATIONS, fill_box, rotation, valence_of
 from etem.structures.recipes import Recipe
 

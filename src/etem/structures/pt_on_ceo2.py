@@ -24,7 +24,7 @@ import numpy as np
 from etem.errors import ValidationError
 from etem.seeding import rng
 from etem.structures import particles as pp
-from etem.structures.build import make_atoms, reduce_nearest_ce
+from etem.structures.assembly import make_atoms, reduce_nearest_ce
 from etem.structures.crystals import (
     CEO2,
     PT_A,
