@@ -89,5 +89,5 @@ def test_gather_refuses_missing_or_misaligned_shards(movie_file: Path, tmp_path:
         run_shard(m, prep, cfg, models, 0, 100, tmp_path / "a.h5")
         with pytest.raises(InputError, match="cover frames 0:100"):
             gather_results(m, prep, cfg, models, [tmp_path / "a.h5"], tmp_path / "out")
-        with pytest.raises(InputError, match="multiple of apply.chunk_frames"):
+        with pytest.raises(InputError, match=r"multiple of apply\.chunk_frames"):
             run_shard(m, prep, cfg, models, 10, 100, tmp_path / "b.h5")
