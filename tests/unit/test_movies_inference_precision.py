@@ -91,9 +91,9 @@ def test_batches_respect_the_pixel_budget_and_do_not_change_the_result() -> None
     sizes: list[int] = []
     fwd = capped.forward
 
-    def record(batch: np.ndarray) -> np.ndarray:
+    def record(batch: np.ndarray, post: object = None) -> np.ndarray:
         sizes.append(len(batch))
-        return fwd(batch)
+        return fwd(batch, post)  # type: ignore[arg-type]
 
     capped.forward = record  # type: ignore[method-assign]
     assert np.allclose(capped.run(x), free.run(x), atol=1e-5)

@@ -68,13 +68,16 @@ def _disk_offsets(radius_px: float) -> tuple[np.ndarray, np.ndarray]:
     return dr[keep], dc[keep]
 
 
-def _disk_pixels(
-    shape: tuple[int, int], x: float, y: float, offsets: tuple[np.ndarray, np.ndarray]
-) -> tuple[np.ndarray, np.ndarray]:
-    rr = round(y) + offsets[0]
-    cc = round(x) + offsets[1]
-    ok = (rr >= 0) & (rr < shape[0]) & (cc >= 0) & (cc < shape[1])
-    return rr[ok], cc[ok]
+def disk_pixels(
+    shape: tuple[int, int], x_px: np.ndarray, y_px: np.ndarray,
+    offsets: tuple[np.ndarray, np.ndarray],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pixels of a disk around each column: ``(rows, cols, inside)`` arrays (N, P), the
+    indices clipped into the image and ``inside`` False where the disk leaves it."""
+    rr = np.round(np.asarray(y_px, dtype=np.float64)).astype(np.int64)[:, None] + offsets[0]
+    cc = np.round(np.asarray(x_px, dtype=np.float64)).astype(np.int64)[:, None] + offsets[1]
+    inside = (rr >= 0) & (rr < shape[0]) & (cc >= 0) & (cc < shape[1])
+    return np.clip(rr, 0, shape[0] - 1), np.clip(cc, 0, shape[1] - 1), inside
 
 
 def vacuum_level(
@@ -102,9 +105,10 @@ def vacuum_level(
         outside = np.ones(d.shape, dtype=bool)
         if columns_df is not None and len(columns_df):
             off = _disk_offsets(2.0 * disk_radius_px)
-            for x, y in zip(columns_df["x_px"], columns_df["y_px"], strict=True):
-                rr, cc = _disk_pixels(d.shape, float(x), float(y), off)
-                outside[rr, cc] = False
+            rr, cc, inside = disk_pixels(
+                d.shape, columns_df["x_px"].to_numpy(), columns_df["y_px"].to_numpy(), off
+            )
+            outside[rr[inside], cc[inside]] = False
         lv = float(np.median(d[outside] if outside.any() else d))
     if not np.isfinite(lv) or lv <= 0:
         raise InputError(f"vacuum level must be > 0 counts/px, got {lv}")
@@ -153,16 +157,15 @@ def likelihood_table(
             raise InputError(f"columns table lacks column {col!r}")
     lv = vacuum_level(d, vacuum_mask, lambda_vac, columns_df, disk_radius_px)
     off = _disk_offsets(disk_radius_px)
-    n_pix, ksum, lam = [], [], []
-    for x, yy in zip(columns_df["x_px"], columns_df["y_px"], strict=True):
-        rr, cc = _disk_pixels(y.shape, float(x), float(yy), off)
-        n_pix.append(len(rr))
-        ksum.append(float(y[rr, cc].sum()) if len(rr) else 0.0)
-        lam.append(float(d[rr, cc].mean()) if len(rr) else lv)
+    rr, cc, inside = disk_pixels(
+        y.shape, columns_df["x_px"].to_numpy(), columns_df["y_px"].to_numpy(), off
+    )
     out = columns_df.reset_index(drop=True).copy()
-    n = np.asarray(n_pix, dtype=np.int64)
-    k = np.asarray(ksum, dtype=np.float64)
-    la = np.maximum(np.asarray(lam, dtype=np.float64), EPS)
+    n = inside.sum(axis=1).astype(np.int64)
+    k = np.where(inside, y[rr, cc], 0.0).sum(axis=1)
+    lam = np.divide(np.where(inside, d[rr, cc], 0.0).sum(axis=1), n,
+                    out=np.full(len(n), lv), where=n > 0)
+    la = np.maximum(lam, EPS)
     out["n_pixels"] = n
     out["counts_sum"] = k
     out["mean_counts"] = np.divide(k, n, out=np.zeros_like(k), where=n > 0)
@@ -209,10 +212,11 @@ def likelihood_map(
         raise InputError(f"unknown likelihood map value {value!r}")
     y = np.asarray(noisy_counts)
     out = np.zeros(y.shape, dtype=np.float64)
-    off = _disk_offsets(disk_radius_px)
-    for x, yy, v in zip(tab["x_px"], tab["y_px"], tab[value], strict=True):
-        rr, cc = _disk_pixels(y.shape, float(x), float(yy), off)
-        out[rr, cc] = v
+    rr, cc, inside = disk_pixels(
+        y.shape, tab["x_px"].to_numpy(), tab["y_px"].to_numpy(), _disk_offsets(disk_radius_px)
+    )
+    values = np.broadcast_to(tab[value].to_numpy(dtype=np.float64)[:, None], rr.shape)
+    out[rr[inside], cc[inside]] = values[inside]  # row-major: the later column wins
     return out
 
 

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy.optimize import linear_sum_assignment
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
 
 from etem.errors import InputError
+
+#: Cost of a non-candidate pair (never chosen over a real one).
+BIG = 1e6
 
 
 def match_columns(
@@ -13,12 +20,11 @@ def match_columns(
 ) -> tuple[np.ndarray, np.ndarray]:
     """One-to-one matching of found to true columns within ``radius_A`` [Å].
 
-    Uses ``x_A, y_A`` of both tables; minimises the total distance (Hungarian algorithm on
-    the candidate pairs). Returns index arrays ``(i_found, i_true)`` of the matched pairs.
+    Uses ``x_A, y_A`` of both tables; maximises the number of pairs, then minimises their
+    total distance (Hungarian algorithm on each connected group of candidate pairs: columns
+    farther apart than the radius never compete). Returns index arrays ``(i_found, i_true)``
+    of the matched pairs, sorted by ``i_found``.
     """
-    from scipy.optimize import linear_sum_assignment
-    from scipy.spatial import cKDTree
-
     for name, df in (("found", found), ("truth", truth)):
         for col in ("x_A", "y_A"):
             if col not in df.columns:
@@ -29,15 +35,35 @@ def match_columns(
         return np.zeros(0, dtype=int), np.zeros(0, dtype=int)
     pf = found[["x_A", "y_A"]].to_numpy(dtype=np.float64)
     pt = truth[["x_A", "y_A"]].to_numpy(dtype=np.float64)
-    pairs = cKDTree(pf).query_ball_tree(cKDTree(pt), r=radius_A)
-    big = 1e6
-    cost = np.full((len(pf), len(pt)), big)
-    for i, js in enumerate(pairs):
-        for j in js:
-            cost[i, j] = float(np.hypot(*(pf[i] - pt[j])))
-    rows, cols = linear_sum_assignment(cost)
-    ok = cost[rows, cols] < big
-    return rows[ok], cols[ok]
+    nf = len(pf)
+    pairs = cKDTree(pf).sparse_distance_matrix(cKDTree(pt), radius_A, output_type="coo_matrix")
+    if pairs.nnz == 0:
+        return np.zeros(0, dtype=int), np.zeros(0, dtype=int)
+    i, j = pairs.row, pairs.col
+    dist = np.hypot(pf[i, 0] - pt[j, 0], pf[i, 1] - pt[j, 1])
+    # groups of competing columns: connected components of the bipartite candidate graph
+    graph = coo_matrix((np.ones(len(i)), (i, nf + j)), shape=(nf + len(pt),) * 2)
+    _, label = connected_components(graph, directed=False)
+    group = label[i]
+    order = np.argsort(group, kind="stable")
+    rows_out, cols_out = [], []
+    for sel in np.split(order, np.flatnonzero(np.diff(group[order])) + 1):
+        if len(sel) == 1:
+            rows_out.append(i[sel])
+            cols_out.append(j[sel])
+            continue
+        fi, ri = np.unique(i[sel], return_inverse=True)
+        tj, rj = np.unique(j[sel], return_inverse=True)
+        cost = np.full((len(fi), len(tj)), BIG)
+        cost[ri, rj] = dist[sel]
+        r, c = linear_sum_assignment(cost)
+        ok = cost[r, c] < BIG
+        rows_out.append(fi[r[ok]])
+        cols_out.append(tj[c[ok]])
+    rows = np.concatenate(rows_out).astype(int)
+    cols = np.concatenate(cols_out).astype(int)
+    o = np.argsort(rows, kind="stable")
+    return rows[o], cols[o]
 
 
 def detection_metrics(

@@ -237,8 +237,11 @@ class TiledRunner:
         self.dtype = precision_dtype(precision, self.device)
         self.module = low_precision_module(model.module, self.dtype, self.device)
 
-    def forward(self, batch: np.ndarray) -> np.ndarray:
-        """One forward pass on a (B, C, h, w) float32 batch -> (B, C_out, h, w) float32."""
+    def forward(
+        self, batch: np.ndarray, post: Callable[[torch.Tensor], torch.Tensor] | None = None
+    ) -> np.ndarray:
+        """One forward pass on a (B, C, h, w) float32 batch -> (B, C_out, h, w) float32;
+        ``post`` maps the output tensor on the device first (e.g. logits -> class map)."""
         with torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
             y = self.module(x)
@@ -246,19 +249,23 @@ class TiledRunner:
                 y = y[0]
             if isinstance(y, dict):
                 y = next(iter(y.values()))
-            return np.asarray(y.float().cpu().numpy())
+            y = y.float()
+            if post is not None:
+                y = post(y)
+            return np.asarray(y.cpu().numpy())
 
     def run(
         self,
         inputs: np.ndarray | Callable[[int], np.ndarray],
         n: int | None = None,
-        post: Callable[[np.ndarray], np.ndarray] | None = None,
+        post: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> np.ndarray:
         """Apply the network to N inputs of shape (C, H, W); returns (N, C_out, H, W) float32.
 
         ``inputs`` is an (N, C, H, W) array or a callable ``i -> (C, H, W)`` (with ``n``), so
         multi-frame inputs are built one frame at a time (bounded memory). ``post`` maps each
-        raw output batch (B, C_out, h, w) before stitching (e.g. logits -> class map).
+        output batch tensor (B, C_out, h, w) on the device before stitching (e.g. logits ->
+        class map: less to copy back).
         """
         if callable(inputs):
             get = inputs
@@ -290,9 +297,7 @@ class TiledRunner:
                 if i not in cache:
                     cache = {i: pad_to_multiple(get(i), self.mult)[0]}
                 tiles.append(cache[i][:, ys[a] : ys[a] + th, xs[b] : xs[b] + tw])
-            res = self.forward(np.stack(tiles))
-            if post is not None:
-                res = post(res)
+            res = self.forward(np.stack(tiles), post)
             if out is None:
                 out = np.empty((n, res.shape[1], hp, wp), dtype=np.float32)
             for (i, a, b), tile_out in zip(part, res, strict=True):
@@ -372,18 +377,18 @@ def denoise_images(
     return out[0] if single else out
 
 
-def decode_segmentation(y: np.ndarray, module: Any) -> np.ndarray:
+def decode_segmentation(y: torch.Tensor, module: Any) -> torch.Tensor:
     """Segmenter logits (B, C, h, w) -> (B, 3, h, w) float32: class index, cation and anion
     occupancy (expected atoms in the column: the sum of the ordinal probabilities P(n > k))."""
     c = int(getattr(module, "n_classes", y.shape[1]))
     m = int(getattr(module, "max_occupancy", 0))
-    cls = np.argmax(y[:, :c], axis=1).astype(np.float32)
+    cls = torch.argmax(y[:, :c], dim=1).float()
     if m:
-        cat = (1.0 / (1.0 + np.exp(-y[:, c : c + m]))).sum(axis=1)
-        an = (1.0 / (1.0 + np.exp(-y[:, c + m : c + 2 * m]))).sum(axis=1)
+        cat = torch.sigmoid(y[:, c : c + m]).sum(dim=1)
+        an = torch.sigmoid(y[:, c + m : c + 2 * m]).sum(dim=1)
     else:
-        cat = an = np.full_like(cls, np.nan)
-    return np.stack([cls, cat, an], axis=1).astype(np.float32)
+        cat = an = torch.full_like(cls, float("nan"))
+    return torch.stack([cls, cat, an], dim=1)
 
 
 def segment_images(
