@@ -21,7 +21,8 @@ _PREFIX += (
     f"_etem_store={shlex.quote(tracking_uri(ETEM))}; "
     'export MLFLOW_TRACKING_URI="${MLFLOW_TRACKING_URI:-$_etem_store}"; '
 )
-shell.prefix(_PREFIX)
+# shell.prefix is formatted like a rule's command: literal braces are doubled.
+shell.prefix(_PREFIX.replace("{", "{{").replace("}", "}}"))
 
 LAYOUT = Layout(ETEM.results_path)
 RESULTS = str(LAYOUT.root)
