@@ -352,9 +352,12 @@ def section_provenance(config: Any, layout: Layout, runs: pd.DataFrame | None) -
     else:
         # run ids stay out of the report (same config, same report): they are in the
         # tracking store and in runs.csv beside this report (RUNS_FILE)
-        t = runs_table(runs).drop(columns=["run_id"])
-        body.append(f"<p>{len(t)} stage runs; their MLflow run ids are in "
-                    f"<code>{RUNS_FILE}</code> beside this report.</p>")
+        # the finished runs that made these results; killed or failed attempts and all run
+        # ids are in RUNS_FILE
+        t = runs_table(runs[runs["status"] == "FINISHED"]).drop(columns=["run_id", "status"])
+        body.append(f"<p>{len(t)} finished stage runs; every run with its MLflow run id "
+                    f"(killed and failed attempts too) is in <code>{RUNS_FILE}</code> beside "
+                    "this report.</p>")
         body.append(H.table(t, max_rows=200))
     body.append("<h3>Configuration</h3>")
     body.append(f"<pre>{H.esc(yaml.safe_dump(config.model_dump(mode='json'), sort_keys=False))}"
