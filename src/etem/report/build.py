@@ -354,7 +354,12 @@ def section_provenance(config: Any, layout: Layout, runs: pd.DataFrame | None) -
         # tracking store and in runs.csv beside this report (RUNS_FILE)
         # the finished runs that made these results; killed or failed attempts and all run
         # ids are in RUNS_FILE
-        t = runs_table(runs[runs["status"] == "FINISHED"]).drop(columns=["run_id", "status"])
+        done = runs[runs["status"] == "FINISHED"]
+        if "start_time" in done.columns:  # a job re-run after an interruption: its last run
+            key = [c for c in ("tags.etem.stage", "tags.etem.snakemake.rule",
+                               "tags.etem.snakemake.wildcards") if c in done.columns]
+            done = done.sort_values("start_time").drop_duplicates(key, keep="last")
+        t = runs_table(done).drop(columns=["run_id", "status"])
         body.append(f"<p>{len(t)} finished stage runs; every run with its MLflow run id "
                     f"(killed and failed attempts too) is in <code>{RUNS_FILE}</code> beside "
                     "this report.</p>")
