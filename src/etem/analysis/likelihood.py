@@ -324,8 +324,8 @@ class Calibration:
             else:
                 merged.append(pending)
         bins, nulls = [], []
-        for g in merged:
-            sel = np.isin(keys, g)
+        for grp in merged:
+            sel = np.isin(keys, grp)
             bins.append(float(np.exp(np.mean(np.log(levels[sel])))))
             nulls.append(_thin(np.sort(u[sel]), max_samples))
         trues: list[list[float]] = []

@@ -22,6 +22,7 @@ Outputs (all under ``out_dir``; see ``docs/evaluation.md``)::
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -100,6 +101,7 @@ def load_test_images(index_path: str | Path, cfg: Any) -> list[TestImage]:
     out: list[TestImage] = []
     handles: dict[str, Any] = {}
     try:
+        row: Any
         for row in sel.itertuples(index=False):
             shard = str((index_path.parent / str(row.shard)).resolve())
             if shard not in handles:
@@ -154,7 +156,7 @@ def make_methods(cfg: Any, denoiser: Any | None = None) -> dict[str, Method]:
     b = cfg.benchmark
     methods: dict[str, Method] = {"noisy": baselines.noisy_intensity}
     for s in b.gaussian_sigma_px:
-        methods[f"gaussian_{s:g}px"] = lambda c, d, s=s: baselines.gaussian(c, d, s)
+        methods[f"gaussian_{s:g}px"] = functools.partial(baselines.gaussian, sigma_px=s)
     if b.nlm:
         methods["nlm"] = lambda c, d: baselines.nlm(
             c, d, b.nlm_patch_size_px, b.nlm_patch_distance_px, b.nlm_h
@@ -337,7 +339,8 @@ def calibrate(
     """
     b = cfg.benchmark
     n_fit = max(b.calibration_vacuum_images // 2, 1)
-    fits, held = [], []
+    fits: list[pd.DataFrame] = []
+    held: list[pd.DataFrame] = []
     # the benchmark doses, plus the movie's dose per frame (what the apply stage sees)
     doses = sorted({*cfg.noise.benchmark_doses_e_per_A2,
                     round(cfg.movie.dose_e_per_px_per_frame / (px * px), 6)})
@@ -472,7 +475,7 @@ def movie_table(
     clean = movie.get("clean")
     dose_px = float(movie["dose_e_per_px"])
     n = frames.shape[0]
-    n_static = (int(movie.get("static_frames", n)) // 4) * 4
+    n_static = (int(movie["static_frames"] if "static_frames" in movie else n) // 4) * 4
     outs: dict[str, np.ndarray] = {}
     for name, fn in methods.items():
         outs[name] = np.stack([fn(f, dose_px) for f in frames])
@@ -509,13 +512,13 @@ def _subsets(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     axes = [a for a in BREAKDOWN_AXES if a in df.columns]
     for a in axes:
         for v, g in df.groupby(a, sort=True):
-            out.append((f"{a}={v:g}" if isinstance(v, float) else f"{a}={v}", g))
+            out.append((f"{a}={v:g}" if isinstance(v, float) else f"{a}={v!s}", g))
     if "dose_e_per_A2" in df.columns:
         for a in axes:
             if a == "dose_e_per_A2":
                 continue
-            for (d, v), g in df.groupby(["dose_e_per_A2", a], sort=True):
-                vs = f"{v:g}" if isinstance(v, float) else str(v)
+            for (d, w), g in df.groupby(["dose_e_per_A2", a], sort=True):
+                vs = f"{w:g}" if isinstance(w, float) else str(w)
                 out.append((f"dose_e_per_A2={d:g}|{a}={vs}", g))
     return out
 

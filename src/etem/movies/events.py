@@ -152,7 +152,7 @@ def detect_events(
         scores[f"z_{name}_ewma"] = z_all[:, 2 * k]
         scores[f"z_{name}_diff"] = z_all[:, 2 * k + 1]
     ewma_score = z_all[:, 0::2].max(axis=1) if z_all.size else np.zeros(t_n)
-    rows = []
+    rows: list[dict[str, Any]] = []
     t = cal
     while t < t_n:
         if score[t] <= threshold:

@@ -17,6 +17,7 @@ Shard file (``shard_NNN.h5``, contract version :data:`SHARD_VERSION`)::
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import time
@@ -138,7 +139,7 @@ def run_shard(
                 dose = prep.dose_e_per_px
                 xs = image_input(normalize(counts, dose), dose, seg_model.dose_conditioned)
                 module = seg_model.module
-                seg = seg_runner.run(xs, post=lambda y, m=module: decode_segmentation(y, m))
+                seg = seg_runner.run(xs, post=functools.partial(decode_segmentation, module=module))
             i0 = centre.start - start
             den_ds[i0 : i0 + len(centre)] = intensity
             for i, key in enumerate(SEGMENTATION_MAPS):

@@ -13,7 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import h5py
 import numpy as np
+
+from etem.errors import InputError
+from etem.io import atomic_path
 
 
 @dataclass
@@ -21,7 +25,7 @@ class LatticeMovie:
     """Clean intensities (T, H, W) (vacuum = 1), counts, and ground-truth columns per frame."""
 
     clean: np.ndarray
-    counts: np.ndarray
+    counts: np.ndarray | None
     columns: list[np.ndarray]  # per frame (n, 2) x, y [px]
     pixel_size_A: float
     frame_time_s: float
@@ -100,17 +104,15 @@ def lattice_movie(
         cols,
         pixel_size_A,
         frame_time_s,
-        dose_e_per_px_per_frame,  # type: ignore[arg-type]
+        dose_e_per_px_per_frame,
         event_frame,
     )
 
 
 def write_h5(movie: LatticeMovie, path: str | Path) -> Path:
     """Write in the synthetic-movie HDF5 contract (atomically)."""
-    import h5py
-
-    from etem.io import atomic_path
-
+    if movie.counts is None:
+        raise InputError("synthetic movie: no counts to write (generated with counts=False)")
     path = Path(path)
     with atomic_path(path, suffix=".h5") as tmp, h5py.File(tmp, "w") as fh:
         ds = fh.create_dataset(

@@ -244,13 +244,13 @@ def score_events(
             claimed[j] = True
             row.update(onset_frame=int(onsets[j]), onset_error_frames=int(err[j]), hit=True)
         rows.append(row)
-    for j in np.flatnonzero(~claimed):
+    for unclaimed in np.flatnonzero(~claimed):
         rows.append(
             {
                 "true_event": -1,
                 "kind": "",
                 "true_frame": np.nan,
-                "onset_frame": int(onsets[j]),
+                "onset_frame": int(onsets[unclaimed]),
                 "onset_error_frames": np.nan,
                 "hit": False,
                 "false_alarm": True,

@@ -116,6 +116,7 @@ def _simulation_examples(idx: pd.DataFrame, base: Path, config: Any, n: int = 4)
     picks = idx.groupby("family").head(2).head(n) if "family" in idx.columns else idx.head(n)
     dose = float(config.noise.benchmark_doses_e_per_A2[0])
     fig, axes = plt.subplots(2, len(picks), figsize=(2.4 * len(picks), 5), squeeze=False)
+    row: Any  # a namedtuple of the columns
     for j, row in enumerate(picks.itertuples()):
         with h5py.File(base / str(row.shard), "r") as fh:
             clean = np.asarray(fh["clean"][int(row.index_in_shard)], dtype=np.float64)

@@ -55,7 +55,7 @@ def figure(fig: Any, caption: str = "", width: int | None = None) -> str:
            f"<figcaption>{esc(caption)}</figcaption></figure>"
 
 
-def table(df: pd.DataFrame, max_rows: int = 60, floatfmt: str = "{:.4g}") -> str:
+def table(df: pd.DataFrame | None, max_rows: int = 60, floatfmt: str = "{:.4g}") -> str:
     """A DataFrame as an HTML table (first ``max_rows`` rows)."""
     if df is None or len(df) == 0:
         return missing("empty table")

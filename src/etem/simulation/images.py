@@ -61,7 +61,8 @@ def plan_images(
     )
     planes = exit_plane_indices(depths_A, sim.thickness_nm)
     grid = [
-        ImageSpec(t, tuple(float(v) for v in sim.tilts_mrad[t]), p, float(depths_A[p]), float(d))
+        ImageSpec(t, (float(sim.tilts_mrad[t][0]), float(sim.tilts_mrad[t][1])), p,
+                  float(depths_A[p]), float(d))
         for t in tilt_ids for p in planes for d in sim.defocus_nm
     ]
     n = sim.images_per_structure

@@ -221,7 +221,8 @@ def propagator(
     p = _fresnel_propagator_array(thickness_A, gpts, sampling, energy_kv * 1e3, "cpu")
     p = p * antialias_aperture(gpts, sampling, np)
     if tuple(tilt_mrad) != (0.0, 0.0):
-        p = _apply_tilt_to_fresnel_propagator_array(p, sampling, thickness_A, tuple(tilt_mrad))
+        tilt = (float(tilt_mrad[0]), float(tilt_mrad[1]))
+        p = _apply_tilt_to_fresnel_propagator_array(p, sampling, thickness_A, tilt)
     return np.ascontiguousarray(p, dtype=np.complex64)
 
 

@@ -106,7 +106,8 @@ def facet_normal(material: str, zone: tuple[int, int, int], facet: str) -> tuple
                 cands.add(v)
     if not cands:
         raise ConfigError(f"{material}: no {{{facet}}} facet is edge-on along [{zone}]")
-    return sorted(cands, reverse=True)[0]
+    best = sorted(cands, reverse=True)[0]
+    return best[0], best[1], best[2]
 
 
 @functools.lru_cache(maxsize=64)

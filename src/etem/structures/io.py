@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from ase import Atoms
+from ase.io import read
 
 from etem.errors import InputError
 
@@ -114,8 +116,6 @@ def read_structure(path: str | os.PathLike[str]) -> Any:
     InputError
         If the file is missing or not a readable extxyz structure.
     """
-    from ase.io import read
-
     path = Path(path)
     if not path.exists():
         raise InputError(f"structure {path}: no such file")
@@ -123,6 +123,7 @@ def read_structure(path: str | os.PathLike[str]) -> Any:
         atoms = read(path, format="extxyz")
     except Exception as exc:
         raise InputError(f"structure {path}: not a readable extxyz file ({exc})") from None
+    assert isinstance(atoms, Atoms)  # one frame: read() returns the last image
     info = atoms.info
     flat = info.pop("vacancy_xyz", None)
     symbols = info.pop("vacancy_symbols", "")

@@ -27,7 +27,7 @@ import torch
 from etem.data.datasets import StepBatches, collate
 from etem.io import atomic_path
 from etem.models.factory import build_model, count_parameters
-from etem.models.inference import bf16_supported
+from etem.models.inference import bf16_supported, with_memory_format
 from etem.seeding import derive_seed
 from etem.training.tasks import Task
 
@@ -113,7 +113,7 @@ def train(
         model.load_state_dict(init_state)
     model = model.to(device)
     if amp:
-        model = model.to(memory_format=torch.channels_last)
+        model = with_memory_format(model, torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
         opt, mode=task.mode, factor=cfg.lr_plateau_factor, patience=cfg.lr_plateau_patience
@@ -197,8 +197,10 @@ def train(
             break
     if state["best_state"] is not None:
         model.load_state_dict(state["best_state"])
-    model = model.to(memory_format=torch.contiguous_format).eval()
-    best = next((h for h in state["history"] if h["step"] == state["best_step"]), {})
+    model = with_memory_format(model, torch.contiguous_format).eval()
+    best: dict[str, Any] = next(
+        (h for h in state["history"] if h["step"] == state["best_step"]), {}
+    )
     return TrainResult(
         model=model, metrics={k: v for k, v in best.items() if k != "step"},
         history=state["history"], steps=step, stopped_early=state["stopped_early"],

@@ -10,7 +10,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
@@ -27,6 +27,7 @@ from etem.data.datasets import (
 from etem.data.splits import assign_splits
 from etem.errors import InputError
 from etem.models.factory import architecture
+from etem.models.unet import Segmenter
 from etem.training.metrics import iou_per_class, occupancy_accuracy, psnr, ssim
 
 log = logging.getLogger("etem.training.tasks")
@@ -37,7 +38,7 @@ class Task:
 
     kind: str = ""
     primary: str = ""  # validation metric driving early stopping and the lr schedule
-    mode: str = "max"  # 'max' or 'min'
+    mode: Literal["min", "max"] = "max"
     train_set: Any
     val_set: Any
 
@@ -223,7 +224,7 @@ class SegmenterTask(_ImageTask):
         return self._weights
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self._loss(model.split(model(batch["input"]).float()), batch)
+        return self._loss(cast(Segmenter, model).split(model(batch["input"]).float()), batch)
 
     def _loss(self, heads: dict[str, torch.Tensor], batch: dict[str, Any]) -> torch.Tensor:
         """Weighted cross-entropy (+ soft Dice) on classes + ordinal BCE on occupancies."""
@@ -244,7 +245,7 @@ class SegmenterTask(_ImageTask):
 
         v = self.val_batch()
         out = self.predict_val(model, amp, device)
-        heads = model.split(out)
+        heads = cast(Segmenter, model).split(out)
         loss = self._loss(heads, v)
         pred = heads["class"].argmax(1).numpy()
         truth = v["class"].numpy()
@@ -264,7 +265,7 @@ class SegmenterTask(_ImageTask):
 
     def panels(self, model: nn.Module, amp: bool, device: torch.device) -> Any:
         v = self.val_batch()
-        heads = model.split(self.predict_val(model, amp, device))
+        heads = cast(Segmenter, model).split(self.predict_val(model, amp, device))
         idx = _spread(len(v["input"]), 3)
         cols = [
             ("noisy / dose", v["input"].numpy()[:, 0]),
