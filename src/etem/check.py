@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from etem.cliutils import config_from_args
+from etem.config import EtemConfig
 from etem.errors import InputError
 from etem.paths import Layout
 
@@ -23,7 +24,7 @@ TRACKED_STAGES = (
 )
 
 
-def _check_structures(cfg: Any, lay: Layout) -> str:
+def _check_structures(cfg: EtemConfig, lay: Layout) -> str:
     from etem.io import read_table
 
     df = read_table(lay.structures_manifest)
@@ -35,7 +36,7 @@ def _check_structures(cfg: Any, lay: Layout) -> str:
     return f"{len(df)} structures"
 
 
-def _check_images(cfg: Any, lay: Layout) -> str:
+def _check_images(cfg: EtemConfig, lay: Layout) -> str:
     import h5py
     import numpy as np
 
@@ -66,7 +67,7 @@ def _check_images(cfg: Any, lay: Layout) -> str:
     return f"{n} images in {cfg.simulation.n_shards} shards"
 
 
-def _check_movie(cfg: Any, lay: Layout) -> str:
+def _check_movie(cfg: EtemConfig, lay: Layout) -> str:
     import h5py
 
     with h5py.File(lay.synthetic_movie, "r") as f:
@@ -76,7 +77,7 @@ def _check_movie(cfg: Any, lay: Layout) -> str:
     return f"synthetic movie {shape}"
 
 
-def _check_models(cfg: Any, lay: Layout) -> str:
+def _check_models(cfg: EtemConfig, lay: Layout) -> str:
     from etem.models.io import load_model
 
     kinds = []
@@ -88,7 +89,7 @@ def _check_models(cfg: Any, lay: Layout) -> str:
     return "models " + ", ".join(kinds)
 
 
-def _check_benchmark(cfg: Any, lay: Layout) -> str:
+def _check_benchmark(cfg: EtemConfig, lay: Layout) -> str:
     calib = lay.benchmark_dir / "likelihood_calibration.json"
     json.loads(calib.read_text())
     tables = sorted(p.name for p in lay.benchmark_dir.glob("*.csv"))
@@ -97,19 +98,19 @@ def _check_benchmark(cfg: Any, lay: Layout) -> str:
     return f"{len(tables)} benchmark tables"
 
 
-def _check_apply(cfg: Any, lay: Layout) -> str:
+def _check_apply(cfg: EtemConfig, lay: Layout) -> str:
     summary = json.loads((lay.apply_dir("synthetic") / "summary.json").read_text())
     return f"movie results: {summary.get('n_frames', '?')} frames"
 
 
-def _check_report(cfg: Any, lay: Layout) -> str:
+def _check_report(cfg: EtemConfig, lay: Layout) -> str:
     text = lay.report.read_text(encoding="utf-8")
     if "<html" not in text.lower() or "</html>" not in text.lower():
         raise InputError(f"{lay.report}: not a complete HTML document")
     return f"report {lay.report.stat().st_size // 1024} KiB"
 
 
-def _check_tracking(cfg: Any, lay: Layout) -> str:
+def _check_tracking(cfg: EtemConfig, lay: Layout) -> str:
     from etem.runs import search_stage_runs, tracking_uri
 
     uri = tracking_uri(cfg)
@@ -137,7 +138,7 @@ CHECKS: dict[str, Callable[[Any, Layout], str]] = {
 }
 
 
-def check_campaign(cfg: Any) -> list[tuple[str, bool, str]]:
+def check_campaign(cfg: EtemConfig) -> list[tuple[str, bool, str]]:
     """Run every check; returns (name, ok, message) triples."""
     lay = Layout(cfg.results_path)
     out = []

@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from etem.config import EtemConfig
 from etem.provenance import git_commit, package_versions
 
 log = logging.getLogger("etem.runs")
@@ -47,7 +48,7 @@ UPSTREAM: dict[str, tuple[str, ...]] = {
 }
 
 
-def tracking_uri(config: Any, store_dir: Path | None = None) -> str:
+def tracking_uri(config: EtemConfig, store_dir: Path | None = None) -> str:
     """``MLFLOW_TRACKING_URI`` if set, else the config's, else sqlite in ``store_dir``
     (default: the campaign's results folder)."""
     env = os.environ.get("MLFLOW_TRACKING_URI")
@@ -59,7 +60,7 @@ def tracking_uri(config: Any, store_dir: Path | None = None) -> str:
     return f"sqlite:///{db}"
 
 
-def experiment_name(config: Any) -> str:
+def experiment_name(config: EtemConfig) -> str:
     """MLflow experiment of the campaign."""
     return config.tracking.experiment or config.name
 
@@ -101,7 +102,7 @@ class StageRun:
 
     def __init__(
         self,
-        config: Any,
+        config: EtemConfig,
         stage: str,
         params: dict[str, Any] | None = None,
         tags: dict[str, str] | None = None,
@@ -334,7 +335,7 @@ class StageRun:
         self._client.set_terminated(self.run_id, status)
 
 
-def search_stage_runs(config: Any, stage: str | None = None) -> Any:
+def search_stage_runs(config: EtemConfig, stage: str | None = None) -> Any:
     """DataFrame of the campaign's stage runs (optionally of one stage), newest first."""
     import mlflow
 

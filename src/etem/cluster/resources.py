@@ -7,10 +7,10 @@ training job needs a GPU depends on the campaign config, so the training rules a
 
 from __future__ import annotations
 
-from typing import Any
+from etem.config.training import LoopConfig
 
 
-def gpus(loop_config: Any) -> int:
+def gpus(loop_config: LoopConfig) -> int:
     """Number of GPUs a training job requests: 1 when ``device == "cuda"``, else 0.
 
     Parameters

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from etem.config.training import SplitConfig
 from etem.errors import InputError
 from etem.seeding import rng
 
@@ -23,7 +24,7 @@ log = logging.getLogger("etem.data.splits")
 SPLITS = ("train", "val", "test", "held_out")
 
 
-def assign_splits(df: Any, split_cfg: Any, seed: int) -> Any:
+def assign_splits(df: Any, split_cfg: SplitConfig, seed: int) -> Any:
     """Split label per row, by structure.
 
     Parameters

@@ -44,6 +44,7 @@ from etem.analysis.likelihood import Calibration, likelihood_table
 from etem.analysis.matching import detection_metrics, match_columns
 from etem.analysis.metrics import data_range, mse, psnr, psnr_peak, ssim, ssim_peak
 from etem.analysis.umse import umse
+from etem.config import EtemConfig
 from etem.errors import InputError
 from etem.seeding import rng
 
@@ -78,7 +79,7 @@ class BenchmarkResult:
 
 
 # -- inputs -----------------------------------------------------------------------------
-def load_test_images(index_path: str | Path, cfg: Any) -> list[TestImage]:
+def load_test_images(index_path: str | Path, cfg: EtemConfig) -> list[TestImage]:
     """Test and held-out images of the campaign (split by structure), capped deterministically."""
     import h5py
 
@@ -122,7 +123,7 @@ def load_test_images(index_path: str | Path, cfg: Any) -> list[TestImage]:
     return out
 
 
-def _with_manifest_columns(idx: pd.DataFrame, index_path: Path, cfg: Any) -> pd.DataFrame:
+def _with_manifest_columns(idx: pd.DataFrame, index_path: Path, cfg: EtemConfig) -> pd.DataFrame:
     """Add held-out columns (e.g. ``particle_shape``) from the structures manifest if absent.
 
     The manifest is looked up where the results layout puts it
@@ -145,13 +146,13 @@ def _with_manifest_columns(idx: pd.DataFrame, index_path: Path, cfg: Any) -> pd.
     return idx.merge(extra, on="structure_id", how="left")
 
 
-def _splits(idx: pd.DataFrame, cfg: Any) -> pd.Series:
+def _splits(idx: pd.DataFrame, cfg: EtemConfig) -> pd.Series:
     from etem.data.splits import assign_splits
 
     return assign_splits(idx, cfg.training.split, cfg.seed)
 
 
-def make_methods(cfg: Any, denoiser: Any | None = None) -> dict[str, Method]:
+def make_methods(cfg: EtemConfig, denoiser: Any | None = None) -> dict[str, Method]:
     """Methods compared: noisy input, Gaussian filters, NLM, and the supervised denoiser."""
     b = cfg.benchmark
     methods: dict[str, Method] = {"noisy": baselines.noisy_intensity}
@@ -180,7 +181,7 @@ def primary_method(methods: dict[str, Method]) -> str:
     return gauss[len(gauss) // 2] if gauss else "noisy"
 
 
-def _noisy(clean: np.ndarray, dose_A2: float, px: float, cfg: Any, key: str) -> np.ndarray:
+def _noisy(clean: np.ndarray, dose_A2: float, px: float, cfg: EtemConfig, key: str) -> np.ndarray:
     g = rng(cfg.seed, "benchmark", "noise", key, f"{dose_A2:g}")
     from etem.simulation.noise import apply_dose
 
@@ -191,7 +192,7 @@ def _noisy(clean: np.ndarray, dose_A2: float, px: float, cfg: Any, key: str) -> 
 
 # -- the benchmark ----------------------------------------------------------------------
 def run_benchmark(
-    cfg: Any,
+    cfg: EtemConfig,
     images: list[TestImage],
     denoiser: Any | None = None,
     segmenter: Any | None = None,
@@ -328,7 +329,7 @@ def _quartet_truth(clean_counts: np.ndarray, counts: np.ndarray, fn: Callable) -
 
 
 def calibrate(
-    cfg: Any, method: Method, shape: tuple[int, int], px: float, lik: pd.DataFrame
+    cfg: EtemConfig, method: Method, shape: tuple[int, int], px: float, lik: pd.DataFrame
 ) -> tuple[Calibration, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Fit the likelihood calibration on simulated vacuum at every benchmark dose and at the
     movie's dose per frame.
@@ -373,7 +374,9 @@ def calibrate(
     return cal, far, rel, null_fit[keep]
 
 
-def mohan_protocol(cfg: Any, images: list[TestImage], methods: dict[str, Method]) -> pd.DataFrame:
+def mohan_protocol(
+    cfg: EtemConfig, images: list[TestImage], methods: dict[str, Method]
+) -> pd.DataFrame:
     """Mohan et al.'s evaluation protocol on ``images``: one row per (image, method).
 
     The clean image (intensity, vacuum = 1) is scaled so that its maximum is
@@ -466,7 +469,7 @@ def temporal_mean(frames: np.ndarray, n_frames: int) -> np.ndarray:
 
 
 def movie_table(
-    cfg: Any, movie: dict[str, Any], methods: dict[str, Method], unsupervised: Any | None
+    cfg: EtemConfig, movie: dict[str, Any], methods: dict[str, Method], unsupervised: Any | None
 ) -> pd.DataFrame:
     """Synthetic movie: true MSE/PSNR (vs the clean frames) and uMSE from frame quartets."""
     from etem.analysis.umse import umse_frames
@@ -654,7 +657,7 @@ def oriented_example(img: np.ndarray) -> np.ndarray:
 PARQUET_TABLES = ("per_image", "columns_per_image", "likelihood_columns", "calibration_null")
 
 
-def write_outputs(cfg: Any, res: BenchmarkResult, out_dir: Path) -> list[Path]:
+def write_outputs(cfg: EtemConfig, res: BenchmarkResult, out_dir: Path) -> list[Path]:
     """Write tables, calibration, figures and summary.json under ``out_dir``; return the files."""
     from etem.evaluation import figures as F
     from etem.io import write_json, write_table

@@ -40,6 +40,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from etem.config.apply import ApplyConfig
+
 log = logging.getLogger("etem.movies.events")
 
 #: Fewest finite calibration values of a statistic for it to be scored.
@@ -233,7 +235,7 @@ def statistic_floors(stats: pd.DataFrame) -> dict[str, float]:
 
 
 def refine_onsets(
-    events: EventResult, stats: pd.DataFrame, a: Any, frame_time_s: float | None = None
+    events: EventResult, stats: pd.DataFrame, a: ApplyConfig, frame_time_s: float | None = None
 ) -> None:
     """Move event onsets to the change point of a windowed statistic (in place).
 

@@ -23,12 +23,12 @@ import math
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import h5py
 import numpy as np
 import pandas as pd
 
+from etem.config import EtemConfig
 from etem.data.inputs import image_input, normalize
 from etem.errors import InputError
 from etem.frames.breaks import segment_window
@@ -98,7 +98,7 @@ def denoise_chunk(
     return runner.run(window, n=len(ts))[:, 0]
 
 
-def runner_for(model: LoadedModel, cfg: Any) -> TiledRunner:
+def runner_for(model: LoadedModel, cfg: EtemConfig) -> TiledRunner:
     """The tiled runner of ``apply`` (tile, overlap, batch, precision, device)."""
     a = cfg.apply
     return TiledRunner(model, a.tile_px, a.overlap_px, a.batch_size, a.precision, a.device)
@@ -107,7 +107,7 @@ def runner_for(model: LoadedModel, cfg: Any) -> TiledRunner:
 def run_shard(
     movie: Movie,
     prep: PreparedMovie,
-    cfg: Any,
+    cfg: EtemConfig,
     models: ApplyModels,
     start: int,
     stop: int,

@@ -37,6 +37,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from etem.config.apply import ApplyConfig
+
 log = logging.getLogger("etem.movies.truth")
 
 #: Columns of the per-frame column-scoring table (``truth_columns.csv``).
@@ -327,7 +329,7 @@ def score_apply(
     drift_px: np.ndarray,
     events: pd.DataFrame,
     geo: Any,
-    a: Any,
+    a: ApplyConfig,
     out: Path,
     metadata: dict[str, Any],
 ) -> tuple[dict[str, Any] | None, dict[str, str]]:

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from etem.config import EtemConfig
 from etem.paths import Layout
 from etem.report import html as H
 
@@ -90,7 +91,7 @@ def section_structures(layout: Layout) -> str:
     return "".join(body)
 
 
-def section_simulation(layout: Layout, config: Any) -> str:
+def section_simulation(layout: Layout, config: EtemConfig) -> str:
     """Image counts per axis and example clean/noisy images."""
     idx_p = layout.simulation_index
     idx = _read_table(idx_p) if idx_p.exists() else None
@@ -107,7 +108,7 @@ def section_simulation(layout: Layout, config: Any) -> str:
     return "".join(body)
 
 
-def _simulation_examples(idx: pd.DataFrame, base: Path, config: Any, n: int = 4) -> str:
+def _simulation_examples(idx: pd.DataFrame, base: Path, config: EtemConfig, n: int = 4) -> str:
     import h5py
 
     from etem.seeding import rng
@@ -170,7 +171,7 @@ def curve_panels(histories: dict[str, list[tuple[int, float]]]) -> Any:
     return fig
 
 
-def section_training(runs: pd.DataFrame | None, config: Any) -> str:
+def section_training(runs: pd.DataFrame | None, config: EtemConfig) -> str:
     """Training curves of the train-* stage runs (metric histories from MLflow)."""
     if runs is None:
         return H.missing("MLflow runs not available (tracking disabled or no store)")
@@ -327,7 +328,7 @@ def section_movies(layout: Layout) -> str:
     return "".join(out)
 
 
-def section_provenance(config: Any, layout: Layout, runs: pd.DataFrame | None) -> str:
+def section_provenance(config: EtemConfig, layout: Layout, runs: pd.DataFrame | None) -> str:
     """Config, provenance and MLflow runs."""
     from etem.provenance import provenance
     from etem.runs import tracking_uri
@@ -361,7 +362,7 @@ def section_provenance(config: Any, layout: Layout, runs: pd.DataFrame | None) -
 
 
 # -- the report -------------------------------------------------------------------------
-def campaign_runs(config: Any) -> pd.DataFrame | None:
+def campaign_runs(config: EtemConfig) -> pd.DataFrame | None:
     """The campaign's MLflow stage runs, or None when tracking is off or unavailable."""
     if not config.tracking.enabled:
         return None
@@ -374,7 +375,7 @@ def campaign_runs(config: Any) -> pd.DataFrame | None:
         return None
 
 
-def build_report(config: Any, results_dir: str | Path) -> tuple[str, dict[str, bool]]:
+def build_report(config: EtemConfig, results_dir: str | Path) -> tuple[str, dict[str, bool]]:
     """The report HTML and which sections had results (name -> present)."""
     layout = Layout(Path(results_dir))
     runs = campaign_runs(config)

@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from etem.config import EtemConfig
+from etem.config.simulation import SimulationConfig
 from etem.errors import ValidationError
 from etem.seeding import derive_seed, rng
 from etem.simulation.grid import ImageGrid, image_grid
@@ -47,7 +49,7 @@ class ImageSpec:
 
 
 def plan_images(
-    sim: Any, structure_id: str, seed: int, depths_A: np.ndarray
+    sim: SimulationConfig, structure_id: str, seed: int, depths_A: np.ndarray
 ) -> list[ImageSpec]:
     """The images of one structure, a deterministic function of (config, seed, structure).
 
@@ -94,7 +96,7 @@ class StructureImages:
 class ImageSimulator:
     """Simulates structures with cached FFT plans and CTF kernels (one per process)."""
 
-    def __init__(self, config: Any) -> None:
+    def __init__(self, config: EtemConfig) -> None:
         self.config = config
         self.sim = config.simulation
         self._imagers: dict[tuple[float, int, int], Imager] = {}

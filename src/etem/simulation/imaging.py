@@ -22,10 +22,11 @@ from typing import Any
 import numpy as np
 import scipy.fft
 
+from etem.config.simulation import SimulationConfig
 from etem.simulation.grid import ImageGrid
 
 
-def ctf_parameters(sim: Any, defocus_nm: float) -> dict[str, Any]:
+def ctf_parameters(sim: SimulationConfig, defocus_nm: float) -> dict[str, Any]:
     """Keyword arguments of :class:`abtem.CTF` for one defocus under the config ``sim``.
 
     Units converted to abTEM's: lengths [Å], angles [mrad].
@@ -42,7 +43,7 @@ def ctf_parameters(sim: Any, defocus_nm: float) -> dict[str, Any]:
     }
 
 
-def ctf_kernel(sim: Any, grid: ImageGrid, defocus_nm: float) -> np.ndarray:
+def ctf_kernel(sim: SimulationConfig, grid: ImageGrid, defocus_nm: float) -> np.ndarray:
     """abTEM's CTF (aberrations, envelopes, aperture) on the simulation grid, complex64 (x, y)."""
     import abtem
 
@@ -132,7 +133,7 @@ class Imager:
     rounding (the dropped frequencies are zero).
     """
 
-    def __init__(self, sim: Any, grid: ImageGrid, threads: int = 1) -> None:
+    def __init__(self, sim: SimulationConfig, grid: ImageGrid, threads: int = 1) -> None:
         from etem.simulation.fft import ComplexPlan, RealPlan
 
         self.sim = sim
@@ -142,7 +143,7 @@ class Imager:
         n = grid.output_px
         # the aperture (and so M) does not depend on defocus
         self.m = m = wave_size(ctf_kernel(sim, grid, 0.0))
-        backend = getattr(sim, "fft_backend", "deterministic")
+        backend = sim.fft_backend
         self._wave_plan = ComplexPlan(m, threads, backend)
         self._in = RealPlan(m, threads, backend)
         self._out = self._in if n == m else RealPlan(n, threads, backend)

@@ -14,6 +14,7 @@ from typing import Any, cast
 import abtem
 import numpy as np
 
+from etem.config.simulation import SimulationConfig
 from etem.simulation.grid import ImageGrid
 from etem.simulation.imaging import ctf_parameters, detect
 from etem.simulation.multislice import configure_abtem, phonon_configurations
@@ -22,7 +23,7 @@ from etem.simulation.multislice import configure_abtem, phonon_configurations
 def abtem_image(
     atoms: Any,
     grid: ImageGrid,
-    sim: Any,
+    sim: SimulationConfig,
     *,
     exit_plane: int,
     tilt_mrad: tuple[float, float],

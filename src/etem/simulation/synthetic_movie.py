@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from etem.config.simulation import MovieConfig
 from etem.errors import InputError
 from etem.io import atomic_path, h5_write_attrs
 from etem.seeding import rng
@@ -49,7 +50,9 @@ def _metal_mask(atoms: Any) -> np.ndarray:
     return np.array([s in METAL_SYMBOLS for s in atoms.get_chemical_symbols()], dtype=bool)
 
 
-def apply_event(atoms: Any, kind: str, movie: Any, r: np.random.Generator) -> tuple[Any, str]:
+def apply_event(
+    atoms: Any, kind: str, movie: MovieConfig, r: np.random.Generator
+) -> tuple[Any, str]:
     """A new state of ``atoms`` after one event; returns (atoms, the kind actually applied)."""
     from etem.structures.io import set_vacancy_sites, vacancy_sites
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from etem.config import EtemConfig
 from etem.errors import InputError, ValidationError
 from etem.structures.contract import (
     COLUMN_TABLE_COLUMNS,
@@ -185,7 +186,7 @@ def check_reproducible(recipe: Recipe, data: bytes, min_distance_factor: float) 
 
 
 def build_shard(
-    config: Any, shard: tuple[int, int], out_dir: str | os.PathLike[str], workers: int = 1,
+    config: EtemConfig, shard: tuple[int, int], out_dir: str | os.PathLike[str], workers: int = 1,
 ) -> Any:
     """Build, validate and write the structures of one shard; returns its manifest."""
     import pandas as pd
@@ -222,7 +223,9 @@ def build_shard(
 
 
 def gather(
-    config: Any, manifest_path: str | os.PathLike[str], shard_dirs: list[str | os.PathLike[str]],
+    config: EtemConfig,
+    manifest_path: str | os.PathLike[str],
+    shard_dirs: list[str | os.PathLike[str]],
 ) -> Any:
     """Concatenate shard manifests into ``manifest_path`` (paths made relative to it)."""
     import pandas as pd

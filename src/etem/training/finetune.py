@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from etem.config import EtemConfig
 from etem.errors import InputError
 from etem.models.factory import build_model
 from etem.models.inference import bf16_supported
@@ -88,7 +89,7 @@ def _init_from_loaded(model: LoadedModel) -> InitModel:
 
 
 def finetune_unsupervised(
-    cfg: Any,
+    cfg: EtemConfig,
     model: LoadedModel,
     frames: np.ndarray,
     dose_e_per_px: float,

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from etem.config.training import LoopConfig
 from etem.data.datasets import StepBatches, collate
 from etem.io import atomic_path
 from etem.models.factory import build_model, count_parameters
@@ -82,7 +83,7 @@ def _improved(value: float, best: float | None, mode: str) -> bool:
 
 def train(
     task: Task,
-    cfg: Any,
+    cfg: LoopConfig,
     seed: int,
     checkpoint: str | os.PathLike[str] | None = None,
     tracker: Any = None,
@@ -208,7 +209,7 @@ def train(
     )
 
 
-def _fingerprint(task: Task, cfg: Any, seed: int) -> str:
+def _fingerprint(task: Task, cfg: LoopConfig, seed: int) -> str:
     import hashlib
     import json
 

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from etem.config import EtemConfig
 from etem.errors import ConfigError, InputError
 from etem.models.io import save_model
 from etem.provenance import provenance
@@ -68,7 +69,7 @@ def load_init_model(path: str | os.PathLike[str], kind: str) -> InitModel:
     return InitModel(str(path), dict(meta["arch"]), module.state_dict(), dict(meta), digest)
 
 
-def make_task(kind: str, campaign: Any, source: Any, manifest: str | None = None,
+def make_task(kind: str, campaign: EtemConfig, source: Any, manifest: str | None = None,
               init: InitModel | None = None) -> Task:
     """The :class:`Task` of ``kind`` on an image index (denoiser/segmenter) or a movie.
 
@@ -93,7 +94,7 @@ def checkpoint_path(out: str | os.PathLike[str]) -> Path:
 
 
 def train_network(
-    kind: str, campaign: Any, source: str | os.PathLike[str], out: str | os.PathLike[str],
+    kind: str, campaign: EtemConfig, source: str | os.PathLike[str], out: str | os.PathLike[str],
     tracker: Any = None, manifest: str | None = None, resume: bool = True,
     stop_after_step: int | None = None, panels: bool = True,
     init_from: str | os.PathLike[str] | None = None,

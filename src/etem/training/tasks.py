@@ -17,6 +17,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from etem.config import EtemConfig
+from etem.config.training import (
+    DenoiserConfig,
+    LoopConfig,
+    SegmenterConfig,
+    UnsupervisedConfig,
+)
 from etem.data.datasets import (
     VAL_STEP,
     ImagePatchDataset,
@@ -42,7 +49,7 @@ class Task:
     train_set: Any
     val_set: Any
 
-    def __init__(self, cfg: Any, seed: int) -> None:
+    def __init__(self, cfg: LoopConfig, seed: int) -> None:
         self.cfg = cfg
         self.seed = seed
         self.arch = architecture(self.kind, cfg)
@@ -93,7 +100,7 @@ class Task:
         raise NotImplementedError
 
 
-def _dose_range(cfg: Any, campaign: Any) -> tuple[float, float]:
+def _dose_range(cfg: LoopConfig, campaign: EtemConfig) -> tuple[float, float]:
     rng = cfg.dose_e_per_A2 or campaign.noise.train_dose_e_per_A2
     return float(rng[0]), float(rng[1])
 
@@ -106,7 +113,8 @@ class _ImageTask(Task):
     """Shared by the denoiser and the segmenter: images from the shard index, split by structure."""
 
     def __init__(
-        self, campaign: Any, cfg: Any, index_path: str | Path, manifest_path: str | None = None
+        self, campaign: EtemConfig, cfg: DenoiserConfig | SegmenterConfig, index_path: str | Path,
+        manifest_path: str | None = None,
     ) -> None:
         super().__init__(cfg, campaign.seed)
         df = read_index(index_path, manifest_path)
@@ -127,7 +135,7 @@ class _ImageTask(Task):
         self.val_structures = sorted(set(val["structure_id"]))
         self.dose_range = _dose_range(cfg, campaign)
         self.pixel_size_A = float(np.median(train["pixel_size_A"]))
-        common = dict(
+        common: dict[str, Any] = dict(
             task=self.kind, patch_px=cfg.patch_px, dose_range_e_per_A2=self.dose_range,
             seed=campaign.seed, dose_conditioned=cfg.model.dose_conditioned,
             max_occupancy=getattr(cfg, "max_occupancy", 12), val_patch_px=cfg.val_patch_px,
@@ -194,6 +202,7 @@ class SegmenterTask(_ImageTask):
     kind = "segmenter"
     primary = "val_miou"
     mode = "max"
+    cfg: SegmenterConfig
 
     def class_weights(self, n_samples: int = 32) -> torch.Tensor:
         """Class weights from ``n_samples`` keyed training patches (``class_weighting``).
@@ -361,9 +370,10 @@ class UnsupervisedTask(Task):
     kind = "unsupervised"
     primary = "val_loss"
     mode = "min"
+    cfg: UnsupervisedConfig
 
-    def __init__(self, campaign: Any, cfg: Any, movie_path: str | Path | MovieFrames,
-                 init: InitModel | None = None) -> None:
+    def __init__(self, campaign: EtemConfig, cfg: UnsupervisedConfig,
+                 movie_path: str | Path | MovieFrames, init: InitModel | None = None) -> None:
         super().__init__(cfg, campaign.seed)
         from etem.models.inference import movie_mean_counts
 
@@ -392,8 +402,10 @@ class UnsupervisedTask(Task):
         if not self.scale > 0:
             raise InputError(f"movie {movie_path}: mean count is {self.scale}; cannot normalise")
         self.shape = tuple(int(s) for s in frames.shape)
-        common = dict(n_frames=self.n_frames, patch_px=cfg.patch_px, scale_e_per_px=self.scale,
-                      seed=campaign.seed, clean=clean, val_patch_px=cfg.val_patch_px)
+        common: dict[str, Any] = dict(
+            n_frames=self.n_frames, patch_px=cfg.patch_px, scale_e_per_px=self.scale,
+            seed=campaign.seed, clean=clean, val_patch_px=cfg.val_patch_px,
+        )
         self.train_set = MoviePatchDataset(frames, purpose="unsupervised-train", **common)
         self.val_set = MoviePatchDataset(frames, purpose="unsupervised-val", **common)
         self.has_clean = clean is not None
