@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from ase import Atoms
 
 from etem.config import EtemConfig
 from etem.config.simulation import SimulationConfig
@@ -101,7 +102,7 @@ class ImageSimulator:
         self.sim = config.simulation
         self._imagers: dict[tuple[float, int, int], Imager] = {}
 
-    def grid_of(self, atoms: Any) -> ImageGrid:
+    def grid_of(self, atoms: Atoms) -> ImageGrid:
         """Simulation/output grid of a structure."""
         cell = atoms.cell.lengths()
         return image_grid((cell[0], cell[1]), self.sim.sampling_A, self.sim.output_size_px)
@@ -113,7 +114,7 @@ class ImageSimulator:
         return self._imagers[key]
 
     def simulate(
-        self, atoms: Any, structure_id: str, family: str = "", structure_path: str = "",
+        self, atoms: Atoms, structure_id: str, family: str = "", structure_path: str = "",
         with_labels: bool = True,
     ) -> StructureImages:
         """Every planned image of one structure (see module docstring)."""
@@ -161,7 +162,7 @@ class ImageSimulator:
         return StructureImages(clean=acc, labels=labels, params=params, columns=col_rows)
 
     def _labels(
-        self, atoms: Any, specs: list[ImageSpec], grid: ImageGrid
+        self, atoms: Atoms, specs: list[ImageSpec], grid: ImageGrid
     ) -> tuple[dict[str, list[np.ndarray]], list[Any]]:
         from etem.simulation.labels import LABEL_MAPS
         from etem.structures.column_table import column_table

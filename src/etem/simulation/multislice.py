@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from ase import Atoms
 
 from etem.config.simulation import SimulationConfig
 from etem.simulation.fft import Backend, complex_plan, real_plan
@@ -54,7 +55,7 @@ def wavelength_A(energy_kv: float) -> float:
     return float(energy2wavelength(energy_kv * 1e3))
 
 
-def abtem_potential(atoms: Any, grid: ImageGrid, sim: SimulationConfig) -> Any:
+def abtem_potential(atoms: Atoms, grid: ImageGrid, sim: SimulationConfig) -> Any:
     """The :class:`abtem.Potential` of ``atoms`` on ``grid`` with the config's slicing."""
     import abtem
 
@@ -64,7 +65,7 @@ def abtem_potential(atoms: Any, grid: ImageGrid, sim: SimulationConfig) -> Any:
     )
 
 
-def phonon_configurations(atoms: Any, sim: SimulationConfig, seed: int) -> list[Any]:
+def phonon_configurations(atoms: Atoms, sim: SimulationConfig, seed: int) -> list[Any]:
     """Atom configurations to simulate: the static structure, or frozen-phonon displacements.
 
     With ``sim.frozen_phonons = n > 0`` these are abTEM's
@@ -157,7 +158,7 @@ def _infinite_projection_slices(
 
 
 def build_sliced_potential(
-    atoms: Any, grid: ImageGrid, sim: SimulationConfig, fft_threads: int = 1
+    atoms: Atoms, grid: ImageGrid, sim: SimulationConfig, fft_threads: int = 1
 ) -> SlicedPotential:
     """Build the potential of ``atoms`` once and convert it to transmission functions.
 

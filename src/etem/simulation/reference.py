@@ -9,10 +9,11 @@ reference the campaign path is tested against.
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import cast
 
 import abtem
 import numpy as np
+from ase import Atoms
 
 from etem.config.simulation import SimulationConfig
 from etem.simulation.grid import ImageGrid
@@ -21,7 +22,7 @@ from etem.simulation.multislice import configure_abtem, phonon_configurations
 
 
 def abtem_image(
-    atoms: Any,
+    atoms: Atoms,
     grid: ImageGrid,
     sim: SimulationConfig,
     *,

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from ase import Atoms
 
 from etem.config.simulation import MovieConfig
 from etem.errors import InputError
@@ -46,12 +47,12 @@ METAL_SYMBOLS = frozenset({"Pt", "Au", "Pd", "Ag", "Cu", "Ni", "Rh", "Ir"})
 ANION_SYMBOLS = frozenset({"O"})
 
 
-def _metal_mask(atoms: Any) -> np.ndarray:
+def _metal_mask(atoms: Atoms) -> np.ndarray:
     return np.array([s in METAL_SYMBOLS for s in atoms.get_chemical_symbols()], dtype=bool)
 
 
 def apply_event(
-    atoms: Any, kind: str, movie: MovieConfig, r: np.random.Generator
+    atoms: Atoms, kind: str, movie: MovieConfig, r: np.random.Generator
 ) -> tuple[Any, str]:
     """A new state of ``atoms`` after one event; returns (atoms, the kind actually applied)."""
     from etem.structures.io import set_vacancy_sites, vacancy_sites
@@ -99,7 +100,7 @@ def _fourier_shift(image: np.ndarray, dx_px: float, dy_px: float) -> np.ndarray:
     return np.fft.ifft2(np.fft.fft2(image) * phase).real.astype(np.float32)
 
 
-def simulate_movie(config: Any, atoms: Any, structure_id: str) -> dict[str, Any]:
+def simulate_movie(config: Any, atoms: Atoms, structure_id: str) -> dict[str, Any]:
     """Frames, clean frames, events and per-frame column tables of a synthetic movie."""
     from etem.structures.column_table import column_table
 

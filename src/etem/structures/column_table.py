@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from ase import Atoms
 
 from etem.structures.contract import COLUMN_TABLE_COLUMNS, SITE_OF_ELEMENT
 from etem.structures.io import vacancy_sites
@@ -44,7 +45,7 @@ def _components(xy: np.ndarray, radius: float) -> np.ndarray:
     return labels
 
 
-def column_table(atoms: Any, z_max_A: float | None = None) -> Any:
+def column_table(atoms: Atoms, z_max_A: float | None = None) -> Any:
     """Projected column table of a structure along z.
 
     Parameters

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from ase import Atoms
 
 from etem.structures.io import read_structure, vacancy_sites
 
@@ -26,7 +27,7 @@ def sample_ids(manifest: Any, n: int = 12) -> list[str]:
     return (firsts + rest)[:n]
 
 
-def draw(ax: Any, atoms: Any, title: str = "") -> None:
+def draw(ax: Any, atoms: Atoms, title: str = "") -> None:
     """Projected view (x right, y down as in the image) of one structure on ``ax``."""
     pos = atoms.get_positions()
     sym = np.array(atoms.get_chemical_symbols())

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from ase import Atoms
 
 from etem.config import EtemConfig
 from etem.errors import InputError, ValidationError
@@ -63,7 +64,7 @@ def _work(args: tuple[Recipe, float, str]) -> tuple[dict[str, Any], Any]:
     return manifest_row(atoms, recipe, name, COLUMNS_FILE), table
 
 
-def manifest_row(atoms: Any, recipe: Recipe, path: str, columns_path: str) -> dict[str, Any]:
+def manifest_row(atoms: Atoms, recipe: Recipe, path: str, columns_path: str) -> dict[str, Any]:
     """The manifest row of a built structure (MANIFEST_COLUMNS)."""
     info = atoms.info
     region = atoms.arrays["region"]
