@@ -12,10 +12,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import h5py
+import numpy as np
+
 from etem.cliutils import config_from_args
 from etem.config import EtemConfig
 from etem.errors import InputError
+from etem.io import read_table
 from etem.paths import Layout
+from etem.runs import search_stage_runs, tracking_uri
+from etem.simulation.contract import PARAM_COLUMNS
 
 #: Stages that every complete campaign has recorded in MLflow.
 TRACKED_STAGES = (
@@ -25,8 +31,6 @@ TRACKED_STAGES = (
 
 
 def _check_structures(cfg: EtemConfig, lay: Layout) -> str:
-    from etem.io import read_table
-
     df = read_table(lay.structures_manifest)
     if len(df) != cfg.structures.total:
         raise InputError(f"manifest has {len(df)} structures, config asks {cfg.structures.total}")
@@ -37,12 +41,6 @@ def _check_structures(cfg: EtemConfig, lay: Layout) -> str:
 
 
 def _check_images(cfg: EtemConfig, lay: Layout) -> str:
-    import h5py
-    import numpy as np
-
-    from etem.io import read_table
-    from etem.simulation.contract import PARAM_COLUMNS
-
     n = 0
     for i in range(cfg.simulation.n_shards):
         path = lay.simulation_shard(i)
@@ -68,8 +66,6 @@ def _check_images(cfg: EtemConfig, lay: Layout) -> str:
 
 
 def _check_movie(cfg: EtemConfig, lay: Layout) -> str:
-    import h5py
-
     with h5py.File(lay.synthetic_movie, "r") as f:
         shape = f["frames"].shape
     if shape[0] != cfg.movie.n_frames:
@@ -111,8 +107,6 @@ def _check_report(cfg: EtemConfig, lay: Layout) -> str:
 
 
 def _check_tracking(cfg: EtemConfig, lay: Layout) -> str:
-    from etem.runs import search_stage_runs, tracking_uri
-
     uri = tracking_uri(cfg)
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
         raise InputError(f"no MLflow store at {uri}")

@@ -29,6 +29,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from etem import __version__
 from etem.config import EtemConfig
 from etem.provenance import git_commit, package_versions
 
@@ -215,8 +218,6 @@ class StageRun:
         log.info("MLflow run %s (%s) in %s", self.run_id, self.stage, self.uri)
 
     def _create(self) -> None:
-        import yaml
-
         client = self._client
         name = experiment_name(self.config)
         exp = client.get_experiment_by_name(name)
@@ -352,6 +353,4 @@ def _clean_key(key: str) -> str:
 
 
 def _etem_version() -> str:
-    from etem import __version__
-
     return __version__

@@ -8,6 +8,7 @@ training job needs a GPU depends on the campaign config, so the training rules a
 from __future__ import annotations
 
 from etem.config.training import LoopConfig
+from etem.errors import ConfigError
 
 
 def gpus(loop_config: LoopConfig) -> int:
@@ -34,7 +35,6 @@ def retrain_run_ids(value: str | None) -> list[str]:
     ConfigError
         When no run id is given.
     """
-    from etem.errors import ConfigError
 
     ids = [r.strip() for r in (value or "").split(",") if r.strip()]
     if not ids:

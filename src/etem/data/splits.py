@@ -14,6 +14,7 @@ import logging
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from etem.config.training import SplitConfig
 from etem.errors import InputError
@@ -42,7 +43,6 @@ def assign_splits(df: Any, split_cfg: SplitConfig, seed: int) -> Any:
     pandas.Series
         ``'train' | 'val' | 'test' | 'held_out'`` per row, aligned with ``df.index``.
     """
-    import pandas as pd
 
     if "structure_id" not in df.columns:
         raise InputError("cannot split: the table has no 'structure_id' column")

@@ -29,8 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 import pandas as pd
+from scipy.ndimage import convolve1d
 
 from etem.analysis import baselines
 from etem.analysis.calibration import (
@@ -43,10 +45,18 @@ from etem.analysis.columns import columns_from_labels, find_columns, oriented
 from etem.analysis.likelihood import Calibration, likelihood_table
 from etem.analysis.matching import detection_metrics, match_columns
 from etem.analysis.metrics import data_range, mse, psnr, psnr_peak, ssim, ssim_peak
-from etem.analysis.umse import umse
+from etem.analysis.umse import quartets, umse, umse_frames
 from etem.config import EtemConfig
+from etem.data.splits import assign_splits
 from etem.errors import InputError
+from etem.evaluation import figures as F
+from etem.io import read_table, write_json, write_table
+from etem.models.inference import denoise_images, denoise_movie, segment_images
+from etem.progress import progress
+from etem.provenance import provenance
 from etem.seeding import rng
+from etem.simulation.contract import CLASSES
+from etem.simulation.noise import apply_dose
 
 log = logging.getLogger("etem.evaluation.benchmark")
 
@@ -81,9 +91,6 @@ class BenchmarkResult:
 # -- inputs -----------------------------------------------------------------------------
 def load_test_images(index_path: str | Path, cfg: EtemConfig) -> list[TestImage]:
     """Test and held-out images of the campaign (split by structure), capped deterministically."""
-    import h5py
-
-    from etem.io import read_table
 
     index_path = Path(index_path)
     idx = read_table(index_path)
@@ -129,7 +136,6 @@ def _with_manifest_columns(idx: pd.DataFrame, index_path: Path, cfg: EtemConfig)
     The manifest is looked up where the results layout puts it
     (``<results>/structures/manifest.csv`` beside ``<results>/simulation/index.csv``).
     """
-    from etem.io import read_table
 
     idx = idx.copy()
     need = [c for c in cfg.training.split.held_out if c not in idx.columns]
@@ -147,8 +153,6 @@ def _with_manifest_columns(idx: pd.DataFrame, index_path: Path, cfg: EtemConfig)
 
 
 def _splits(idx: pd.DataFrame, cfg: EtemConfig) -> pd.Series:
-    from etem.data.splits import assign_splits
-
     return assign_splits(idx, cfg.training.split, cfg.seed)
 
 
@@ -163,8 +167,6 @@ def make_methods(cfg: EtemConfig, denoiser: Any | None = None) -> dict[str, Meth
             c, d, b.nlm_patch_size_px, b.nlm_patch_distance_px, b.nlm_h
         )
     if denoiser is not None:
-        from etem.models.inference import denoise_images
-
         methods["supervised"] = lambda c, d: np.asarray(
             denoise_images(denoiser, c.astype(np.float32), d), dtype=np.float64
         )
@@ -183,7 +185,6 @@ def primary_method(methods: dict[str, Method]) -> str:
 
 def _noisy(clean: np.ndarray, dose_A2: float, px: float, cfg: EtemConfig, key: str) -> np.ndarray:
     g = rng(cfg.seed, "benchmark", "noise", key, f"{dose_A2:g}")
-    from etem.simulation.noise import apply_dose
 
     return np.asarray(
         apply_dose(clean, dose_A2, px, g, cfg.noise.read_noise_e, cfg.noise.gain), dtype=np.float64
@@ -200,7 +201,6 @@ def run_benchmark(
     unsupervised: Any | None = None,
 ) -> BenchmarkResult:
     """Evaluate every method on ``images`` at every benchmark dose (see module docstring)."""
-    from etem.progress import progress
 
     b = cfg.benchmark
     methods = make_methods(cfg, denoiser)
@@ -322,7 +322,6 @@ def _find_kwargs(b: Any, px: float, polarity: str) -> dict[str, Any]:
 
 def _quartet_truth(clean_counts: np.ndarray, counts: np.ndarray, fn: Callable) -> float:
     """True MSE matching :func:`umse` (rotations of the quartet, vs the clean sub-image)."""
-    from etem.analysis.umse import quartets
 
     qc, qn = quartets(clean_counts), quartets(counts)
     return float(np.mean([np.mean((qc[(i + 1) % 4] - fn(qn[i])) ** 2) for i in range(4)]))
@@ -388,7 +387,6 @@ def mohan_protocol(
     images to [0, peak] (``psnr_peak``, ``ssim_peak``), so the figures are comparable with
     their 35-38 dB, not with the range-normalised PSNR of ``per_image.parquet``.
     """
-    from etem.progress import progress
 
     peak = float(cfg.benchmark.mohan_peak_counts)
     rows = []
@@ -415,9 +413,6 @@ def _segmentation_rows(
     model: Any, im: TestImage, counts: np.ndarray, dose_px: float, dose: float,
     base: dict[str, Any],
 ) -> list[dict[str, Any]]:
-    from etem.models.inference import segment_images
-    from etem.simulation.contract import CLASSES
-
     out = segment_images(model, counts.astype(np.float32), dose_px)
     pred, true = out["class_map"], im.class_map
     rows = []
@@ -463,7 +458,6 @@ def temporal_mean(frames: np.ndarray, n_frames: int) -> np.ndarray:
     half = n_frames // 2
     padded = np.pad(frames, ((half, half), (0, 0), (0, 0)), mode="reflect")
     kernel = np.ones(n_frames) / n_frames
-    from scipy.ndimage import convolve1d
 
     return convolve1d(padded, kernel, axis=0, mode="constant")[half : half + frames.shape[0]]
 
@@ -472,7 +466,6 @@ def movie_table(
     cfg: EtemConfig, movie: dict[str, Any], methods: dict[str, Method], unsupervised: Any | None
 ) -> pd.DataFrame:
     """Synthetic movie: true MSE/PSNR (vs the clean frames) and uMSE from frame quartets."""
-    from etem.analysis.umse import umse_frames
 
     frames = np.asarray(movie["frames"], dtype=np.float64)
     clean = movie.get("clean")
@@ -483,8 +476,6 @@ def movie_table(
     for name, fn in methods.items():
         outs[name] = np.stack([fn(f, dose_px) for f in frames])
     if unsupervised is not None:
-        from etem.models.inference import denoise_movie
-
         n_win = int(getattr(unsupervised, "n_frames", 5) or 5)
         outs[f"temporal_mean_{n_win}"] = temporal_mean(frames, n_win) / dose_px
         outs["unsupervised"] = np.asarray(denoise_movie(unsupervised, frames, dose_px))
@@ -623,7 +614,6 @@ def read_movie(path: str | Path) -> dict[str, Any]:
     ``dose_e_per_px`` (per frame) and ``static_frames``: frames before the first event
     (the static stretch used for uMSE).
     """
-    import h5py
 
     p = Path(path)
     if not p.exists():
@@ -659,9 +649,6 @@ PARQUET_TABLES = ("per_image", "columns_per_image", "likelihood_columns", "calib
 
 def write_outputs(cfg: EtemConfig, res: BenchmarkResult, out_dir: Path) -> list[Path]:
     """Write tables, calibration, figures and summary.json under ``out_dir``; return the files."""
-    from etem.evaluation import figures as F
-    from etem.io import write_json, write_table
-    from etem.provenance import provenance
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -13,13 +13,15 @@ from etem.config.training import (
     UnsupervisedConfig,
 )
 from etem.errors import ConfigError
+from etem.models.blindspot import BlindSpotDenoiser
+from etem.models.unet import Denoiser, Segmenter
+from etem.simulation.contract import CLASSES
 
 KINDS = ("denoiser", "unsupervised", "segmenter")
 
 
 def architecture(kind: str, cfg: LoopConfig) -> dict[str, Any]:
     """The architecture dict (stored in model files) of ``kind`` from its training config."""
-    from etem.simulation.contract import CLASSES
 
     m = cfg.model
     arch: dict[str, Any] = {
@@ -40,8 +42,6 @@ def architecture(kind: str, cfg: LoopConfig) -> dict[str, Any]:
 
 def build_model(arch: dict[str, Any]) -> nn.Module:
     """A freshly initialised network from an architecture dict (see :func:`architecture`)."""
-    from etem.models.blindspot import BlindSpotDenoiser
-    from etem.models.unet import Denoiser, Segmenter
 
     kind = arch.get("kind")
     if kind == "denoiser":

@@ -39,6 +39,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.stats import norm
+from scipy.stats import t as student_t
 
 from etem.config.apply import ApplyConfig
 
@@ -93,8 +95,6 @@ def detect_events(
     frame_time_s : float, optional
         Frame time [s]; adds ``onset_time_s``.
     """
-    from scipy.stats import norm
-    from scipy.stats import t as student_t
 
     floors = floors or {}
     names = list(stats.columns)

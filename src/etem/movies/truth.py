@@ -36,8 +36,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from ase.data import atomic_numbers
 
+from etem.analysis.matching import match_columns
 from etem.config.apply import ApplyConfig
+from etem.io import write_table
+from etem.simulation.synthetic_movie import read_movie_truth
 
 log = logging.getLogger("etem.movies.truth")
 
@@ -79,7 +83,6 @@ class MovieTruth:
 
 def load_truth(path: str | Path) -> MovieTruth | None:
     """The truth a movie file carries (an etem simulate-movie HDF5), else None."""
-    from etem.simulation.synthetic_movie import read_movie_truth
 
     t = read_movie_truth(path)
     if t is None:
@@ -91,7 +94,6 @@ def load_truth(path: str | Path) -> MovieTruth | None:
 def column_Z(columns: pd.DataFrame) -> np.ndarray:
     """Sum of the atomic numbers along each column, n_atoms x Z(element) (inf when the
     element is not recorded, e.g. Gaussian-lattice test movies: such columns are visible)."""
-    from ase.data import atomic_numbers
 
     z = np.array(
         [atomic_numbers.get(str(e), 0 if e else np.inf) for e in columns["element"]],
@@ -136,7 +138,6 @@ def score_columns(
         Per-frame table (``COLUMN_SCORE_FIELDS`` plus ``recall_<site>``) and the overall
         figures (pooled over frames): recall, precision, rmse_A, recall per site, counts.
     """
-    from etem.analysis.matching import match_columns
 
     h_A, w_A = frame_shape_A
     sites = sorted(truth["site"].unique()) if len(truth) else []
@@ -359,7 +360,6 @@ def score_apply(
     (dict or None, dict)
         The ``truth`` block of summary.json and the files written (name -> file name).
     """
-    from etem.io import write_table
 
     truth = load_truth(movie_path)
     if truth is None:

@@ -14,24 +14,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 import pandas as pd
 import yaml
 
 from etem.config import EtemConfig
+from etem.io import read_table
 from etem.paths import Layout
+from etem.plotting import plt
+from etem.provenance import provenance
 from etem.report import html as H
+from etem.runs import tracking_uri
+from etem.seeding import rng
 
 log = logging.getLogger("etem.report.build")
-
-
-def _plt() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -42,8 +39,6 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def _read_table(path: Path) -> pd.DataFrame | None:
-    from etem.io import read_table
-
     try:
         return read_table(path)
     except Exception as exc:  # a broken file must not break the whole report
@@ -109,11 +104,6 @@ def section_simulation(layout: Layout, config: EtemConfig) -> str:
 
 
 def _simulation_examples(idx: pd.DataFrame, base: Path, config: EtemConfig, n: int = 4) -> str:
-    import h5py
-
-    from etem.seeding import rng
-
-    plt = _plt()
     picks = idx.groupby("family").head(2).head(n) if "family" in idx.columns else idx.head(n)
     dose = float(config.noise.benchmark_doses_e_per_A2[0])
     fig, axes = plt.subplots(2, len(picks), figsize=(2.4 * len(picks), 5), squeeze=False)
@@ -149,7 +139,6 @@ def curve_panels(histories: dict[str, list[tuple[int, float]]]) -> Any:
     ``histories`` maps a metric key to its (step, value) pairs; keys of no panel and panels
     without a curve of at least two points are left out. Returns None when nothing is left.
     """
-    plt = _plt()
     panels = []
     for title, scale, member in CURVE_PANELS:
         keys = [k for k in sorted(histories) if member(k) and len(histories[k]) > 1]
@@ -179,8 +168,6 @@ def section_training(runs: pd.DataFrame | None, config: EtemConfig) -> str:
     if tr.empty:
         return H.missing("no training runs recorded in MLflow")
     from mlflow.tracking import MlflowClient
-
-    from etem.runs import tracking_uri
 
     client = MlflowClient(tracking_uri=tracking_uri(config))
     out = []
@@ -330,8 +317,6 @@ def section_movies(layout: Layout) -> str:
 
 def section_provenance(config: EtemConfig, layout: Layout, runs: pd.DataFrame | None) -> str:
     """Config, provenance and MLflow runs."""
-    from etem.provenance import provenance
-    from etem.runs import tracking_uri
 
     prov = provenance(config, "report")
     body = ["<h3>Provenance</h3>",

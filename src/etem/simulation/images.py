@@ -27,13 +27,14 @@ from etem.errors import ValidationError
 from etem.seeding import derive_seed, rng
 from etem.simulation.grid import ImageGrid, image_grid
 from etem.simulation.imaging import Imager
-from etem.simulation.labels import image_columns, label_maps
+from etem.simulation.labels import LABEL_MAPS, image_columns, label_maps
 from etem.simulation.multislice import (
     Multislice,
     build_sliced_potential,
     exit_plane_indices,
     phonon_configurations,
 )
+from etem.structures.column_table import column_table
 
 log = logging.getLogger("etem.simulation.images")
 
@@ -164,9 +165,6 @@ class ImageSimulator:
     def _labels(
         self, atoms: Atoms, specs: list[ImageSpec], grid: ImageGrid
     ) -> tuple[dict[str, list[np.ndarray]], list[Any]]:
-        from etem.simulation.labels import LABEL_MAPS
-        from etem.structures.column_table import column_table
-
         n, px = grid.output_px, grid.pixel_size_A
         out: dict[str, list[np.ndarray]] = {k: [] for k in LABEL_MAPS}
         tables: dict[int, Any] = {}

@@ -19,11 +19,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import abtem
 import numpy as np
 import scipy.fft
 
 from etem.config.simulation import SimulationConfig
-from etem.simulation.grid import ImageGrid
+from etem.simulation.fft import ComplexPlan, RealPlan
+from etem.simulation.grid import ImageGrid, fft_size
 
 
 def ctf_parameters(sim: SimulationConfig, defocus_nm: float) -> dict[str, Any]:
@@ -45,7 +47,6 @@ def ctf_parameters(sim: SimulationConfig, defocus_nm: float) -> dict[str, Any]:
 
 def ctf_kernel(sim: SimulationConfig, grid: ImageGrid, defocus_nm: float) -> np.ndarray:
     """abTEM's CTF (aberrations, envelopes, aperture) on the simulation grid, complex64 (x, y)."""
-    import abtem
 
     ctf = abtem.CTF(
         energy=sim.energy_kv * 1e3, gpts=(grid.gpts, grid.gpts),
@@ -101,7 +102,6 @@ def wave_size(kernel: np.ndarray) -> int:
     intensity are exact: the kernel is zero beyond |index| k (objective aperture), so the
     intensity's spectrum is zero beyond 2k, alias-free on M if M/2 > 2k. G if none is smaller.
     """
-    from etem.simulation.grid import fft_size
 
     g = kernel.shape[-1]
     support = np.flatnonzero((np.abs(kernel) > 0).any(axis=0))
@@ -134,8 +134,6 @@ class Imager:
     """
 
     def __init__(self, sim: SimulationConfig, grid: ImageGrid, threads: int = 1) -> None:
-        from etem.simulation.fft import ComplexPlan, RealPlan
-
         self.sim = sim
         self.grid = grid
         self.threads = threads

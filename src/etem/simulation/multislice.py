@@ -21,8 +21,16 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+import abtem
+import dask
 import numpy as np
+from abtem.antialias import antialias_aperture
+from abtem.core.complex import complex_exponential
+from abtem.core.energy import energy2sigma, energy2wavelength
+from abtem.integrals import sinc, superpose_deltas
+from abtem.multislice import _apply_tilt_to_fresnel_propagator_array, _fresnel_propagator_array
 from ase import Atoms
+from ase.data import chemical_symbols
 
 from etem.config.simulation import SimulationConfig
 from etem.simulation.fft import Backend, complex_plan, real_plan
@@ -37,8 +45,6 @@ def configure_abtem(fft_threads: int = 1) -> None:
     """Set abTEM/dask for batch work: fftw threads, no progress bars, synchronous dask."""
     if _ABTEM_CONFIGURED.get("threads") == fft_threads:
         return
-    import abtem
-    import dask
 
     abtem.config.set(
         {"fftw.threads": int(fft_threads), "diagnostics.progress_bar": False,
@@ -50,14 +56,12 @@ def configure_abtem(fft_threads: int = 1) -> None:
 
 def wavelength_A(energy_kv: float) -> float:
     """Relativistic electron wavelength [Å] at ``energy_kv`` [kV]."""
-    from abtem.core.energy import energy2wavelength
 
     return float(energy2wavelength(energy_kv * 1e3))
 
 
 def abtem_potential(atoms: Atoms, grid: ImageGrid, sim: SimulationConfig) -> Any:
     """The :class:`abtem.Potential` of ``atoms`` on ``grid`` with the config's slicing."""
-    import abtem
 
     return abtem.Potential(
         atoms, gpts=grid.gpts, slice_thickness=sim.slice_thickness_A,
@@ -73,7 +77,6 @@ def phonon_configurations(atoms: Atoms, sim: SimulationConfig, seed: int) -> lis
     """
     if sim.frozen_phonons <= 0:
         return [atoms]
-    import abtem
 
     fp = abtem.FrozenPhonons(
         atoms, num_configs=sim.frozen_phonons, sigmas=sim.frozen_phonon_sigma_A,
@@ -123,8 +126,6 @@ def _infinite_projection_slices(
     forward FFT per element plus ONE real inverse FFT per slice (abTEM: two complex FFTs per
     element), on cached FFTW plans. Yields float32 (gpts, gpts) arrays, abTEM's (x, y) order.
     """
-    from abtem.integrals import sinc, superpose_deltas
-    from ase.data import chemical_symbols
 
     g = grid.gpts
     gpts, sampling = (g, g), (grid.sampling_A, grid.sampling_A)
@@ -165,9 +166,6 @@ def build_sliced_potential(
     Infinite projection uses the fused evaluation of :func:`_infinite_projection_slices`
     (abTEM's algorithm, fewer FFTs); finite projection uses ``abtem.Potential.build``.
     """
-    from abtem.antialias import antialias_aperture
-    from abtem.core.complex import complex_exponential
-    from abtem.core.energy import energy2sigma
 
     configure_abtem(fft_threads)
     potential = abtem_potential(atoms, grid, sim)
@@ -213,11 +211,6 @@ def propagator(
     grid: ImageGrid, thickness_A: float, energy_kv: float, tilt_mrad: tuple[float, float]
 ) -> np.ndarray:
     """abTEM's Fresnel propagator (anti-aliased, with the tilt phase ramp), complex64 (x, y)."""
-    from abtem.antialias import antialias_aperture
-    from abtem.multislice import (
-        _apply_tilt_to_fresnel_propagator_array,
-        _fresnel_propagator_array,
-    )
 
     gpts, sampling = (grid.gpts, grid.gpts), (grid.sampling_A, grid.sampling_A)
     p = _fresnel_propagator_array(thickness_A, gpts, sampling, energy_kv * 1e3, "cpu")

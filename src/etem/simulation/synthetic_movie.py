@@ -23,7 +23,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
+import pandas as pd
 from ase import Atoms
 
 from etem.config.simulation import MovieConfig
@@ -40,6 +42,8 @@ from etem.simulation.imaging import Imager
 from etem.simulation.labels import image_columns
 from etem.simulation.multislice import Multislice, build_sliced_potential, exit_plane_indices
 from etem.simulation.noise import apply_dose, dose_per_A2
+from etem.structures.column_table import column_table
+from etem.structures.io import set_vacancy_sites, vacancy_sites
 
 log = logging.getLogger("etem.simulation.synthetic_movie")
 
@@ -55,7 +59,6 @@ def apply_event(
     atoms: Atoms, kind: str, movie: MovieConfig, r: np.random.Generator
 ) -> tuple[Any, str]:
     """A new state of ``atoms`` after one event; returns (atoms, the kind actually applied)."""
-    from etem.structures.io import set_vacancy_sites, vacancy_sites
 
     atoms = atoms.copy()
     metal = _metal_mask(atoms)
@@ -102,7 +105,6 @@ def _fourier_shift(image: np.ndarray, dx_px: float, dy_px: float) -> np.ndarray:
 
 def simulate_movie(config: Any, atoms: Atoms, structure_id: str) -> dict[str, Any]:
     """Frames, clean frames, events and per-frame column tables of a synthetic movie."""
-    from etem.structures.column_table import column_table
 
     movie, sim, noise = config.movie, config.simulation, config.noise
     sim_m = sim.model_copy(update={"output_size_px": movie.size_px})
@@ -147,7 +149,6 @@ def simulate_movie(config: Any, atoms: Atoms, structure_id: str) -> dict[str, An
         cols["x_A"] = np.mod(cols["x_A"] + drift[t, 0] * px, grid.extent_A)
         cols["y_A"] = np.mod(cols["y_A"] + drift[t, 1] * px, grid.extent_A)
         col_rows.append(cols.assign(frame=t))
-    import pandas as pd
 
     columns = pd.concat(col_rows, ignore_index=True)
     return {
@@ -162,7 +163,6 @@ def write_movie(
     attrs: dict[str, Any],
 ) -> Path:
     """Write a synthetic movie atomically (layout: ``contract.MOVIE_LAYOUT``)."""
-    import h5py
 
     movie = config.movie
     px = float(result["pixel_size_A"])
@@ -202,8 +202,6 @@ def write_movie(
 
 def read_movie(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a synthetic movie: arrays, attrs and the per-frame column table."""
-    import h5py
-    import pandas as pd
 
     path = Path(path)
     if not path.exists():
@@ -231,8 +229,6 @@ def read_movie_truth(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     are not HDF5, or HDF5 files without ``/columns`` and ``/events`` (e.g. experimental
     movies), give None.
     """
-    import h5py
-    import pandas as pd
 
     path = Path(path)
     if not path.is_file() or not h5py.is_hdf5(path):

@@ -12,6 +12,7 @@ Lab frame: z = beam (zone axis), y = *down* the image, so a surface with outward
 from __future__ import annotations
 
 import functools
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -95,7 +96,6 @@ def parse_axis(text: str) -> tuple[int, int, int]:
 
 def facet_normal(material: str, zone: tuple[int, int, int], facet: str) -> tuple[int, int, int]:
     """A normal of the ``facet`` family that is perpendicular to ``zone`` (seen edge-on)."""
-    import itertools
 
     base = parse_axis(facet)
     cands = set()

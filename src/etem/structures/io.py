@@ -19,6 +19,7 @@ from ase import Atoms
 from ase.io import read
 
 from etem.errors import InputError
+from etem.io import atomic_path
 
 ATOM_LINE = "%-2s %16.8f %16.8f %16.8f %3d %3d\n"
 VACANCY_POSITIONS = "vacancy_positions"
@@ -95,7 +96,6 @@ def structure_bytes(atoms: Atoms) -> bytes:
 
 def write_structure(path: str | os.PathLike[str], atoms: Atoms) -> Path:
     """Write ``atoms`` (with its vacancies) atomically as extxyz; returns the path."""
-    from etem.io import atomic_path
 
     path = Path(path)
     data = structure_bytes(atoms)

@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 from ase import Atoms
+from ase.data import covalent_radii
+from scipy.spatial import cKDTree
 
 from etem.errors import ValidationError
 from etem.structures.io import vacancy_sites
@@ -37,8 +39,6 @@ def _sid(atoms: Atoms) -> str:
 
 def check_min_distance(atoms: Atoms, factor: float) -> None:
     """No pair closer than ``factor * (r_cov_i + r_cov_j)`` [Å] (x, y periodic)."""
-    from ase.data import covalent_radii
-    from scipy.spatial import cKDTree
 
     pos = atoms.get_positions()
     if len(pos) < 2:
@@ -96,7 +96,6 @@ def check_inside_cell(atoms: Atoms, vacuum_z_A: float) -> None:
 
 def check_on_support(atoms: Atoms, gap_range_A: tuple[float, float]) -> None:
     """The particle (region 1) sits on the support (region 0) with a gap in ``gap_range_A``."""
-    from scipy.spatial import cKDTree
 
     region = atoms.arrays["region"]
     pos = atoms.get_positions()
@@ -125,7 +124,6 @@ def check_on_support(atoms: Atoms, gap_range_A: tuple[float, float]) -> None:
 
 def check_vacancies(atoms: Atoms, table: Any, n_removed: int) -> None:
     """Column-table vacancies == recorded vacancy sites == ``n_removed``; sites are empty."""
-    from scipy.spatial import cKDTree
 
     vpos, vsym = vacancy_sites(atoms)
     n_table = int(table["n_vacancies"].sum())

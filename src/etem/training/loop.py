@@ -13,6 +13,8 @@
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import logging
 import os
 import random
@@ -26,6 +28,7 @@ import torch
 
 from etem.config.training import LoopConfig
 from etem.data.datasets import StepBatches, collate
+from etem.errors import ConfigError, ValidationError
 from etem.io import atomic_path
 from etem.models.factory import build_model, count_parameters
 from etem.models.inference import bf16_supported, with_memory_format
@@ -54,8 +57,6 @@ def select_device(name: str) -> torch.device:
     """'auto' -> CUDA if available, else CPU."""
     if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
-            from etem.errors import ConfigError
-
             raise ConfigError("training device 'cuda' requested but CUDA is not available")
         return torch.device("cuda")
     return torch.device("cpu")
@@ -155,8 +156,6 @@ def train(
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             loss = task.loss(model, batch)
         if not torch.isfinite(loss):
-            from etem.errors import ValidationError
-
             raise ValidationError(f"{task.kind}: training loss is {loss.item()} at step {step}")
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -210,9 +209,6 @@ def train(
 
 
 def _fingerprint(task: Task, cfg: LoopConfig, seed: int) -> str:
-    import hashlib
-    import json
-
     loop = cfg.model_dump(mode="json")
     for key in ("num_workers", "device"):  # do not change the result
         loop.pop(key, None)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
 
+import h5py
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -33,8 +34,12 @@ from etem.data.datasets import (
 )
 from etem.data.splits import assign_splits
 from etem.errors import InputError
+from etem.frames.readers import open_movie
 from etem.models.factory import architecture
+from etem.models.inference import movie_mean_counts
 from etem.models.unet import Segmenter
+from etem.plotting import plt
+from etem.simulation.contract import CLASSES
 from etem.training.metrics import iou_per_class, occupancy_accuracy, psnr, ssim
 
 log = logging.getLogger("etem.training.tasks")
@@ -214,8 +219,6 @@ class SegmenterTask(_ImageTask):
         get weight 0 (they cannot be learned from it anyway).
         """
         if getattr(self, "_weights", None) is None:
-            from etem.simulation.contract import CLASSES
-
             counts = np.zeros(len(CLASSES))
             for j in range(n_samples):
                 lab = self.train_set[(-2, j)]["class"]
@@ -237,7 +240,6 @@ class SegmenterTask(_ImageTask):
 
     def _loss(self, heads: dict[str, torch.Tensor], batch: dict[str, Any]) -> torch.Tensor:
         """Weighted cross-entropy (+ soft Dice) on classes + ordinal BCE on occupancies."""
-        from etem.simulation.contract import CLASSES
 
         w = self.class_weights().to(heads["class"].device)
         loss = F.cross_entropy(heads["class"], batch["class"], weight=w)
@@ -250,8 +252,6 @@ class SegmenterTask(_ImageTask):
         return loss
 
     def validate(self, model: nn.Module, amp: bool, device: torch.device) -> dict[str, float]:
-        from etem.simulation.contract import CLASSES
-
         v = self.val_batch()
         out = self.predict_val(model, amp, device)
         heads = cast(Segmenter, model).split(out)
@@ -286,8 +286,6 @@ class SegmenterTask(_ImageTask):
         return _grid(cols, idx, [""] * len(idx))
 
     def meta(self) -> dict[str, Any]:
-        from etem.simulation.contract import CLASSES
-
         return {**super().meta(), "classes": list(CLASSES), "max_occupancy": self.cfg.max_occupancy}
 
 
@@ -375,7 +373,6 @@ class UnsupervisedTask(Task):
     def __init__(self, campaign: EtemConfig, cfg: UnsupervisedConfig,
                  movie_path: str | Path | MovieFrames, init: InitModel | None = None) -> None:
         super().__init__(cfg, campaign.seed)
-        from etem.models.inference import movie_mean_counts
 
         self.init = init
         self.n_frames = int(cfg.n_frames)
@@ -469,7 +466,6 @@ def open_training_movie(path: Path) -> tuple[Any, Any, float, float | None]:
     clean frames serve validation); any other format goes through
     ``etem.frames.readers.open_movie``. Frames are loaded into memory when under 2 GB.
     """
-    import h5py
 
     if not path.exists():
         raise InputError(f"movie {path}: no such file")
@@ -486,7 +482,6 @@ def open_training_movie(path: Path) -> tuple[Any, Any, float, float | None]:
                     clean = np.asarray(f["clean"], dtype=np.float32)
                 dose = f.attrs.get("dose_e_per_px_per_frame")
                 return arr, clean, px, (float(dose) if dose is not None and dose > 0 else None)
-    from etem.frames.readers import open_movie
 
     movie = open_movie(path)
     frames = movie.frames
@@ -506,11 +501,6 @@ def _spread(n: int, k: int) -> list[int]:
 
 
 def _grid(cols: list[tuple[str, np.ndarray]], rows: list[int], row_labels: list[str]) -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     fig, axes = plt.subplots(len(rows), len(cols), figsize=(2.4 * len(cols), 2.4 * len(rows)),
                              squeeze=False)
     for r, i in enumerate(rows):
