@@ -74,7 +74,7 @@ def _check_movie(cfg: EtemConfig, lay: Layout) -> str:
 
 
 def _check_models(cfg: EtemConfig, lay: Layout) -> str:
-    from etem.models.io import load_model
+    from etem.models.io import load_model  # lazy: torch only when model files are checked
 
     kinds = []
     for kind in ("denoiser", "unsupervised", "segmenter"):

@@ -69,8 +69,8 @@ def write_table(
     path = Path(path)
     with atomic_path(path, suffix=path.suffix) as tmp:
         if path.suffix == ".parquet":
-            import pyarrow as pa
-            import pyarrow.parquet as pq
+            import pyarrow as pa  # lazy: etem.io is imported by `etem --help`
+            import pyarrow.parquet as pq  # lazy: as above
 
             table = pa.Table.from_pandas(df, preserve_index=False)
             if metadata:
@@ -88,7 +88,7 @@ def write_table(
 
 def read_table(path: str | os.PathLike[str]) -> Any:
     """Read a CSV (with ``#`` provenance comments) or Parquet table into pandas."""
-    import pandas as pd
+    import pandas as pd  # lazy: etem.io is imported by `etem --help`
 
     path = Path(path)
     if not path.exists():
@@ -102,7 +102,7 @@ def read_table_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Provenance metadata written by :func:`write_table`."""
     path = Path(path)
     if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
+        import pyarrow.parquet as pq  # lazy: etem.io is imported by `etem --help`
 
         meta = pq.read_schema(path).metadata or {}
         return json.loads(meta.get(b"etem", b"{}"))

@@ -147,7 +147,7 @@ class StageRun:
         """Buffer metrics; they are written in batches (every 100 values or 10 s) and at end."""
         if not (self.enabled and self.run_id):
             return
-        from mlflow.entities import Metric
+        from mlflow.entities import Metric  # lazy: `etem --help` imports runs
 
         now = int(time.time() * 1000)
         for k, v in metrics.items():
@@ -206,7 +206,7 @@ class StageRun:
         return None
 
     def _start(self) -> None:
-        from mlflow.tracking import MlflowClient
+        from mlflow.tracking import MlflowClient  # lazy: `etem --help` imports runs
 
         def create() -> None:
             # Building the client creates/migrates a sqlite store: do it under the lock too.
@@ -222,7 +222,7 @@ class StageRun:
         name = experiment_name(self.config)
         exp = client.get_experiment_by_name(name)
         if exp is None:
-            from mlflow.exceptions import MlflowException
+            from mlflow.exceptions import MlflowException  # lazy: `etem --help` imports runs
 
             location = None
             if self.uri.startswith("sqlite:///"):
@@ -313,14 +313,14 @@ class StageRun:
         return [r.info.run_id for r in runs]
 
     def _log_params(self, params: dict[str, Any]) -> None:
-        from mlflow.entities import Param
+        from mlflow.entities import Param  # lazy: `etem --help` imports runs
 
         items = [Param(_clean_key(k), str(v)[:6000]) for k, v in params.items()]
         for i in range(0, len(items), 100):
             self._client.log_batch(self.run_id, params=items[i : i + 100])
 
     def _set_tags(self, tags: dict[str, str]) -> None:
-        from mlflow.entities import RunTag
+        from mlflow.entities import RunTag  # lazy: `etem --help` imports runs
 
         run_tags = [RunTag(_clean_key(k), v) for k, v in tags.items()]
         self._client.log_batch(self.run_id, tags=run_tags)
@@ -338,7 +338,7 @@ class StageRun:
 
 def search_stage_runs(config: EtemConfig, stage: str | None = None) -> Any:
     """DataFrame of the campaign's stage runs (optionally of one stage), newest first."""
-    import mlflow
+    import mlflow  # lazy: `etem --help` imports runs
 
     mlflow.set_tracking_uri(tracking_uri(config))
     flt = "tags.`etem.role` = 'stage'"

@@ -25,8 +25,9 @@ from etem.paths import Layout
 from etem.plotting import plt
 from etem.provenance import provenance
 from etem.report import html as H
-from etem.runs import tracking_uri
+from etem.runs import search_stage_runs, tracking_uri
 from etem.seeding import rng
+from etem.structures.gallery import gallery_figure
 
 log = logging.getLogger("etem.report.build")
 
@@ -78,8 +79,6 @@ def section_structures(layout: Layout) -> str:
         body.append(H.png_file(layout.structures_gallery, caption))
     else:
         try:
-            from etem.structures.gallery import gallery_figure
-
             body.append(H.figure(gallery_figure(man, man_p.parent, n=6), caption))
         except Exception as exc:  # a report renders what it can
             body.append(H.missing(f"no structure gallery: {exc}"))
@@ -167,7 +166,7 @@ def section_training(runs: pd.DataFrame | None, config: EtemConfig) -> str:
     tr = runs[runs.get("tags.etem.stage", pd.Series(dtype=str)).astype(str).str.startswith("train")]
     if tr.empty:
         return H.missing("no training runs recorded in MLflow")
-    from mlflow.tracking import MlflowClient
+    from mlflow.tracking import MlflowClient  # lazy: MLflow only when runs are recorded
 
     client = MlflowClient(tracking_uri=tracking_uri(config))
     out = []
@@ -352,8 +351,6 @@ def campaign_runs(config: EtemConfig) -> pd.DataFrame | None:
     if not config.tracking.enabled:
         return None
     try:
-        from etem.runs import search_stage_runs
-
         return search_stage_runs(config)
     except Exception as exc:
         log.warning("MLflow runs unavailable: %s", exc)

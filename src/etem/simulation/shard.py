@@ -188,8 +188,6 @@ def build_index(shards: list[str | os.PathLike[str]], out: str | os.PathLike[str
         raise InputError(f"simulate-index: duplicate image ids, e.g. {dup.iloc[0]!r}")
     meta = {}
     try:
-        import h5py
-
         with h5py.File(sorted(Path(p) for p in shards)[0], "r") as f:
             meta = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()
                     if k in ("config_hash", "campaign", "etem_version", "git_commit")}
