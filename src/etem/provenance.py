@@ -30,7 +30,7 @@ def config_hash(config_dict: dict[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _read_git_head(start: Path) -> str | None:
+def read_git_head(start: Path) -> str | None:
     """HEAD commit read from the ``.git`` directory above ``start`` (no subprocess), or None."""
     for d in (start, *start.parents):
         git = d / ".git"
@@ -68,7 +68,7 @@ def git_commit() -> str:
     if env:
         return env
     here = Path(__file__).resolve().parent
-    direct = _read_git_head(here)
+    direct = read_git_head(here)
     if direct:
         return direct
     try:

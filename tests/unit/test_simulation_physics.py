@@ -179,7 +179,7 @@ def test_structure_images_and_labels(tmp_path):
 
 @pytest.mark.parametrize("parametrization", ["lobato", "kirkland"])
 def test_fused_potential_equals_abtem_build(tmp_path, parametrization):
-    from etem.simulation.multislice import _infinite_projection_slices, abtem_potential
+    from etem.simulation.multislice import infinite_projection_slices, abtem_potential
 
     cfg = _sim(tmp_path, parametrization=parametrization)
     atoms = fx.pt_on_ceo2()
@@ -187,7 +187,7 @@ def test_fused_potential_equals_abtem_build(tmp_path, parametrization):
     grid = image_grid((cell[0], cell[1]), 0.2, 48)
     pot = abtem_potential(atoms, grid, cfg.simulation)
     ref = np.asarray(pot.build(lazy=False).array)
-    ours = np.stack(list(_infinite_projection_slices(pot, grid)))
+    ours = np.stack(list(infinite_projection_slices(pot, grid)))
     assert ours.shape == ref.shape
     assert np.abs(ours - ref).max() < 1e-4 * np.abs(ref).max()
 

@@ -114,7 +114,7 @@ class SlicedPotential:
         return np.cumsum(self.slice_thickness_A)
 
 
-def _infinite_projection_slices(
+def infinite_projection_slices(
     potential: Any, grid: ImageGrid, threads: int = 1, backend: Backend = "deterministic"
 ) -> Any:
     """Projected potential slices [V Å] of abTEM's infinite projection, fused.
@@ -163,7 +163,7 @@ def build_sliced_potential(
 ) -> SlicedPotential:
     """Build the potential of ``atoms`` once and convert it to transmission functions.
 
-    Infinite projection uses the fused evaluation of :func:`_infinite_projection_slices`
+    Infinite projection uses the fused evaluation of :func:`infinite_projection_slices`
     (abTEM's algorithm, fewer FFTs); finite projection uses ``abtem.Potential.build``.
     """
 
@@ -171,7 +171,7 @@ def build_sliced_potential(
     potential = abtem_potential(atoms, grid, sim)
     plans = complex_plan(grid.gpts, fft_threads, sim.fft_backend)
     if sim.projection == "infinite":
-        slices: Any = _infinite_projection_slices(potential, grid, fft_threads, sim.fft_backend)
+        slices: Any = infinite_projection_slices(potential, grid, fft_threads, sim.fft_backend)
     else:
         slices = np.asarray(potential.build(lazy=False).array, dtype=np.float32)
     sigma = np.float32(energy2sigma(sim.energy_kv * 1e3))
