@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from etem.provenance import read_git_head, git_commit
+from etem.provenance import git_commit, read_git_head
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 

@@ -179,7 +179,7 @@ def test_structure_images_and_labels(tmp_path):
 
 @pytest.mark.parametrize("parametrization", ["lobato", "kirkland"])
 def test_fused_potential_equals_abtem_build(tmp_path, parametrization):
-    from etem.simulation.multislice import infinite_projection_slices, abtem_potential
+    from etem.simulation.multislice import abtem_potential, infinite_projection_slices
 
     cfg = _sim(tmp_path, parametrization=parametrization)
     atoms = fx.pt_on_ceo2()
