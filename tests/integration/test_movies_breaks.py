@@ -17,7 +17,7 @@ from movies_fixtures import window_model
 from etem.config import load_config
 from etem.frames.readers import open_movie
 from etem.movies.apply import ApplyModels, apply_movie
-from etem.movies.synthetic import lattice_movie, write_h5
+from etem.testing import lattice_movie, write_h5
 
 REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "real" / "gold_growth_movie"
 

@@ -19,7 +19,7 @@ from etem.config import load_config
 from etem.errors import InputError
 from etem.frames.readers import open_movie
 from etem.movies.apply import ApplyModels, apply_movie
-from etem.movies.synthetic import lattice_movie, write_h5
+from etem.testing import lattice_movie, write_h5
 
 PX_A = 0.2
 

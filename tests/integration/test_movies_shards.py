@@ -21,7 +21,7 @@ from etem.movies.apply import ApplyModels, apply_movie
 from etem.movies.gather import gather_results, summarise
 from etem.movies.prepare import prepare_movie, read_prepared, write_prepared
 from etem.movies.shard import run_shard, shard_ranges
-from etem.movies.synthetic import lattice_movie, write_h5
+from etem.testing import lattice_movie, write_h5
 
 
 def _cfg(shard_frames: int) -> object:

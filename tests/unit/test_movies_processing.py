@@ -20,8 +20,8 @@ from etem.frames.preprocess import DriftCorrector, bin_frames, shift_integer, su
 from etem.models.inference import TiledRunner, tile_starts
 from etem.models.io import LoadedModel
 from etem.movies.events import detect_events
-from etem.movies.synthetic import lattice_movie
 from etem.movies.tracking import ColumnTracker
+from etem.testing import lattice_movie
 
 
 @pytest.mark.parametrize(

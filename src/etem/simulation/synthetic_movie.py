@@ -224,7 +224,7 @@ def read_movie_truth(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     None when absent), ``events`` (event frames, raw frame index), ``event_kinds``,
     ``drift_px`` (true drift (x, y) [px] per frame; None when absent), ``pixel_size_A`` [Å]
     and ``n_frames``. Also reads the Gaussian-lattice test movies of
-    :func:`etem.movies.synthetic.write_h5` (``/columns/<frame>`` (N, 2) x, y [px],
+    :func:`etem.testing.write_h5` (``/columns/<frame>`` (N, 2) x, y [px],
     ``/events/frame``; their columns get ``element`` "" and count as visible). Files that
     are not HDF5, or HDF5 files without ``/columns`` and ``/events`` (e.g. experimental
     movies), give None.
