@@ -55,18 +55,5 @@ def make_campaign(root: Path, n_images: int = 6, size_px: int = 64, pixel_size_A
     return {"index": index, "shard": shard}
 
 
-def tiny_config(root: Path, **bench: Any) -> Any:
-    """A validated config for the fake campaign, tracking off, tiny benchmark."""
-    from etem.config import load_config
-
-    b = {"max_test_images": 4, "gaussian_sigma_px": [1.0], "nlm": False,
-         "calibration_vacuum_images": 6, "umse_images": 2, "example_images": 1,
-         "blob_min_sigma_A": 0.3, "blob_max_sigma_A": 0.6}
-    b.update(bench)
-    return load_config({
-        "name": "tiny", "seed": 3, "results_dir": str(root),
-        "noise": {"benchmark_doses_e_per_A2": [50.0, 400.0]},
-        "training": {"split": {"val_fraction": 0.0, "test_fraction": 0.5,
-                               "held_out": {"particle_shape": "decahedron"}}},
-        "benchmark": b, "tracking": {"enabled": False},
-    })
+#: Overrides of the tiny config for these campaigns: half the structures are test images.
+BENCHMARK_SPLIT = {"training": {"split": {"val_fraction": 0.0, "test_fraction": 0.5}}}
