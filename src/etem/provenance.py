@@ -13,7 +13,7 @@ import json
 import os
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from etem import __version__
 
@@ -93,7 +93,17 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def provenance(config: Any, stage: str, seed: int | None = None) -> dict[str, Any]:
+class Campaign(Protocol):
+    """What provenance reads of the campaign config (:class:`etem.config.EtemConfig`; the
+    config package sits above this module, so it is not imported here)."""
+
+    name: str
+    seed: int
+
+    def hash(self) -> str: ...
+
+
+def provenance(config: Campaign, stage: str, seed: int | None = None) -> dict[str, Any]:
     """The provenance dict of one stage output.
 
     Parameters

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 from ase import Atoms
 
+from etem.config import EtemConfig
 from etem.config.simulation import MovieConfig
 from etem.errors import InputError
 from etem.io import atomic_path, h5_write_attrs
@@ -103,7 +104,7 @@ def _fourier_shift(image: np.ndarray, dx_px: float, dy_px: float) -> np.ndarray:
     return np.fft.ifft2(np.fft.fft2(image) * phase).real.astype(np.float32)
 
 
-def simulate_movie(config: Any, atoms: Atoms, structure_id: str) -> dict[str, Any]:
+def simulate_movie(config: EtemConfig, atoms: Atoms, structure_id: str) -> dict[str, Any]:
     """Frames, clean frames, events and per-frame column tables of a synthetic movie."""
 
     movie, sim, noise = config.movie, config.simulation, config.noise
@@ -159,7 +160,7 @@ def simulate_movie(config: Any, atoms: Atoms, structure_id: str) -> dict[str, An
 
 
 def write_movie(
-    path: str | os.PathLike[str], result: dict[str, Any], config: Any, structure_id: str,
+    path: str | os.PathLike[str], result: dict[str, Any], config: EtemConfig, structure_id: str,
     attrs: dict[str, Any],
 ) -> Path:
     """Write a synthetic movie atomically (layout: ``contract.MOVIE_LAYOUT``)."""
