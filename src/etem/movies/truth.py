@@ -40,6 +40,7 @@ from ase.data import atomic_numbers
 
 from etem.analysis.matching import match_columns
 from etem.config.apply import ApplyConfig
+from etem.frames.geometry import FrameGeometry
 from etem.io import write_table
 from etem.simulation.synthetic_movie import read_movie_truth
 
@@ -329,7 +330,7 @@ def score_apply(
     column_tables: Any,
     drift_px: np.ndarray,
     events: pd.DataFrame,
-    geo: Any,
+    geo: FrameGeometry,
     a: ApplyConfig,
     out: Path,
     metadata: dict[str, Any],

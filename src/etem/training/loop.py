@@ -32,6 +32,7 @@ from etem.errors import ConfigError, ValidationError
 from etem.io import atomic_path
 from etem.models.factory import build_model, count_parameters
 from etem.models.inference import bf16_supported, with_memory_format
+from etem.runs import StageRun
 from etem.seeding import derive_seed
 from etem.training.tasks import Task
 
@@ -87,7 +88,7 @@ def train(
     cfg: LoopConfig,
     seed: int,
     checkpoint: str | os.PathLike[str] | None = None,
-    tracker: Any = None,
+    tracker: StageRun | None = None,
     resume: bool = True,
     stop_after_step: int | None = None,
 ) -> TrainResult:

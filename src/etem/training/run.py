@@ -19,6 +19,7 @@ from etem.models.inference import bf16_supported
 from etem.models.io import load_model, save_model
 from etem.plotting import plt
 from etem.provenance import provenance
+from etem.runs import StageRun
 from etem.training.loop import TrainResult, train
 from etem.training.tasks import DenoiserTask, InitModel, SegmenterTask, Task, UnsupervisedTask
 
@@ -97,7 +98,7 @@ def checkpoint_path(out: str | os.PathLike[str]) -> Path:
 
 def train_network(
     kind: str, campaign: EtemConfig, source: str | os.PathLike[str], out: str | os.PathLike[str],
-    tracker: Any = None, manifest: str | None = None, resume: bool = True,
+    tracker: StageRun | None = None, manifest: str | None = None, resume: bool = True,
     stop_after_step: int | None = None, panels: bool = True,
     init_from: str | os.PathLike[str] | None = None,
 ) -> TrainResult:
