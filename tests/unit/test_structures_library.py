@@ -14,6 +14,7 @@ from etem.structures.contract import MANIFEST_COLUMNS
 from etem.structures.io import read_structure, write_structure
 from etem.structures.library import build_shard, gather, read_columns, read_manifest
 from etem.structures.recipes import enumerate_recipes
+from tests.structures_fixtures import ceo2_slab
 
 
 def test_full_config_enumerates_900_recipes_without_building(monkeypatch):
@@ -112,8 +113,6 @@ def test_read_structure_errors(tmp_path):
 
 
 def test_write_read_roundtrip_keeps_vacancies_and_labels(tmp_path):
-    from structures_fixtures import ceo2_slab
-
     from etem.structures.column_table import column_table
 
     atoms = ceo2_slab(3, "clustered", 0.05)
