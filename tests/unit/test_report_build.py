@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import yaml
 
 from etem.cli import main
@@ -57,10 +58,14 @@ def test_report_on_fake_results(tmp_path, capsys, tiny_config):
     assert html.count("data:image/png;base64,") >= 5
     assert 'src="http' not in html and "<link" not in html
     for text in ("Benchmarks", "Likelihood calibration", "denoising", "gaussian_1px",
-                 "event timeline", cfg.hash(), "Missing results", train_run_id,
-                 f"train-denoiser: run {train_run_id}", "mlflow ui --backend-store-uri",
+                 "event timeline", cfg.hash(), "Missing results",
+                 "train-denoiser: training curves", "mlflow ui --backend-store-uri",
                  "Mohan et al.'s protocol", "split=test"):
         assert text.lower() in html.lower(), text
+    # run ids stay out of the report (same config, same bytes); the lineage sidecar has them
+    assert train_run_id not in html
+    lineage = pd.read_csv(out.with_name("runs.csv"))
+    assert train_run_id in set(lineage["run_id"])
     # the structures stage did not run: said clearly
     assert "the structures stage has not run" in html
     assert "missing: structures" in capsys.readouterr().out
