@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from evaluation_fixtures import make_campaign, tiny_config
-
 from etem.cli import main
 from etem.evaluation.benchmark import load_test_images, run_benchmark, write_outputs
 from etem.paths import Layout
+from tests.evaluation_fixtures import BENCHMARK_SPLIT, make_campaign
 
 
 def _png(path: Path) -> None:
@@ -30,12 +27,12 @@ def _png(path: Path) -> None:
     plt.close(fig)
 
 
-def test_report_on_fake_results(tmp_path, capsys):
+def test_report_on_fake_results(tmp_path, capsys, tiny_config):
     from etem.config import load_config
     from etem.runs import StageRun
 
     make_campaign(tmp_path)
-    data = tiny_config(tmp_path).model_dump(mode="json")
+    data = tiny_config(tmp_path, **BENCHMARK_SPLIT).model_dump(mode="json")
     data["tracking"]["enabled"] = True  # sqlite store under tmp_path
     cfg = load_config(data)
     with StageRun(cfg, "train-denoiser") as run:
@@ -74,8 +71,8 @@ def test_report_on_fake_results(tmp_path, capsys):
     assert "missing: structures" in capsys.readouterr().out
 
 
-def test_report_missing_results_folder_is_an_error(tmp_path, capsys):
-    cfg = tiny_config(tmp_path)
+def test_report_missing_results_folder_is_an_error(tmp_path, capsys, tiny_config):
+    cfg = tiny_config(tmp_path, **BENCHMARK_SPLIT)
     cfg_path = tmp_path / "cfg.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
     rc = main(["report", "--config", str(cfg_path), "--results", str(tmp_path / "none")])
@@ -83,10 +80,10 @@ def test_report_missing_results_folder_is_an_error(tmp_path, capsys):
     assert "no such folder" in capsys.readouterr().err
 
 
-def test_empty_results_folder_renders_with_every_section_missing(tmp_path):
+def test_empty_results_folder_renders_with_every_section_missing(tmp_path, tiny_config):
     from etem.report.build import build_report
 
-    cfg = tiny_config(tmp_path)
+    cfg = tiny_config(tmp_path, **BENCHMARK_SPLIT)
     doc, present = build_report(cfg, tmp_path)
     assert not any(v for k, v in present.items() if k != "provenance")
     assert "the benchmark stage has not run" in doc and "the apply stage has not run" in doc
