@@ -5,7 +5,8 @@ per length in ``--frames``, then, in a fresh process per length, trains the unsu
 network for ``--steps`` steps on the group with frames read per patch (GROUP_MEMORY_BYTES = 0)
 and reports the peak resident memory. Constant memory in movie length is the claim.
 
-    .venv/bin/python benchmarks/group_training.py --frames 100 400 --out benchmarks/group_training.md
+    .venv/bin/python benchmarks/group_training.py --frames 100 800 \
+        --out benchmarks/group_training.md
 """
 
 from __future__ import annotations
