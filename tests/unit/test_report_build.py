@@ -60,7 +60,9 @@ def test_report_on_fake_results(tmp_path, capsys, tiny_config):
     for text in ("Benchmarks", "Likelihood calibration", "denoising", "gaussian_1px",
                  "event timeline", cfg.hash(), "Missing results",
                  "train-denoiser: training curves", "mlflow ui --backend-store-uri",
-                 "Mohan et al.'s protocol", "split=test"):
+                 "Mohan et al.'s protocol", "split=test",
+                 "Movie <b>synthetic</b>: 16 frames", "Likelihood calibration: false-alarm",
+                 "<details>"):
         assert text.lower() in html.lower(), text
     # run ids stay out of the report (same config, same bytes); the lineage sidecar has them
     assert train_run_id not in html
@@ -106,3 +108,23 @@ def test_training_curves_get_one_panel_per_quantity():
     assert {ln.get_label() for ln in fig.axes[0].get_lines()} == {"train_loss", "val_loss"}
     assert [ln.get_label() for ln in fig.axes[2].get_lines()] == ["val_psnr"]
     assert curve_panels({"throughput_samples_per_s": hist["lr"]}) is None
+
+
+def test_headline_compares_the_best_network_with_the_best_baseline(tmp_path):
+    from etem.report.build import section_headline
+
+    layout = Layout(tmp_path)
+    d = layout.benchmark_dir
+    d.mkdir(parents=True)
+    rows = [("noisy", 12.0, 0.2), ("gaussian_1.5px", 20.0, 0.5), ("nlm", 21.0, 0.55),
+            ("supervised", 24.5, 0.7), ("unsupervised", 23.0, 0.65)]
+    pd.DataFrame([{"method": m, "subset": s, "n": 10, "psnr_db_mean": p, "psnr_db_sem": 0.1,
+                   "ssim_mean": q, "ssim_sem": 0.01} for m, p, q in rows
+                  for s in ("all", "dose_e_per_A2=25")]).to_csv(d / "denoising_summary.csv",
+                                                                index=False)
+    pd.DataFrame([{"method": "supervised", "subset": "all", "n": 10, "psnr_db_mean": 33.0}]
+                 ).to_csv(d / "mohan_summary.csv", index=False)
+    text = section_headline(layout)
+    assert "<b>supervised</b> 24.5 dB PSNR, SSIM 0.70" in text
+    assert "best baseline nlm 21.0 dB" in text and "+3.5 dB" in text and "raw 12.0 dB" in text
+    assert 'class="bad">33.0 dB</span> against the published 35-38 dB' in text

@@ -62,6 +62,96 @@ def _flat(d: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
     return out
 
 
+#: Published reference for the denoising headline (Mohan et al., simulated Pt/CeO2 test set,
+#: peak-1 PSNR): see SCIENCE.md and section_mohan.
+PUBLISHED_PSNR_DB = (35.0, 38.0)
+#: Methods that are baselines in the benchmark tables (everything else is a network).
+BASELINE_PREFIXES = ("noisy", "gaussian", "nlm", "temporal_mean")
+
+
+def _overall(table: pd.DataFrame) -> pd.DataFrame:
+    """Rows of subset ``all`` indexed by method."""
+    return table[table["subset"] == "all"].set_index("method")
+
+
+def _denoising_headline(d: Path) -> list[str]:
+    t = _read_table(d / "denoising_summary.csv") if (d / "denoising_summary.csv").exists() else None
+    if t is None or t.empty:
+        return []
+    rows = _overall(t)
+    psnr = {str(k): float(v) for k, v in rows["psnr_db_mean"].items()}
+    ssim = {str(k): float(v) for k, v in rows["ssim_mean"].items()}
+    nets = [m for m in psnr if not m.startswith(BASELINE_PREFIXES)]
+    bases = [m for m in psnr if m.startswith(BASELINE_PREFIXES[1:])]
+    if not nets:
+        return []
+    best_net = max(nets, key=psnr.__getitem__)
+    line = (f"Denoising, held-out test images (all doses): <b>{H.esc(best_net)}</b> "
+            f"{psnr[best_net]:.1f} dB PSNR, SSIM {ssim[best_net]:.2f}")
+    if bases:
+        best_base = max(bases, key=psnr.__getitem__)
+        gain = psnr[best_net] - psnr[best_base]
+        cls = "ok" if gain > 0 else "bad"
+        line += (f"; best baseline {H.esc(best_base)} {psnr[best_base]:.1f} dB "
+                 f'(<span class="{cls}">{gain:+.1f} dB</span>)')
+    if "noisy" in psnr:
+        line += f"; raw {psnr['noisy']:.1f} dB"
+    out = [line + "."]
+    m = _read_table(d / "mohan_summary.csv") if (d / "mohan_summary.csv").exists() else None
+    if m is not None and best_net in set(m["method"]):
+        v = float(_overall(m)["psnr_db_mean"].astype(float)[best_net])
+        lo, hi = PUBLISHED_PSNR_DB
+        cls = "ok" if v >= lo else "bad"
+        out.append(f"Mohan et al.'s protocol (peak 1 count): {H.esc(best_net)} "
+                   f'<span class="{cls}">{v:.1f} dB</span> against the published {lo:.0f}-'
+                   f"{hi:.0f} dB.")
+    return out
+
+
+def _calibration_headline(d: Path) -> list[str]:
+    far = _read_table(d / "calibration_far.csv") if (d / "calibration_far.csv").exists() else None
+    if far is None or far.empty:
+        return []
+    cal = far[(far["kind"] == "calibrated") & (far["dose_e_per_px"].astype(str) == "all")]
+    if cal.empty:
+        return []
+    ok = bool(cal["within_2pp"].all())
+    worst = float((cal["observed"] - cal["alpha"]).abs().max())
+    return [f'Likelihood calibration: false-alarm rates <span class="{"ok" if ok else "bad"}">'
+            f'{"within" if ok else "outside"} ±2 percentage points</span> of nominal '
+            f"(worst {100 * worst:.1f} pp) on held-out simulated vacuum."]
+
+
+def _movie_headline(layout: Layout) -> list[str]:
+    out = []
+    for d in sorted((layout.root / "apply").glob("*/summary.json")):
+        s = _read_json(d)
+        if s is None:
+            continue
+        onsets = ", ".join(str(e.get("onset_frame")) for e in s.get("events", [])[:8]
+                           if isinstance(e, dict))
+        line = (f"Movie <b>{H.esc(d.parent.name)}</b>: {s.get('n_frames', '?')} frames, "
+                f"{s.get('n_events', 0)} event(s)" + (f" at frame(s) {onsets}" if onsets else ""))
+        truth = (s.get("truth") or {}).get("events")
+        if truth:
+            line += (f"; against the truth: {truth.get('n_hits', 0)} of {truth.get('n_true', 0)}"
+                     f" found, {truth.get('n_false_alarms', 0)} false alarm(s)")
+        if not s.get("columns_analysed", True):
+            line += f"; no column analysis ({H.esc(s.get('columns_reason', ''))})"
+        out.append(line + ".")
+    return out
+
+
+def section_headline(layout: Layout) -> str:
+    """What the campaign found, in a few lines (the tables follow below)."""
+    d = layout.benchmark_dir
+    items = _denoising_headline(d) + _calibration_headline(d) + _movie_headline(layout)
+    if not items:
+        return H.missing("no results yet to summarise")
+    return '<div class="headline"><ul>' + "".join(f"<li>{i}</li>" for i in items) + \
+        "</ul></div>"
+
+
 # -- sections ---------------------------------------------------------------------------
 def section_structures(layout: Layout) -> str:
     """Structure counts and a gallery of projected structures (top view)."""
@@ -305,13 +395,14 @@ def section_movies(layout: Layout) -> str:
             out.append(H.missing(f"{d}/summary.json missing: the run is incomplete"))
         else:
             flat = [(k, v) for k, v in _flat(summ) if not k.startswith("provenance")]
-            out.append(H.table(pd.DataFrame(flat, columns=["key", "value"]), max_rows=40))
+            out.append(H.folded("summary.json (every value)", H.table(
+                pd.DataFrame(flat, columns=["key", "value"]), max_rows=200)))
         ev = d / "events.csv"
         if ev.exists():
             t = _read_table(ev)
             out.append("<p>Events:</p>" + H.table(t))
         for p in sorted(d.glob("*.png")):
-            out.append(H.png_file(p, p.stem.replace("_", " "), width=520))
+            out.append(H.png_file(p, p.stem.replace("_", " "), width=1000))
     return "".join(out)
 
 
@@ -386,6 +477,7 @@ def build_report(config: EtemConfig, results_dir: str | Path) -> tuple[str, dict
     layout = Layout(Path(results_dir))
     runs = campaign_runs(config)
     parts: list[tuple[str, str, Callable[[], str]]] = [
+        ("summary", "Summary", lambda: section_headline(layout)),
         ("structures", "Structures", lambda: section_structures(layout)),
         ("simulation", "Simulated images", lambda: section_simulation(layout, config)),
         ("training", "Training", lambda: section_training(runs, config)),

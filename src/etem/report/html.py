@@ -24,7 +24,9 @@ td:first-child,th:first-child{text-align:left}
 .ok{color:#070}.bad{color:#b00}figure{display:inline-block;margin:.4em;vertical-align:top}
 figcaption{font-size:11px;color:#555;max-width:600px}img{max-width:100%}
 pre{background:#f6f6f6;padding:.6em;font-size:11px;overflow:auto;max-height:400px}
-nav a{margin-right:1em}
+nav a{margin-right:1em}details{margin:.4em 0}summary{cursor:pointer;color:#345}
+.headline{background:#f3f7fb;border:1px solid #cdd9e5;padding:.6em 1.2em;margin:1em 0}
+.headline li{margin:.25em 0}
 """
 
 
@@ -54,6 +56,12 @@ def figure(fig: Any, caption: str = "", width: int | None = None) -> str:
     plt.close(fig)
     return f"<figure>{png_bytes_img(buf.getvalue(), caption, width)}" \
            f"<figcaption>{esc(caption)}</figcaption></figure>"
+
+
+def folded(summary: str, body: str, open_: bool = False) -> str:
+    """``body`` folded under a clickable ``summary`` line (tables people open when needed)."""
+    return (f"<details{' open' if open_ else ''}><summary>{esc(summary)}</summary>"
+            f"{body}</details>")
 
 
 def table(df: pd.DataFrame | None, max_rows: int = 60, floatfmt: str = "{:.4g}") -> str:
