@@ -39,3 +39,4 @@ lint: setup
 
 schema: setup
 	$(BIN)/etem config schema --out workflow/schemas/config.schema.json
+	$(BIN)/etem config defaults --out config/defaults.yaml

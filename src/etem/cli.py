@@ -27,6 +27,7 @@ from etem import __version__
 from etem.cliutils import add_config_args, config_from_args
 from etem.cluster import cli as cluster_cli
 from etem.config import schema
+from etem.config.defaults import defaults_yaml
 from etem.errors import EtemError
 from etem.evaluation import cli as evaluation_cli
 from etem.io import write_text
@@ -49,6 +50,13 @@ STAGE_CLIS = (
 
 
 def _config_command(args: argparse.Namespace) -> int:
+    if args.action == "defaults":
+        text = defaults_yaml()
+        if args.out:
+            write_text(args.out, text)
+        else:
+            sys.stdout.write(text)
+        return 0
     if args.action == "schema":
         text = json.dumps(schema(), indent=2, sort_keys=True) + "\n"
         if args.out:
@@ -86,8 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="<command>")
 
     p = sub.add_parser("config", help="validate, show or export the config schema")
-    p.add_argument("action", choices=["validate", "show", "schema"])
-    p.add_argument("--out", help="with 'schema': write the JSON schema here")
+    p.add_argument("action", choices=["validate", "show", "schema", "defaults"])
+    p.add_argument("--out", help="with 'schema' or 'defaults': write the JSON schema / the "
+                   "commented defaults YAML here")
     add_config_args(p)
     p.set_defaults(func=_config_command)
 

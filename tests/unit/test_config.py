@@ -7,8 +7,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from etem.config import EtemConfig, load_config, schema
+from etem.config.defaults import defaults_yaml
 from etem.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,6 +63,14 @@ def test_committed_schema_matches_models() -> None:
     assert committed == json.loads(json.dumps(schema())), (
         "schema out of date: run `etem config schema --out workflow/schemas/config.schema.json`"
     )
+
+
+def test_committed_defaults_file_is_generated_and_loads_to_the_defaults() -> None:
+    text = (ROOT / "config" / "defaults.yaml").read_text()
+    assert text == defaults_yaml(), "run `make schema` (etem config defaults)"
+    data = yaml.safe_load(text)
+    assert load_config(data).model_dump() == EtemConfig().model_dump()
+    assert "# multislice slice thickness [Å]" in text  # descriptions with units as comments
 
 
 def test_missing_config_file_is_one_line(etem_bin: str, tmp_path: Path) -> None:
