@@ -39,7 +39,7 @@ from etem.errors import InputError
 from etem.frames.readers import open_movie
 from etem.io import sampled_digest
 from etem.models.factory import architecture
-from etem.models.inference import movie_mean_counts
+from etem.models.inference import autocast_predict, movie_mean_counts
 from etem.models.unet import Segmenter
 from etem.plotting import plt
 from etem.simulation.contract import CLASSES
@@ -86,19 +86,8 @@ class Task:
 
     def predict_val(self, model: nn.Module, amp: bool, device: torch.device) -> torch.Tensor:
         """Model output on the validation inputs (float32, CPU), in batches."""
-        x_all = self.val_batch()["input"]
-        outs = []
-        bs = max(1, self.cfg.batch_size)
-        model.eval()
-        with torch.inference_mode():
-            for i in range(0, len(x_all), bs):
-                x = x_all[i : i + bs].to(device)
-                if amp:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                    outs.append(model(x).float().cpu())
-        model.train()
-        return torch.cat(outs)
+        return autocast_predict(model, self.val_batch()["input"], self.cfg.batch_size, amp,
+                                device)
 
     def validate(self, model: nn.Module, amp: bool, device: torch.device) -> dict[str, float]:
         raise NotImplementedError
