@@ -1,12 +1,16 @@
-# Helpers shared by the rules: the results layout, shard lists, the resolved config file and
+# Helpers shared by the rules: the results layout, shard lists, the per-stage config files and
 # the command prefix every rule uses. Paths come from etem.paths.Layout (one definition).
+# Nothing here writes a file while the rules are parsed: `snakemake -n` writes nothing into
+# results/ (the per-stage configs are outputs of the rule stage_config below).
 
 import os
+import re
 import shlex
 import shutil
 import sys
 
-from etem.config import write_resolved
+from etem.config import STAGE_SECTIONS, stage_yaml
+from etem.io import write_text
 from etem.paths import Layout
 from etem.runs import tracking_uri
 
@@ -26,8 +30,6 @@ shell.prefix(_PREFIX.replace("{", "{{").replace("}", "}}"))
 
 LAYOUT = Layout(ETEM.results_path)
 RESULTS = str(LAYOUT.root)
-# Every job reads the resolved config (defaults filled in); rewritten only when it changes.
-CONFIG_FILE = str(write_resolved(ETEM, LAYOUT.config))
 STRUCTURE_SHARDS = [f"{i:03d}" for i in range(ETEM.structures.n_shards)]
 SIMULATION_SHARDS = [f"{i:03d}" for i in range(ETEM.simulation.n_shards)]
 ENV = "../../envs/etem.yaml"
@@ -42,3 +44,24 @@ def mem_mb(base):
 def runtime_min(base):
     """Runtime [min] that grows with the attempt, so --retries recovers from time-outs."""
     return lambda wildcards, attempt: base * attempt
+
+
+def config_of(stage):
+    """The resolved config file of ``stage`` (an input of every rule of that stage)."""
+    return str(LAYOUT.stage_config(stage))
+
+
+# Each stage reads only its own config sections (etem.config.stages.STAGE_SECTIONS), resolved
+# with defaults into <results>/config/<stage>.yaml by this rule. Its text is a param: Snakemake
+# reruns it (and then the stage's jobs, whose input it is) only when the text changes, e.g. an
+# apply setting re-runs the apply and report jobs, never the simulation or a training.
+rule stage_config:
+    output:
+        config_of("{stage}"),
+    params:
+        text=lambda wildcards: stage_yaml(ETEM, wildcards.stage),
+    wildcard_constraints:
+        stage="|".join(re.escape(s) for s in STAGE_SECTIONS),
+    localrule: True
+    run:
+        write_text(output[0], params.text)
