@@ -10,7 +10,6 @@ import shutil
 import sys
 
 from etem.config import STAGE_SECTIONS, stage_yaml
-from etem.io import write_text
 from etem.paths import Layout
 from etem.runs import tracking_uri
 
@@ -62,6 +61,8 @@ rule stage_config:
         text=lambda wildcards: stage_yaml(ETEM, wildcards.stage),
     wildcard_constraints:
         stage="|".join(re.escape(s) for s in STAGE_SECTIONS),
+    log:
+        f"{RESULTS}/logs/stage_config/{{stage}}.log",
     localrule: True
-    run:
-        write_text(output[0], params.text)
+    shell:
+        "printf '%s' {params.text:q} > {output:q}.tmp 2> {log:q} && mv {output:q}.tmp {output:q}"
