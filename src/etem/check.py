@@ -98,8 +98,16 @@ def _check_benchmark(cfg: Any, lay: Layout) -> str:
 
 
 def _check_apply(cfg: Any, lay: Layout) -> str:
-    summary = json.loads((lay.apply_dir("synthetic") / "summary.json").read_text())
-    return f"movie results: {summary.get('n_frames', '?')} frames"
+    from etem.movies.sheet import campaign_movies
+
+    frames = 0
+    movies = campaign_movies(cfg, lay.synthetic_movie)
+    for row in movies:
+        path = lay.apply_summary(row.name)
+        if not path.exists():
+            raise InputError(f"{path}: missing (movie {row.name})")
+        frames += int(json.loads(path.read_text()).get("n_frames", 0))
+    return f"movie results: {len(movies)} movies, {frames} frames"
 
 
 def _check_report(cfg: Any, lay: Layout) -> str:
@@ -118,7 +126,12 @@ def _check_tracking(cfg: Any, lay: Layout) -> str:
     runs = search_stage_runs(cfg)
     if runs.empty:
         raise InputError("no MLflow runs recorded")
-    runs = runs[(runs["status"] == "FINISHED") & (runs["tags.etem.config_hash"] == cfg.hash())]
+    from etem.runs import campaign_key
+
+    key = campaign_key(cfg)
+    if "tags.etem.campaign_key" not in runs:
+        raise InputError("no MLflow runs of this campaign (no etem.campaign_key tags)")
+    runs = runs[(runs["status"] == "FINISHED") & (runs["tags.etem.campaign_key"] == key)]
     missing = [s for s in TRACKED_STAGES if s not in set(runs["tags.etem.stage"])]
     if missing:
         raise InputError(f"no finished MLflow run for stage(s) {', '.join(missing)}")
