@@ -25,6 +25,7 @@ validate(config, "workflow/schemas/config.schema.json")
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/config.smk"
 include: "workflow/rules/structures.smk"
 include: "workflow/rules/simulation.smk"
 include: "workflow/rules/training.smk"

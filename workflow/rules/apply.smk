@@ -7,59 +7,8 @@
 #                                                              -> apply/<movie>/.work/shards/
 #   apply_gather   tracks, statistics, events over the whole series, outputs, the movie's
 #                  MLflow run (tagged etem.movie)              -> apply/<movie>/summary.json (last)
-# The sheet is validated (every movie opened, frame counts cached in
-# .snakemake/etem/movie_shapes.json) while the rules are parsed: a bad row fails before any job.
-
-import re
-
-from etem.errors import ConfigError
-from etem.movies.plan import shard_ranges
-from etem.movies.sheet import campaign_movies, row_arguments
-
-try:
-    MOVIES = {row.name: row for row in campaign_movies(ETEM, LAYOUT.synthetic_movie)}
-except ConfigError as exc:
-    raise WorkflowError(str(exc))
-
-APPLY_MODELS = dict(
-    denoiser=str(LAYOUT.model("denoiser")),
-    unsupervised=str(LAYOUT.model("unsupervised")),
-    segmenter=str(LAYOUT.model("segmenter")),
-    calibration=str(LAYOUT.benchmark_dir / "likelihood_calibration.json"),
-)
-MOVIE_NAMES = "|".join(re.escape(name) for name in MOVIES)
-
-
-def movie_shards(name):
-    """Processed-frame ranges [start, stop) of a movie's shard jobs."""
-    a = ETEM.apply
-    return shard_ranges(MOVIES[name].n_frames // a.sum_frames, a.shard_frames, a.chunk_frames)
-
-
-def movie_files(wildcards):
-    """What the reader opens: the file, the folder, or the glob's files."""
-    return list(MOVIES[wildcards.movie].files)
-
-
-def movie_arguments(wildcards):
-    """The row's own settings (pixel size, dose, frame time, denoiser, fine-tuning)."""
-    return row_arguments(MOVIES[wildcards.movie])
-
-
-def shard_files(wildcards):
-    n = len(movie_shards(wildcards.movie))
-    return [str(LAYOUT.apply_shard(wildcards.movie, i)) for i in range(n)]
-
-
-def shard_range(wildcards):
-    start, stop = movie_shards(wildcards.movie)[int(wildcards.shard)]
-    return f"{start}:{stop}"
-
-
-def movie_tags(wildcards):
-    group = MOVIES[wildcards.movie].group
-    return ["--tag", f"etem.group={group}"] if group else []
-
+# The sheet is validated while the rules are parsed (common.smk: MOVIES): a bad row fails
+# before any job.
 
 rule apply_prepare:
     input:

@@ -10,6 +10,9 @@ import shutil
 import sys
 
 from etem.config import STAGE_SECTIONS, stage_yaml
+from etem.errors import ConfigError
+from etem.movies.plan import shard_ranges
+from etem.movies.sheet import campaign_movies, row_arguments
 from etem.paths import Layout
 from etem.runs import tracking_uri
 
@@ -50,19 +53,49 @@ def config_of(stage):
     return str(LAYOUT.stage_config(stage))
 
 
-# Each stage reads only its own config sections (etem.config.stages.STAGE_SECTIONS), resolved
-# with defaults into <results>/config/<stage>.yaml by this rule. Its text is a param: Snakemake
-# reruns it (and then the stage's jobs, whose input it is) only when the text changes, e.g. an
-# apply setting re-runs the apply and report jobs, never the simulation or a training.
-rule stage_config:
-    output:
-        config_of("{stage}"),
-    params:
-        text=lambda wildcards: stage_yaml(ETEM, wildcards.stage),
-    wildcard_constraints:
-        stage="|".join(re.escape(s) for s in STAGE_SECTIONS),
-    log:
-        f"{RESULTS}/logs/stage_config/{{stage}}.log",
-    localrule: True
-    shell:
-        "printf '%s' {params.text:q} > {output:q}.tmp 2> {log:q} && mv {output:q}.tmp {output:q}"
+# The campaign's movies (etem.movies.sheet): the sheet's rows (validated, every movie opened or
+# found in the frame-count cache .snakemake/etem/movie_shapes.json) and the synthetic movie.
+# A bad row fails here, before any job, with one line naming the sheet line and column.
+try:
+    MOVIES = {row.name: row for row in campaign_movies(ETEM, LAYOUT.synthetic_movie)}
+except ConfigError as exc:
+    raise WorkflowError(str(exc))
+
+APPLY_MODELS = dict(
+    denoiser=str(LAYOUT.model("denoiser")),
+    unsupervised=str(LAYOUT.model("unsupervised")),
+    segmenter=str(LAYOUT.model("segmenter")),
+    calibration=str(LAYOUT.benchmark_dir / "likelihood_calibration.json"),
+)
+MOVIE_NAMES = "|".join(re.escape(name) for name in MOVIES)
+
+
+def movie_shards(name):
+    """Processed-frame ranges [start, stop) of a movie's shard jobs."""
+    a = ETEM.apply
+    return shard_ranges(MOVIES[name].n_frames // a.sum_frames, a.shard_frames, a.chunk_frames)
+
+
+def movie_files(wildcards):
+    """What the reader opens: the file, the folder, or the glob's files."""
+    return list(MOVIES[wildcards.movie].files)
+
+
+def movie_arguments(wildcards):
+    """The row's own settings (pixel size, dose, frame time, denoiser, fine-tuning)."""
+    return row_arguments(MOVIES[wildcards.movie])
+
+
+def shard_files(wildcards):
+    n = len(movie_shards(wildcards.movie))
+    return [str(LAYOUT.apply_shard(wildcards.movie, i)) for i in range(n)]
+
+
+def shard_range(wildcards):
+    start, stop = movie_shards(wildcards.movie)[int(wildcards.shard)]
+    return f"{start}:{stop}"
+
+
+def movie_tags(wildcards):
+    group = MOVIES[wildcards.movie].group
+    return ["--tag", f"etem.group={group}"] if group else []

@@ -21,7 +21,8 @@ rule make_report:
     benchmark:
         f"{RESULTS}/benchmarks/make_report/make_report.tsv"
     params:
-        results=RESULTS,
+        # <results>/config/report.yaml -> <results>
+        results=lambda wildcards, input: os.path.dirname(os.path.dirname(input.config)),
     threads: 1
     resources:
         mem_mb=mem_mb(2000),
