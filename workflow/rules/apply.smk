@@ -12,14 +12,14 @@
 
 rule apply_prepare:
     input:
-        unpack(lambda wildcards: APPLY_MODELS),
+        **APPLY_MODELS,
         config=config_of("apply"),
         movie=movie_files,
     output:
         prepared=str(LAYOUT.apply_prepared("{movie}")),
     params:
         row=movie_arguments,
-        out=lambda wildcards: str(LAYOUT.apply_dir(wildcards.movie)),
+        out=str(LAYOUT.apply_dir("{movie}")),
     wildcard_constraints:
         movie=MOVIE_NAMES,
     log:
@@ -42,7 +42,7 @@ rule apply_prepare:
 
 rule apply_shard:
     input:
-        unpack(lambda wildcards: APPLY_MODELS),
+        **APPLY_MODELS,
         config=config_of("apply"),
         movie=movie_files,
         prepared=rules.apply_prepare.output.prepared,
@@ -74,7 +74,7 @@ rule apply_shard:
 
 rule apply_gather:
     input:
-        unpack(lambda wildcards: APPLY_MODELS),
+        **APPLY_MODELS,
         config=config_of("apply"),
         movie=movie_files,
         prepared=rules.apply_prepare.output.prepared,
@@ -104,7 +104,7 @@ rule apply_gather:
     params:
         row=movie_arguments,
         tags=movie_tags,
-        out=lambda wildcards, output: os.path.dirname(output.summary),
+        out=str(LAYOUT.apply_dir("{movie}")),
     wildcard_constraints:
         movie=MOVIE_NAMES,
     log:

@@ -164,6 +164,9 @@ class ShapeCache:
         """Write the cache back if anything was added (a read-only place is not an error)."""
         if self.path is None or not self.dirty:
             return
+        # entries of movies that are gone (moved, deleted, temporary) are dropped
+        self.entries = {k: v for k, v in self.entries.items()
+                        if Path(k.split("|", 1)[0].split("+", 1)[0]).exists()}
         try:
             write_text(self.path, json.dumps(self.entries, indent=0, sort_keys=True) + "\n")
             self.dirty = False
