@@ -75,20 +75,20 @@ class MovieRow(BaseModel):
         description="results folder name: letters, digits, '_', '.', '-'",
     )
     path: str = Field(min_length=1, description="movie file, folder of frames, or glob")
-    pixel_size_A: float | None = Field(None, gt=0, description="pixel size [Å]")
-    dose_e_per_px: float | None = Field(None, gt=0, description="dose [e/px per frame]")
-    frame_time_s: float | None = Field(None, gt=0, description="time between frames [s]")
-    group: str | None = Field(None, description="condition (temperature, gas, ...)")
+    pixel_size_A: float | None = Field(default=None, gt=0, description="pixel size [Å]")
+    dose_e_per_px: float | None = Field(default=None, gt=0, description="dose [e/px per frame]")
+    frame_time_s: float | None = Field(default=None, gt=0, description="time between frames [s]")
+    group: str | None = Field(default=None, description="condition (temperature, gas, ...)")
     denoiser: Literal["supervised", "blindspot", "auto"] | None = Field(
-        None, description="which denoiser (default: apply.denoise_with)"
+        default=None, description="which denoiser (default: apply.denoise_with)"
     )
     finetune: bool | None = Field(
-        None, description="fine-tune the blind-spot network on this movie"
+        default=None, description="fine-tune the blind-spot network on this movie"
     )
     # derived (not sheet columns)
-    files: tuple[str, ...] = Field((), description="the movie's path(s) as opened")
-    line: int = Field(0, description="line of the sheet (0: not from a sheet)")
-    n_frames: int | None = Field(None, description="raw frames (None: not known yet)")
+    files: tuple[str, ...] = Field(default=(), description="the movie's path(s) as opened")
+    line: int = Field(default=0, description="line of the sheet (0: not from a sheet)")
+    n_frames: int | None = Field(default=None, description="raw frames (None: not known yet)")
 
 
 #: Sheet columns, in order (``name`` and ``path`` required).
