@@ -87,6 +87,8 @@ def test_rows_read_with_frame_counts_and_relative_paths(movies: Path, tmp_path: 
         ),
         ("a b\tdata/stack.mrc\n", "line 2, column name: use letters, digits"),
         ("../x\tdata/stack.mrc\n", "line 2, column name:"),
+        ("..\tdata/stack.mrc\n", "line 2, column name: use letters"),
+        ("run.1_a-b\tdata/stack.mrc\n", None),
         ("a\tdata/nothing.mrc\n", "line 2, column path: no such file or folder 'data/nothing.mrc'"),
         ("a\tdata/*.dm4\n", "line 2, column path: no file matches 'data/*.dm4'"),
         ("a\tdata/broken.mrc\n", "line 2, column path: unreadable movie 'data/broken.mrc'"),

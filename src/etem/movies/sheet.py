@@ -71,8 +71,8 @@ class MovieRow(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(
-        pattern=r"^[A-Za-z0-9_.-]+$",
-        description="results folder name: letters, digits, '_', '.', '-'",
+        pattern=r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$",
+        description="results folder name: letters, digits, '_', '.', '-' (not first: '.')",
     )
     path: str = Field(min_length=1, description="movie file, folder of frames, or glob")
     pixel_size_A: float | None = Field(default=None, gt=0, description="pixel size [Å]")
@@ -200,7 +200,8 @@ def _row(sheet: Path, line: int, cells: dict[str, str]) -> MovieRow:
         col = str(e["loc"][0]) if e["loc"] else "?"
         msg = e["msg"].removeprefix("Value error, ")
         if col == "name" and e["type"] == "string_pattern_mismatch":
-            msg = "use letters, digits, '_', '.', '-' only (it names a folder)"
+            msg = ("use letters, digits, '_', '.', '-' only, not starting with '.' "
+                   "(it names a folder)")
         raise _fail(sheet, line, col, f"{msg} (got {values.get(col)!r})") from None
 
 
