@@ -14,6 +14,7 @@ import tifffile
 
 from etem.config import load_config
 from etem.errors import ConfigError
+from etem.frames import readers
 from etem.movies import sheet as sheet_mod
 from etem.movies.sheet import (
     ShapeCache,
@@ -138,7 +139,7 @@ def test_frame_counts_cached_by_path_size_mtime(
     def no_open(*a: object, **k: object) -> None:
         raise AssertionError("a cached movie was opened again")
 
-    monkeypatch.setattr(sheet_mod, "open_movie", no_open)
+    monkeypatch.setattr(readers, "open_movie", no_open)
     assert [r.n_frames for r in read_sheet(sheet, cache)] == [6, 4]
     # a faked count in the cache is what planning sees (benchmarks/plan.py relies on it)
     cache.write_text(json.dumps({**entries, key: [20000, 16, 16]}))
@@ -169,6 +170,17 @@ def test_campaign_movies_add_the_synthetic_row(movies: Path, tmp_path: Path) -> 
         campaign_movies(load_config(None, {"movies.sheet": str(ft)}), "s.h5", cache=None)
     ok = load_config(None, {"movies.sheet": str(ft), "apply.finetune_steps": 5})
     assert campaign_movies(ok, "s.h5", cache=None)[0].finetune is True
+
+
+def test_planning_from_the_cache_does_not_import_the_readers(movies: Path, tmp_path: Path) -> None:
+    sheet = _sheet(tmp_path, "a\tdata/stack.mrc\n")
+    cache = tmp_path / "shapes.json"
+    read_sheet(sheet, cache)
+    code = (f"import sys; from etem.movies.sheet import read_sheet; "
+            f"r = read_sheet({str(sheet)!r}, {str(cache)!r}); "
+            "assert r[0].n_frames == 6; assert 'etem.frames.readers' not in sys.modules")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
 
 
 def test_schema_lists_the_sheet_columns_only() -> None:

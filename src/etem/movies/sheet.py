@@ -44,7 +44,6 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
 from etem.errors import ConfigError, EtemError
-from etem.frames.readers import open_movie
 from etem.io import write_text
 
 __all__ = [
@@ -154,6 +153,10 @@ class ShapeCache:
         if key in self.entries:
             t, h, w = self.entries[key]
             return int(t), int(h), int(w)
+        # imported here, not at the top: the workflow plans from the cache on every run, and
+        # the readers (rosettasciio, dask, tifffile) take 1-2 s to import
+        from etem.frames.readers import open_movie
+
         with open_movie(files[0] if len(files) == 1 else list(files)) as movie:
             shape = tuple(int(s) for s in movie.shape)
         self.entries[key] = list(shape)
