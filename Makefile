@@ -16,15 +16,17 @@ $(VENV)/.etem-installed: pyproject.toml envs/constraints.txt
 	$(BIN)/python -m pip install --quiet -c envs/constraints.txt -e ".[dev]"
 	touch $@
 
+# `etem run` = snakemake + recovery: the same command resumes after kill -9 (stale lock removed,
+# incomplete jobs redone)
 demo: setup
-	$(BIN)/snakemake --cores $(CORES) --configfile config/demo.yaml
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/etem run --cores $(CORES) --configfile config/demo.yaml
 	@echo "Report: $$(pwd)/results/demo/report/report.html"
 
 smoke: setup
-	$(BIN)/snakemake --cores $(CORES) --configfile config/smoke.yaml
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/etem run --cores $(CORES) --configfile config/smoke.yaml
 
 full: setup
-	$(BIN)/snakemake --cores $(CORES) --configfile config/config.yaml
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/etem run --cores $(CORES) --configfile config/config.yaml
 
 test: setup
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest

@@ -100,6 +100,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_config_args(p)
     p.set_defaults(handler="etem.check:run")
+    p = sub.add_parser(
+        "run", help="run the workflow (Snakemake); the same command resumes an interrupted run",
+        description="Run Snakemake with the given arguments, e.g. `etem run --cores all "
+        "--configfile config/demo.yaml`. After an interruption (kill -9, power cut) the same "
+        "command removes Snakemake's stale lock and redoes the incomplete jobs.",
+    )
+    p.add_argument("snakemake_args", nargs=argparse.REMAINDER, metavar="SNAKEMAKE_ARGS",
+                   help="arguments for snakemake")
+    p.set_defaults(handler="etem.workflow:run")
     return parser
 
 
@@ -122,7 +131,14 @@ def resolve_handler(args: argparse.Namespace) -> Callable[[argparse.Namespace], 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``etem`` console script."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "run" in argv and set(argv[: argv.index("run")]) <= {"-v", "--verbose"}:
+        # `etem run ...`: everything after `run` belongs to Snakemake, options included
+        i = argv.index("run")
+        args = parser.parse_args([*argv[:i], "run"])
+        args.snakemake_args = [*args.snakemake_args, *argv[i + 1 :]]
+    else:
+        args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -17,6 +17,7 @@
       apply/<movie>/                 results of the movie stage, one folder per movie
       apply/<movie>/.work/           its prepare.h5 and shards/shard_NNN.h5 (intermediate)
       report/report.html             the campaign report
+      report/runs.csv                MLflow stage runs of the campaign (lineage: run ids)
       logs/<rule>/...                Snakemake job logs
       benchmarks/<rule>/...          Snakemake per-job runtime/memory records
 """
@@ -25,6 +26,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+
+#: The only files of a campaign whose bytes differ between two runs of the same config and
+#: seed (glob patterns relative to the results folder): lineage (MLflow run ids), logs and
+#: wall-clock timings. Every other output is byte-identical (tests/workflow/test_resume.py).
+VARYING_OUTPUTS = (
+    "mlflow.db", "mlflow.db.lock", "mlartifacts/**",   # the tracking store: run ids, times
+    "report/runs.csv",                                 # lineage sidecar of the report
+    "logs/**", "benchmarks/**",                        # Snakemake job logs, runtime records
+    "apply/*/timing.json",                             # seconds per pass of an apply
+)
 
 
 @dataclass(frozen=True)

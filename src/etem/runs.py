@@ -31,6 +31,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from etem.io import host_tag, pid_alive
 from etem.provenance import git_commit, package_versions
 
 log = logging.getLogger("etem.runs")
@@ -132,6 +133,7 @@ class StageRun:
         self._metrics: list[Any] = []
         self._last_flush = time.monotonic()
         self._client: Any = None
+        self.killed: list[str] = []
 
     # -- context management -------------------------------------------------------------
     def __enter__(self) -> StageRun:
@@ -271,6 +273,9 @@ class StageRun:
             "etem.upstream_run_ids": ",".join(upstream),
             **{_clean_key(k): str(v) for k, v in self._tags.items()},
         }
+        tags |= {"etem.host": host_tag(), "etem.pid": str(os.getpid())}
+        tags |= self._model_runs(tags)
+        self.killed = mark_orphans(client, self.experiment_id, tags)
         run = client.create_run(self.experiment_id, tags=tags, run_name=self._run_name)
         self.run_id = run.info.run_id
         self._log_params(flatten(self._params))
@@ -309,6 +314,24 @@ class StageRun:
             client.delete_run(run.info.run_id)
         return keep
 
+    def _model_runs(self, tags: dict[str, str]) -> dict[str, str]:
+        """Tags linking the training runs of the model files named by ``etem.model.<kind>.sha256``
+        tags (model files carry no run id: the run is found by the file's digest)."""
+        found: dict[str, str] = {}
+        for key, digest in tags.items():
+            parts = key.split(".")
+            if len(parts) != 4 or parts[:2] != ["etem", "model"] or parts[3] != "sha256":
+                continue
+            runs = self._client.search_runs(
+                [self.experiment_id], max_results=1, order_by=["attributes.start_time DESC"],
+                filter_string=f"tags.`etem.model.sha256` = '{digest}'",
+            )
+            if runs:
+                found[f"etem.model.{parts[2]}.run_id"] = runs[0].info.run_id
+        if found:
+            found["etem.model_run_ids"] = ",".join(found.values())
+        return found
+
     def _upstream_ids(self, key: str) -> list[str]:
         stages = UPSTREAM.get(self.stage, ())
         if not stages:
@@ -346,6 +369,42 @@ class StageRun:
             batch, self._metrics = self._metrics, []
             self._log_batch(batch)
         self._client.set_terminated(self.run_id, status)
+
+
+#: Tags that identify one Snakemake job: a job that starts again means its earlier runs ended.
+JOB_KEY_TAGS = ("etem.config_hash", "etem.stage", "etem.snakemake.rule", "etem.snakemake.wildcards")
+
+
+def is_orphan(run_tags: dict[str, str], job_tags: dict[str, str] | None = None) -> bool:
+    """Whether a RUNNING run can no longer end by itself.
+
+    True when its process ran on this host and is gone (``kill -9``, out-of-memory), or when
+    ``job_tags`` (the tags of a run starting now) name the same Snakemake job: Snakemake runs a
+    job once at a time, so the earlier attempt is dead wherever it ran.
+    """
+    if job_tags and run_tags.get("etem.snakemake.rule") and all(
+        run_tags.get(k) == job_tags.get(k) for k in JOB_KEY_TAGS
+    ):
+        return True
+    pid = run_tags.get("etem.pid", "")
+    return run_tags.get("etem.host") == host_tag() and pid.isdigit() and not pid_alive(int(pid))
+
+
+def mark_orphans(client: Any, experiment_id: str, job_tags: dict[str, str] | None = None
+                 ) -> list[str]:
+    """Set the experiment's orphaned RUNNING runs (:func:`is_orphan`) to KILLED; their ids."""
+    runs = client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'",
+                              max_results=1000)
+    killed = []
+    for run in runs:
+        if run.info.run_id and is_orphan(run.data.tags, job_tags):
+            client.set_tag(run.info.run_id, "etem.ended_by", "orphaned: its process is gone")
+            client.set_terminated(run.info.run_id, "KILLED")
+            killed.append(run.info.run_id)
+    if killed:
+        log.warning("marked %d orphaned MLflow run(s) KILLED (their jobs were interrupted): %s",
+                    len(killed), ", ".join(killed))
+    return killed
 
 
 def search_stage_runs(config: Any, stage: str | None = None) -> Any:

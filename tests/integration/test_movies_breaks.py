@@ -71,7 +71,7 @@ def test_coarse_pixels_get_frame_statistics_only(tmp_path: Path) -> None:
                         ApplyModels(unsupervised=window_model(pixel_size_A=None)))
     assert s["columns_analysed"] is False and "1.6 Å is coarser" in s["columns_reason"]
     assert s["n_columns"] == 0 and len(pd.read_parquet(tmp_path / "out" / "columns.parquet")) == 0
-    frames = pd.read_csv(tmp_path / "out" / "frames.csv", comment="#")
+    frames = pd.read_csv(tmp_path / "out" / "frames.csv")
     for col in ("contrast", "matter_area_nm2", "drift_step_A", "mean_counts"):
         assert frames[col].notna().sum() >= len(frames) - 1, col
 

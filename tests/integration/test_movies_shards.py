@@ -48,8 +48,8 @@ def movie_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _results(out: Path) -> tuple[np.ndarray, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     with h5py.File(out / "results.h5", "r") as h5:
         den = h5["denoised"][()]
-    return (den, pd.read_parquet(out / "columns.parquet"), pd.read_csv(out / "events.csv",
-            comment="#"), pd.read_csv(out / "frames.csv", comment="#"))
+    return (den, pd.read_parquet(out / "columns.parquet"), pd.read_csv(out / "events.csv"),
+            pd.read_csv(out / "frames.csv"))
 
 
 def test_three_shards_equal_one_pass(movie_file: Path, tmp_path: Path) -> None:

@@ -139,7 +139,7 @@ def test_events_scored_against_truth(scored: dict) -> None:
     assert abs(truth["by_kind"]["rotation"]) <= 2
     # nothing in the stable stretches: every detection is a true event
     assert truth["n_false_alarms"] == 0 and truth["n_detected"] == s["n_events"]
-    ev = pd.read_csv(scored["out"] / "truth_events.csv", comment="#")
+    ev = pd.read_csv(scored["out"] / "truth_events.csv")
     assert set(ev["kind"]) == {"surface_loss", "rotation"} and not ev["false_alarm"].any()
     assert ev.loc[ev["kind"] == "rotation", "hit"].item()
 
@@ -150,7 +150,7 @@ def test_column_recall_after_denoising(scored: dict) -> None:
     assert cols["recall"] >= 0.9, cols
     assert cols["recall_by_site"]["cation"] >= 0.9
     assert cols["rmse_A"] < 0.5  # within the matching radius, sub-pixel refinement
-    table = pd.read_csv(scored["out"] / "truth_columns.csv", comment="#")
+    table = pd.read_csv(scored["out"] / "truth_columns.csv")
     assert len(table) == N_FRAMES and (table["n_visible"] > 0).all()
     # the same column finder on the raw frames at this dose: far fewer visible columns found
     from etem.analysis.columns import find_columns

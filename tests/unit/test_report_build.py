@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+import pandas as pd
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -60,10 +61,14 @@ def test_report_on_fake_results(tmp_path, capsys):
     assert html.count("data:image/png;base64,") >= 5
     assert 'src="http' not in html and "<link" not in html
     for text in ("Benchmarks", "Likelihood calibration", "denoising", "gaussian_1px",
-                 "event timeline", cfg.hash(), "Missing results", train_run_id,
-                 f"train-denoiser: run {train_run_id}", "mlflow ui --backend-store-uri",
+                 "event timeline", cfg.hash(), "Missing results",
+                 "train-denoiser: training curves", "mlflow ui --backend-store-uri",
                  "Mohan et al.'s protocol", "split=test"):
         assert text.lower() in html.lower(), text
+    # run ids stay out of the report (same config, same bytes); the lineage sidecar has them
+    assert train_run_id not in html
+    lineage = pd.read_csv(out.with_name("runs.csv"))
+    assert train_run_id in set(lineage["run_id"])
     # the structures stage did not run: said clearly
     assert "the structures stage has not run" in html
     assert "missing: structures" in capsys.readouterr().out

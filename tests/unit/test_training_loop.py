@@ -83,6 +83,23 @@ def test_trained_denoiser_improves_psnr_on_unseen_structures(campaign: Path,
     assert np.mean(gains) > 3.0  # dB over the noisy input, on unseen structures
 
 
+class MetricLog:
+    """Records what training logs, as an MLflow run would."""
+
+    def __init__(self) -> None:
+        self.metrics: list[tuple[int, str, float]] = []
+
+    def log_params(self, params: dict[str, object]) -> None:
+        pass
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        self.metrics += [(int(step or 0), k, v) for k, v in metrics.items()]
+
+    def curves(self) -> list[tuple[int, str, float]]:
+        """Every logged value but the wall-clock throughput, in step order."""
+        return sorted(m for m in self.metrics if m[1] != "throughput_samples_per_s")
+
+
 def _weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
@@ -95,13 +112,17 @@ def test_resume_from_checkpoint_gives_identical_weights(amp: bool, campaign: Pat
                                           "lr_plateau_patience": 0})
     loop = cfg.training.denoiser
     task = make_task("denoiser", cfg, campaign)
-    full = train(task, loop, cfg.seed, checkpoint=tmp_path / "a.ckpt")
+    logs: dict[str, MetricLog] = {k: MetricLog() for k in ("full", "part", "resumed")}
+    full = train(task, loop, cfg.seed, checkpoint=tmp_path / "a.ckpt", tracker=logs["full"])
     ckpt = tmp_path / "b.ckpt"
     part = train(make_task("denoiser", cfg, campaign), loop, cfg.seed, checkpoint=ckpt,
-                 stop_after_step=7)
+                 stop_after_step=7, tracker=logs["part"])
     assert part.interrupted and part.steps == 7 and ckpt.exists()
-    resumed = train(make_task("denoiser", cfg, campaign), loop, cfg.seed, checkpoint=ckpt)
+    resumed = train(make_task("denoiser", cfg, campaign), loop, cfg.seed, checkpoint=ckpt,
+                    tracker=logs["resumed"])
     assert resumed.steps == 12 and not resumed.interrupted
+    # the resumed run's metric history is the whole history (not only the steps after 7)
+    assert logs["resumed"].curves() == logs["full"].curves()
     wa, wb = _weights(full.model), _weights(resumed.model)
     assert all(torch.equal(wa[k], wb[k]) for k in wa)  # bitwise
     assert full.history == resumed.history

@@ -139,9 +139,11 @@ def load_config(
         if not path.exists():
             raise ConfigError(f"config file {path}: no such file")
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
         except yaml.YAMLError as exc:
             raise ConfigError(f"config file {path}: not valid YAML: {exc}") from None
+        if data is None:  # an empty file would silently mean the full default campaign
+            raise ConfigError(f"config file {path}: empty (give at least `name:`)")
         if not isinstance(data, dict):
             raise ConfigError(f"config file {path}: top level must be a mapping")
     for dotted, value in (overrides or {}).items():
@@ -157,7 +159,8 @@ def load_config(
 
 
 def schema() -> dict[str, Any]:
-    """JSON schema of :class:`EtemConfig` (what ``snakemake.utils.validate`` checks)."""
+    """JSON schema of :class:`EtemConfig` (documentation and editor completion; the pydantic
+    models are the one validator)."""
     out = {"$schema": "https://json-schema.org/draft/2020-12/schema"}
     out.update(EtemConfig.model_json_schema())
     return out

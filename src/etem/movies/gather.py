@@ -123,7 +123,7 @@ def _results_attrs(
         "denoiser": prep.mode,
         "sum_frames": geo.n_sum,
         "bin_factor": geo.bin_total,
-        "model_run_ids": models.run_ids(),
+        "model_sha256": models.digests(),
         "event_threshold": events.threshold,
     }
 
@@ -234,8 +234,7 @@ def summarise(
         "n_events": len(events.events),
         "events": events.events.to_dict(orient="records"),
         "truth": gathered.truth,
-        "models": {k: {"path": m.path, "run_id": m.run_id} for k, m in models.loaded().items()},
-        "model_run_ids": models.run_ids(),
+        "models": {k: {"path": m.path, "sha256": m.sha256} for k, m in models.loaded().items()},
         "files": dict(sorted(files.items())),
         "provenance": prep.provenance,
     }

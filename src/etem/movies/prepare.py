@@ -66,9 +66,9 @@ class ApplyModels:
         kinds = ("denoiser", "unsupervised", "segmenter")
         return {k: m for k in kinds if (m := getattr(self, k)) is not None}
 
-    def run_ids(self) -> dict[str, str]:
-        """MLflow run ids of the models (kind -> id) where recorded."""
-        return {k: m.run_id for k, m in self.loaded().items() if m.run_id}
+    def digests(self) -> dict[str, str]:
+        """Model-file digests (kind -> :attr:`LoadedModel.sha256`) of the models read from files."""
+        return {k: d for k, m in self.loaded().items() if (d := m.sha256)}
 
 
 def choose_denoiser(denoise_with: str, models: ApplyModels) -> tuple[LoadedModel, str]:

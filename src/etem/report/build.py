@@ -184,7 +184,8 @@ def section_training(runs: pd.DataFrame | None, config: Any) -> str:
     client = MlflowClient(tracking_uri=tracking_uri(config))
     out = []
     for stage, g in tr.groupby("tags.etem.stage"):
-        run = g.sort_values("start_time").iloc[-1]
+        done = g[g["status"] == "FINISHED"] if "status" in g.columns else g
+        run = (done if not done.empty else g).sort_values("start_time").iloc[-1]
         rid = run["run_id"]
         keys = [c.removeprefix("metrics.") for c in g.columns
                 if c.startswith("metrics.") and pd.notna(run[c])]
@@ -194,9 +195,9 @@ def section_training(runs: pd.DataFrame | None, config: Any) -> str:
                 histories[k] = [(m.step, m.value) for m in client.get_metric_history(rid, k)]
         fig = curve_panels(histories)
         if fig is not None:
-            out.append(H.figure(fig, f"{stage}: run {rid}"))
+            out.append(H.figure(fig, f"{stage}: training curves"))
         else:
-            out.append(H.missing(f"{stage}: run {rid} has no metric history"))
+            out.append(H.missing(f"{stage}: the training run has no metric history"))
     return "".join(out)
 
 
@@ -353,14 +354,32 @@ def section_provenance(config: Any, layout: Layout, runs: pd.DataFrame | None) -
     if runs is None or runs.empty:
         body.append(H.missing("no MLflow stage runs found for this campaign"))
     else:
-        cols = [c for c in ("tags.etem.stage", "run_id", "status", "tags.etem.config_hash",
-                            "tags.etem.snakemake.rule", "artifact_uri") if c in runs.columns]
-        t = runs[cols].rename(columns=lambda c: c.removeprefix("tags.etem."))
-        body.append(H.table(t.sort_values(t.columns[0]), max_rows=200))
+        # run ids stay out of the report (same config, same report): they are in the
+        # tracking store and in runs.csv beside this report (RUNS_FILE)
+        # the finished runs that made these results; killed or failed attempts and all run
+        # ids are in RUNS_FILE
+        t = runs_table(runs[runs["status"] == "FINISHED"]).drop(columns=["run_id", "status"])
+        body.append(f"<p>{len(t)} finished stage runs; every run with its MLflow run id "
+                    f"(killed and failed attempts too) is in <code>{RUNS_FILE}</code> beside "
+                    "this report.</p>")
+        body.append(H.table(t, max_rows=200))
     body.append("<h3>Configuration</h3>")
     body.append(f"<pre>{H.esc(yaml.safe_dump(config.model_dump(mode='json'), sort_keys=False))}"
                 "</pre>")
     return "".join(body)
+
+
+#: The lineage sidecar of the report: one row per MLflow stage run, with its run id.
+RUNS_FILE = "runs.csv"
+
+
+def runs_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Stage, rule, status, config hash and run id of each stage run, sorted by stage and rule."""
+    names = {"tags.etem.stage": "stage", "tags.etem.snakemake.rule": "rule",
+             "tags.etem.snakemake.wildcards": "wildcards", "status": "status",
+             "tags.etem.config_hash": "config_hash", "run_id": "run_id"}
+    t = runs[[c for c in names if c in runs.columns]].rename(columns=names).fillna("")
+    return t.sort_values([c for c in ("stage", "rule", "wildcards", "run_id") if c in t.columns])
 
 
 # -- the report -------------------------------------------------------------------------

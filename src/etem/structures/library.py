@@ -160,7 +160,7 @@ def read_manifest(
     if not path.exists():
         raise InputError(f"structures manifest {path}: no such file")
     dtypes = {k: str for k, v in MANIFEST_COLUMNS.items() if v.startswith("str")}
-    df = pd.read_csv(path, comment="#", dtype=dtypes, keep_default_na=False,
+    df = pd.read_csv(path, dtype=dtypes, keep_default_na=False,
                      na_values={"interface_gap_A": ["", "NaN", "nan"]})
     missing = set(MANIFEST_COLUMNS if required is None else required) - set(df.columns)
     if missing:

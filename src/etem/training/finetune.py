@@ -157,7 +157,7 @@ def finetune_unsupervised(
         "loss_after": float(after),
         "best_step": int(result.best_step),
         "kept": kept,
-        "parent": {"path": init.path, "sha256": init.sha256, "run_id": init.run_id},
+        "parent": {"path": init.path, "sha256": init.sha256},
         "model": None,
     }
     if not kept:
@@ -175,8 +175,6 @@ def finetune_unsupervised(
         "finetune": {k: v for k, v in record.items() if k != "model"},
         "signature": SIGNATURES["unsupervised"],
         "provenance": provenance(cfg, "apply"),
-        "mlflow_run_id": None,
-        "parent_run_id": init.run_id,
     }
     path = None
     if out_path is not None and kept:

@@ -120,7 +120,7 @@ def train(
     )
     fingerprint = _fingerprint(task, cfg, seed)
     state: dict[str, Any] = {"step": 0, "best": None, "best_step": 0, "bad": 0, "history": [],
-                             "best_state": None, "stopped_early": False}
+                             "best_state": None, "stopped_early": False, "logged": []}
     ckpt_path = Path(checkpoint) if checkpoint else None
     if ckpt_path and resume and ckpt_path.exists():
         blob = _load_checkpoint(ckpt_path)
@@ -138,6 +138,10 @@ def train(
     if tracker is not None:
         tracker.log_params({"model.parameters": count_parameters(model), "device": str(device),
                             "bf16": amp, "resumed_from_step": state["step"]})
+        # a resumed run carries the whole history: what the interrupted run logged up to the
+        # checkpoint is logged again here (that run is marked KILLED)
+        for logged_step, logged in state.get("logged", []):
+            tracker.log_metrics(logged, step=logged_step)
 
     loader = torch.utils.data.DataLoader(
         task.train_set, batch_sampler=StepBatches(state["step"], cfg.steps, cfg.batch_size),
@@ -162,8 +166,9 @@ def train(
         opt.step()
         step += 1
         n_last += cfg.batch_size
+        state.setdefault("logged", []).append((step, {"train_loss": float(loss.detach())}))
         if tracker is not None:
-            tracker.log_metrics({"train_loss": float(loss.detach())}, step=step)
+            tracker.log_metrics(state["logged"][-1][1], step=step)
         if step % cfg.val_every_steps == 0 or step == cfg.steps:
             dt = time.perf_counter() - t_last
             metrics = task.validate(model, amp, device)
@@ -179,6 +184,7 @@ def train(
             state["history"].append({"step": step, **metrics})
             log.info("%s step %d/%d: %s", task.kind, step, cfg.steps,
                      ", ".join(f"{k} {v:.4g}" for k, v in metrics_all.items()))
+            state["logged"].append((step, metrics_all))
             if tracker is not None:
                 tracker.log_metrics(metrics_all, step=step)
             if state["bad"] >= cfg.early_stopping_patience:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from etem.errors import ConfigError, InputError
+from etem.io import file_digest
 from etem.models.io import save_model
 from etem.provenance import provenance
 from etem.training.loop import TrainResult, train
@@ -114,8 +115,7 @@ def train_network(
                         "out": str(Path(out).resolve()), "manifest": str(manifest or "")}
         if init is not None:
             train_params["init_from"] = str(Path(init.path).resolve())
-            tracker.set_tags({"etem.init_from.run_id": init.run_id or "",
-                              "etem.init_from.sha256": init.sha256})
+            tracker.set_tags({"etem.init_from.sha256": init.sha256})
         tracker.log_params({"train": train_params, "loop": cfg.model_dump(mode="json")})
     result = train(task, cfg, campaign.seed, checkpoint=ckpt, tracker=tracker, resume=resume,
                    stop_after_step=stop_after_step)
@@ -136,7 +136,6 @@ def train_network(
         "stopped_early": result.stopped_early,
         "signature": SIGNATURES[kind],
         "provenance": provenance(campaign, STAGES[kind]),
-        "mlflow_run_id": getattr(tracker, "run_id", None),
     }
     save_model(out, result.model, meta)
     if tracker is not None and getattr(tracker, "run_id", None):
@@ -145,7 +144,7 @@ def train_network(
         device = next(result.model.parameters()).device
         amp = bool(cfg.amp)
         tracker.log_metrics({f"final_{k}": v for k, v in result.metrics.items()}, step=result.steps)
-        tracker.set_tags({"etem.model.kind": kind,
+        tracker.set_tags({"etem.model.kind": kind, "etem.model.sha256": file_digest(out),
                           "etem.model.parameters": count_parameters(result.model)})
         if panels:
             import matplotlib.pyplot as plt

@@ -344,11 +344,6 @@ class InitModel:
     meta: dict[str, Any]
     sha256: str
 
-    @property
-    def run_id(self) -> str | None:
-        """MLflow run id of the parent model's training, when recorded."""
-        return self.meta.get("mlflow_run_id") or None
-
 
 class UnsupervisedTask(Task):
     """Blind-spot multi-frame denoiser trained on one noisy movie (no clean data used).
@@ -413,7 +408,6 @@ class UnsupervisedTask(Task):
                 "movie_shape": list(self.shape)}
         if self.init is not None:
             meta["init_from"] = {"path": self.init.path, "sha256": self.init.sha256,
-                                 "parent_run_id": self.init.run_id,
                                  "parent_metrics": self.init.meta.get("metrics", {})}
         return meta
 
