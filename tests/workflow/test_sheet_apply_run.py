@@ -95,7 +95,7 @@ def test_two_row_sheet_runs_sharded_per_movie(tmp_path: Path) -> None:
         summary = json.loads((res / "apply" / name / "summary.json").read_text())
         assert summary["n_frames"] == n
         assert (res / "apply" / name / "events.csv").exists()
-        assert not list((res / "apply" / name / ".work" / "shards").glob("*.h5"))  # temp()
+        assert not list((res / "apply" / name / ".work").rglob("*.h5"))  # temp()
     tiff = json.loads((res / "apply" / "tiff_run" / "summary.json").read_text())
     assert tiff["frame_time_s"] == pytest.approx(0.025)
 

@@ -5,6 +5,7 @@
 #   apply_prepare  geometry, drift, dose, fine-tuning          -> apply/<movie>/.work/prepare.h5
 #   apply_shard    one job per apply.shard_frames frames (parallel, with the window's halo)
 #                                                              -> apply/<movie>/.work/shards/
+#                  (prepare.h5 and the shards are temporary: removed once the gather is done)
 #   apply_gather   tracks, statistics, events over the whole series, outputs, the movie's
 #                  MLflow run (tagged etem.movie)              -> apply/<movie>/summary.json (last)
 # The sheet is validated while the rules are parsed (common.smk: MOVIES): a bad row fails
@@ -16,7 +17,7 @@ rule apply_prepare:
         config=config_of("apply"),
         movie=movie_files,
     output:
-        prepared=str(LAYOUT.apply_prepared("{movie}")),
+        prepared=temp(str(LAYOUT.apply_prepared("{movie}"))),
     params:
         row=movie_arguments,
         out=str(LAYOUT.apply_dir("{movie}")),
