@@ -105,7 +105,7 @@ rule apply_gather:
     params:
         row=movie_arguments,
         tags=movie_tags,
-        out=str(LAYOUT.apply_dir("{movie}")),
+        out=lambda wildcards, output: os.path.dirname(output.summary),
     wildcard_constraints:
         movie=MOVIE_NAMES,
     log:
