@@ -109,3 +109,27 @@ def test_training_curves_get_one_panel_per_quantity():
     assert {ln.get_label() for ln in fig.axes[0].get_lines()} == {"train_loss", "val_loss"}
     assert [ln.get_label() for ln in fig.axes[2].get_lines()] == ["val_psnr"]
     assert curve_panels({"throughput_samples_per_s": hist["lr"]}) is None
+
+
+def test_a_job_rerun_after_a_kill_is_one_row_of_the_runs_table(tmp_path):
+    """A shard job killed just after its MLflow run finished runs again: the report's runs
+    section is the same as an uninterrupted campaign's (run ids are only in runs.csv)."""
+    from etem.config import load_config
+    from etem.report.build import section_provenance
+
+    cfg = load_config({"name": "r", "results_dir": str(tmp_path), "tracking": {"enabled": True}})
+
+    def runs(n_shard0: int) -> pd.DataFrame:
+        rows = [("simulation", "simulate_images", "shard=000", f"a{i}") for i in range(n_shard0)]
+        rows += [("simulation", "simulate_images", "shard=001", "b"),
+                 ("apply", "apply_gather", "movie=x", "c")]
+        stage, rule, wildcards, run_id = (list(c) for c in zip(*rows, strict=True))
+        return pd.DataFrame({
+            "tags.etem.stage": stage, "tags.etem.snakemake.rule": rule,
+            "tags.etem.snakemake.wildcards": wildcards, "status": "FINISHED",
+            "tags.etem.config_hash": "h", "run_id": run_id})
+
+    once = section_provenance(cfg, Layout(tmp_path), runs(1))
+    twice = section_provenance(cfg, Layout(tmp_path), runs(2))
+    assert once == twice
+    assert "3 finished stage runs" in once

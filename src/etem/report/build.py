@@ -358,7 +358,10 @@ def section_provenance(config: Any, layout: Layout, runs: pd.DataFrame | None) -
         # tracking store and in runs.csv beside this report (RUNS_FILE)
         # the finished runs that made these results; killed or failed attempts and all run
         # ids are in RUNS_FILE
+        # (a job re-run after a kill that came just after its run had finished is the same
+        # result: one row, so a resumed campaign gives the same report)
         t = runs_table(runs[runs["status"] == "FINISHED"]).drop(columns=["run_id", "status"])
+        t = t.drop_duplicates().reset_index(drop=True)
         body.append(f"<p>{len(t)} finished stage runs; every run with its MLflow run id "
                     f"(killed and failed attempts too) is in <code>{RUNS_FILE}</code> beside "
                     "this report.</p>")
