@@ -33,6 +33,8 @@ test: setup
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy src
+	$(BIN)/lint-imports
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --lint --configfile config/smoke.yaml
 
 schema: setup

@@ -18,11 +18,13 @@ import pandas as pd
 import tifffile
 
 from etem.cliutils import config_from_args
+from etem.config import EtemConfig
 from etem.errors import InputError
 from etem.io import read_table, stale_temporaries
 from etem.models.io import load_model
+from etem.movies.sheet import campaign_movies
 from etem.paths import Layout
-from etem.runs import search_stage_runs, tracking_uri
+from etem.runs import campaign_key, search_stage_runs, tracking_uri
 from etem.simulation.contract import PARAM_COLUMNS
 
 #: Stages that every complete campaign has recorded in MLflow.
@@ -32,7 +34,7 @@ TRACKED_STAGES = (
 )
 
 
-def _check_structures(cfg: Any, lay: Layout) -> str:
+def _check_structures(cfg: EtemConfig, lay: Layout) -> str:
     df = read_table(lay.structures_manifest)
     if len(df) != cfg.structures.total:
         raise InputError(f"manifest has {len(df)} structures, config asks {cfg.structures.total}")
@@ -42,7 +44,7 @@ def _check_structures(cfg: Any, lay: Layout) -> str:
     return f"{len(df)} structures"
 
 
-def _check_images(cfg: Any, lay: Layout) -> str:
+def _check_images(cfg: EtemConfig, lay: Layout) -> str:
 
     n = 0
     for i in range(cfg.simulation.n_shards):
@@ -68,7 +70,7 @@ def _check_images(cfg: Any, lay: Layout) -> str:
     return f"{n} images in {cfg.simulation.n_shards} shards"
 
 
-def _check_movie(cfg: Any, lay: Layout) -> str:
+def _check_movie(cfg: EtemConfig, lay: Layout) -> str:
     with h5py.File(lay.synthetic_movie, "r") as f:
         shape = f["frames"].shape
     if shape[0] != cfg.movie.n_frames:
@@ -76,7 +78,7 @@ def _check_movie(cfg: Any, lay: Layout) -> str:
     return f"synthetic movie {shape}"
 
 
-def _check_models(cfg: Any, lay: Layout) -> str:
+def _check_models(cfg: EtemConfig, lay: Layout) -> str:
     kinds = []
     for kind in ("denoiser", "unsupervised", "segmenter"):
         _, meta = load_model(lay.model(kind))
@@ -132,14 +134,12 @@ def _check_listed(folder: Path, required: tuple[str, ...]) -> int:
 BENCHMARK_REQUIRED = ("per_image.parquet", "denoising_summary.csv", "likelihood_calibration.json")
 
 
-def _check_benchmark(cfg: Any, lay: Layout) -> str:
+def _check_benchmark(cfg: EtemConfig, lay: Layout) -> str:
     n = _check_listed(lay.benchmark_dir, BENCHMARK_REQUIRED)
     return f"{n} benchmark outputs readable"
 
 
-def _check_apply(cfg: Any, lay: Layout) -> str:
-    from etem.movies.sheet import campaign_movies
-
+def _check_apply(cfg: EtemConfig, lay: Layout) -> str:
     movies = campaign_movies(cfg, lay.synthetic_movie)  # the sheet's rows + synthetic
     n = 0
     for row in movies:
@@ -150,14 +150,14 @@ def _check_apply(cfg: Any, lay: Layout) -> str:
     return f"{len(movies)} movie result(s), {n} outputs readable"
 
 
-def _check_report(cfg: Any, lay: Layout) -> str:
+def _check_report(cfg: EtemConfig, lay: Layout) -> str:
     text = lay.report.read_text(encoding="utf-8")
     if "<html" not in text.lower() or "</html>" not in text.lower():
         raise InputError(f"{lay.report}: not a complete HTML document")
     return f"report {lay.report.stat().st_size // 1024} KiB"
 
 
-def _check_temporaries(cfg: Any, lay: Layout) -> str:
+def _check_temporaries(cfg: EtemConfig, lay: Layout) -> str:
     stale = stale_temporaries(lay.root, recursive=True)
     if stale:
         raise InputError(f"{len(stale)} temporary file(s) of killed jobs, e.g. {stale[0]} "
@@ -165,7 +165,7 @@ def _check_temporaries(cfg: Any, lay: Layout) -> str:
     return "no temporaries of killed jobs"
 
 
-def _check_tracking(cfg: Any, lay: Layout) -> str:
+def _check_tracking(cfg: EtemConfig, lay: Layout) -> str:
     uri = tracking_uri(cfg)
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
         raise InputError(f"no MLflow store at {uri}")
@@ -177,8 +177,6 @@ def _check_tracking(cfg: Any, lay: Layout) -> str:
         stages = ", ".join(sorted(set(running["tags.etem.stage"].astype(str))))
         raise InputError(f"{len(running)} MLflow run(s) still RUNNING ({stages}): a job is "
                          "running or was killed (re-running the workflow marks them KILLED)")
-    from etem.runs import campaign_key
-
     key = campaign_key(cfg)
     if "tags.etem.campaign_key" not in runs:
         raise InputError("no MLflow runs of this campaign (no etem.campaign_key tags)")
@@ -202,7 +200,7 @@ CHECKS: dict[str, Callable[[Any, Layout], str]] = {
 }
 
 
-def check_campaign(cfg: Any) -> list[tuple[str, bool, str]]:
+def check_campaign(cfg: EtemConfig) -> list[tuple[str, bool, str]]:
     """Run every check; returns (name, ok, message) triples."""
     lay = Layout(cfg.results_path)
     out = []

@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
 def resolve_handler(args: argparse.Namespace) -> Callable[[argparse.Namespace], int] | None:
     """The function that runs the parsed subcommand (its module imported now, see above)."""
     if getattr(args, "func", None):
-        return args.func  # type: ignore[no-any-return]
+        return args.func
     spec = getattr(args, "handler", None)
     if not spec:
         return None
@@ -125,7 +125,7 @@ def resolve_handler(args: argparse.Namespace) -> Callable[[argparse.Namespace], 
         # 20-40x slower per step: benchmarks/training.md)
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     module_name, _, function = spec.partition(":")
-    return getattr(importlib.import_module(module_name), function)  # type: ignore[no-any-return]
+    return getattr(importlib.import_module(module_name), function)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -144,7 +144,7 @@ def write_table(
     path = Path(path)
     if path.suffix == ".parquet":
         import pyarrow as pa  # lazy: etem.io is on the CLI's parse path (etem --help)
-        import pyarrow.parquet as pq
+        import pyarrow.parquet as pq  # lazy: as above
 
         with atomic_path(path, suffix=path.suffix) as tmp:
             table = pa.Table.from_pandas(df, preserve_index=False)

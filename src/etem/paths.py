@@ -31,9 +31,9 @@ from pathlib import Path
 #: seed (glob patterns relative to the results folder): lineage (MLflow run ids), logs and
 #: wall-clock timings. Every other output is byte-identical (tests/workflow/test_resume.py).
 VARYING_OUTPUTS = (
-    "mlflow.db", "mlflow.db.lock", "mlartifacts/**",   # the tracking store: run ids, times
-    "report/runs.csv",                                 # lineage sidecar of the report
-    "logs/**", "benchmarks/**",                        # Snakemake job logs, runtime records
+    "mlflow.db", "mlflow.db.lock", "mlartifacts/**/*",  # the tracking store: run ids, times
+    "report/runs.csv",                                  # lineage sidecar of the report
+    "logs/**/*", "benchmarks/**/*",                     # Snakemake job logs, runtime records
     "apply/*/timing.json",                             # seconds per pass of an apply
 )
 

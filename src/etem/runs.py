@@ -31,8 +31,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from etem import __version__
+from etem.config import EtemConfig
 from etem.io import host_tag, pid_alive
-from etem.provenance import git_commit, package_versions
+from etem.provenance import config_hash, git_commit, package_versions
 
 log = logging.getLogger("etem.runs")
 
@@ -50,17 +54,15 @@ UPSTREAM: dict[str, tuple[str, ...]] = {
 }
 
 
-def campaign_key(config: Any) -> str:
+def campaign_key(config: EtemConfig) -> str:
     """Identity of a campaign's runs: its name, seed and results folder (the per-stage
     config files of one campaign share it; see :mod:`etem.config.stages`)."""
-    from etem.provenance import config_hash
-
     return config_hash(
         {"name": config.name, "seed": config.seed, "results": str(config.results_path)}
     )
 
 
-def tracking_uri(config: Any, store_dir: Path | None = None) -> str:
+def tracking_uri(config: EtemConfig, store_dir: Path | None = None) -> str:
     """``MLFLOW_TRACKING_URI`` if set, else the config's, else sqlite in ``store_dir``
     (default: the campaign's results folder)."""
     env = os.environ.get("MLFLOW_TRACKING_URI")
@@ -72,7 +74,7 @@ def tracking_uri(config: Any, store_dir: Path | None = None) -> str:
     return f"sqlite:///{db}"
 
 
-def experiment_name(config: Any) -> str:
+def experiment_name(config: EtemConfig) -> str:
     """MLflow experiment of the campaign."""
     return config.tracking.experiment or config.name
 
@@ -114,7 +116,7 @@ class StageRun:
 
     def __init__(
         self,
-        config: Any,
+        config: EtemConfig,
         stage: str,
         params: dict[str, Any] | None = None,
         tags: dict[str, str] | None = None,
@@ -157,7 +159,7 @@ class StageRun:
         """Buffer metrics; they are written in batches (every 100 values or 10 s) and at end."""
         if not (self.enabled and self.run_id):
             return
-        from mlflow.entities import Metric
+        from mlflow.entities import Metric  # lazy: `etem --help` imports runs
 
         now = int(time.time() * 1000)
         for k, v in metrics.items():
@@ -216,7 +218,7 @@ class StageRun:
         return None
 
     def _start(self) -> None:
-        from mlflow.tracking import MlflowClient
+        from mlflow.tracking import MlflowClient  # lazy: `etem --help` imports runs
 
         def create() -> None:
             # Building the client creates/migrates a sqlite store: do it under the lock too.
@@ -228,13 +230,11 @@ class StageRun:
         log.info("MLflow run %s (%s) in %s", self.run_id, self.stage, self.uri)
 
     def _create(self) -> None:
-        import yaml
-
         client = self._client
         name = experiment_name(self.config)
         exp = client.get_experiment_by_name(name)
         if exp is None:
-            from mlflow.exceptions import MlflowException
+            from mlflow.exceptions import MlflowException  # lazy: `etem --help` imports runs
 
             location = None
             if self.uri.startswith("sqlite:///"):
@@ -348,14 +348,14 @@ class StageRun:
         return [r.info.run_id for r in runs]
 
     def _log_params(self, params: dict[str, Any]) -> None:
-        from mlflow.entities import Param
+        from mlflow.entities import Param  # lazy: `etem --help` imports runs
 
         items = [Param(_clean_key(k), str(v)[:6000]) for k, v in params.items()]
         for i in range(0, len(items), 100):
             self._client.log_batch(self.run_id, params=items[i : i + 100])
 
     def _set_tags(self, tags: dict[str, str]) -> None:
-        from mlflow.entities import RunTag
+        from mlflow.entities import RunTag  # lazy: `etem --help` imports runs
 
         run_tags = [RunTag(_clean_key(k), v) for k, v in tags.items()]
         self._client.log_batch(self.run_id, tags=run_tags)
@@ -407,9 +407,9 @@ def mark_orphans(client: Any, experiment_id: str, job_tags: dict[str, str] | Non
     return killed
 
 
-def search_stage_runs(config: Any, stage: str | None = None) -> Any:
+def search_stage_runs(config: EtemConfig, stage: str | None = None) -> Any:
     """DataFrame of the campaign's stage runs (optionally of one stage), newest first."""
-    import mlflow
+    import mlflow  # lazy: `etem --help` imports runs
 
     mlflow.set_tracking_uri(tracking_uri(config))
     flt = "tags.`etem.role` = 'stage'"
@@ -424,6 +424,4 @@ def _clean_key(key: str) -> str:
 
 
 def _etem_version() -> str:
-    from etem import __version__
-
     return __version__

@@ -18,7 +18,7 @@ import torch
 from etem.models.factory import build_model
 from etem.models.io import save_model
 from etem.movies.outputs import LOCK_NAME
-from etem.movies.synthetic import lattice_movie, write_h5
+from etem.testing import lattice_movie, write_h5
 
 ETEM = str(Path(sys.executable).parent / "etem")
 

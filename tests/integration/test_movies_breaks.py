@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import h5py
@@ -10,14 +9,11 @@ import pandas as pd
 import pytest
 import tifffile
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from movies_fixtures import window_model
-
 from etem.config import load_config
 from etem.frames.readers import open_movie
 from etem.movies.apply import ApplyModels, apply_movie
-from etem.movies.synthetic import lattice_movie, write_h5
+from etem.testing import lattice_movie, write_h5
+from tests.movies_fixtures import window_model
 
 REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "real" / "gold_growth_movie"
 

@@ -4,23 +4,19 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from movies_fixtures import blur_model, segmenter_model, window_model, write_movie_file
-
 from etem.config import load_config
 from etem.errors import InputError
 from etem.frames.readers import open_movie
 from etem.io import file_digest
 from etem.movies.apply import ApplyModels, apply_movie
-from etem.movies.synthetic import lattice_movie, write_h5
+from etem.testing import lattice_movie, write_h5
+from tests.movies_fixtures import blur_model, segmenter_model, window_model, write_movie_file
 
 PX_A = 0.2
 

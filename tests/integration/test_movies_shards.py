@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pandas as pd
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from movies_fixtures import segmenter_model, window_model
 
 from etem.config import load_config
 from etem.errors import InputError
@@ -22,7 +17,8 @@ from etem.movies.gather import gather_results, summarise
 from etem.movies.plan import shard_ranges
 from etem.movies.prepare import prepare_movie, read_prepared, write_prepared
 from etem.movies.shard import run_shard
-from etem.movies.synthetic import lattice_movie, write_h5
+from etem.testing import lattice_movie, write_h5
+from tests.movies_fixtures import segmenter_model, window_model
 
 
 def _cfg(shard_frames: int) -> object:

@@ -12,22 +12,16 @@ than on the raw frames.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import simulation_fixtures as fx
-from movies_fixtures import simulate_movie_file
 
 from etem.config import load_config
 from etem.frames.readers import open_movie
 from etem.movies.apply import ApplyModels, apply_movie
 from etem.movies.truth import found_in_raw_frame, load_truth, score_columns
+from tests import simulation_fixtures as fx
+from tests.movies_fixtures import simulate_movie_file
 
 SURFACE, ROTATION, N_FRAMES = 26, 38, 50
 SIZE = 108  # [px]: 0.2 Å pixels on the 21.6 Å cell, as in the demo movie

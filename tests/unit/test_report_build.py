@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from evaluation_fixtures import make_campaign, tiny_config
-
 from etem.cli import main
 from etem.evaluation.benchmark import load_test_images, run_benchmark, write_outputs
 from etem.paths import Layout
+from tests.evaluation_fixtures import BENCHMARK_SPLIT, make_campaign
 
 
 def _png(path: Path) -> None:
@@ -30,12 +27,12 @@ def _png(path: Path) -> None:
     plt.close(fig)
 
 
-def test_report_on_fake_results(tmp_path, capsys):
+def test_report_on_fake_results(tmp_path, capsys, tiny_config):
     from etem.config import load_config
     from etem.runs import StageRun
 
     make_campaign(tmp_path)
-    data = tiny_config(tmp_path).model_dump(mode="json")
+    data = tiny_config(tmp_path, **BENCHMARK_SPLIT).model_dump(mode="json")
     data["tracking"]["enabled"] = True  # sqlite store under tmp_path
     cfg = load_config(data)
     with StageRun(cfg, "train-denoiser") as run:
@@ -74,8 +71,8 @@ def test_report_on_fake_results(tmp_path, capsys):
     assert "missing: structures" in capsys.readouterr().out
 
 
-def test_report_missing_results_folder_is_an_error(tmp_path, capsys):
-    cfg = tiny_config(tmp_path)
+def test_report_missing_results_folder_is_an_error(tmp_path, capsys, tiny_config):
+    cfg = tiny_config(tmp_path, **BENCHMARK_SPLIT)
     cfg_path = tmp_path / "cfg.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
     rc = main(["report", "--config", str(cfg_path), "--results", str(tmp_path / "none")])
@@ -83,10 +80,10 @@ def test_report_missing_results_folder_is_an_error(tmp_path, capsys):
     assert "no such folder" in capsys.readouterr().err
 
 
-def test_empty_results_folder_renders_with_every_section_missing(tmp_path):
+def test_empty_results_folder_renders_with_every_section_missing(tmp_path, tiny_config):
     from etem.report.build import build_report
 
-    cfg = tiny_config(tmp_path)
+    cfg = tiny_config(tmp_path, **BENCHMARK_SPLIT)
     doc, present = build_report(cfg, tmp_path)
     assert not any(v for k, v in present.items() if k != "provenance")
     assert "the benchmark stage has not run" in doc and "the apply stage has not run" in doc
@@ -110,26 +107,3 @@ def test_training_curves_get_one_panel_per_quantity():
     assert [ln.get_label() for ln in fig.axes[2].get_lines()] == ["val_psnr"]
     assert curve_panels({"throughput_samples_per_s": hist["lr"]}) is None
 
-
-def test_a_job_rerun_after_a_kill_is_one_row_of_the_runs_table(tmp_path):
-    """A shard job killed just after its MLflow run finished runs again: the report's runs
-    section is the same as an uninterrupted campaign's (run ids are only in runs.csv)."""
-    from etem.config import load_config
-    from etem.report.build import section_provenance
-
-    cfg = load_config({"name": "r", "results_dir": str(tmp_path), "tracking": {"enabled": True}})
-
-    def runs(n_shard0: int) -> pd.DataFrame:
-        rows = [("simulation", "simulate_images", "shard=000", f"a{i}") for i in range(n_shard0)]
-        rows += [("simulation", "simulate_images", "shard=001", "b"),
-                 ("apply", "apply_gather", "movie=x", "c")]
-        stage, rule, wildcards, run_id = (list(c) for c in zip(*rows, strict=True))
-        return pd.DataFrame({
-            "tags.etem.stage": stage, "tags.etem.snakemake.rule": rule,
-            "tags.etem.snakemake.wildcards": wildcards, "status": "FINISHED",
-            "tags.etem.config_hash": "h", "run_id": run_id})
-
-    once = section_provenance(cfg, Layout(tmp_path), runs(1))
-    twice = section_provenance(cfg, Layout(tmp_path), runs(2))
-    assert once == twice
-    assert "3 finished stage runs" in once

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import mlflow
 import pytest
+import yaml
 
-from etem.config import load_config
-from etem.runs import StageRun, search_stage_runs, tracking_uri
+from etem.config import load_config, stage_hash, stage_yaml
+from etem.runs import StageRun, campaign_key, search_stage_runs, tracking_uri
 
 
 def _cfg(tmp_path: Path, **extra: object):
@@ -53,11 +54,6 @@ def test_stage_runs_are_tagged_grouped_and_linked(tmp_path: Path) -> None:
 def test_per_stage_configs_share_one_campaign_run_and_lineage(tmp_path: Path) -> None:
     """Each stage runs on its own config file (etem.config.stages): different hashes, one
     campaign run, lineage kept; a changed apply setting joins the same tree."""
-    import yaml
-
-    from etem.config import stage_hash, stage_yaml
-    from etem.runs import campaign_key
-
     cfg = _cfg(tmp_path)
     structures = load_config(yaml.safe_load(stage_yaml(cfg, "structures")))
     simulation = load_config(yaml.safe_load(stage_yaml(cfg, "simulation")))

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from training_fixtures import torch_single_thread, write_campaign, write_movie  # noqa: F401
-
 from etem.cli import main
 from etem.io import file_digest
 from etem.models.io import load_model
+from tests.training_fixtures import write_campaign, write_movie
+
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
 TINY = {"steps": 8, "batch_size": 2, "patch_px": 32, "val_every_steps": 4, "val_samples": 3,
         "val_patch_px": 32, "checkpoint_every_steps": 4, "dose_e_per_A2": [25.0, 100.0],

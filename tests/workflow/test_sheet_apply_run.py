@@ -13,13 +13,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import mlflow
 import mrcfile
 import numpy as np
 import pandas as pd
 import pytest
 import tifffile
+import torch
 
-from etem.movies.synthetic import lattice_movie
+from etem.analysis.likelihood import Calibration
+from etem.models.factory import build_model
+from etem.models.io import save_model
+from etem.testing import lattice_movie
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -28,12 +33,6 @@ pytestmark = pytest.mark.workflow
 
 
 def _models(res: Path) -> None:
-    import torch
-
-    from etem.analysis.likelihood import Calibration
-    from etem.models.factory import build_model
-    from etem.models.io import save_model
-
     archs = {
         "denoiser": dict(kind="denoiser", depth=2, base_channels=4),
         "unsupervised": dict(kind="unsupervised", depth=2, base_channels=4, n_frames=5),
@@ -98,8 +97,6 @@ def test_two_row_sheet_runs_sharded_per_movie(tmp_path: Path) -> None:
         assert not list((res / "apply" / name / ".work").rglob("*.h5"))  # temp()
     tiff = json.loads((res / "apply" / "tiff_run" / "summary.json").read_text())
     assert tiff["frame_time_s"] == pytest.approx(0.025)
-
-    import mlflow
 
     mlflow.set_tracking_uri(f"sqlite:///{res / 'mlflow.db'}")
     runs = mlflow.search_runs(experiment_names=["smoke"],

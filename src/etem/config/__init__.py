@@ -29,6 +29,7 @@ from etem.config.structures import StructuresConfig
 from etem.config.tracking import TrackingConfig
 from etem.config.training import TrainingConfig
 from etem.errors import ConfigError
+from etem.io import write_text
 from etem.provenance import config_hash
 
 __all__ = [
@@ -172,8 +173,6 @@ def write_resolved(config: EtemConfig, path: str | os.PathLike[str]) -> Path:
     Keeping the file untouched when nothing changed keeps its mtime, so Snakemake does not
     rerun jobs that depend on it.
     """
-    from etem.io import write_text
-
     path = Path(path)
     text = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
     if not path.exists() or path.read_text(encoding="utf-8") != text:

@@ -15,6 +15,8 @@ from etem.config.base import (
     TiltMrad,
 )
 
+EventKind = Literal["surface_loss", "rotation", "vacancy"]
+
 
 class SimulationConfig(StrictModel):
     """Plane-wave HRTEM simulation grid, microscope, detector and campaign grid.
@@ -125,8 +127,9 @@ class MovieConfig(StrictModel):
     event_frames: list[FrameIndex] = Field(
         default_factory=lambda: [24, 40], description="frames where the structure changes"
     )
-    event_kinds: list[Literal["surface_loss", "rotation", "vacancy"]] = Field(
-        default_factory=lambda: ["surface_loss", "rotation", "vacancy"], min_length=1,
+    event_kinds: list[EventKind] = Field(
+        default_factory=lambda: list[EventKind](["surface_loss", "rotation", "vacancy"]),
+        min_length=1,
         description="what happens at the event frames, in turn (cycling)",
     )
     surface_atoms_lost: int = Field(

@@ -17,13 +17,16 @@ import os
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
+import torch
 
 from etem.data.augment import dihedral
 from etem.data.inputs import image_input, normalize
 from etem.data.noise import log_uniform
 from etem.errors import InputError
 from etem.frames.breaks import segment_window
+from etem.io import read_table
 from etem.seeding import rng as seeded_rng
 from etem.simulation.noise import apply_dose
 
@@ -36,7 +39,6 @@ def read_index(index_path: str | os.PathLike[str], manifest_path: str | None = N
     Manifest columns (e.g. ``particle_shape``) are merged by ``structure_id`` when a structures
     manifest is given or found at ``<results>/structures/manifest.csv`` beside the index folder.
     """
-    from etem.io import read_table
 
     index_path = Path(index_path)
     df = read_table(index_path)
@@ -71,8 +73,6 @@ class _ShardFiles:
         self._files: dict[str, Any] = {}
 
     def get(self, path: str) -> Any:
-        import h5py
-
         if self._pid != os.getpid():
             self._files, self._pid = {}, os.getpid()
         f = self._files.get(path)
@@ -268,7 +268,6 @@ class MoviePatchDataset:
 
 def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
     """Stack a list of samples into a batch of torch tensors."""
-    import torch
 
     return {k: torch.from_numpy(np.stack([s[k] for s in samples])) for k in samples[0]}
 

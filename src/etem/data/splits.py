@@ -14,7 +14,9 @@ import logging
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
+from etem.config.training import SplitConfig
 from etem.errors import InputError
 from etem.seeding import rng
 
@@ -23,7 +25,7 @@ log = logging.getLogger("etem.data.splits")
 SPLITS = ("train", "val", "test", "held_out")
 
 
-def assign_splits(df: Any, split_cfg: Any, seed: int) -> Any:
+def assign_splits(df: Any, split_cfg: SplitConfig, seed: int) -> Any:
     """Split label per row, by structure.
 
     Parameters
@@ -41,7 +43,6 @@ def assign_splits(df: Any, split_cfg: Any, seed: int) -> Any:
     pandas.Series
         ``'train' | 'val' | 'test' | 'held_out'`` per row, aligned with ``df.index``.
     """
-    import pandas as pd
 
     if "structure_id" not in df.columns:
         raise InputError("cannot split: the table has no 'structure_id' column")

@@ -22,14 +22,17 @@ Outputs (all under ``out_dir``; see ``docs/evaluation.md``)::
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 import pandas as pd
+from scipy.ndimage import convolve1d
 
 from etem.analysis import baselines
 from etem.analysis.calibration import (
@@ -42,9 +45,18 @@ from etem.analysis.columns import columns_from_labels, find_columns, oriented
 from etem.analysis.likelihood import Calibration, likelihood_table
 from etem.analysis.matching import detection_metrics, match_columns
 from etem.analysis.metrics import data_range, mse, psnr, psnr_peak, ssim, ssim_peak
-from etem.analysis.umse import umse
+from etem.analysis.umse import quartets, umse, umse_frames
+from etem.config import EtemConfig
+from etem.data.splits import assign_splits
 from etem.errors import InputError
+from etem.evaluation import figures as F
+from etem.io import read_table, write_json, write_table
+from etem.models.inference import denoise_images, denoise_movie, segment_images
+from etem.progress import progress
+from etem.provenance import provenance
 from etem.seeding import rng
+from etem.simulation.contract import CLASSES
+from etem.simulation.noise import apply_dose
 
 log = logging.getLogger("etem.evaluation.benchmark")
 
@@ -77,11 +89,8 @@ class BenchmarkResult:
 
 
 # -- inputs -----------------------------------------------------------------------------
-def load_test_images(index_path: str | Path, cfg: Any) -> list[TestImage]:
+def load_test_images(index_path: str | Path, cfg: EtemConfig) -> list[TestImage]:
     """Test and held-out images of the campaign (split by structure), capped deterministically."""
-    import h5py
-
-    from etem.io import read_table
 
     index_path = Path(index_path)
     idx = read_table(index_path)
@@ -100,6 +109,7 @@ def load_test_images(index_path: str | Path, cfg: Any) -> list[TestImage]:
     out: list[TestImage] = []
     handles: dict[str, Any] = {}
     try:
+        row: Any
         for row in sel.itertuples(index=False):
             shard = str((index_path.parent / str(row.shard)).resolve())
             if shard not in handles:
@@ -120,13 +130,12 @@ def load_test_images(index_path: str | Path, cfg: Any) -> list[TestImage]:
     return out
 
 
-def _with_manifest_columns(idx: pd.DataFrame, index_path: Path, cfg: Any) -> pd.DataFrame:
+def _with_manifest_columns(idx: pd.DataFrame, index_path: Path, cfg: EtemConfig) -> pd.DataFrame:
     """Add held-out columns (e.g. ``particle_shape``) from the structures manifest if absent.
 
     The manifest is looked up where the results layout puts it
     (``<results>/structures/manifest.csv`` beside ``<results>/simulation/index.csv``).
     """
-    from etem.io import read_table
 
     idx = idx.copy()
     need = [c for c in cfg.training.split.held_out if c not in idx.columns]
@@ -143,25 +152,21 @@ def _with_manifest_columns(idx: pd.DataFrame, index_path: Path, cfg: Any) -> pd.
     return idx.merge(extra, on="structure_id", how="left")
 
 
-def _splits(idx: pd.DataFrame, cfg: Any) -> pd.Series:
-    from etem.data.splits import assign_splits
-
+def _splits(idx: pd.DataFrame, cfg: EtemConfig) -> pd.Series:
     return assign_splits(idx, cfg.training.split, cfg.seed)
 
 
-def make_methods(cfg: Any, denoiser: Any | None = None) -> dict[str, Method]:
+def make_methods(cfg: EtemConfig, denoiser: Any | None = None) -> dict[str, Method]:
     """Methods compared: noisy input, Gaussian filters, NLM, and the supervised denoiser."""
     b = cfg.benchmark
     methods: dict[str, Method] = {"noisy": baselines.noisy_intensity}
     for s in b.gaussian_sigma_px:
-        methods[f"gaussian_{s:g}px"] = lambda c, d, s=s: baselines.gaussian(c, d, s)
+        methods[f"gaussian_{s:g}px"] = functools.partial(baselines.gaussian, sigma_px=s)
     if b.nlm:
         methods["nlm"] = lambda c, d: baselines.nlm(
             c, d, b.nlm_patch_size_px, b.nlm_patch_distance_px, b.nlm_h
         )
     if denoiser is not None:
-        from etem.models.inference import denoise_images
-
         methods["supervised"] = lambda c, d: np.asarray(
             denoise_images(denoiser, c.astype(np.float32), d), dtype=np.float64
         )
@@ -178,9 +183,8 @@ def primary_method(methods: dict[str, Method]) -> str:
     return gauss[len(gauss) // 2] if gauss else "noisy"
 
 
-def _noisy(clean: np.ndarray, dose_A2: float, px: float, cfg: Any, key: str) -> np.ndarray:
+def _noisy(clean: np.ndarray, dose_A2: float, px: float, cfg: EtemConfig, key: str) -> np.ndarray:
     g = rng(cfg.seed, "benchmark", "noise", key, f"{dose_A2:g}")
-    from etem.simulation.noise import apply_dose
 
     return np.asarray(
         apply_dose(clean, dose_A2, px, g, cfg.noise.read_noise_e, cfg.noise.gain), dtype=np.float64
@@ -189,7 +193,7 @@ def _noisy(clean: np.ndarray, dose_A2: float, px: float, cfg: Any, key: str) -> 
 
 # -- the benchmark ----------------------------------------------------------------------
 def run_benchmark(
-    cfg: Any,
+    cfg: EtemConfig,
     images: list[TestImage],
     denoiser: Any | None = None,
     segmenter: Any | None = None,
@@ -197,7 +201,6 @@ def run_benchmark(
     unsupervised: Any | None = None,
 ) -> BenchmarkResult:
     """Evaluate every method on ``images`` at every benchmark dose (see module docstring)."""
-    from etem.progress import progress
 
     b = cfg.benchmark
     methods = make_methods(cfg, denoiser)
@@ -319,14 +322,13 @@ def _find_kwargs(b: Any, px: float, polarity: str) -> dict[str, Any]:
 
 def _quartet_truth(clean_counts: np.ndarray, counts: np.ndarray, fn: Callable) -> float:
     """True MSE matching :func:`umse` (rotations of the quartet, vs the clean sub-image)."""
-    from etem.analysis.umse import quartets
 
     qc, qn = quartets(clean_counts), quartets(counts)
     return float(np.mean([np.mean((qc[(i + 1) % 4] - fn(qn[i])) ** 2) for i in range(4)]))
 
 
 def calibrate(
-    cfg: Any, method: Method, shape: tuple[int, int], px: float, lik: pd.DataFrame
+    cfg: EtemConfig, method: Method, shape: tuple[int, int], px: float, lik: pd.DataFrame
 ) -> tuple[Calibration, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Fit the likelihood calibration on simulated vacuum at every benchmark dose and at the
     movie's dose per frame.
@@ -337,7 +339,8 @@ def calibrate(
     """
     b = cfg.benchmark
     n_fit = max(b.calibration_vacuum_images // 2, 1)
-    fits, held = [], []
+    fits: list[pd.DataFrame] = []
+    held: list[pd.DataFrame] = []
     # the benchmark doses, plus the movie's dose per frame (what the apply stage sees)
     doses = sorted({*cfg.noise.benchmark_doses_e_per_A2,
                     round(cfg.movie.dose_e_per_px_per_frame / (px * px), 6)})
@@ -370,7 +373,9 @@ def calibrate(
     return cal, far, rel, null_fit[keep]
 
 
-def mohan_protocol(cfg: Any, images: list[TestImage], methods: dict[str, Method]) -> pd.DataFrame:
+def mohan_protocol(
+    cfg: EtemConfig, images: list[TestImage], methods: dict[str, Method]
+) -> pd.DataFrame:
     """Mohan et al.'s evaluation protocol on ``images``: one row per (image, method).
 
     The clean image (intensity, vacuum = 1) is scaled so that its maximum is
@@ -382,7 +387,6 @@ def mohan_protocol(cfg: Any, images: list[TestImage], methods: dict[str, Method]
     images to [0, peak] (``psnr_peak``, ``ssim_peak``), so the figures are comparable with
     their 35-38 dB, not with the range-normalised PSNR of ``per_image.parquet``.
     """
-    from etem.progress import progress
 
     peak = float(cfg.benchmark.mohan_peak_counts)
     rows = []
@@ -409,9 +413,6 @@ def _segmentation_rows(
     model: Any, im: TestImage, counts: np.ndarray, dose_px: float, dose: float,
     base: dict[str, Any],
 ) -> list[dict[str, Any]]:
-    from etem.models.inference import segment_images
-    from etem.simulation.contract import CLASSES
-
     out = segment_images(model, counts.astype(np.float32), dose_px)
     pred, true = out["class_map"], im.class_map
     rows = []
@@ -457,28 +458,24 @@ def temporal_mean(frames: np.ndarray, n_frames: int) -> np.ndarray:
     half = n_frames // 2
     padded = np.pad(frames, ((half, half), (0, 0), (0, 0)), mode="reflect")
     kernel = np.ones(n_frames) / n_frames
-    from scipy.ndimage import convolve1d
 
     return convolve1d(padded, kernel, axis=0, mode="constant")[half : half + frames.shape[0]]
 
 
 def movie_table(
-    cfg: Any, movie: dict[str, Any], methods: dict[str, Method], unsupervised: Any | None
+    cfg: EtemConfig, movie: dict[str, Any], methods: dict[str, Method], unsupervised: Any | None
 ) -> pd.DataFrame:
     """Synthetic movie: true MSE/PSNR (vs the clean frames) and uMSE from frame quartets."""
-    from etem.analysis.umse import umse_frames
 
     frames = np.asarray(movie["frames"], dtype=np.float64)
     clean = movie.get("clean")
     dose_px = float(movie["dose_e_per_px"])
     n = frames.shape[0]
-    n_static = (int(movie.get("static_frames", n)) // 4) * 4
+    n_static = (int(movie["static_frames"] if "static_frames" in movie else n) // 4) * 4
     outs: dict[str, np.ndarray] = {}
     for name, fn in methods.items():
         outs[name] = np.stack([fn(f, dose_px) for f in frames])
     if unsupervised is not None:
-        from etem.models.inference import denoise_movie
-
         n_win = int(getattr(unsupervised, "n_frames", 5) or 5)
         outs[f"temporal_mean_{n_win}"] = temporal_mean(frames, n_win) / dose_px
         outs["unsupervised"] = np.asarray(denoise_movie(unsupervised, frames, dose_px))
@@ -509,13 +506,13 @@ def _subsets(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     axes = [a for a in BREAKDOWN_AXES if a in df.columns]
     for a in axes:
         for v, g in df.groupby(a, sort=True):
-            out.append((f"{a}={v:g}" if isinstance(v, float) else f"{a}={v}", g))
+            out.append((f"{a}={v:g}" if isinstance(v, float) else f"{a}={v!s}", g))
     if "dose_e_per_A2" in df.columns:
         for a in axes:
             if a == "dose_e_per_A2":
                 continue
-            for (d, v), g in df.groupby(["dose_e_per_A2", a], sort=True):
-                vs = f"{v:g}" if isinstance(v, float) else str(v)
+            for (d, w), g in df.groupby(["dose_e_per_A2", a], sort=True):
+                vs = f"{w:g}" if isinstance(w, float) else str(w)
                 out.append((f"dose_e_per_A2={d:g}|{a}={vs}", g))
     return out
 
@@ -617,7 +614,6 @@ def read_movie(path: str | Path) -> dict[str, Any]:
     ``dose_e_per_px`` (per frame) and ``static_frames``: frames before the first event
     (the static stretch used for uMSE).
     """
-    import h5py
 
     p = Path(path)
     if not p.exists():
@@ -651,11 +647,8 @@ def oriented_example(img: np.ndarray) -> np.ndarray:
 PARQUET_TABLES = ("per_image", "columns_per_image", "likelihood_columns", "calibration_null")
 
 
-def write_outputs(cfg: Any, res: BenchmarkResult, out_dir: Path) -> list[Path]:
+def write_outputs(cfg: EtemConfig, res: BenchmarkResult, out_dir: Path) -> list[Path]:
     """Write tables, calibration, figures and summary.json under ``out_dir``; return the files."""
-    from etem.evaluation import figures as F
-    from etem.io import write_json, write_table
-    from etem.provenance import provenance
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

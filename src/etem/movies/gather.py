@@ -21,6 +21,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
+from etem.config import EtemConfig
 from etem.errors import InputError
 from etem.frames.geometry import aligned_frames
 from etem.frames.readers import Movie
@@ -56,7 +57,7 @@ class Gathered:
     processing_s: float = 0.0
 
 
-def detect(cfg: Any, prep: PreparedMovie, stats: pd.DataFrame) -> EventResult:
+def detect(cfg: EtemConfig, prep: PreparedMovie, stats: pd.DataFrame) -> EventResult:
     """Events from the frame statistics (edge frames of a reflected window excluded)."""
     a, geo = cfg.apply, prep.geometry
     ev_stats = stats[list(a.event_statistics)].copy()
@@ -81,7 +82,7 @@ def detect(cfg: Any, prep: PreparedMovie, stats: pd.DataFrame) -> EventResult:
 def _stream(
     movie: Movie,
     prep: PreparedMovie,
-    cfg: Any,
+    cfg: EtemConfig,
     reader: ShardReader,
     h5: h5py.File,
 ) -> tuple[ColumnStore, FrameStatistics, Preview]:
@@ -131,7 +132,7 @@ def _results_attrs(
 def gather_results(
     movie: Movie,
     prep: PreparedMovie,
-    cfg: Any,
+    cfg: EtemConfig,
     models: ApplyModels,
     shard_paths: list[str | Path],
     out: Path,

@@ -29,11 +29,13 @@ import numpy as np
 from etem.analysis.columns import guess_polarity
 from etem.analysis.lattice import columns_resolvable
 from etem.analysis.likelihood import Calibration
+from etem.config import EtemConfig
 from etem.data.inputs import image_input, normalize
 from etem.errors import InputError
 from etem.frames.breaks import ChangeStatistic, segment_window
 from etem.frames.geometry import (
     FrameGeometry,
+    FramesSettings,
     aligned_frames,
     frame_stream,
     resolve_geometry,
@@ -139,7 +141,7 @@ def read_prepared(path: str | Path) -> PreparedMovie:
 
 
 def measure_frames(
-    movie: Movie, geo: FrameGeometry, frames_cfg: Any
+    movie: Movie, geo: FrameGeometry, frames_cfg: FramesSettings
 ) -> tuple[np.ndarray, list[int]]:
     """Drift (dy, dx) [px] of every processed frame (zeros without drift correction) and the
     frames after a sudden change of the aligned raw counts (:mod:`etem.frames.breaks`)."""
@@ -183,7 +185,7 @@ def first_frame_polarity(
     dose: float,
     breaks: list[int],
     n_frames: int,
-    cfg: Any,
+    cfg: EtemConfig,
 ) -> str:
     """Column polarity (``bright``/``dark``) of the denoised first frame (skewness)."""
     a = cfg.apply
@@ -199,7 +201,7 @@ def first_frame_polarity(
 
 
 def prepare_movie(
-    movie: Movie, cfg: Any, models: ApplyModels, out_dir: str | Path
+    movie: Movie, cfg: EtemConfig, models: ApplyModels, out_dir: str | Path
 ) -> PreparedMovie:
     """Geometry, drift, dose, fine-tuning and polarity of ``movie`` (first pass of apply).
 
@@ -250,7 +252,7 @@ def prepare_movie(
     if not seen.resolvable:
         log.warning("%s: no column analysis: %s; frame-level statistics only",
                     movie.path, seen.reason)
-    polarity = a.column_polarity
+    polarity: str = a.column_polarity
     if polarity == "auto":
         polarity = first_frame_polarity(model, mode, leading, dose, list(breaks), geo.n_frames,
                                         cfg)

@@ -14,24 +14,22 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 import pandas as pd
 import yaml
 
-from etem.config import stage_hash
+from etem.config import EtemConfig, stage_hash
+from etem.io import read_table
 from etem.paths import Layout
+from etem.plotting import plt
+from etem.provenance import provenance
 from etem.report import html as H
+from etem.runs import search_stage_runs, tracking_uri
+from etem.seeding import rng
+from etem.structures.gallery import gallery_figure
 
 log = logging.getLogger("etem.report.build")
-
-
-def _plt() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -42,8 +40,6 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def _read_table(path: Path) -> pd.DataFrame | None:
-    from etem.io import read_table
-
     try:
         return read_table(path)
     except Exception as exc:  # a broken file must not break the whole report
@@ -83,15 +79,13 @@ def section_structures(layout: Layout) -> str:
         body.append(H.png_file(layout.structures_gallery, caption))
     else:
         try:
-            from etem.structures.gallery import gallery_figure
-
             body.append(H.figure(gallery_figure(man, man_p.parent, n=6), caption))
         except Exception as exc:  # a report renders what it can
             body.append(H.missing(f"no structure gallery: {exc}"))
     return "".join(body)
 
 
-def section_simulation(layout: Layout, config: Any) -> str:
+def section_simulation(layout: Layout, config: EtemConfig) -> str:
     """Image counts per axis and example clean/noisy images."""
     idx_p = layout.simulation_index
     idx = _read_table(idx_p) if idx_p.exists() else None
@@ -108,15 +102,11 @@ def section_simulation(layout: Layout, config: Any) -> str:
     return "".join(body)
 
 
-def _simulation_examples(idx: pd.DataFrame, base: Path, config: Any, n: int = 4) -> str:
-    import h5py
-
-    from etem.seeding import rng
-
-    plt = _plt()
+def _simulation_examples(idx: pd.DataFrame, base: Path, config: EtemConfig, n: int = 4) -> str:
     picks = idx.groupby("family").head(2).head(n) if "family" in idx.columns else idx.head(n)
     dose = float(config.noise.benchmark_doses_e_per_A2[0])
     fig, axes = plt.subplots(2, len(picks), figsize=(2.4 * len(picks), 5), squeeze=False)
+    row: Any  # a namedtuple of the columns
     for j, row in enumerate(picks.itertuples()):
         with h5py.File(base / str(row.shard), "r") as fh:
             clean = np.asarray(fh["clean"][int(row.index_in_shard)], dtype=np.float64)
@@ -148,7 +138,6 @@ def curve_panels(histories: dict[str, list[tuple[int, float]]]) -> Any:
     ``histories`` maps a metric key to its (step, value) pairs; keys of no panel and panels
     without a curve of at least two points are left out. Returns None when nothing is left.
     """
-    plt = _plt()
     panels = []
     for title, scale, member in CURVE_PANELS:
         keys = [k for k in sorted(histories) if member(k) and len(histories[k]) > 1]
@@ -170,16 +159,14 @@ def curve_panels(histories: dict[str, list[tuple[int, float]]]) -> Any:
     return fig
 
 
-def section_training(runs: pd.DataFrame | None, config: Any) -> str:
+def section_training(runs: pd.DataFrame | None, config: EtemConfig) -> str:
     """Training curves of the train-* stage runs (metric histories from MLflow)."""
     if runs is None:
         return H.missing("MLflow runs not available (tracking disabled or no store)")
     tr = runs[runs.get("tags.etem.stage", pd.Series(dtype=str)).astype(str).str.startswith("train")]
     if tr.empty:
         return H.missing("no training runs recorded in MLflow")
-    from mlflow.tracking import MlflowClient
-
-    from etem.runs import tracking_uri
+    from mlflow.tracking import MlflowClient  # lazy: MLflow only when runs are recorded
 
     client = MlflowClient(tracking_uri=tracking_uri(config))
     out = []
@@ -328,10 +315,8 @@ def section_movies(layout: Layout) -> str:
     return "".join(out)
 
 
-def section_provenance(config: Any, layout: Layout, runs: pd.DataFrame | None) -> str:
+def section_provenance(config: EtemConfig, layout: Layout, runs: pd.DataFrame | None) -> str:
     """Config, provenance and MLflow runs."""
-    from etem.provenance import provenance
-    from etem.runs import tracking_uri
 
     prov = provenance(config, "report")
     body = ["<h3>Provenance</h3>",
@@ -358,10 +343,12 @@ def section_provenance(config: Any, layout: Layout, runs: pd.DataFrame | None) -
         # tracking store and in runs.csv beside this report (RUNS_FILE)
         # the finished runs that made these results; killed or failed attempts and all run
         # ids are in RUNS_FILE
-        # (a job re-run after a kill that came just after its run had finished is the same
-        # result: one row, so a resumed campaign gives the same report)
-        t = runs_table(runs[runs["status"] == "FINISHED"]).drop(columns=["run_id", "status"])
-        t = t.drop_duplicates().reset_index(drop=True)
+        done = runs[runs["status"] == "FINISHED"]
+        if "start_time" in done.columns:  # a job re-run after an interruption: its last run
+            key = [c for c in ("tags.etem.stage", "tags.etem.snakemake.rule",
+                               "tags.etem.snakemake.wildcards") if c in done.columns]
+            done = done.sort_values("start_time").drop_duplicates(key, keep="last")
+        t = runs_table(done).drop(columns=["run_id", "status"])
         body.append(f"<p>{len(t)} finished stage runs; every run with its MLflow run id "
                     f"(killed and failed attempts too) is in <code>{RUNS_FILE}</code> beside "
                     "this report.</p>")
@@ -386,20 +373,18 @@ def runs_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 # -- the report -------------------------------------------------------------------------
-def campaign_runs(config: Any) -> pd.DataFrame | None:
+def campaign_runs(config: EtemConfig) -> pd.DataFrame | None:
     """The campaign's MLflow stage runs, or None when tracking is off or unavailable."""
     if not config.tracking.enabled:
         return None
     try:
-        from etem.runs import search_stage_runs
-
         return search_stage_runs(config)
     except Exception as exc:
         log.warning("MLflow runs unavailable: %s", exc)
         return None
 
 
-def build_report(config: Any, results_dir: str | Path) -> tuple[str, dict[str, bool]]:
+def build_report(config: EtemConfig, results_dir: str | Path) -> tuple[str, dict[str, bool]]:
     """The report HTML and which sections had results (name -> present)."""
     layout = Layout(Path(results_dir))
     runs = campaign_runs(config)

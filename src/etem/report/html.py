@@ -10,6 +10,8 @@ from typing import Any
 
 import pandas as pd
 
+from etem.plotting import plt
+
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:0 auto;
 max-width:1150px;padding:1em 2em;color:#222;line-height:1.4}
@@ -46,7 +48,6 @@ def png_file(path: Path, caption: str = "", width: int | None = None) -> str:
 
 def figure(fig: Any, caption: str = "", width: int | None = None) -> str:
     """A <figure> embedding a matplotlib figure (closed afterwards)."""
-    import matplotlib.pyplot as plt
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight", metadata={"Software": None})
@@ -55,7 +56,7 @@ def figure(fig: Any, caption: str = "", width: int | None = None) -> str:
            f"<figcaption>{esc(caption)}</figcaption></figure>"
 
 
-def table(df: pd.DataFrame, max_rows: int = 60, floatfmt: str = "{:.4g}") -> str:
+def table(df: pd.DataFrame | None, max_rows: int = 60, floatfmt: str = "{:.4g}") -> str:
     """A DataFrame as an HTML table (first ``max_rows`` rows)."""
     if df is None or len(df) == 0:
         return missing("empty table")

@@ -19,18 +19,22 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from ase import Atoms
 
+from etem.config import EtemConfig
+from etem.config.simulation import SimulationConfig
 from etem.errors import ValidationError
 from etem.seeding import derive_seed, rng
 from etem.simulation.grid import ImageGrid, image_grid
 from etem.simulation.imaging import Imager
-from etem.simulation.labels import image_columns, label_maps
+from etem.simulation.labels import LABEL_MAPS, image_columns, label_maps
 from etem.simulation.multislice import (
     Multislice,
     build_sliced_potential,
     exit_plane_indices,
     phonon_configurations,
 )
+from etem.structures.column_table import column_table
 
 log = logging.getLogger("etem.simulation.images")
 
@@ -47,7 +51,7 @@ class ImageSpec:
 
 
 def plan_images(
-    sim: Any, structure_id: str, seed: int, depths_A: np.ndarray
+    sim: SimulationConfig, structure_id: str, seed: int, depths_A: np.ndarray
 ) -> list[ImageSpec]:
     """The images of one structure, a deterministic function of (config, seed, structure).
 
@@ -61,7 +65,8 @@ def plan_images(
     )
     planes = exit_plane_indices(depths_A, sim.thickness_nm)
     grid = [
-        ImageSpec(t, tuple(float(v) for v in sim.tilts_mrad[t]), p, float(depths_A[p]), float(d))
+        ImageSpec(t, (float(sim.tilts_mrad[t][0]), float(sim.tilts_mrad[t][1])), p,
+                  float(depths_A[p]), float(d))
         for t in tilt_ids for p in planes for d in sim.defocus_nm
     ]
     n = sim.images_per_structure
@@ -93,12 +98,12 @@ class StructureImages:
 class ImageSimulator:
     """Simulates structures with cached FFT plans and CTF kernels (one per process)."""
 
-    def __init__(self, config: Any) -> None:
+    def __init__(self, config: EtemConfig) -> None:
         self.config = config
         self.sim = config.simulation
         self._imagers: dict[tuple[float, int, int], Imager] = {}
 
-    def grid_of(self, atoms: Any) -> ImageGrid:
+    def grid_of(self, atoms: Atoms) -> ImageGrid:
         """Simulation/output grid of a structure."""
         cell = atoms.cell.lengths()
         return image_grid((cell[0], cell[1]), self.sim.sampling_A, self.sim.output_size_px)
@@ -110,7 +115,7 @@ class ImageSimulator:
         return self._imagers[key]
 
     def simulate(
-        self, atoms: Any, structure_id: str, family: str = "", structure_path: str = "",
+        self, atoms: Atoms, structure_id: str, family: str = "", structure_path: str = "",
         with_labels: bool = True,
     ) -> StructureImages:
         """Every planned image of one structure (see module docstring)."""
@@ -158,11 +163,8 @@ class ImageSimulator:
         return StructureImages(clean=acc, labels=labels, params=params, columns=col_rows)
 
     def _labels(
-        self, atoms: Any, specs: list[ImageSpec], grid: ImageGrid
+        self, atoms: Atoms, specs: list[ImageSpec], grid: ImageGrid
     ) -> tuple[dict[str, list[np.ndarray]], list[Any]]:
-        from etem.simulation.labels import LABEL_MAPS
-        from etem.structures.column_table import column_table
-
         n, px = grid.output_px, grid.pixel_size_A
         out: dict[str, list[np.ndarray]] = {k: [] for k in LABEL_MAPS}
         tables: dict[int, Any] = {}

@@ -19,13 +19,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import abtem
 import numpy as np
 import scipy.fft
 
-from etem.simulation.grid import ImageGrid
+from etem.config.simulation import SimulationConfig
+from etem.simulation.fft import ComplexPlan, RealPlan
+from etem.simulation.grid import ImageGrid, fft_size
 
 
-def ctf_parameters(sim: Any, defocus_nm: float) -> dict[str, Any]:
+def ctf_parameters(sim: SimulationConfig, defocus_nm: float) -> dict[str, Any]:
     """Keyword arguments of :class:`abtem.CTF` for one defocus under the config ``sim``.
 
     Units converted to abTEM's: lengths [Å], angles [mrad].
@@ -42,9 +45,8 @@ def ctf_parameters(sim: Any, defocus_nm: float) -> dict[str, Any]:
     }
 
 
-def ctf_kernel(sim: Any, grid: ImageGrid, defocus_nm: float) -> np.ndarray:
+def ctf_kernel(sim: SimulationConfig, grid: ImageGrid, defocus_nm: float) -> np.ndarray:
     """abTEM's CTF (aberrations, envelopes, aperture) on the simulation grid, complex64 (x, y)."""
-    import abtem
 
     ctf = abtem.CTF(
         energy=sim.energy_kv * 1e3, gpts=(grid.gpts, grid.gpts),
@@ -100,7 +102,6 @@ def wave_size(kernel: np.ndarray) -> int:
     intensity are exact: the kernel is zero beyond |index| k (objective aperture), so the
     intensity's spectrum is zero beyond 2k, alias-free on M if M/2 > 2k. G if none is smaller.
     """
-    from etem.simulation.grid import fft_size
 
     g = kernel.shape[-1]
     support = np.flatnonzero((np.abs(kernel) > 0).any(axis=0))
@@ -132,9 +133,7 @@ class Imager:
     rounding (the dropped frequencies are zero).
     """
 
-    def __init__(self, sim: Any, grid: ImageGrid, threads: int = 1) -> None:
-        from etem.simulation.fft import ComplexPlan, RealPlan
-
+    def __init__(self, sim: SimulationConfig, grid: ImageGrid, threads: int = 1) -> None:
         self.sim = sim
         self.grid = grid
         self.threads = threads
@@ -142,7 +141,7 @@ class Imager:
         n = grid.output_px
         # the aperture (and so M) does not depend on defocus
         self.m = m = wave_size(ctf_kernel(sim, grid, 0.0))
-        backend = getattr(sim, "fft_backend", "deterministic")
+        backend = sim.fft_backend
         self._wave_plan = ComplexPlan(m, threads, backend)
         self._in = RealPlan(m, threads, backend)
         self._out = self._in if n == m else RealPlan(n, threads, backend)

@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from etem.config import EtemConfig
+from etem.config.training import UnsupervisedConfig
 from etem.errors import InputError
 from etem.models.factory import build_model
 from etem.models.inference import bf16_supported
@@ -44,7 +46,7 @@ log = logging.getLogger("etem.training.finetune")
 FINETUNED_NAME = "finetuned_unsupervised.pt"
 
 
-def finetune_config(cfg: Any, arch: dict[str, Any]) -> Any:
+def finetune_config(cfg: EtemConfig, arch: dict[str, Any]) -> UnsupervisedConfig:
     """The loop config of the fine-tuning: ``training.unsupervised`` with the ``apply.finetune_*``
     settings, the parent's architecture and four validations (the best is kept)."""
     a = cfg.apply
@@ -88,7 +90,7 @@ def _init_from_loaded(model: LoadedModel) -> InitModel:
 
 
 def finetune_unsupervised(
-    cfg: Any,
+    cfg: EtemConfig,
     model: LoadedModel,
     frames: np.ndarray,
     dose_e_per_px: float,

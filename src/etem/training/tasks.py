@@ -10,13 +10,21 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
+import h5py
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from etem.config import EtemConfig
+from etem.config.training import (
+    DenoiserConfig,
+    LoopConfig,
+    SegmenterConfig,
+    UnsupervisedConfig,
+)
 from etem.data.datasets import (
     VAL_STEP,
     ImagePatchDataset,
@@ -26,7 +34,12 @@ from etem.data.datasets import (
 )
 from etem.data.splits import assign_splits
 from etem.errors import InputError
+from etem.frames.readers import open_movie
 from etem.models.factory import architecture
+from etem.models.inference import movie_mean_counts
+from etem.models.unet import Segmenter
+from etem.plotting import plt
+from etem.simulation.contract import CLASSES
 from etem.training.metrics import iou_per_class, occupancy_accuracy, psnr, ssim
 
 log = logging.getLogger("etem.training.tasks")
@@ -37,11 +50,11 @@ class Task:
 
     kind: str = ""
     primary: str = ""  # validation metric driving early stopping and the lr schedule
-    mode: str = "max"  # 'max' or 'min'
+    mode: Literal["min", "max"] = "max"
     train_set: Any
     val_set: Any
 
-    def __init__(self, cfg: Any, seed: int) -> None:
+    def __init__(self, cfg: LoopConfig, seed: int) -> None:
         self.cfg = cfg
         self.seed = seed
         self.arch = architecture(self.kind, cfg)
@@ -92,7 +105,7 @@ class Task:
         raise NotImplementedError
 
 
-def _dose_range(cfg: Any, campaign: Any) -> tuple[float, float]:
+def _dose_range(cfg: LoopConfig, campaign: EtemConfig) -> tuple[float, float]:
     rng = cfg.dose_e_per_A2 or campaign.noise.train_dose_e_per_A2
     return float(rng[0]), float(rng[1])
 
@@ -105,7 +118,8 @@ class _ImageTask(Task):
     """Shared by the denoiser and the segmenter: images from the shard index, split by structure."""
 
     def __init__(
-        self, campaign: Any, cfg: Any, index_path: str | Path, manifest_path: str | None = None
+        self, campaign: EtemConfig, cfg: DenoiserConfig | SegmenterConfig, index_path: str | Path,
+        manifest_path: str | None = None,
     ) -> None:
         super().__init__(cfg, campaign.seed)
         df = read_index(index_path, manifest_path)
@@ -126,7 +140,7 @@ class _ImageTask(Task):
         self.val_structures = sorted(set(val["structure_id"]))
         self.dose_range = _dose_range(cfg, campaign)
         self.pixel_size_A = float(np.median(train["pixel_size_A"]))
-        common = dict(
+        common: dict[str, Any] = dict(
             task=self.kind, patch_px=cfg.patch_px, dose_range_e_per_A2=self.dose_range,
             seed=campaign.seed, dose_conditioned=cfg.model.dose_conditioned,
             max_occupancy=getattr(cfg, "max_occupancy", 12), val_patch_px=cfg.val_patch_px,
@@ -193,6 +207,7 @@ class SegmenterTask(_ImageTask):
     kind = "segmenter"
     primary = "val_miou"
     mode = "max"
+    cfg: SegmenterConfig
 
     def class_weights(self, n_samples: int = 32) -> torch.Tensor:
         """Class weights from ``n_samples`` keyed training patches (``class_weighting``).
@@ -204,8 +219,6 @@ class SegmenterTask(_ImageTask):
         get weight 0 (they cannot be learned from it anyway).
         """
         if getattr(self, "_weights", None) is None:
-            from etem.simulation.contract import CLASSES
-
             counts = np.zeros(len(CLASSES))
             for j in range(n_samples):
                 lab = self.train_set[(-2, j)]["class"]
@@ -223,11 +236,10 @@ class SegmenterTask(_ImageTask):
         return self._weights
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self._loss(model.split(model(batch["input"]).float()), batch)
+        return self._loss(cast(Segmenter, model).split(model(batch["input"]).float()), batch)
 
     def _loss(self, heads: dict[str, torch.Tensor], batch: dict[str, Any]) -> torch.Tensor:
         """Weighted cross-entropy (+ soft Dice) on classes + ordinal BCE on occupancies."""
-        from etem.simulation.contract import CLASSES
 
         w = self.class_weights().to(heads["class"].device)
         loss = F.cross_entropy(heads["class"], batch["class"], weight=w)
@@ -240,11 +252,9 @@ class SegmenterTask(_ImageTask):
         return loss
 
     def validate(self, model: nn.Module, amp: bool, device: torch.device) -> dict[str, float]:
-        from etem.simulation.contract import CLASSES
-
         v = self.val_batch()
         out = self.predict_val(model, amp, device)
-        heads = model.split(out)
+        heads = cast(Segmenter, model).split(out)
         loss = self._loss(heads, v)
         pred = heads["class"].argmax(1).numpy()
         truth = v["class"].numpy()
@@ -264,7 +274,7 @@ class SegmenterTask(_ImageTask):
 
     def panels(self, model: nn.Module, amp: bool, device: torch.device) -> Any:
         v = self.val_batch()
-        heads = model.split(self.predict_val(model, amp, device))
+        heads = cast(Segmenter, model).split(self.predict_val(model, amp, device))
         idx = _spread(len(v["input"]), 3)
         cols = [
             ("noisy / dose", v["input"].numpy()[:, 0]),
@@ -276,8 +286,6 @@ class SegmenterTask(_ImageTask):
         return _grid(cols, idx, [""] * len(idx))
 
     def meta(self) -> dict[str, Any]:
-        from etem.simulation.contract import CLASSES
-
         return {**super().meta(), "classes": list(CLASSES), "max_occupancy": self.cfg.max_occupancy}
 
 
@@ -355,11 +363,11 @@ class UnsupervisedTask(Task):
     kind = "unsupervised"
     primary = "val_loss"
     mode = "min"
+    cfg: UnsupervisedConfig
 
-    def __init__(self, campaign: Any, cfg: Any, movie_path: str | Path | MovieFrames,
-                 init: InitModel | None = None) -> None:
+    def __init__(self, campaign: EtemConfig, cfg: UnsupervisedConfig,
+                 movie_path: str | Path | MovieFrames, init: InitModel | None = None) -> None:
         super().__init__(cfg, campaign.seed)
-        from etem.models.inference import movie_mean_counts
 
         self.init = init
         self.n_frames = int(cfg.n_frames)
@@ -386,8 +394,10 @@ class UnsupervisedTask(Task):
         if not self.scale > 0:
             raise InputError(f"movie {movie_path}: mean count is {self.scale}; cannot normalise")
         self.shape = tuple(int(s) for s in frames.shape)
-        common = dict(n_frames=self.n_frames, patch_px=cfg.patch_px, scale_e_per_px=self.scale,
-                      seed=campaign.seed, clean=clean, val_patch_px=cfg.val_patch_px)
+        common: dict[str, Any] = dict(
+            n_frames=self.n_frames, patch_px=cfg.patch_px, scale_e_per_px=self.scale,
+            seed=campaign.seed, clean=clean, val_patch_px=cfg.val_patch_px,
+        )
         self.train_set = MoviePatchDataset(frames, purpose="unsupervised-train", **common)
         self.val_set = MoviePatchDataset(frames, purpose="unsupervised-val", **common)
         self.has_clean = clean is not None
@@ -450,7 +460,6 @@ def open_training_movie(path: Path) -> tuple[Any, Any, float, float | None]:
     clean frames serve validation); any other format goes through
     ``etem.frames.readers.open_movie``. Frames are loaded into memory when under 2 GB.
     """
-    import h5py
 
     if not path.exists():
         raise InputError(f"movie {path}: no such file")
@@ -467,7 +476,6 @@ def open_training_movie(path: Path) -> tuple[Any, Any, float, float | None]:
                     clean = np.asarray(f["clean"], dtype=np.float32)
                 dose = f.attrs.get("dose_e_per_px_per_frame")
                 return arr, clean, px, (float(dose) if dose is not None and dose > 0 else None)
-    from etem.frames.readers import open_movie
 
     movie = open_movie(path)
     frames = movie.frames
@@ -487,11 +495,6 @@ def _spread(n: int, k: int) -> list[int]:
 
 
 def _grid(cols: list[tuple[str, np.ndarray]], rows: list[int], row_labels: list[str]) -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     fig, axes = plt.subplots(len(rows), len(cols), figsize=(2.4 * len(cols), 2.4 * len(rows)),
                              squeeze=False)
     for r, i in enumerate(rows):
