@@ -98,7 +98,8 @@ def checkpoint_path(out: str | os.PathLike[str]) -> Path:
 
 
 def train_network(
-    kind: str, campaign: EtemConfig, source: str | os.PathLike[str], out: str | os.PathLike[str],
+    kind: str, campaign: EtemConfig, source: str | os.PathLike[str] | list[Path],
+    out: str | os.PathLike[str],
     tracker: StageRun | None = None, manifest: str | None = None, resume: bool = True,
     stop_after_step: int | None = None, panels: bool = True,
     init_from: str | os.PathLike[str] | None = None,
@@ -115,12 +116,18 @@ def train_network(
     task = make_task(kind, campaign, source, manifest, init=init)
     ckpt = checkpoint_path(out)
     if tracker is not None:
-        train_params = {"kind": kind, "source": str(Path(source).resolve()),
+        sources = source if isinstance(source, list) else [Path(source)]
+        train_params = {"kind": kind, "source": ",".join(str(Path(s).resolve()) for s in sources),
                         "out": str(Path(out).resolve()), "manifest": str(manifest or "")}
         if init is not None:
             train_params["init_from"] = str(Path(init.path).resolve())
             tracker.set_tags({"etem.init_from.sha256": init.sha256})
         tracker.log_params({"train": train_params, "loop": cfg.model_dump(mode="json")})
+        movies = getattr(task, "movies", [])
+        if movies:  # a group: which movie files (by content digest) the network learned from
+            tracker.log_text(json.dumps(movies, indent=2), "movies.json")
+            tracker.set_tags({"etem.movies": ",".join(f"{Path(m['path']).name}:{m['digest']}"
+                                                      for m in movies)[:5000]})
     result = train(task, cfg, campaign.seed, checkpoint=ckpt, tracker=tracker, resume=resume,
                    stop_after_step=stop_after_step)
     if result.interrupted:

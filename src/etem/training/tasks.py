@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -28,6 +29,7 @@ from etem.config.training import (
 from etem.data.datasets import (
     VAL_STEP,
     ImagePatchDataset,
+    MovieGroupDataset,
     MoviePatchDataset,
     collate,
     read_index,
@@ -35,6 +37,7 @@ from etem.data.datasets import (
 from etem.data.splits import assign_splits
 from etem.errors import InputError
 from etem.frames.readers import open_movie
+from etem.io import sampled_digest
 from etem.models.factory import architecture
 from etem.models.inference import movie_mean_counts
 from etem.models.unet import Segmenter
@@ -366,8 +369,13 @@ class UnsupervisedTask(Task):
     cfg: UnsupervisedConfig
 
     def __init__(self, campaign: EtemConfig, cfg: UnsupervisedConfig,
-                 movie_path: str | Path | MovieFrames, init: InitModel | None = None) -> None:
+                 movie_path: str | Path | MovieFrames | Sequence[str | Path],
+                 init: InitModel | None = None) -> None:
         super().__init__(cfg, campaign.seed)
+        group: list[Path] = []
+        if not isinstance(movie_path, str | Path | MovieFrames):
+            group = [Path(p) for p in movie_path]
+            movie_path = group[0]
 
         self.init = init
         self.n_frames = int(cfg.n_frames)
@@ -398,9 +406,45 @@ class UnsupervisedTask(Task):
             n_frames=self.n_frames, patch_px=cfg.patch_px, scale_e_per_px=self.scale,
             seed=campaign.seed, clean=clean, val_patch_px=cfg.val_patch_px,
         )
-        self.train_set = MoviePatchDataset(frames, purpose="unsupervised-train", **common)
-        self.val_set = MoviePatchDataset(frames, purpose="unsupervised-val", **common)
+        self.train_set: MoviePatchDataset | MovieGroupDataset = MoviePatchDataset(
+            frames, purpose="unsupervised-train", **common)
+        self.val_set: MoviePatchDataset | MovieGroupDataset = MoviePatchDataset(
+            frames, purpose="unsupervised-val", **common)
         self.has_clean = clean is not None
+        self.movies: list[dict[str, Any]] = []
+        if len(group) > 1:
+            self._open_group(campaign, cfg, group)
+
+    def _open_group(self, campaign: EtemConfig, cfg: UnsupervisedConfig,
+                    paths: list[Path]) -> None:
+        """Train on several movies of one condition: patches streamed from all of them,
+        each movie normalised by its own dose; frames stay on disk beyond GROUP_MEMORY_BYTES."""
+        budget = GROUP_MEMORY_BYTES // len(paths)
+        train, val = [], []
+        for i, path in enumerate(paths):
+            frames, clean, px, dose = open_training_movie(path, load_below_bytes=budget)
+            if np.isfinite(px) and np.isfinite(self.pixel_size_A) and \
+                    abs(px / self.pixel_size_A - 1) > 0.05:
+                raise InputError(f"movie {path}: pixel size {px:.4g} Å, the group's first movie "
+                                 f"{paths[0]} has {self.pixel_size_A:.4g} Å (one group, one "
+                                 "magnification)")
+            scale = float(cfg.dose_e_per_px or dose or movie_mean_counts(frames))
+            if not scale > 0:
+                raise InputError(f"movie {path}: mean count is {scale}; cannot normalise")
+            common: dict[str, Any] = dict(
+                n_frames=self.n_frames, patch_px=cfg.patch_px, scale_e_per_px=scale,
+                seed=campaign.seed, clean=clean, val_patch_px=cfg.val_patch_px,
+            )
+            train.append(MoviePatchDataset(frames, purpose=f"unsupervised-train-{i}", **common))
+            val.append(MoviePatchDataset(frames, purpose=f"unsupervised-val-{i}", **common))
+            self.movies.append({"path": str(path), "digest": sampled_digest(path),
+                                "shape": [int(s) for s in frames.shape],
+                                "dose_e_per_px": scale, "pixel_size_A": px})
+        self.train_set = MovieGroupDataset(train, campaign.seed, "unsupervised-train")
+        self.val_set = MovieGroupDataset(val, campaign.seed, "unsupervised-val")
+        self.has_clean = all(p.clean is not None for p in train)
+        self.scale = float(np.median([m["dose_e_per_px"] for m in self.movies]))
+        self.shape = (sum(m["shape"][0] for m in self.movies), *self.shape[1:])
 
     @property
     def init_state(self) -> dict[str, torch.Tensor] | None:
@@ -408,14 +452,19 @@ class UnsupervisedTask(Task):
         return None if self.init is None else self.init.state_dict
 
     def fingerprint(self) -> str:
-        return _hash({"kind": self.kind, "movie": str(self.movie_path.resolve()),
-                      "shape": self.shape, "scale": self.scale,
-                      "init": None if self.init is None else self.init.sha256})
+        ident: dict[str, Any] = {"kind": self.kind, "movie": str(self.movie_path.resolve()),
+                                 "shape": self.shape, "scale": self.scale,
+                                 "init": None if self.init is None else self.init.sha256}
+        if self.movies:  # a group: its movies, by content
+            ident["movies"] = [(m["digest"], m["shape"]) for m in self.movies]
+        return _hash(ident)
 
     def meta(self) -> dict[str, Any]:
         meta = {"pixel_size_A": self.pixel_size_A, "n_frames": self.n_frames,
                 "dose_e_per_px": self.scale, "movie": str(self.movie_path),
                 "movie_shape": list(self.shape)}
+        if self.movies:
+            meta["movies"] = self.movies
         if self.init is not None:
             meta["init_from"] = {"path": self.init.path, "sha256": self.init.sha256,
                                  "parent_metrics": self.init.meta.get("metrics", {})}
@@ -423,9 +472,10 @@ class UnsupervisedTask(Task):
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         pred = model(batch["input"]).float()
-        if self.cfg.loss == "poisson":
-            rate = pred.clamp_min(1e-4) * self.scale
-            return F.poisson_nll_loss(rate, batch["target"] * self.scale, log_input=False)
+        if self.cfg.loss == "poisson":  # counts of each sample's own movie [e/px]
+            scale = batch["scale"] if "scale" in batch else self.scale
+            rate = pred.clamp_min(1e-4) * scale
+            return F.poisson_nll_loss(rate, batch["target"] * scale, log_input=False)
         return F.mse_loss(pred, batch["target"])
 
     def validate(self, model: nn.Module, amp: bool, device: torch.device) -> dict[str, float]:
@@ -453,12 +503,18 @@ class UnsupervisedTask(Task):
         return _grid(cols, idx, [""] * len(idx))
 
 
-def open_training_movie(path: Path) -> tuple[Any, Any, float, float | None]:
+#: Frames of a movie group held in memory at most [bytes]; larger groups are read per patch.
+GROUP_MEMORY_BYTES = 2**31
+
+
+def open_training_movie(path: Path, load_below_bytes: int = 2**31
+                        ) -> tuple[Any, Any, float, float | None]:
     """(frames (T, H, W) counts, clean or None, pixel size [Å], dose [e/px/frame] or None).
 
     etem's synthetic HDF5 movies (``/frames``, optional ``/clean``) are read directly (so the
     clean frames serve validation); any other format goes through
-    ``etem.frames.readers.open_movie``. Frames are loaded into memory when under 2 GB.
+    ``etem.frames.readers.open_movie``. Frames are loaded into memory when under
+    ``load_below_bytes`` (as float32), else read lazily per patch.
     """
 
     if not path.exists():
@@ -480,7 +536,8 @@ def open_training_movie(path: Path) -> tuple[Any, Any, float, float | None]:
     movie = open_movie(path)
     frames = movie.frames
     nbytes = int(np.prod(frames.shape)) * 4
-    arr = np.asarray(frames, dtype=np.float32) if nbytes < 2**31 else frames
+    # the readers' lazy stacks index along T only (slices give arrays)
+    arr = np.asarray(frames[:], dtype=np.float32) if nbytes < load_below_bytes else frames
     px = float(getattr(movie, "pixel_size_A", None) or np.nan)
     dose = getattr(movie, "dose_e_per_px_per_frame", None)
     return arr, None, px, (float(dose) if dose else None)
