@@ -125,8 +125,14 @@ def _check_listed(folder: Path, required: tuple[str, ...]) -> int:
     summary = json.loads((folder / "summary.json").read_text())
     files = summary.get("files", [])
     names = list(files.values()) if isinstance(files, dict) else list(files)
+    problems = []
     for name in sorted({*names, *required}):
-        readable(folder / name)
+        try:
+            readable(folder / name)
+        except InputError as exc:
+            problems.append(str(exc))
+    if problems:  # every damaged file, not only the first
+        raise InputError("; ".join(problems))
     return len(names)
 
 
