@@ -15,6 +15,7 @@ import numpy as np
 
 from etem.simulation.grid import ImageGrid
 from etem.simulation.imaging import ctf_parameters, detect
+from etem.simulation.microscope import fixed_microscope
 from etem.simulation.multislice import configure_abtem, phonon_configurations
 
 
@@ -45,7 +46,7 @@ def abtem_image(
     import abtem
 
     configure_abtem(1)
-    ctf = abtem.CTF(energy=sim.energy_kv * 1e3, **ctf_parameters(sim, defocus_nm))
+    ctf = abtem.CTF(energy=sim.energy_kv * 1e3, **ctf_parameters(fixed_microscope(sim, defocus_nm)))
     total = None
     configs = phonon_configurations(atoms, sim, seed)
     for config_atoms in configs:
