@@ -81,6 +81,7 @@ def test_oracle_gaussian_and_estimated_sigma():
     clean = 1.0 + 0.5 * np.sin(np.arange(64)[None, :] / 3.0) * np.ones((64, 1))
     counts = r.poisson(clean * 20.0).astype(float)
     est, s = oracle_gaussian(counts, 20.0, clean, [0.5, 1.0, 2.0, 8.0])
+    assert est.shape == clean.shape
     errs = {sg: np.mean((oracle_gaussian(counts, 20.0, clean, [sg])[0] - clean) ** 2)
             for sg in (0.5, 1.0, 2.0, 8.0)}
     assert s == min(errs, key=errs.get)
