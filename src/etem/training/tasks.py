@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from etem.analysis.domain import column_fwhm_A, training_distribution
 from etem.data.datasets import (
     VAL_STEP,
     ImagePatchDataset,
@@ -27,6 +28,7 @@ from etem.data.datasets import (
 from etem.data.splits import assign_splits
 from etem.errors import InputError
 from etem.models.factory import architecture
+from etem.seeding import rng
 from etem.training.metrics import iou_per_class, occupancy_accuracy, psnr, ssim
 
 log = logging.getLogger("etem.training.tasks")
@@ -93,8 +95,27 @@ class Task:
 
 
 def _dose_range(cfg: Any, campaign: Any) -> tuple[float, float]:
-    rng = cfg.dose_e_per_A2 or campaign.noise.train_dose_e_per_A2
-    return float(rng[0]), float(rng[1])
+    dose = cfg.dose_e_per_A2 or campaign.noise.train_dose_e_per_A2
+    return float(dose[0]), float(dose[1])
+
+
+def _distribution(train: Any, dose_range: tuple[float, float], seed: int,
+                  n_images: int = 12) -> dict[str, Any]:
+    """The training distribution recorded in the model file (etem.analysis.domain): pixel
+    sizes and doses of the training images, column widths measured on up to ``n_images``
+    clean training images (seeded choice)."""
+    import h5py
+
+    pick = np.sort(rng(seed, "training", "distribution").choice(
+        len(train), min(n_images, len(train)), replace=False))
+    widths = []
+    for pos in pick:
+        row = train.iloc[int(pos)]
+        with h5py.File(row["shard_path"], "r") as f:
+            clean = np.asarray(f["clean"][int(row["index_in_shard"])], dtype=np.float64)
+        widths.append(column_fwhm_A(clean, float(row["pixel_size_A"])))
+    detector = train["detector_pixel_A"] if "detector_pixel_A" in train.columns else ()
+    return training_distribution(train["pixel_size_A"], dose_range, widths, detector)
 
 
 def _hash(obj: Any) -> str:
@@ -126,6 +147,7 @@ class _ImageTask(Task):
         self.val_structures = sorted(set(val["structure_id"]))
         self.dose_range = _dose_range(cfg, campaign)
         self.pixel_size_A = float(np.median(train["pixel_size_A"]))
+        self.distribution = _distribution(train, self.dose_range, campaign.seed)
         common = dict(
             task=self.kind, patch_px=cfg.patch_px, dose_range_e_per_A2=self.dose_range,
             seed=campaign.seed, dose_conditioned=cfg.model.dose_conditioned,
@@ -152,6 +174,7 @@ class _ImageTask(Task):
             "val_structures": len(self.val_structures),
             "families": list(self.cfg.families),
             "index": str(self.index_path),
+            "training_distribution": self.distribution,
         }
 
 
@@ -396,6 +419,12 @@ class UnsupervisedTask(Task):
         self.train_set = MoviePatchDataset(frames, purpose="unsupervised-train", **common)
         self.val_set = MoviePatchDataset(frames, purpose="unsupervised-val", **common)
         self.has_clean = clean is not None
+        summed = np.asarray(frames[: min(16, self.shape[0])], dtype=np.float64).mean(axis=0)
+        width = column_fwhm_A(summed, px) if np.isfinite(px) else float("nan")
+        self.distribution = training_distribution(
+            [px], (self.scale / px**2, self.scale / px**2) if np.isfinite(px) and px > 0
+            else (np.nan, np.nan), [width])
+        self.distribution["dose_e_per_px"] = [self.scale, self.scale]
 
     @property
     def init_state(self) -> dict[str, torch.Tensor] | None:
@@ -410,7 +439,7 @@ class UnsupervisedTask(Task):
     def meta(self) -> dict[str, Any]:
         meta = {"pixel_size_A": self.pixel_size_A, "n_frames": self.n_frames,
                 "dose_e_per_px": self.scale, "movie": str(self.movie_path),
-                "movie_shape": list(self.shape)}
+                "movie_shape": list(self.shape), "training_distribution": self.distribution}
         if self.init is not None:
             meta["init_from"] = {"path": self.init.path, "sha256": self.init.sha256,
                                  "parent_run_id": self.init.run_id,
