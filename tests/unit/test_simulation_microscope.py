@@ -23,6 +23,7 @@ from etem.simulation.microscope import (
     wavelength_A,
 )
 from etem.simulation.multislice import Multislice, build_sliced_potential
+from etem.simulation.reference import abtem_image
 
 
 def _mic(**kw) -> Microscope:
@@ -185,9 +186,16 @@ def test_randomised_campaign_records_each_images_microscope(tmp_path):
     sp = build_sliced_potential(atoms, grid, cfg.simulation, energy_kv=r0["energy_kv"])
     wave = Multislice(sp).exit_waves_fourier((r0["tilt_x_mrad"], r0["tilt_y_mrad"]),
                                              [int(r0["exit_plane"])])[0]
-    mic = Microscope(**{k: r0[k] for k in Microscope.__dataclass_fields__})
+    mic = Microscope.from_row(r0)
     ref = Imager(cfg.simulation, grid, energy_kv=r0["energy_kv"]).images(wave, [mic])[0]
     assert np.abs(ref - out.clean[0]).max() < 1e-5
+    # and what a third party computes with abTEM alone from the row
+    for i, row in enumerate(rows[:2]):
+        m = Microscope.from_row(row)
+        plain = abtem_image(atoms, grid, cfg.simulation, exit_plane=int(row["exit_plane"]),
+                            tilt_mrad=(row["tilt_x_mrad"], row["tilt_y_mrad"]),
+                            defocus_nm=row["defocus_nm"], microscope=m)
+        assert np.abs(plain - out.clean[i]).max() < 1e-4
 
 
 def test_fixed_microscope_unchanged_by_default(tmp_path):
@@ -197,3 +205,4 @@ def test_fixed_microscope_unchanged_by_default(tmp_path):
     for r in out.params:
         assert r["cs_um"] == cfg.simulation.cs_um and np.isnan(r["detector_pixel_A"])
         assert r["blur_fwhm_A"] == 0.0 and "_m" not in r["image_id"]
+        assert Microscope.from_row(r) == fixed_microscope(cfg.simulation, r["defocus_nm"])

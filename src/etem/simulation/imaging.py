@@ -156,10 +156,12 @@ def _crop_rfft(spec: np.ndarray, n_out: int) -> np.ndarray:
 
 
 def detect(
-    intensity_xy: np.ndarray, grid: ImageGrid, mtf_model: str, threads: int = 1
+    intensity_xy: np.ndarray, grid: ImageGrid, mtf_model: str, threads: int = 1,
+    detector_pixel_A: float | None = None, blur_fwhm_A: float = 0.0,
 ) -> np.ndarray:
     """Detector: resample (..., G, G) intensities in (x, y) order to the output grid, apply the
-    MTF, and return float32 images (..., N, N) in (y, x) image order.
+    MTF (of ``detector_pixel_A`` [Å] pixels and a ``blur_fwhm_A`` [Å] Gaussian blur, see
+    :func:`detector_transfer`), and return float32 images (..., N, N) in (y, x) image order.
 
     Fourier resampling at a fixed field of view preserves the mean, so vacuum stays 1;
     negative values (ringing next to near-zero intensities) are clipped to 0.
@@ -168,7 +170,8 @@ def detect(
     spec = scipy.fft.rfft2(intensity_xy, axes=(-2, -1), workers=threads)
     if n_out != grid.gpts:
         spec = _crop_rfft(spec, n_out)
-    spec *= detector_mtf(n_out, mtf_model)
+    spec *= detector_transfer(n_out, grid.pixel_size_A, mtf_model, detector_pixel_A,
+                              blur_fwhm_A)
     img = scipy.fft.irfft2(spec, s=(n_out, n_out), axes=(-2, -1), workers=threads)
     img *= (n_out * n_out) / float(grid.gpts * grid.gpts)
     np.maximum(img, 0.0, out=img)  # an intensity: clip the (rare, tiny) resampling ringing

@@ -59,6 +59,22 @@ class Microscope:
         """The fields the detector transfer depends on (cache key)."""
         return (self.detector_mtf, self.detector_pixel_A, self.blur_fwhm_A)
 
+    @classmethod
+    def from_row(cls, row: Any) -> Microscope:
+        """The microscope of a parameter-table row (``/params``, the index); NaN detector
+        pixel = None (the output pixel), NaN blur = 0."""
+        kw = {k: row[k] for k in cls.__dataclass_fields__ if k in row}
+        dp = kw.get("detector_pixel_A")
+        kw["detector_pixel_A"] = None if dp is None or not math.isfinite(float(dp)) else float(dp)
+        blur = float(kw.get("blur_fwhm_A", 0.0))
+        kw["blur_fwhm_A"] = blur if math.isfinite(blur) else 0.0
+        kw["detector_mtf"] = str(kw.get("detector_mtf", "counting"))
+        for k in ("energy_kv", "cs_um", "c5_mm", "focal_spread_nm", "convergence_mrad",
+                  "aperture_mrad", "defocus_nm", "dose_e_per_A2"):
+            if k in kw:
+                kw[k] = float(kw[k])
+        return cls(**kw)
+
     def as_row(self) -> dict[str, Any]:
         """Parameter-table columns of this microscope."""
         d = asdict(self)

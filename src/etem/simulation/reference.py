@@ -15,7 +15,7 @@ import numpy as np
 
 from etem.simulation.grid import ImageGrid
 from etem.simulation.imaging import ctf_parameters, detect
-from etem.simulation.microscope import fixed_microscope
+from etem.simulation.microscope import Microscope, fixed_microscope
 from etem.simulation.multislice import configure_abtem, phonon_configurations
 
 
@@ -28,6 +28,7 @@ def abtem_image(
     tilt_mrad: tuple[float, float],
     defocus_nm: float,
     seed: int = 0,
+    microscope: Microscope | None = None,
 ) -> np.ndarray:
     """One clean image (N, N), float32, (y, x) order, vacuum = 1, computed with abTEM only.
 
@@ -42,11 +43,15 @@ def abtem_image(
         Defocus [nm] (abTEM: defocus = -C10).
     seed : int
         Frozen-phonon seed (ignored when ``sim.frozen_phonons == 0``).
+    microscope : Microscope, optional
+        The image's own microscope (a randomised campaign: the row's voltage, aberrations,
+        coherence, detector pixel, blur); default the config's at ``defocus_nm``.
     """
     import abtem
 
     configure_abtem(1)
-    ctf = abtem.CTF(energy=sim.energy_kv * 1e3, **ctf_parameters(fixed_microscope(sim, defocus_nm)))
+    mic = microscope or fixed_microscope(sim, defocus_nm)
+    ctf = abtem.CTF(energy=mic.energy_kv * 1e3, **ctf_parameters(mic))
     total = None
     configs = phonon_configurations(atoms, sim, seed)
     for config_atoms in configs:
@@ -55,10 +60,11 @@ def abtem_image(
             parametrization=sim.parametrization, projection=sim.projection,
             exit_planes=(int(exit_plane),),
         )
-        wave = abtem.PlaneWave(energy=sim.energy_kv * 1e3, tilt=tuple(tilt_mrad))
+        wave = abtem.PlaneWave(energy=mic.energy_kv * 1e3, tilt=tuple(tilt_mrad))
         exit_wave = wave.multislice(potential, lazy=False)
         intensity = exit_wave.apply_ctf(ctf).intensity().array
         intensity = np.asarray(intensity, dtype=np.float32).reshape(grid.gpts, grid.gpts)
         total = intensity if total is None else total + intensity
     assert total is not None
-    return detect(total / len(configs), grid, sim.detector_mtf)
+    return detect(total / len(configs), grid, mic.detector_mtf, 1, mic.detector_pixel_A,
+                  mic.blur_fwhm_A)
