@@ -66,6 +66,25 @@ def test_public_ctf_kernel_matches_the_config_microscope(tmp_path):
     assert np.abs(k[grid.gpts // 2, grid.gpts // 2]) == 0  # outside the 40 mrad aperture
 
 
+@pytest.mark.parametrize("energy_kv, aperture", [(300.0, 40.0), (80.0, 25.0), (300.0, 300.0)])
+def test_ctf_kernel_on_the_aperture_grid_equals_the_full_grid(energy_kv, aperture):
+    """The kernel evaluated on the small grid holding the aperture and zero-padded equals
+    abTEM's CTF applied on the full simulation grid."""
+    import abtem
+
+    from etem.simulation.imaging import ctf_parameters
+
+    grid = image_grid((25.6, 25.6), 0.1, 64)
+    m = _mic(energy_kv=energy_kv, aperture_mrad=aperture, cs_um=-9.0, c5_mm=5.0,
+             focal_spread_nm=3.0, convergence_mrad=0.2, defocus_nm=4.0)
+    g = grid.gpts
+    impulse = np.zeros((g, g), dtype=np.complex128)
+    impulse[0, 0] = 1
+    waves = abtem.Waves(impulse, sampling=(grid.sampling_A,) * 2, energy=energy_kv * 1e3)
+    full = np.fft.fft2(abtem.CTF(energy=energy_kv * 1e3, **ctf_parameters(m)).apply(waves).array)
+    assert np.abs(ctf_kernel(grid, m) - full).max() < 1e-6
+
+
 def test_scherzer_defocus_sign_and_size():
     assert scherzer_defocus_nm(1000.0, 300.0) == pytest.approx(
         np.sqrt(1.5 * 1e7 * wavelength_A(300.0)) / 10, rel=1e-9)
