@@ -23,9 +23,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from simulation import _structures  # noqa: E402
+from simulation import _structures
 
-from etem.config import load_config  # noqa: E402
+from etem.config import load_config
 
 
 def _time(cfg, structures) -> tuple[float, int, list]:
