@@ -187,6 +187,14 @@ def test_draws_are_seeded_in_range_and_layout_free(tmp_path):
     assert all(by_slot[s.slot] == s.microscope for s in p4)
 
 
+def test_fewer_ctf_draws_cycle_ctfs_but_keep_per_image_detector(tmp_path):
+    cfg = _random_cfg(tmp_path, ctf_draws_per_structure=3)
+    a = draw_microscopes(cfg.simulation, cfg.seed, "s1", 10, (20.0, 400.0))
+    assert len({m.ctf_key() for m in a}) == 3
+    assert a[0].ctf_key() == a[3].ctf_key() == a[9].ctf_key()
+    assert len({m.blur_fwhm_A for m in a}) == 10
+
+
 def test_randomised_campaign_records_each_images_microscope(tmp_path):
     cfg = _random_cfg(tmp_path)
     atoms = fx.ceo2_slab()

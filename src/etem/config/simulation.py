@@ -54,6 +54,12 @@ class MicroscopeRanges(StrictModel):
     dose_e_per_A2: tuple[float, float] | None = Field(
         None, description="dose recorded per image [e/Å²] (None = noise.train_dose_e_per_A2)"
     )
+    ctf_draws_per_structure: int | None = Field(
+        None, ge=1,
+        description="distinct CTF draws (voltage, aberrations, coherence, defocus) per "
+        "structure, cycled over its images (None = one per image); detector pixel, blur and "
+        "dose stay per image. Fewer draws = fewer CTF kernels to evaluate (faster)",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> MicroscopeRanges:

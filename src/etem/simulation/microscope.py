@@ -25,6 +25,11 @@ import numpy as np
 from etem.seeding import rng
 
 
+#: the fields the CTF kernel depends on (the rest is the detector step and the dose)
+CTF_FIELDS = ("energy_kv", "cs_um", "c5_mm", "focal_spread_nm", "convergence_mrad",
+              "aperture_mrad", "defocus_nm")
+
+
 @dataclass(frozen=True)
 class Microscope:
     """The microscope of one image (units in the names; defocus: abTEM, -C10, + = underfocus).
@@ -52,8 +57,7 @@ class Microscope:
 
     def ctf_key(self) -> tuple[float, ...]:
         """The fields the CTF kernel depends on (cache key)."""
-        return (self.energy_kv, self.cs_um, self.c5_mm, self.focal_spread_nm,
-                self.convergence_mrad, self.aperture_mrad, self.defocus_nm)
+        return tuple(float(getattr(self, f)) for f in CTF_FIELDS)
 
     def detector_key(self) -> tuple[Any, ...]:
         """The fields the detector transfer depends on (cache key)."""
@@ -152,7 +156,16 @@ def draw_microscope(
 def draw_microscopes(
     sim: Any, seed: int, structure_id: str, n: int, dose_range: Any
 ) -> list[Microscope]:
-    """``n`` randomised microscopes of a structure's images (a function of seed and id)."""
+    """``n`` randomised microscopes of a structure's images (a function of seed and id).
+
+    With ``microscope.ctf_draws_per_structure = k`` only k CTF draws are made and image i
+    takes CTF draw i mod k; its detector pixel, blur and dose are its own.
+    """
     energy = structure_energy_kv(sim, seed, structure_id)
     r = rng(seed, "simulation", "microscope", structure_id)
-    return [draw_microscope(r, sim.microscope, energy, sim, dose_range) for _ in range(n)]
+    draws = [draw_microscope(r, sim.microscope, energy, sim, dose_range) for _ in range(n)]
+    k = sim.microscope.ctf_draws_per_structure
+    if k is None or k >= n:
+        return draws
+    return [replace(draws[i], **{f: getattr(draws[i % k], f) for f in CTF_FIELDS})
+            for i in range(n)]
