@@ -24,7 +24,6 @@ import numpy as np
 
 from etem.seeding import rng
 
-
 #: the fields the CTF kernel depends on (the rest is the detector step and the dose)
 CTF_FIELDS = ("energy_kv", "cs_um", "c5_mm", "focal_spread_nm", "convergence_mrad",
               "aperture_mrad", "defocus_nm")
