@@ -113,13 +113,13 @@ def summarise_conditions(per_image: pd.DataFrame) -> pd.DataFrame:
     ``split=held_out_condition|condition=<band>`` (each band); n, mean and sem of
     :data:`METRICS`.
     """
-    rows = []
+    rows: list[dict[str, Any]] = []
     if per_image.empty:
         return pd.DataFrame(rows)
     for method, g_m in per_image.groupby("method", sort=False):
         groups = [(f"split={s}", g) for s, g in g_m.groupby("split", sort=True)]
         hc = g_m[g_m["split"] == "held_out_condition"]
-        groups += [(f"split=held_out_condition|condition={c}", g)
+        groups += [(f"split=held_out_condition|condition={c!s}", g)
                    for c, g in hc.groupby("condition", sort=True) if c]
         for name, g in groups:
             row: dict[str, Any] = {"method": method, "group": name, "n": len(g)}

@@ -18,6 +18,7 @@ Conventions
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -312,7 +313,7 @@ class Imager:
             out[...] = self._out.real.T
 
     def images(
-        self, exit_fourier: np.ndarray, defoci_nm: list[float] | list[Microscope]
+        self, exit_fourier: np.ndarray, defoci_nm: Sequence[float | Microscope]
     ) -> np.ndarray:
         """Clean output images (n, N, N), float32, (y, x) order, vacuum = 1.
 
