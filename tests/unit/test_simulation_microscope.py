@@ -14,7 +14,13 @@ import simulation_fixtures as fx
 
 from etem.simulation.grid import image_grid
 from etem.simulation.images import ImageSimulator, plan_images
-from etem.simulation.imaging import Imager, ctf_kernel, detector_transfer, resample_counts
+from etem.simulation.imaging import (
+    Imager,
+    ctf_kernel,
+    detector_transfer,
+    resample_counts,
+    wave_size,
+)
 from etem.simulation.microscope import (
     Microscope,
     draw_microscopes,
@@ -64,6 +70,9 @@ def test_public_ctf_kernel_matches_the_config_microscope(tmp_path):
     assert abs(k[0, 0] - 1.0) < 1e-5
     assert np.abs(k).max() <= 1.0 + 1e-5
     assert np.abs(k[grid.gpts // 2, grid.gpts // 2]) == 0  # outside the 40 mrad aperture
+    # exact zeros outside the aperture: the campaign's cropped wave grid stays small
+    big = image_grid((51.2, 51.2), 0.1, 512)
+    assert wave_size(ctf_kernel(big, fixed_microscope(cfg.simulation, 5.0))) == 432
 
 
 @pytest.mark.parametrize("energy_kv, aperture", [(300.0, 40.0), (80.0, 25.0), (300.0, 300.0)])
@@ -83,6 +92,7 @@ def test_ctf_kernel_on_the_aperture_grid_equals_the_full_grid(energy_kv, apertur
     waves = abtem.Waves(impulse, sampling=(grid.sampling_A,) * 2, energy=energy_kv * 1e3)
     full = np.fft.fft2(abtem.CTF(energy=energy_kv * 1e3, **ctf_parameters(m)).apply(waves).array)
     assert np.abs(ctf_kernel(grid, m) - full).max() < 1e-6
+    assert np.all(np.abs(ctf_kernel(grid, m)[np.abs(full) < 1e-12]) < 1e-9)
 
 
 def test_scherzer_defocus_sign_and_size():
