@@ -10,6 +10,7 @@ each, what falls outside (see :func:`warning_line` for the single line shown to 
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -28,7 +29,7 @@ def column_fwhm_A(image: np.ndarray, pixel_size_A: float, max_lag_A: float = 4.0
     out). Exact for separated columns; columns that overlap their neighbours (FWHM above
     about half the spacing) come out narrower. NaN if no peak can be measured.
     """
-    from scipy.optimize import curve_fit
+    from scipy.optimize import OptimizeWarning, curve_fit
 
     img = np.asarray(image, dtype=np.float64)
     img = img - img.mean()
@@ -47,8 +48,11 @@ def column_fwhm_A(image: np.ndarray, pixel_size_A: float, max_lag_A: float = 4.0
         return a * np.exp(-(x**2) / (2 * s * s)) + b
 
     try:
-        (_a, s, _b), _ = curve_fit(model, rr, pp, p0=(pp[0] - pp[-1], max(1.0, k / 2), pp[-1]),
-                                   maxfev=2000)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", OptimizeWarning)
+            (_a, s, _b), _ = curve_fit(model, rr, pp,
+                                       p0=(pp[0] - pp[-1], max(1.0, k / 2), pp[-1]),
+                                       maxfev=2000)
     except (RuntimeError, ValueError):
         return math.nan
     w = abs(float(s)) * 2.0 * math.sqrt(2.0 * math.log(2.0)) / math.sqrt(2.0) * pixel_size_A
