@@ -15,7 +15,7 @@ from movies_fixtures import blur_model, window_model
 
 from etem.analysis.baselines import estimate_noise_sigma, nlm_estimated, oracle_gaussian
 from etem.config.training import ConditionBand
-from etem.evaluation.benchmark import load_test_images, run_benchmark
+from etem.evaluation.benchmark import load_test_images, run_benchmark, write_outputs
 from etem.evaluation.conditions import conditions_table, summarise_conditions
 
 BAND = {"column": "blur_fwhm_A", "low": 1.3, "high": 1.5}
@@ -65,7 +65,7 @@ def test_table_has_rows_per_split_condition_and_method(campaign):
         conditions_table(cfg, images, blur_model().module, None))  # seeded noise
 
 
-def test_benchmark_reports_held_out_condition_rows(campaign):
+def test_benchmark_reports_held_out_condition_rows(campaign, tmp_path):
     paths, cfg = campaign
     images = load_test_images(paths["index"], cfg)
     res = run_benchmark(cfg, images)
@@ -74,6 +74,8 @@ def test_benchmark_reports_held_out_condition_rows(campaign):
     assert "split=held_out_condition" in res.summary["conditions"]
     d = res.tables["denoising_summary"]
     assert "split=held_out_condition" in set(d["subset"])
+    files = {p.name for p in write_outputs(cfg, res, tmp_path / "out")}
+    assert {"conditions_summary.csv", "conditions_per_image.csv", "conditions_psnr.png"} <= files
 
 
 def test_oracle_gaussian_and_estimated_sigma():

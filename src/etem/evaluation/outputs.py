@@ -52,6 +52,9 @@ def write_outputs(cfg: Any, res: Any, out_dir: Path) -> list[Path]:
         if axis in t["per_image"].columns and t["per_image"][axis].nunique() > 0:
             fig = F.heatmap(t["per_image"], primary, axis)
             files.append(F.save(fig, fig_dir / f"heatmap_psnr_{axis}.png"))
+    fig = F.conditions_bars(t.get("conditions_summary"))
+    if fig is not None:
+        files.append(F.save(fig, fig_dir / "conditions_psnr.png"))
     fig = F.examples(res.examples)
     if fig is not None:
         files.append(F.save(fig, fig_dir / "examples.png"))
