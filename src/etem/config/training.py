@@ -128,7 +128,9 @@ class ConditionBand(StrictModel):
 
     @property
     def label(self) -> str:
-        """``column=[low,high]``."""
+        """``column=[low,high]`` (``column>=low`` for an open band, high >= 1e8)."""
+        if self.high >= 1e8:
+            return f"{self.column}>={self.low:g}"
         return f"{self.column}=[{self.low:g},{self.high:g}]"
 
 
