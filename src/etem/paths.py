@@ -15,6 +15,7 @@
       benchmark/                     tables (csv/parquet) and figures
       apply/<movie>/                 results of the movie stage
       report/report.html             the campaign report
+      report/runs.csv                MLflow stage runs of the campaign (lineage: run ids)
       logs/<rule>/...                Snakemake job logs
       benchmarks/<rule>/...          Snakemake per-job runtime/memory records
 """
@@ -23,6 +24,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+
+#: The only files of a campaign whose bytes differ between two runs of the same config and
+#: seed (glob patterns relative to the results folder): lineage (MLflow run ids), logs and
+#: wall-clock timings. Every other output is byte-identical (tests/workflow/test_resume.py).
+VARYING_OUTPUTS = (
+    "mlflow.db", "mlflow.db.lock", "mlartifacts/**/*",  # the tracking store: run ids, times
+    "report/runs.csv",                                  # lineage sidecar of the report
+    "logs/**/*", "benchmarks/**/*",                     # Snakemake job logs, runtime records
+    "apply/*/timing.json",                             # seconds per pass of an apply
+)
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from etem import __version__
+from etem.config import EtemConfig
+from etem.io import host_tag, pid_alive
 from etem.provenance import git_commit, package_versions
 
 log = logging.getLogger("etem.runs")
@@ -47,7 +52,7 @@ UPSTREAM: dict[str, tuple[str, ...]] = {
 }
 
 
-def tracking_uri(config: Any, store_dir: Path | None = None) -> str:
+def tracking_uri(config: EtemConfig, store_dir: Path | None = None) -> str:
     """``MLFLOW_TRACKING_URI`` if set, else the config's, else sqlite in ``store_dir``
     (default: the campaign's results folder)."""
     env = os.environ.get("MLFLOW_TRACKING_URI")
@@ -59,7 +64,7 @@ def tracking_uri(config: Any, store_dir: Path | None = None) -> str:
     return f"sqlite:///{db}"
 
 
-def experiment_name(config: Any) -> str:
+def experiment_name(config: EtemConfig) -> str:
     """MLflow experiment of the campaign."""
     return config.tracking.experiment or config.name
 
@@ -101,7 +106,7 @@ class StageRun:
 
     def __init__(
         self,
-        config: Any,
+        config: EtemConfig,
         stage: str,
         params: dict[str, Any] | None = None,
         tags: dict[str, str] | None = None,
@@ -120,6 +125,7 @@ class StageRun:
         self._metrics: list[Any] = []
         self._last_flush = time.monotonic()
         self._client: Any = None
+        self.killed: list[str] = []
 
     # -- context management -------------------------------------------------------------
     def __enter__(self) -> StageRun:
@@ -143,7 +149,7 @@ class StageRun:
         """Buffer metrics; they are written in batches (every 100 values or 10 s) and at end."""
         if not (self.enabled and self.run_id):
             return
-        from mlflow.entities import Metric
+        from mlflow.entities import Metric  # lazy: `etem --help` imports runs
 
         now = int(time.time() * 1000)
         for k, v in metrics.items():
@@ -202,7 +208,7 @@ class StageRun:
         return None
 
     def _start(self) -> None:
-        from mlflow.tracking import MlflowClient
+        from mlflow.tracking import MlflowClient  # lazy: `etem --help` imports runs
 
         def create() -> None:
             # Building the client creates/migrates a sqlite store: do it under the lock too.
@@ -214,13 +220,11 @@ class StageRun:
         log.info("MLflow run %s (%s) in %s", self.run_id, self.stage, self.uri)
 
     def _create(self) -> None:
-        import yaml
-
         client = self._client
         name = experiment_name(self.config)
         exp = client.get_experiment_by_name(name)
         if exp is None:
-            from mlflow.exceptions import MlflowException
+            from mlflow.exceptions import MlflowException  # lazy: `etem --help` imports runs
 
             location = None
             if self.uri.startswith("sqlite:///"):
@@ -257,6 +261,9 @@ class StageRun:
             "etem.upstream_run_ids": ",".join(upstream),
             **{_clean_key(k): str(v) for k, v in self._tags.items()},
         }
+        tags |= {"etem.host": host_tag(), "etem.pid": str(os.getpid())}
+        tags |= self._model_runs(tags)
+        self.killed = mark_orphans(client, self.experiment_id, tags)
         run = client.create_run(self.experiment_id, tags=tags, run_name=self._run_name)
         self.run_id = run.info.run_id
         self._log_params(flatten(self._params))
@@ -295,6 +302,24 @@ class StageRun:
             client.delete_run(run.info.run_id)
         return keep
 
+    def _model_runs(self, tags: dict[str, str]) -> dict[str, str]:
+        """Tags linking the training runs of the model files named by ``etem.model.<kind>.sha256``
+        tags (model files carry no run id: the run is found by the file's digest)."""
+        found: dict[str, str] = {}
+        for key, digest in tags.items():
+            parts = key.split(".")
+            if len(parts) != 4 or parts[:2] != ["etem", "model"] or parts[3] != "sha256":
+                continue
+            runs = self._client.search_runs(
+                [self.experiment_id], max_results=1, order_by=["attributes.start_time DESC"],
+                filter_string=f"tags.`etem.model.sha256` = '{digest}'",
+            )
+            if runs:
+                found[f"etem.model.{parts[2]}.run_id"] = runs[0].info.run_id
+        if found:
+            found["etem.model_run_ids"] = ",".join(found.values())
+        return found
+
     def _upstream_ids(self, chash: str) -> list[str]:
         stages = UPSTREAM.get(self.stage, ())
         if not stages:
@@ -311,14 +336,14 @@ class StageRun:
         return [r.info.run_id for r in runs]
 
     def _log_params(self, params: dict[str, Any]) -> None:
-        from mlflow.entities import Param
+        from mlflow.entities import Param  # lazy: `etem --help` imports runs
 
         items = [Param(_clean_key(k), str(v)[:6000]) for k, v in params.items()]
         for i in range(0, len(items), 100):
             self._client.log_batch(self.run_id, params=items[i : i + 100])
 
     def _set_tags(self, tags: dict[str, str]) -> None:
-        from mlflow.entities import RunTag
+        from mlflow.entities import RunTag  # lazy: `etem --help` imports runs
 
         run_tags = [RunTag(_clean_key(k), v) for k, v in tags.items()]
         self._client.log_batch(self.run_id, tags=run_tags)
@@ -334,9 +359,45 @@ class StageRun:
         self._client.set_terminated(self.run_id, status)
 
 
-def search_stage_runs(config: Any, stage: str | None = None) -> Any:
+#: Tags that identify one Snakemake job: a job that starts again means its earlier runs ended.
+JOB_KEY_TAGS = ("etem.config_hash", "etem.stage", "etem.snakemake.rule", "etem.snakemake.wildcards")
+
+
+def is_orphan(run_tags: dict[str, str], job_tags: dict[str, str] | None = None) -> bool:
+    """Whether a RUNNING run can no longer end by itself.
+
+    True when its process ran on this host and is gone (``kill -9``, out-of-memory), or when
+    ``job_tags`` (the tags of a run starting now) name the same Snakemake job: Snakemake runs a
+    job once at a time, so the earlier attempt is dead wherever it ran.
+    """
+    if job_tags and run_tags.get("etem.snakemake.rule") and all(
+        run_tags.get(k) == job_tags.get(k) for k in JOB_KEY_TAGS
+    ):
+        return True
+    pid = run_tags.get("etem.pid", "")
+    return run_tags.get("etem.host") == host_tag() and pid.isdigit() and not pid_alive(int(pid))
+
+
+def mark_orphans(client: Any, experiment_id: str, job_tags: dict[str, str] | None = None
+                 ) -> list[str]:
+    """Set the experiment's orphaned RUNNING runs (:func:`is_orphan`) to KILLED; their ids."""
+    runs = client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'",
+                              max_results=1000)
+    killed = []
+    for run in runs:
+        if run.info.run_id and is_orphan(run.data.tags, job_tags):
+            client.set_tag(run.info.run_id, "etem.ended_by", "orphaned: its process is gone")
+            client.set_terminated(run.info.run_id, "KILLED")
+            killed.append(run.info.run_id)
+    if killed:
+        log.warning("marked %d orphaned MLflow run(s) KILLED (their jobs were interrupted): %s",
+                    len(killed), ", ".join(killed))
+    return killed
+
+
+def search_stage_runs(config: EtemConfig, stage: str | None = None) -> Any:
     """DataFrame of the campaign's stage runs (optionally of one stage), newest first."""
-    import mlflow
+    import mlflow  # lazy: `etem --help` imports runs
 
     mlflow.set_tracking_uri(tracking_uri(config))
     flt = "tags.`etem.role` = 'stage'"
@@ -351,6 +412,4 @@ def _clean_key(key: str) -> str:
 
 
 def _etem_version() -> str:
-    from etem import __version__
-
     return __version__

@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from movies_fixtures import BlurDenoiser, write_movie_file
 
 from etem.analysis.domain import (
     column_fwhm_A,
@@ -21,6 +15,7 @@ from etem.analysis.domain import (
     warning_line,
 )
 from etem.models.io import LoadedModel
+from tests.movies_fixtures import BlurDenoiser, write_movie_file
 
 
 def _lattice(n: int, px: float, fwhm: float, spacing: float = 4.0) -> np.ndarray:

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from training_fixtures import tiny_config, torch_single_thread, write_campaign  # noqa: F401
+import pytest
 
 from etem.config.training import ConditionBand, SplitConfig
 from etem.data.splits import assign_splits, condition_label
 from etem.io import read_table, write_table
 from etem.training.tasks import DenoiserTask
+from tests.configs import make_tiny_config
+from tests.training_fixtures import write_campaign
+
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
 BANDS = [ConditionBand(column="energy_kv", low=79.0, high=81.0),
          ConditionBand(column="detector_pixel_A", low=0.16, high=1.0)]
@@ -69,8 +67,8 @@ def test_training_task_never_sees_a_held_out_condition(tmp_path) -> None:
     idx = read_table(index)
     idx["blur_fwhm_A"] = np.where(np.arange(len(idx)) % 3 == 1, 1.4, 0.5)
     write_table(index, idx)
-    cfg = tiny_config(tmp_path, split={"held_out_conditions": [
-        {"column": "blur_fwhm_A", "low": 1.3, "high": 1.5}]})
+    cfg = make_tiny_config(tmp_path / "results", training={"split": {"held_out_conditions": [
+        {"column": "blur_fwhm_A", "low": 1.3, "high": 1.5}]}})
     task = DenoiserTask(cfg, cfg.training.denoiser, index)
     held = set(idx.loc[idx["blur_fwhm_A"] > 1.3, "image_id"].astype(str))
     assert held

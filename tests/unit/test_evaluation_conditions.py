@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from evaluation_fixtures import make_campaign, tiny_config
-from movies_fixtures import blur_model, window_model
 
 from etem.analysis.baselines import estimate_noise_sigma, nlm_estimated, oracle_gaussian
 from etem.config.training import ConditionBand
 from etem.evaluation.benchmark import load_test_images, run_benchmark, write_outputs
 from etem.evaluation.conditions import conditions_table, summarise_conditions
+from tests.configs import make_tiny_config
+from tests.evaluation_fixtures import BENCHMARK_SPLIT, make_campaign
+from tests.movies_fixtures import blur_model, window_model
 
 BAND = {"column": "blur_fwhm_A", "low": 1.3, "high": 1.5}
 
@@ -28,7 +24,8 @@ def campaign(tmp_path_factory):
     idx = pd.read_csv(paths["index"])
     idx["blur_fwhm_A"] = [1.4 if i in (0, 3, 6) else 0.5 for i in range(len(idx))]
     idx.to_csv(paths["index"], index=False)
-    cfg = tiny_config(root, max_test_images=8, condition_max_images=8)
+    cfg = make_tiny_config(root, **BENCHMARK_SPLIT,
+                           benchmark={"max_test_images": 8, "condition_max_images": 8})
     cfg.training.split.held_out_conditions = [ConditionBand(**BAND)]
     return paths, cfg
 

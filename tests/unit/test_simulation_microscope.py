@@ -2,15 +2,8 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import simulation_fixtures as fx
 
 from etem.simulation.grid import image_grid
 from etem.simulation.images import ImageSimulator, plan_images
@@ -30,6 +23,8 @@ from etem.simulation.microscope import (
 )
 from etem.simulation.multislice import Multislice, build_sliced_potential
 from etem.simulation.reference import abtem_image
+from tests import simulation_fixtures as fx
+from tests.configs import make_tiny_config
 
 
 def _mic(**kw) -> Microscope:
@@ -63,7 +58,7 @@ def test_larger_cs_moves_the_first_ctf_zero_to_lower_frequency():
 
 def test_public_ctf_kernel_matches_the_config_microscope(tmp_path):
     """ctf_kernel (public abTEM API) is unit amplitude at the origin and obeys the envelope."""
-    cfg = fx.tiny_config(tmp_path)
+    cfg = make_tiny_config(tmp_path / "results")
     grid = image_grid((12.0, 12.0), 0.1, 48)
     k = ctf_kernel(grid, fixed_microscope(cfg.simulation, 5.0))
     assert k.shape == (grid.gpts, grid.gpts) and k.dtype == np.complex64
@@ -173,7 +168,8 @@ def test_integer_binning_is_exact_block_sum():
 def _random_cfg(tmp_path, **ranges):
     mic = {"enabled": True, "energy_kv": [200.0, 300.0], "detector_pixel_A": [0.05, 0.2],
            "blur_fwhm_A": [0.3, 1.5], **ranges}
-    return fx.tiny_config(tmp_path, microscope=mic, images_per_structure=4)
+    return make_tiny_config(tmp_path / "results",
+                            simulation={"microscope": mic, "images_per_structure": 4})
 
 
 def test_draws_are_seeded_in_range_and_layout_free(tmp_path):
@@ -236,7 +232,7 @@ def test_randomised_campaign_records_each_images_microscope(tmp_path):
 
 
 def test_fixed_microscope_unchanged_by_default(tmp_path):
-    cfg = fx.tiny_config(tmp_path, images_per_structure=2)
+    cfg = make_tiny_config(tmp_path / "results", simulation={"images_per_structure": 2})
     assert not cfg.simulation.microscope.enabled
     out = ImageSimulator(cfg).simulate(fx.ceo2_slab(), "s1", "oxide", with_labels=False)
     for r in out.params:

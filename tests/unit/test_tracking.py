@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
+import signal
 from pathlib import Path
 
 import mlflow
@@ -84,3 +86,35 @@ def test_concurrent_jobs_do_not_collide(tmp_path: Path) -> None:
     assert (runs["status"] == "FINISHED").all()
     # exactly one campaign parent despite concurrent creation
     assert runs["tags.mlflow.parentRunId"].nunique() == 1
+
+
+def _killed_stage_run(cfg_dict: dict[str, object], tags: dict[str, str]) -> None:
+    """A stage job killed with SIGKILL while its run is open (the run stays RUNNING)."""
+    cfg = load_config(cfg_dict)
+    run = StageRun(cfg, "simulation", tags=tags)
+    run.__enter__()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_runs_of_killed_jobs_are_marked_killed_by_the_next_run(tmp_path: Path) -> None:
+    raw = {"name": "trk", "seed": 5, "results_dir": str(tmp_path / "res")}
+    cfg = load_config(raw)
+    job = {"etem.snakemake.rule": "simulate_images", "etem.snakemake.wildcards": "shard=000"}
+    ctx = mp.get_context("spawn")
+    for tags in ({}, job):
+        proc = ctx.Process(target=_killed_stage_run, args=(raw, tags))
+        proc.start()
+        proc.join(120)
+        assert proc.exitcode == -signal.SIGKILL
+    # the second job's start already found the first one's run orphaned (same host, pid gone)
+    assert sorted(search_stage_runs(cfg, "simulation")["status"]) == ["KILLED", "RUNNING"]
+    # a run on another node whose job key differs is left alone (it may still run there)
+    client = mlflow.MlflowClient(tracking_uri(cfg))
+    exp = client.get_experiment_by_name("trk").experiment_id
+    remote = client.create_run(exp, tags={"etem.host": "othernode", "etem.pid": "1",
+                                          "etem.role": "stage", "etem.stage": "simulation"})
+    with StageRun(cfg, "simulation", tags=job) as run:
+        assert len(run.killed) == 1
+    status = search_stage_runs(cfg, "simulation").set_index("run_id")["status"]
+    assert status[remote.info.run_id] == "RUNNING"
+    assert sorted(status.drop(remote.info.run_id)) == ["FINISHED", "KILLED", "KILLED"]

@@ -7,6 +7,8 @@ that vacuum = 1, like the supervised denoiser (``etem.models.inference.denoise_i
 from __future__ import annotations
 
 import numpy as np
+from scipy.ndimage import gaussian_filter
+from skimage.restoration import denoise_nl_means
 
 from etem.errors import InputError
 
@@ -27,7 +29,6 @@ def noisy_intensity(counts: np.ndarray, dose_e_per_px: float) -> np.ndarray:
 
 def gaussian(counts: np.ndarray, dose_e_per_px: float, sigma_px: float) -> np.ndarray:
     """Gaussian filter of width ``sigma_px`` [px] (reflecting borders), as intensity."""
-    from scipy.ndimage import gaussian_filter
 
     return gaussian_filter(_counts(counts, dose_e_per_px), sigma_px, mode="reflect") / dose_e_per_px
 
@@ -57,7 +58,6 @@ def nlm(
     filter strength is ``h = h_factor * 1``; the result is transformed back and divided by
     the dose per pixel.
     """
-    from skimage.restoration import denoise_nl_means
 
     y = _counts(counts, dose_e_per_px)
     z = anscombe(y)
@@ -97,8 +97,6 @@ def nlm_estimated(
     image (:func:`estimate_noise_sigma`), and ``denoise_nl_means`` runs with
     ``h = 0.8 sigma`` (fast mode) and ``sigma``; transformed back, divided by the dose.
     """
-    from skimage.restoration import denoise_nl_means
-
     z = anscombe(_counts(counts, dose_e_per_px))
     sigma = max(estimate_noise_sigma(z), 1e-6)
     den = denoise_nl_means(z, patch_size=patch_size, patch_distance=patch_distance,

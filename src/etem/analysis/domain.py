@@ -14,6 +14,7 @@ import warnings
 from typing import Any
 
 import numpy as np
+from scipy.optimize import OptimizeWarning, curve_fit
 
 #: relative margins outside which a value counts as outside the training range
 PIXEL_MARGIN = 0.10
@@ -29,8 +30,6 @@ def column_fwhm_A(image: np.ndarray, pixel_size_A: float, max_lag_A: float = 4.0
     out). Exact for separated columns; columns that overlap their neighbours (FWHM above
     about half the spacing) come out narrower. NaN if no peak can be measured.
     """
-    from scipy.optimize import OptimizeWarning, curve_fit
-
     img = np.asarray(image, dtype=np.float64)
     img = img - img.mean()
     if not np.any(img) or min(img.shape) < 12:

@@ -27,6 +27,7 @@ from etem.config.structures import StructuresConfig
 from etem.config.tracking import TrackingConfig
 from etem.config.training import TrainingConfig
 from etem.errors import ConfigError
+from etem.io import write_text
 from etem.provenance import config_hash
 
 __all__ = ["EtemConfig", "format_validation_error", "load_config", "schema", "write_resolved"]
@@ -112,9 +113,11 @@ def load_config(
         if not path.exists():
             raise ConfigError(f"config file {path}: no such file")
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
         except yaml.YAMLError as exc:
             raise ConfigError(f"config file {path}: not valid YAML: {exc}") from None
+        if data is None:  # an empty file would silently mean the full default campaign
+            raise ConfigError(f"config file {path}: empty (give at least `name:`)")
         if not isinstance(data, dict):
             raise ConfigError(f"config file {path}: top level must be a mapping")
     for dotted, value in (overrides or {}).items():
@@ -130,7 +133,8 @@ def load_config(
 
 
 def schema() -> dict[str, Any]:
-    """JSON schema of :class:`EtemConfig` (what ``snakemake.utils.validate`` checks)."""
+    """JSON schema of :class:`EtemConfig` (documentation and editor completion; the pydantic
+    models are the one validator)."""
     out = {"$schema": "https://json-schema.org/draft/2020-12/schema"}
     out.update(EtemConfig.model_json_schema())
     return out
@@ -142,8 +146,6 @@ def write_resolved(config: EtemConfig, path: str | os.PathLike[str]) -> Path:
     Keeping the file untouched when nothing changed keeps its mtime, so Snakemake does not
     rerun jobs that depend on it.
     """
-    from etem.io import write_text
-
     path = Path(path)
     text = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
     if not path.exists() or path.read_text(encoding="utf-8") != text:

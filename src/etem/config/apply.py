@@ -120,14 +120,14 @@ class ApplyConfig(StrictModel):
     )
     calibration_frames: int = Field(20, ge=3, description="leading frames assumed stable")
     event_statistics: list[EventStatistic] = Field(
-        default_factory=lambda: [
+        default_factory=lambda: list[EventStatistic]([
             "n_columns",
             "mean_intensity",
             "mean_displacement_A",
             "change",
             "local_change",
             "column_counts_z",
-        ],
+        ]),
         min_length=1,
         description="frame statistics (columns of frames.csv) scored by the event detector",
     )

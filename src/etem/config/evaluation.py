@@ -6,14 +6,14 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from etem.config.base import StrictModel
+from etem.config.base import Fraction, Positive, StrictModel
 
 
 class BenchmarkConfig(StrictModel):
     """Denoising tables, column finding, likelihood maps and their calibration."""
 
     max_test_images: int = Field(2000, ge=1, description="cap on test images evaluated")
-    gaussian_sigma_px: list[float] = Field(
+    gaussian_sigma_px: list[Positive] = Field(
         default_factory=lambda: [1.0, 1.5, 2.0], description="Gaussian baseline widths [px]"
     )
     nlm: bool = Field(True, description="include the Anscombe + non-local means baseline")
@@ -42,7 +42,7 @@ class BenchmarkConfig(StrictModel):
         "movies without lattice fringes, get frame-level statistics only",
     )
     match_radius_A: float = Field(0.5, gt=0, description="detection matching radius [Å]")
-    confidence_levels: list[float] = Field(
+    confidence_levels: list[Fraction] = Field(
         default_factory=lambda: [0.9, 0.95, 0.99], description="nominal confidence levels"
     )
     calibration_vacuum_images: int = Field(

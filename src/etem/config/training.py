@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from etem.config.base import StrictModel
+from etem.config.base import PositiveRange, StrictModel
 
 
 class UNetConfig(StrictModel):
@@ -42,7 +42,7 @@ class LoopConfig(StrictModel):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = CUDA if present")
     amp: bool = Field(True, description="bf16 autocast + channels_last where supported")
     deterministic: bool = Field(True, description="deterministic algorithms (bitwise on CPU)")
-    dose_e_per_A2: tuple[float, float] | None = Field(
+    dose_e_per_A2: PositiveRange | None = Field(
         None,
         description="training dose range [e/Å²], log-uniform; default noise.train_dose_e_per_A2",
     )

@@ -20,7 +20,9 @@ import logging
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
+from etem.config.training import SplitConfig
 from etem.errors import InputError
 from etem.seeding import rng
 
@@ -29,7 +31,7 @@ log = logging.getLogger("etem.data.splits")
 SPLITS = ("train", "val", "test", "held_out", "held_out_condition")
 
 
-def assign_splits(df: Any, split_cfg: Any, seed: int) -> Any:
+def assign_splits(df: Any, split_cfg: SplitConfig, seed: int) -> Any:
     """Split label per row, by structure.
 
     Parameters
@@ -47,7 +49,6 @@ def assign_splits(df: Any, split_cfg: Any, seed: int) -> Any:
     pandas.Series
         ``'train' | 'val' | 'test' | 'held_out'`` per row, aligned with ``df.index``.
     """
-    import pandas as pd
 
     if "structure_id" not in df.columns:
         raise InputError("cannot split: the table has no 'structure_id' column")
@@ -79,8 +80,6 @@ def assign_splits(df: Any, split_cfg: Any, seed: int) -> Any:
 
 def held_out_condition_mask(df: Any, bands: list[Any]) -> Any:
     """Boolean Series: rows whose parameters fall in any held-out condition band."""
-    import pandas as pd
-
     mask = pd.Series(False, index=df.index)
     for band in bands:
         if band.column not in df.columns:

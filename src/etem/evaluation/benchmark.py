@@ -53,6 +53,7 @@ from etem.evaluation.tables import (
     summarise_columns,
     summarise_segmentation,
 )
+from etem.progress import progress
 from etem.seeding import rng
 
 log = logging.getLogger("etem.evaluation.benchmark")
@@ -99,8 +100,6 @@ def run_benchmark(
     unsupervised: Any | None = None,
 ) -> BenchmarkResult:
     """Evaluate every method on ``images`` at every benchmark dose (see module docstring)."""
-    from etem.progress import progress
-
     methods = make_methods(cfg, denoiser)
     primary = primary_method(methods)
     acc = _Rows()

@@ -14,6 +14,7 @@ from etem.analysis.calibration import (
     vacuum_detections,
 )
 from etem.analysis.likelihood import Calibration
+from etem.analysis.umse import quartets
 from etem.errors import InputError
 from etem.evaluation.methods import Method
 from etem.seeding import rng
@@ -32,8 +33,6 @@ def find_kwargs(b: Any, px: float, polarity: str) -> dict[str, Any]:
 
 def quartet_truth(clean_counts: np.ndarray, counts: np.ndarray, fn: Callable) -> float:
     """True MSE matching :func:`umse` (rotations of the quartet, vs the clean sub-image)."""
-    from etem.analysis.umse import quartets
-
     qc, qn = quartets(clean_counts), quartets(counts)
     return float(np.mean([np.mean((qc[(i + 1) % 4] - fn(qn[i])) ** 2) for i in range(4)]))
 
@@ -50,7 +49,8 @@ def calibrate(
     """
     b = cfg.benchmark
     n_fit = max(b.calibration_vacuum_images // 2, 1)
-    fits, held = [], []
+    fits: list[pd.DataFrame] = []
+    held: list[pd.DataFrame] = []
     # the benchmark doses, plus the movie's dose per frame (what the apply stage sees)
     doses = sorted({*cfg.noise.benchmark_doses_e_per_A2,
                     round(cfg.movie.dose_e_per_px_per_frame / (px * px), 6)})

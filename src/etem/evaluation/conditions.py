@@ -29,6 +29,8 @@ import pandas as pd
 from etem.analysis import baselines
 from etem.analysis.metrics import data_range, psnr, psnr_peak, ssim, ssim_peak
 from etem.evaluation.inputs import TestImage
+from etem.models.inference import denoise_images, denoise_movie
+from etem.progress import progress
 from etem.seeding import rng
 
 METRICS = ("psnr_db", "ssim", "psnr_mohan_db", "ssim_mohan")
@@ -44,8 +46,6 @@ def _select(cfg: Any, images: list[TestImage]) -> list[TestImage]:
 
 
 def _blind_spot(model: Any, clean: np.ndarray, dose_px: float, key: str, seed: int) -> Any:
-    from etem.models.inference import denoise_movie
-
     n = int(getattr(model, "n_frames", 5) or 5)
     g = rng(seed, "benchmark", "conditions", "frames", key)
     frames = g.poisson(np.clip(clean, 0, None) * (dose_px / n),
@@ -66,8 +66,6 @@ def _estimates(
     out["nlm"] = (baselines.nlm_estimated(counts, dose_px, b.nlm_patch_size_px,
                                           b.nlm_patch_distance_px), {})
     if denoiser is not None:
-        from etem.models.inference import denoise_images
-
         out["supervised"] = (np.asarray(denoise_images(
             denoiser, counts.astype(np.float32), dose_px), dtype=np.float64), {})
     if unsupervised is not None:
@@ -81,8 +79,6 @@ def conditions_table(
     unsupervised: Any | None = None,
 ) -> pd.DataFrame:
     """One row per (image, method) with both metrics (see module docstring)."""
-    from etem.progress import progress
-
     dose_px = float(cfg.benchmark.condition_dose_e_per_px)
     rows = []
     for im in progress(_select(cfg, images), "cross-condition table"):

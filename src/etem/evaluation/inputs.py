@@ -7,11 +7,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 import pandas as pd
 
 from etem.data.splits import assign_splits, condition_label
 from etem.errors import InputError
+from etem.io import read_table
 from etem.seeding import rng
 
 #: splits the benchmark evaluates: in-distribution test structures, held-out structures
@@ -33,10 +35,6 @@ def load_test_images(index_path: str | Path, cfg: Any) -> list[TestImage]:
     """Test, held-out-structure and held-out-condition images of the campaign, capped
     deterministically (see :mod:`etem.data.splits`); ``params["condition"]`` names the
     held-out condition band of an image (empty if none)."""
-    import h5py
-
-    from etem.io import read_table
-
     index_path = Path(index_path)
     idx = read_table(index_path)
     for col in ("image_id", "structure_id", "shard", "index_in_shard", "pixel_size_A"):
@@ -57,6 +55,7 @@ def load_test_images(index_path: str | Path, cfg: Any) -> list[TestImage]:
     out: list[TestImage] = []
     handles: dict[str, Any] = {}
     try:
+        row: Any
         for row in sel.itertuples(index=False):
             shard = str((index_path.parent / str(row.shard)).resolve())
             if shard not in handles:
@@ -83,8 +82,6 @@ def _with_manifest_columns(idx: pd.DataFrame, index_path: Path, cfg: Any) -> pd.
     The manifest is looked up where the results layout puts it
     (``<results>/structures/manifest.csv`` beside ``<results>/simulation/index.csv``).
     """
-    from etem.io import read_table
-
     idx = idx.copy()
     need = [c for c in cfg.training.split.held_out if c not in idx.columns]
     man_p = index_path.parent.parent / "structures" / "manifest.csv"
@@ -111,8 +108,6 @@ def read_movie(path: str | Path) -> dict[str, Any]:
     ``dose_e_per_px`` (per frame) and ``static_frames``: frames before the first event
     (the static stretch used for uMSE).
     """
-    import h5py
-
     p = Path(path)
     if not p.exists():
         raise InputError(f"movie {p}: no such file")

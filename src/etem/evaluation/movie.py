@@ -6,9 +6,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.ndimage import convolve1d
 
 from etem.analysis.metrics import psnr
+from etem.analysis.umse import umse_frames
 from etem.evaluation.methods import Method
+from etem.models.inference import denoise_movie
 
 
 def temporal_mean(frames: np.ndarray, n_frames: int) -> np.ndarray:
@@ -19,7 +22,6 @@ def temporal_mean(frames: np.ndarray, n_frames: int) -> np.ndarray:
     half = n_frames // 2
     padded = np.pad(frames, ((half, half), (0, 0), (0, 0)), mode="reflect")
     kernel = np.ones(n_frames) / n_frames
-    from scipy.ndimage import convolve1d
 
     return convolve1d(padded, kernel, axis=0, mode="constant")[half : half + frames.shape[0]]
 
@@ -28,19 +30,15 @@ def movie_table(
     cfg: Any, movie: dict[str, Any], methods: dict[str, Method], unsupervised: Any | None
 ) -> pd.DataFrame:
     """Synthetic movie: true MSE/PSNR (vs the clean frames) and uMSE from frame quartets."""
-    from etem.analysis.umse import umse_frames
-
     frames = np.asarray(movie["frames"], dtype=np.float64)
     clean = movie.get("clean")
     dose_px = float(movie["dose_e_per_px"])
     n = frames.shape[0]
-    n_static = (int(movie.get("static_frames", n)) // 4) * 4
+    n_static = (int(movie["static_frames"] if "static_frames" in movie else n) // 4) * 4
     outs: dict[str, np.ndarray] = {}
     for name, fn in methods.items():
         outs[name] = np.stack([fn(f, dose_px) for f in frames])
     if unsupervised is not None:
-        from etem.models.inference import denoise_movie
-
         n_win = int(getattr(unsupervised, "n_frames", 5) or 5)
         outs[f"temporal_mean_{n_win}"] = temporal_mean(frames, n_win) / dose_px
         outs["unsupervised"] = np.asarray(denoise_movie(unsupervised, frames, dose_px))

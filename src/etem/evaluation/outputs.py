@@ -9,6 +9,9 @@ import numpy as np
 import pandas as pd
 
 from etem.analysis.columns import oriented
+from etem.evaluation import figures as F
+from etem.io import write_json, write_table
+from etem.provenance import provenance
 
 
 def oriented_example(img: np.ndarray) -> np.ndarray:
@@ -23,10 +26,6 @@ PARQUET_TABLES = ("per_image", "columns_per_image", "likelihood_columns", "calib
 
 def write_outputs(cfg: Any, res: Any, out_dir: Path) -> list[Path]:
     """Write tables, calibration, figures and summary.json under ``out_dir``; return the files."""
-    from etem.evaluation import figures as F
-    from etem.io import write_json, write_table
-    from etem.provenance import provenance
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     prov = provenance(cfg, "benchmark")

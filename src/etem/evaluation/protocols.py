@@ -11,7 +11,10 @@ from etem.analysis.metrics import psnr_peak, ssim_peak
 from etem.errors import InputError
 from etem.evaluation.inputs import TestImage
 from etem.evaluation.methods import Method
+from etem.models.inference import segment_images
+from etem.progress import progress
 from etem.seeding import rng
+from etem.simulation.contract import CLASSES
 
 
 def mohan_protocol(cfg: Any, images: list[TestImage], methods: dict[str, Method]) -> pd.DataFrame:
@@ -26,8 +29,6 @@ def mohan_protocol(cfg: Any, images: list[TestImage], methods: dict[str, Method]
     images to [0, peak] (``psnr_peak``, ``ssim_peak``), so the figures are comparable with
     their 35-38 dB, not with the range-normalised PSNR of ``per_image.parquet``.
     """
-    from etem.progress import progress
-
     peak = float(cfg.benchmark.mohan_peak_counts)
     rows = []
     for im in progress(images, "mohan protocol"):
@@ -53,9 +54,6 @@ def segmentation_rows(
     model: Any, im: TestImage, counts: np.ndarray, dose_px: float, dose: float,
     base: dict[str, Any],
 ) -> list[dict[str, Any]]:
-    from etem.models.inference import segment_images
-    from etem.simulation.contract import CLASSES
-
     out = segment_images(model, counts.astype(np.float32), dose_px)
     pred, true = out["class_map"], im.class_map
     rows = []

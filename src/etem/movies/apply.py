@@ -22,6 +22,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from etem.config import EtemConfig
 from etem.frames.readers import Movie
 from etem.movies.gather import gather_results, summarise
 from etem.movies.outputs import clear_outputs, output_lock
@@ -47,7 +48,7 @@ def shard_paths(out: Path, n: int) -> list[Path]:
 def apply_movie(
     movie: Movie,
     out_dir: str | Path,
-    cfg: Any,
+    cfg: EtemConfig,
     models: ApplyModels,
     name: str | None = None,
 ) -> dict[str, Any]:

@@ -73,7 +73,7 @@ def _frames(text: str) -> tuple[int, int]:
     return start, stop
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     """Add ``apply``, its three passes, and ``movie-info``."""
     p = sub.add_parser(
         "apply",

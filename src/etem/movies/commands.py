@@ -71,7 +71,7 @@ def _log_run(run: StageRun, summary: dict[str, Any], out: Path) -> None:
                 "finetune_s": timing.get("finetune_s", 0.0),
             }
         )
-        run.set_tags({"etem.finetune.parent_run_id": ft["parent"]["run_id"] or ""})
+        run.set_tags({"etem.finetune.parent_sha256": ft["parent"]["sha256"] or ""})
     truth = summary.get("truth")
     if isinstance(truth, dict):  # the movie carried its ground truth (etem.movies.truth)
         run.log_metrics(truth_metrics(truth))
@@ -102,8 +102,7 @@ def _tracked(
         "out": args.out,
         **{f"apply.{k}": v for k, v in cfg.section("apply").items()},
     }
-    tags = {f"etem.model.{k}.run_id": v for k, v in models.run_ids().items()} | {
-        "etem.model_run_ids": ",".join(models.run_ids().values()),
+    tags = {f"etem.model.{k}.sha256": v for k, v in models.digests().items()} | {
         "etem.movie": name,
     }
     # a standalone apply tracks into its own output folder, never a campaign it would guess

@@ -39,6 +39,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.stats import norm
+from scipy.stats import t as student_t
+
+from etem.config.apply import ApplyConfig
 
 log = logging.getLogger("etem.movies.events")
 
@@ -91,8 +95,6 @@ def detect_events(
     frame_time_s : float, optional
         Frame time [s]; adds ``onset_time_s``.
     """
-    from scipy.stats import norm
-    from scipy.stats import t as student_t
 
     floors = floors or {}
     names = list(stats.columns)
@@ -152,7 +154,7 @@ def detect_events(
         scores[f"z_{name}_ewma"] = z_all[:, 2 * k]
         scores[f"z_{name}_diff"] = z_all[:, 2 * k + 1]
     ewma_score = z_all[:, 0::2].max(axis=1) if z_all.size else np.zeros(t_n)
-    rows = []
+    rows: list[dict[str, Any]] = []
     t = cal
     while t < t_n:
         if score[t] <= threshold:
@@ -233,7 +235,7 @@ def statistic_floors(stats: pd.DataFrame) -> dict[str, float]:
 
 
 def refine_onsets(
-    events: EventResult, stats: pd.DataFrame, a: Any, frame_time_s: float | None = None
+    events: EventResult, stats: pd.DataFrame, a: ApplyConfig, frame_time_s: float | None = None
 ) -> None:
     """Move event onsets to the change point of a windowed statistic (in place).
 

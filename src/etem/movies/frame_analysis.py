@@ -17,7 +17,6 @@ whole series:
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -26,13 +25,14 @@ from skimage.filters import threshold_otsu
 
 from etem.analysis.columns import find_columns
 from etem.analysis.likelihood import Calibration, likelihood_table
+from etem.config import EtemConfig
 from etem.frames.geometry import FrameGeometry
 from etem.movies.change_stats import ColumnCountsChange, ImageChange, LocalChange
 from etem.movies.tracking import ColumnTracker
 
 
 def frame_columns(
-    cfg: Any,
+    cfg: EtemConfig,
     t: int,
     intensity: np.ndarray,
     counts: np.ndarray,
@@ -130,7 +130,7 @@ class FrameStatistics:
         Frames at each end whose denoising window was reflected (skipped by image statistics).
     """
 
-    def __init__(self, cfg: Any, geo: FrameGeometry, edge_frames: int = 0) -> None:
+    def __init__(self, cfg: EtemConfig, geo: FrameGeometry, edge_frames: int = 0) -> None:
         a = cfg.apply
         self.cfg = cfg
         self.geo = geo

@@ -21,6 +21,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
+from etem.config import EtemConfig
 from etem.errors import InputError
 from etem.frames.geometry import aligned_frames
 from etem.frames.readers import Movie
@@ -56,7 +57,7 @@ class Gathered:
     processing_s: float = 0.0
 
 
-def detect(cfg: Any, prep: PreparedMovie, stats: pd.DataFrame) -> EventResult:
+def detect(cfg: EtemConfig, prep: PreparedMovie, stats: pd.DataFrame) -> EventResult:
     """Events from the frame statistics (edge frames of a reflected window excluded)."""
     a, geo = cfg.apply, prep.geometry
     ev_stats = stats[list(a.event_statistics)].copy()
@@ -81,7 +82,7 @@ def detect(cfg: Any, prep: PreparedMovie, stats: pd.DataFrame) -> EventResult:
 def _stream(
     movie: Movie,
     prep: PreparedMovie,
-    cfg: Any,
+    cfg: EtemConfig,
     reader: ShardReader,
     h5: h5py.File,
 ) -> tuple[ColumnStore, FrameStatistics, Preview]:
@@ -123,7 +124,7 @@ def _results_attrs(
         "denoiser": prep.mode,
         "sum_frames": geo.n_sum,
         "bin_factor": geo.bin_total,
-        "model_run_ids": models.run_ids(),
+        "model_sha256": models.digests(),
         "event_threshold": events.threshold,
     }
 
@@ -131,7 +132,7 @@ def _results_attrs(
 def gather_results(
     movie: Movie,
     prep: PreparedMovie,
-    cfg: Any,
+    cfg: EtemConfig,
     models: ApplyModels,
     shard_paths: list[str | Path],
     out: Path,
@@ -235,8 +236,7 @@ def summarise(
         "n_events": len(events.events),
         "events": events.events.to_dict(orient="records"),
         "truth": gathered.truth,
-        "models": {k: {"path": m.path, "run_id": m.run_id} for k, m in models.loaded().items()},
-        "model_run_ids": models.run_ids(),
+        "models": {k: {"path": m.path, "sha256": m.sha256} for k, m in models.loaded().items()},
         "files": dict(sorted(files.items())),
         "provenance": prep.provenance,
     }

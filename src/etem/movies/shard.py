@@ -17,17 +17,18 @@ Shard file (``shard_NNN.h5``, contract version :data:`SHARD_VERSION`)::
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import h5py
 import numpy as np
 import pandas as pd
 
+from etem.config import EtemConfig
 from etem.data.inputs import image_input, normalize
 from etem.errors import InputError
 from etem.frames.breaks import segment_window
@@ -97,7 +98,7 @@ def denoise_chunk(
     return runner.run(window, n=len(ts))[:, 0]
 
 
-def runner_for(model: LoadedModel, cfg: Any) -> TiledRunner:
+def runner_for(model: LoadedModel, cfg: EtemConfig) -> TiledRunner:
     """The tiled runner of ``apply`` (tile, overlap, batch, precision, device)."""
     a = cfg.apply
     return TiledRunner(model, a.tile_px, a.overlap_px, a.batch_size, a.precision, a.device)
@@ -106,7 +107,7 @@ def runner_for(model: LoadedModel, cfg: Any) -> TiledRunner:
 def run_shard(
     movie: Movie,
     prep: PreparedMovie,
-    cfg: Any,
+    cfg: EtemConfig,
     models: ApplyModels,
     start: int,
     stop: int,
@@ -138,7 +139,7 @@ def run_shard(
                 dose = prep.dose_e_per_px
                 xs = image_input(normalize(counts, dose), dose, seg_model.dose_conditioned)
                 module = seg_model.module
-                seg = seg_runner.run(xs, post=lambda y, m=module: decode_segmentation(y, m))
+                seg = seg_runner.run(xs, post=functools.partial(decode_segmentation, module=module))
             i0 = centre.start - start
             den_ds[i0 : i0 + len(centre)] = intensity
             for i, key in enumerate(SEGMENTATION_MAPS):

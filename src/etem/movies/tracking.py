@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 
 @dataclass
@@ -46,7 +47,6 @@ class ColumnTracker:
         displacement : ndarray (n,)
             Distance [px] to the track's previous position (NaN for new tracks).
         """
-        from scipy.spatial import cKDTree
 
         for tid in [t for t, f in self._last_seen.items() if frame - f > self.max_gap + 1]:
             del self._pos[tid], self._last_seen[tid]

@@ -19,12 +19,15 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
+from ase import Atoms
 
+from etem.config import EtemConfig
+from etem.config.simulation import SimulationConfig
 from etem.errors import ValidationError
 from etem.seeding import derive_seed, rng
 from etem.simulation.grid import ImageGrid, image_grid
 from etem.simulation.imaging import Imager
-from etem.simulation.labels import image_columns, label_maps
+from etem.simulation.labels import LABEL_MAPS, image_columns, label_maps
 from etem.simulation.microscope import (
     Microscope,
     draw_microscopes,
@@ -37,6 +40,7 @@ from etem.simulation.multislice import (
     exit_plane_indices,
     phonon_configurations,
 )
+from etem.structures.column_table import column_table
 
 log = logging.getLogger("etem.simulation.images")
 
@@ -55,8 +59,8 @@ class ImageSpec:
 
 
 def plan_images(
-    sim: Any, structure_id: str, seed: int, depths_A: np.ndarray,
-    dose_range: Any = (20.0, 400.0),
+    sim: SimulationConfig, structure_id: str, seed: int, depths_A: np.ndarray,
+    dose_range: tuple[float, float] = (20.0, 400.0),
 ) -> list[ImageSpec]:
     """The images of one structure, a deterministic function of (config, seed, structure).
 
@@ -74,7 +78,8 @@ def plan_images(
     )
     planes = exit_plane_indices(depths_A, sim.thickness_nm)
     grid = [
-        ImageSpec(t, tuple(float(v) for v in sim.tilts_mrad[t]), p, float(depths_A[p]), float(d))
+        ImageSpec(t, (float(sim.tilts_mrad[t][0]), float(sim.tilts_mrad[t][1])), p,
+                  float(depths_A[p]), float(d))
         for t in tilt_ids for p in planes for d in sim.defocus_nm
     ]
     if sim.microscope.enabled:
@@ -112,12 +117,12 @@ class StructureImages:
 class ImageSimulator:
     """Simulates structures with cached FFT plans and CTF kernels (one per process)."""
 
-    def __init__(self, config: Any) -> None:
+    def __init__(self, config: EtemConfig) -> None:
         self.config = config
         self.sim = config.simulation
         self._imagers: dict[tuple[float, int, int, float], Imager] = {}
 
-    def grid_of(self, atoms: Any) -> ImageGrid:
+    def grid_of(self, atoms: Atoms) -> ImageGrid:
         """Simulation/output grid of a structure."""
         cell = atoms.cell.lengths()
         return image_grid((cell[0], cell[1]), self.sim.sampling_A, self.sim.output_size_px)
@@ -130,7 +135,7 @@ class ImageSimulator:
         return self._imagers[key]
 
     def simulate(
-        self, atoms: Any, structure_id: str, family: str = "", structure_path: str = "",
+        self, atoms: Atoms, structure_id: str, family: str = "", structure_path: str = "",
         with_labels: bool = True,
     ) -> StructureImages:
         """Every planned image of one structure (see module docstring)."""
@@ -181,11 +186,8 @@ class ImageSimulator:
         return StructureImages(clean=acc, labels=labels, params=params, columns=col_rows)
 
     def _labels(
-        self, atoms: Any, specs: list[ImageSpec], grid: ImageGrid
+        self, atoms: Atoms, specs: list[ImageSpec], grid: ImageGrid
     ) -> tuple[dict[str, list[np.ndarray]], list[Any]]:
-        from etem.simulation.labels import LABEL_MAPS
-        from etem.structures.column_table import column_table
-
         n, px = grid.output_px, grid.pixel_size_A
         out: dict[str, list[np.ndarray]] = {k: [] for k in LABEL_MAPS}
         tables: dict[int, Any] = {}

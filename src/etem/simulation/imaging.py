@@ -22,11 +22,14 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
+import abtem
 import numpy as np
 import scipy.fft
 
-from etem.simulation.grid import ImageGrid
-from etem.simulation.microscope import Microscope, fixed_microscope
+from etem.config.simulation import SimulationConfig
+from etem.simulation.fft import ComplexPlan, RealPlan
+from etem.simulation.grid import ImageGrid, fft_size
+from etem.simulation.microscope import Microscope, fixed_microscope, wavelength_A
 
 
 def ctf_parameters(m: Microscope) -> dict[str, Any]:
@@ -56,11 +59,6 @@ def ctf_kernel(grid: ImageGrid, m: Microscope) -> np.ndarray:
     zero-padded to the simulation grid: exact, and 5-6x fewer points than the full grid at
     40 mrad, 300 kV, 0.1 Å (one kernel per image in a randomised campaign).
     """
-    import abtem
-
-    from etem.simulation.grid import fft_size
-    from etem.simulation.microscope import wavelength_A
-
     g, extent = grid.gpts, grid.extent_A
     k_ap = float(m.aperture_mrad) * 1e-3 / wavelength_A(m.energy_kv) * extent  # index units
     small = min(fft_size(2 * math.ceil(k_ap) + 8), g)
@@ -193,7 +191,6 @@ def wave_size(kernel: np.ndarray) -> int:
     intensity are exact: the kernel is zero beyond |index| k (objective aperture), so the
     intensity's spectrum is zero beyond 2k, alias-free on M if M/2 > 2k. G if none is smaller.
     """
-    from etem.simulation.grid import fft_size
 
     g = kernel.shape[-1]
     support = np.flatnonzero((np.abs(kernel) > 0).any(axis=0))
@@ -230,10 +227,9 @@ class Imager:
     max_cached = 64
 
     def __init__(
-        self, sim: Any, grid: ImageGrid, threads: int = 1, energy_kv: float | None = None
+        self, sim: SimulationConfig, grid: ImageGrid, threads: int = 1,
+        energy_kv: float | None = None,
     ) -> None:
-        from etem.simulation.fft import ComplexPlan, RealPlan
-
         self.grid = grid
         self.threads = threads
         base = fixed_microscope(sim)
@@ -245,7 +241,7 @@ class Imager:
         n = grid.output_px
         # the aperture (and so M) does not depend on defocus or aberrations
         self.m = m = wave_size(ctf_kernel(grid, base))
-        backend = getattr(sim, "fft_backend", "deterministic")
+        backend = sim.fft_backend
         self._wave_plan = ComplexPlan(m, threads, backend)
         self._in = RealPlan(m, threads, backend)
         self._out = self._in if n == m else RealPlan(n, threads, backend)

@@ -9,10 +9,13 @@ reference the campaign path is tested against.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import cast
 
+import abtem
 import numpy as np
+from ase import Atoms
 
+from etem.config.simulation import SimulationConfig
 from etem.simulation.grid import ImageGrid
 from etem.simulation.imaging import ctf_parameters, detect
 from etem.simulation.microscope import Microscope, fixed_microscope
@@ -20,9 +23,9 @@ from etem.simulation.multislice import configure_abtem, phonon_configurations
 
 
 def abtem_image(
-    atoms: Any,
+    atoms: Atoms,
     grid: ImageGrid,
-    sim: Any,
+    sim: SimulationConfig,
     *,
     exit_plane: int,
     tilt_mrad: tuple[float, float],
@@ -47,8 +50,6 @@ def abtem_image(
         The image's own microscope (a randomised campaign: the row's voltage, aberrations,
         coherence, detector pixel, blur); default the config's at ``defocus_nm``.
     """
-    import abtem
-
     configure_abtem(1)
     mic = microscope or fixed_microscope(sim, defocus_nm)
     ctf = abtem.CTF(energy=mic.energy_kv * 1e3, **ctf_parameters(mic))
@@ -60,8 +61,9 @@ def abtem_image(
             parametrization=sim.parametrization, projection=sim.projection,
             exit_planes=(int(exit_plane),),
         )
-        wave = abtem.PlaneWave(energy=mic.energy_kv * 1e3, tilt=tuple(tilt_mrad))
-        exit_wave = wave.multislice(potential, lazy=False)
+        tilt = (float(tilt_mrad[0]), float(tilt_mrad[1]))
+        wave = abtem.PlaneWave(energy=mic.energy_kv * 1e3, tilt=tilt)
+        exit_wave = cast("abtem.Waves", wave.multislice(potential, lazy=False))
         intensity = exit_wave.apply_ctf(ctf).intensity().array
         intensity = np.asarray(intensity, dtype=np.float32).reshape(grid.gpts, grid.gpts)
         total = intensity if total is None else total + intensity
