@@ -35,15 +35,15 @@ def _subsets(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
         for v, g in df.groupby(a, sort=True):
             if isinstance(v, str) and not v:
                 continue  # e.g. condition '' (an image in no held-out band)
-            out.append((f"{a}={v:g}" if isinstance(v, float) else f"{a}={v}", g))
+            out.append((f"{a}={v:g}" if isinstance(v, float) else f"{a}={v!s}", g))
     if "dose_e_per_A2" in df.columns:
         for a in axes:
             if a == "dose_e_per_A2":
                 continue
-            for (d, v), g in df.groupby(["dose_e_per_A2", a], sort=True):
-                if isinstance(v, str) and not v:
+            for (d, w), g in df.groupby(["dose_e_per_A2", a], sort=True):
+                if isinstance(w, str) and not w:
                     continue
-                vs = f"{v:g}" if isinstance(v, float) else str(v)
+                vs = f"{w:g}" if isinstance(w, float) else str(w)
                 out.append((f"dose_e_per_A2={d:g}|{a}={vs}", g))
     return out
 
