@@ -27,6 +27,7 @@ except ConfigError as exc:
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/config.smk"
 include: "workflow/rules/structures.smk"
 include: "workflow/rules/simulation.smk"
 include: "workflow/rules/training.smk"

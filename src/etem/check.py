@@ -22,8 +22,9 @@ from etem.config import EtemConfig
 from etem.errors import InputError
 from etem.io import read_table, stale_temporaries
 from etem.models.io import load_model
+from etem.movies.sheet import campaign_movies
 from etem.paths import Layout
-from etem.runs import search_stage_runs, tracking_uri
+from etem.runs import campaign_key, search_stage_runs, tracking_uri
 from etem.simulation.contract import PARAM_COLUMNS
 
 #: Stages that every complete campaign has recorded in MLflow.
@@ -139,12 +140,12 @@ def _check_benchmark(cfg: EtemConfig, lay: Layout) -> str:
 
 
 def _check_apply(cfg: EtemConfig, lay: Layout) -> str:
-    root = lay.apply_dir("synthetic").parent
-    movies = sorted(p.parent for p in root.glob("*/summary.json"))
-    if not movies:
-        raise InputError(f"{root}: no movie results (summary.json)")
+    movies = campaign_movies(cfg, lay.synthetic_movie)  # the sheet's rows + synthetic
     n = 0
-    for folder in movies:
+    for row in movies:
+        folder = lay.apply_dir(row.name)
+        if not lay.apply_summary(row.name).exists():
+            raise InputError(f"{lay.apply_summary(row.name)}: missing (movie {row.name})")
         n += _check_listed(folder, ("results.h5", "columns.parquet", "events.csv", "frames.csv"))
     return f"{len(movies)} movie result(s), {n} outputs readable"
 
@@ -176,7 +177,10 @@ def _check_tracking(cfg: EtemConfig, lay: Layout) -> str:
         stages = ", ".join(sorted(set(running["tags.etem.stage"].astype(str))))
         raise InputError(f"{len(running)} MLflow run(s) still RUNNING ({stages}): a job is "
                          "running or was killed (re-running the workflow marks them KILLED)")
-    runs = runs[(runs["status"] == "FINISHED") & (runs["tags.etem.config_hash"] == cfg.hash())]
+    key = campaign_key(cfg)
+    if "tags.etem.campaign_key" not in runs:
+        raise InputError("no MLflow runs of this campaign (no etem.campaign_key tags)")
+    runs = runs[(runs["status"] == "FINISHED") & (runs["tags.etem.campaign_key"] == key)]
     missing = [s for s in TRACKED_STAGES if s not in set(runs["tags.etem.stage"])]
     if missing:
         raise InputError(f"no finished MLflow run for stage(s) {', '.join(missing)}")

@@ -3,10 +3,12 @@
 Layout in the tracking store
 ----------------------------
 * one **experiment** per campaign (``config.tracking.experiment`` or the campaign name);
-* one **campaign run** per (campaign, config hash), tag ``etem.role=campaign``: the parent of
-  every stage run, so the MLflow UI shows the campaign as a tree;
+* one **campaign run** per campaign key (:func:`campaign_key`: name, seed, results folder),
+  tag ``etem.role=campaign``: the parent of every stage run, so the MLflow UI shows the
+  campaign as a tree (each stage records the hash of its own per-stage config in
+  ``etem.config_hash``, so a stage re-run after an apply setting changed joins the same tree);
 * one **stage run** per CLI invocation, tags ``etem.stage``, ``etem.campaign``,
-  ``etem.config_hash``, ``etem.git_commit``, ``etem.version``, ``etem.seed``,
+  ``etem.config_hash``, ``etem.campaign_key``, ``etem.git_commit``, ``etem.version``, ``etem.seed``,
   ``etem.pkg.<name>`` (package versions), ``etem.snakemake.rule`` / ``etem.snakemake.wildcards``
   when run by Snakemake, and ``etem.upstream_run_ids``: the finished runs of the stages it
   consumed (structures → simulation → training → benchmark/apply → report).
@@ -34,7 +36,7 @@ import yaml
 from etem import __version__
 from etem.config import EtemConfig
 from etem.io import host_tag, pid_alive
-from etem.provenance import git_commit, package_versions
+from etem.provenance import config_hash, git_commit, package_versions
 
 log = logging.getLogger("etem.runs")
 
@@ -50,6 +52,14 @@ UPSTREAM: dict[str, tuple[str, ...]] = {
     "apply": ("train-denoiser", "train-unsupervised", "train-segmenter", "simulate-movie"),
     "report": ("benchmark", "apply"),
 }
+
+
+def campaign_key(config: EtemConfig) -> str:
+    """Identity of a campaign's runs: its name, seed and results folder (the per-stage
+    config files of one campaign share it; see :mod:`etem.config.stages`)."""
+    return config_hash(
+        {"name": config.name, "seed": config.seed, "results": str(config.results_path)}
+    )
 
 
 def tracking_uri(config: EtemConfig, store_dir: Path | None = None) -> str:
@@ -243,16 +253,18 @@ class StageRun:
         else:
             self.experiment_id = exp.experiment_id
         chash = self.config.hash()
+        key = campaign_key(self.config)
         base_tags = {
             "etem.campaign": self.config.name,
+            "etem.campaign_key": key,
             "etem.config_hash": chash,
             "etem.git_commit": git_commit(),
             "etem.version": _etem_version(),
             "etem.seed": str(self.config.seed),
             **{f"etem.pkg.{k}": v for k, v in package_versions().items()},
         }
-        parent = self._campaign_run(chash, base_tags)
-        upstream = self._upstream_ids(chash)
+        parent = self._campaign_run(key, base_tags)
+        upstream = self._upstream_ids(key)
         tags = {
             **base_tags,
             "etem.stage": self.stage,
@@ -272,15 +284,15 @@ class StageRun:
             p.write_text(yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False))
             client.log_artifact(self.run_id, str(p))
 
-    def _campaign_run(self, chash: str, base_tags: dict[str, str]) -> str:
-        """The campaign run of this config hash, created if missing.
+    def _campaign_run(self, key: str, base_tags: dict[str, str]) -> str:
+        """The campaign run of this campaign key, created if missing.
 
         Parallel jobs may both find none and both create one; each then keeps the oldest
         (start time, then run id) and deletes its own if it is not that one, so they agree on
         a single campaign run.
         """
         client = self._client
-        flt = f"tags.`etem.role` = 'campaign' and tags.`etem.config_hash` = '{chash}'"
+        flt = f"tags.`etem.role` = 'campaign' and tags.`etem.campaign_key` = '{key}'"
 
         def oldest() -> str | None:
             runs = client.search_runs([self.experiment_id], filter_string=flt, max_results=100)
@@ -294,7 +306,7 @@ class StageRun:
         run = client.create_run(
             self.experiment_id,
             tags={**base_tags, "etem.role": "campaign"},
-            run_name=f"campaign {self.config.name} ({chash[:8]})",
+            run_name=f"campaign {self.config.name} ({key[:8]})",
         )
         client.set_terminated(run.info.run_id, "FINISHED")
         keep = oldest() or run.info.run_id
@@ -320,14 +332,14 @@ class StageRun:
             found["etem.model_run_ids"] = ",".join(found.values())
         return found
 
-    def _upstream_ids(self, chash: str) -> list[str]:
+    def _upstream_ids(self, key: str) -> list[str]:
         stages = UPSTREAM.get(self.stage, ())
         if not stages:
             return []
         runs = self._client.search_runs(
             [self.experiment_id],
             filter_string=(
-                f"tags.`etem.config_hash` = '{chash}' and tags.`etem.role` = 'stage' "
+                f"tags.`etem.campaign_key` = '{key}' and tags.`etem.role` = 'stage' "
                 "and attributes.status = 'FINISHED'"
             ),
             max_results=1000,

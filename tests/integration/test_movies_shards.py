@@ -14,8 +14,9 @@ from etem.errors import InputError
 from etem.frames.readers import open_movie
 from etem.movies.apply import ApplyModels, apply_movie
 from etem.movies.gather import gather_results, summarise
+from etem.movies.plan import shard_ranges
 from etem.movies.prepare import prepare_movie, read_prepared, write_prepared
-from etem.movies.shard import run_shard, shard_ranges
+from etem.movies.shard import run_shard
 from etem.testing import lattice_movie, write_h5
 from tests.movies_fixtures import segmenter_model, window_model
 

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import mlflow
 import pytest
+import yaml
 
-from etem.config import load_config
-from etem.runs import StageRun, search_stage_runs, tracking_uri
+from etem.config import load_config, stage_hash, stage_yaml
+from etem.runs import StageRun, campaign_key, search_stage_runs, tracking_uri
 
 
 def _cfg(tmp_path: Path, **extra: object):
@@ -48,6 +49,31 @@ def test_stage_runs_are_tagged_grouped_and_linked(tmp_path: Path) -> None:
     assert tracking_uri(cfg) == f"sqlite:///{(tmp_path / 'res' / 'mlflow.db').resolve()}"
     arts = [a.path for a in mlflow.MlflowClient().list_artifacts(first)]
     assert "config.yaml" in arts
+
+
+def test_per_stage_configs_share_one_campaign_run_and_lineage(tmp_path: Path) -> None:
+    """Each stage runs on its own config file (etem.config.stages): different hashes, one
+    campaign run, lineage kept; a changed apply setting joins the same tree."""
+    cfg = _cfg(tmp_path)
+    structures = load_config(yaml.safe_load(stage_yaml(cfg, "structures")))
+    simulation = load_config(yaml.safe_load(stage_yaml(cfg, "simulation")))
+    assert structures.hash() != simulation.hash() != cfg.hash()
+    assert structures.hash() == stage_hash(cfg, "structures")
+    assert campaign_key(structures) == campaign_key(simulation) == campaign_key(cfg)
+    with StageRun(structures, "structures") as run:
+        first = run.run_id
+    changed = load_config(yaml.safe_load(stage_yaml(
+        _cfg(tmp_path, apply={"event_false_alarm_rate": 0.02}), "simulation")))
+    assert changed.hash() == simulation.hash()  # apply is not a simulation section
+    with StageRun(simulation, "simulation") as run:
+        second = run.run_id
+    runs = search_stage_runs(cfg).set_index("run_id")
+    assert runs.loc[second, "tags.etem.upstream_run_ids"] == first
+    assert runs.loc[second, "tags.etem.config_hash"] == simulation.hash()
+    assert (runs.loc[first, "tags.mlflow.parentRunId"]
+            == runs.loc[second, "tags.mlflow.parentRunId"])
+    other = load_config({"name": "trk", "seed": 6, "results_dir": str(tmp_path / "res")})
+    assert campaign_key(other) != campaign_key(cfg)
 
 
 def test_failed_stage_is_marked_failed(tmp_path: Path) -> None:

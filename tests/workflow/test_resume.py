@@ -40,7 +40,10 @@ def _campaign(work: Path) -> subprocess.Popen[bytes]:
 
 
 def _digests(results: Path) -> dict[str, str]:
-    varying = {p for pattern in VARYING_OUTPUTS for p in results.glob(pattern)}
+    varying: set[Path] = set()
+    for pattern in VARYING_OUTPUTS:  # before Python 3.13 a trailing ** matches folders only
+        for p in results.glob(pattern):
+            varying.update([p, *p.rglob("*")] if p.is_dir() else [p])
     return {str(p.relative_to(results)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(results.rglob("*")) if p.is_file() and p not in varying}
 

@@ -10,7 +10,7 @@ wildcard_constraints:
 
 rule simulate_images:
     input:
-        config=CONFIG_FILE,
+        config=config_of("simulation"),
         manifest=str(LAYOUT.structures_manifest),
     output:
         shard=f"{RESULTS}/simulation/shard_{{shard}}.h5",
@@ -27,8 +27,8 @@ rule simulate_images:
     conda:
         ENV
     shell:
-        "etem --tag rule=simulate_images --tag wildcards=shard={wildcards.shard} simulate --config {input.config} --manifest {input.manifest}"
-        " --shard {params.shard} --out {output.shard} > {log} 2>&1"
+        "etem --tag rule=simulate_images --tag wildcards=shard={wildcards.shard:q} simulate --config {input.config:q} --manifest {input.manifest:q}"
+        " --shard {params.shard:q} --out {output.shard:q} > {log:q} 2>&1"
 
 
 rule index_images:
@@ -47,12 +47,12 @@ rule index_images:
     conda:
         ENV
     shell:
-        "etem --tag rule=index_images simulate-index --out {output.index} {input.shards} > {log} 2>&1"
+        "etem --tag rule=index_images simulate-index --out {output.index:q} {input.shards:q} > {log:q} 2>&1"
 
 
 rule simulate_movie:
     input:
-        config=CONFIG_FILE,
+        config=config_of("simulate-movie"),
         manifest=str(LAYOUT.structures_manifest),
     output:
         movie=str(LAYOUT.synthetic_movie),
@@ -67,5 +67,5 @@ rule simulate_movie:
     conda:
         ENV
     shell:
-        "etem --tag rule=simulate_movie simulate-movie --config {input.config} --manifest {input.manifest}"
-        " --out {output.movie} > {log} 2>&1"
+        "etem --tag rule=simulate_movie simulate-movie --config {input.config:q} --manifest {input.manifest:q}"
+        " --out {output.movie:q} > {log:q} 2>&1"

@@ -62,6 +62,8 @@ def oriented(image: np.ndarray, polarity: Polarity = "bright") -> np.ndarray:
     raise InputError(f"polarity must be 'bright', 'dark' or 'auto', got {polarity!r}")
 
 
+# long (86 lines): mostly the documented parameters; the body is detection, polarity,
+# refinement and the table.
 def find_columns(
     image: np.ndarray,
     pixel_size_A: float,
@@ -432,6 +434,7 @@ def _refine_group(
     return res
 
 
+# long (91 lines): one vectorised Levenberg-Marquardt fit of every column at once.
 def _gauss_fit_batch(
     win: np.ndarray,
     valid: np.ndarray,

@@ -22,7 +22,9 @@ from pydantic import Field, field_validator, model_validator
 from etem.config.apply import ApplyConfig
 from etem.config.base import StrictModel
 from etem.config.evaluation import BenchmarkConfig
+from etem.config.movies import MoviesConfig
 from etem.config.simulation import MovieConfig, NoiseConfig, SimulationConfig
+from etem.config.stages import STAGE_SECTIONS, stage_hash, stage_yaml
 from etem.config.structures import StructuresConfig
 from etem.config.tracking import TrackingConfig
 from etem.config.training import TrainingConfig
@@ -30,7 +32,16 @@ from etem.errors import ConfigError
 from etem.io import write_text
 from etem.provenance import config_hash
 
-__all__ = ["EtemConfig", "format_validation_error", "load_config", "schema", "write_resolved"]
+__all__ = [
+    "STAGE_SECTIONS",
+    "EtemConfig",
+    "format_validation_error",
+    "load_config",
+    "schema",
+    "stage_hash",
+    "stage_yaml",
+    "write_resolved",
+]
 
 
 class EtemConfig(StrictModel):
@@ -47,6 +58,12 @@ class EtemConfig(StrictModel):
     benchmark: BenchmarkConfig = Field(default_factory=BenchmarkConfig)
     apply: ApplyConfig = Field(default_factory=ApplyConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    movies: MoviesConfig = Field(default_factory=MoviesConfig)
+    stage: str | None = Field(
+        None,
+        description="set by the workflow in <results>/config/<stage>.yaml: the stage whose "
+        "config sections the file carries (the others are defaults); leave unset",
+    )
 
     @field_validator("name")
     @classmethod
@@ -55,10 +72,20 @@ class EtemConfig(StrictModel):
             raise ValueError("use letters, digits, '_', '.', '-' only (it names a folder)")
         return v
 
+    @field_validator("stage")
+    @classmethod
+    def _known_stage(cls, v: str | None) -> str | None:
+        if v is not None and v not in STAGE_SECTIONS:
+            raise ValueError(f"not one of {', '.join(STAGE_SECTIONS)}")
+        return v
+
     @model_validator(mode="after")
     def _events_after_calibration(self) -> EtemConfig:
         # The campaign's apply stage runs on the synthetic movie, whose leading frames must be
-        # stable: the event detector calibrates its threshold on them.
+        # stable: the event detector calibrates its threshold on them. (A per-stage file was
+        # cut from a campaign config checked whole, and may carry only one of the two.)
+        if self.stage is not None:
+            return self
         first = min(self.movie.event_frames, default=None)
         if first is not None and first <= self.apply.calibration_frames:
             raise ValueError(

@@ -226,6 +226,7 @@ class MoviePatchDataset:
         self.scale = float(scale_e_per_px)
         self.seed = seed
         self.purpose = purpose
+        self.n_val = 1  # validation samples spread over the movie (set by the task)
         self.clean_factor = 1.0
         if clean is not None:  # clean in its own units -> the units of the normalised frames
             m = min(int(frames.shape[0]), 8)

@@ -26,8 +26,9 @@ from etem.config import EtemConfig
 from etem.frames.readers import Movie
 from etem.movies.gather import gather_results, summarise
 from etem.movies.outputs import clear_outputs, output_lock
+from etem.movies.plan import shard_ranges
 from etem.movies.prepare import ApplyModels, prepare_movie, write_prepared
-from etem.movies.shard import run_shard, shard_ranges
+from etem.movies.shard import run_shard
 
 __all__ = ["ApplyModels", "apply_movie", "shard_paths", "work_dir"]
 

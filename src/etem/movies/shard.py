@@ -51,13 +51,6 @@ EMPTY_FIELDS = ("frame", "x_px", "y_px", "x_A", "y_A", "intensity", "x_aligned_p
 SEGMENTATION_MAPS = ("class_map", "cation_occupancy", "anion_occupancy")
 
 
-def shard_ranges(n_frames: int, shard_frames: int, chunk_frames: int) -> list[tuple[int, int]]:
-    """Frame ranges [start, stop) of the shards of a movie: ``shard_frames`` rounded up to a
-    multiple of ``chunk_frames`` (chunk boundaries are shared by all shardings)."""
-    step = max(1, math.ceil(shard_frames / chunk_frames)) * chunk_frames
-    return [(a, min(a + step, n_frames)) for a in range(0, n_frames, step)] or [(0, 0)]
-
-
 def _chunks(
     movie: Movie, prep: PreparedMovie, chunk_frames: int, start: int, stop: int
 ) -> Iterator[tuple[range, dict[int, np.ndarray]]]:

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from etem.config import EtemConfig
+from etem.config import EtemConfig, stage_hash
 from etem.io import read_table
 from etem.paths import Layout
 from etem.plotting import plt
@@ -414,10 +414,13 @@ def section_provenance(config: EtemConfig, layout: Layout, runs: pd.DataFrame | 
             H.table(pd.DataFrame(_flat(prov), columns=["key", "value"]), max_rows=80)]
     bench = _read_json(layout.benchmark_dir / "summary.json")
     if bench and "provenance" in bench:
-        same = bench["provenance"].get("config_hash") == prov["config_hash"]
+        # the benchmark ran on its own per-stage config (etem.config.stages)
+        expected = stage_hash(config, "benchmark")
+        same = bench["provenance"].get("config_hash") == expected
         body.append(f"<p>Benchmark produced with config hash "
                     f"{H.esc(bench['provenance'].get('config_hash'))} "
-                    f"({'same as' if same else '<b>differs from</b>'} this report's), git commit "
+                    f"({'same as' if same else '<b>differs from</b>'} this campaign's benchmark "
+                    "config), git commit "
                     f"{H.esc(bench['provenance'].get('git_commit'))}.</p>")
     body.append("<h3>MLflow runs</h3>")
     if config.tracking.enabled:

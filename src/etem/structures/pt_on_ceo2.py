@@ -85,6 +85,8 @@ def _place_vertical(
     return part
 
 
+# long (135 lines): the recipe's steps in order (support, particle, strain, defects,
+# placement, checks), each a few lines that share the partly built structure.
 def build_pt_on_ceo2(recipe: Recipe) -> Any:
     """Build a Pt-on-CeO2 structure from its recipe."""
     p = recipe.params

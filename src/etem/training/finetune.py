@@ -89,6 +89,8 @@ def _init_from_loaded(model: LoadedModel) -> InitModel:
                      digest)
 
 
+# long (98 lines): one sequence (window, task, loss before, train, loss after, keep or
+# not, record); about half is the record written into summary.json.
 def finetune_unsupervised(
     cfg: EtemConfig,
     model: LoadedModel,

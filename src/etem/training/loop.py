@@ -83,6 +83,9 @@ def _improved(value: float, best: float | None, mode: str) -> bool:
     return value > best if mode == "max" else value < best
 
 
+# long (130 lines): one training loop whose state (model, optimizer, scheduler, RNG, early
+# stopping, history) must be checkpointed and resumed together; split, the resume path would
+# have to pass all of it around.
 def train(
     task: Task,
     cfg: LoopConfig,
