@@ -62,6 +62,24 @@ class BenchmarkConfig(StrictModel):
         1.0, gt=0, description="maximum of the scaled clean image [e/px] (Mohan et al.: 1)"
     )
 
+    conditions: bool = Field(
+        True,
+        description="cross-condition table: held-out structures vs held-out microscope "
+        "conditions (training.split.held_out_conditions) vs test, per method",
+    )
+    condition_dose_e_per_px: float = Field(
+        0.45, gt=0,
+        description="mean dose in vacuum [e/px] of the cross-condition table (a real "
+        "Pt/CeO2 frame: about 0.45 e/px)",
+    )
+    oracle_sigmas_px: list[float] = Field(
+        default_factory=lambda: [0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0], min_length=1,
+        description="widths [px] the oracle Gaussian chooses from (best on the clean image)",
+    )
+    condition_max_images: int = Field(
+        200, ge=1, description="cap on images of the cross-condition table"
+    )
+
     @model_validator(mode="after")
     def _check(self) -> BenchmarkConfig:
         if self.blob_min_sigma_A > self.blob_max_sigma_A:

@@ -18,6 +18,76 @@ from etem.config.base import (
 EventKind = Literal["surface_loss", "rotation", "vacancy"]
 
 
+class MicroscopeRanges(StrictModel):
+    """Microscope randomisation: per image, parameters drawn from these ranges (config seed).
+
+    Disabled by default (the fixed microscope of the simulation section). Ranges are
+    ``(low, high)``, drawn uniformly (detector pixel and dose log-uniformly); the voltage is
+    drawn per structure from ``energy_kv``. See :mod:`etem.simulation.microscope`.
+    """
+
+    enabled: bool = Field(False, description="draw a microscope per image")
+    energy_kv: list[float] = Field(
+        default_factory=lambda: [80.0, 200.0, 300.0], min_length=1,
+        description="voltages drawn per structure [kV]",
+    )
+    cs_um: tuple[float, float] = Field(
+        (-40.0, 40.0), description="C30 of a corrected microscope [µm]"
+    )
+    cs_uncorrected_um: tuple[float, float] = Field(
+        (500.0, 1300.0), description="C30 of an uncorrected microscope [µm]"
+    )
+    uncorrected_fraction: float = Field(
+        0.25, ge=0, le=1, description="fraction of images drawn from cs_uncorrected_um"
+    )
+    c5_mm: tuple[float, float] = Field((0.0, 10.0), description="C50 [mm]")
+    focal_spread_nm: tuple[float, float] = Field(
+        (1.0, 6.0), description="focal spread, 1/e width [nm]"
+    )
+    convergence_mrad: tuple[float, float] = Field(
+        (0.05, 0.4), description="beam angular spread, std [mrad]"
+    )
+    defocus_nm: tuple[float, float] = Field(
+        (-30.0, 30.0), description="defocus [nm] (abTEM convention, + = underfocus)"
+    )
+    scherzer_fraction: float = Field(
+        0.3, ge=0, le=1, description="fraction of images at the Scherzer defocus of their Cs"
+    )
+    scherzer_jitter_nm: float = Field(2.0, ge=0, description="jitter around Scherzer [nm]")
+    detector_pixel_A: tuple[float, float] = Field(
+        (0.03, 0.2), description="detector pixel size [Å], resampled to the output grid"
+    )
+    blur_fwhm_A: tuple[float, float] = Field(
+        (0.3, 1.5), description="Gaussian source-size/vibration/MTF blur, FWHM [Å]"
+    )
+    dose_e_per_A2: tuple[float, float] | None = Field(
+        None, description="dose recorded per image [e/Å²] (None = noise.train_dose_e_per_A2)"
+    )
+    ctf_draws_per_structure: int | None = Field(
+        None, ge=1,
+        description="distinct CTF draws (voltage, aberrations, coherence, defocus) per "
+        "structure, cycled over its images (None = one per image); detector pixel, blur and "
+        "dose stay per image. Fewer draws = fewer CTF kernels to evaluate (faster)",
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> MicroscopeRanges:
+        for name in ("cs_um", "cs_uncorrected_um", "c5_mm", "focal_spread_nm",
+                     "convergence_mrad", "defocus_nm", "detector_pixel_A", "blur_fwhm_A",
+                     "dose_e_per_A2"):
+            v = getattr(self, name)
+            if v is not None and v[0] > v[1]:
+                raise ValueError(f"microscope.{name}: low {v[0]} > high {v[1]}")
+        for name in ("detector_pixel_A", "dose_e_per_A2"):
+            v = getattr(self, name)
+            if v is not None and v[0] <= 0:
+                raise ValueError(f"microscope.{name}: must be > 0 (drawn log-uniformly)")
+        if min(self.focal_spread_nm) < 0 or min(self.convergence_mrad) < 0 or min(
+                self.blur_fwhm_A) < 0:
+            raise ValueError("microscope: focal spread, convergence and blur must be >= 0")
+        return self
+
+
 class SimulationConfig(StrictModel):
     """Plane-wave HRTEM simulation grid, microscope, detector and campaign grid.
 
@@ -89,6 +159,10 @@ class SimulationConfig(StrictModel):
     fft_threads: int = Field(
         1, ge=1,
         description="FFT threads per process (keep 1 when several jobs share the cores)",
+    )
+    microscope: MicroscopeRanges = Field(
+        default_factory=MicroscopeRanges,
+        description="per-image microscope randomisation (disabled by default)",
     )
 
     @property

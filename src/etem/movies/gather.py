@@ -221,6 +221,7 @@ def summarise(
         ],
         "columns_analysed": prep.columns,
         "columns_reason": prep.columns_reason,
+        "domain_warnings": list(prep.domain_warnings),
         "denoiser": prep.mode,
         "finetune": None if ft is None else {k: v for k, v in ft.items() if k != "seconds"},
         "segmenter": models.segmenter is not None,

@@ -27,6 +27,7 @@ import h5py
 import numpy as np
 
 from etem.analysis.columns import guess_polarity
+from etem.analysis.domain import column_fwhm_A, domain_warnings, warning_line
 from etem.analysis.lattice import columns_resolvable
 from etem.analysis.likelihood import Calibration
 from etem.config import EtemConfig
@@ -106,6 +107,7 @@ class PreparedMovie:
     break_kinds: list[str] = field(default_factory=list)
     columns: bool = True
     columns_reason: str = ""
+    domain_warnings: list[str] = field(default_factory=list)
 
     @property
     def half_window(self) -> int:
@@ -238,6 +240,7 @@ def prepare_movie(
                              "set apply.dose_e_per_px_per_frame")
         log.warning("dose not recorded: using the mean counts of the first chunk, "
                     "%.4g e/px/frame", dose)
+    domain = _domain_warnings(movie, model, mode, leading, geo.pixel_size_A, dose)
     finetune = None
     if finetuning:
         out.mkdir(parents=True, exist_ok=True)
@@ -272,7 +275,21 @@ def prepare_movie(
         break_kinds=list(breaks.values()),
         columns=seen.resolvable,
         columns_reason=seen.reason,
+        domain_warnings=domain,
     )
+
+
+def _domain_warnings(
+    movie: Movie, model: LoadedModel, mode: str, leading: np.ndarray, pixel_size_A: float,
+    dose_e_per_px: float,
+) -> list[str]:
+    """What of the movie lies outside the model's training distribution; warned in one line."""
+    width = column_fwhm_A(np.asarray(leading, dtype=np.float64).mean(axis=0), pixel_size_A)
+    found = domain_warnings(model.meta, pixel_size_A, dose_e_per_px, width)
+    line = warning_line(mode, found)
+    if line:
+        log.warning("%s: %s", movie.path, line)
+    return found
 
 
 def denoiser_of(prep: PreparedMovie, models: ApplyModels) -> LoadedModel:

@@ -159,9 +159,11 @@ def infinite_projection_slices(
 
 
 def build_sliced_potential(
-    atoms: Atoms, grid: ImageGrid, sim: SimulationConfig, fft_threads: int = 1
+    atoms: Atoms, grid: ImageGrid, sim: SimulationConfig, fft_threads: int = 1,
+    energy_kv: float | None = None,
 ) -> SlicedPotential:
-    """Build the potential of ``atoms`` once and convert it to transmission functions.
+    """Build the potential of ``atoms`` once and convert it to transmission functions at
+    ``energy_kv`` [kV] (None: ``sim.energy_kv``).
 
     Infinite projection uses the fused evaluation of :func:`infinite_projection_slices`
     (abTEM's algorithm, fewer FFTs); finite projection uses ``abtem.Potential.build``.
@@ -174,7 +176,8 @@ def build_sliced_potential(
         slices: Any = infinite_projection_slices(potential, grid, fft_threads, sim.fft_backend)
     else:
         slices = np.asarray(potential.build(lazy=False).array, dtype=np.float32)
-    sigma = np.float32(energy2sigma(sim.energy_kv * 1e3))
+    energy_kv = float(sim.energy_kv if energy_kv is None else energy_kv)
+    sigma = np.float32(energy2sigma(energy_kv * 1e3))
     aperture = antialias_aperture((grid.gpts, grid.gpts), (grid.sampling_A,) * 2, np).astype(
         np.float32
     )
@@ -190,7 +193,7 @@ def build_sliced_potential(
         transmission=trans,
         slice_thickness_A=np.asarray(potential.slice_thickness, dtype=np.float64),
         grid=grid,
-        energy_kv=sim.energy_kv,
+        energy_kv=energy_kv,
         fft_backend=sim.fft_backend,
     )
 

@@ -19,6 +19,7 @@ from etem.simulation.contract import (
     IMAGE_COLUMN_COLUMNS,
     IMAGE_COLUMN_STRINGS,
     PARAM_COLUMNS,
+    PARAM_DEFAULTS,
     STRING_COLUMNS,
 )
 from etem.simulation.labels import LABEL_MAPS
@@ -85,7 +86,9 @@ class ShardWriter:
             raise ValueError(f"{len(params)} parameter rows for {self.n} images")
         g = self.f.create_group("params")
         for col in PARAM_COLUMNS:
-            _column_dataset(g, col, [r[col] for r in params], col in STRING_COLUMNS)
+            values = [r[col] if col not in PARAM_DEFAULTS else r.get(col, PARAM_DEFAULTS[col])
+                      for r in params]
+            _column_dataset(g, col, values, col in STRING_COLUMNS)
         g = self.f.create_group("columns")
         for col in IMAGE_COLUMN_COLUMNS:
             values = columns[col].tolist() if len(columns) else []
@@ -146,6 +149,9 @@ def read_params(path: str | os.PathLike[str]) -> Any:
                 raise InputError(f"image shard {path}: no /clean or /params (not an etem shard)")
             data = {}
             for col in PARAM_COLUMNS:
+                if col not in f["params"] and col in PARAM_DEFAULTS:
+                    data[col] = np.full(f["clean"].shape[0], PARAM_DEFAULTS[col])
+                    continue
                 if col not in f["params"]:
                     raise InputError(f"image shard {path}: missing /params/{col}")
                 ds = f["params"][col]

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from etem.analysis.domain import column_fwhm_A, training_distribution
 from etem.config import EtemConfig
 from etem.config.training import (
     DenoiserConfig,
@@ -42,6 +43,7 @@ from etem.models.factory import architecture
 from etem.models.inference import autocast_predict, movie_mean_counts
 from etem.models.unet import Segmenter
 from etem.plotting import plt
+from etem.seeding import rng
 from etem.simulation.contract import CLASSES
 from etem.training.metrics import iou_per_class, occupancy_accuracy, psnr, ssim
 
@@ -98,8 +100,25 @@ class Task:
 
 
 def _dose_range(cfg: LoopConfig, campaign: EtemConfig) -> tuple[float, float]:
-    rng = cfg.dose_e_per_A2 or campaign.noise.train_dose_e_per_A2
-    return float(rng[0]), float(rng[1])
+    dose = cfg.dose_e_per_A2 or campaign.noise.train_dose_e_per_A2
+    return float(dose[0]), float(dose[1])
+
+
+def _distribution(train: Any, dose_range: tuple[float, float], seed: int,
+                  n_images: int = 12) -> dict[str, Any]:
+    """The training distribution recorded in the model file (etem.analysis.domain): pixel
+    sizes and doses of the training images, column widths measured on up to ``n_images``
+    clean training images (seeded choice)."""
+    pick = np.sort(rng(seed, "training", "distribution").choice(
+        len(train), min(n_images, len(train)), replace=False))
+    widths = []
+    for pos in pick:
+        row = train.iloc[int(pos)]
+        with h5py.File(row["shard_path"], "r") as f:
+            clean = np.asarray(f["clean"][int(row["index_in_shard"])], dtype=np.float64)
+        widths.append(column_fwhm_A(clean, float(row["pixel_size_A"])))
+    detector = train["detector_pixel_A"] if "detector_pixel_A" in train.columns else ()
+    return training_distribution(train["pixel_size_A"], dose_range, widths, detector)
 
 
 def _hash(obj: Any) -> str:
@@ -132,6 +151,7 @@ class _ImageTask(Task):
         self.val_structures = sorted(set(val["structure_id"]))
         self.dose_range = _dose_range(cfg, campaign)
         self.pixel_size_A = float(np.median(train["pixel_size_A"]))
+        self.distribution = _distribution(train, self.dose_range, campaign.seed)
         common: dict[str, Any] = dict(
             task=self.kind, patch_px=cfg.patch_px, dose_range_e_per_A2=self.dose_range,
             seed=campaign.seed, dose_conditioned=cfg.model.dose_conditioned,
@@ -158,6 +178,7 @@ class _ImageTask(Task):
             "val_structures": len(self.val_structures),
             "families": list(self.cfg.families),
             "index": str(self.index_path),
+            "training_distribution": self.distribution,
         }
 
 
@@ -403,6 +424,13 @@ class UnsupervisedTask(Task):
         self.movies: list[dict[str, Any]] = []
         if len(group) > 1:
             self._open_group(campaign, cfg, group)
+        summed = np.asarray(frames[: min(16, frames.shape[0])], dtype=np.float64).mean(axis=0)
+        width = column_fwhm_A(summed, px) if np.isfinite(px) else float("nan")
+        doses = [m["dose_e_per_px"] for m in self.movies] or [self.scale]
+        self.distribution = training_distribution(
+            [px], (min(doses) / px**2, max(doses) / px**2) if np.isfinite(px) and px > 0
+            else (np.nan, np.nan), [width])
+        self.distribution["dose_e_per_px"] = [float(min(doses)), float(max(doses))]
 
     def _open_group(self, campaign: EtemConfig, cfg: UnsupervisedConfig,
                     paths: list[Path]) -> None:
@@ -451,7 +479,7 @@ class UnsupervisedTask(Task):
     def meta(self) -> dict[str, Any]:
         meta = {"pixel_size_A": self.pixel_size_A, "n_frames": self.n_frames,
                 "dose_e_per_px": self.scale, "movie": str(self.movie_path),
-                "movie_shape": list(self.shape)}
+                "movie_shape": list(self.shape), "training_distribution": self.distribution}
         if self.movies:
             meta["movies"] = self.movies
         if self.init is not None:
