@@ -19,7 +19,7 @@
       report/report.html             the campaign report
       report/runs.csv                MLflow stage runs of the campaign (lineage: run ids)
       logs/<rule>/...                Snakemake job logs
-      benchmarks/<rule>/...          Snakemake per-job runtime/memory records
+      runtime/<rule>/...             Snakemake per-job runtime/memory records (`benchmark:`)
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from pathlib import Path
 VARYING_OUTPUTS = (
     "mlflow.db", "mlflow.db.lock", "mlartifacts/**/*",  # the tracking store: run ids, times
     "report/runs.csv",                                  # lineage sidecar of the report
-    "logs/**/*", "benchmarks/**/*",                     # Snakemake job logs, runtime records
+    "logs/**/*", "runtime/**/*",                        # Snakemake job logs, runtime records
     "apply/*/timing.json",                             # seconds per pass of an apply
 )
 

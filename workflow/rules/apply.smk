@@ -26,7 +26,7 @@ rule apply_prepare:
     log:
         f"{RESULTS}/logs/apply_prepare/{{movie}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/apply_prepare/{{movie}}.tsv"
+        f"{RESULTS}/runtime/apply_prepare/{{movie}}.tsv"
     threads: 2
     resources:
         mem_mb=mem_mb(4000),
@@ -57,7 +57,7 @@ rule apply_shard:
     log:
         f"{RESULTS}/logs/apply_shard/{{movie}}/{{shard}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/apply_shard/{{movie}}/{{shard}}.tsv"
+        f"{RESULTS}/runtime/apply_shard/{{movie}}/{{shard}}.tsv"
     threads: 2
     resources:
         mem_mb=mem_mb(4000),
@@ -111,7 +111,7 @@ rule apply_gather:
     log:
         f"{RESULTS}/logs/apply_gather/{{movie}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/apply_gather/{{movie}}.tsv"
+        f"{RESULTS}/runtime/apply_gather/{{movie}}.tsv"
     threads: 1
     resources:
         mem_mb=mem_mb(4000),

@@ -58,7 +58,7 @@ rule run_benchmark:
     log:
         f"{RESULTS}/logs/run_benchmark/run_benchmark.log",
     benchmark:
-        f"{RESULTS}/benchmarks/run_benchmark/run_benchmark.tsv"
+        f"{RESULTS}/runtime/run_benchmark/run_benchmark.tsv"
     params:
         out=lambda wildcards, output: os.path.dirname(output.summary),
     threads: 2

@@ -19,7 +19,7 @@ rule make_report:
     log:
         f"{RESULTS}/logs/make_report/make_report.log",
     benchmark:
-        f"{RESULTS}/benchmarks/make_report/make_report.tsv"
+        f"{RESULTS}/runtime/make_report/make_report.tsv"
     params:
         # <results>/config/report.yaml -> <results>
         results=lambda wildcards, input: os.path.dirname(os.path.dirname(input.config)),

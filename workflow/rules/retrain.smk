@@ -33,7 +33,7 @@ rule retrain_network:
     log:
         f"{RESULTS}/logs/retrain_network/{{run_id}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/retrain_network/{{run_id}}.tsv"
+        f"{RESULTS}/runtime/retrain_network/{{run_id}}.tsv"
     wildcard_constraints:
         run_id="[0-9a-f]{32}",
     threads: 2

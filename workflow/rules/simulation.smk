@@ -19,7 +19,7 @@ rule simulate_images:
     log:
         f"{RESULTS}/logs/simulate_images/{{shard}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/simulate_images/{{shard}}.tsv"
+        f"{RESULTS}/runtime/simulate_images/{{shard}}.tsv"
     threads: 1
     resources:
         mem_mb=mem_mb(3000),
@@ -39,7 +39,7 @@ rule index_images:
     log:
         f"{RESULTS}/logs/index_images.log",
     benchmark:
-        f"{RESULTS}/benchmarks/index_images.tsv"
+        f"{RESULTS}/runtime/index_images.tsv"
     threads: 1
     resources:
         mem_mb=mem_mb(1000),
@@ -59,7 +59,7 @@ rule simulate_movie:
     log:
         f"{RESULTS}/logs/simulate_movie.log",
     benchmark:
-        f"{RESULTS}/benchmarks/simulate_movie.tsv"
+        f"{RESULTS}/runtime/simulate_movie.tsv"
     threads: 1
     resources:
         mem_mb=mem_mb(2000),

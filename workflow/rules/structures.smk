@@ -13,7 +13,7 @@ rule build_structures:
     log:
         f"{RESULTS}/logs/build_structures/{{shard}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/build_structures/{{shard}}.tsv"
+        f"{RESULTS}/runtime/build_structures/{{shard}}.tsv"
     threads: 1
     resources:
         mem_mb=mem_mb(1500),
@@ -39,7 +39,7 @@ rule gather_structures:
     log:
         f"{RESULTS}/logs/gather_structures.log",
     benchmark:
-        f"{RESULTS}/benchmarks/gather_structures.tsv"
+        f"{RESULTS}/runtime/gather_structures.tsv"
     threads: 1
     resources:
         mem_mb=mem_mb(2000),

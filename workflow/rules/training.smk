@@ -15,7 +15,7 @@ rule train_denoiser:
     log:
         f"{RESULTS}/logs/train_denoiser.log",
     benchmark:
-        f"{RESULTS}/benchmarks/train_denoiser.tsv"
+        f"{RESULTS}/runtime/train_denoiser.tsv"
     threads: 2
     resources:
         mem_mb=mem_mb(4000),
@@ -37,7 +37,7 @@ rule train_segmenter:
     log:
         f"{RESULTS}/logs/train_segmenter.log",
     benchmark:
-        f"{RESULTS}/benchmarks/train_segmenter.tsv"
+        f"{RESULTS}/runtime/train_segmenter.tsv"
     threads: 2
     resources:
         mem_mb=mem_mb(4000),
@@ -59,7 +59,7 @@ rule train_unsupervised:
     log:
         f"{RESULTS}/logs/train_unsupervised.log",
     benchmark:
-        f"{RESULTS}/benchmarks/train_unsupervised.tsv"
+        f"{RESULTS}/runtime/train_unsupervised.tsv"
     threads: 2
     resources:
         mem_mb=mem_mb(4000),
