@@ -46,8 +46,8 @@ TINY: dict[str, Any] = {
     "benchmark": {
         "max_test_images": 4, "gaussian_sigma_px": [1.0], "nlm": False,
         "calibration_vacuum_images": 6, "umse_images": 2, "example_images": 1,
-        "blob_min_sigma_A": 0.3, "blob_max_sigma_A": 0.6,
     },
+    "columns": {"blob_min_sigma_A": 0.3, "blob_max_sigma_A": 0.6},
     "tracking": {"enabled": False},
 }
 

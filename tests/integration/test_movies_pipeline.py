@@ -116,7 +116,7 @@ def test_column_recall_at_demo_dose(tmp_path: Path) -> None:
         ApplyModels(unsupervised=window_model()),
     )
     cols = pd.read_parquet(tmp_path / "out" / "columns.parquet")
-    radius = 0.5 / PX_A  # benchmark.match_radius_A default [Å] -> px
+    radius = 0.5 / PX_A  # columns.match_radius_A default [Å] -> px
     assert _recall(lm, cols, radius, margin_px=4) >= 0.9
     # raw single frames at this dose do not reach it (the denoising matters)
     from etem.analysis.columns import find_columns

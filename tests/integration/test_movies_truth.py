@@ -150,7 +150,7 @@ def test_column_recall_after_denoising(scored: dict) -> None:
     from etem.analysis.columns import find_columns
 
     cfg = scored["cfg"]
-    b = cfg.benchmark
+    b = cfg.columns
     truth = load_truth(scored["movie"])
     frames = open_movie(scored["movie"]).read(0, 8) / cfg.movie.dose_e_per_px_per_frame
     parts = []

@@ -21,7 +21,7 @@ from pydantic import Field, field_validator, model_validator
 
 from etem.config.apply import ApplyConfig
 from etem.config.base import StrictModel
-from etem.config.evaluation import BenchmarkConfig
+from etem.config.evaluation import BenchmarkConfig, ColumnsConfig
 from etem.config.movies import MoviesConfig
 from etem.config.simulation import MovieConfig, NoiseConfig, SimulationConfig
 from etem.config.stages import STAGE_SECTIONS, stage_hash, stage_yaml
@@ -56,6 +56,7 @@ class EtemConfig(StrictModel):
     movie: MovieConfig = Field(default_factory=MovieConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     benchmark: BenchmarkConfig = Field(default_factory=BenchmarkConfig)
+    columns: ColumnsConfig = Field(default_factory=ColumnsConfig)
     apply: ApplyConfig = Field(default_factory=ApplyConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     movies: MoviesConfig = Field(default_factory=MoviesConfig)

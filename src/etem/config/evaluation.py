@@ -22,26 +22,6 @@ class BenchmarkConfig(StrictModel):
     nlm_h: float = Field(
         0.8, gt=0, description="NLM strength on Anscombe-stabilised counts (noise sd = 1)"
     )
-    blob_min_sigma_A: float = Field(0.3, gt=0, description="blob_log min sigma [Å]")
-    blob_max_sigma_A: float = Field(1.2, gt=0, description="blob_log max sigma [Å]")
-    blob_threshold: float = Field(
-        0.08,
-        gt=0,
-        description="blob_log threshold on the image rescaled so that its 0.1 / 99.9 % "
-        "percentiles map to 0 / 1",
-    )
-    column_refine: Literal["centroid", "gaussian", "none"] = Field(
-        "centroid", description="sub-pixel refinement of column positions"
-    )
-    column_disk_radius_A: float = Field(0.5, gt=0, description="likelihood disk radius [Å]")
-    column_max_pixel_size_A: float = Field(
-        0.5,
-        gt=0,
-        description="coarsest pixel size [Å] at which etem apply looks for atomic columns "
-        "(about a third of the shortest column spacing of interest); coarser movies, or "
-        "movies without lattice fringes, get frame-level statistics only",
-    )
-    match_radius_A: float = Field(0.5, gt=0, description="detection matching radius [Å]")
     confidence_levels: list[Fraction] = Field(
         default_factory=lambda: [0.9, 0.95, 0.99], description="nominal confidence levels"
     )
@@ -82,8 +62,39 @@ class BenchmarkConfig(StrictModel):
 
     @model_validator(mode="after")
     def _check(self) -> BenchmarkConfig:
-        if self.blob_min_sigma_A > self.blob_max_sigma_A:
-            raise ValueError("blob_min_sigma_A must be <= blob_max_sigma_A")
         if any(not 0 < c < 1 for c in self.confidence_levels):
             raise ValueError("confidence_levels must lie strictly between 0 and 1")
+        return self
+
+
+class ColumnsConfig(StrictModel):
+    """Atomic-column finding, one setting for the benchmark and the movies alike (the
+    likelihood calibration of the benchmark is valid only for the finder it was fitted with).
+    """
+
+    blob_min_sigma_A: float = Field(0.3, gt=0, description="blob_log min sigma [Å]")
+    blob_max_sigma_A: float = Field(1.2, gt=0, description="blob_log max sigma [Å]")
+    blob_threshold: float = Field(
+        0.08,
+        gt=0,
+        description="blob_log threshold on the image rescaled so that its 0.1 / 99.9 % "
+        "percentiles map to 0 / 1",
+    )
+    refine: Literal["centroid", "gaussian", "none"] = Field(
+        "centroid", description="sub-pixel refinement of column positions"
+    )
+    disk_radius_A: float = Field(0.5, gt=0, description="likelihood disk radius [Å]")
+    max_pixel_size_A: float = Field(
+        0.5,
+        gt=0,
+        description="coarsest pixel size [Å] at which etem apply looks for atomic columns "
+        "(about a third of the shortest column spacing of interest); coarser movies, or "
+        "movies without lattice fringes, get frame-level statistics only",
+    )
+    match_radius_A: float = Field(0.5, gt=0, description="detection matching radius [Å]")
+
+    @model_validator(mode="after")
+    def _sigma_range(self) -> ColumnsConfig:
+        if self.blob_min_sigma_A > self.blob_max_sigma_A:
+            raise ValueError("blob_min_sigma_A must be <= blob_max_sigma_A")
         return self

@@ -23,13 +23,16 @@ STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
     "simulation": ("structures", "simulation", "noise"),
     "simulate-movie": ("structures", "simulation", "noise", "movie"),
     "training": ("structures", "simulation", "noise", "movie", "training"),
-    "benchmark": ("structures", "simulation", "noise", "movie", "training", "benchmark"),
-    # column finding reuses benchmark.blob_*; fine-tuning starts from training.unsupervised
+    "benchmark": ("structures", "simulation", "noise", "movie", "training", "benchmark",
+                  "columns"),
+    # one column finder (columns:) for the benchmark's calibration and the movies; the
+    # calibration file comes from the benchmark; fine-tuning starts from training.unsupervised
     # (not ``movies``: a movie added to the sheet must not re-run the others; a row's own
     # settings reach its jobs as arguments)
-    "apply": ("training", "benchmark", "apply"),
+    "apply": ("training", "columns", "apply"),
     "report": (
-        "structures", "simulation", "noise", "movie", "training", "benchmark", "apply",
+        "structures", "simulation", "noise", "movie", "training", "benchmark", "columns",
+        "apply",
         "movies",
     ),
 }

@@ -128,7 +128,7 @@ def _image_rows(
     px = float(im.params["pixel_size_A"])
     rng_ = data_range(im.clean)
     truth = columns_from_labels(im.class_map, px) if im.class_map is not None else None
-    find_kw = find_kwargs(b, px, "bright" if skew(im.clean) >= 0 else "dark")
+    find_kw = find_kwargs(cfg.columns, px, "bright" if skew(im.clean) >= 0 else "dark")
     base = image_base(im)
     for dose in doses:
         dose_px = dose * px * px
@@ -158,11 +158,10 @@ def _column_rows(
     base: dict[str, Any], acc: _Rows,
 ) -> None:
     """Column detection counts of one method's output; likelihood rows for the primary."""
-    b = cfg.benchmark
     px = float(im.params["pixel_size_A"])
     found = find_columns(est, **find_kw)
-    m = detection_metrics(found, truth, b.match_radius_A)
-    i_f, i_t = match_columns(found, truth, b.match_radius_A)
+    m = detection_metrics(found, truth, cfg.columns.match_radius_A)
+    i_f, i_t = match_columns(found, truth, cfg.columns.match_radius_A)
     d2 = 0.0
     if len(i_f):
         dd = found[["x_A", "y_A"]].to_numpy()[i_f] - truth[["x_A", "y_A"]].to_numpy()[i_t]
@@ -172,7 +171,7 @@ def _column_rows(
                         "n_matched": m["n_matched"], "sum_sq_err_A2": d2})
     if not is_primary:
         return
-    tab = likelihood_table(counts, est * dose_px, found, b.column_disk_radius_A / px,
+    tab = likelihood_table(counts, est * dose_px, found, cfg.columns.disk_radius_A / px,
                            lambda_vac=dose_px)
     matched = np.zeros(len(tab), dtype=bool)
     matched[i_f] = True

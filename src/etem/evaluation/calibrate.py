@@ -15,6 +15,7 @@ from etem.analysis.calibration import (
 )
 from etem.analysis.likelihood import Calibration
 from etem.analysis.umse import quartets
+from etem.config.evaluation import ColumnsConfig
 from etem.errors import InputError
 from etem.evaluation.methods import Method
 from etem.seeding import rng
@@ -25,10 +26,11 @@ def skew(img: np.ndarray) -> float:
     return float(np.mean(d**3))
 
 
-def find_kwargs(b: Any, px: float, polarity: str) -> dict[str, Any]:
-    return {"pixel_size_A": px, "min_sigma_A": b.blob_min_sigma_A,
-            "max_sigma_A": b.blob_max_sigma_A, "threshold": b.blob_threshold,
-            "refine": b.column_refine, "polarity": polarity}
+def find_kwargs(c: ColumnsConfig, px: float, polarity: str) -> dict[str, Any]:
+    """Keyword arguments of :func:`~etem.analysis.columns.find_columns` from ``columns:``."""
+    return {"pixel_size_A": px, "min_sigma_A": c.blob_min_sigma_A,
+            "max_sigma_A": c.blob_max_sigma_A, "threshold": c.blob_threshold,
+            "refine": c.refine, "polarity": polarity}
 
 
 def quartet_truth(clean_counts: np.ndarray, counts: np.ndarray, fn: Callable) -> float:
@@ -56,11 +58,11 @@ def calibrate(
                     round(cfg.movie.dose_e_per_px_per_frame / (px * px), 6)})
     for dose in doses:
         dose_px = dose * px * px
-        find_kw = find_kwargs(b, px, "bright")
+        find_kw = find_kwargs(cfg.columns, px, "bright")
         for part, n, store in (("fit", n_fit, fits), ("held_out", n_fit, held)):
             g = rng(cfg.seed, "benchmark", "vacuum", part, f"{dose:g}")
             d = vacuum_detections(
-                method, dose_px, shape, n, g, find_kw, b.column_disk_radius_A / px
+                method, dose_px, shape, n, g, find_kw, cfg.columns.disk_radius_A / px
             )
             d["dose_e_per_A2"] = dose
             store.append(d)
@@ -71,9 +73,9 @@ def calibrate(
         raise InputError("calibration: no spurious detections in simulated vacuum (threshold?)")
     cal = Calibration.fit(null_fit, true_df, meta={
         "doses_e_per_A2": doses, "pixel_size_A": px,
-        "disk_radius_A": b.column_disk_radius_A, "n_null": len(null_fit),
+        "disk_radius_A": cfg.columns.disk_radius_A, "n_null": len(null_fit),
         "n_true": 0 if true_df is None else len(true_df),
-        "find_columns": find_kwargs(b, px, "bright"),
+        "find_columns": find_kwargs(cfg.columns, px, "bright"),
     })
     far = held_out_report(cal, null_held, list(b.confidence_levels))
     rel = pd.DataFrame()

@@ -24,7 +24,7 @@ tables [px, Å], occupancy maps, drift [px], frame statistics, events), columns.
 events.csv (onset frames, [s] when the frame time is known), frames.csv, denoised.tif (float32
 ImageJ stack, pixel size in nm), figures (PNG), preview.gif, timing.json and, written last,
 summary.json (and finetuned_unsupervised.pt when fine-tuned). Config keys: apply.* (see
-docs/movies.md); column finding uses benchmark.blob_*.
+docs/movies.md); column finding uses the columns: section.
 """
 
 

@@ -54,18 +54,18 @@ def frame_columns(
     y_aligned_px`` as found in the aligned frame. With a segmenter output ``seg`` (3, H, W):
     ``class_index``, ``cation_occupancy``, ``anion_occupancy`` at each column.
     """
-    b = cfg.benchmark
+    b = cfg.columns
     px = pixel_size_A
     cols = find_columns(
         intensity, px, b.blob_min_sigma_A, b.blob_max_sigma_A, b.blob_threshold,
-        refine=cfg.apply.column_refine,
+        refine=b.refine,
         polarity=polarity,  # type: ignore[arg-type]
     )
     if len(cols):
         den_counts = intensity * dose_e_per_px
         cols = likelihood_table(
             counts, np.maximum(den_counts, 1e-6), cols,
-            max(b.column_disk_radius_A / px, 1.0), calibration=calibration,
+            max(b.disk_radius_A / px, 1.0), calibration=calibration,
         )
     frac = drift - np.round(drift)
     iy, ix = (int(v) for v in np.round(drift))
@@ -148,7 +148,7 @@ class FrameStatistics:
         self.counts_change = (
             ColumnCountsChange(
                 a.event_local_window_frames, a.event_local_reference_frames,
-                max(cfg.benchmark.column_disk_radius_A / px, 1.0),
+                max(cfg.columns.disk_radius_A / px, 1.0),
             )
             if "column_counts_z" in a.event_statistics
             else None

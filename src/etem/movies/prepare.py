@@ -250,7 +250,7 @@ def prepare_movie(
             name=str(movie.path),
         )
     seen = columns_resolvable(
-        leading.mean(axis=0), geo.pixel_size_A, cfg.benchmark.column_max_pixel_size_A
+        leading.mean(axis=0), geo.pixel_size_A, cfg.columns.max_pixel_size_A
     )
     if not seen.resolvable:
         log.warning("%s: no column analysis: %s; frame-level statistics only",
