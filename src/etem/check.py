@@ -73,8 +73,9 @@ def _check_images(cfg: EtemConfig, lay: Layout) -> str:
 def _check_movie(cfg: EtemConfig, lay: Layout) -> str:
     with h5py.File(lay.synthetic_movie, "r") as f:
         shape = f["frames"].shape
-    if shape[0] != cfg.movie.n_frames:
-        raise InputError(f"synthetic movie has {shape[0]} frames, config asks {cfg.movie.n_frames}")
+    if shape[0] != cfg.synthetic_movie.n_frames:
+        raise InputError(f"synthetic movie has {shape[0]} frames, config asks "
+                         f"{cfg.synthetic_movie.n_frames}")
     return f"synthetic movie {shape}"
 
 

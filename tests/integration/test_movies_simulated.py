@@ -52,7 +52,7 @@ def simulated_movie(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]
         "results_dir": str(tmp / "results"),
         "tracking": {"enabled": False},
         "simulation": {"sampling_A": 0.2, "thickness_nm": [1.0], "slice_thickness_A": 2.0},
-        "movie": {
+        "synthetic_movie": {
             "n_frames": 40,
             "size_px": 96,
             "event_frames": [EVENT],

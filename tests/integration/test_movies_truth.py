@@ -67,7 +67,7 @@ def scored(tmp_path_factory: pytest.TempPathFactory) -> dict:
         "results_dir": str(tmp / "results"),
         "tracking": {"enabled": False},
         "simulation": {"sampling_A": 0.2, "thickness_nm": [1.0], "slice_thickness_A": 2.0},
-        "movie": {
+        "synthetic_movie": {
             "n_frames": N_FRAMES,
             "size_px": SIZE,
             "event_frames": [SURFACE, ROTATION],
@@ -152,7 +152,7 @@ def test_column_recall_after_denoising(scored: dict) -> None:
     cfg = scored["cfg"]
     b = cfg.columns
     truth = load_truth(scored["movie"])
-    frames = open_movie(scored["movie"]).read(0, 8) / cfg.movie.dose_e_per_px_per_frame
+    frames = open_movie(scored["movie"]).read(0, 8) / cfg.synthetic_movie.dose_e_per_px_per_frame
     parts = []
     for t, fr in enumerate(frames):
         c = find_columns(

@@ -99,9 +99,9 @@ def test_bad_config_cli_is_one_line_without_traceback(etem_bin: str, tmp_path: P
 
 def test_cross_field_rule_names_the_keys() -> None:
     with pytest.raises(ConfigError) as err:
-        load_config({"movie": {"event_frames": [3]}, "apply": {"calibration_frames": 10}})
+        load_config({"synthetic_movie": {"event_frames": [3]}, "apply": {"calibration_frames": 10}})
     msg = str(err.value)
-    assert msg.startswith("movie.event_frames: first event at frame 3")
+    assert msg.startswith("synthetic_movie.event_frames: first event at frame 3")
     assert "apply.calibration_frames" in msg
 
 

@@ -49,4 +49,4 @@ def test_stage_is_checked_and_the_cross_check_runs_on_whole_configs() -> None:
         load_config({"stage": "nonsense"})
     # a whole config still refuses an event inside the calibration frames
     with pytest.raises(ConfigError, match="calibration frames"):
-        load_config({"movie": {"event_frames": [5]}, "apply": {"calibration_frames": 10}})
+        load_config({"synthetic_movie": {"event_frames": [5]}, "apply": {"calibration_frames": 10}})

@@ -152,7 +152,7 @@ def test_frame_counts_cached_by_path_size_mtime(
 
 
 def test_campaign_movies_add_the_synthetic_row(movies: Path, tmp_path: Path) -> None:
-    cfg = load_config(None, {"movie.n_frames": 50})
+    cfg = load_config(None, {"synthetic_movie.n_frames": 50})
     rows = campaign_movies(cfg, tmp_path / "synthetic.h5", cache=None)
     assert [(r.name, r.n_frames) for r in rows] == [("synthetic", 50)]
     sheet = _sheet(tmp_path, "a\tdata/stack.mrc\n")

@@ -37,7 +37,7 @@ def campaign(tmp_path_factory):
                        "tilts_mrad": [[0, 0], [2, 1], [-1, 2]], "tilts_per_structure": 2,
                        "defocus_nm": [-4.0, 0.0, 4.0], "images_per_structure": 5,
                        "n_shards": 2},
-        "movie": {"n_frames": 10, "size_px": 40, "event_frames": [4, 7],
+        "synthetic_movie": {"n_frames": 10, "size_px": 40, "event_frames": [4, 7],
                   "event_kinds": ["surface_loss", "vacancy"], "surface_atoms_lost": 2,
                   "vacancies_per_event": 3, "dose_e_per_px_per_frame": 0.5},
         "apply": {"calibration_frames": 3},  # the events follow 3 stable frames

@@ -23,7 +23,7 @@ from etem.config.apply import ApplyConfig
 from etem.config.base import StrictModel
 from etem.config.evaluation import BenchmarkConfig, ColumnsConfig
 from etem.config.movies import MoviesConfig
-from etem.config.simulation import MovieConfig, NoiseConfig, SimulationConfig
+from etem.config.simulation import NoiseConfig, SimulationConfig, SyntheticMovieConfig
 from etem.config.stages import STAGE_SECTIONS, stage_hash, stage_yaml
 from etem.config.structures import StructuresConfig
 from etem.config.tracking import TrackingConfig
@@ -53,7 +53,7 @@ class EtemConfig(StrictModel):
     structures: StructuresConfig = Field(default_factory=StructuresConfig)
     simulation: SimulationConfig = Field(default_factory=SimulationConfig)
     noise: NoiseConfig = Field(default_factory=NoiseConfig)
-    movie: MovieConfig = Field(default_factory=MovieConfig)
+    synthetic_movie: SyntheticMovieConfig = Field(default_factory=SyntheticMovieConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     benchmark: BenchmarkConfig = Field(default_factory=BenchmarkConfig)
     columns: ColumnsConfig = Field(default_factory=ColumnsConfig)
@@ -87,10 +87,10 @@ class EtemConfig(StrictModel):
         # cut from a campaign config checked whole, and may carry only one of the two.)
         if self.stage is not None:
             return self
-        first = min(self.movie.event_frames, default=None)
+        first = min(self.synthetic_movie.event_frames, default=None)
         if first is not None and first <= self.apply.calibration_frames:
             raise ValueError(
-                f"movie.event_frames: first event at frame {first} falls inside the "
+                f"synthetic_movie.event_frames: first event at frame {first} falls inside the "
                 f"{self.apply.calibration_frames} stable calibration frames "
                 "(apply.calibration_frames); move the event later or calibrate on fewer frames"
             )

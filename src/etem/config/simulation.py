@@ -187,7 +187,7 @@ class NoiseConfig(StrictModel):
     gain: float = Field(1.0, gt=0, description="counts per electron")
 
 
-class MovieConfig(StrictModel):
+class SyntheticMovieConfig(StrictModel):
     """Synthetic experimental movie (ground truth for the movie stage and unsupervised training).
 
     A structure of the library is imaged frame by frame; at each of ``event_frames`` it changes
@@ -228,7 +228,7 @@ class MovieConfig(StrictModel):
     drift_px_per_frame: float = Field(0.0, ge=0, description="stage drift [px/frame]")
 
     @model_validator(mode="after")
-    def _events_in_range(self) -> MovieConfig:
+    def _events_in_range(self) -> SyntheticMovieConfig:
         bad = [f for f in self.event_frames if not 0 < f < self.n_frames]
         if bad:
             raise ValueError(f"event_frames {bad} outside 1..{self.n_frames - 1}")

@@ -21,9 +21,9 @@ COMMON = ("name", "seed", "results_dir", "tracking")
 STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
     "structures": ("structures",),
     "simulation": ("structures", "simulation", "noise"),
-    "simulate-movie": ("structures", "simulation", "noise", "movie"),
-    "training": ("structures", "simulation", "noise", "movie", "training"),
-    "benchmark": ("structures", "simulation", "noise", "movie", "training", "benchmark",
+    "simulate-movie": ("structures", "simulation", "noise", "synthetic_movie"),
+    "training": ("structures", "simulation", "noise", "synthetic_movie", "training"),
+    "benchmark": ("structures", "simulation", "noise", "synthetic_movie", "training", "benchmark",
                   "columns"),
     # one column finder (columns:) for the benchmark's calibration and the movies; the
     # calibration file comes from the benchmark; fine-tuning starts from training.unsupervised
@@ -31,7 +31,7 @@ STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
     # settings reach its jobs as arguments)
     "apply": ("training", "columns", "apply"),
     "report": (
-        "structures", "simulation", "noise", "movie", "training", "benchmark", "columns",
+        "structures", "simulation", "noise", "synthetic_movie", "training", "benchmark", "columns",
         "apply",
         "movies",
     ),

@@ -55,7 +55,7 @@ def calibrate(
     held: list[pd.DataFrame] = []
     # the benchmark doses, plus the movie's dose per frame (what the apply stage sees)
     doses = sorted({*cfg.noise.benchmark_doses_e_per_A2,
-                    round(cfg.movie.dose_e_per_px_per_frame / (px * px), 6)})
+                    round(cfg.synthetic_movie.dose_e_per_px_per_frame / (px * px), 6)})
     for dose in doses:
         dose_px = dose * px * px
         find_kw = find_kwargs(cfg.columns, px, "bright")

@@ -277,7 +277,7 @@ def campaign_movies(
     """The movies of a campaign: the sheet's rows, then the synthetic row (if enabled).
 
     ``config`` is the campaign's :class:`~etem.config.EtemConfig`; ``synthetic_path`` where the
-    workflow writes the synthetic movie (its frame count comes from ``movie.n_frames``).
+    workflow writes the synthetic movie (its frame count comes from ``synthetic_movie.n_frames``).
     Raises :class:`ConfigError` (one line) on a bad sheet, a row named ``synthetic`` while
     the synthetic movie runs, a ``finetune`` row without ``apply.finetune_steps``, or no movie.
     """
@@ -293,7 +293,8 @@ def campaign_movies(
                         "true); rename the row or set movies.synthetic: false")
     if m.synthetic:
         rows.append(MovieRow(name=SYNTHETIC, path=str(synthetic_path),
-                             files=(str(synthetic_path),), n_frames=config.movie.n_frames))
+                             files=(str(synthetic_path),),
+                             n_frames=config.synthetic_movie.n_frames))
     if not rows:
         raise ConfigError("movies: no movie to apply (movies.sheet unset and "
                           "movies.synthetic: false)")

@@ -44,9 +44,9 @@ def register(sub: Any) -> None:
         "simulate-movie",
         help="simulate a synthetic K3-like movie of an evolving structure with ground truth",
         description=(
-            "Animate one structure of the manifest (config movie.*): stable, then changed at "
-            "the event frames. Output HDF5: /frames float32 counts (T,H,W), /clean expected "
-            "counts, /events frame indices, /columns per-frame column tables [Å]; attrs "
+            "Animate one structure of the manifest (config synthetic_movie.*): stable, then "
+            "changed at the event frames. Output HDF5: /frames float32 counts (T,H,W), /clean "
+            "expected counts, /events frame indices, /columns per-frame column tables [Å]; attrs "
             "pixel_size_A [Å], frame_time_s [s], dose_e_per_px_per_frame [e/px]."
         ),
     )

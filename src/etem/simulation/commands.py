@@ -81,7 +81,7 @@ def synthetic_movie(args: argparse.Namespace) -> int:
     df = read_manifest(manifest, MANIFEST_REQUIRED)
     if not len(df):
         raise InputError(f"structures manifest {manifest}: no structures")
-    mine = df[df["family"] == cfg.movie.structure_family]
+    mine = df[df["family"] == cfg.synthetic_movie.structure_family]
     row = (mine if len(mine) else df).iloc[0]
     atoms = read_structure(manifest.parent / row["path"])
     sid = str(row["structure_id"])
@@ -89,8 +89,9 @@ def synthetic_movie(args: argparse.Namespace) -> int:
         start = time.perf_counter()
         result = simulate_movie(cfg, atoms, sid)
         write_movie(out, result, cfg, sid, provenance(cfg, "simulate-movie"))
-        run.log_metrics({"n_frames": cfg.movie.n_frames, "seconds": time.perf_counter() - start,
+        run.log_metrics({"n_frames": cfg.synthetic_movie.n_frames,
+                         "seconds": time.perf_counter() - start,
                          "mean_counts": float(result["frames"].mean())})
-    print(f"{out}: {cfg.movie.n_frames} frames of {sid}, events at "
+    print(f"{out}: {cfg.synthetic_movie.n_frames} frames of {sid}, events at "
           f"{result['events'].tolist()} ({', '.join(result['event_kinds'])})")
     return 0

@@ -29,7 +29,7 @@ import pandas as pd
 from ase import Atoms
 
 from etem.config import EtemConfig
-from etem.config.simulation import MovieConfig
+from etem.config.simulation import SyntheticMovieConfig
 from etem.errors import InputError
 from etem.io import atomic_path, h5_write_attrs
 from etem.seeding import rng
@@ -57,7 +57,7 @@ def _metal_mask(atoms: Atoms) -> np.ndarray:
 
 
 def apply_event(
-    atoms: Atoms, kind: str, movie: MovieConfig, r: np.random.Generator
+    atoms: Atoms, kind: str, movie: SyntheticMovieConfig, r: np.random.Generator
 ) -> tuple[Any, str]:
     """A new state of ``atoms`` after one event; returns (atoms, the kind actually applied)."""
 
@@ -107,7 +107,7 @@ def _fourier_shift(image: np.ndarray, dx_px: float, dy_px: float) -> np.ndarray:
 def simulate_movie(config: EtemConfig, atoms: Atoms, structure_id: str) -> dict[str, Any]:
     """Frames, clean frames, events and per-frame column tables of a synthetic movie."""
 
-    movie, sim, noise = config.movie, config.simulation, config.noise
+    movie, sim, noise = config.synthetic_movie, config.simulation, config.noise
     sim_m = sim.model_copy(update={"output_size_px": movie.size_px})
     cell = atoms.cell.lengths()
     grid = image_grid((cell[0], cell[1]), sim.sampling_A, movie.size_px)
@@ -165,7 +165,7 @@ def write_movie(
 ) -> Path:
     """Write a synthetic movie atomically (layout: ``contract.MOVIE_LAYOUT``)."""
 
-    movie = config.movie
+    movie = config.synthetic_movie
     px = float(result["pixel_size_A"])
     path = Path(path)
     _, h, w = result["frames"].shape
