@@ -77,6 +77,10 @@ class Layout:
     def model(self, kind: str) -> Path:
         return self.root / "models" / f"{kind}.pt"
 
+    def group_model(self, group: str) -> Path:
+        """The blind-spot network trained on the movies of one group of the sheet."""
+        return self.root / "models" / "groups" / f"{group}.pt"
+
     @property
     def benchmark_dir(self) -> Path:
         return self.root / "benchmark"

@@ -146,6 +146,11 @@ def test_sheet_movies_plan_sharded_apply_jobs(tmp_path: Path) -> None:
     assert "--frames 64:70" in text and "--frames 32:40" in text
     assert "--frame-time-s 0.025" in text and "--set apply.pixel_size_A=0.5" in text
     assert "--tag etem.group=600C" in text and "--name tiff_run" in text
+    # one blind-spot network per group, trained on its movies, denoises that group's movies
+    assert counts["train_group"] == 2
+    assert f"--movie {tmp_path}/tiffs --out {res}/models/groups/600C.pt" in text
+    assert re.search(rf"apply-prepare .*--movie {tmp_path}/tiffs .*--unsupervised "
+                     rf"{res}/models/groups/600C.pt", text)
     assert not res.exists()
     cache = ROOT / ".snakemake" / "etem" / "movie_shapes.json"
     assert str((tmp_path / "stack.mrc").resolve()) in cache.read_text()

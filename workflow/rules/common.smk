@@ -12,7 +12,7 @@ import sys
 from etem.config import STAGE_SECTIONS, stage_yaml
 from etem.errors import ConfigError
 from etem.movies.plan import shard_ranges
-from etem.movies.sheet import campaign_movies, row_arguments
+from etem.movies.sheet import campaign_movies, movie_groups, row_arguments, training_path
 from etem.paths import Layout
 from etem.runs import tracking_uri
 
@@ -56,14 +56,27 @@ def config_of(stage):
 # The campaign's movies (etem.movies.sheet): the sheet's rows (validated, every movie opened or
 # found in the frame-count cache .snakemake/etem/movie_shapes.json) and the synthetic movie.
 # A bad row fails here, before any job, with one line naming the sheet line and column.
+# Groups of the sheet (movies.group_training): one blind-spot network per group, trained on
+# all its movies (rule train_group), denoises that group's movies.
 try:
     MOVIES = {row.name: row for row in campaign_movies(ETEM, LAYOUT.synthetic_movie)}
+    GROUPS = movie_groups(list(MOVIES.values())) if ETEM.movies.group_training else {}
+    GROUP_MOVIES = {g: [training_path(r) for r in rows] for g, rows in GROUPS.items()}
 except ConfigError as exc:
     raise WorkflowError(str(exc))
 
+
+def unsupervised_model(wildcards):
+    """The blind-spot model of a movie: its group's, else the campaign's."""
+    group = MOVIES[wildcards.movie].group
+    if group in GROUPS:
+        return str(LAYOUT.group_model(group))
+    return str(LAYOUT.model("unsupervised"))
+
+
 APPLY_MODELS = dict(
     denoiser=str(LAYOUT.model("denoiser")),
-    unsupervised=str(LAYOUT.model("unsupervised")),
+    unsupervised=unsupervised_model,
     segmenter=str(LAYOUT.model("segmenter")),
     calibration=str(LAYOUT.benchmark_dir / "likelihood_calibration.json"),
 )

@@ -70,3 +70,32 @@ rule train_unsupervised:
     shell:
         "etem --tag rule=train_unsupervised train unsupervised --config {input.config:q} --movie {input.movie:q}"
         " --out {output.model:q} --threads {threads} > {log:q} 2>&1"
+
+
+rule train_group:
+    # one blind-spot network per group of the movie sheet, trained on all of the group's
+    # movies (patches streamed from each; settings of training.unsupervised)
+    input:
+        config=config_of("training"),
+        movies=lambda wildcards: GROUP_MOVIES[wildcards.group],
+    output:
+        model=str(LAYOUT.group_model("{group}")),
+    params:
+        movies=lambda wildcards: GROUP_MOVIES[wildcards.group],
+    wildcard_constraints:
+        group="|".join(re.escape(g) for g in GROUP_MOVIES) or "$^",
+    log:
+        f"{RESULTS}/logs/train_group/{{group}}.log",
+    benchmark:
+        f"{RESULTS}/runtime/train_group/{{group}}.tsv"
+    threads: 2
+    resources:
+        mem_mb=mem_mb(4000),
+        runtime=runtime_min(240),
+        gpu=gpus(ETEM.training.unsupervised),
+    conda:
+        ENV
+    shell:
+        "etem --tag rule=train_group --tag wildcards=group={wildcards.group:q} train unsupervised"
+        " --config {input.config:q} --movie {params.movies:q} --out {output.model:q}"
+        " --threads {threads} > {log:q} 2>&1"

@@ -25,3 +25,9 @@ class MoviesConfig(StrictModel):
     synthetic: bool = Field(
         True, description="also run the campaign's synthetic movie, as the row 'synthetic'"
     )
+    group_training: bool = Field(
+        True,
+        description="train one blind-spot network per group of the sheet (its rows' movies, "
+        "patches streamed from all of them; settings of training.unsupervised) and denoise "
+        "that group's movies with it; off: every movie uses the campaign's unsupervised model",
+    )

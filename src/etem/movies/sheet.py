@@ -37,6 +37,7 @@ import glob
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -299,6 +300,27 @@ def campaign_movies(
         raise ConfigError("movies: no movie to apply (movies.sheet unset and "
                           "movies.synthetic: false)")
     return rows
+
+
+def movie_groups(rows: list[MovieRow]) -> dict[str, list[MovieRow]]:
+    """Sheet rows by ``group`` (rows without a group, and the synthetic movie, are in none)."""
+    groups: dict[str, list[MovieRow]] = {}
+    for row in rows:
+        if row.group and row.name != SYNTHETIC:
+            if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", row.group):
+                raise ConfigError(f"movie sheet line {row.line}, column group: {row.group!r} "
+                                  "names a model file: use letters, digits, '_', '.', '-'")
+            groups.setdefault(row.group, []).append(row)
+    return groups
+
+
+def training_path(row: MovieRow) -> str:
+    """What ``etem train unsupervised --movie`` opens for a row: its file or folder."""
+    if len(row.files) == 1 or Path(row.path).is_dir():
+        return row.files[0] if len(row.files) == 1 else row.path
+    raise ConfigError(f"movie sheet line {row.line}, column path: group training opens a file "
+                      f"or a folder per movie, not a glob of {len(row.files)} files (put the "
+                      "frames in a folder)")
 
 
 def row_arguments(row: MovieRow) -> list[str]:
