@@ -32,7 +32,7 @@ def _run(results: Path, mode: str, out: Path, extra: list[str]) -> dict:
         "--movie", str(results / "movies" / "synthetic.h5"), "--out", str(out / mode),
         "--denoiser", str(m / "denoiser.pt"), "--unsupervised", str(m / "unsupervised.pt"),
         "--segmenter", str(m / "segmenter.pt"),
-        "--calibration", str(results / "benchmark" / "likelihood_calibration.json"),
+        "--calibration", str(results / "evaluation" / "likelihood_calibration.json"),
     ]
     subprocess.run(cmd, check=True, capture_output=True)
     return json.loads((out / mode / "summary.json").read_text())

@@ -17,7 +17,7 @@ fixed = dict(d, name="xcond-fixed", results_dir=f"{r}/fixed")
 fixed["simulation"] = {k: v for k, v in d["simulation"].items() if k != "microscope"}
 yaml.safe_dump(fixed, open(f"{r}/config_fixed.yaml", "w"))
 fast = dict(d, noise=dict(d["noise"], benchmark_doses_e_per_A2=[12.5]))
-fast["benchmark"] = dict(d["benchmark"], umse_images=0, calibration_vacuum_images=4,
+fast["evaluation"] = dict(d["evaluation"], umse_images=0, calibration_vacuum_images=4,
                          mohan_protocol=False)
 yaml.safe_dump(fast, open(f"{r}/config_bench.yaml", "w"))
 PY
@@ -29,5 +29,5 @@ for tag in "" fixed; do
   for i in 0 1; do etem simulate --config "$cfg" --manifest "$R/structures/manifest.csv" --shard $i/2 --out "$out/simulation/shard_00$i.h5"; done
   etem simulate-index --out "$out/simulation/index.csv" "$out/simulation/shard_000.h5" "$out/simulation/shard_001.h5"
   etem train denoiser --config "$cfg" --index "$out/simulation/index.csv" --out "$out/models/denoiser.pt" --threads 2
-  etem benchmark --config "$R/config_bench.yaml" --index "$R/simulation/index.csv" --denoiser "$out/models/denoiser.pt" --out "$out/benchmark"
+  etem evaluate --config "$R/config_bench.yaml" --index "$R/simulation/index.csv" --denoiser "$out/models/denoiser.pt" --out "$out/evaluation"
 done

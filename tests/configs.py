@@ -43,7 +43,7 @@ TINY: dict[str, Any] = {
         "segmenter": dict(_LOOP),
         "unsupervised": {**_LOOP, "dose_e_per_A2": None},
     },
-    "benchmark": {
+    "evaluation": {
         "max_test_images": 4, "gaussian_sigma_px": [1.0], "nlm": False,
         "calibration_vacuum_images": 6, "umse_images": 2, "example_images": 1,
     },

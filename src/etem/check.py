@@ -30,7 +30,7 @@ from etem.simulation.contract import PARAM_COLUMNS
 #: Stages that every complete campaign has recorded in MLflow.
 TRACKED_STAGES = (
     "structures", "simulation", "simulate-movie", "train-denoiser", "train-unsupervised",
-    "train-segmenter", "benchmark", "apply", "report",
+    "train-segmenter", "evaluation", "apply", "report",
 )
 
 
@@ -137,13 +137,13 @@ def _check_listed(folder: Path, required: tuple[str, ...]) -> int:
     return len(names)
 
 
-#: Files a benchmark always writes (besides those its summary.json lists).
-BENCHMARK_REQUIRED = ("per_image.parquet", "denoising_summary.csv", "likelihood_calibration.json")
+#: Files the evaluation stage always writes (besides those its summary.json lists).
+EVALUATION_REQUIRED = ("per_image.parquet", "denoising_summary.csv", "likelihood_calibration.json")
 
 
-def _check_benchmark(cfg: EtemConfig, lay: Layout) -> str:
-    n = _check_listed(lay.benchmark_dir, BENCHMARK_REQUIRED)
-    return f"{n} benchmark outputs readable"
+def _check_evaluation(cfg: EtemConfig, lay: Layout) -> str:
+    n = _check_listed(lay.evaluation_dir, EVALUATION_REQUIRED)
+    return f"{n} evaluation outputs readable"
 
 
 def _check_apply(cfg: EtemConfig, lay: Layout) -> str:
@@ -199,7 +199,7 @@ CHECKS: dict[str, Callable[[Any, Layout], str]] = {
     "images": _check_images,
     "movie": _check_movie,
     "models": _check_models,
-    "benchmark": _check_benchmark,
+    "evaluation": _check_evaluation,
     "apply": _check_apply,
     "report": _check_report,
     "temporaries": _check_temporaries,

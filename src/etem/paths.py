@@ -13,7 +13,7 @@
       simulation/index.csv           gathered image index
       movies/synthetic.h5            synthetic movie with ground truth
       models/{denoiser,unsupervised,segmenter}.pt
-      benchmark/                     tables (csv/parquet) and figures
+      evaluation/                    tables (csv/parquet) and figures of the evaluation stage
       apply/<movie>/                 results of the movie stage, one folder per movie
       apply/<movie>/.work/           its prepare.h5 and shards/shard_NNN.h5 (intermediate)
       report/report.html             the campaign report
@@ -82,8 +82,8 @@ class Layout:
         return self.root / "models" / "groups" / f"{group}.pt"
 
     @property
-    def benchmark_dir(self) -> Path:
-        return self.root / "benchmark"
+    def evaluation_dir(self) -> Path:
+        return self.root / "evaluation"
 
     def apply_dir(self, movie: str) -> Path:
         return self.root / "apply" / movie

@@ -11,7 +11,7 @@ Layout in the tracking store
   ``etem.config_hash``, ``etem.campaign_key``, ``etem.git_commit``, ``etem.version``, ``etem.seed``,
   ``etem.pkg.<name>`` (package versions), ``etem.snakemake.rule`` / ``etem.snakemake.wildcards``
   when run by Snakemake, and ``etem.upstream_run_ids``: the finished runs of the stages it
-  consumed (structures → simulation → training → benchmark/apply → report).
+  consumed (structures → simulation → training → evaluation/apply → report).
 
 The default store is ``sqlite:///<results_dir>/mlflow.db`` with artifacts in
 ``<results_dir>/mlartifacts``; ``MLFLOW_TRACKING_URI`` overrides it (e.g. an ``mlflow server``
@@ -48,9 +48,9 @@ UPSTREAM: dict[str, tuple[str, ...]] = {
     "train-denoiser": ("simulation",),
     "train-segmenter": ("simulation",),
     "train-unsupervised": ("simulate-movie",),
-    "benchmark": ("train-denoiser", "train-unsupervised", "train-segmenter", "simulation"),
+    "evaluation": ("train-denoiser", "train-unsupervised", "train-segmenter", "simulation"),
     "apply": ("train-denoiser", "train-unsupervised", "train-segmenter", "simulate-movie"),
-    "report": ("benchmark", "apply"),
+    "report": ("evaluation", "apply"),
 }
 
 

@@ -232,7 +232,7 @@ def _smoke_outputs(results: Path) -> list[Path]:
     outs = [lay.structures_manifest, lay.simulation_index, lay.synthetic_movie, lay.report]
     outs += [lay.simulation_shard(i) for i in range(cfg.simulation.n_shards)]
     outs += [lay.model(k) for k in ("denoiser", "unsupervised", "segmenter")]
-    outs += [lay.benchmark_dir / "summary.json", lay.apply_dir("synthetic") / "summary.json"]
+    outs += [lay.evaluation_dir / "summary.json", lay.apply_dir("synthetic") / "summary.json"]
     return outs
 
 
@@ -297,7 +297,7 @@ def test_smoke_campaign_on_slurm_with_tracking_server(
             assert np.isfinite(clean).all() and clean.min() >= 0
             n_images += clean.shape[0]
     assert len(index) == n_images
-    for summary in (results / "benchmark" / "summary.json",
+    for summary in (results / "evaluation" / "summary.json",
                     results / "apply" / "synthetic" / "summary.json"):
         assert json.loads(summary.read_text()), summary
 
@@ -310,7 +310,7 @@ def test_smoke_campaign_on_slurm_with_tracking_server(
     finished = [r for r in runs if r.info.status == "FINISHED"]
     stages = {r.data.tags["etem.stage"] for r in finished}
     assert {"structures", "simulation", "simulate-movie", "train-denoiser", "train-unsupervised",
-            "train-segmenter", "benchmark", "apply", "report"} <= stages
+            "train-segmenter", "evaluation", "apply", "report"} <= stages
     # every finished stage run came from a SLURM job or a local rule of this campaign
     assert all("etem.snakemake.rule" in r.data.tags for r in finished)
     # the cancelled attempt did not finish; the retry did

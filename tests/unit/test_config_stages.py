@@ -35,7 +35,7 @@ def test_a_setting_changes_only_the_stages_that_read_it() -> None:
     }
     expect = {
         "apply.event_false_alarm_rate": {"apply", "report"},
-        "training.denoiser.steps": {"training", "benchmark", "apply", "report"},
+        "training.denoiser.steps": {"training", "evaluation", "apply", "report"},
         "movies.synthetic": {"report"},
     }
     for key, value in changed.items():

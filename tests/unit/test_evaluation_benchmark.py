@@ -83,7 +83,7 @@ def test_cli_writes_outputs_deterministically(campaign, capsys):
     outs = []
     for run in ("a", "b"):
         out = root / f"out_{run}"
-        rc = main(["benchmark", "--config", str(cfg_path), "--index", str(paths["index"]),
+        rc = main(["evaluate", "--config", str(cfg_path), "--index", str(paths["index"]),
                    "--out", str(out)])
         assert rc == 0
         outs.append(out)
@@ -93,7 +93,7 @@ def test_cli_writes_outputs_deterministically(campaign, capsys):
                  "mohan_summary.csv"):
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
     cal = Calibration.load(a / "likelihood_calibration.json")
-    assert cal.meta["provenance"]["stage"] == "benchmark"
+    assert cal.meta["provenance"]["stage"] == "evaluation"
     summary = json.loads((a / "summary.json").read_text())
     assert "figures/psnr_vs_dose.png" in summary["files"]
     t = read_table(a / "denoising_summary.csv")
@@ -104,7 +104,7 @@ def test_cli_writes_outputs_deterministically(campaign, capsys):
 
 def test_cli_missing_index_is_a_one_line_error(campaign, capsys):
     root, _, _, cfg_path = campaign
-    rc = main(["benchmark", "--config", str(cfg_path), "--index", str(root / "nope.csv"),
+    rc = main(["evaluate", "--config", str(cfg_path), "--index", str(root / "nope.csv"),
                "--out", str(root / "x")])
     assert rc == 3
     err = capsys.readouterr().err

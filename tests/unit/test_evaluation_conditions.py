@@ -25,7 +25,7 @@ def campaign(tmp_path_factory):
     idx["blur_fwhm_A"] = [1.4 if i in (0, 3, 6) else 0.5 for i in range(len(idx))]
     idx.to_csv(paths["index"], index=False)
     cfg = make_tiny_config(root, **BENCHMARK_SPLIT,
-                           benchmark={"max_test_images": 8, "condition_max_images": 8})
+                           evaluation={"max_test_images": 8, "condition_max_images": 8})
     cfg.training.split.held_out_conditions = [ConditionBand(**BAND)]
     return paths, cfg
 

@@ -41,7 +41,7 @@ def test_report_on_fake_results(tmp_path, capsys, tiny_config):
         train_run_id = run.run_id
     layout = Layout(tmp_path)
     res = run_benchmark(cfg, load_test_images(layout.simulation_index, cfg)[:2])
-    write_outputs(cfg, res, layout.benchmark_dir)
+    write_outputs(cfg, res, layout.evaluation_dir)
     movie = layout.apply_dir("synthetic")
     movie.mkdir(parents=True)
     (movie / "summary.json").write_text(json.dumps({"n_frames": 16, "events": [10]}))
@@ -57,7 +57,7 @@ def test_report_on_fake_results(tmp_path, capsys, tiny_config):
     # self-contained: figures embedded, nothing loaded from elsewhere
     assert html.count("data:image/png;base64,") >= 5
     assert 'src="http' not in html and "<link" not in html
-    for text in ("Benchmarks", "Likelihood calibration", "denoising", "gaussian_1px",
+    for text in ("Evaluation", "Likelihood calibration", "denoising", "gaussian_1px",
                  "event timeline", cfg.hash(), "Missing results",
                  "train-denoiser: training curves", "mlflow ui --backend-store-uri",
                  "Mohan et al.'s protocol", "split=test",
@@ -88,7 +88,7 @@ def test_empty_results_folder_renders_with_every_section_missing(tmp_path, tiny_
     cfg = tiny_config(tmp_path, **BENCHMARK_SPLIT)
     doc, present = build_report(cfg, tmp_path)
     assert not any(v for k, v in present.items() if k != "provenance")
-    assert "the benchmark stage has not run" in doc and "the apply stage has not run" in doc
+    assert "the evaluation stage has not run" in doc and "the apply stage has not run" in doc
 
 
 def test_training_curves_get_one_panel_per_quantity():
@@ -114,7 +114,7 @@ def test_headline_compares_the_best_network_with_the_best_baseline(tmp_path):
     from etem.report.build import section_headline
 
     layout = Layout(tmp_path)
-    d = layout.benchmark_dir
+    d = layout.evaluation_dir
     d.mkdir(parents=True)
     rows = [("noisy", 12.0, 0.2), ("gaussian_1.5px", 20.0, 0.5), ("nlm", 21.0, 0.55),
             ("supervised", 24.5, 0.7), ("unsupervised", 23.0, 0.65)]

@@ -92,7 +92,7 @@ def test_killed_campaign_resumes_with_the_same_command_to_identical_files(
     # damage that `etem check` must name, one line each
     (results / "apply" / "synthetic" / "results.h5").unlink()
     (results / "apply" / "synthetic" / "columns.parquet").write_bytes(b"PAR1 truncated")
-    (results / "benchmark" / "per_image.parquet").unlink()
+    (results / "evaluation" / "per_image.parquet").unlink()
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True).stdout.strip()
     (results / "models" / f".denoiser.pt{TMP_MARK}{host_tag()}-{dead}-x.tmp").write_bytes(b"")

@@ -46,10 +46,10 @@ def _models(res: Path) -> None:
                    {"kind": kind, "arch": arch, "pixel_size_A": PX_A,
                     "mlflow_run_id": f"run{kind}"})
     rng = np.random.default_rng(0)
-    (res / "benchmark").mkdir(parents=True)
+    (res / "evaluation").mkdir(parents=True)
     Calibration.fit(
         pd.DataFrame({"lambda_vac": np.full(200, 2.0), "u": rng.uniform(size=200)})
-    ).save(res / "benchmark" / "likelihood_calibration.json")
+    ).save(res / "evaluation" / "likelihood_calibration.json")
 
 
 def test_two_row_sheet_runs_sharded_per_movie(tmp_path: Path) -> None:

@@ -101,13 +101,13 @@ def test_apply_setting_reruns_only_apply_and_report(done_campaign: Path, tmp_pat
     changed = re.findall(r"output: (\S+)\n.*\n.*\n\s+reason: Params have changed", out.stdout)
     assert sorted(Path(p).name for p in changed) == ["apply.yaml", "report.yaml"]
     reasons = out.stdout.split("Reasons:", 1)[1]
-    assert "train_" not in reasons and "simulate_" not in reasons and "run_benchmark" not in reasons
+    assert "train_" not in reasons and "simulate_" not in reasons and "evaluate" not in reasons
     assert apply_yaml.read_text().count("0.01\n") >= 1  # the dry run wrote nothing
 
     # control: a training setting re-runs that training and what consumed its model
     ov = overlay(tmp_path, "training:\n  denoiser:\n    steps: 21\n", "training.yaml")
     counts = job_counts(snakemake("-n", configs=(SMOKE, ov), results=res).stdout)
-    assert counts["train_denoiser"] == 1 and counts["run_benchmark"] == 1
+    assert counts["train_denoiser"] == 1 and counts["evaluate"] == 1
     assert "simulate_images" not in counts and "build_structures" not in counts
 
 

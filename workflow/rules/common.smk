@@ -78,7 +78,7 @@ APPLY_MODELS = dict(
     denoiser=str(LAYOUT.model("denoiser")),
     unsupervised=unsupervised_model,
     segmenter=str(LAYOUT.model("segmenter")),
-    calibration=str(LAYOUT.benchmark_dir / "likelihood_calibration.json"),
+    calibration=str(LAYOUT.evaluation_dir / "likelihood_calibration.json"),
 )
 MOVIE_NAMES = "|".join(re.escape(name) for name in MOVIES)
 

@@ -7,8 +7,8 @@
 rule make_report:
     input:
         config=config_of("report"),
-        benchmark=rules.run_benchmark.output.summary,
-        calibration=rules.run_benchmark.output.calibration,
+        benchmark=rules.evaluate.output.summary,
+        calibration=rules.evaluate.output.calibration,
         apply=[str(LAYOUT.apply_summary(name)) for name in MOVIES],
     output:
         report(

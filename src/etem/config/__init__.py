@@ -21,7 +21,7 @@ from pydantic import Field, field_validator, model_validator
 
 from etem.config.apply import ApplyConfig
 from etem.config.base import StrictModel
-from etem.config.evaluation import BenchmarkConfig, ColumnsConfig
+from etem.config.evaluation import ColumnsConfig, EvaluationConfig
 from etem.config.movies import MoviesConfig
 from etem.config.simulation import NoiseConfig, SimulationConfig, SyntheticMovieConfig
 from etem.config.stages import STAGE_SECTIONS, stage_hash, stage_yaml
@@ -55,7 +55,7 @@ class EtemConfig(StrictModel):
     noise: NoiseConfig = Field(default_factory=NoiseConfig)
     synthetic_movie: SyntheticMovieConfig = Field(default_factory=SyntheticMovieConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
-    benchmark: BenchmarkConfig = Field(default_factory=BenchmarkConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     columns: ColumnsConfig = Field(default_factory=ColumnsConfig)
     apply: ApplyConfig = Field(default_factory=ApplyConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)

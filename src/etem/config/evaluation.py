@@ -9,7 +9,7 @@ from pydantic import Field, model_validator
 from etem.config.base import Fraction, Positive, StrictModel
 
 
-class BenchmarkConfig(StrictModel):
+class EvaluationConfig(StrictModel):
     """Denoising tables, column finding, likelihood maps and their calibration."""
 
     max_test_images: int = Field(2000, ge=1, description="cap on test images evaluated")
@@ -61,7 +61,7 @@ class BenchmarkConfig(StrictModel):
     )
 
     @model_validator(mode="after")
-    def _check(self) -> BenchmarkConfig:
+    def _check(self) -> EvaluationConfig:
         if any(not 0 < c < 1 for c in self.confidence_levels):
             raise ValueError("confidence_levels must lie strictly between 0 and 1")
         return self

@@ -23,7 +23,7 @@ STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
     "simulation": ("structures", "simulation", "noise"),
     "simulate-movie": ("structures", "simulation", "noise", "synthetic_movie"),
     "training": ("structures", "simulation", "noise", "synthetic_movie", "training"),
-    "benchmark": ("structures", "simulation", "noise", "synthetic_movie", "training", "benchmark",
+    "evaluation": ("structures", "simulation", "noise", "synthetic_movie", "training", "evaluation",
                   "columns"),
     # one column finder (columns:) for the benchmark's calibration and the movies; the
     # calibration file comes from the benchmark; fine-tuning starts from training.unsupervised
@@ -31,7 +31,7 @@ STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
     # settings reach its jobs as arguments)
     "apply": ("training", "columns", "apply"),
     "report": (
-        "structures", "simulation", "noise", "synthetic_movie", "training", "benchmark", "columns",
+        "structures", "simulation", "noise", "synthetic_movie", "training", "evaluation", "columns",
         "apply",
         "movies",
     ),

@@ -9,5 +9,5 @@ columns      atomic-column finding (LoG blobs + centroid / 2D Gaussian refinemen
 likelihood   Mohan et al. likelihood maps and their simulation-based calibration
 umse         Morales et al. unsupervised MSE / PSNR
 detection    column-level precision / recall / position error
-benchmark    the ``etem benchmark`` stage (tables, figures, calibration)
+benchmark    the ``etem evaluate`` stage (tables, figures, calibration)
 """

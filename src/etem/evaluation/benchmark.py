@@ -110,7 +110,7 @@ def run_benchmark(
     _calibration(cfg, res, acc, images, methods, primary)
     if movie is not None:
         res.tables["movie"] = movie_table(cfg, movie, methods, unsupervised)
-    if cfg.benchmark.conditions and images:
+    if cfg.evaluation.conditions and images:
         cond = conditions_table(cfg, images, denoiser, unsupervised)
         res.tables["conditions_per_image"] = cond
         res.tables["conditions_summary"] = summarise_conditions(cond)
@@ -123,7 +123,7 @@ def _image_rows(
     segmenter: Any | None, acc: _Rows,
 ) -> None:
     """Every row of one test image at every benchmark dose."""
-    b = cfg.benchmark
+    b = cfg.evaluation
     doses = list(cfg.noise.benchmark_doses_e_per_A2)
     px = float(im.params["pixel_size_A"])
     rng_ = data_range(im.clean)
@@ -217,7 +217,7 @@ def _tables(
         res.tables["umse"] = pd.DataFrame(acc.umse)
     if acc.segmentation:
         res.tables["segmentation"] = summarise_segmentation(pd.DataFrame(acc.segmentation))
-    if cfg.benchmark.mohan_protocol and images:
+    if cfg.evaluation.mohan_protocol and images:
         mp = mohan_protocol(cfg, images, methods)
         res.tables["mohan_per_image"] = mp
         res.tables["mohan_summary"] = summarise(mp, ["psnr_db", "ssim", "mean_counts_per_px"])
@@ -228,7 +228,7 @@ def _calibration(
     methods: dict[str, Method], primary: str,
 ) -> None:
     """Calibration on simulated vacuum (fit half, held-out half) + true columns."""
-    b = cfg.benchmark
+    b = cfg.evaluation
     lik = pd.concat(acc.likelihood, ignore_index=True) if acc.likelihood else pd.DataFrame()
     shape = images[0].clean.shape if images else (128, 128)
     px0 = float(images[0].params["pixel_size_A"]) if images else 0.2

@@ -45,11 +45,11 @@ def calibrate(
     """Fit the likelihood calibration on simulated vacuum at every benchmark dose and at the
     movie's dose per frame.
 
-    Half of ``cfg.benchmark.calibration_vacuum_images`` per dose fit the null, the other
+    Half of ``cfg.evaluation.calibration_vacuum_images`` per dose fit the null, the other
     half is held out for the false-alarm table. Returns (calibration, FAR table, reliability
     table, fitted null sample).
     """
-    b = cfg.benchmark
+    b = cfg.evaluation
     n_fit = max(b.calibration_vacuum_images // 2, 1)
     fits: list[pd.DataFrame] = []
     held: list[pd.DataFrame] = []

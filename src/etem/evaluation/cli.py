@@ -1,4 +1,4 @@
-"""``etem benchmark``: denoising tables, column detection, likelihood calibration, uMSE."""
+"""``etem evaluate``: denoising tables, column detection, likelihood calibration, uMSE."""
 
 from __future__ import annotations
 
@@ -28,8 +28,10 @@ units  : doses [e/Å²] (noise.benchmark_doses_e_per_A2), lengths [Å], position
 
 
 def register(sub: Any) -> None:
-    """Add the ``benchmark`` subcommand."""
-    p = sub.add_parser("benchmark", help="denoising/column/likelihood benchmarks on the test split",
+    """Add the ``evaluate`` subcommand (alias ``benchmark``)."""
+    p = sub.add_parser("evaluate", aliases=["benchmark"],
+                       help="the evaluation stage: denoising, column and likelihood tables "
+                       "on the test split",
                        description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_args(p)
     p.add_argument("--index", required=True, help="simulation index CSV")

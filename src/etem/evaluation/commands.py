@@ -21,7 +21,7 @@ def _load(path: str | None) -> Any:
 
 
 def evaluate(args: argparse.Namespace) -> int:
-    """``etem benchmark``: run the evaluation stage."""
+    """``etem evaluate``: run the evaluation stage."""
     cfg = config_from_args(args)
     require_file(args.index, "image index")
     images = load_test_images(args.index, cfg)
@@ -29,12 +29,12 @@ def evaluate(args: argparse.Namespace) -> int:
     movie = read_movie(args.movie) if args.movie else None
     params = {"n_images": len(images), "denoiser": args.denoiser, "unsupervised": args.unsupervised,
               "segmenter": args.segmenter, "movie": args.movie}
-    with stage_run(args, cfg, "benchmark", params=params) as run_:
+    with stage_run(args, cfg, "evaluation", params=params) as run_:
         res = run_benchmark(cfg, images, denoiser, seg, movie, unsup)
         files = write_outputs(cfg, res, Path(args.out))
         _log_mlflow(run_, res, files)
     s = res.summary
-    print(f"benchmark: {len(images)} images, methods {', '.join(s['methods'])} -> {args.out}")
+    print(f"evaluation: {len(images)} images, methods {', '.join(s['methods'])} -> {args.out}")
     for m, v in s["psnr_db"].items():
         print(f"  {m:>16s}: PSNR {v:6.2f} dB  SSIM {s['ssim'][m]:.3f}")
     mp = s.get("mohan_protocol")

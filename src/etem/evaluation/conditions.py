@@ -3,7 +3,7 @@
 Every test image (splits ``test``, ``held_out`` = unseen structures under seen conditions,
 ``held_out_condition`` = images whose microscope parameters lie in a band of
 ``training.split.held_out_conditions``, never trained on) is made noisy at
-``benchmark.condition_dose_e_per_px`` [e/px in vacuum] and denoised by:
+``evaluation.condition_dose_e_per_px`` [e/px in vacuum] and denoised by:
 
 * ``noisy``: the counts / dose;
 * ``gaussian_oracle``: the Gaussian filter whose width is best on the clean image (an
@@ -37,7 +37,7 @@ METRICS = ("psnr_db", "ssim", "psnr_mohan_db", "ssim_mohan")
 
 
 def _select(cfg: Any, images: list[TestImage]) -> list[TestImage]:
-    cap = cfg.benchmark.condition_max_images
+    cap = cfg.evaluation.condition_max_images
     if len(images) <= cap:
         return images
     pick = np.sort(rng(cfg.seed, "benchmark", "conditions", "select").choice(
@@ -57,7 +57,7 @@ def _estimates(
     cfg: Any, im: TestImage, counts: np.ndarray, dose_px: float, denoiser: Any | None,
     unsupervised: Any | None,
 ) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
-    b = cfg.benchmark
+    b = cfg.evaluation
     out: dict[str, tuple[np.ndarray, dict[str, Any]]] = {
         "noisy": (baselines.noisy_intensity(counts, dose_px), {}),
     }
@@ -79,7 +79,7 @@ def conditions_table(
     unsupervised: Any | None = None,
 ) -> pd.DataFrame:
     """One row per (image, method) with both metrics (see module docstring)."""
-    dose_px = float(cfg.benchmark.condition_dose_e_per_px)
+    dose_px = float(cfg.evaluation.condition_dose_e_per_px)
     rows = []
     for im in progress(_select(cfg, images), "cross-condition table"):
         clean = np.asarray(im.clean, dtype=np.float64)

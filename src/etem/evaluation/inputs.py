@@ -48,7 +48,7 @@ def load_test_images(index_path: str | Path, cfg: Any) -> list[TestImage]:
     if sel.empty:
         raise InputError(f"image index {index_path}: no test, held-out or held-out-condition "
                          "images")
-    cap = cfg.benchmark.max_test_images
+    cap = cfg.evaluation.max_test_images
     if len(sel) > cap:
         pick = np.sort(rng(cfg.seed, "benchmark", "select").choice(len(sel), cap, replace=False))
         sel = sel.iloc[pick]

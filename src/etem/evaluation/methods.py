@@ -22,7 +22,7 @@ Method = Callable[[np.ndarray, float], np.ndarray]
 
 def make_methods(cfg: Any, denoiser: Any | None = None) -> dict[str, Method]:
     """Methods compared: noisy input, Gaussian filters, NLM, and the supervised denoiser."""
-    b = cfg.benchmark
+    b = cfg.evaluation
     methods: dict[str, Method] = {"noisy": baselines.noisy_intensity}
     for s in b.gaussian_sigma_px:
         methods[f"gaussian_{s:g}px"] = functools.partial(baselines.gaussian, sigma_px=s)

@@ -28,7 +28,7 @@ def write_outputs(cfg: Any, res: Any, out_dir: Path) -> list[Path]:
     """Write tables, calibration, figures and summary.json under ``out_dir``; return the files."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    prov = provenance(cfg, "benchmark")
+    prov = provenance(cfg, "evaluation")
     files: list[Path] = []
     for name, df in res.tables.items():
         if df is None or len(df) == 0:

@@ -21,7 +21,7 @@ def mohan_protocol(cfg: Any, images: list[TestImage], methods: dict[str, Method]
     """Mohan et al.'s evaluation protocol on ``images``: one row per (image, method).
 
     The clean image (intensity, vacuum = 1) is scaled so that its maximum is
-    ``benchmark.mohan_peak_counts`` [e/px] (Mohan et al.: 1 count, mean ~0.45 e/px); the
+    ``evaluation.mohan_peak_counts`` [e/px] (Mohan et al.: 1 count, mean ~0.45 e/px); the
     noisy frame is Poisson(scaled clean) drawn from the config seed. Every method gets the
     counts and, as its dose, the mean count per pixel of the noisy frame (what an
     experimenter can measure); its output intensity times that dose is its estimate of the
@@ -29,7 +29,7 @@ def mohan_protocol(cfg: Any, images: list[TestImage], methods: dict[str, Method]
     images to [0, peak] (``psnr_peak``, ``ssim_peak``), so the figures are comparable with
     their 35-38 dB, not with the range-normalised PSNR of ``per_image.parquet``.
     """
-    peak = float(cfg.benchmark.mohan_peak_counts)
+    peak = float(cfg.evaluation.mohan_peak_counts)
     rows = []
     for im in progress(images, "mohan protocol"):
         top = float(np.max(im.clean))

@@ -144,7 +144,7 @@ def _movie_headline(layout: Layout) -> list[str]:
 
 def section_headline(layout: Layout) -> str:
     """What the campaign found, in a few lines (the tables follow below)."""
-    d = layout.benchmark_dir
+    d = layout.evaluation_dir
     items = _denoising_headline(d) + _calibration_headline(d) + _movie_headline(layout)
     if not items:
         return H.missing("no results yet to summarise")
@@ -278,12 +278,12 @@ def section_training(runs: pd.DataFrame | None, config: EtemConfig) -> str:
     return "".join(out)
 
 
-def section_benchmark(layout: Layout) -> str:
+def section_evaluation(layout: Layout) -> str:
     """Benchmark tables and figures."""
-    d = layout.benchmark_dir
+    d = layout.evaluation_dir
     summary = _read_json(d / "summary.json")
     if summary is None:
-        return H.missing(f"no benchmark results ({d}/summary.json): the benchmark stage has "
+        return H.missing(f"no benchmark results ({d}/summary.json): the evaluation stage has "
                          "not run")
     body = []
     s = _read_table(d / "denoising_summary.csv")
@@ -339,7 +339,7 @@ def section_mohan(d: Path) -> str:
     """Mohan et al.'s protocol table (peak 1 count): overall, by family and by split."""
     p = d / "mohan_summary.csv"
     if not p.exists():
-        return H.missing("no Mohan-protocol table (benchmark.mohan_protocol off)")
+        return H.missing("no Mohan-protocol table (evaluation.mohan_protocol off)")
     t = _read_table(p)
     if t is None:
         return H.missing(f"{p}: unreadable")
@@ -356,7 +356,7 @@ def section_mohan(d: Path) -> str:
 
 def section_calibration(layout: Layout) -> str:
     """Likelihood calibration: false-alarm table and figure."""
-    d = layout.benchmark_dir
+    d = layout.evaluation_dir
     cal = _read_json(d / "likelihood_calibration.json")
     if cal is None:
         return H.missing(f"no likelihood calibration ({d}/likelihood_calibration.json)")
@@ -412,10 +412,10 @@ def section_provenance(config: EtemConfig, layout: Layout, runs: pd.DataFrame | 
     prov = provenance(config, "report")
     body = ["<h3>Provenance</h3>",
             H.table(pd.DataFrame(_flat(prov), columns=["key", "value"]), max_rows=80)]
-    bench = _read_json(layout.benchmark_dir / "summary.json")
+    bench = _read_json(layout.evaluation_dir / "summary.json")
     if bench and "provenance" in bench:
         # the benchmark ran on its own per-stage config (etem.config.stages)
-        expected = stage_hash(config, "benchmark")
+        expected = stage_hash(config, "evaluation")
         same = bench["provenance"].get("config_hash") == expected
         body.append(f"<p>Benchmark produced with config hash "
                     f"{H.esc(bench['provenance'].get('config_hash'))} "
@@ -484,7 +484,7 @@ def build_report(config: EtemConfig, results_dir: str | Path) -> tuple[str, dict
         ("structures", "Structures", lambda: section_structures(layout)),
         ("simulation", "Simulated images", lambda: section_simulation(layout, config)),
         ("training", "Training", lambda: section_training(runs, config)),
-        ("benchmark", "Benchmarks", lambda: section_benchmark(layout)),
+        ("evaluation", "Evaluation", lambda: section_evaluation(layout)),
         ("calibration", "Likelihood calibration", lambda: section_calibration(layout)),
         ("movies", "Movies", lambda: section_movies(layout)),
         ("provenance", "Config, provenance, MLflow", lambda: section_provenance(config, layout,

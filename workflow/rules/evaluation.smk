@@ -1,64 +1,64 @@
-# Benchmark stage: denoising tables (PSNR/SSIM by dose, thickness, defocus, tilt, family,
+# Evaluation stage: denoising tables (PSNR/SSIM by dose, thickness, defocus, tilt, family,
 # held-out family), column detection, likelihood-map calibration and uMSE validation.
-# Outputs are under LAYOUT.benchmark_dir; likelihood_calibration.json feeds the apply stage.
+# Outputs are under LAYOUT.evaluation_dir; likelihood_calibration.json feeds the apply stage.
 
 import os
 
-BENCH = LAYOUT.benchmark_dir
+EVALUATION = LAYOUT.evaluation_dir
 
 
-rule run_benchmark:
+rule evaluate:
     input:
-        config=config_of("benchmark"),
+        config=config_of("evaluation"),
         index=str(LAYOUT.simulation_index),
         denoiser=str(LAYOUT.model("denoiser")),
         unsupervised=str(LAYOUT.model("unsupervised")),
         segmenter=str(LAYOUT.model("segmenter")),
         movie=str(LAYOUT.synthetic_movie),
     output:
-        summary=str(BENCH / "summary.json"),
-        calibration=str(BENCH / "likelihood_calibration.json"),
-        per_image=str(BENCH / "per_image.parquet"),
+        summary=str(EVALUATION / "summary.json"),
+        calibration=str(EVALUATION / "likelihood_calibration.json"),
+        per_image=str(EVALUATION / "per_image.parquet"),
         table=report(
-            str(BENCH / "denoising_summary.csv"),
+            str(EVALUATION / "denoising_summary.csv"),
             caption="../report/denoising_summary.rst",
             category="Benchmark",
             subcategory="Tables",
         ),
         far=report(
-            str(BENCH / "calibration_far.csv"),
+            str(EVALUATION / "calibration_far.csv"),
             caption="../report/calibration_far.rst",
             category="Benchmark",
             subcategory="Likelihood calibration",
         ),
         psnr=report(
-            str(BENCH / "figures" / "psnr_vs_dose.png"),
+            str(EVALUATION / "figures" / "psnr_vs_dose.png"),
             caption="../report/psnr_vs_dose.rst",
             category="Benchmark",
             subcategory="Denoising",
         ),
         ssim=report(
-            str(BENCH / "figures" / "ssim_vs_dose.png"),
+            str(EVALUATION / "figures" / "ssim_vs_dose.png"),
             caption="../report/ssim_vs_dose.rst",
             category="Benchmark",
             subcategory="Denoising",
         ),
         examples=report(
-            str(BENCH / "figures" / "examples.png"),
+            str(EVALUATION / "figures" / "examples.png"),
             caption="../report/examples.rst",
             category="Benchmark",
             subcategory="Denoising",
         ),
         calibration_fig=report(
-            str(BENCH / "figures" / "calibration.png"),
+            str(EVALUATION / "figures" / "calibration.png"),
             caption="../report/calibration.rst",
             category="Benchmark",
             subcategory="Likelihood calibration",
         ),
     log:
-        f"{RESULTS}/logs/run_benchmark/run_benchmark.log",
+        f"{RESULTS}/logs/evaluate/evaluate.log",
     benchmark:
-        f"{RESULTS}/runtime/run_benchmark/run_benchmark.tsv"
+        f"{RESULTS}/runtime/evaluate/evaluate.tsv"
     params:
         out=lambda wildcards, output: os.path.dirname(output.summary),
     threads: 2
@@ -68,7 +68,7 @@ rule run_benchmark:
     conda:
         ENV
     shell:
-        "etem --tag rule=run_benchmark benchmark --config {input.config:q} --index {input.index:q}"
+        "etem --tag rule=evaluate evaluate --config {input.config:q} --index {input.index:q}"
         " --denoiser {input.denoiser:q} --unsupervised {input.unsupervised:q}"
         " --segmenter {input.segmenter:q} --movie {input.movie:q}"
         " --out {params.out:q} > {log:q} 2>&1"
