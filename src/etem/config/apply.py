@@ -82,7 +82,17 @@ class ApplyConfig(StrictModel):
         "centroid", description="sub-pixel refinement of column positions"
     )
     link_radius_A: float = Field(1.0, gt=0, description="column tracking radius [Å]")
-    max_gap_frames: int = Field(2, ge=0, description="frames a column track may be missing")
+    max_gap_frames: int = Field(
+        2, ge=0, description="frames a column track may be missing (trackpy linking memory)"
+    )
+    min_track_confidence: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="columns of tracks whose confidence (posterior probability of a real column "
+        "from the detections along the track, etem.analysis.tracks) is below this are removed "
+        "from the column tables; summary.json counts them (0 keeps all)",
+    )
     stats_margin_frac: float = Field(
         0.1,
         ge=0,

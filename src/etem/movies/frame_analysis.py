@@ -8,8 +8,9 @@ whole series:
   ratio of the raw counts and, given a calibration, a confidence
   (:func:`etem.analysis.likelihood.likelihood_table`), with the segmenter's occupancy at
   each column;
-* :class:`FrameStatistics` (in the gather, frames in order): links the columns into tracks
-  and appends one row of frame statistics (the columns of ``frames.csv``), computed on the
+* :class:`FrameStatistics` (in the gather, frames in order): links the columns into
+  persistent tracks (:class:`etem.analysis.tracks.TrackLinker`, trackpy) and appends one
+  row of frame statistics (the columns of ``frames.csv``), computed on the
   centre region away from the edges that drift correction fills by reflection, including the
   windowed change statistics of :mod:`etem.movies.change_stats`.
 """
@@ -26,9 +27,9 @@ from skimage.filters import threshold_otsu
 
 from etem.analysis.columns import find_columns
 from etem.analysis.likelihood import Calibration, likelihood_table
+from etem.analysis.tracks import TrackLinker, p_value_evidence
 from etem.frames.geometry import FrameGeometry
 from etem.movies.change_stats import ColumnCountsChange, ImageChange, LocalChange
-from etem.movies.tracking import ColumnTracker
 
 
 def frame_columns(
@@ -135,7 +136,7 @@ class FrameStatistics:
         self.cfg = cfg
         self.geo = geo
         px = geo.pixel_size_A
-        self.tracker = ColumnTracker(a.link_radius_A / px, a.max_gap_frames)
+        self.tracker = TrackLinker(a.link_radius_A / px, a.max_gap_frames)
         self.image_change = ImageChange(
             a.event_window_frames, a.event_reference_frames, a.event_smooth_px,
             geo.n_frames, edge_frames,
@@ -159,6 +160,7 @@ class FrameStatistics:
         self.prev_drift: np.ndarray | None = None
         self.conf_sum = 0.0
         self.conf_n = 0
+        self.track_summary: dict[str, Any] = {}  # set by the gather once the tracks are scored
 
     def add(
         self,
@@ -183,7 +185,8 @@ class FrameStatistics:
             & (cols["y_aligned_px"] < h - mg)
         ).to_numpy()
         xy = cols[["x_px", "y_px"]].to_numpy() if len(cols) else np.zeros((0, 2))
-        ids, disp = self.tracker.update(t, xy)
+        evidence = p_value_evidence(cols["p_value"].to_numpy()) if "p_value" in cols else None
+        ids, disp = self.tracker.update(t, xy, evidence)
         cols.insert(1, "track_id", ids)
         cols["displacement_A"] = disp * self.geo.pixel_size_A
         self.rows.append(self._statistics(t, cols, roi, ids, disp, counts, intensity, drift, mg))

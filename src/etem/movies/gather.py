@@ -20,6 +20,7 @@ from typing import Any
 import h5py
 import numpy as np
 import pandas as pd
+import trackpy
 
 from etem.errors import InputError
 from etem.frames.geometry import aligned_frames
@@ -31,6 +32,7 @@ from etem.movies.frame_analysis import FrameStatistics
 from etem.movies.outputs import (
     ColumnStore,
     Preview,
+    TrackStore,
     create_frame_datasets,
     write_tables,
     write_tables_h5,
@@ -89,6 +91,7 @@ def _stream(
     a, geo = cfg.apply, prep.geometry
     den_ds, seg_ds = create_frame_datasets(h5, geo, reader.has_segmentation)
     store = ColumnStore(h5, geo.n_frames)
+    tracks = TrackStore(h5)
     stats = FrameStatistics(cfg, geo, edge_frames=prep.half_window)
     preview = Preview(geo.n_frames, a.preview_max_frames, a.preview_size_px)
     fields = reader.fields()
@@ -103,9 +106,44 @@ def _stream(
                 seg_ds[key][t] = f[key][i]
         cols = stats.add(t, reader.columns(f, i, fields), counts, intensity, prep.drift_px[t])
         store.append(t, cols)
+        tracks.append(stats.tracker.pop_finished())
         preview.add(t, intensity)
+    tracks.append(stats.tracker.finish())
+    stats.track_summary = _filter_tracks(cfg, geo, store, tracks, stats.tracker.n_tracks)
     store.finish()
     return store, stats, preview
+
+
+def _filter_tracks(
+    cfg: Any, geo: Any, store: ColumnStore, tracks: TrackStore, n_tracks: int
+) -> dict[str, Any]:
+    """Track confidence of every column; columns of tracks below
+    ``apply.min_track_confidence`` removed from the column tables (counted, logged)."""
+    a = cfg.apply
+    radius = a.link_radius_A / geo.pixel_size_A
+    conf, rates = tracks.confidence(
+        n_tracks, geo.n_frames, a.max_gap_frames, geo.height * geo.width, radius
+    )
+    n_before = store.n
+    removed = store.filter_tracks(conf, a.min_track_confidence)
+    kept_tracks = int((conf >= a.min_track_confidence).sum())
+    if removed:
+        log.info(
+            "tracks: %d of %d columns (%d of %d tracks) below min_track_confidence %g removed",
+            removed, n_before, n_tracks - kept_tracks, n_tracks, a.min_track_confidence,
+        )
+    evidence = "presence" + ("+likelihood" if "p_value" in (store.fields or []) else "")
+    return {
+        "n_tracks": n_tracks,
+        "n_tracks_kept": kept_tracks,
+        "min_track_confidence": a.min_track_confidence,
+        "n_columns_removed": removed,
+        "n_columns_before_filter": n_before,
+        "q_real": rates.q_real,
+        "q_noise": rates.q_noise,
+        "evidence": evidence,
+        "linker": f"trackpy {trackpy.__version__} (memory {a.max_gap_frames} frames)",
+    }
 
 
 def _results_attrs(
@@ -227,6 +265,7 @@ def summarise(
         "n_columns": int(np.median(stats["n_columns"])) if len(stats) else 0,
         "n_columns_per_frame_mean": float(stats["n_columns"].mean()),
         "n_tracks": gathered.frame_stats.tracker.n_tracks,
+        "tracks": gathered.frame_stats.track_summary,
         "mean_confidence": gathered.frame_stats.mean_confidence(),
         "drift_total_px": [float(v) for v in drift[-1]],
         "event_threshold": events.threshold,
