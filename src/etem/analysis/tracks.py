@@ -5,10 +5,13 @@ Linking
 :class:`TrackLinker` feeds each frame's drift-corrected column positions to trackpy's
 Crocker-Grier linker (:class:`trackpy.linking.Linker`, optimal assignment within each
 subnetwork of competing columns, ``memory`` frames a column may be missed and still
-continue its track). It is streamed frame by frame (memory bounded by the tracks alive in
-the last ``memory`` + 1 frames); a track that can no longer be continued is summarised
-(first and last frame, frames present, summed per-frame evidence, mean position) and handed
-out by :meth:`TrackLinker.pop_finished`.
+continue its track). A column's next position is predicted by the exponentially weighted
+mean of its past positions (weight :data:`POSITION_EWMA` of the newest): columns stand still
+in drift-corrected coordinates, so the mean is closer to the next position than the last
+(noisy) one, and a column that moves is followed within a few frames. It is streamed frame
+by frame (memory bounded by the tracks alive in the last ``memory`` + 1 frames); a track
+that can no longer be continued is summarised (first and last frame, frames present, summed
+per-frame evidence, mean position) and handed out by :meth:`TrackLinker.pop_finished`.
 
 Track confidence
 ----------------
@@ -48,6 +51,8 @@ TRACK_FIELDS = (
 LONG_TRACK = 5
 #: Tracks of at most this many detections estimate the noise density.
 SHORT_TRACK = 2
+#: EWMA weight of the newest position in a track's predicted position.
+POSITION_EWMA = 0.15
 #: Largest log Bayes factor [nats] one frame's p-value may add.
 MAX_FRAME_EVIDENCE = 5.0
 
@@ -104,7 +109,7 @@ class TrackLinker:
         xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
         ev = np.zeros(len(xy)) if evidence is None else np.asarray(evidence, dtype=np.float64)
         if self._linker is None:
-            self._linker = Linker(self.radius_px, memory=self.memory)
+            self._linker = Linker(self.radius_px, memory=self.memory, predictor=self._predict)
             self._linker.init_level(xy, frame)
         else:
             self._linker.next_level(xy, frame)
@@ -114,8 +119,8 @@ class TrackLinker:
             x, y = float(xy[i, 0]), float(xy[i, 1])
             s = self._active.get(tid)
             if s is None:
-                # first, last, n, evidence, sum x, sum y, last x, last y
-                self._active[tid] = [frame, frame, 1, ev[i], x, y, x, y]
+                # first, last, n, evidence, sum x, sum y, last x, last y, EWMA x, EWMA y
+                self._active[tid] = [frame, frame, 1, ev[i], x, y, x, y, x, y]
                 self._n_tracks = max(self._n_tracks, tid + 1)
                 continue
             disp[i] = math.hypot(x - s[6], y - s[7])
@@ -125,11 +130,21 @@ class TrackLinker:
             s[4] += x
             s[5] += y
             s[6], s[7] = x, y
+            s[8] += POSITION_EWMA * (x - s[8])
+            s[9] += POSITION_EWMA * (y - s[9])
         self._last_frame = frame
         ended = [t for t, s in self._active.items() if frame - s[1] > self.memory]
         for t in ended:
             self._close(t)
         return ids, disp
+
+    def _predict(self, t: int, points: list) -> list:  # type: ignore[type-arg]
+        """trackpy predictor: each track's EWMA position (its last position if unknown)."""
+        out = []
+        for p in points:
+            s = self._active.get(p.track.id)
+            out.append(np.array([s[8], s[9]]) if s is not None else p.pos)
+        return out
 
     def _close(self, tid: int) -> None:
         s = self._active.pop(tid)
@@ -205,3 +220,76 @@ def track_log_odds(
 def track_confidence(log_odds: np.ndarray) -> np.ndarray:
     """Posterior probability of a real column at even prior odds."""
     return np.asarray(1.0 / (1.0 + np.exp(-np.clip(log_odds, -700, 700))))
+
+
+def score_tracks(
+    columns: pd.DataFrame,
+    truth_xy: list[np.ndarray],
+    truth_ids: list[np.ndarray],
+    match_radius_px: float,
+    border_px: float,
+    size_px: tuple[int, int],
+) -> dict[str, float]:
+    """Tracked columns against true columns with identities (generated movies).
+
+    ``columns``: frame, track_id, x_px, y_px (drift-corrected); ``truth_xy[t]`` (n, 2) and
+    ``truth_ids[t]`` (n,) per frame. True and found columns within ``border_px`` of the frame
+    edge are ignored. Per frame, found and true columns are matched one to one within
+    ``match_radius_px`` (Hungarian). Returns pooled ``precision``, ``recall``, the
+    ``spanning_fraction`` (matched detections whose track is the one holding most of their
+    true column's detections and spans that column's first to last matched frame),
+    ``tracks_per_column`` (distinct tracks among the matched detections of a true column,
+    mean) and counts.
+    """
+    from scipy.optimize import linear_sum_assignment
+    from scipy.spatial.distance import cdist
+
+    h, w = size_px
+
+    def inside(xy: np.ndarray) -> np.ndarray:
+        return (
+            (xy[:, 0] >= border_px) & (xy[:, 0] < w - border_px)
+            & (xy[:, 1] >= border_px) & (xy[:, 1] < h - border_px)
+        )
+
+    n_found = n_true = n_match = 0
+    pairs: list[tuple[int, int, int]] = []  # (true id, track id, frame)
+    by_frame = dict(tuple(columns.groupby("frame"))) if len(columns) else {}
+    for t, (txy, tid) in enumerate(zip(truth_xy, truth_ids, strict=True)):
+        keep = inside(np.asarray(txy, dtype=np.float64).reshape(-1, 2))
+        txy, tid = np.asarray(txy)[keep], np.asarray(tid)[keep]
+        f = by_frame.get(t)
+        fxy = f[["x_px", "y_px"]].to_numpy() if f is not None else np.zeros((0, 2))
+        ftr = f["track_id"].to_numpy() if f is not None else np.zeros(0, np.int64)
+        fk = inside(fxy)
+        fxy, ftr = fxy[fk], ftr[fk]
+        n_found += len(fxy)
+        n_true += len(txy)
+        if not len(fxy) or not len(txy):
+            continue
+        d = cdist(txy, fxy)
+        r, c = linear_sum_assignment(np.where(d <= match_radius_px, d, 1e6))
+        ok = d[r, c] <= match_radius_px
+        n_match += int(ok.sum())
+        pairs.extend((int(tid[i]), int(ftr[j]), t) for i, j in zip(r[ok], c[ok], strict=True))
+    p = pd.DataFrame(pairs, columns=["true_id", "track_id", "frame"])
+    spanning = 0
+    tracks_per_col = []
+    if len(p):
+        track_span = columns.groupby("track_id")["frame"].agg(["min", "max"])
+        for _, g in p.groupby("true_id"):
+            dom = int(g["track_id"].mode().iloc[0])
+            lo, hi = track_span.loc[dom]
+            if lo <= g["frame"].min() and hi >= g["frame"].max():
+                spanning += int((g["track_id"] == dom).sum())
+            tracks_per_col.append(g["track_id"].nunique())
+    return {
+        "precision": n_match / n_found if n_found else float("nan"),
+        "recall": n_match / n_true if n_true else float("nan"),
+        "spanning_fraction": spanning / n_match if n_match else float("nan"),
+        "tracks_per_column": float(np.mean(tracks_per_col)) if tracks_per_col else float("nan"),
+        "n_found": n_found,
+        "n_true": n_true,
+        "n_matched": n_match,
+        "n_tracks": int(columns["track_id"].nunique()) if len(columns) else 0,
+    }

@@ -224,7 +224,8 @@ class TrackStore:
         g = self.group
         tracks = pd.DataFrame({k: g[k][()] for k in TRACK_FIELDS})
         span = tracks["last_frame"] - tracks["first_frame"] + 1
-        rates = presence_rates(tracks["n_frames"], span, movie_frames, area_px2, radius_px)
+        rates = presence_rates(
+            tracks["n_frames"].to_numpy(), span.to_numpy(), movie_frames, area_px2, radius_px)
         lo = track_log_odds(tracks, movie_frames, memory, rates)
         conf = track_confidence(lo)
         g.create_dataset("log_odds", data=lo, track_times=False)
