@@ -119,8 +119,9 @@ class TrackLinker:
             x, y = float(xy[i, 0]), float(xy[i, 1])
             s = self._active.get(tid)
             if s is None:
-                # first, last, n, evidence, sum x, sum y, last x, last y, EWMA x, EWMA y
-                self._active[tid] = [frame, frame, 1, ev[i], x, y, x, y, x, y]
+                # first, last, n, evidence, sum x, sum y, last x, last y, EWMA x, EWMA y,
+                # first x, first y
+                self._active[tid] = [frame, frame, 1, ev[i], x, y, x, y, x, y, x, y]
                 self._n_tracks = max(self._n_tracks, tid + 1)
                 continue
             disp[i] = math.hypot(x - s[6], y - s[7])
@@ -137,6 +138,17 @@ class TrackLinker:
         for t in ended:
             self._close(t)
         return ids, disp
+
+    def reference(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """First positions (n, 2) [px] and detections so far (n,) of the tracks ``ids``."""
+        ref = np.full((len(ids), 2), np.nan)
+        n = np.zeros(len(ids), dtype=np.int64)
+        for i, tid in enumerate(np.asarray(ids).tolist()):
+            s = self._active.get(tid)
+            if s is not None:
+                ref[i] = s[10], s[11]
+                n[i] = s[2]
+        return ref, n
 
     def _predict(self, t: int, points: list) -> list:  # type: ignore[type-arg]
         """trackpy predictor: each track's EWMA position (its last position if unknown)."""

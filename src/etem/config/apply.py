@@ -129,6 +129,22 @@ class ApplyConfig(StrictModel):
         2, ge=1, description="frames above threshold needed for an event (persistence)"
     )
     calibration_frames: int = Field(20, ge=3, description="leading frames assumed stable")
+    event_glr: bool = Field(
+        True,
+        description="also detect events by accumulating evidence (windowed GLR of a step, "
+        "etem.movies.evidence) on frame statistics and region counts; needs no stable "
+        "leading frames (noise from the whole movie)",
+    )
+    event_false_alarms_per_1000: float = Field(
+        1.0,
+        gt=0,
+        description="nominal false alarms per 1,000 frames of the accumulating (GLR) detector, "
+        "over all its statistics and regions",
+    )
+    event_region_grid: int = Field(
+        4, ge=1, le=16, description="the GLR detector scores raw counts in a g x g grid of "
+        "regions of the centre of the frame (Poisson noise model)"
+    )
     event_statistics: list[EventStatistic] = Field(
         default_factory=lambda: [
             "n_columns",

@@ -27,7 +27,14 @@ from etem.frames.geometry import aligned_frames
 from etem.frames.readers import Movie
 from etem.io import atomic_path, h5_write_attrs, write_json
 from etem.movies import figures
-from etem.movies.events import EventResult, detect_events, refine_onsets, statistic_floors
+from etem.movies.events import (
+    EventResult,
+    combine_events,
+    detect_events,
+    refine_onsets,
+    statistic_floors,
+)
+from etem.movies.evidence import SERIES_KIND, detect_glr
 from etem.movies.frame_analysis import FrameStatistics
 from etem.movies.outputs import (
     ColumnStore,
@@ -58,8 +65,12 @@ class Gathered:
     processing_s: float = 0.0
 
 
-def detect(cfg: Any, prep: PreparedMovie, stats: pd.DataFrame) -> EventResult:
-    """Events from the frame statistics (edge frames of a reflected window excluded)."""
+def detect(
+    cfg: Any, prep: PreparedMovie, stats: pd.DataFrame, frame_stats: FrameStatistics | None = None
+) -> EventResult:
+    """Events from the frame statistics (edge frames of a reflected window excluded): the
+    EWMA detector and, with ``apply.event_glr``, the accumulating GLR detector on the frame
+    statistics and the region counts, merged into one event table."""
     a, geo = cfg.apply, prep.geometry
     ev_stats = stats[list(a.event_statistics)].copy()
     if prep.n_window > 1:  # the unsupervised model sees a reflected window at the movie edges
@@ -77,6 +88,20 @@ def detect(cfg: Any, prep: PreparedMovie, stats: pd.DataFrame) -> EventResult:
         geo.frame_time_s,
     )
     refine_onsets(events, stats, a, geo.frame_time_s)
+    glr, boxes = None, []
+    if a.event_glr and len(stats):
+        regions = None
+        if frame_stats is not None:
+            regions, boxes = frame_stats.regions()
+        glr_stats = stats.copy()
+        if prep.n_window > 1:  # raw region counts need no such exclusion
+            scored = [c for c in SERIES_KIND if c in glr_stats]
+            glr_stats.loc[edge.to_numpy(), scored] = np.nan
+        glr = detect_glr(
+            glr_stats, regions if regions is not None and len(regions) else None,
+            a.event_false_alarms_per_1000, merge_gap=a.event_merge_gap_frames,
+        )
+    combine_events(events, glr, boxes, a.event_merge_gap_frames, geo.frame_time_s)
     return events
 
 
@@ -189,7 +214,7 @@ def gather_results(
             h5 = stack.enter_context(h5py.File(tmp_h5, "w", track_order=True))
             store, frame_stats, preview = _stream(movie, prep, cfg, reader, h5)
             stats = frame_stats.frame_table(prep.drift_px)
-            events = detect(cfg, prep, stats)
+            events = detect(cfg, prep, stats, frame_stats)
             write_tables_h5(h5, stats, events, prep.drift_px)
             h5_write_attrs(h5, _results_attrs(movie, prep, models, events))
             files = write_tables(out, store, stats, events, prep.provenance)
@@ -270,6 +295,15 @@ def summarise(
         "drift_total_px": [float(v) for v in drift[-1]],
         "event_threshold": events.threshold,
         "calibration_frames": events.calibration_frames,
+        "event_glr": None
+        if events.glr is None
+        else {
+            "threshold": events.glr.threshold,
+            "n_series": events.glr.n_series,
+            "false_alarms_per_1000_nominal": events.glr.far_per_1000,
+            "noise_model": events.glr.noise_model,
+            "n_alarms": len(events.glr.alarms),
+        },
         "n_events": len(events.events),
         "events": events.events.to_dict(orient="records"),
         "truth": gathered.truth,
