@@ -53,6 +53,8 @@ LONG_TRACK = 5
 SHORT_TRACK = 2
 #: EWMA weight of the newest position in a track's predicted position.
 POSITION_EWMA = 0.15
+#: Detections whose mean position is a track's reference (motion statistics).
+REFERENCE_FRAMES = 5
 #: Largest log Bayes factor [nats] one frame's p-value may add.
 MAX_FRAME_EVIDENCE = 5.0
 
@@ -120,7 +122,7 @@ class TrackLinker:
             s = self._active.get(tid)
             if s is None:
                 # first, last, n, evidence, sum x, sum y, last x, last y, EWMA x, EWMA y,
-                # first x, first y
+                # reference x, y (mean of the first REFERENCE_FRAMES positions)
                 self._active[tid] = [frame, frame, 1, ev[i], x, y, x, y, x, y, x, y]
                 self._n_tracks = max(self._n_tracks, tid + 1)
                 continue
@@ -133,6 +135,9 @@ class TrackLinker:
             s[6], s[7] = x, y
             s[8] += POSITION_EWMA * (x - s[8])
             s[9] += POSITION_EWMA * (y - s[9])
+            if s[2] <= REFERENCE_FRAMES:  # reference: mean of the first detections
+                s[10] += (x - s[10]) / s[2]
+                s[11] += (y - s[11]) / s[2]
         self._last_frame = frame
         ended = [t for t, s in self._active.items() if frame - s[1] > self.memory]
         for t in ended:
@@ -140,7 +145,8 @@ class TrackLinker:
         return ids, disp
 
     def reference(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """First positions (n, 2) [px] and detections so far (n,) of the tracks ``ids``."""
+        """Reference positions (n, 2) [px] (mean of each track's first
+        :data:`REFERENCE_FRAMES` positions) and detections so far (n,) of the tracks ``ids``."""
         ref = np.full((len(ids), 2), np.nan)
         n = np.zeros(len(ids), dtype=np.int64)
         for i, tid in enumerate(np.asarray(ids).tolist()):

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from etem.movies.evidence import SERIES_KIND, CusumResult, group_alarms
+from etem.movies.evidence import SERIES_KIND, CusumResult, detect_glr, group_alarms
 
 log = logging.getLogger("etem.movies.events")
 
@@ -379,3 +379,44 @@ def combine_events(
     events.glr = glr
     if glr is not None:
         events.scores = events.scores.merge(glr.scores, on="frame", how="left")
+
+
+def detect_frame_events(
+    a: Any,
+    stats: pd.DataFrame,
+    regions: np.ndarray | None,
+    boxes: list[tuple[int, int, int, int]],
+    edge: np.ndarray | None = None,
+    frame_time_s: float | None = None,
+) -> EventResult:
+    """Events from the frame statistics ``stats`` and the (T, R) raw region counts
+    ``regions`` (boxes (x0, x1, y0, y1) [px]) with the ``apply`` config ``a``: the EWMA
+    detector (:func:`detect_events`, onsets refined) and, with ``a.event_glr``, the
+    accumulating GLR detector (:func:`etem.movies.evidence.detect_glr`), merged
+    (:func:`combine_events`). ``edge``: frames whose image statistics are left out."""
+    ev_stats = stats[list(a.event_statistics)].copy()
+    if edge is not None:
+        ev_stats.loc[edge] = np.nan
+    events = detect_events(
+        ev_stats,
+        a.ewma_alpha,
+        a.event_false_alarm_rate,
+        a.calibration_frames,
+        a.event_merge_gap_frames,
+        a.event_min_frames,
+        statistic_floors(stats),
+        frame_time_s,
+    )
+    refine_onsets(events, stats, a, frame_time_s)
+    glr = None
+    if a.event_glr and len(stats):
+        glr_stats = stats.copy()
+        if edge is not None:  # raw region counts need no such exclusion
+            scored = [c for c in SERIES_KIND if c in glr_stats]
+            glr_stats.loc[edge, scored] = np.nan
+        glr = detect_glr(
+            glr_stats, regions if regions is not None and len(regions) else None,
+            a.event_false_alarms_per_1000, merge_gap=a.event_merge_gap_frames,
+        )
+    combine_events(events, glr, boxes, a.event_merge_gap_frames, frame_time_s)
+    return events

@@ -16,7 +16,9 @@ Noise scale (recorded as ``noise_model``), from the whole movie, robust to the c
 should find:
 
 * ``mad_first_differences``: sigma = 1.4826 MAD(x_t - x_{t-1}) / sqrt(2) (a step is one
-  outlier among the differences);
+  outlier among the differences), the larger of this on the frames and on means of 5 and
+  10 frames times sqrt(block) (:func:`long_run_sigma`; statistics of tracks and windows
+  wander from frame to frame);
 * ``poisson``: counts; sigma^2 = F x (median counts of the series), F the Fano factor of the
   camera (1 for electron counting) from the first differences of all regions.
 
@@ -112,13 +114,34 @@ def glr_threshold(rate_per_frame: float, window: int = GLR_WINDOW) -> float:
 
 
 def mad_sigma(x: np.ndarray) -> float:
-    """Robust noise scale of a series from its first differences (NaN skipped)."""
+    """Robust noise scale of a series from its first differences (NaN skipped): the larger
+    of 1.4826 MAD and the standard deviation winsorised at 5 MAD, over sqrt(2)."""
     v = np.asarray(x, dtype=np.float64)
     v = v[np.isfinite(v)]
     if len(v) < 3:
         return float("nan")
     d = np.diff(v)
-    return float(1.4826 * np.median(np.abs(d - np.median(d))) / math.sqrt(2))
+    med = np.median(d)
+    s_mad = 1.4826 * float(np.median(np.abs(d - med)))
+    # tails heavier than Gaussian: the standard deviation of the differences winsorised at
+    # 5 MAD-sigma (a step is one outlier among them), when larger
+    s_std = float(np.std(np.clip(d, med - 5 * s_mad, med + 5 * s_mad)))
+    return max(s_mad, s_std) / math.sqrt(2)
+
+
+def long_run_sigma(x: np.ndarray, blocks: tuple[int, ...] = (5, 10)) -> float:
+    """Noise scale for means of serially correlated values: the largest of :func:`mad_sigma`
+    of the frames and of the means of b frames times sqrt(b), for each block size b with at
+    least 8 blocks (equal for white noise). Statistics of tracks and of windows wander from
+    frame to frame: their mean over n frames is noisier than sigma / sqrt(n)."""
+    v = np.asarray(x, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    out = mad_sigma(v)
+    for b in blocks:
+        nb = len(v) // b
+        if nb >= 8:
+            out = max(out, mad_sigma(v[: nb * b].reshape(nb, b).mean(axis=1)) * math.sqrt(b))
+    return out
 
 
 def fano_factor(x: np.ndarray) -> float:
@@ -207,7 +230,7 @@ def detect_glr(
     present) and of the (T, R) raw region counts ``regions`` (Poisson model), all sharing one
     threshold for ``far_per_1000`` false alarms per 1,000 frames."""
     names = [s for s in (names or list(SERIES_KIND)) if s in stats and s != "region_counts"]
-    sig = {s: mad_sigma(stats[s].to_numpy()) for s in names}
+    sig = {s: long_run_sigma(stats[s].to_numpy()) for s in names}
     names = [s for s in names if np.isfinite(sig[s]) and sig[s] > 0]
     n_reg = 0 if regions is None else regions.shape[1]
     n_series = len(names) + n_reg
@@ -224,7 +247,7 @@ def detect_glr(
         sc, al = _alarms(s, 0, z, h, merge_gap, window)
         out[f"glr_{s}"] = sc
         best = np.maximum(best, sc)
-        noise[s] = "mad_first_differences"
+        noise[s] = "mad_first_differences (long-run: frames, 5- and 10-frame means)"
         alarms += al
     if regions is not None and n_reg:
         fano = fano_factor(regions)

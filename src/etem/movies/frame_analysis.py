@@ -27,7 +27,7 @@ from skimage.filters import threshold_otsu
 
 from etem.analysis.columns import find_columns
 from etem.analysis.likelihood import Calibration, likelihood_table
-from etem.analysis.tracks import TrackLinker, p_value_evidence
+from etem.analysis.tracks import REFERENCE_FRAMES, TrackLinker, p_value_evidence
 from etem.frames.geometry import FrameGeometry
 from etem.movies.change_stats import ColumnCountsChange, ImageChange, LocalChange
 
@@ -284,15 +284,16 @@ class FrameStatistics:
     def _track_motion(
         self, cols: pd.DataFrame, roi: np.ndarray, ids: np.ndarray
     ) -> dict[str, float]:
-        """Rotation [deg] and shift (x, y) [Å] of the persistent tracks (seen in >= 3 frames)
-        of the centre region from their first positions (drift-corrected): the Procrustes
+        """Rotation [deg] and shift (x, y) [Å] of the persistent tracks (seen in more than
+        REFERENCE_FRAMES frames) of the centre region from their reference positions (mean of
+        their first REFERENCE_FRAMES positions, drift-corrected): the Procrustes
         angle atan2(sum r0 x r, sum r0 . r) about the centroids, and the median shift."""
         nan = {"rotation_deg": np.nan, "shift_x_A": np.nan, "shift_y_A": np.nan}
         if not len(cols):
             return nan
         xy = cols[["x_px", "y_px"]].to_numpy()[roi]
         ref, n = self.tracker.reference(ids[roi])
-        ok = n >= 3
+        ok = n > REFERENCE_FRAMES
         if ok.sum() < 3:
             return nan
         p, p0 = xy[ok], ref[ok]

@@ -27,14 +27,7 @@ from etem.frames.geometry import aligned_frames
 from etem.frames.readers import Movie
 from etem.io import atomic_path, h5_write_attrs, write_json
 from etem.movies import figures
-from etem.movies.events import (
-    EventResult,
-    combine_events,
-    detect_events,
-    refine_onsets,
-    statistic_floors,
-)
-from etem.movies.evidence import SERIES_KIND, detect_glr
+from etem.movies.events import EventResult, detect_frame_events
 from etem.movies.frame_analysis import FrameStatistics
 from etem.movies.outputs import (
     ColumnStore,
@@ -68,41 +61,15 @@ class Gathered:
 def detect(
     cfg: Any, prep: PreparedMovie, stats: pd.DataFrame, frame_stats: FrameStatistics | None = None
 ) -> EventResult:
-    """Events from the frame statistics (edge frames of a reflected window excluded): the
-    EWMA detector and, with ``apply.event_glr``, the accumulating GLR detector on the frame
-    statistics and the region counts, merged into one event table."""
-    a, geo = cfg.apply, prep.geometry
-    ev_stats = stats[list(a.event_statistics)].copy()
+    """Events of a movie (:func:`etem.movies.events.detect_frame_events`); frames whose
+    denoising window was reflected at the movie edges are left out of the image statistics."""
+    geo = prep.geometry
+    edge = None
     if prep.n_window > 1:  # the unsupervised model sees a reflected window at the movie edges
         half = prep.half_window
-        edge = (stats["frame"] < half) | (stats["frame"] >= geo.n_frames - half)
-        ev_stats.loc[edge.to_numpy()] = np.nan
-    events = detect_events(
-        ev_stats,
-        a.ewma_alpha,
-        a.event_false_alarm_rate,
-        a.calibration_frames,
-        a.event_merge_gap_frames,
-        a.event_min_frames,
-        statistic_floors(stats),
-        geo.frame_time_s,
-    )
-    refine_onsets(events, stats, a, geo.frame_time_s)
-    glr, boxes = None, []
-    if a.event_glr and len(stats):
-        regions = None
-        if frame_stats is not None:
-            regions, boxes = frame_stats.regions()
-        glr_stats = stats.copy()
-        if prep.n_window > 1:  # raw region counts need no such exclusion
-            scored = [c for c in SERIES_KIND if c in glr_stats]
-            glr_stats.loc[edge.to_numpy(), scored] = np.nan
-        glr = detect_glr(
-            glr_stats, regions if regions is not None and len(regions) else None,
-            a.event_false_alarms_per_1000, merge_gap=a.event_merge_gap_frames,
-        )
-    combine_events(events, glr, boxes, a.event_merge_gap_frames, geo.frame_time_s)
-    return events
+        edge = ((stats["frame"] < half) | (stats["frame"] >= geo.n_frames - half)).to_numpy()
+    regions, boxes = frame_stats.regions() if frame_stats is not None else (None, [])
+    return detect_frame_events(cfg.apply, stats, regions, boxes, edge, geo.frame_time_s)
 
 
 def _stream(
