@@ -28,7 +28,7 @@ movies count for it). An event counts as found when a detection's onset lies wit
 Usage::
 
     python benchmarks/detection_power.py [--size 96] [--frames 48] [--stable-frames 1000]
-        [--stable-size 64] [--n-stable 2] [--seeds 1] [--quick] [--out benchmarks/detection_power.md]
+        [--stable-size 64] [--n-stable 2] [--seeds 1] [--quick] [--out FILE.md]
 """
 
 from __future__ import annotations
@@ -156,9 +156,9 @@ def etem_events(cfg: Any, stats: pd.DataFrame, regions: np.ndarray, boxes: list)
 def build_bank(args: argparse.Namespace) -> list[dict[str, Any]]:
     """The generated movies: (kind, magnitude, dose, seed) with an event; stable ones."""
     bank = []
-    rot = [1.0, 3.0, 8.0, 15.0] if not args.quick else [8.0]
-    surf = [2, 6, 12] if not args.quick else [6]
-    doses = [0.25, 0.5, 1.0, 2.0] if not args.quick else [0.5, 1.0]
+    rot = args.rotations if not args.quick else [8.0]
+    surf = args.surface if not args.quick else [6]
+    doses = args.doses if not args.quick else [0.5, 1.0]
     for seed in range(args.seeds):
         for dose in doses:
             for m in rot:
@@ -313,7 +313,14 @@ def main() -> int:
     ap.add_argument("--n-stable", type=int, default=2)
     ap.add_argument("--seeds", type=int, default=1)
     ap.add_argument("--tolerance", type=int, default=2)
-    ap.add_argument("--quick", action="store_true", help="a tiny bank (tests)")
+    ap.add_argument("--rotations", type=float, nargs="+", default=[1.0, 3.0, 8.0, 15.0],
+                    help="rotation angles [deg]")
+    ap.add_argument("--surface", type=int, nargs="+", default=[2, 6, 12],
+                    help="surface columns lost")
+    ap.add_argument("--doses", type=float, nargs="+", default=[0.25, 0.5, 1.0, 2.0],
+                    help="doses [e/px/frame]")
+    ap.add_argument("--quick", action="store_true",
+                    help="a tiny bank: 8° rotation and 6 columns lost at 0.5 and 1 e/px/frame")
     ap.add_argument("--out", type=Path, default=None, help="markdown report (default: print)")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
     args = ap.parse_args()
