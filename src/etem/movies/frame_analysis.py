@@ -220,6 +220,10 @@ class FrameStatistics:
         d_roi = disp[roi] if n_all else disp
         ids_set = {int(i) for i in ids[roi]} if n_all else set()
         appeared = float(np.isnan(d_roi).sum()) / n if (n and t > 0) else (0.0 if t > 0 else np.nan)
+        if t <= self.cfg.apply.max_gap_frames:
+            # undefined until the linker's memory is filled: a column missed in the first
+            # frames starts a new track where later it would continue its own
+            appeared = np.nan
         vanished = (
             (len(self.prev_ids - ids_set) / len(self.prev_ids))
             if (self.prev_ids and t > 0)
