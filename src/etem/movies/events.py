@@ -155,7 +155,7 @@ def detect_events(
         scores[f"z_{name}_ewma"] = z_all[:, 2 * k]
         scores[f"z_{name}_diff"] = z_all[:, 2 * k + 1]
     ewma_score = z_all[:, 0::2].max(axis=1) if z_all.size else np.zeros(t_n)
-    rows = []
+    rows: list[dict[str, Any]] = []
     t = cal
     while t < t_n:
         if score[t] <= threshold:
@@ -324,7 +324,7 @@ def combine_events(
             if reg
             else "centre region"
         )
-        row = {
+        row: dict[str, Any] = {
             "onset_frame": best.onset_frame, "onset_lo_frame": lo, "onset_hi_frame": hi,
             "peak_frame": max(group, key=lambda a: a.significance).peak_frame,
             "end_frame": max(a.end_frame for a in group),
@@ -338,7 +338,7 @@ def combine_events(
             on = int(e["onset_frame"])
             if i in used or not (lo - merge_gap - 1 <= on <= hi + merge_gap + 1):
                 continue
-            used.add(int(i))  # type: ignore[arg-type]
+            used.add(int(i))  # type: ignore[call-overload]
             sig = float(e["score"]) / events.threshold
             if lo <= on <= hi:
                 row["onset_frame"] = on
