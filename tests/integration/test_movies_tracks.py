@@ -58,6 +58,11 @@ def test_static_lattice_gives_one_track_per_column(tmp_path: Path) -> None:
     assert t["n_columns_before_filter"] - t["n_columns_removed"] == len(cols)
     assert t["evidence"] == "presence" and 0.9 < t["q_real"] <= 0.99
     assert (cols["track_confidence"] >= t["min_track_confidence"]).all()
+    # events.csv: plain CSV (no comment lines) with the per-event fields
+    head = (tmp_path / "out" / "events.csv").read_text().splitlines()[0]
+    assert head.startswith("event,onset_frame,onset_lo_frame,onset_hi_frame,peak_frame")
+    assert "kind" in head and "significance" in head and "region" in head
+    assert s["event_glr"]["noise_model"]["region_counts"].startswith("poisson")
     with h5py.File(tmp_path / "out" / "results.h5") as fh:
         assert len(fh["tracks/track_id"]) == t["n_tracks"] == s["n_tracks"]
         assert fh["columns/frame_offsets"][-1] == len(cols)
