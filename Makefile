@@ -16,22 +16,27 @@ $(VENV)/.etem-installed: pyproject.toml envs/constraints.txt
 	$(BIN)/python -m pip install --quiet -c envs/constraints.txt -e ".[dev]"
 	touch $@
 
+# `etem run` = snakemake + recovery: the same command resumes after kill -9 (stale lock removed,
+# incomplete jobs redone)
 demo: setup
-	$(BIN)/snakemake --cores $(CORES) --configfile config/demo.yaml
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/etem run --cores $(CORES) --configfile config/demo.yaml
 	@echo "Report: $$(pwd)/results/demo/report/report.html"
 
 smoke: setup
-	$(BIN)/snakemake --cores $(CORES) --configfile config/smoke.yaml
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/etem run --cores $(CORES) --configfile config/smoke.yaml
 
 full: setup
-	$(BIN)/snakemake --cores $(CORES) --configfile config/config.yaml
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/etem run --cores $(CORES) --configfile config/config.yaml
 
 test: setup
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy src
+	$(BIN)/lint-imports
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --lint --configfile config/smoke.yaml
 
 schema: setup
 	$(BIN)/etem config schema --out workflow/schemas/config.schema.json
+	$(BIN)/etem config defaults --out config/defaults.yaml

@@ -7,10 +7,13 @@
 #   snakemake --profile profiles/slurm --configfile config/config.yaml   # on SLURM
 
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("9.0")
 
+if not config and workflow.overwrite_configfiles:
+    raise WorkflowError(f"invalid config: {', '.join(map(str, workflow.overwrite_configfiles))}"
+                        ": empty (give at least `name:`)")
 if not config:
     configfile: "config/demo.yaml"
 
@@ -20,11 +23,11 @@ from etem.errors import ConfigError
 try:
     ETEM = load_config(config)
 except ConfigError as exc:
-    raise WorkflowError(f"invalid config: {exc}")
-validate(config, "workflow/schemas/config.schema.json")
+    raise WorkflowError(f"invalid config: {exc}")  # one validator: the pydantic models
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/config.smk"
 include: "workflow/rules/structures.smk"
 include: "workflow/rules/simulation.smk"
 include: "workflow/rules/training.smk"

@@ -1,6 +1,6 @@
 """Detection power of etem's event detector against change-point baselines (issue 15).
 
-A bank of generated particle movies (:func:`etem.movies.synthetic.particle_movie`: a round
+A bank of generated particle movies (:func:`etem.testing.particle_movie`: a round
 crystalline particle in vacuum, Gaussian columns, Poisson counts) with one known event at
 frame ``n_frames // 2`` -- a rotation of 1-15 degrees or the loss of 2-12 surface columns --
 at doses 0.25-2 e/px/frame, plus long stable movies (no event) for the false-alarm rate.
@@ -54,7 +54,7 @@ from etem.frames.geometry import FrameGeometry
 from etem.movies.events import detect_frame_events
 from etem.movies.evidence import SERIES_KIND, mad_sigma
 from etem.movies.frame_analysis import FrameStatistics, frame_columns
-from etem.movies.synthetic import LatticeMovie, particle_movie
+from etem.testing import LatticeMovie, particle_movie
 
 NOMINAL_FA_PER_1000 = 1.0
 BOCPD_LAG = 5

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
-import sys
 import time
 from datetime import date
 from pathlib import Path
@@ -23,18 +22,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from etem.analysis import baselines
+from etem.analysis.calibration import held_out_report, vacuum_detections
+from etem.analysis.columns import find_columns
+from etem.analysis.likelihood import Calibration, likelihood_table
+from etem.analysis.matching import detection_metrics
+from etem.analysis.metrics import ssim
+from etem.analysis.umse import quartets, umse
+from etem.testing import lattice_image
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-
-from evaluation_fixtures import lattice_image  # noqa: E402
-
-from etem.analysis import baselines  # noqa: E402
-from etem.analysis.calibration import held_out_report, vacuum_detections  # noqa: E402
-from etem.analysis.columns import find_columns  # noqa: E402
-from etem.analysis.likelihood import Calibration, likelihood_table  # noqa: E402
-from etem.analysis.matching import detection_metrics  # noqa: E402
-from etem.analysis.metrics import ssim  # noqa: E402
-from etem.analysis.umse import quartets, umse  # noqa: E402
 
 PX = 0.2
 DOSES_A2 = [25.0, 50.0, 100.0, 200.0, 400.0]

@@ -1,6 +1,6 @@
 """Column tracks on a demo-sized generated movie: spanning fraction, precision and recall.
 
-A generated lattice movie (``etem.movies.synthetic.lattice_movie``: demo size 256² x 48
+A generated lattice movie (``etem.testing.lattice_movie``: demo size 256² x 48
 frames, demo dose 0.5 e/px/frame, a vacancy patch at frame 24, drift 0.1 px/frame) runs
 through ``etem apply`` with a Gaussian stand-in denoiser (sigma 2 px, no network), once with
 ``apply.min_track_confidence`` = 0 (all tracks) and once at the given value. Scores
@@ -32,7 +32,7 @@ from etem.config import load_config
 from etem.frames.readers import open_movie
 from etem.models.io import LoadedModel
 from etem.movies.apply import ApplyModels, apply_movie
-from etem.movies.synthetic import lattice_movie, write_h5
+from etem.testing import lattice_movie, write_h5
 
 
 class Blur(nn.Module):

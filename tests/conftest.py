@@ -3,11 +3,27 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from etem.config import EtemConfig
+from tests.configs import make_tiny_config
+
 ROOT = Path(__file__).resolve().parents[1]
+
+# fixture modules loaded as plugins (their helper functions are imported as tests.<module>)
+pytest_plugins = ["tests.training_fixtures"]
+
+
+@pytest.fixture(scope="session")
+def tiny_config() -> Callable[..., EtemConfig]:
+    """The tiny campaign config: ``tiny_config(results_dir, **section_overrides)``.
+
+    See :mod:`tests.configs` (every stage small, tracking off; overrides merged key by key).
+    """
+    return make_tiny_config
 
 
 @pytest.fixture(autouse=True)

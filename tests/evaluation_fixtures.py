@@ -14,29 +14,7 @@ import numpy as np
 import pandas as pd
 
 from etem.simulation.contract import PARAM_COLUMNS, STRING_COLUMNS
-
-
-def lattice_image(
-    size_px: int, pixel_size_A: float, spacing_A: float = 2.8, sigma_A: float = 0.4,
-    amplitude: float = 1.0, offset_px: float = 0.0, label_radius_A: float = 0.6,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(clean intensity, class map, true column positions (x_px, y_px)) of a square lattice."""
-    rr, cc = np.mgrid[:size_px, :size_px].astype(np.float64)
-    sp = spacing_A / pixel_size_A
-    s = sigma_A / pixel_size_A
-    pos = []
-    start = sp / 2 + offset_px
-    for y in np.arange(start, size_px - sp / 4, sp):
-        for x in np.arange(start, size_px - sp / 4, sp):
-            pos.append((x, y))
-    clean = np.ones((size_px, size_px))
-    cls = np.zeros((size_px, size_px), dtype=np.uint8)
-    rl = label_radius_A / pixel_size_A
-    for x, y in pos:
-        d2 = (rr - y) ** 2 + (cc - x) ** 2
-        clean += amplitude * np.exp(-d2 / (2 * s * s))
-        cls[d2 <= rl * rl] = 1
-    return clean, cls, np.asarray(pos)
+from etem.testing import lattice_image
 
 
 def make_campaign(root: Path, n_images: int = 6, size_px: int = 64, pixel_size_A: float = 0.2,
@@ -77,18 +55,5 @@ def make_campaign(root: Path, n_images: int = 6, size_px: int = 64, pixel_size_A
     return {"index": index, "shard": shard}
 
 
-def tiny_config(root: Path, **bench: Any) -> Any:
-    """A validated config for the fake campaign, tracking off, tiny benchmark."""
-    from etem.config import load_config
-
-    b = {"max_test_images": 4, "gaussian_sigma_px": [1.0], "nlm": False,
-         "calibration_vacuum_images": 6, "umse_images": 2, "example_images": 1,
-         "blob_min_sigma_A": 0.3, "blob_max_sigma_A": 0.6}
-    b.update(bench)
-    return load_config({
-        "name": "tiny", "seed": 3, "results_dir": str(root),
-        "noise": {"benchmark_doses_e_per_A2": [50.0, 400.0]},
-        "training": {"split": {"val_fraction": 0.0, "test_fraction": 0.5,
-                               "held_out": {"particle_shape": "decahedron"}}},
-        "benchmark": b, "tracking": {"enabled": False},
-    })
+#: Overrides of the tiny config for these campaigns: half the structures are test images.
+BENCHMARK_SPLIT = {"training": {"split": {"val_fraction": 0.0, "test_fraction": 0.5}}}

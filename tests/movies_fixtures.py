@@ -70,12 +70,10 @@ class ThresholdSegmenter(BlurDenoiser):
         return torch.cat([*cls, occ, occ], dim=1)
 
 
-def blur_model(
-    pixel_size_A: float | None = 0.2, run_id: str | None = "run-denoiser", **kw: Any
-) -> LoadedModel:
+def blur_model(pixel_size_A: float | None = 0.2, **kw: Any) -> LoadedModel:
     return LoadedModel(
         BlurDenoiser(**kw),
-        {"kind": "denoiser", "pixel_size_A": pixel_size_A, "mlflow_run_id": run_id},
+        {"kind": "denoiser", "pixel_size_A": pixel_size_A},
     )
 
 
@@ -86,7 +84,6 @@ def window_model(pixel_size_A: float | None = 0.2) -> LoadedModel:
             "kind": "unsupervised",
             "pixel_size_A": pixel_size_A,
             "n_frames": 5,
-            "mlflow_run_id": "run-unsup",
         },
     )
 
@@ -94,7 +91,7 @@ def window_model(pixel_size_A: float | None = 0.2) -> LoadedModel:
 def segmenter_model(pixel_size_A: float | None = 0.2) -> LoadedModel:
     return LoadedModel(
         ThresholdSegmenter(),
-        {"kind": "segmenter", "pixel_size_A": pixel_size_A, "mlflow_run_id": "run-seg"},
+        {"kind": "segmenter", "pixel_size_A": pixel_size_A},
     )
 
 

@@ -69,19 +69,3 @@ def write_manifest(folder: Path, structures: dict[str, tuple[str, Any]]) -> Path
     path = folder / "manifest.csv"
     write_table(path, pd.DataFrame(rows))
     return path
-
-
-def tiny_config(tmp: Path, **sim: Any) -> Any:
-    """A config with a tiny grid, tracking off, results under ``tmp``."""
-    from etem.config import load_config
-
-    simulation = {"sampling_A": 0.2, "output_size_px": 48, "thickness_nm": [0.6, 1.2],
-                  "tilts_mrad": [[0.0, 0.0], [3.0, 1.0]], "defocus_nm": [-5.0, 5.0],
-                  "slice_thickness_A": 2.0, "n_shards": 2}
-    simulation.update(sim)
-    return load_config({"name": "t", "seed": 3, "results_dir": str(tmp / "results"),
-                        "tracking": {"enabled": False}, "simulation": simulation,
-                        "movie": {"n_frames": 8, "size_px": 48, "event_frames": [4, 6],
-                                  "event_kinds": ["surface_loss", "vacancy"],
-                                  "surface_atoms_lost": 2, "vacancies_per_event": 2},
-                        "apply": {"calibration_frames": 3}})

@@ -1,5 +1,8 @@
 """Tiny synthetic data following the etem contracts, for the training/model/data tests.
 
+A pytest plugin (``pytest_plugins`` of ``tests/conftest.py``): its ``torch_single_thread``
+fixture is requested with ``pytestmark = pytest.mark.usefixtures("torch_single_thread")``.
+
 * image shards + index + structures manifest exactly as ``etem.simulation.contract`` says
   (``/clean`` vacuum = 1, labels, ``/params/<col>``), with Gaussian columns as atoms;
 * a synthetic movie (``/frames`` counts (T, H, W), ``/clean``, attrs pixel_size_A, frame_time_s).
@@ -124,29 +127,7 @@ def write_movie(path: Path, n_frames: int = 12, size: int = 64, dose_e_per_px: f
     return path
 
 
-def tiny_config(tmp_path: Path, tracking: bool = False, **training: Any) -> Any:
-    """A campaign config with tiny networks and short training."""
-    from etem.config import load_config
-
-    loop = {"steps": 40, "batch_size": 4, "patch_px": 32, "val_every_steps": 20,
-            "val_samples": 6, "val_patch_px": 48, "checkpoint_every_steps": 20, "lr": 2e-3,
-            "dose_e_per_A2": [25.0, 100.0], "model": {"depth": 2, "base_channels": 8}}
-    train_cfg: dict[str, Any] = {
-        "split": {"val_fraction": 0.2, "test_fraction": 0.2,
-                  "held_out": {"particle_shape": "decahedron"}},
-        "denoiser": dict(loop),
-        "segmenter": dict(loop),
-        "unsupervised": {**loop, "dose_e_per_A2": None},
-    }
-    for key, val in training.items():
-        train_cfg[key] = {**train_cfg.get(key, {}), **val}
-    return load_config({
-        "name": "tiny", "seed": 3, "results_dir": str(tmp_path / "results"),
-        "training": train_cfg, "tracking": {"enabled": tracking},
-    })
-
-
-@pytest.fixture(autouse=True)
+@pytest.fixture
 def torch_single_thread() -> Any:
     """Tiny networks run fastest on one thread (and are not slowed by a busy second core)."""
     import torch

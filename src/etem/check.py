@@ -12,9 +12,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import h5py
+import numpy as np
+import pandas as pd
+import tifffile
+
 from etem.cliutils import config_from_args
+from etem.config import EtemConfig
 from etem.errors import InputError
+from etem.io import read_table, stale_temporaries
+from etem.models.io import load_model
+from etem.movies.sheet import campaign_movies
 from etem.paths import Layout
+from etem.runs import campaign_key, search_stage_runs, tracking_uri
+from etem.simulation.contract import PARAM_COLUMNS
 
 #: Stages that every complete campaign has recorded in MLflow.
 TRACKED_STAGES = (
@@ -23,9 +34,7 @@ TRACKED_STAGES = (
 )
 
 
-def _check_structures(cfg: Any, lay: Layout) -> str:
-    from etem.io import read_table
-
+def _check_structures(cfg: EtemConfig, lay: Layout) -> str:
     df = read_table(lay.structures_manifest)
     if len(df) != cfg.structures.total:
         raise InputError(f"manifest has {len(df)} structures, config asks {cfg.structures.total}")
@@ -35,12 +44,7 @@ def _check_structures(cfg: Any, lay: Layout) -> str:
     return f"{len(df)} structures"
 
 
-def _check_images(cfg: Any, lay: Layout) -> str:
-    import h5py
-    import numpy as np
-
-    from etem.io import read_table
-    from etem.simulation.contract import PARAM_COLUMNS
+def _check_images(cfg: EtemConfig, lay: Layout) -> str:
 
     n = 0
     for i in range(cfg.simulation.n_shards):
@@ -66,9 +70,7 @@ def _check_images(cfg: Any, lay: Layout) -> str:
     return f"{n} images in {cfg.simulation.n_shards} shards"
 
 
-def _check_movie(cfg: Any, lay: Layout) -> str:
-    import h5py
-
+def _check_movie(cfg: EtemConfig, lay: Layout) -> str:
     with h5py.File(lay.synthetic_movie, "r") as f:
         shape = f["frames"].shape
     if shape[0] != cfg.movie.n_frames:
@@ -76,9 +78,7 @@ def _check_movie(cfg: Any, lay: Layout) -> str:
     return f"synthetic movie {shape}"
 
 
-def _check_models(cfg: Any, lay: Layout) -> str:
-    from etem.models.io import load_model
-
+def _check_models(cfg: EtemConfig, lay: Layout) -> str:
     kinds = []
     for kind in ("denoiser", "unsupervised", "segmenter"):
         _, meta = load_model(lay.model(kind))
@@ -88,37 +88,105 @@ def _check_models(cfg: Any, lay: Layout) -> str:
     return "models " + ", ".join(kinds)
 
 
-def _check_benchmark(cfg: Any, lay: Layout) -> str:
-    calib = lay.benchmark_dir / "likelihood_calibration.json"
-    json.loads(calib.read_text())
-    tables = sorted(p.name for p in lay.benchmark_dir.glob("*.csv"))
-    if not tables:
-        raise InputError(f"{lay.benchmark_dir}: no tables")
-    return f"{len(tables)} benchmark tables"
+def readable(path: Path) -> None:
+    """Open ``path`` the way its users will (by suffix); raise :class:`InputError` if it fails.
+
+    Parquet/CSV tables are read whole, HDF5 files opened and their datasets' shapes read,
+    JSON parsed, model files loaded, TIFF headers read, other files must be non-empty.
+    """
+    if not path.exists():
+        raise InputError(f"{path}: missing")
+    try:
+        suffix = path.suffix.lower()
+        if suffix == ".parquet":
+            pd.read_parquet(path)
+        elif suffix == ".csv":
+            pd.read_csv(path)
+        elif suffix in (".h5", ".hdf5"):
+            with h5py.File(path, "r") as f:
+                f.visit(lambda name: getattr(f[name], "shape", None))
+        elif suffix == ".json":
+            json.loads(path.read_text(encoding="utf-8"))
+        elif suffix == ".pt":
+            load_model(path)
+        elif suffix in (".tif", ".tiff"):
+            with tifffile.TiffFile(path) as tif:
+                _ = tif.series[0].shape
+        elif path.stat().st_size == 0:
+            raise InputError("empty file")
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(f"{path}: unreadable ({type(exc).__name__}: {exc})") from None
 
 
-def _check_apply(cfg: Any, lay: Layout) -> str:
-    summary = json.loads((lay.apply_dir("synthetic") / "summary.json").read_text())
-    return f"movie results: {summary.get('n_frames', '?')} frames"
+def _check_listed(folder: Path, required: tuple[str, ...]) -> int:
+    """Every file ``folder/summary.json`` lists, and ``required``, exists and is readable."""
+    summary = json.loads((folder / "summary.json").read_text())
+    files = summary.get("files", [])
+    names = list(files.values()) if isinstance(files, dict) else list(files)
+    problems = []
+    for name in sorted({*names, *required}):
+        try:
+            readable(folder / name)
+        except InputError as exc:
+            problems.append(str(exc))
+    if problems:  # every damaged file, not only the first
+        raise InputError("; ".join(problems))
+    return len(names)
 
 
-def _check_report(cfg: Any, lay: Layout) -> str:
+#: Files a benchmark always writes (besides those its summary.json lists).
+BENCHMARK_REQUIRED = ("per_image.parquet", "denoising_summary.csv", "likelihood_calibration.json")
+
+
+def _check_benchmark(cfg: EtemConfig, lay: Layout) -> str:
+    n = _check_listed(lay.benchmark_dir, BENCHMARK_REQUIRED)
+    return f"{n} benchmark outputs readable"
+
+
+def _check_apply(cfg: EtemConfig, lay: Layout) -> str:
+    movies = campaign_movies(cfg, lay.synthetic_movie)  # the sheet's rows + synthetic
+    n = 0
+    for row in movies:
+        folder = lay.apply_dir(row.name)
+        if not lay.apply_summary(row.name).exists():
+            raise InputError(f"{lay.apply_summary(row.name)}: missing (movie {row.name})")
+        n += _check_listed(folder, ("results.h5", "columns.parquet", "events.csv", "frames.csv"))
+    return f"{len(movies)} movie result(s), {n} outputs readable"
+
+
+def _check_report(cfg: EtemConfig, lay: Layout) -> str:
     text = lay.report.read_text(encoding="utf-8")
     if "<html" not in text.lower() or "</html>" not in text.lower():
         raise InputError(f"{lay.report}: not a complete HTML document")
     return f"report {lay.report.stat().st_size // 1024} KiB"
 
 
-def _check_tracking(cfg: Any, lay: Layout) -> str:
-    from etem.runs import search_stage_runs, tracking_uri
+def _check_temporaries(cfg: EtemConfig, lay: Layout) -> str:
+    stale = stale_temporaries(lay.root, recursive=True)
+    if stale:
+        raise InputError(f"{len(stale)} temporary file(s) of killed jobs, e.g. {stale[0]} "
+                         "(the next run of that job removes them)")
+    return "no temporaries of killed jobs"
 
+
+def _check_tracking(cfg: EtemConfig, lay: Layout) -> str:
     uri = tracking_uri(cfg)
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
         raise InputError(f"no MLflow store at {uri}")
     runs = search_stage_runs(cfg)
     if runs.empty:
         raise InputError("no MLflow runs recorded")
-    runs = runs[(runs["status"] == "FINISHED") & (runs["tags.etem.config_hash"] == cfg.hash())]
+    running = runs[runs["status"] == "RUNNING"]
+    if not running.empty:
+        stages = ", ".join(sorted(set(running["tags.etem.stage"].astype(str))))
+        raise InputError(f"{len(running)} MLflow run(s) still RUNNING ({stages}): a job is "
+                         "running or was killed (re-running the workflow marks them KILLED)")
+    key = campaign_key(cfg)
+    if "tags.etem.campaign_key" not in runs:
+        raise InputError("no MLflow runs of this campaign (no etem.campaign_key tags)")
+    runs = runs[(runs["status"] == "FINISHED") & (runs["tags.etem.campaign_key"] == key)]
     missing = [s for s in TRACKED_STAGES if s not in set(runs["tags.etem.stage"])]
     if missing:
         raise InputError(f"no finished MLflow run for stage(s) {', '.join(missing)}")
@@ -133,11 +201,12 @@ CHECKS: dict[str, Callable[[Any, Layout], str]] = {
     "benchmark": _check_benchmark,
     "apply": _check_apply,
     "report": _check_report,
+    "temporaries": _check_temporaries,
     "tracking": _check_tracking,
 }
 
 
-def check_campaign(cfg: Any) -> list[tuple[str, bool, str]]:
+def check_campaign(cfg: EtemConfig) -> list[tuple[str, bool, str]]:
     """Run every check; returns (name, ok, message) triples."""
     lay = Layout(cfg.results_path)
     out = []

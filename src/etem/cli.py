@@ -27,6 +27,7 @@ from etem import __version__
 from etem.cliutils import add_config_args, config_from_args
 from etem.cluster import cli as cluster_cli
 from etem.config import schema
+from etem.config.defaults import defaults_yaml
 from etem.errors import EtemError
 from etem.evaluation import cli as evaluation_cli
 from etem.io import write_text
@@ -49,6 +50,13 @@ STAGE_CLIS = (
 
 
 def _config_command(args: argparse.Namespace) -> int:
+    if args.action == "defaults":
+        text = defaults_yaml()
+        if args.out:
+            write_text(args.out, text)
+        else:
+            sys.stdout.write(text)
+        return 0
     if args.action == "schema":
         text = json.dumps(schema(), indent=2, sort_keys=True) + "\n"
         if args.out:
@@ -86,8 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="<command>")
 
     p = sub.add_parser("config", help="validate, show or export the config schema")
-    p.add_argument("action", choices=["validate", "show", "schema"])
-    p.add_argument("--out", help="with 'schema': write the JSON schema here")
+    p.add_argument("action", choices=["validate", "show", "schema", "defaults"])
+    p.add_argument("--out", help="with 'schema' or 'defaults': write the JSON schema / the "
+                   "commented defaults YAML here")
     add_config_args(p)
     p.set_defaults(func=_config_command)
 
@@ -100,13 +109,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_config_args(p)
     p.set_defaults(handler="etem.check:run")
+    p = sub.add_parser(
+        "run", help="run the workflow (Snakemake); the same command resumes an interrupted run",
+        description="Run Snakemake with the given arguments, e.g. `etem run --cores all "
+        "--configfile config/demo.yaml`. After an interruption (kill -9, power cut) the same "
+        "command removes Snakemake's stale lock and redoes the incomplete jobs.",
+    )
+    p.add_argument("snakemake_args", nargs=argparse.REMAINDER, metavar="SNAKEMAKE_ARGS",
+                   help="arguments for snakemake")
+    p.set_defaults(handler="etem.workflow:run")
     return parser
 
 
 def resolve_handler(args: argparse.Namespace) -> Callable[[argparse.Namespace], int] | None:
     """The function that runs the parsed subcommand (its module imported now, see above)."""
     if getattr(args, "func", None):
-        return args.func  # type: ignore[no-any-return]
+        return args.func
     spec = getattr(args, "handler", None)
     if not spec:
         return None
@@ -116,13 +134,20 @@ def resolve_handler(args: argparse.Namespace) -> Callable[[argparse.Namespace], 
         # 20-40x slower per step: benchmarks/training.md)
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     module_name, _, function = spec.partition(":")
-    return getattr(importlib.import_module(module_name), function)  # type: ignore[no-any-return]
+    return getattr(importlib.import_module(module_name), function)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``etem`` console script."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "run" in argv and set(argv[: argv.index("run")]) <= {"-v", "--verbose"}:
+        # `etem run ...`: everything after `run` belongs to Snakemake, options included
+        i = argv.index("run")
+        args = parser.parse_args([*argv[:i], "run"])
+        args.snakemake_args = [*args.snakemake_args, *argv[i + 1 :]]
+    else:
+        args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -3,7 +3,8 @@
 ::
 
     <results_dir>/
-      config.yaml                    resolved, validated config of the campaign
+      config/<stage>.yaml            per-stage resolved config (the sections the stage reads,
+                                     etem.config.stages), written by the workflow's rule
       mlflow.db, mlartifacts/        default MLflow store (sqlite) and artifacts
       structures/shard_NNN/          per-shard structure files (*.extxyz), manifest.csv, columns.h5
       structures/manifest.csv        gathered structure manifest
@@ -13,16 +14,28 @@
       movies/synthetic.h5            synthetic movie with ground truth
       models/{denoiser,unsupervised,segmenter}.pt
       benchmark/                     tables (csv/parquet) and figures
-      apply/<movie>/                 results of the movie stage
+      apply/<movie>/                 results of the movie stage, one folder per movie
+      apply/<movie>/.work/           its prepare.h5 and shards/shard_NNN.h5 (intermediate)
       report/report.html             the campaign report
+      report/runs.csv                MLflow stage runs of the campaign (lineage: run ids)
       logs/<rule>/...                Snakemake job logs
-      benchmarks/<rule>/...          Snakemake per-job runtime/memory records
+      runtime/<rule>/...             Snakemake per-job runtime/memory records (`benchmark:`)
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+
+#: The only files of a campaign whose bytes differ between two runs of the same config and
+#: seed (glob patterns relative to the results folder): lineage (MLflow run ids), logs and
+#: wall-clock timings. Every other output is byte-identical (tests/workflow/test_resume.py).
+VARYING_OUTPUTS = (
+    "mlflow.db", "mlflow.db.lock", "mlartifacts/**/*",  # the tracking store: run ids, times
+    "report/runs.csv",                                  # lineage sidecar of the report
+    "logs/**/*", "runtime/**/*",                        # Snakemake job logs, runtime records
+    "apply/*/timing.json",                             # seconds per pass of an apply
+)
 
 
 @dataclass(frozen=True)
@@ -34,6 +47,10 @@ class Layout:
     @property
     def config(self) -> Path:
         return self.root / "config.yaml"
+
+    def stage_config(self, stage: str) -> Path:
+        """Resolved config of one stage (see :mod:`etem.config.stages`)."""
+        return self.root / "config" / f"{stage}.yaml"
 
     def structure_shard(self, i: int) -> Path:
         return self.root / "structures" / f"shard_{i:03d}"
@@ -66,6 +83,19 @@ class Layout:
 
     def apply_dir(self, movie: str) -> Path:
         return self.root / "apply" / movie
+
+    def apply_summary(self, movie: str) -> Path:
+        """Written last by the movie's gather job: the movie's results are complete."""
+        return self.apply_dir(movie) / "summary.json"
+
+    def apply_prepared(self, movie: str) -> Path:
+        """First pass of the movie's apply (etem.movies.prepare)."""
+        return self.apply_dir(movie) / ".work" / "prepare.h5"
+
+    def apply_shard(self, movie: str, shard: str | int) -> Path:
+        """Second pass: shard ``shard`` (index or its 3-digit text) of the movie's frames."""
+        name = shard if isinstance(shard, str) else f"{shard:03d}"
+        return self.apply_dir(movie) / ".work" / "shards" / f"shard_{name}.h5"
 
     @property
     def report(self) -> Path:

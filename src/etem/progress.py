@@ -8,6 +8,8 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
+from tqdm import tqdm
+
 T = TypeVar("T")
 log = logging.getLogger("etem")
 
@@ -23,8 +25,6 @@ def progress(
     if total is None and hasattr(items, "__len__"):
         total = len(items)  # type: ignore[arg-type]
     if sys.stderr.isatty():
-        from tqdm import tqdm
-
         yield from tqdm(items, desc=desc, total=total, dynamic_ncols=True)
         return
     start = last = time.monotonic()

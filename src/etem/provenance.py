@@ -13,7 +13,7 @@ import json
 import os
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from etem import __version__
 
@@ -30,7 +30,7 @@ def config_hash(config_dict: dict[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _read_git_head(start: Path) -> str | None:
+def read_git_head(start: Path) -> str | None:
     """HEAD commit read from the ``.git`` directory above ``start`` (no subprocess), or None."""
     for d in (start, *start.parents):
         git = d / ".git"
@@ -68,7 +68,7 @@ def git_commit() -> str:
     if env:
         return env
     here = Path(__file__).resolve().parent
-    direct = _read_git_head(here)
+    direct = read_git_head(here)
     if direct:
         return direct
     try:
@@ -93,7 +93,17 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def provenance(config: Any, stage: str, seed: int | None = None) -> dict[str, Any]:
+class Campaign(Protocol):
+    """What provenance reads of the campaign config (:class:`etem.config.EtemConfig`; the
+    config package sits above this module, so it is not imported here)."""
+
+    name: str
+    seed: int
+
+    def hash(self) -> str: ...
+
+
+def provenance(config: Campaign, stage: str, seed: int | None = None) -> dict[str, Any]:
     """The provenance dict of one stage output.
 
     Parameters

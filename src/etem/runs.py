@@ -3,10 +3,12 @@
 Layout in the tracking store
 ----------------------------
 * one **experiment** per campaign (``config.tracking.experiment`` or the campaign name);
-* one **campaign run** per (campaign, config hash), tag ``etem.role=campaign``: the parent of
-  every stage run, so the MLflow UI shows the campaign as a tree;
+* one **campaign run** per campaign key (:func:`campaign_key`: name, seed, results folder),
+  tag ``etem.role=campaign``: the parent of every stage run, so the MLflow UI shows the
+  campaign as a tree (each stage records the hash of its own per-stage config in
+  ``etem.config_hash``, so a stage re-run after an apply setting changed joins the same tree);
 * one **stage run** per CLI invocation, tags ``etem.stage``, ``etem.campaign``,
-  ``etem.config_hash``, ``etem.git_commit``, ``etem.version``, ``etem.seed``,
+  ``etem.config_hash``, ``etem.campaign_key``, ``etem.git_commit``, ``etem.version``, ``etem.seed``,
   ``etem.pkg.<name>`` (package versions), ``etem.snakemake.rule`` / ``etem.snakemake.wildcards``
   when run by Snakemake, and ``etem.upstream_run_ids``: the finished runs of the stages it
   consumed (structures → simulation → training → benchmark/apply → report).
@@ -29,7 +31,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from etem.provenance import git_commit, package_versions
+import yaml
+
+from etem import __version__
+from etem.config import EtemConfig
+from etem.io import host_tag, pid_alive
+from etem.provenance import config_hash, git_commit, package_versions
 
 log = logging.getLogger("etem.runs")
 
@@ -47,7 +54,15 @@ UPSTREAM: dict[str, tuple[str, ...]] = {
 }
 
 
-def tracking_uri(config: Any, store_dir: Path | None = None) -> str:
+def campaign_key(config: EtemConfig) -> str:
+    """Identity of a campaign's runs: its name, seed and results folder (the per-stage
+    config files of one campaign share it; see :mod:`etem.config.stages`)."""
+    return config_hash(
+        {"name": config.name, "seed": config.seed, "results": str(config.results_path)}
+    )
+
+
+def tracking_uri(config: EtemConfig, store_dir: Path | None = None) -> str:
     """``MLFLOW_TRACKING_URI`` if set, else the config's, else sqlite in ``store_dir``
     (default: the campaign's results folder)."""
     env = os.environ.get("MLFLOW_TRACKING_URI")
@@ -59,7 +74,7 @@ def tracking_uri(config: Any, store_dir: Path | None = None) -> str:
     return f"sqlite:///{db}"
 
 
-def experiment_name(config: Any) -> str:
+def experiment_name(config: EtemConfig) -> str:
     """MLflow experiment of the campaign."""
     return config.tracking.experiment or config.name
 
@@ -101,7 +116,7 @@ class StageRun:
 
     def __init__(
         self,
-        config: Any,
+        config: EtemConfig,
         stage: str,
         params: dict[str, Any] | None = None,
         tags: dict[str, str] | None = None,
@@ -120,6 +135,7 @@ class StageRun:
         self._metrics: list[Any] = []
         self._last_flush = time.monotonic()
         self._client: Any = None
+        self.killed: list[str] = []
 
     # -- context management -------------------------------------------------------------
     def __enter__(self) -> StageRun:
@@ -143,7 +159,7 @@ class StageRun:
         """Buffer metrics; they are written in batches (every 100 values or 10 s) and at end."""
         if not (self.enabled and self.run_id):
             return
-        from mlflow.entities import Metric
+        from mlflow.entities import Metric  # lazy: `etem --help` imports runs
 
         now = int(time.time() * 1000)
         for k, v in metrics.items():
@@ -202,7 +218,7 @@ class StageRun:
         return None
 
     def _start(self) -> None:
-        from mlflow.tracking import MlflowClient
+        from mlflow.tracking import MlflowClient  # lazy: `etem --help` imports runs
 
         def create() -> None:
             # Building the client creates/migrates a sqlite store: do it under the lock too.
@@ -214,13 +230,11 @@ class StageRun:
         log.info("MLflow run %s (%s) in %s", self.run_id, self.stage, self.uri)
 
     def _create(self) -> None:
-        import yaml
-
         client = self._client
         name = experiment_name(self.config)
         exp = client.get_experiment_by_name(name)
         if exp is None:
-            from mlflow.exceptions import MlflowException
+            from mlflow.exceptions import MlflowException  # lazy: `etem --help` imports runs
 
             location = None
             if self.uri.startswith("sqlite:///"):
@@ -239,16 +253,18 @@ class StageRun:
         else:
             self.experiment_id = exp.experiment_id
         chash = self.config.hash()
+        key = campaign_key(self.config)
         base_tags = {
             "etem.campaign": self.config.name,
+            "etem.campaign_key": key,
             "etem.config_hash": chash,
             "etem.git_commit": git_commit(),
             "etem.version": _etem_version(),
             "etem.seed": str(self.config.seed),
             **{f"etem.pkg.{k}": v for k, v in package_versions().items()},
         }
-        parent = self._campaign_run(chash, base_tags)
-        upstream = self._upstream_ids(chash)
+        parent = self._campaign_run(key, base_tags)
+        upstream = self._upstream_ids(key)
         tags = {
             **base_tags,
             "etem.stage": self.stage,
@@ -257,6 +273,9 @@ class StageRun:
             "etem.upstream_run_ids": ",".join(upstream),
             **{_clean_key(k): str(v) for k, v in self._tags.items()},
         }
+        tags |= {"etem.host": host_tag(), "etem.pid": str(os.getpid())}
+        tags |= self._model_runs(tags)
+        self.killed = mark_orphans(client, self.experiment_id, tags)
         run = client.create_run(self.experiment_id, tags=tags, run_name=self._run_name)
         self.run_id = run.info.run_id
         self._log_params(flatten(self._params))
@@ -265,15 +284,15 @@ class StageRun:
             p.write_text(yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False))
             client.log_artifact(self.run_id, str(p))
 
-    def _campaign_run(self, chash: str, base_tags: dict[str, str]) -> str:
-        """The campaign run of this config hash, created if missing.
+    def _campaign_run(self, key: str, base_tags: dict[str, str]) -> str:
+        """The campaign run of this campaign key, created if missing.
 
         Parallel jobs may both find none and both create one; each then keeps the oldest
         (start time, then run id) and deletes its own if it is not that one, so they agree on
         a single campaign run.
         """
         client = self._client
-        flt = f"tags.`etem.role` = 'campaign' and tags.`etem.config_hash` = '{chash}'"
+        flt = f"tags.`etem.role` = 'campaign' and tags.`etem.campaign_key` = '{key}'"
 
         def oldest() -> str | None:
             runs = client.search_runs([self.experiment_id], filter_string=flt, max_results=100)
@@ -287,7 +306,7 @@ class StageRun:
         run = client.create_run(
             self.experiment_id,
             tags={**base_tags, "etem.role": "campaign"},
-            run_name=f"campaign {self.config.name} ({chash[:8]})",
+            run_name=f"campaign {self.config.name} ({key[:8]})",
         )
         client.set_terminated(run.info.run_id, "FINISHED")
         keep = oldest() or run.info.run_id
@@ -295,14 +314,32 @@ class StageRun:
             client.delete_run(run.info.run_id)
         return keep
 
-    def _upstream_ids(self, chash: str) -> list[str]:
+    def _model_runs(self, tags: dict[str, str]) -> dict[str, str]:
+        """Tags linking the training runs of the model files named by ``etem.model.<kind>.sha256``
+        tags (model files carry no run id: the run is found by the file's digest)."""
+        found: dict[str, str] = {}
+        for key, digest in tags.items():
+            parts = key.split(".")
+            if len(parts) != 4 or parts[:2] != ["etem", "model"] or parts[3] != "sha256":
+                continue
+            runs = self._client.search_runs(
+                [self.experiment_id], max_results=1, order_by=["attributes.start_time DESC"],
+                filter_string=f"tags.`etem.model.sha256` = '{digest}'",
+            )
+            if runs:
+                found[f"etem.model.{parts[2]}.run_id"] = runs[0].info.run_id
+        if found:
+            found["etem.model_run_ids"] = ",".join(found.values())
+        return found
+
+    def _upstream_ids(self, key: str) -> list[str]:
         stages = UPSTREAM.get(self.stage, ())
         if not stages:
             return []
         runs = self._client.search_runs(
             [self.experiment_id],
             filter_string=(
-                f"tags.`etem.config_hash` = '{chash}' and tags.`etem.role` = 'stage' "
+                f"tags.`etem.campaign_key` = '{key}' and tags.`etem.role` = 'stage' "
                 "and attributes.status = 'FINISHED'"
             ),
             max_results=1000,
@@ -311,14 +348,14 @@ class StageRun:
         return [r.info.run_id for r in runs]
 
     def _log_params(self, params: dict[str, Any]) -> None:
-        from mlflow.entities import Param
+        from mlflow.entities import Param  # lazy: `etem --help` imports runs
 
         items = [Param(_clean_key(k), str(v)[:6000]) for k, v in params.items()]
         for i in range(0, len(items), 100):
             self._client.log_batch(self.run_id, params=items[i : i + 100])
 
     def _set_tags(self, tags: dict[str, str]) -> None:
-        from mlflow.entities import RunTag
+        from mlflow.entities import RunTag  # lazy: `etem --help` imports runs
 
         run_tags = [RunTag(_clean_key(k), v) for k, v in tags.items()]
         self._client.log_batch(self.run_id, tags=run_tags)
@@ -334,9 +371,45 @@ class StageRun:
         self._client.set_terminated(self.run_id, status)
 
 
-def search_stage_runs(config: Any, stage: str | None = None) -> Any:
+#: Tags that identify one Snakemake job: a job that starts again means its earlier runs ended.
+JOB_KEY_TAGS = ("etem.config_hash", "etem.stage", "etem.snakemake.rule", "etem.snakemake.wildcards")
+
+
+def is_orphan(run_tags: dict[str, str], job_tags: dict[str, str] | None = None) -> bool:
+    """Whether a RUNNING run can no longer end by itself.
+
+    True when its process ran on this host and is gone (``kill -9``, out-of-memory), or when
+    ``job_tags`` (the tags of a run starting now) name the same Snakemake job: Snakemake runs a
+    job once at a time, so the earlier attempt is dead wherever it ran.
+    """
+    if job_tags and run_tags.get("etem.snakemake.rule") and all(
+        run_tags.get(k) == job_tags.get(k) for k in JOB_KEY_TAGS
+    ):
+        return True
+    pid = run_tags.get("etem.pid", "")
+    return run_tags.get("etem.host") == host_tag() and pid.isdigit() and not pid_alive(int(pid))
+
+
+def mark_orphans(client: Any, experiment_id: str, job_tags: dict[str, str] | None = None
+                 ) -> list[str]:
+    """Set the experiment's orphaned RUNNING runs (:func:`is_orphan`) to KILLED; their ids."""
+    runs = client.search_runs([experiment_id], filter_string="attributes.status = 'RUNNING'",
+                              max_results=1000)
+    killed = []
+    for run in runs:
+        if run.info.run_id and is_orphan(run.data.tags, job_tags):
+            client.set_tag(run.info.run_id, "etem.ended_by", "orphaned: its process is gone")
+            client.set_terminated(run.info.run_id, "KILLED")
+            killed.append(run.info.run_id)
+    if killed:
+        log.warning("marked %d orphaned MLflow run(s) KILLED (their jobs were interrupted): %s",
+                    len(killed), ", ".join(killed))
+    return killed
+
+
+def search_stage_runs(config: EtemConfig, stage: str | None = None) -> Any:
     """DataFrame of the campaign's stage runs (optionally of one stage), newest first."""
-    import mlflow
+    import mlflow  # lazy: `etem --help` imports runs
 
     mlflow.set_tracking_uri(tracking_uri(config))
     flt = "tags.`etem.role` = 'stage'"
@@ -351,6 +424,4 @@ def _clean_key(key: str) -> str:
 
 
 def _etem_version() -> str:
-    from etem import __version__
-
     return __version__

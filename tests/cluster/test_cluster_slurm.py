@@ -18,8 +18,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from cluster_fixtures import (
+from tests.cluster.cluster_fixtures import (
     REPO,
     MlflowServer,
     Postgres,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import h5py
@@ -10,14 +9,11 @@ import pandas as pd
 import pytest
 import tifffile
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from movies_fixtures import window_model
-
 from etem.config import load_config
 from etem.frames.readers import open_movie
 from etem.movies.apply import ApplyModels, apply_movie
-from etem.movies.synthetic import lattice_movie, write_h5
+from etem.testing import lattice_movie, write_h5
+from tests.movies_fixtures import window_model
 
 REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "real" / "gold_growth_movie"
 
@@ -71,7 +67,7 @@ def test_coarse_pixels_get_frame_statistics_only(tmp_path: Path) -> None:
                         ApplyModels(unsupervised=window_model(pixel_size_A=None)))
     assert s["columns_analysed"] is False and "1.6 Å is coarser" in s["columns_reason"]
     assert s["n_columns"] == 0 and len(pd.read_parquet(tmp_path / "out" / "columns.parquet")) == 0
-    frames = pd.read_csv(tmp_path / "out" / "frames.csv", comment="#")
+    frames = pd.read_csv(tmp_path / "out" / "frames.csv")
     for col in ("contrast", "matter_area_nm2", "drift_step_A", "mean_counts"):
         assert frames[col].notna().sum() >= len(frames) - 1, col
 

@@ -4,22 +4,19 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from movies_fixtures import blur_model, segmenter_model, window_model, write_movie_file
-
 from etem.config import load_config
 from etem.errors import InputError
 from etem.frames.readers import open_movie
+from etem.io import file_digest
 from etem.movies.apply import ApplyModels, apply_movie
-from etem.movies.synthetic import lattice_movie, write_h5
+from etem.testing import lattice_movie, write_h5
+from tests.movies_fixtures import blur_model, segmenter_model, window_model, write_movie_file
 
 PX_A = 0.2
 
@@ -65,7 +62,8 @@ def test_event_found_and_stable_stretch_quiet(tmp_path: Path) -> None:
     assert (out / "summary.json").stat().st_mtime_ns >= max(
         (out / f).stat().st_mtime_ns for f in s["files"].values()
     )
-    assert s["model_run_ids"] == {"denoiser": "run-denoiser", "segmenter": "run-seg"}
+    # in-memory models have no file digest; summaries carry no run id
+    assert s["models"] == {k: {"path": None, "sha256": None} for k in ("denoiser", "segmenter")}
     cols = pd.read_parquet(out / "columns.parquet")
     assert {"frame", "track_id", "x_A", "y_A", "llr", "cation_occupancy"} <= set(cols.columns)
     # the columns vanished at the event: fewer columns in the centre after it
@@ -118,7 +116,7 @@ def test_column_recall_at_demo_dose(tmp_path: Path) -> None:
         ApplyModels(unsupervised=window_model()),
     )
     cols = pd.read_parquet(tmp_path / "out" / "columns.parquet")
-    radius = 0.5 / PX_A  # benchmark.match_radius_A default [Å] -> px
+    radius = 0.5 / PX_A  # columns.match_radius_A default [Å] -> px
     assert _recall(lm, cols, radius, margin_px=4) >= 0.9
     # raw single frames at this dose do not reach it (the denoising matters)
     from etem.analysis.columns import find_columns
@@ -232,7 +230,7 @@ def _save_models(folder: Path) -> dict[str, Path]:
         out[kind] = save_model(
             folder / f"{kind}.pt",
             build_model(arch),
-            {"kind": kind, "arch": arch, "pixel_size_A": PX_A, "mlflow_run_id": f"run{kind}"},
+            {"kind": kind, "arch": arch, "pixel_size_A": PX_A},
         )
     return out
 
@@ -275,7 +273,8 @@ def test_cli_apply_tracks_models_in_mlflow(tmp_path: Path, etem_bin: str) -> Non
     assert r.returncode == 0, r.stderr[-2000:]
     s = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert s["denoiser"] == "supervised" and s["segmenter"] is True
-    assert s["model_run_ids"] == {k: f"run{k}" for k in models}
+    assert {k: m["sha256"] for k, m in s["models"].items()} == {
+        k: file_digest(p) for k, p in models.items()}
     assert s["mean_confidence"] is not None and 0 <= s["mean_confidence"] <= 1
     from mlflow.tracking import MlflowClient
 
@@ -288,8 +287,8 @@ def test_cli_apply_tracks_models_in_mlflow(tmp_path: Path, etem_bin: str) -> Non
     )
     assert len(runs) == 1
     tags = runs[0].data.tags
-    assert tags["etem.model.denoiser.run_id"] == "rundenoiser"
-    assert set(tags["etem.model_run_ids"].split(",")) == {f"run{k}" for k in models}
+    assert tags["etem.model.denoiser.sha256"] == file_digest(models["denoiser"])
+    assert "etem.model_run_ids" not in tags  # their training runs are not in this store
     assert runs[0].data.metrics["n_frames"] == 8
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import h5py
@@ -10,18 +9,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from movies_fixtures import segmenter_model, window_model
-
 from etem.config import load_config
 from etem.errors import InputError
 from etem.frames.readers import open_movie
 from etem.movies.apply import ApplyModels, apply_movie
 from etem.movies.gather import gather_results, summarise
+from etem.movies.plan import shard_ranges
 from etem.movies.prepare import prepare_movie, read_prepared, write_prepared
-from etem.movies.shard import run_shard, shard_ranges
-from etem.movies.synthetic import lattice_movie, write_h5
+from etem.movies.shard import run_shard
+from etem.testing import lattice_movie, write_h5
+from tests.movies_fixtures import segmenter_model, window_model
 
 
 def _cfg(shard_frames: int) -> object:
@@ -47,8 +44,8 @@ def movie_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _results(out: Path) -> tuple[np.ndarray, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     with h5py.File(out / "results.h5", "r") as h5:
         den = h5["denoised"][()]
-    return (den, pd.read_parquet(out / "columns.parquet"), pd.read_csv(out / "events.csv",
-            comment="#"), pd.read_csv(out / "frames.csv", comment="#"))
+    return (den, pd.read_parquet(out / "columns.parquet"), pd.read_csv(out / "events.csv"),
+            pd.read_csv(out / "frames.csv"))
 
 
 def test_three_shards_equal_one_pass(movie_file: Path, tmp_path: Path) -> None:

@@ -8,21 +8,17 @@ event within +-2 frames and report nothing in the stable stretch.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import simulation_fixtures as fx
-from movies_fixtures import blur_model, simulate_movie_file
-
 from etem.config import load_config
 from etem.frames.readers import open_movie
 from etem.movies.apply import ApplyModels, apply_movie
 from etem.simulation.synthetic_movie import read_movie
+from tests import simulation_fixtures as fx
+from tests.movies_fixtures import blur_model, simulate_movie_file
 
 EVENT = 24
 

@@ -3,22 +3,18 @@ column; the track-confidence filter removes noise tracks and counts what it remo
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from movies_fixtures import blur_model
-
 from etem.analysis.tracks import score_tracks
 from etem.config import load_config
 from etem.frames.readers import open_movie
 from etem.movies.apply import ApplyModels, apply_movie
-from etem.movies.synthetic import lattice_movie, write_h5
+from etem.testing import lattice_movie, write_h5
+from tests.movies_fixtures import blur_model
 
 
 def _cfg(**apply: object) -> object:

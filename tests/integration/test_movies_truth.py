@@ -12,22 +12,16 @@ than on the raw frames.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import simulation_fixtures as fx
-from movies_fixtures import simulate_movie_file
 
 from etem.config import load_config
 from etem.frames.readers import open_movie
 from etem.movies.apply import ApplyModels, apply_movie
 from etem.movies.truth import found_in_raw_frame, load_truth, score_columns
+from tests import simulation_fixtures as fx
+from tests.movies_fixtures import simulate_movie_file
 
 SURFACE, ROTATION, N_FRAMES = 26, 38, 50
 SIZE = 108  # [px]: 0.2 Å pixels on the 21.6 Å cell, as in the demo movie
@@ -139,7 +133,7 @@ def test_events_scored_against_truth(scored: dict) -> None:
     assert abs(truth["by_kind"]["rotation"]) <= 2
     # nothing in the stable stretches: every detection is a true event
     assert truth["n_false_alarms"] == 0 and truth["n_detected"] == s["n_events"]
-    ev = pd.read_csv(scored["out"] / "truth_events.csv", comment="#")
+    ev = pd.read_csv(scored["out"] / "truth_events.csv")
     assert set(ev["kind"]) == {"surface_loss", "rotation"} and not ev["false_alarm"].any()
     assert ev.loc[ev["kind"] == "rotation", "hit"].item()
 
@@ -150,13 +144,13 @@ def test_column_recall_after_denoising(scored: dict) -> None:
     assert cols["recall"] >= 0.9, cols
     assert cols["recall_by_site"]["cation"] >= 0.9
     assert cols["rmse_A"] < 0.5  # within the matching radius, sub-pixel refinement
-    table = pd.read_csv(scored["out"] / "truth_columns.csv", comment="#")
+    table = pd.read_csv(scored["out"] / "truth_columns.csv")
     assert len(table) == N_FRAMES and (table["n_visible"] > 0).all()
     # the same column finder on the raw frames at this dose: far fewer visible columns found
     from etem.analysis.columns import find_columns
 
     cfg = scored["cfg"]
-    b = cfg.benchmark
+    b = cfg.columns
     truth = load_truth(scored["movie"])
     frames = open_movie(scored["movie"]).read(0, 8) / cfg.movie.dose_e_per_px_per_frame
     parts = []

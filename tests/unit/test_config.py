@@ -7,8 +7,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from etem.config import EtemConfig, load_config, schema
+from etem.config.defaults import defaults_yaml
 from etem.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,6 +65,14 @@ def test_committed_schema_matches_models() -> None:
     )
 
 
+def test_committed_defaults_file_is_generated_and_loads_to_the_defaults() -> None:
+    text = (ROOT / "config" / "defaults.yaml").read_text()
+    assert text == defaults_yaml(), "run `make schema` (etem config defaults)"
+    data = yaml.safe_load(text)
+    assert load_config(data).model_dump() == EtemConfig().model_dump()
+    assert "# multislice slice thickness [Å]" in text  # descriptions with units as comments
+
+
 def test_missing_config_file_is_one_line(etem_bin: str, tmp_path: Path) -> None:
     out = subprocess.run(
         [etem_bin, "config", "validate", "-c", str(tmp_path / "nope.yaml")],
@@ -93,3 +103,35 @@ def test_cross_field_rule_names_the_keys() -> None:
     msg = str(err.value)
     assert msg.startswith("movie.event_frames: first event at frame 3")
     assert "apply.calibration_frames" in msg
+
+
+#: Hostile values a probe found accepted (issue 16) and the error each now gives.
+HOSTILE = [
+    ({"seed": "7"}, "seed: expected an integer"),
+    ({"seed": True}, "seed: expected an integer"),
+    ({"training": {"denoiser": {"steps": 10.5}}}, "denoiser.steps: expected an integer"),
+    ({"training": {"denoiser": {"amp": "yes"}}}, "denoiser.amp: expected true or false"),
+    ({"simulation": {"thickness_nm": [-2.0]}}, "thickness_nm.0: Input should be greater than 0"),
+    ({"simulation": {"defocus_nm": [float("nan")]}}, "defocus_nm.0: Input should be a finite"),
+    ({"simulation": {"tilts_mrad": [[5000.0, 0.0]]}}, "tilts_mrad.0.0: Input should be less"),
+    ({"noise": {"train_dose_e_per_A2": [-5.0, 10.0]}}, "e_per_A2.0: Input should be greater"),
+    ({"noise": {"train_dose_e_per_A2": [400.0, 20.0]}}, "expected (low, high) with low <= high"),
+    ({"training": {"segmenter": {"dose_e_per_A2": [-1.0, 5.0]}}}, "segmenter.dose_e_per_A2.0"),
+    ({"noise": {"benchmark_doses_e_per_A2": [0.0]}}, "benchmark_doses_e_per_A2.0: Input should"),
+    ({"simulation": {"cs_um": 1e9}}, "simulation.cs_um: Input should be less than or equal"),
+]
+
+
+@pytest.mark.parametrize(("override", "message"), HOSTILE)
+def test_hostile_values_are_named_errors(override: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(override)
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_empty_config_file_is_an_error_not_the_full_campaign(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    with pytest.raises(ConfigError, match="empty"):
+        load_config(empty)

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from training_fixtures import PIXEL_A, torch_single_thread, write_campaign, write_movie  # noqa: F401
 
 from etem.data.augment import dihedral
 from etem.data.datasets import (
@@ -22,6 +17,9 @@ from etem.data.datasets import (
 from etem.errors import InputError
 from etem.frames.breaks import segment_window
 from etem.simulation.noise import apply_dose
+from tests.training_fixtures import PIXEL_A, write_campaign, write_movie
+
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
 
 @pytest.fixture(scope="module")

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from training_fixtures import torch_single_thread, write_campaign  # noqa: F401
-
 from etem.config.training import SplitConfig
 from etem.data.datasets import read_index
 from etem.data.splits import assign_splits
 from etem.errors import InputError
+from tests.training_fixtures import write_campaign
+
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
 
 def _table(n_structures: int = 40, per: int = 5) -> pd.DataFrame:

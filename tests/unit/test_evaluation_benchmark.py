@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from evaluation_fixtures import make_campaign, tiny_config
 
 from etem.analysis.likelihood import Calibration
 from etem.cli import main
@@ -23,13 +18,14 @@ from etem.evaluation.benchmark import (
     write_outputs,
 )
 from etem.io import read_table
+from tests.evaluation_fixtures import BENCHMARK_SPLIT, make_campaign
 
 
 @pytest.fixture(scope="module")
-def campaign(tmp_path_factory):
+def campaign(tmp_path_factory, tiny_config):
     root = tmp_path_factory.mktemp("bench")
     paths = make_campaign(root)
-    cfg = tiny_config(root)
+    cfg = tiny_config(root, **BENCHMARK_SPLIT)
     cfg_path = root / "config.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
     return root, paths, cfg, cfg_path

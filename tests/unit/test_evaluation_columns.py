@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from evaluation_fixtures import lattice_image
 
 from etem.analysis.columns import columns_from_labels, find_columns
 from etem.analysis.matching import detection_metrics
 from etem.errors import InputError
+from tests.evaluation_fixtures import lattice_image
 
 PX = 0.2
 

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 from scipy import ndimage
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from evaluation_fixtures import lattice_image
-
 from etem.analysis.columns import blob_log_fft, find_columns, log_stack, refine_columns
+from tests.evaluation_fixtures import lattice_image
 
 PX = 0.2
 

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from evaluation_fixtures import lattice_image
 
 from etem.analysis import baselines
 from etem.analysis.matching import detection_metrics, match_columns
 from etem.analysis.metrics import psnr, psnr_peak, ssim, ssim_peak
 from etem.errors import InputError
+from tests.evaluation_fixtures import lattice_image
 
 
 def test_psnr_and_ssim_values():

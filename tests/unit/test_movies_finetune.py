@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from training_fixtures import tiny_config, torch_single_thread, write_movie  # noqa: F401
-
 from etem.errors import InputError
 from etem.models.io import LoadedModel, load, load_model, save_model
 from etem.training.run import train_network
+from tests.configs import make_tiny_config
+from tests.training_fixtures import write_movie
+
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
 PARENT_STEPS = 12
 
@@ -25,9 +24,11 @@ PARENT_STEPS = 12
 def _cfg(tmp: Path, **apply: Any) -> Any:
     from etem.config import load_config
 
-    cfg = tiny_config(tmp, unsupervised={"steps": PARENT_STEPS, "val_every_steps": 6,
-                                         "batch_size": 4, "patch_px": 32, "val_samples": 4,
-                                         "val_patch_px": 32, "lr": 2e-3})
+    loop = {
+        "steps": PARENT_STEPS, "val_every_steps": 6, "batch_size": 4, "patch_px": 32,
+        "val_samples": 4, "val_patch_px": 32, "lr": 2e-3,
+    }
+    cfg = make_tiny_config(tmp / "results", training={"unsupervised": loop})
     data = cfg.model_dump(mode="json")
     data["apply"].update({"finetune_steps": 30, "finetune_lr": 2e-3, "finetune_patch_px": 32,
                           "finetune_batch_size": 4, "chunk_frames": 8, "calibration_frames": 4,

@@ -5,18 +5,14 @@ bad input raises one clear InputError."""
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from movies_fixtures import write_movie_file
-
 from etem.errors import InputError
 from etem.frames.readers import open_movie
+from tests.movies_fixtures import write_movie_file
 
 REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "real"
 T, H, W = 7, 24, 20

@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import itertools
 
 import numpy as np
 import pandas as pd
 import pytest
 from scipy.stats import norm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import itertools
-
-from movies_fixtures import BlurDenoiser
-
 from etem.frames.preprocess import DriftCorrector, bin_frames, shift_integer, sum_frames
 from etem.models.inference import TiledRunner, tile_starts
 from etem.models.io import LoadedModel
 from etem.movies.events import detect_events
-from etem.movies.synthetic import lattice_movie
+from etem.testing import lattice_movie
+from tests.movies_fixtures import BlurDenoiser
 
 
 @pytest.mark.parametrize(

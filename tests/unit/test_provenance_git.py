@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from etem.provenance import _read_git_head, git_commit
+from etem.provenance import git_commit, read_git_head
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 
@@ -18,18 +18,18 @@ def test_loose_and_packed_refs_and_detached_head(tmp_path: Path) -> None:
     (git / "HEAD").write_text("ref: refs/heads/main\n")
     sub = tmp_path / "src" / "pkg"
     sub.mkdir(parents=True)
-    assert _read_git_head(sub) is None  # branch without a commit yet
+    assert read_git_head(sub) is None  # branch without a commit yet
     (git / "packed-refs").write_text(f"# pack-refs with: peeled\n{SHA} refs/heads/main\n")
-    assert _read_git_head(sub) == SHA
+    assert read_git_head(sub) == SHA
     other = SHA[::-1]
     (git / "refs" / "heads" / "main").write_text(other + "\n")  # a loose ref wins
-    assert _read_git_head(sub) == other
+    assert read_git_head(sub) == other
     (git / "HEAD").write_text(SHA + "\n")  # detached
-    assert _read_git_head(sub) == SHA
+    assert read_git_head(sub) == SHA
 
 
 def test_outside_a_repository(tmp_path: Path) -> None:
-    assert _read_git_head(tmp_path) is None
+    assert read_git_head(tmp_path) is None
 
 
 def test_matches_git_rev_parse(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
+import pandas as pd
 import yaml
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from evaluation_fixtures import make_campaign, tiny_config
 
 from etem.cli import main
 from etem.evaluation.benchmark import load_test_images, run_benchmark, write_outputs
 from etem.paths import Layout
+from tests.evaluation_fixtures import BENCHMARK_SPLIT, make_campaign
 
 
 def _png(path: Path) -> None:
@@ -29,12 +27,12 @@ def _png(path: Path) -> None:
     plt.close(fig)
 
 
-def test_report_on_fake_results(tmp_path, capsys):
+def test_report_on_fake_results(tmp_path, capsys, tiny_config):
     from etem.config import load_config
     from etem.runs import StageRun
 
     make_campaign(tmp_path)
-    data = tiny_config(tmp_path).model_dump(mode="json")
+    data = tiny_config(tmp_path, **BENCHMARK_SPLIT).model_dump(mode="json")
     data["tracking"]["enabled"] = True  # sqlite store under tmp_path
     cfg = load_config(data)
     with StageRun(cfg, "train-denoiser") as run:
@@ -60,17 +58,23 @@ def test_report_on_fake_results(tmp_path, capsys):
     assert html.count("data:image/png;base64,") >= 5
     assert 'src="http' not in html and "<link" not in html
     for text in ("Benchmarks", "Likelihood calibration", "denoising", "gaussian_1px",
-                 "event timeline", cfg.hash(), "Missing results", train_run_id,
-                 f"train-denoiser: run {train_run_id}", "mlflow ui --backend-store-uri",
-                 "Mohan et al.'s protocol", "split=test"):
+                 "event timeline", cfg.hash(), "Missing results",
+                 "train-denoiser: training curves", "mlflow ui --backend-store-uri",
+                 "Mohan et al.'s protocol", "split=test",
+                 "Movie <b>synthetic</b>: 16 frames", "Likelihood calibration: false-alarm",
+                 "<details>"):
         assert text.lower() in html.lower(), text
+    # run ids stay out of the report (same config, same bytes); the lineage sidecar has them
+    assert train_run_id not in html
+    lineage = pd.read_csv(out.with_name("runs.csv"))
+    assert train_run_id in set(lineage["run_id"])
     # the structures stage did not run: said clearly
     assert "the structures stage has not run" in html
     assert "missing: structures" in capsys.readouterr().out
 
 
-def test_report_missing_results_folder_is_an_error(tmp_path, capsys):
-    cfg = tiny_config(tmp_path)
+def test_report_missing_results_folder_is_an_error(tmp_path, capsys, tiny_config):
+    cfg = tiny_config(tmp_path, **BENCHMARK_SPLIT)
     cfg_path = tmp_path / "cfg.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
     rc = main(["report", "--config", str(cfg_path), "--results", str(tmp_path / "none")])
@@ -78,10 +82,10 @@ def test_report_missing_results_folder_is_an_error(tmp_path, capsys):
     assert "no such folder" in capsys.readouterr().err
 
 
-def test_empty_results_folder_renders_with_every_section_missing(tmp_path):
+def test_empty_results_folder_renders_with_every_section_missing(tmp_path, tiny_config):
     from etem.report.build import build_report
 
-    cfg = tiny_config(tmp_path)
+    cfg = tiny_config(tmp_path, **BENCHMARK_SPLIT)
     doc, present = build_report(cfg, tmp_path)
     assert not any(v for k, v in present.items() if k != "provenance")
     assert "the benchmark stage has not run" in doc and "the apply stage has not run" in doc
@@ -104,3 +108,23 @@ def test_training_curves_get_one_panel_per_quantity():
     assert {ln.get_label() for ln in fig.axes[0].get_lines()} == {"train_loss", "val_loss"}
     assert [ln.get_label() for ln in fig.axes[2].get_lines()] == ["val_psnr"]
     assert curve_panels({"throughput_samples_per_s": hist["lr"]}) is None
+
+
+def test_headline_compares_the_best_network_with_the_best_baseline(tmp_path):
+    from etem.report.build import section_headline
+
+    layout = Layout(tmp_path)
+    d = layout.benchmark_dir
+    d.mkdir(parents=True)
+    rows = [("noisy", 12.0, 0.2), ("gaussian_1.5px", 20.0, 0.5), ("nlm", 21.0, 0.55),
+            ("supervised", 24.5, 0.7), ("unsupervised", 23.0, 0.65)]
+    pd.DataFrame([{"method": m, "subset": s, "n": 10, "psnr_db_mean": p, "psnr_db_sem": 0.1,
+                   "ssim_mean": q, "ssim_sem": 0.01} for m, p, q in rows
+                  for s in ("all", "dose_e_per_A2=25")]).to_csv(d / "denoising_summary.csv",
+                                                                index=False)
+    pd.DataFrame([{"method": "supervised", "subset": "all", "n": 10, "psnr_db_mean": 33.0}]
+                 ).to_csv(d / "mohan_summary.csv", index=False)
+    text = section_headline(layout)
+    assert "<b>supervised</b> 24.5 dB PSNR, SSIM 0.70" in text
+    assert "best baseline nlm 21.0 dB" in text and "+3.5 dB" in text and "raw 12.0 dB" in text
+    assert 'class="bad">33.0 dB</span> against the published 35-38 dB' in text

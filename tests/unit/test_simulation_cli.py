@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 import yaml
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import simulation_fixtures as fx
 
 from etem.cli import main
 from etem.io import read_table
@@ -24,6 +19,7 @@ from etem.simulation.contract import (
 )
 from etem.simulation.shard import read_columns, read_params
 from etem.simulation.synthetic_movie import read_movie
+from tests import simulation_fixtures as fx
 
 
 @pytest.fixture(scope="module")

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import simulation_fixtures as fx
 
 from etem.errors import ValidationError
 from etem.simulation.grid import fft_size, image_grid, is_fft_friendly
@@ -20,10 +15,12 @@ from etem.simulation.imaging import Imager
 from etem.simulation.labels import image_columns, label_maps
 from etem.simulation.multislice import Multislice, build_sliced_potential
 from etem.simulation.reference import abtem_image
+from tests import simulation_fixtures as fx
+from tests.configs import make_tiny_config
 
 
 def _sim(tmp_path: Path, **kw):
-    return fx.tiny_config(tmp_path, **kw)
+    return make_tiny_config(tmp_path / "results", simulation=kw)
 
 
 def _image(atoms, sim, plane=None, tilt=(0.0, 0.0), defocus=0.0, output_px=None):
@@ -179,7 +176,7 @@ def test_structure_images_and_labels(tmp_path):
 
 @pytest.mark.parametrize("parametrization", ["lobato", "kirkland"])
 def test_fused_potential_equals_abtem_build(tmp_path, parametrization):
-    from etem.simulation.multislice import _infinite_projection_slices, abtem_potential
+    from etem.simulation.multislice import abtem_potential, infinite_projection_slices
 
     cfg = _sim(tmp_path, parametrization=parametrization)
     atoms = fx.pt_on_ceo2()
@@ -187,7 +184,7 @@ def test_fused_potential_equals_abtem_build(tmp_path, parametrization):
     grid = image_grid((cell[0], cell[1]), 0.2, 48)
     pot = abtem_potential(atoms, grid, cfg.simulation)
     ref = np.asarray(pot.build(lazy=False).array)
-    ours = np.stack(list(_infinite_projection_slices(pot, grid)))
+    ours = np.stack(list(infinite_projection_slices(pot, grid)))
     assert ours.shape == ref.shape
     assert np.abs(ours - ref).max() < 1e-4 * np.abs(ref).max()
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -12,10 +9,7 @@ from etem.structures.build import build
 from etem.structures.column_table import column_table
 from etem.structures.io import vacancy_sites
 from etem.structures.validation import validate
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from structures_fixtures import ceo2_slab, recipe
+from tests.structures_fixtures import ceo2_slab, recipe
 
 
 def _validate(atoms, r):

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from etem.structures.column_table import column_table
 from etem.structures.contract import COLUMN_TABLE_COLUMNS
 from etem.structures.io import set_vacancy_sites, vacancy_sites
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from structures_fixtures import ceo2_slab, recipe
+from tests.structures_fixtures import ceo2_slab, recipe
 
 
 def test_ceo2_slab_columns_hold_one_site_per_unit_cell():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +14,7 @@ from etem.structures.contract import MANIFEST_COLUMNS
 from etem.structures.io import read_structure, write_structure
 from etem.structures.library import build_shard, gather, read_columns, read_manifest
 from etem.structures.recipes import enumerate_recipes
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from structures_fixtures import tiny_config
+from tests.structures_fixtures import ceo2_slab
 
 
 def test_full_config_enumerates_900_recipes_without_building(monkeypatch):
@@ -41,17 +37,18 @@ def test_full_config_enumerates_900_recipes_without_building(monkeypatch):
     assert {r.material for r in recipes if r.family == "oxide"} == {"CeO2", "SrTiO3"}
 
 
-def test_balance_knob_and_seed_change_the_recipes():
-    a = enumerate_recipes(tiny_config(n_pt=5, n_ox=1))
+def test_balance_knob_and_seed_change_the_recipes(tiny_config):
+    counts = {"pt_on_ceo2": {"count": 5}, "oxides": {"count": 1}}
+    a = enumerate_recipes(tiny_config(structures=counts))
     assert [r.family for r in a].count("oxide") == 1
-    b = enumerate_recipes(tiny_config(n_pt=5, n_ox=1, seed=4))
+    b = enumerate_recipes(tiny_config(structures=counts, seed=4))
     assert [r.to_json() for r in a] != [r.to_json() for r in b]
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
+def built(tmp_path_factory, tiny_config):
     tmp = tmp_path_factory.mktemp("lib")
-    cfg = tiny_config(tmp)
+    cfg = tiny_config(tmp / "results")
     d0, d1 = tmp / "s0", tmp / "s1"
     build_shard(cfg, (0, 2), d0)
     build_shard(cfg, (1, 2), d1)
@@ -76,7 +73,7 @@ def test_shards_write_files_manifest_and_columns(built):
             assert np.isclose(row["cell_x_A"], 51.2)
 
 
-def test_rebuild_is_byte_identical_and_another_seed_differs(built, tmp_path):
+def test_rebuild_is_byte_identical_and_another_seed_differs(built, tmp_path, tiny_config):
     cfg, tmp, d0, _ = built
     again = tmp_path / "again"
     build_shard(cfg, (0, 2), again, workers=2)
@@ -85,7 +82,7 @@ def test_rebuild_is_byte_identical_and_another_seed_differs(built, tmp_path):
     for name in files:
         assert (d0 / name).read_bytes() == (again / name).read_bytes(), name
     other = tmp_path / "other"
-    build_shard(tiny_config(tmp, seed=11), (0, 2), other)
+    build_shard(tiny_config(tmp / "results", seed=11), (0, 2), other)
     differ = [n for n in files if n.endswith(".extxyz")
               and (d0 / n).read_bytes() != (other / n).read_bytes()]
     assert differ
@@ -116,8 +113,6 @@ def test_read_structure_errors(tmp_path):
 
 
 def test_write_read_roundtrip_keeps_vacancies_and_labels(tmp_path):
-    from structures_fixtures import ceo2_slab
-
     from etem.structures.column_table import column_table
 
     atoms = ceo2_slab(3, "clustered", 0.05)
@@ -133,9 +128,9 @@ def test_write_read_roundtrip_keeps_vacancies_and_labels(tmp_path):
     assert len(ase.io.read(path)) == len(atoms)  # plain ASE reads it too
 
 
-def test_cli_plan_build_gather(tmp_path, capsys):
+def test_cli_plan_build_gather(tmp_path, capsys, tiny_config):
     cfg_file = tmp_path / "c.yaml"
-    cfg_file.write_text(yaml.safe_dump(tiny_config(tmp_path).model_dump(mode="json")))
+    cfg_file.write_text(yaml.safe_dump(tiny_config(tmp_path / "results").model_dump(mode="json")))
     assert main(["structures", "plan", "--config", str(cfg_file)]) == 0
     assert "4 structures" in capsys.readouterr().out
     shard = tmp_path / "results" / "structures" / "shard_000"

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -13,10 +10,7 @@ from etem.structures import validation as v
 from etem.structures.build import build
 from etem.structures.column_table import column_table
 from etem.structures.io import set_vacancy_sites, vacancy_sites
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from structures_fixtures import ceo2_slab, recipe
+from tests.structures_fixtures import ceo2_slab, recipe
 
 GAP = (1.8, 3.2)
 

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from training_fixtures import torch_single_thread, write_campaign, write_movie  # noqa: F401
-
 from etem.cli import main
+from etem.io import file_digest
 from etem.models.io import load_model
+from tests.training_fixtures import write_campaign, write_movie
+
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
 TINY = {"steps": 8, "batch_size": 2, "patch_px": 32, "val_every_steps": 4, "val_samples": 3,
         "val_patch_px": 32, "checkpoint_every_steps": 4, "dose_e_per_A2": [25.0, 100.0],
@@ -40,9 +39,12 @@ def test_train_and_retrain_denoiser_tracked_in_mlflow(tmp_path: Path, capsys) ->
     assert main(["train", "denoiser", "--config", str(cfg), "--threads", "1"]) == 0  # defaults
     assert index.exists() and out.exists()
     _, meta = load_model(out)
-    run_id = meta["mlflow_run_id"]
+    assert "mlflow_run_id" not in meta  # same config, same bytes: lineage lives in MLflow
     client = mlflow.MlflowClient(f"sqlite:///{(tmp_path / 'results' / 'mlflow.db').resolve()}")
-    run = client.get_run(run_id)
+    (run,) = client.search_runs(
+        [e.experiment_id for e in client.search_experiments()],
+        filter_string=f"tags.`etem.model.sha256` = '{file_digest(out)}'")
+    run_id = run.info.run_id
     assert run.data.tags["etem.stage"] == "train-denoiser"
     assert run.data.params["train.kind"] == "denoiser"
     history = client.get_metric_history(run_id, "train_loss")
@@ -61,6 +63,7 @@ def test_train_and_retrain_denoiser_tracked_in_mlflow(tmp_path: Path, capsys) ->
     assert "identical validation metrics" in printed, printed
     _, meta2 = load_model(new_out)
     assert meta2["metrics"] == meta["metrics"]
+    assert file_digest(new_out) == file_digest(out)  # the retrained model file is byte-identical
 
 
 def test_train_segmenter_and_unsupervised_untracked(tmp_path: Path) -> None:
@@ -70,7 +73,7 @@ def test_train_segmenter_and_unsupervised_untracked(tmp_path: Path) -> None:
     assert main(["train", "segmenter", "-c", str(cfg), "--index", str(index), "--out", str(seg),
                  "--threads", "1"]) == 0
     _, meta = load_model(seg)
-    assert meta["kind"] == "segmenter" and meta["mlflow_run_id"] is None
+    assert meta["kind"] == "segmenter" and "mlflow_run_id" not in meta
     movie = write_movie(tmp_path / "m.h5", n_frames=6, size=32)
     uns = tmp_path / "uns.pt"
     assert main(["train", "unsupervised", "-c", str(cfg), "--movie", str(movie), "--out",

@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from training_fixtures import (  # noqa: F401
-    PIXEL_A,
-    tiny_config,
-    torch_single_thread,
-    write_campaign,
-    write_movie,
-)
 
 from etem.data.datasets import collate, read_index
 from etem.data.splits import assign_splits
@@ -27,6 +16,14 @@ from etem.models.io import load_model
 from etem.training.loop import train
 from etem.training.metrics import psnr
 from etem.training.run import checkpoint_path, make_task, train_network
+from tests.configs import TinyConfig
+from tests.training_fixtures import (
+    PIXEL_A,
+    write_campaign,
+    write_movie,
+)
+
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
 
 @pytest.fixture(scope="module")
@@ -35,9 +32,12 @@ def campaign(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize("kind", ["denoiser", "segmenter"])
-def test_a_model_overfits_one_batch(kind: str, campaign: Path, tmp_path: Path) -> None:
+def test_a_model_overfits_one_batch(
+    kind: str, campaign: Path, tmp_path: Path, tiny_config: TinyConfig
+) -> None:
     extra = {"residual": False} if kind == "denoiser" else {"dose_e_per_A2": [1e4, 1e4]}
-    cfg = tiny_config(tmp_path, **{kind: {"model": {"depth": 2, "base_channels": 16}, **extra}})
+    model = {"model": {"depth": 2, "base_channels": 16}, **extra}
+    cfg = tiny_config(tmp_path / "results", training={kind: model})
     task = make_task(kind, cfg, campaign)
     batch = collate([task.train_set[(0, j)] for j in range(4)])
     torch.manual_seed(0)
@@ -53,10 +53,14 @@ def test_a_model_overfits_one_batch(kind: str, campaign: Path, tmp_path: Path) -
     assert min(losses[-10:]) < losses[0] / 10
 
 
-def test_trained_denoiser_improves_psnr_on_unseen_structures(campaign: Path,
-                                                             tmp_path: Path) -> None:
-    cfg = tiny_config(tmp_path, denoiser={"steps": 160, "val_every_steps": 80, "batch_size": 8,
-                                          "model": {"depth": 2, "base_channels": 16}})
+def test_trained_denoiser_improves_psnr_on_unseen_structures(
+    campaign: Path, tmp_path: Path, tiny_config: TinyConfig
+) -> None:
+    loop = {
+        "steps": 160, "val_every_steps": 80, "batch_size": 8,
+        "model": {"depth": 2, "base_channels": 16},
+    }
+    cfg = tiny_config(tmp_path / "results", training={"denoiser": loop})
     out = tmp_path / "den.pt"
     result = train_network("denoiser", cfg, campaign, out)
     assert result.metrics["val_psnr"] > result.metrics["val_psnr_noisy"] + 3
@@ -83,38 +87,65 @@ def test_trained_denoiser_improves_psnr_on_unseen_structures(campaign: Path,
     assert np.mean(gains) > 3.0  # dB over the noisy input, on unseen structures
 
 
+class MetricLog:
+    """Records what training logs, as an MLflow run would."""
+
+    def __init__(self) -> None:
+        self.metrics: list[tuple[int, str, float]] = []
+
+    def log_params(self, params: dict[str, object]) -> None:
+        pass
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        self.metrics += [(int(step or 0), k, v) for k, v in metrics.items()]
+
+    def curves(self) -> list[tuple[int, str, float]]:
+        """Every logged value but the wall-clock throughput, in step order."""
+        return sorted(m for m in self.metrics if m[1] != "throughput_samples_per_s")
+
+
 def _weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
 @pytest.mark.parametrize("amp", [False, True])
-def test_resume_from_checkpoint_gives_identical_weights(amp: bool, campaign: Path,
-                                                        tmp_path: Path) -> None:
-    cfg = tiny_config(tmp_path, denoiser={"steps": 12, "val_every_steps": 3,
-                                          "checkpoint_every_steps": 4, "amp": amp,
-                                          "lr_plateau_patience": 0})
+def test_resume_from_checkpoint_gives_identical_weights(
+    amp: bool, campaign: Path, tmp_path: Path, tiny_config: TinyConfig
+) -> None:
+    loop = {
+        "steps": 12, "val_every_steps": 3, "checkpoint_every_steps": 4, "amp": amp,
+        "lr_plateau_patience": 0,
+    }
+    cfg = tiny_config(tmp_path / "results", training={"denoiser": loop})
     loop = cfg.training.denoiser
     task = make_task("denoiser", cfg, campaign)
-    full = train(task, loop, cfg.seed, checkpoint=tmp_path / "a.ckpt")
+    logs: dict[str, MetricLog] = {k: MetricLog() for k in ("full", "part", "resumed")}
+    full = train(task, loop, cfg.seed, checkpoint=tmp_path / "a.ckpt", tracker=logs["full"])
     ckpt = tmp_path / "b.ckpt"
     part = train(make_task("denoiser", cfg, campaign), loop, cfg.seed, checkpoint=ckpt,
-                 stop_after_step=7)
+                 stop_after_step=7, tracker=logs["part"])
     assert part.interrupted and part.steps == 7 and ckpt.exists()
-    resumed = train(make_task("denoiser", cfg, campaign), loop, cfg.seed, checkpoint=ckpt)
+    resumed = train(make_task("denoiser", cfg, campaign), loop, cfg.seed, checkpoint=ckpt,
+                    tracker=logs["resumed"])
     assert resumed.steps == 12 and not resumed.interrupted
+    # the resumed run's metric history is the whole history (not only the steps after 7)
+    assert logs["resumed"].curves() == logs["full"].curves()
     wa, wb = _weights(full.model), _weights(resumed.model)
     assert all(torch.equal(wa[k], wb[k]) for k in wa)  # bitwise
     assert full.history == resumed.history
     # a changed config does not resume from a foreign checkpoint
-    other = tiny_config(tmp_path, denoiser={"steps": 12, "lr": 1e-4})
+    loop = {"steps": 12, "lr": 1e-4}
+    other = tiny_config(tmp_path / "results", training={"denoiser": loop})
     fresh = train(make_task("denoiser", other, campaign), other.training.denoiser, other.seed,
                   checkpoint=ckpt)
     assert fresh.history[0]["step"] <= 12 and len(fresh.history) >= 1
 
 
-def test_retraining_with_same_config_and_seed_is_identical(campaign: Path,
-                                                           tmp_path: Path) -> None:
-    cfg = tiny_config(tmp_path, segmenter={"steps": 10, "val_every_steps": 5})
+def test_retraining_with_same_config_and_seed_is_identical(
+    campaign: Path, tmp_path: Path, tiny_config: TinyConfig
+) -> None:
+    loop = {"steps": 10, "val_every_steps": 5}
+    cfg = tiny_config(tmp_path / "results", training={"segmenter": loop})
     a = train_network("segmenter", cfg, campaign, tmp_path / "a.pt")
     b = train_network("segmenter", cfg, campaign, tmp_path / "b.pt")
     assert a.metrics == b.metrics and a.history == b.history
@@ -126,24 +157,31 @@ def test_retraining_with_same_config_and_seed_is_identical(campaign: Path,
     assert meta_a["classes"][0] == "background" and meta_a["max_occupancy"] == 12
     # untracked runs write byte-identical model files (no times, run ids or temp names)
     assert (tmp_path / "a.pt").read_bytes() == (tmp_path / "b.pt").read_bytes()
-    seeded = tiny_config(tmp_path, segmenter={"steps": 10, "val_every_steps": 5})
+    loop = {"steps": 10, "val_every_steps": 5}
+    seeded = tiny_config(tmp_path / "results", training={"segmenter": loop})
     seeded.seed = 4
     c = train_network("segmenter", seeded, campaign, tmp_path / "c.pt")
     assert c.metrics != a.metrics
 
 
-def test_early_stopping_when_validation_stops_improving(campaign: Path, tmp_path: Path) -> None:
-    cfg = tiny_config(tmp_path, denoiser={"steps": 40, "val_every_steps": 2, "lr": 1e-12,
-                                          "early_stopping_patience": 2})
+def test_early_stopping_when_validation_stops_improving(
+    campaign: Path, tmp_path: Path, tiny_config: TinyConfig
+) -> None:
+    loop = {"steps": 40, "val_every_steps": 2, "lr": 1e-12, "early_stopping_patience": 2}
+    cfg = tiny_config(tmp_path / "results", training={"denoiser": loop})
     res = train(make_task("denoiser", cfg, campaign), cfg.training.denoiser, cfg.seed)
     assert res.stopped_early and res.steps < 40
 
 
-def test_unsupervised_blind_spot_training_denoises_a_movie(tmp_path: Path) -> None:
+def test_unsupervised_blind_spot_training_denoises_a_movie(
+    tmp_path: Path, tiny_config: TinyConfig
+) -> None:
     movie = write_movie(tmp_path / "movie.h5", n_frames=10, size=64, dose_e_per_px=1.0)
-    cfg = tiny_config(tmp_path, unsupervised={"steps": 120, "val_every_steps": 40,
-                                              "batch_size": 8,
-                                              "model": {"depth": 2, "base_channels": 16}})
+    loop = {
+        "steps": 120, "val_every_steps": 40, "batch_size": 8,
+        "model": {"depth": 2, "base_channels": 16},
+    }
+    cfg = tiny_config(tmp_path / "results", training={"unsupervised": loop})
     res = train_network("unsupervised", cfg, movie, tmp_path / "u.pt")
     # trained on noisy frames only, judged against the clean frames it never saw
     assert res.metrics["val_psnr"] > res.metrics["val_psnr_noisy"] + 3

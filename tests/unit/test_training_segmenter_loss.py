@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from training_fixtures import tiny_config, write_campaign
-
 from etem.training.run import make_task
 from etem.training.tasks import ordinal_bce, soft_dice
+from tests.configs import TinyConfig
+from tests.training_fixtures import write_campaign
 
 
 def test_masked_ordinal_loss_ignores_pixels_outside_the_mask() -> None:
@@ -49,11 +46,12 @@ def test_soft_dice_rewards_the_rare_class() -> None:
     assert float(soft_dice(all_bg, target, torch.tensor([True, False]))) < 0.01
 
 
-def test_sqrt_class_weights_are_milder(tmp_path: Path) -> None:
+def test_sqrt_class_weights_are_milder(tmp_path: Path, tiny_config: TinyConfig) -> None:
     campaign = write_campaign(tmp_path / "results", n_structures=6)
     w = {}
     for mode in ("median_frequency", "sqrt_median_frequency", "none"):
-        cfg = tiny_config(tmp_path, segmenter={"class_weighting": mode})
+        loop = {"class_weighting": mode}
+        cfg = tiny_config(tmp_path / "results", training={"segmenter": loop})
         w[mode] = make_task("segmenter", cfg, campaign).class_weights().numpy()
     present = w["median_frequency"] > 0
     assert np.allclose(w["sqrt_median_frequency"], np.sqrt(w["median_frequency"]))

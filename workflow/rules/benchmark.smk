@@ -9,7 +9,7 @@ BENCH = LAYOUT.benchmark_dir
 
 rule run_benchmark:
     input:
-        config=CONFIG_FILE,
+        config=config_of("benchmark"),
         index=str(LAYOUT.simulation_index),
         denoiser=str(LAYOUT.model("denoiser")),
         unsupervised=str(LAYOUT.model("unsupervised")),
@@ -58,7 +58,7 @@ rule run_benchmark:
     log:
         f"{RESULTS}/logs/run_benchmark/run_benchmark.log",
     benchmark:
-        f"{RESULTS}/benchmarks/run_benchmark/run_benchmark.tsv"
+        f"{RESULTS}/runtime/run_benchmark/run_benchmark.tsv"
     params:
         out=lambda wildcards, output: os.path.dirname(output.summary),
     threads: 2
@@ -68,7 +68,7 @@ rule run_benchmark:
     conda:
         ENV
     shell:
-        "etem --tag rule=run_benchmark benchmark --config {input.config} --index {input.index}"
-        " --denoiser {input.denoiser} --unsupervised {input.unsupervised}"
-        " --segmenter {input.segmenter} --movie {input.movie}"
-        " --out {params.out} > {log} 2>&1"
+        "etem --tag rule=run_benchmark benchmark --config {input.config:q} --index {input.index:q}"
+        " --denoiser {input.denoiser:q} --unsupervised {input.unsupervised:q}"
+        " --segmenter {input.segmenter:q} --movie {input.movie:q}"
+        " --out {params.out:q} > {log:q} 2>&1"

@@ -1,12 +1,18 @@
-# Helpers shared by the rules: the results layout, shard lists, the resolved config file and
+# Helpers shared by the rules: the results layout, shard lists, the per-stage config files and
 # the command prefix every rule uses. Paths come from etem.paths.Layout (one definition).
+# Nothing here writes a file while the rules are parsed: `snakemake -n` writes nothing into
+# results/ (the per-stage configs are outputs of the rule stage_config below).
 
 import os
+import re
 import shlex
 import shutil
 import sys
 
-from etem.config import write_resolved
+from etem.config import STAGE_SECTIONS, stage_yaml
+from etem.errors import ConfigError
+from etem.movies.plan import shard_ranges
+from etem.movies.sheet import campaign_movies, row_arguments
 from etem.paths import Layout
 from etem.runs import tracking_uri
 
@@ -26,8 +32,6 @@ shell.prefix(_PREFIX.replace("{", "{{").replace("}", "}}"))
 
 LAYOUT = Layout(ETEM.results_path)
 RESULTS = str(LAYOUT.root)
-# Every job reads the resolved config (defaults filled in); rewritten only when it changes.
-CONFIG_FILE = str(write_resolved(ETEM, LAYOUT.config))
 STRUCTURE_SHARDS = [f"{i:03d}" for i in range(ETEM.structures.n_shards)]
 SIMULATION_SHARDS = [f"{i:03d}" for i in range(ETEM.simulation.n_shards)]
 ENV = "../../envs/etem.yaml"
@@ -42,3 +46,56 @@ def mem_mb(base):
 def runtime_min(base):
     """Runtime [min] that grows with the attempt, so --retries recovers from time-outs."""
     return lambda wildcards, attempt: base * attempt
+
+
+def config_of(stage):
+    """The resolved config file of ``stage`` (an input of every rule of that stage)."""
+    return str(LAYOUT.stage_config(stage))
+
+
+# The campaign's movies (etem.movies.sheet): the sheet's rows (validated, every movie opened or
+# found in the frame-count cache .snakemake/etem/movie_shapes.json) and the synthetic movie.
+# A bad row fails here, before any job, with one line naming the sheet line and column.
+try:
+    MOVIES = {row.name: row for row in campaign_movies(ETEM, LAYOUT.synthetic_movie)}
+except ConfigError as exc:
+    raise WorkflowError(str(exc))
+
+APPLY_MODELS = dict(
+    denoiser=str(LAYOUT.model("denoiser")),
+    unsupervised=str(LAYOUT.model("unsupervised")),
+    segmenter=str(LAYOUT.model("segmenter")),
+    calibration=str(LAYOUT.benchmark_dir / "likelihood_calibration.json"),
+)
+MOVIE_NAMES = "|".join(re.escape(name) for name in MOVIES)
+
+
+def movie_shards(name):
+    """Processed-frame ranges [start, stop) of a movie's shard jobs."""
+    a = ETEM.apply
+    return shard_ranges(MOVIES[name].n_frames // a.sum_frames, a.shard_frames, a.chunk_frames)
+
+
+def movie_files(wildcards):
+    """What the reader opens: the file, the folder, or the glob's files."""
+    return list(MOVIES[wildcards.movie].files)
+
+
+def movie_arguments(wildcards):
+    """The row's own settings (pixel size, dose, frame time, denoiser, fine-tuning)."""
+    return row_arguments(MOVIES[wildcards.movie])
+
+
+def shard_files(wildcards):
+    n = len(movie_shards(wildcards.movie))
+    return [str(LAYOUT.apply_shard(wildcards.movie, i)) for i in range(n)]
+
+
+def shard_range(wildcards):
+    start, stop = movie_shards(wildcards.movie)[int(wildcards.shard)]
+    return f"{start}:{stop}"
+
+
+def movie_tags(wildcards):
+    group = MOVIES[wildcards.movie].group
+    return ["--tag", f"etem.group={group}"] if group else []

@@ -1,14 +1,15 @@
 # Report stage: one self-contained HTML report of the campaign (figures embedded), built from
-# the benchmark outputs, the movie results and the MLflow store. `snakemake --report` also
-# collects the report() outputs of the rules, with the captions in workflow/report/.
+# the benchmark outputs, every movie's results (apply/<movie>/summary.json) and the MLflow
+# store. `snakemake --report` also collects the report() outputs of the rules, with the
+# captions in workflow/report/. The report reads the whole config (it shows it).
 
 
 rule make_report:
     input:
-        config=CONFIG_FILE,
+        config=config_of("report"),
         benchmark=rules.run_benchmark.output.summary,
         calibration=rules.run_benchmark.output.calibration,
-        apply=f"{RESULTS}/apply/synthetic/summary.json",
+        apply=[str(LAYOUT.apply_summary(name)) for name in MOVIES],
     output:
         report(
             str(LAYOUT.report),
@@ -18,9 +19,10 @@ rule make_report:
     log:
         f"{RESULTS}/logs/make_report/make_report.log",
     benchmark:
-        f"{RESULTS}/benchmarks/make_report/make_report.tsv"
+        f"{RESULTS}/runtime/make_report/make_report.tsv"
     params:
-        results=lambda wildcards, input: os.path.dirname(input.config),
+        # <results>/config/report.yaml -> <results>
+        results=lambda wildcards, input: os.path.dirname(os.path.dirname(input.config)),
     threads: 1
     resources:
         mem_mb=mem_mb(2000),
@@ -28,5 +30,5 @@ rule make_report:
     conda:
         ENV
     shell:
-        "etem --tag rule=make_report report --config {input.config} --results {params.results}"
-        " --out {output} > {log} 2>&1"
+        "etem --tag rule=make_report report --config {input.config:q} --results {params.results:q}"
+        " --out {output:q} > {log:q} 2>&1"

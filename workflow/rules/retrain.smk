@@ -26,14 +26,14 @@ localrules:
 
 rule retrain_network:
     input:
-        config=CONFIG_FILE,
+        config=config_of("training"),
     output:
         model=f"{RESULTS}/retrain/{{run_id}}/model.pt",
         comparison=f"{RESULTS}/retrain/{{run_id}}/comparison.txt",
     log:
         f"{RESULTS}/logs/retrain_network/{{run_id}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/retrain_network/{{run_id}}.tsv"
+        f"{RESULTS}/runtime/retrain_network/{{run_id}}.tsv"
     wildcard_constraints:
         run_id="[0-9a-f]{32}",
     threads: 2
@@ -45,8 +45,8 @@ rule retrain_network:
     conda:
         ENV
     shell:
-        "etem --tag rule=retrain_network retrain --run-id {wildcards.run_id} --config {input.config}"
-        " --out {output.model} --threads {threads} > {output.comparison} 2> {log}"
+        "etem --tag rule=retrain_network retrain --run-id {wildcards.run_id:q} --config {input.config:q}"
+        " --out {output.model:q} --threads {threads} > {output.comparison:q} 2> {log:q}"
 
 
 rule retrain:
@@ -59,4 +59,4 @@ rule retrain:
     conda:
         ENV
     shell:
-        "cat {input} | tee {log}"
+        "cat {input:q} | tee {log:q}"

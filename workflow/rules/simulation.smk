@@ -10,7 +10,7 @@ wildcard_constraints:
 
 rule simulate_images:
     input:
-        config=CONFIG_FILE,
+        config=config_of("simulation"),
         manifest=str(LAYOUT.structures_manifest),
     output:
         shard=f"{RESULTS}/simulation/shard_{{shard}}.h5",
@@ -19,7 +19,7 @@ rule simulate_images:
     log:
         f"{RESULTS}/logs/simulate_images/{{shard}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/simulate_images/{{shard}}.tsv"
+        f"{RESULTS}/runtime/simulate_images/{{shard}}.tsv"
     threads: 1
     resources:
         mem_mb=mem_mb(3000),
@@ -27,8 +27,8 @@ rule simulate_images:
     conda:
         ENV
     shell:
-        "etem --tag rule=simulate_images --tag wildcards=shard={wildcards.shard} simulate --config {input.config} --manifest {input.manifest}"
-        " --shard {params.shard} --out {output.shard} > {log} 2>&1"
+        "etem --tag rule=simulate_images --tag wildcards=shard={wildcards.shard:q} simulate --config {input.config:q} --manifest {input.manifest:q}"
+        " --shard {params.shard:q} --out {output.shard:q} > {log:q} 2>&1"
 
 
 rule index_images:
@@ -39,7 +39,7 @@ rule index_images:
     log:
         f"{RESULTS}/logs/index_images.log",
     benchmark:
-        f"{RESULTS}/benchmarks/index_images.tsv"
+        f"{RESULTS}/runtime/index_images.tsv"
     threads: 1
     resources:
         mem_mb=mem_mb(1000),
@@ -47,19 +47,19 @@ rule index_images:
     conda:
         ENV
     shell:
-        "etem --tag rule=index_images simulate-index --out {output.index} {input.shards} > {log} 2>&1"
+        "etem --tag rule=index_images simulate-index --out {output.index:q} {input.shards:q} > {log:q} 2>&1"
 
 
 rule simulate_movie:
     input:
-        config=CONFIG_FILE,
+        config=config_of("simulate-movie"),
         manifest=str(LAYOUT.structures_manifest),
     output:
         movie=str(LAYOUT.synthetic_movie),
     log:
         f"{RESULTS}/logs/simulate_movie.log",
     benchmark:
-        f"{RESULTS}/benchmarks/simulate_movie.tsv"
+        f"{RESULTS}/runtime/simulate_movie.tsv"
     threads: 1
     resources:
         mem_mb=mem_mb(2000),
@@ -67,5 +67,5 @@ rule simulate_movie:
     conda:
         ENV
     shell:
-        "etem --tag rule=simulate_movie simulate-movie --config {input.config} --manifest {input.manifest}"
-        " --out {output.movie} > {log} 2>&1"
+        "etem --tag rule=simulate_movie simulate-movie --config {input.config:q} --manifest {input.manifest:q}"
+        " --out {output.movie:q} > {log:q} 2>&1"

@@ -5,7 +5,7 @@
 
 rule build_structures:
     input:
-        config=CONFIG_FILE,
+        config=config_of("structures"),
     output:
         shard=directory(f"{RESULTS}/structures/shard_{{shard}}"),
     params:
@@ -13,7 +13,7 @@ rule build_structures:
     log:
         f"{RESULTS}/logs/build_structures/{{shard}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/build_structures/{{shard}}.tsv"
+        f"{RESULTS}/runtime/build_structures/{{shard}}.tsv"
     threads: 1
     resources:
         mem_mb=mem_mb(1500),
@@ -21,13 +21,13 @@ rule build_structures:
     conda:
         ENV
     shell:
-        "etem --tag rule=build_structures --tag wildcards=shard={wildcards.shard} structures build --config {input.config} --shard {params.shard}"
-        " --workers {threads} --out {output.shard} > {log} 2>&1"
+        "etem --tag rule=build_structures --tag wildcards=shard={wildcards.shard:q} structures build --config {input.config:q} --shard {params.shard:q}"
+        " --workers {threads} --out {output.shard:q} > {log:q} 2>&1"
 
 
 rule gather_structures:
     input:
-        config=CONFIG_FILE,
+        config=config_of("structures"),
         shards=expand(f"{RESULTS}/structures/shard_{{shard}}", shard=STRUCTURE_SHARDS),
     output:
         manifest=str(LAYOUT.structures_manifest),
@@ -39,7 +39,7 @@ rule gather_structures:
     log:
         f"{RESULTS}/logs/gather_structures.log",
     benchmark:
-        f"{RESULTS}/benchmarks/gather_structures.tsv"
+        f"{RESULTS}/runtime/gather_structures.tsv"
     threads: 1
     resources:
         mem_mb=mem_mb(2000),
@@ -47,5 +47,5 @@ rule gather_structures:
     conda:
         ENV
     shell:
-        "etem --tag rule=gather_structures structures gather --config {input.config} --out {output.manifest}"
-        " {input.shards} > {log} 2>&1"
+        "etem --tag rule=gather_structures structures gather --config {input.config:q} --out {output.manifest:q}"
+        " {input.shards:q} > {log:q} 2>&1"

@@ -8,14 +8,14 @@ from etem.cluster.resources import gpus
 
 rule train_denoiser:
     input:
-        config=CONFIG_FILE,
+        config=config_of("training"),
         index=str(LAYOUT.simulation_index),
     output:
         model=str(LAYOUT.model("denoiser")),
     log:
         f"{RESULTS}/logs/train_denoiser.log",
     benchmark:
-        f"{RESULTS}/benchmarks/train_denoiser.tsv"
+        f"{RESULTS}/runtime/train_denoiser.tsv"
     threads: 2
     resources:
         mem_mb=mem_mb(4000),
@@ -24,20 +24,20 @@ rule train_denoiser:
     conda:
         ENV
     shell:
-        "etem --tag rule=train_denoiser train denoiser --config {input.config} --index {input.index}"
-        " --out {output.model} --threads {threads} > {log} 2>&1"
+        "etem --tag rule=train_denoiser train denoiser --config {input.config:q} --index {input.index:q}"
+        " --out {output.model:q} --threads {threads} > {log:q} 2>&1"
 
 
 rule train_segmenter:
     input:
-        config=CONFIG_FILE,
+        config=config_of("training"),
         index=str(LAYOUT.simulation_index),
     output:
         model=str(LAYOUT.model("segmenter")),
     log:
         f"{RESULTS}/logs/train_segmenter.log",
     benchmark:
-        f"{RESULTS}/benchmarks/train_segmenter.tsv"
+        f"{RESULTS}/runtime/train_segmenter.tsv"
     threads: 2
     resources:
         mem_mb=mem_mb(4000),
@@ -46,20 +46,20 @@ rule train_segmenter:
     conda:
         ENV
     shell:
-        "etem --tag rule=train_segmenter train segmenter --config {input.config} --index {input.index}"
-        " --out {output.model} --threads {threads} > {log} 2>&1"
+        "etem --tag rule=train_segmenter train segmenter --config {input.config:q} --index {input.index:q}"
+        " --out {output.model:q} --threads {threads} > {log:q} 2>&1"
 
 
 rule train_unsupervised:
     input:
-        config=CONFIG_FILE,
+        config=config_of("training"),
         movie=str(LAYOUT.synthetic_movie),
     output:
         model=str(LAYOUT.model("unsupervised")),
     log:
         f"{RESULTS}/logs/train_unsupervised.log",
     benchmark:
-        f"{RESULTS}/benchmarks/train_unsupervised.tsv"
+        f"{RESULTS}/runtime/train_unsupervised.tsv"
     threads: 2
     resources:
         mem_mb=mem_mb(4000),
@@ -68,5 +68,5 @@ rule train_unsupervised:
     conda:
         ENV
     shell:
-        "etem --tag rule=train_unsupervised train unsupervised --config {input.config} --movie {input.movie}"
-        " --out {output.model} --threads {threads} > {log} 2>&1"
+        "etem --tag rule=train_unsupervised train unsupervised --config {input.config:q} --movie {input.movie:q}"
+        " --out {output.model:q} --threads {threads} > {log:q} 2>&1"

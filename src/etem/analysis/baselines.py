@@ -7,6 +7,8 @@ that vacuum = 1, like the supervised denoiser (``etem.models.inference.denoise_i
 from __future__ import annotations
 
 import numpy as np
+from scipy.ndimage import gaussian_filter
+from skimage.restoration import denoise_nl_means
 
 from etem.errors import InputError
 
@@ -27,7 +29,6 @@ def noisy_intensity(counts: np.ndarray, dose_e_per_px: float) -> np.ndarray:
 
 def gaussian(counts: np.ndarray, dose_e_per_px: float, sigma_px: float) -> np.ndarray:
     """Gaussian filter of width ``sigma_px`` [px] (reflecting borders), as intensity."""
-    from scipy.ndimage import gaussian_filter
 
     return gaussian_filter(_counts(counts, dose_e_per_px), sigma_px, mode="reflect") / dose_e_per_px
 
@@ -57,7 +58,6 @@ def nlm(
     filter strength is ``h = h_factor * 1``; the result is transformed back and divided by
     the dose per pixel.
     """
-    from skimage.restoration import denoise_nl_means
 
     y = _counts(counts, dose_e_per_px)
     z = anscombe(y)
@@ -66,3 +66,51 @@ def nlm(
         fast_mode=True, preserve_range=True,
     )
     return inverse_anscombe(den) / dose_e_per_px
+
+
+def oracle_gaussian(
+    counts: np.ndarray, dose_e_per_px: float, clean: np.ndarray, sigmas_px: list[float]
+) -> tuple[np.ndarray, float]:
+    """The Gaussian filter whose width (among ``sigmas_px`` [px]) is best on the clean image.
+
+    An oracle (it looks at the clean image, intensity with vacuum = 1): the bar a denoiser
+    has to clear. Returns the filtered intensity and the chosen sigma [px] (least MSE).
+    """
+    ref = np.asarray(clean, dtype=np.float64)
+    best: tuple[float, np.ndarray, float] | None = None
+    for s in sigmas_px:
+        est = gaussian(counts, dose_e_per_px, float(s))
+        err = float(np.mean((est - ref) ** 2))
+        if best is None or err < best[0]:
+            best = (err, est, float(s))
+    if best is None:
+        raise InputError("oracle_gaussian: no sigma to try")
+    return best[1], best[2]
+
+
+def nlm_estimated(
+    counts: np.ndarray, dose_e_per_px: float, patch_size: int = 5, patch_distance: int = 6,
+) -> np.ndarray:
+    """Non-local means with an estimated noise level (scikit-image's recipe).
+
+    The counts are Anscombe-transformed, the noise sigma is estimated from the transformed
+    image (:func:`estimate_noise_sigma`), and ``denoise_nl_means`` runs with
+    ``h = 0.8 sigma`` (fast mode) and ``sigma``; transformed back, divided by the dose.
+    """
+    z = anscombe(_counts(counts, dose_e_per_px))
+    sigma = max(estimate_noise_sigma(z), 1e-6)
+    den = denoise_nl_means(z, patch_size=patch_size, patch_distance=patch_distance,
+                           h=0.8 * sigma, sigma=sigma, fast_mode=True, preserve_range=True)
+    return inverse_anscombe(den) / dose_e_per_px
+
+
+def estimate_noise_sigma(image: np.ndarray) -> float:
+    """Robust Gaussian noise sd of an image: median absolute finest diagonal wavelet
+    coefficient / 0.6745 (Donoho & Johnstone; the recipe of ``skimage.restoration.
+    estimate_sigma``, here with the orthonormal Haar wavelet, so PyWavelets is not needed)."""
+    z = np.asarray(image, dtype=np.float64)
+    h, w = (z.shape[0] // 2) * 2, (z.shape[1] // 2) * 2
+    a, b = z[0:h:2, 0:w:2], z[0:h:2, 1:w:2]
+    c, d = z[1:h:2, 0:w:2], z[1:h:2, 1:w:2]
+    hh = (a - b - c + d) / 2.0
+    return float(np.median(np.abs(hh)) / 0.6745)

@@ -96,7 +96,9 @@ def held_out_report(
     rows = []
     if len(held_out_null) == 0:
         return pd.DataFrame()
-    p_cal = calibration.calibrate_u(held_out_null["u"].to_numpy(), held_out_null["lambda_vac"])
+    p_cal = calibration.calibrate_u(
+        held_out_null["u"].to_numpy(), held_out_null["lambda_vac"].to_numpy()
+    )
     groups: list[tuple[str, np.ndarray]] = [("all", np.ones(len(held_out_null), dtype=bool))]
     if "dose_e_per_px" in held_out_null.columns:
         dose = held_out_null["dose_e_per_px"].to_numpy()

@@ -16,6 +16,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+from scipy import fft, ndimage, spatial
 
 from etem.errors import InputError
 
@@ -61,6 +62,8 @@ def oriented(image: np.ndarray, polarity: Polarity = "bright") -> np.ndarray:
     raise InputError(f"polarity must be 'bright', 'dark' or 'auto', got {polarity!r}")
 
 
+# long (86 lines): mostly the documented parameters; the body is detection, polarity,
+# refinement and the table.
 def find_columns(
     image: np.ndarray,
     pixel_size_A: float,
@@ -167,7 +170,6 @@ def _gauss_kernels(sigma: float, truncate: float = 4.0) -> tuple[np.ndarray, np.
 def _kernel_dft(k: np.ndarray, n: int, real: bool) -> np.ndarray:
     """DFT of a centred symmetric 1D kernel placed circularly (origin at index 0) in length
     ``n``: real-valued (the kernel is even); the half spectrum when ``real``."""
-    from scipy import fft
 
     buf = np.zeros(n)
     r = len(k) // 2
@@ -200,12 +202,10 @@ def log_stack(image: np.ndarray, sigmas: np.ndarray) -> np.ndarray:
     sampled kernels in Fourier space, in single precision (twice as fast as double, and the
     float32 cube halves the memory traffic of the maximum search).
     """
-    from scipy import fft
 
     h, w = image.shape
     pad = int(4.0 * float(np.max(sigmas)) + 0.5)
     if pad > min(h, w):  # pragma: no cover - kernels wider than the image: direct filtering
-        from scipy import ndimage
 
         return np.stack(
             [-ndimage.gaussian_laplace(image, float(s)) * float(s) ** 2 for s in sigmas]
@@ -286,7 +286,6 @@ def _prune_blobs(blobs: np.ndarray, overlap: float) -> np.ndarray:
     Pairs are visited in scikit-image's order; a removed blob removes no other, so only the
     pairs overlapping by more than ``overlap`` need the sequential pass.
     """
-    from scipy import spatial
 
     sig = blobs[:, 2]
     distance = 2 * float(sig.max()) * np.sqrt(2.0)
@@ -435,6 +434,7 @@ def _refine_group(
     return res
 
 
+# long (91 lines): one vectorised Levenberg-Marquardt fit of every column at once.
 def _gauss_fit_batch(
     win: np.ndarray,
     valid: np.ndarray,
@@ -542,7 +542,6 @@ def columns_from_labels(
     Each connected region of one non-background class is one projected column; its centroid
     is the column position. Returns ``x_px, y_px, x_A, y_A, class_index, area_px``.
     """
-    from scipy import ndimage
 
     cls = np.asarray(class_map)
     if cls.ndim != 2:

@@ -38,8 +38,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.special import gammainc, gammaincc
 
 from etem.errors import InputError
+from etem.io import write_json
 
 log = logging.getLogger("etem.analysis.likelihood")
 
@@ -250,7 +252,6 @@ def raw_p_value(
     (lambda_atom > lambda_vac), P(K' < K) + tie * P(K' = K) for dark ones. ``tie`` = 0.5 is
     the mid-p value; a uniform random ``tie`` gives an exactly uniform null distribution.
     """
-    from scipy.special import gammainc, gammaincc
 
     la = np.maximum(np.asarray(lambda_atom, dtype=np.float64), EPS)
     lv = np.maximum(np.asarray(lambda_vac, dtype=np.float64), EPS)
@@ -324,8 +325,8 @@ class Calibration:
             else:
                 merged.append(pending)
         bins, nulls = [], []
-        for g in merged:
-            sel = np.isin(keys, g)
+        for grp in merged:
+            sel = np.isin(keys, grp)
             bins.append(float(np.exp(np.mean(np.log(levels[sel])))))
             nulls.append(_thin(np.sort(u[sel]), max_samples))
         trues: list[list[float]] = []
@@ -399,7 +400,6 @@ class Calibration:
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write as JSON (atomic)."""
-        from etem.io import write_json
 
         write_json(path, self.to_dict())
 

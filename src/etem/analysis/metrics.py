@@ -12,6 +12,7 @@ and are not comparable with the range-normalised figures above.
 from __future__ import annotations
 
 import numpy as np
+from skimage.metrics import structural_similarity
 
 from etem.errors import InputError
 
@@ -46,7 +47,6 @@ def psnr(clean: np.ndarray, estimate: np.ndarray, data_range_value: float | None
 
 def ssim(clean: np.ndarray, estimate: np.ndarray, data_range_value: float | None = None) -> float:
     """Structural similarity (scikit-image, Gaussian-weighted 11x11 window, sigma 1.5 px)."""
-    from skimage.metrics import structural_similarity
 
     a, b = _pair(clean, estimate)
     rng = data_range(a) if data_range_value is None else float(data_range_value)
@@ -70,7 +70,6 @@ def psnr_peak(clean: np.ndarray, estimate: np.ndarray, peak: float = 1.0) -> flo
 def ssim_peak(clean: np.ndarray, estimate: np.ndarray, peak: float = 1.0) -> float:
     """SSIM with ``data_range = peak`` after clamping to [0, peak] (scikit-image defaults:
     7x7 uniform window), as in Mohan et al.'s evaluation."""
-    from skimage.metrics import structural_similarity
 
     a, b = _pair(clean, estimate)
     return float(structural_similarity(np.clip(a, 0.0, peak), np.clip(b, 0.0, peak),

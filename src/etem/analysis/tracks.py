@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -156,7 +157,7 @@ class TrackLinker:
                 n[i] = s[2]
         return ref, n
 
-    def _predict(self, t: int, points: list) -> list:  # type: ignore[type-arg]
+    def _predict(self, t: int, points: list[Any]) -> list[Any]:
         """trackpy predictor: each track's EWMA position (its last position if unknown)."""
         out = []
         for p in points:

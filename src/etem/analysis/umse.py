@@ -100,8 +100,8 @@ def umse(denoise_fn: DenoiseFn, frame: np.ndarray, block_px: int = 16) -> UMSERe
     ``denoise_fn`` maps a half-resolution noisy sub-image to its estimate (same units).
     """
     q = quartets(frame)
-    res = [umse_quartet(denoise_fn, *(q[(i + k) % 4] for k in range(4)), block_px=block_px)
-           for i in range(4)]
+    res = [umse_quartet(denoise_fn, q[i], q[(i + 1) % 4], q[(i + 2) % 4], q[(i + 3) % 4],
+                        block_px=block_px) for i in range(4)]
     return _combine(res)
 
 
@@ -113,8 +113,8 @@ def umse_frames(denoise_fn: DenoiseFn, frames: np.ndarray, block_px: int = 16) -
     res = []
     for t in range(0, f.shape[0] - 3, 4):
         quad = f[t : t + 4]
-        res += [umse_quartet(denoise_fn, *(quad[(i + k) % 4] for k in range(4)),
-                             block_px=block_px) for i in range(4)]
+        res += [umse_quartet(denoise_fn, quad[i], quad[(i + 1) % 4], quad[(i + 2) % 4],
+                             quad[(i + 3) % 4], block_px=block_px) for i in range(4)]
     n_groups = len(res) // 4
     out = _combine(res)
     return UMSEResult(out.umse, out.se / np.sqrt(max(n_groups, 1)), out.n_pixels * n_groups)

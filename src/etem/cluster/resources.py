@@ -7,10 +7,11 @@ training job needs a GPU depends on the campaign config, so the training rules a
 
 from __future__ import annotations
 
-from typing import Any
+from etem.config.training import LoopConfig
+from etem.errors import ConfigError
 
 
-def gpus(loop_config: Any) -> int:
+def gpus(loop_config: LoopConfig) -> int:
     """Number of GPUs a training job requests: 1 when ``device == "cuda"``, else 0.
 
     Parameters
@@ -34,7 +35,6 @@ def retrain_run_ids(value: str | None) -> list[str]:
     ConfigError
         When no run id is given.
     """
-    from etem.errors import ConfigError
 
     ids = [r.strip() for r in (value or "").split(",") if r.strip()]
     if not ids:

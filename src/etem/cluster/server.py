@@ -57,7 +57,7 @@ class ServerSpec:
             )
         if scheme.startswith("postgresql"):
             try:
-                import psycopg2  # noqa: F401
+                import psycopg2  # noqa: F401  # lazy: optional driver (cluster extra), checked here
             except ImportError:
                 raise ConfigError(
                     "a PostgreSQL backend needs the psycopg2 driver: "

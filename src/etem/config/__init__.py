@@ -21,15 +21,27 @@ from pydantic import Field, field_validator, model_validator
 
 from etem.config.apply import ApplyConfig
 from etem.config.base import StrictModel
-from etem.config.evaluation import BenchmarkConfig
+from etem.config.evaluation import BenchmarkConfig, ColumnsConfig
+from etem.config.movies import MoviesConfig
 from etem.config.simulation import MovieConfig, NoiseConfig, SimulationConfig
+from etem.config.stages import STAGE_SECTIONS, stage_hash, stage_yaml
 from etem.config.structures import StructuresConfig
 from etem.config.tracking import TrackingConfig
 from etem.config.training import TrainingConfig
 from etem.errors import ConfigError
+from etem.io import write_text
 from etem.provenance import config_hash
 
-__all__ = ["EtemConfig", "format_validation_error", "load_config", "schema", "write_resolved"]
+__all__ = [
+    "STAGE_SECTIONS",
+    "EtemConfig",
+    "format_validation_error",
+    "load_config",
+    "schema",
+    "stage_hash",
+    "stage_yaml",
+    "write_resolved",
+]
 
 
 class EtemConfig(StrictModel):
@@ -44,8 +56,15 @@ class EtemConfig(StrictModel):
     movie: MovieConfig = Field(default_factory=MovieConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     benchmark: BenchmarkConfig = Field(default_factory=BenchmarkConfig)
+    columns: ColumnsConfig = Field(default_factory=ColumnsConfig)
     apply: ApplyConfig = Field(default_factory=ApplyConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    movies: MoviesConfig = Field(default_factory=MoviesConfig)
+    stage: str | None = Field(
+        None,
+        description="set by the workflow in <results>/config/<stage>.yaml: the stage whose "
+        "config sections the file carries (the others are defaults); leave unset",
+    )
 
     @field_validator("name")
     @classmethod
@@ -54,10 +73,20 @@ class EtemConfig(StrictModel):
             raise ValueError("use letters, digits, '_', '.', '-' only (it names a folder)")
         return v
 
+    @field_validator("stage")
+    @classmethod
+    def _known_stage(cls, v: str | None) -> str | None:
+        if v is not None and v not in STAGE_SECTIONS:
+            raise ValueError(f"not one of {', '.join(STAGE_SECTIONS)}")
+        return v
+
     @model_validator(mode="after")
     def _events_after_calibration(self) -> EtemConfig:
         # The campaign's apply stage runs on the synthetic movie, whose leading frames must be
-        # stable: the event detector calibrates its threshold on them.
+        # stable: the event detector calibrates its threshold on them. (A per-stage file was
+        # cut from a campaign config checked whole, and may carry only one of the two.)
+        if self.stage is not None:
+            return self
         first = min(self.movie.event_frames, default=None)
         if first is not None and first <= self.apply.calibration_frames:
             raise ValueError(
@@ -112,9 +141,11 @@ def load_config(
         if not path.exists():
             raise ConfigError(f"config file {path}: no such file")
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
         except yaml.YAMLError as exc:
             raise ConfigError(f"config file {path}: not valid YAML: {exc}") from None
+        if data is None:  # an empty file would silently mean the full default campaign
+            raise ConfigError(f"config file {path}: empty (give at least `name:`)")
         if not isinstance(data, dict):
             raise ConfigError(f"config file {path}: top level must be a mapping")
     for dotted, value in (overrides or {}).items():
@@ -130,7 +161,8 @@ def load_config(
 
 
 def schema() -> dict[str, Any]:
-    """JSON schema of :class:`EtemConfig` (what ``snakemake.utils.validate`` checks)."""
+    """JSON schema of :class:`EtemConfig` (documentation and editor completion; the pydantic
+    models are the one validator)."""
     out = {"$schema": "https://json-schema.org/draft/2020-12/schema"}
     out.update(EtemConfig.model_json_schema())
     return out
@@ -142,8 +174,6 @@ def write_resolved(config: EtemConfig, path: str | os.PathLike[str]) -> Path:
     Keeping the file untouched when nothing changed keeps its mtime, so Snakemake does not
     rerun jobs that depend on it.
     """
-    from etem.io import write_text
-
     path = Path(path)
     text = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
     if not path.exists() or path.read_text(encoding="utf-8") != text:

@@ -24,8 +24,8 @@ EventStatistic = Literal[
 class ApplyConfig(StrictModel):
     """Streaming denoising, column finding, occupancy and event detection.
 
-    Column finding reuses ``benchmark.blob_min_sigma_A``, ``blob_max_sigma_A``,
-    ``blob_threshold`` and ``column_disk_radius_A`` so benchmarks and movies agree.
+    Column finding uses the ``columns:`` section (one finder for the benchmark, whose
+    likelihood calibration it must match, and the movies).
     """
 
     chunk_frames: int = Field(32, ge=1, description="frames held in memory at once")
@@ -77,9 +77,6 @@ class ApplyConfig(StrictModel):
     )
     column_polarity: Literal["auto", "bright", "dark"] = Field(
         "auto", description="contrast of columns in the denoised frames; auto = from frame 0"
-    )
-    column_refine: Literal["centroid", "gaussian", "none"] = Field(
-        "centroid", description="sub-pixel refinement of column positions"
     )
     link_radius_A: float = Field(1.0, gt=0, description="column tracking radius [Å]")
     max_gap_frames: int = Field(
@@ -146,14 +143,14 @@ class ApplyConfig(StrictModel):
         "regions of the centre of the frame (Poisson noise model)"
     )
     event_statistics: list[EventStatistic] = Field(
-        default_factory=lambda: [
+        default_factory=lambda: list[EventStatistic]([
             "n_columns",
             "mean_intensity",
             "mean_displacement_A",
             "change",
             "local_change",
             "column_counts_z",
-        ],
+        ]),
         min_length=1,
         description="frame statistics (columns of frames.csv) scored by the event detector",
     )

@@ -6,14 +6,14 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from etem.config.base import StrictModel
+from etem.config.base import Fraction, Positive, StrictModel
 
 
 class BenchmarkConfig(StrictModel):
     """Denoising tables, column finding, likelihood maps and their calibration."""
 
     max_test_images: int = Field(2000, ge=1, description="cap on test images evaluated")
-    gaussian_sigma_px: list[float] = Field(
+    gaussian_sigma_px: list[Positive] = Field(
         default_factory=lambda: [1.0, 1.5, 2.0], description="Gaussian baseline widths [px]"
     )
     nlm: bool = Field(True, description="include the Anscombe + non-local means baseline")
@@ -22,27 +22,7 @@ class BenchmarkConfig(StrictModel):
     nlm_h: float = Field(
         0.8, gt=0, description="NLM strength on Anscombe-stabilised counts (noise sd = 1)"
     )
-    blob_min_sigma_A: float = Field(0.3, gt=0, description="blob_log min sigma [Å]")
-    blob_max_sigma_A: float = Field(1.2, gt=0, description="blob_log max sigma [Å]")
-    blob_threshold: float = Field(
-        0.08,
-        gt=0,
-        description="blob_log threshold on the image rescaled so that its 0.1 / 99.9 % "
-        "percentiles map to 0 / 1",
-    )
-    column_refine: Literal["centroid", "gaussian", "none"] = Field(
-        "centroid", description="sub-pixel refinement of column positions"
-    )
-    column_disk_radius_A: float = Field(0.5, gt=0, description="likelihood disk radius [Å]")
-    column_max_pixel_size_A: float = Field(
-        0.5,
-        gt=0,
-        description="coarsest pixel size [Å] at which etem apply looks for atomic columns "
-        "(about a third of the shortest column spacing of interest); coarser movies, or "
-        "movies without lattice fringes, get frame-level statistics only",
-    )
-    match_radius_A: float = Field(0.5, gt=0, description="detection matching radius [Å]")
-    confidence_levels: list[float] = Field(
+    confidence_levels: list[Fraction] = Field(
         default_factory=lambda: [0.9, 0.95, 0.99], description="nominal confidence levels"
     )
     calibration_vacuum_images: int = Field(
@@ -62,10 +42,59 @@ class BenchmarkConfig(StrictModel):
         1.0, gt=0, description="maximum of the scaled clean image [e/px] (Mohan et al.: 1)"
     )
 
+    conditions: bool = Field(
+        True,
+        description="cross-condition table: held-out structures vs held-out microscope "
+        "conditions (training.split.held_out_conditions) vs test, per method",
+    )
+    condition_dose_e_per_px: float = Field(
+        0.45, gt=0,
+        description="mean dose in vacuum [e/px] of the cross-condition table (a real "
+        "Pt/CeO2 frame: about 0.45 e/px)",
+    )
+    oracle_sigmas_px: list[float] = Field(
+        default_factory=lambda: [0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0], min_length=1,
+        description="widths [px] the oracle Gaussian chooses from (best on the clean image)",
+    )
+    condition_max_images: int = Field(
+        200, ge=1, description="cap on images of the cross-condition table"
+    )
+
     @model_validator(mode="after")
     def _check(self) -> BenchmarkConfig:
-        if self.blob_min_sigma_A > self.blob_max_sigma_A:
-            raise ValueError("blob_min_sigma_A must be <= blob_max_sigma_A")
         if any(not 0 < c < 1 for c in self.confidence_levels):
             raise ValueError("confidence_levels must lie strictly between 0 and 1")
+        return self
+
+
+class ColumnsConfig(StrictModel):
+    """Atomic-column finding, one setting for the benchmark and the movies alike (the
+    likelihood calibration of the benchmark is valid only for the finder it was fitted with).
+    """
+
+    blob_min_sigma_A: float = Field(0.3, gt=0, description="blob_log min sigma [Å]")
+    blob_max_sigma_A: float = Field(1.2, gt=0, description="blob_log max sigma [Å]")
+    blob_threshold: float = Field(
+        0.08,
+        gt=0,
+        description="blob_log threshold on the image rescaled so that its 0.1 / 99.9 % "
+        "percentiles map to 0 / 1",
+    )
+    refine: Literal["centroid", "gaussian", "none"] = Field(
+        "centroid", description="sub-pixel refinement of column positions"
+    )
+    disk_radius_A: float = Field(0.5, gt=0, description="likelihood disk radius [Å]")
+    max_pixel_size_A: float = Field(
+        0.5,
+        gt=0,
+        description="coarsest pixel size [Å] at which etem apply looks for atomic columns "
+        "(about a third of the shortest column spacing of interest); coarser movies, or "
+        "movies without lattice fringes, get frame-level statistics only",
+    )
+    match_radius_A: float = Field(0.5, gt=0, description="detection matching radius [Å]")
+
+    @model_validator(mode="after")
+    def _sigma_range(self) -> ColumnsConfig:
+        if self.blob_min_sigma_A > self.blob_max_sigma_A:
+            raise ValueError("blob_min_sigma_A must be <= blob_max_sigma_A")
         return self

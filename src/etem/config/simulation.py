@@ -6,7 +6,86 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from etem.config.base import StrictModel
+from etem.config.base import (
+    Defocus,
+    FrameIndex,
+    Positive,
+    PositiveRange,
+    StrictModel,
+    TiltMrad,
+)
+
+EventKind = Literal["surface_loss", "rotation", "vacancy"]
+
+
+class MicroscopeRanges(StrictModel):
+    """Microscope randomisation: per image, parameters drawn from these ranges (config seed).
+
+    Disabled by default (the fixed microscope of the simulation section). Ranges are
+    ``(low, high)``, drawn uniformly (detector pixel and dose log-uniformly); the voltage is
+    drawn per structure from ``energy_kv``. See :mod:`etem.simulation.microscope`.
+    """
+
+    enabled: bool = Field(False, description="draw a microscope per image")
+    energy_kv: list[float] = Field(
+        default_factory=lambda: [80.0, 200.0, 300.0], min_length=1,
+        description="voltages drawn per structure [kV]",
+    )
+    cs_um: tuple[float, float] = Field(
+        (-40.0, 40.0), description="C30 of a corrected microscope [µm]"
+    )
+    cs_uncorrected_um: tuple[float, float] = Field(
+        (500.0, 1300.0), description="C30 of an uncorrected microscope [µm]"
+    )
+    uncorrected_fraction: float = Field(
+        0.25, ge=0, le=1, description="fraction of images drawn from cs_uncorrected_um"
+    )
+    c5_mm: tuple[float, float] = Field((0.0, 10.0), description="C50 [mm]")
+    focal_spread_nm: tuple[float, float] = Field(
+        (1.0, 6.0), description="focal spread, 1/e width [nm]"
+    )
+    convergence_mrad: tuple[float, float] = Field(
+        (0.05, 0.4), description="beam angular spread, std [mrad]"
+    )
+    defocus_nm: tuple[float, float] = Field(
+        (-30.0, 30.0), description="defocus [nm] (abTEM convention, + = underfocus)"
+    )
+    scherzer_fraction: float = Field(
+        0.3, ge=0, le=1, description="fraction of images at the Scherzer defocus of their Cs"
+    )
+    scherzer_jitter_nm: float = Field(2.0, ge=0, description="jitter around Scherzer [nm]")
+    detector_pixel_A: tuple[float, float] = Field(
+        (0.03, 0.2), description="detector pixel size [Å], resampled to the output grid"
+    )
+    blur_fwhm_A: tuple[float, float] = Field(
+        (0.3, 1.5), description="Gaussian source-size/vibration/MTF blur, FWHM [Å]"
+    )
+    dose_e_per_A2: tuple[float, float] | None = Field(
+        None, description="dose recorded per image [e/Å²] (None = noise.train_dose_e_per_A2)"
+    )
+    ctf_draws_per_structure: int | None = Field(
+        None, ge=1,
+        description="distinct CTF draws (voltage, aberrations, coherence, defocus) per "
+        "structure, cycled over its images (None = one per image); detector pixel, blur and "
+        "dose stay per image. Fewer draws = fewer CTF kernels to evaluate (faster)",
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> MicroscopeRanges:
+        for name in ("cs_um", "cs_uncorrected_um", "c5_mm", "focal_spread_nm",
+                     "convergence_mrad", "defocus_nm", "detector_pixel_A", "blur_fwhm_A",
+                     "dose_e_per_A2"):
+            v = getattr(self, name)
+            if v is not None and v[0] > v[1]:
+                raise ValueError(f"microscope.{name}: low {v[0]} > high {v[1]}")
+        for name in ("detector_pixel_A", "dose_e_per_A2"):
+            v = getattr(self, name)
+            if v is not None and v[0] <= 0:
+                raise ValueError(f"microscope.{name}: must be > 0 (drawn log-uniformly)")
+        if min(self.focal_spread_nm) < 0 or min(self.convergence_mrad) < 0 or min(
+                self.blur_fwhm_A) < 0:
+            raise ValueError("microscope: focal spread, convergence and blur must be >= 0")
+        return self
 
 
 class SimulationConfig(StrictModel):
@@ -28,12 +107,12 @@ class SimulationConfig(StrictModel):
     projection: Literal["infinite", "finite"] = "infinite"
     frozen_phonons: int = Field(0, ge=0, description="frozen phonon configs (0 = static)")
     frozen_phonon_sigma_A: float = Field(0.08, ge=0, description="thermal displacement rms [Å]")
-    thickness_nm: list[float] = Field(
+    thickness_nm: list[Positive] = Field(
         default_factory=lambda: [1.0, 2.0, 3.0, 4.0, 5.0], min_length=1,
         description="exit-plane depths from the cell top [nm] (one multislice pass gives all); "
         "depths beyond a structure are clipped to its last slice",
     )
-    tilts_mrad: list[tuple[float, float]] = Field(
+    tilts_mrad: list[tuple[TiltMrad, TiltMrad]] = Field(
         default_factory=lambda: [(0.0, 0.0), (2.0, 1.0), (-1.0, 2.0), (3.0, -2.0), (-2.0, -3.0)],
         min_length=1,
         description="incident beam tilts (x, y) [mrad]",
@@ -42,7 +121,7 @@ class SimulationConfig(StrictModel):
         2, ge=1,
         description="tilts drawn per structure from tilts_mrad (at most all; None = all)",
     )
-    defocus_nm: list[float] = Field(
+    defocus_nm: list[Defocus] = Field(
         default_factory=lambda: [-12.0, -8.0, -4.0, 0.0, 4.0, 8.0, 12.0], min_length=1,
         description="defocus [nm], abTEM convention: defocus = -C10 (positive = underfocus)",
     )
@@ -50,8 +129,10 @@ class SimulationConfig(StrictModel):
         22, ge=1,
         description="images kept per structure, a seeded subset of its grid (None = all)",
     )
-    cs_um: float = Field(-9.0, description="spherical aberration C30 [µm]")
-    c5_mm: float = Field(5.0, description="fifth-order spherical aberration C50 [mm]")
+    cs_um: float = Field(-9.0, ge=-10000, le=10000, description="spherical aberration C30 [µm]")
+    c5_mm: float = Field(
+        5.0, ge=-100, le=100, description="fifth-order spherical aberration C50 [mm]"
+    )
     focal_spread_nm: float = Field(
         3.0, ge=0, description="focal spread, 1/e width (temporal coherence) [nm]"
     )
@@ -79,6 +160,10 @@ class SimulationConfig(StrictModel):
         1, ge=1,
         description="FFT threads per process (keep 1 when several jobs share the cores)",
     )
+    microscope: MicroscopeRanges = Field(
+        default_factory=MicroscopeRanges,
+        description="per-image microscope randomisation (disabled by default)",
+    )
 
     @property
     def images_per_structure_max(self) -> int:
@@ -91,10 +176,10 @@ class SimulationConfig(StrictModel):
 class NoiseConfig(StrictModel):
     """Electron dose and detector noise (Poisson shot noise, optional read noise and gain)."""
 
-    train_dose_e_per_A2: tuple[float, float] = Field(
+    train_dose_e_per_A2: PositiveRange = Field(
         (20.0, 400.0), description="training dose range [e/Å²], sampled log-uniformly"
     )
-    benchmark_doses_e_per_A2: list[float] = Field(
+    benchmark_doses_e_per_A2: list[Positive] = Field(
         default_factory=lambda: [25.0, 50.0, 100.0, 200.0, 400.0], min_length=1,
         description="doses of the benchmark tables [e/Å²]",
     )
@@ -113,18 +198,20 @@ class MovieConfig(StrictModel):
     frame_rate_hz: float = Field(40.0, gt=0, description="frames per second")
     dose_e_per_px_per_frame: float = Field(0.5, gt=0, description="mean dose [e/px/frame]")
     size_px: int = Field(256, ge=32, description="frame size [px]")
-    event_frames: list[int] = Field(
+    event_frames: list[FrameIndex] = Field(
         default_factory=lambda: [24, 40], description="frames where the structure changes"
     )
-    event_kinds: list[Literal["surface_loss", "rotation", "vacancy"]] = Field(
-        default_factory=lambda: ["surface_loss", "rotation", "vacancy"], min_length=1,
+    event_kinds: list[EventKind] = Field(
+        default_factory=lambda: list[EventKind](["surface_loss", "rotation", "vacancy"]),
+        min_length=1,
         description="what happens at the event frames, in turn (cycling)",
     )
     surface_atoms_lost: int = Field(
         6, ge=1, description="metal surface atoms removed by a 'surface_loss' event"
     )
     rotation_deg: float = Field(
-        8.0, description="particle rotation about the beam axis at a 'rotation' event [deg]"
+        8.0, ge=-180, le=180,
+        description="particle rotation about the beam axis at a 'rotation' event [deg]",
     )
     vacancies_per_event: int = Field(
         4, ge=1, description="anion (O) atoms removed by a 'vacancy' event"
@@ -135,7 +222,9 @@ class MovieConfig(StrictModel):
     thickness_nm: float | None = Field(
         None, gt=0, description="exit-plane depth [nm] (None = whole structure)"
     )
-    defocus_nm: float = Field(4.0, description="defocus [nm] (abTEM: defocus = -C10)")
+    defocus_nm: float = Field(
+        4.0, ge=-2000, le=2000, description="defocus [nm] (abTEM: defocus = -C10)"
+    )
     drift_px_per_frame: float = Field(0.0, ge=0, description="stage drift [px/frame]")
 
     @model_validator(mode="after")

@@ -6,7 +6,7 @@ from enum import StrEnum
 
 from pydantic import Field, model_validator
 
-from etem.config.base import StrictModel
+from etem.config.base import Fraction, Positive, PositiveInt, PositiveRange, StrictModel
 
 
 class ParticleShape(StrEnum):
@@ -59,7 +59,7 @@ class PtOnCeO2Config(StrictModel):
 
     count: int = Field(540, ge=0, description="number of Pt/CeO2 structures")
     shapes: list[ParticleShape] = Field(default_factory=lambda: list(ParticleShape), min_length=1)
-    sizes_nm: list[float] = Field(
+    sizes_nm: list[Positive] = Field(
         default_factory=lambda: [1.5, 2.0, 2.5, 3.0, 3.5], min_length=1,
         description="particle diameters (sphere of equal volume) [nm]; must fit the cell",
     )
@@ -67,13 +67,13 @@ class PtOnCeO2Config(StrictModel):
         default_factory=lambda: list(SupportFacet), min_length=1
     )
     zone_axis: str = Field("110", description="beam direction of the support, Miller indices")
-    cell_xy_A: tuple[float, float] = Field(
+    cell_xy_A: tuple[Positive, Positive] = Field(
         (51.2, 51.2), description="lateral cell size (x, y) [Å]; the image field of view"
     )
     support_thickness_A: float = Field(
         20.0, gt=0, description="support height below the particle, in the image plane [Å]"
     )
-    support_depth_nm: tuple[float, float] = Field(
+    support_depth_nm: PositiveRange = Field(
         (2.0, 4.0), description="support extent along the beam (min, max) [nm]"
     )
     max_rotation_deg: float = Field(
@@ -94,7 +94,7 @@ class PtOnCeO2Config(StrictModel):
     lateral_margin_A: float = Field(
         2.0, ge=0, description="vacuum between the crystal and the cell edges along x [Å]"
     )
-    interface_gap_A: tuple[float, float] = Field(
+    interface_gap_A: PositiveRange = Field(
         (1.8, 3.2), description="allowed particle-support gap (min, max) [Å]"
     )
     vacuum_z_A: float = Field(5.0, ge=0, description="vacuum above/below along the beam [Å]")
@@ -122,7 +122,7 @@ class OxideConfig(StrictModel):
     materials: list[OxideMaterial] = Field(
         default_factory=lambda: list(OxideMaterial), min_length=1
     )
-    thickness_unit_cells: list[int] = Field(
+    thickness_unit_cells: list[PositiveInt] = Field(
         default_factory=lambda: [3, 4, 5, 6, 8, 10, 12], min_length=1,
         description="slab thickness along the beam [unit cells]",
     )
@@ -132,7 +132,7 @@ class OxideConfig(StrictModel):
     vacancy_fraction_max: float = Field(
         0.15, ge=0, le=0.5, description="max fraction of O removed"
     )
-    crystal_height_fraction: tuple[float, float] = Field(
+    crystal_height_fraction: tuple[Fraction, Fraction] = Field(
         (0.55, 0.85),
         description="fraction of the cell height (y) filled by the crystal (min, max); the rest "
         "is vacuum above its free surface",
@@ -148,7 +148,7 @@ class OxideConfig(StrictModel):
     lateral_margin_A: float = Field(
         2.0, ge=0, description="vacuum between the crystal and the cell edges along x [Å]"
     )
-    cell_xy_A: tuple[float, float] = Field(
+    cell_xy_A: tuple[Positive, Positive] = Field(
         (51.2, 51.2), description="lateral cell size (x, y) [Å]"
     )
     vacuum_z_A: float = Field(5.0, ge=0, description="vacuum above/below along the beam [Å]")

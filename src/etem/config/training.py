@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from etem.config.base import StrictModel
+from etem.config.base import PositiveRange, StrictModel
 
 
 class UNetConfig(StrictModel):
@@ -42,7 +42,7 @@ class LoopConfig(StrictModel):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = CUDA if present")
     amp: bool = Field(True, description="bf16 autocast + channels_last where supported")
     deterministic: bool = Field(True, description="deterministic algorithms (bitwise on CPU)")
-    dose_e_per_A2: tuple[float, float] | None = Field(
+    dose_e_per_A2: PositiveRange | None = Field(
         None,
         description="training dose range [e/Å²], log-uniform; default noise.train_dose_e_per_A2",
     )
@@ -112,14 +112,45 @@ class SegmenterConfig(LoopConfig):
     )
 
 
+class ConditionBand(StrictModel):
+    """A band of one image parameter (a ``/params`` column): low <= value <= high."""
+
+    column: str = Field(..., description="parameter column, e.g. energy_kv, detector_pixel_A")
+    low: float = Field(..., description="lower bound (inclusive), in the column's unit")
+    high: float = Field(..., description="upper bound (inclusive), in the column's unit")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ConditionBand:
+        if self.low > self.high:
+            raise ValueError(f"held-out condition {self.column}: low {self.low} > high "
+                             f"{self.high}")
+        return self
+
+    @property
+    def label(self) -> str:
+        """``column=[low,high]`` (``column>=low`` for an open band, high >= 1e8)."""
+        if self.high >= 1e8:
+            return f"{self.column}>={self.low:g}"
+        return f"{self.column}=[{self.low:g},{self.high:g}]"
+
+
 class SplitConfig(StrictModel):
-    """Train/validation/test split by structure_id, and a held-out family."""
+    """Train/validation/test split by structure_id, a held-out family, and held-out
+    microscope conditions (images, whatever their structure, never used in training)."""
 
     val_fraction: float = Field(0.1, ge=0, lt=1, description="fraction of structures")
     test_fraction: float = Field(0.15, ge=0, lt=1, description="fraction of structures")
     held_out: dict[str, str] = Field(
         default_factory=lambda: {"particle_shape": "decahedron"},
         description="manifest column -> value never seen in training (generalisation test)",
+    )
+    held_out_conditions: list[ConditionBand] = Field(
+        default_factory=lambda: [
+            ConditionBand(column="blur_fwhm_A", low=1.3, high=1e9),
+            ConditionBand(column="detector_pixel_A", low=0.16, high=1e9),
+        ],
+        description="image-parameter bands never used in training (split "
+        "'held_out_condition'); the defaults only match randomised campaigns",
     )
 
     @model_validator(mode="after")

@@ -17,13 +17,16 @@ import os
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
+import torch
 
 from etem.data.augment import dihedral
 from etem.data.inputs import image_input, normalize
 from etem.data.noise import log_uniform
 from etem.errors import InputError
 from etem.frames.breaks import segment_window
+from etem.io import read_table
 from etem.seeding import rng as seeded_rng
 from etem.simulation.noise import apply_dose
 
@@ -36,7 +39,6 @@ def read_index(index_path: str | os.PathLike[str], manifest_path: str | None = N
     Manifest columns (e.g. ``particle_shape``) are merged by ``structure_id`` when a structures
     manifest is given or found at ``<results>/structures/manifest.csv`` beside the index folder.
     """
-    from etem.io import read_table
 
     index_path = Path(index_path)
     df = read_table(index_path)
@@ -71,8 +73,6 @@ class _ShardFiles:
         self._files: dict[str, Any] = {}
 
     def get(self, path: str) -> Any:
-        import h5py
-
         if self._pid != os.getpid():
             self._files, self._pid = {}, os.getpid()
         f = self._files.get(path)
@@ -226,6 +226,7 @@ class MoviePatchDataset:
         self.scale = float(scale_e_per_px)
         self.seed = seed
         self.purpose = purpose
+        self.n_val = 1  # validation samples spread over the movie (set by the task)
         self.clean_factor = 1.0
         if clean is not None:  # clean in its own units -> the units of the normalised frames
             m = min(int(frames.shape[0]), 8)
@@ -239,6 +240,13 @@ class MoviePatchDataset:
     def window(self, t: int) -> list[int]:
         """Frame indices centred on ``t``, reflected at the movie ends."""
         return segment_window(t, self.n_frames, (), int(self.frames.shape[0]))
+
+    def _crop(self, i: int, ys: slice, xs: slice) -> np.ndarray:
+        """Frame ``i`` cropped to (``ys``, ``xs``), as float32 (in-memory, HDF5 or a reader's
+        lazy stack, which indexes along T only and reads the frame)."""
+        if isinstance(self.frames, np.ndarray | h5py.Dataset):
+            return np.asarray(self.frames[i, ys, xs], dtype=np.float32)
+        return np.asarray(self.frames[i], dtype=np.float32)[ys, xs]
 
     def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
         step, j = key
@@ -255,20 +263,53 @@ class MoviePatchDataset:
             y0, x0 = int(r.integers(h - p + 1)), int(r.integers(w - p + 1))
             k = int(r.integers(8))
         ys, xs = slice(y0, y0 + p), slice(x0, x0 + p)
-        stack = np.stack(
-            [np.asarray(self.frames[i, ys, xs], dtype=np.float32) for i in self.window(t)]
-        )
+        stack = np.stack([self._crop(i, ys, xs) for i in self.window(t)])
         x = dihedral(stack / self.scale, k)
-        out: dict[str, Any] = {"input": x, "target": x[self.n_frames // 2][None].copy()}
+        out: dict[str, Any] = {"input": x, "target": x[self.n_frames // 2][None].copy(),
+                               "scale": np.full((1, 1, 1), self.scale, np.float32)}
         if self.clean is not None:
             c = np.asarray(self.clean[t, ys, xs], dtype=np.float32) * self.clean_factor
             out["clean"] = dihedral(c[None], k)
         return out
 
 
+class MovieGroupDataset:
+    """Patches of several movies (one group: movies of one condition), streamed.
+
+    Each movie is a :class:`MoviePatchDataset` over its own frames, normalised by its own
+    dose; frames are read per patch (lazy readers keep memory bounded whatever the movies'
+    lengths). A training sample comes from movie ``i`` with probability proportional to its
+    frame count, drawn from the seed, step and slot; validation samples cycle over the movies.
+    """
+
+    def __init__(self, parts: list[MoviePatchDataset], seed: int, purpose: str) -> None:
+        if not parts:
+            raise InputError("a movie group needs at least one movie")
+        self.parts = parts
+        self.seed = seed
+        self.purpose = purpose
+        frames = np.array([len(p) for p in parts], dtype=np.float64)
+        self.cumulative = np.cumsum(frames) / frames.sum()
+        self.n_val = 1
+
+    def __len__(self) -> int:
+        return int(sum(len(p) for p in self.parts))
+
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
+        step, j = key
+        if step == VAL_STEP:
+            n = len(self.parts)
+            part = self.parts[j % n]
+            part.n_val = -(-self.n_val // n)
+            return part[(VAL_STEP, j // n)]
+        r = seeded_rng(self.seed, self.purpose, "movie", step, j)
+        i = min(int(np.searchsorted(self.cumulative, r.random(), side="right")),
+                len(self.parts) - 1)
+        return self.parts[i][key]
+
+
 def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
     """Stack a list of samples into a batch of torch tensors."""
-    import torch
 
     return {k: torch.from_numpy(np.stack([s[k] for s in samples])) for k in samples[0]}
 

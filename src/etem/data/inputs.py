@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from etem.errors import InputError
+
 
 def normalize(counts: np.ndarray, dose_e_per_px: float | np.ndarray) -> np.ndarray:
     """Counts [e/px] divided by the dose [e/px] (scalar or one per leading index): vacuum = 1.
@@ -24,13 +26,9 @@ def normalize(counts: np.ndarray, dose_e_per_px: float | np.ndarray) -> np.ndarr
     counts = np.asarray(counts, dtype=np.float32)
     dose = np.asarray(dose_e_per_px, dtype=np.float32)
     if np.any(dose <= 0) or not np.all(np.isfinite(dose)):
-        from etem.errors import InputError
-
         raise InputError(f"dose per pixel must be finite and > 0 (got {dose_e_per_px})")
     if dose.ndim == 1:
         if counts.ndim < 3 or dose.shape[0] != counts.shape[0]:
-            from etem.errors import InputError
-
             raise InputError(f"{dose.shape[0]} doses for counts of shape {counts.shape}")
         dose = dose.reshape((-1,) + (1,) * (counts.ndim - 1))
     return counts / dose

@@ -43,6 +43,9 @@ def evaluate(args: argparse.Namespace) -> int:
               f"{mp['mean_counts_per_px']:.3f} e/px):")
         for m, v in mp["psnr_db"].items():
             print(f"  {m:>16s}: PSNR {v:6.2f} dB  SSIM {mp['ssim'][m]:.3f}")
+    for group, by_method in s.get("conditions", {}).items():
+        parts = [f"{m} {v['psnr_db']:.2f}/{v['psnr_mohan_db']:.2f}" for m, v in by_method.items()]
+        print(f"  cross-condition {group} (PSNR etem/Mohan dB): {', '.join(parts)}")
     return 0
 
 

@@ -134,3 +134,27 @@ def likelihood_example(counts: np.ndarray, denoised: np.ndarray, tab: pd.DataFra
         ax.set_xticks([])
         ax.set_yticks([])
     return fig
+
+
+def conditions_bars(summary: pd.DataFrame) -> Any:
+    """Cross-condition table: mean PSNR (etem's and Mohan et al.'s) ± s.e.m. per group, one
+    bar per method."""
+    if summary is None or summary.empty:
+        return None
+    groups = list(dict.fromkeys(summary["group"]))
+    methods = list(dict.fromkeys(summary["method"]))
+    fig, axes = plt.subplots(1, 2, figsize=(4 + 1.6 * len(groups), 3.5))
+    width = 0.8 / max(len(methods), 1)
+    for ax, metric, label in ((axes[0], "psnr_db", "PSNR [dB] (etem)"),
+                              (axes[1], "psnr_mohan_db", "PSNR [dB] (Mohan et al.)")):
+        for k, m in enumerate(methods):
+            g = summary[summary["method"] == m].set_index("group").reindex(groups)
+            ax.bar(np.arange(len(groups)) + k * width, g[f"{metric}_mean"], width,
+                   yerr=g[f"{metric}_sem"], capsize=2, label=m)
+        ax.set_xticks(np.arange(len(groups)) + 0.4 - width / 2,
+                      [s.replace("split=", "").replace("|condition=", "\n") for s in groups],
+                      fontsize=6)
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3, axis="y")
+    axes[0].legend(fontsize=6)
+    return fig

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 
@@ -44,7 +44,7 @@ class FramesSettings(Protocol):
     bin_factor: int
     pixel_size_A: float | None
     pixel_size_tolerance: float
-    pixel_size_mismatch: str
+    pixel_size_mismatch: Literal["resample", "refuse", "ignore"]
     drift_correction: bool
     drift_smooth_px: float
 

@@ -17,8 +17,10 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.ndimage import fourier_shift, gaussian_filter
 
 from etem.errors import InputError
+from etem.seeding import rng
 
 log = logging.getLogger("etem.frames.preprocess")
 
@@ -43,7 +45,6 @@ def split_counts(frame: np.ndarray, k: int, seed: int, t: int) -> np.ndarray:
     noise statistics a model trained at the finer pixel expects. Non-integer values (gain-
     normalised data) are spread evenly.
     """
-    from etem.seeding import rng
 
     h, w = frame.shape
     rounded = np.rint(frame)
@@ -108,7 +109,6 @@ class DriftCorrector:
 
     def __call__(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Aligned frame (integer shift) and the measured drift (dy, dx) [px] of the content."""
-        from scipy.ndimage import gaussian_filter
 
         sm = gaussian_filter(frame.astype(np.float32), self.smooth_px)
         sm -= sm.mean()
@@ -123,7 +123,6 @@ class DriftCorrector:
         iy, ix = (int(v) for v in np.round(drift))
         aligned = shift_integer(frame, -iy, -ix)
         # the reference gets the sub-pixel aligned frame, so it stays anchored to frame 0
-        from scipy.ndimage import fourier_shift
 
         sub = np.fft.ifft2(fourier_shift(np.fft.fft2(sm), -drift)).real.astype(np.float32)
         self.reference = (1 - self.alpha) * self.reference + self.alpha * sub

@@ -27,7 +27,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import h5py
 import mrcfile
@@ -268,7 +268,7 @@ def open_movie(path: str | Path | Sequence[str | Path], allow_2d: bool = True) -
                 raise InputError(f"movie frame {f}: no such file")
         movie = _open_sequence(files, Path(files[0]).parent if files else Path("."))
     else:
-        p = Path(path)
+        p = Path(cast("str | Path", path))
         if not p.exists():
             raise InputError(f"movie {p}: no such file or folder")
         if p.is_dir():

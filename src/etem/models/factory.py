@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from torch import nn
 
+from etem.config.training import (
+    DenoiserConfig,
+    LoopConfig,
+    SegmenterConfig,
+    UnsupervisedConfig,
+)
 from etem.errors import ConfigError
+from etem.models.blindspot import BlindSpotDenoiser
+from etem.models.unet import Denoiser, Segmenter
+from etem.simulation.contract import CLASSES
 
 KINDS = ("denoiser", "unsupervised", "segmenter")
 
 
-def architecture(kind: str, cfg: Any) -> dict[str, Any]:
+def architecture(kind: str, cfg: LoopConfig) -> dict[str, Any]:
     """The architecture dict (stored in model files) of ``kind`` from its training config."""
-    from etem.simulation.contract import CLASSES
 
     m = cfg.model
     arch: dict[str, Any] = {
@@ -21,12 +29,12 @@ def architecture(kind: str, cfg: Any) -> dict[str, Any]:
     }
     if kind == "denoiser":
         arch.update(bias_free=m.bias_free, dose_conditioned=m.dose_conditioned,
-                    residual=cfg.residual)
+                    residual=cast(DenoiserConfig, cfg).residual)
     elif kind == "segmenter":
         arch.update(bias_free=m.bias_free, dose_conditioned=m.dose_conditioned,
-                    classes=list(CLASSES), max_occupancy=cfg.max_occupancy)
+                    classes=list(CLASSES), max_occupancy=cast(SegmenterConfig, cfg).max_occupancy)
     elif kind == "unsupervised":
-        arch.update(n_frames=cfg.n_frames)
+        arch.update(n_frames=cast(UnsupervisedConfig, cfg).n_frames)
     else:
         raise ConfigError(f"unknown model kind {kind!r}; expected one of {KINDS}")
     return arch
@@ -34,8 +42,6 @@ def architecture(kind: str, cfg: Any) -> dict[str, Any]:
 
 def build_model(arch: dict[str, Any]) -> nn.Module:
     """A freshly initialised network from an architecture dict (see :func:`architecture`)."""
-    from etem.models.blindspot import BlindSpotDenoiser
-    from etem.models.unet import Denoiser, Segmenter
 
     kind = arch.get("kind")
     if kind == "denoiser":

@@ -21,7 +21,7 @@ import copy
 import itertools
 import math
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
@@ -91,6 +91,11 @@ def precision_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if bf16_supported(device) else None
 
 
+def with_memory_format(module: nn.Module, fmt: torch.memory_format) -> nn.Module:
+    """``module.to(memory_format=fmt)`` (torch accepts it; its type stubs do not list it)."""
+    return module.to(memory_format=fmt)  # type: ignore[call-overload]
+
+
 def low_precision_module(
     module: nn.Module, dtype: torch.dtype | None, device: torch.device | str
 ) -> Callable[[torch.Tensor], Any]:
@@ -104,12 +109,12 @@ def low_precision_module(
     """
     module = module.to(device).eval()
     if dtype is None:
-        return Float32Module(module.to(memory_format=torch.channels_last), None)
+        return Float32Module(with_memory_format(module, torch.channels_last), None)
     if getattr(module, "residual", False) and isinstance(getattr(module, "unet", None), nn.Module):
-        net = copy.deepcopy(module.unet).to(device=device, dtype=dtype)
-        return Float32Module(net.to(memory_format=torch.channels_last).eval(), dtype, True)
+        net = copy.deepcopy(cast(nn.Module, module.unet)).to(device=device, dtype=dtype)
+        return Float32Module(with_memory_format(net, torch.channels_last).eval(), dtype, True)
     net = copy.deepcopy(module).to(device=device, dtype=dtype)
-    return Float32Module(net.to(memory_format=torch.channels_last).eval(), dtype)
+    return Float32Module(with_memory_format(net, torch.channels_last).eval(), dtype)
 
 
 class Float32Module:
@@ -185,7 +190,7 @@ def pad_to_multiple(x: np.ndarray, mult: int) -> tuple[np.ndarray, tuple[int, in
     if ph == 0 and pw == 0:
         return x, (h, w)
     pad = [(0, 0)] * (x.ndim - 2) + [(0, ph), (0, pw)]
-    mode = "reflect" if ph < h and pw < w else "edge"
+    mode: Literal["reflect", "edge"] = "reflect" if ph < h and pw < w else "edge"
     return np.pad(x, pad, mode=mode), (h, w)
 
 

@@ -6,7 +6,8 @@ A model file (``models/<kind>.pt``) is a ``torch.save`` dict::
     meta          kind ('denoiser' | 'unsupervised' | 'segmenter'), arch (factory dict),
                   config (the training config section), pixel_size_A, dose range [e/Å²],
                   n_frames (unsupervised), classes / max_occupancy (segmenter),
-                  metrics (final validation), provenance, mlflow_run_id, signature
+                  metrics (final validation), provenance (config hash, seed, commit,
+                  versions), signature; no run id or timestamp (same config, same bytes)
     state_dict    float32 weights (CPU tensors)
 
 Loading uses ``weights_only=True`` (no arbitrary code), rebuilds the network with
@@ -16,6 +17,7 @@ Loading uses ``weights_only=True`` (no arbitrary code), rebuilds the network wit
 from __future__ import annotations
 
 import io
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +28,7 @@ import torch
 from torch import nn
 
 from etem.errors import InputError
-from etem.io import atomic_path
+from etem.io import atomic_path, file_digest
 from etem.models.factory import build_model
 
 FORMAT = "etem-model"
@@ -40,7 +42,10 @@ def save_model(path: str | os.PathLike[str], model: nn.Module, meta: dict[str, A
             raise ValueError(f"model meta needs {key!r}")
     state = {k: v.detach().to("cpu", torch.float32).contiguous().clone()
              for k, v in model.state_dict().items()}
-    blob = {"format": FORMAT, "version": VERSION, "meta": _plain(meta), "state_dict": state}
+    # through JSON: equal meta gives equal pickle bytes (pickle shares repeated objects, so
+    # the same values built along different code paths could pickle differently)
+    plain = json.loads(json.dumps(_plain(meta)))
+    blob = {"format": FORMAT, "version": VERSION, "meta": plain, "state_dict": state}
     path = Path(path)
     buf = io.BytesIO()  # not the temp file: torch names the archive after the file name
     torch.save(blob, buf)
@@ -100,7 +105,7 @@ class LoadedModel:
 
     ``meta`` keys used here: ``kind`` (denoiser, unsupervised, segmenter), ``pixel_size_A``
     [Å], ``n_frames`` (unsupervised window), ``dose_conditioned``, ``size_multiple`` or
-    ``depth`` (U-Net scales), ``mlflow_run_id``/``run_id``.
+    ``depth`` (U-Net scales).
     """
 
     module: Any
@@ -112,11 +117,13 @@ class LoadedModel:
         return str(self.meta.get("kind", "denoiser"))
 
     @property
-    def run_id(self) -> str | None:
-        for key in ("mlflow_run_id", "run_id"):
-            if self.meta.get(key):
-                return str(self.meta[key])
-        return None
+    def sha256(self) -> str | None:
+        """First 16 hex digits of the model file's SHA-256 (None for an in-memory model).
+
+        Model files carry no MLflow run id (same config, same bytes); the training run is
+        found in MLflow by this digest (tag ``etem.model.sha256``).
+        """
+        return file_digest(self.path) if self.path and Path(self.path).is_file() else None
 
     @property
     def pixel_size_A(self) -> float | None:

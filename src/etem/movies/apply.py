@@ -22,11 +22,13 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from etem.config import EtemConfig
 from etem.frames.readers import Movie
 from etem.movies.gather import gather_results, summarise
 from etem.movies.outputs import clear_outputs, output_lock
+from etem.movies.plan import shard_ranges
 from etem.movies.prepare import ApplyModels, prepare_movie, write_prepared
-from etem.movies.shard import run_shard, shard_ranges
+from etem.movies.shard import run_shard
 
 __all__ = ["ApplyModels", "apply_movie", "shard_paths", "work_dir"]
 
@@ -47,7 +49,7 @@ def shard_paths(out: Path, n: int) -> list[Path]:
 def apply_movie(
     movie: Movie,
     out_dir: str | Path,
-    cfg: Any,
+    cfg: EtemConfig,
     models: ApplyModels,
     name: str | None = None,
 ) -> dict[str, Any]:

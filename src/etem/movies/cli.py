@@ -24,7 +24,7 @@ tables [px, Å], occupancy maps, drift [px], frame statistics, events), columns.
 events.csv (onset frames, [s] when the frame time is known), frames.csv, denoised.tif (float32
 ImageJ stack, pixel size in nm), figures (PNG), preview.gif, timing.json and, written last,
 summary.json (and finetuned_unsupervised.pt when fine-tuned). Config keys: apply.* (see
-docs/movies.md); column finding uses benchmark.blob_*.
+docs/movies.md); column finding uses the columns: section.
 """
 
 
@@ -37,6 +37,23 @@ def _movie_arg(p: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="movie file, folder of per-frame files, or several per-frame files",
     )
+    p.add_argument(
+        "--frame-time-s",
+        type=_positive,
+        metavar="S",
+        help="time between raw frames [s] when the file does not record it (or records it "
+        "wrongly); the movie sheet's frame_time_s column",
+    )
+
+
+def _positive(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be > 0")
+    return v
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
@@ -73,7 +90,7 @@ def _frames(text: str) -> tuple[int, int]:
     return start, stop
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     """Add ``apply``, its three passes, and ``movie-info``."""
     p = sub.add_parser(
         "apply",
@@ -138,6 +155,24 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--name", help="movie name in the summary (default: file stem)")
     _model_args(p)
     p.set_defaults(handler="etem.movies.commands:apply_gather")
+
+    q = sub.add_parser(
+        "sheet",
+        help="validate a movie sheet, or print its schema",
+        description="The movie sheet (movies.sheet in the config): a TSV file, one row per "
+        "movie, columns name, path (file, folder of frames or glob; relative to the sheet), "
+        "and optional pixel_size_A [Å], dose_e_per_px [e/px per frame], frame_time_s [s], "
+        "group, denoiser (supervised|blindspot|auto), finetune (true|false). "
+        "'validate' opens every movie and prints its frame count; a bad row is one error "
+        "line naming the line and the column. 'schema' prints the JSON schema of a row.",
+    )
+    q.add_argument("action", choices=["validate", "schema"])
+    q.add_argument("sheet", nargs="?", metavar="SHEET", help="the TSV sheet (for validate)")
+    q.add_argument("--cache", metavar="JSON",
+                   help="frame-count cache (default: none; the workflow uses "
+                   ".snakemake/etem/movie_shapes.json)")
+    q.add_argument("--out", metavar="FILE", help="with 'schema': write the JSON schema here")
+    q.set_defaults(handler="etem.movies.commands:sheet")
 
     q = sub.add_parser(
         "movie-info",

@@ -13,19 +13,42 @@ from etem.cliutils import config_from_args, stage_run
 from etem.config import EtemConfig
 from etem.errors import InputError
 from etem.frames.readers import Movie, open_movie
+from etem.io import write_text
 from etem.models.io import load
 from etem.movies.apply import apply_movie
 from etem.movies.gather import gather_results, summarise
 from etem.movies.outputs import clear_outputs, output_lock
 from etem.movies.prepare import ApplyModels, prepare_movie, read_prepared, write_prepared
 from etem.movies.shard import run_shard
+from etem.movies.sheet import read_sheet, sheet_schema
 from etem.movies.truth import metrics as truth_metrics
 from etem.runs import StageRun
 from etem.training.finetune import FINETUNED_NAME
 
 
-def _open(paths: list[str]) -> Movie:
-    return open_movie(paths[0] if len(paths) == 1 else paths)
+def _open(paths: list[str], frame_time_s: float | None = None) -> Movie:
+    movie = open_movie(paths[0] if len(paths) == 1 else paths)
+    if frame_time_s is not None:  # --frame-time-s (the sheet's frame_time_s column)
+        movie.frame_time_s = frame_time_s
+    return movie
+
+
+def sheet(args: argparse.Namespace) -> int:
+    """``etem sheet validate|schema``: check a movie sheet, or print its row schema."""
+    if args.action == "schema":
+        text = json.dumps(sheet_schema(), indent=2, sort_keys=True) + "\n"
+        if args.out:
+            write_text(args.out, text)
+        else:
+            sys.stdout.write(text)
+        return 0
+    if not args.sheet:
+        raise InputError("etem sheet validate needs SHEET")
+    rows = read_sheet(args.sheet, args.cache)
+    for r in rows:
+        print(f"{r.name}\t{r.n_frames} frames\t{r.path}\t{r.group or ''}")
+    print(f"{args.sheet}: valid ({len(rows)} movies)")
+    return 0
 
 
 def movie_info(args: argparse.Namespace) -> int:
@@ -71,7 +94,7 @@ def _log_run(run: StageRun, summary: dict[str, Any], out: Path) -> None:
                 "finetune_s": timing.get("finetune_s", 0.0),
             }
         )
-        run.set_tags({"etem.finetune.parent_run_id": ft["parent"]["run_id"] or ""})
+        run.set_tags({"etem.finetune.parent_sha256": ft["parent"]["sha256"] or ""})
     truth = summary.get("truth")
     if isinstance(truth, dict):  # the movie carried its ground truth (etem.movies.truth)
         run.log_metrics(truth_metrics(truth))
@@ -102,8 +125,7 @@ def _tracked(
         "out": args.out,
         **{f"apply.{k}": v for k, v in cfg.section("apply").items()},
     }
-    tags = {f"etem.model.{k}.run_id": v for k, v in models.run_ids().items()} | {
-        "etem.model_run_ids": ",".join(models.run_ids().values()),
+    tags = {f"etem.model.{k}.sha256": v for k, v in models.digests().items()} | {
         "etem.movie": name,
     }
     # a standalone apply tracks into its own output folder, never a campaign it would guess
@@ -126,7 +148,7 @@ def apply(args: argparse.Namespace) -> int:
     name = args.name or Path(args.movie[0]).stem
     out = Path(args.out)
     with _tracked(args, cfg, models, name) as run:
-        with _open(args.movie) as movie:
+        with _open(args.movie, args.frame_time_s) as movie:
             summary = apply_movie(movie, out, cfg, models, name=name)
         _log_run(run, summary, out)
     _done(name, summary, args.out)
@@ -139,7 +161,7 @@ def apply_prepare(args: argparse.Namespace) -> int:
     models = _load_models(args)
     out = Path(args.out)
     ft_dir = Path(args.finetuned_dir) if args.finetuned_dir else out.parent
-    with _open(args.movie) as movie:
+    with _open(args.movie, args.frame_time_s) as movie:
         prep = prepare_movie(movie, cfg, models, ft_dir)
     write_prepared(out, prep)
     geo = prep.geometry
@@ -154,7 +176,7 @@ def apply_shard(args: argparse.Namespace) -> int:
     models = _load_models(args)
     prep = read_prepared(args.prepared)
     start, stop = args.frames
-    with _open(args.movie) as movie:
+    with _open(args.movie, args.frame_time_s) as movie:
         run_shard(movie, prep, cfg, models, start, min(stop, prep.geometry.n_frames), args.out)
     print(f"{args.out}: frames {start}:{stop}")
     return 0
@@ -169,7 +191,7 @@ def apply_gather(args: argparse.Namespace) -> int:
     out = Path(args.out)
     with output_lock(out), _tracked(args, cfg, models, name) as run:
         clear_outputs(out, keep=(FINETUNED_NAME,))  # written by apply-prepare
-        with _open(args.movie) as movie:
+        with _open(args.movie, args.frame_time_s) as movie:
             gathered = gather_results(movie, prep, cfg, models, args.shards, out)
             summary = summarise(movie, prep, models, gathered, out, name)
         _log_run(run, summary, out)

@@ -39,7 +39,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.stats import norm
+from scipy.stats import t as student_t
 
+from etem.config.apply import ApplyConfig
 from etem.movies.evidence import SERIES_KIND, CusumResult, detect_glr, group_alarms
 
 log = logging.getLogger("etem.movies.events")
@@ -94,8 +97,6 @@ def detect_events(
     frame_time_s : float, optional
         Frame time [s]; adds ``onset_time_s``.
     """
-    from scipy.stats import norm
-    from scipy.stats import t as student_t
 
     floors = floors or {}
     names = list(stats.columns)
@@ -236,7 +237,7 @@ def statistic_floors(stats: pd.DataFrame) -> dict[str, float]:
 
 
 def refine_onsets(
-    events: EventResult, stats: pd.DataFrame, a: Any, frame_time_s: float | None = None
+    events: EventResult, stats: pd.DataFrame, a: ApplyConfig, frame_time_s: float | None = None
 ) -> None:
     """Move event onsets to the change point of a windowed statistic (in place).
 

@@ -28,12 +28,13 @@ from skimage.filters import threshold_otsu
 from etem.analysis.columns import find_columns
 from etem.analysis.likelihood import Calibration, likelihood_table
 from etem.analysis.tracks import REFERENCE_FRAMES, TrackLinker, p_value_evidence
+from etem.config import EtemConfig
 from etem.frames.geometry import FrameGeometry
 from etem.movies.change_stats import ColumnCountsChange, ImageChange, LocalChange
 
 
 def frame_columns(
-    cfg: Any,
+    cfg: EtemConfig,
     t: int,
     intensity: np.ndarray,
     counts: np.ndarray,
@@ -55,18 +56,18 @@ def frame_columns(
     y_aligned_px`` as found in the aligned frame. With a segmenter output ``seg`` (3, H, W):
     ``class_index``, ``cation_occupancy``, ``anion_occupancy`` at each column.
     """
-    b = cfg.benchmark
+    b = cfg.columns
     px = pixel_size_A
     cols = find_columns(
         intensity, px, b.blob_min_sigma_A, b.blob_max_sigma_A, b.blob_threshold,
-        refine=cfg.apply.column_refine,
+        refine=b.refine,
         polarity=polarity,  # type: ignore[arg-type]
     )
     if len(cols):
         den_counts = intensity * dose_e_per_px
         cols = likelihood_table(
             counts, np.maximum(den_counts, 1e-6), cols,
-            max(b.column_disk_radius_A / px, 1.0), calibration=calibration,
+            max(b.disk_radius_A / px, 1.0), calibration=calibration,
         )
     frac = drift - np.round(drift)
     iy, ix = (int(v) for v in np.round(drift))
@@ -131,7 +132,7 @@ class FrameStatistics:
         Frames at each end whose denoising window was reflected (skipped by image statistics).
     """
 
-    def __init__(self, cfg: Any, geo: FrameGeometry, edge_frames: int = 0) -> None:
+    def __init__(self, cfg: EtemConfig, geo: FrameGeometry, edge_frames: int = 0) -> None:
         a = cfg.apply
         self.cfg = cfg
         self.geo = geo
@@ -149,7 +150,7 @@ class FrameStatistics:
         self.counts_change = (
             ColumnCountsChange(
                 a.event_local_window_frames, a.event_local_reference_frames,
-                max(cfg.benchmark.column_disk_radius_A / px, 1.0),
+                max(cfg.columns.disk_radius_A / px, 1.0),
             )
             if "column_counts_z" in a.event_statistics
             else None

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import trackpy
 
+from etem.config import EtemConfig
 from etem.errors import InputError
 from etem.frames.geometry import aligned_frames
 from etem.frames.readers import Movie
@@ -59,7 +60,10 @@ class Gathered:
 
 
 def detect(
-    cfg: Any, prep: PreparedMovie, stats: pd.DataFrame, frame_stats: FrameStatistics | None = None
+    cfg: EtemConfig,
+    prep: PreparedMovie,
+    stats: pd.DataFrame,
+    frame_stats: FrameStatistics | None = None,
 ) -> EventResult:
     """Events of a movie (:func:`etem.movies.events.detect_frame_events`); frames whose
     denoising window was reflected at the movie edges are left out of the image statistics."""
@@ -75,7 +79,7 @@ def detect(
 def _stream(
     movie: Movie,
     prep: PreparedMovie,
-    cfg: Any,
+    cfg: EtemConfig,
     reader: ShardReader,
     h5: h5py.File,
 ) -> tuple[ColumnStore, FrameStatistics, Preview]:
@@ -153,7 +157,7 @@ def _results_attrs(
         "denoiser": prep.mode,
         "sum_frames": geo.n_sum,
         "bin_factor": geo.bin_total,
-        "model_run_ids": models.run_ids(),
+        "model_sha256": models.digests(),
         "event_threshold": events.threshold,
     }
 
@@ -161,7 +165,7 @@ def _results_attrs(
 def gather_results(
     movie: Movie,
     prep: PreparedMovie,
-    cfg: Any,
+    cfg: EtemConfig,
     models: ApplyModels,
     shard_paths: list[str | Path],
     out: Path,
@@ -250,6 +254,7 @@ def summarise(
         ],
         "columns_analysed": prep.columns,
         "columns_reason": prep.columns_reason,
+        "domain_warnings": list(prep.domain_warnings),
         "denoiser": prep.mode,
         "finetune": None if ft is None else {k: v for k, v in ft.items() if k != "seconds"},
         "segmenter": models.segmenter is not None,
@@ -274,8 +279,7 @@ def summarise(
         "n_events": len(events.events),
         "events": events.events.to_dict(orient="records"),
         "truth": gathered.truth,
-        "models": {k: {"path": m.path, "run_id": m.run_id} for k, m in models.loaded().items()},
-        "model_run_ids": models.run_ids(),
+        "models": {k: {"path": m.path, "sha256": m.sha256} for k, m in models.loaded().items()},
         "files": dict(sorted(files.items())),
         "provenance": prep.provenance,
     }

@@ -27,13 +27,16 @@ import h5py
 import numpy as np
 
 from etem.analysis.columns import guess_polarity
+from etem.analysis.domain import column_fwhm_A, domain_warnings, warning_line
 from etem.analysis.lattice import columns_resolvable
 from etem.analysis.likelihood import Calibration
+from etem.config import EtemConfig
 from etem.data.inputs import image_input, normalize
 from etem.errors import InputError
 from etem.frames.breaks import ChangeStatistic, segment_window
 from etem.frames.geometry import (
     FrameGeometry,
+    FramesSettings,
     aligned_frames,
     frame_stream,
     resolve_geometry,
@@ -66,9 +69,9 @@ class ApplyModels:
         kinds = ("denoiser", "unsupervised", "segmenter")
         return {k: m for k in kinds if (m := getattr(self, k)) is not None}
 
-    def run_ids(self) -> dict[str, str]:
-        """MLflow run ids of the models (kind -> id) where recorded."""
-        return {k: m.run_id for k, m in self.loaded().items() if m.run_id}
+    def digests(self) -> dict[str, str]:
+        """Model-file digests (kind -> :attr:`LoadedModel.sha256`) of the models read from files."""
+        return {k: d for k, m in self.loaded().items() if (d := m.sha256)}
 
 
 def choose_denoiser(denoise_with: str, models: ApplyModels) -> tuple[LoadedModel, str]:
@@ -104,6 +107,7 @@ class PreparedMovie:
     break_kinds: list[str] = field(default_factory=list)
     columns: bool = True
     columns_reason: str = ""
+    domain_warnings: list[str] = field(default_factory=list)
 
     @property
     def half_window(self) -> int:
@@ -139,7 +143,7 @@ def read_prepared(path: str | Path) -> PreparedMovie:
 
 
 def measure_frames(
-    movie: Movie, geo: FrameGeometry, frames_cfg: Any
+    movie: Movie, geo: FrameGeometry, frames_cfg: FramesSettings
 ) -> tuple[np.ndarray, list[int]]:
     """Drift (dy, dx) [px] of every processed frame (zeros without drift correction) and the
     frames after a sudden change of the aligned raw counts (:mod:`etem.frames.breaks`)."""
@@ -183,7 +187,7 @@ def first_frame_polarity(
     dose: float,
     breaks: list[int],
     n_frames: int,
-    cfg: Any,
+    cfg: EtemConfig,
 ) -> str:
     """Column polarity (``bright``/``dark``) of the denoised first frame (skewness)."""
     a = cfg.apply
@@ -199,7 +203,7 @@ def first_frame_polarity(
 
 
 def prepare_movie(
-    movie: Movie, cfg: Any, models: ApplyModels, out_dir: str | Path
+    movie: Movie, cfg: EtemConfig, models: ApplyModels, out_dir: str | Path
 ) -> PreparedMovie:
     """Geometry, drift, dose, fine-tuning and polarity of ``movie`` (first pass of apply).
 
@@ -236,6 +240,7 @@ def prepare_movie(
                              "set apply.dose_e_per_px_per_frame")
         log.warning("dose not recorded: using the mean counts of the first chunk, "
                     "%.4g e/px/frame", dose)
+    domain = _domain_warnings(movie, model, mode, leading, geo.pixel_size_A, dose)
     finetune = None
     if finetuning:
         out.mkdir(parents=True, exist_ok=True)
@@ -245,12 +250,12 @@ def prepare_movie(
             name=str(movie.path),
         )
     seen = columns_resolvable(
-        leading.mean(axis=0), geo.pixel_size_A, cfg.benchmark.column_max_pixel_size_A
+        leading.mean(axis=0), geo.pixel_size_A, cfg.columns.max_pixel_size_A
     )
     if not seen.resolvable:
         log.warning("%s: no column analysis: %s; frame-level statistics only",
                     movie.path, seen.reason)
-    polarity = a.column_polarity
+    polarity: str = a.column_polarity
     if polarity == "auto":
         polarity = first_frame_polarity(model, mode, leading, dose, list(breaks), geo.n_frames,
                                         cfg)
@@ -270,7 +275,21 @@ def prepare_movie(
         break_kinds=list(breaks.values()),
         columns=seen.resolvable,
         columns_reason=seen.reason,
+        domain_warnings=domain,
     )
+
+
+def _domain_warnings(
+    movie: Movie, model: LoadedModel, mode: str, leading: np.ndarray, pixel_size_A: float,
+    dose_e_per_px: float,
+) -> list[str]:
+    """What of the movie lies outside the model's training distribution; warned in one line."""
+    width = column_fwhm_A(np.asarray(leading, dtype=np.float64).mean(axis=0), pixel_size_A)
+    found = domain_warnings(model.meta, pixel_size_A, dose_e_per_px, width)
+    line = warning_line(mode, found)
+    if line:
+        log.warning("%s: %s", movie.path, line)
+    return found
 
 
 def denoiser_of(prep: PreparedMovie, models: ApplyModels) -> LoadedModel:

@@ -17,17 +17,18 @@ Shard file (``shard_NNN.h5``, contract version :data:`SHARD_VERSION`)::
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import h5py
 import numpy as np
 import pandas as pd
 
+from etem.config import EtemConfig
 from etem.data.inputs import image_input, normalize
 from etem.errors import InputError
 from etem.frames.breaks import segment_window
@@ -48,13 +49,6 @@ EMPTY_FIELDS = ("frame", "x_px", "y_px", "x_A", "y_A", "intensity", "x_aligned_p
                 "y_aligned_px")
 #: Segmenter outputs stored per frame, in the order of :func:`decode_segmentation`.
 SEGMENTATION_MAPS = ("class_map", "cation_occupancy", "anion_occupancy")
-
-
-def shard_ranges(n_frames: int, shard_frames: int, chunk_frames: int) -> list[tuple[int, int]]:
-    """Frame ranges [start, stop) of the shards of a movie: ``shard_frames`` rounded up to a
-    multiple of ``chunk_frames`` (chunk boundaries are shared by all shardings)."""
-    step = max(1, math.ceil(shard_frames / chunk_frames)) * chunk_frames
-    return [(a, min(a + step, n_frames)) for a in range(0, n_frames, step)] or [(0, 0)]
 
 
 def _chunks(
@@ -97,7 +91,7 @@ def denoise_chunk(
     return runner.run(window, n=len(ts))[:, 0]
 
 
-def runner_for(model: LoadedModel, cfg: Any) -> TiledRunner:
+def runner_for(model: LoadedModel, cfg: EtemConfig) -> TiledRunner:
     """The tiled runner of ``apply`` (tile, overlap, batch, precision, device)."""
     a = cfg.apply
     return TiledRunner(model, a.tile_px, a.overlap_px, a.batch_size, a.precision, a.device)
@@ -106,7 +100,7 @@ def runner_for(model: LoadedModel, cfg: Any) -> TiledRunner:
 def run_shard(
     movie: Movie,
     prep: PreparedMovie,
-    cfg: Any,
+    cfg: EtemConfig,
     models: ApplyModels,
     start: int,
     stop: int,
@@ -138,7 +132,7 @@ def run_shard(
                 dose = prep.dose_e_per_px
                 xs = image_input(normalize(counts, dose), dose, seg_model.dose_conditioned)
                 module = seg_model.module
-                seg = seg_runner.run(xs, post=lambda y, m=module: decode_segmentation(y, m))
+                seg = seg_runner.run(xs, post=functools.partial(decode_segmentation, module=module))
             i0 = centre.start - start
             den_ds[i0 : i0 + len(centre)] = intensity
             for i, key in enumerate(SEGMENTATION_MAPS):

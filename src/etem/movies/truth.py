@@ -36,6 +36,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from ase.data import atomic_numbers
+
+from etem.analysis.matching import match_columns
+from etem.config.apply import ApplyConfig
+from etem.frames.geometry import FrameGeometry
+from etem.io import write_table
+from etem.simulation.synthetic_movie import read_movie_truth
 
 log = logging.getLogger("etem.movies.truth")
 
@@ -77,7 +84,6 @@ class MovieTruth:
 
 def load_truth(path: str | Path) -> MovieTruth | None:
     """The truth a movie file carries (an etem simulate-movie HDF5), else None."""
-    from etem.simulation.synthetic_movie import read_movie_truth
 
     t = read_movie_truth(path)
     if t is None:
@@ -89,7 +95,6 @@ def load_truth(path: str | Path) -> MovieTruth | None:
 def column_Z(columns: pd.DataFrame) -> np.ndarray:
     """Sum of the atomic numbers along each column, n_atoms x Z(element) (inf when the
     element is not recorded, e.g. Gaussian-lattice test movies: such columns are visible)."""
-    from ase.data import atomic_numbers
 
     z = np.array(
         [atomic_numbers.get(str(e), 0 if e else np.inf) for e in columns["element"]],
@@ -134,7 +139,6 @@ def score_columns(
         Per-frame table (``COLUMN_SCORE_FIELDS`` plus ``recall_<site>``) and the overall
         figures (pooled over frames): recall, precision, rmse_A, recall per site, counts.
     """
-    from etem.analysis.matching import match_columns
 
     h_A, w_A = frame_shape_A
     sites = sorted(truth["site"].unique()) if len(truth) else []
@@ -244,13 +248,13 @@ def score_events(
             claimed[j] = True
             row.update(onset_frame=int(onsets[j]), onset_error_frames=int(err[j]), hit=True)
         rows.append(row)
-    for j in np.flatnonzero(~claimed):
+    for unclaimed in np.flatnonzero(~claimed):
         rows.append(
             {
                 "true_event": -1,
                 "kind": "",
                 "true_frame": np.nan,
-                "onset_frame": int(onsets[j]),
+                "onset_frame": int(onsets[unclaimed]),
                 "onset_error_frames": np.nan,
                 "hit": False,
                 "false_alarm": True,
@@ -326,8 +330,8 @@ def score_apply(
     column_tables: Any,
     drift_px: np.ndarray,
     events: pd.DataFrame,
-    geo: Any,
-    a: Any,
+    geo: FrameGeometry,
+    a: ApplyConfig,
     out: Path,
     metadata: dict[str, Any],
 ) -> tuple[dict[str, Any] | None, dict[str, str]]:
@@ -357,7 +361,6 @@ def score_apply(
     (dict or None, dict)
         The ``truth`` block of summary.json and the files written (name -> file name).
     """
-    from etem.io import write_table
 
     truth = load_truth(movie_path)
     if truth is None:

@@ -14,23 +14,22 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 import pandas as pd
 import yaml
 
+from etem.config import EtemConfig, stage_hash
+from etem.io import read_table
 from etem.paths import Layout
+from etem.plotting import plt
+from etem.provenance import provenance
 from etem.report import html as H
+from etem.runs import search_stage_runs, tracking_uri
+from etem.seeding import rng
+from etem.structures.gallery import gallery_figure
 
 log = logging.getLogger("etem.report.build")
-
-
-def _plt() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -41,8 +40,6 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def _read_table(path: Path) -> pd.DataFrame | None:
-    from etem.io import read_table
-
     try:
         return read_table(path)
     except Exception as exc:  # a broken file must not break the whole report
@@ -65,6 +62,96 @@ def _flat(d: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
     return out
 
 
+#: Published reference for the denoising headline (Mohan et al., simulated Pt/CeO2 test set,
+#: peak-1 PSNR): see SCIENCE.md and section_mohan.
+PUBLISHED_PSNR_DB = (35.0, 38.0)
+#: Methods that are baselines in the benchmark tables (everything else is a network).
+BASELINE_PREFIXES = ("noisy", "gaussian", "nlm", "temporal_mean")
+
+
+def _overall(table: pd.DataFrame) -> pd.DataFrame:
+    """Rows of subset ``all`` indexed by method."""
+    return table[table["subset"] == "all"].set_index("method")
+
+
+def _denoising_headline(d: Path) -> list[str]:
+    t = _read_table(d / "denoising_summary.csv") if (d / "denoising_summary.csv").exists() else None
+    if t is None or t.empty:
+        return []
+    rows = _overall(t)
+    psnr = {str(k): float(v) for k, v in rows["psnr_db_mean"].items()}
+    ssim = {str(k): float(v) for k, v in rows["ssim_mean"].items()}
+    nets = [m for m in psnr if not m.startswith(BASELINE_PREFIXES)]
+    bases = [m for m in psnr if m.startswith(BASELINE_PREFIXES[1:])]
+    if not nets:
+        return []
+    best_net = max(nets, key=psnr.__getitem__)
+    line = (f"Denoising, held-out test images (all doses): <b>{H.esc(best_net)}</b> "
+            f"{psnr[best_net]:.1f} dB PSNR, SSIM {ssim[best_net]:.2f}")
+    if bases:
+        best_base = max(bases, key=psnr.__getitem__)
+        gain = psnr[best_net] - psnr[best_base]
+        cls = "ok" if gain > 0 else "bad"
+        line += (f"; best baseline {H.esc(best_base)} {psnr[best_base]:.1f} dB "
+                 f'(<span class="{cls}">{gain:+.1f} dB</span>)')
+    if "noisy" in psnr:
+        line += f"; raw {psnr['noisy']:.1f} dB"
+    out = [line + "."]
+    m = _read_table(d / "mohan_summary.csv") if (d / "mohan_summary.csv").exists() else None
+    if m is not None and best_net in set(m["method"]):
+        v = float(_overall(m)["psnr_db_mean"].astype(float)[best_net])
+        lo, hi = PUBLISHED_PSNR_DB
+        cls = "ok" if v >= lo else "bad"
+        out.append(f"Mohan et al.'s protocol (peak 1 count): {H.esc(best_net)} "
+                   f'<span class="{cls}">{v:.1f} dB</span> against the published {lo:.0f}-'
+                   f"{hi:.0f} dB.")
+    return out
+
+
+def _calibration_headline(d: Path) -> list[str]:
+    far = _read_table(d / "calibration_far.csv") if (d / "calibration_far.csv").exists() else None
+    if far is None or far.empty:
+        return []
+    cal = far[(far["kind"] == "calibrated") & (far["dose_e_per_px"].astype(str) == "all")]
+    if cal.empty:
+        return []
+    ok = bool(cal["within_2pp"].all())
+    worst = float((cal["observed"] - cal["alpha"]).abs().max())
+    return [f'Likelihood calibration: false-alarm rates <span class="{"ok" if ok else "bad"}">'
+            f'{"within" if ok else "outside"} ±2 percentage points</span> of nominal '
+            f"(worst {100 * worst:.1f} pp) on held-out simulated vacuum."]
+
+
+def _movie_headline(layout: Layout) -> list[str]:
+    out = []
+    for d in sorted((layout.root / "apply").glob("*/summary.json")):
+        s = _read_json(d)
+        if s is None:
+            continue
+        onsets = ", ".join(str(e.get("onset_frame")) for e in s.get("events", [])[:8]
+                           if isinstance(e, dict))
+        line = (f"Movie <b>{H.esc(d.parent.name)}</b>: {s.get('n_frames', '?')} frames, "
+                f"{s.get('n_events', 0)} event(s)" + (f" at frame(s) {onsets}" if onsets else ""))
+        truth = (s.get("truth") or {}).get("events")
+        if truth:
+            line += (f"; against the truth: {truth.get('n_hits', 0)} of {truth.get('n_true', 0)}"
+                     f" found, {truth.get('n_false_alarms', 0)} false alarm(s)")
+        if not s.get("columns_analysed", True):
+            line += f"; no column analysis ({H.esc(s.get('columns_reason', ''))})"
+        out.append(line + ".")
+    return out
+
+
+def section_headline(layout: Layout) -> str:
+    """What the campaign found, in a few lines (the tables follow below)."""
+    d = layout.benchmark_dir
+    items = _denoising_headline(d) + _calibration_headline(d) + _movie_headline(layout)
+    if not items:
+        return H.missing("no results yet to summarise")
+    return '<div class="headline"><ul>' + "".join(f"<li>{i}</li>" for i in items) + \
+        "</ul></div>"
+
+
 # -- sections ---------------------------------------------------------------------------
 def section_structures(layout: Layout) -> str:
     """Structure counts and a gallery of projected structures (top view)."""
@@ -82,15 +169,13 @@ def section_structures(layout: Layout) -> str:
         body.append(H.png_file(layout.structures_gallery, caption))
     else:
         try:
-            from etem.structures.gallery import gallery_figure
-
             body.append(H.figure(gallery_figure(man, man_p.parent, n=6), caption))
         except Exception as exc:  # a report renders what it can
             body.append(H.missing(f"no structure gallery: {exc}"))
     return "".join(body)
 
 
-def section_simulation(layout: Layout, config: Any) -> str:
+def section_simulation(layout: Layout, config: EtemConfig) -> str:
     """Image counts per axis and example clean/noisy images."""
     idx_p = layout.simulation_index
     idx = _read_table(idx_p) if idx_p.exists() else None
@@ -107,15 +192,11 @@ def section_simulation(layout: Layout, config: Any) -> str:
     return "".join(body)
 
 
-def _simulation_examples(idx: pd.DataFrame, base: Path, config: Any, n: int = 4) -> str:
-    import h5py
-
-    from etem.seeding import rng
-
-    plt = _plt()
+def _simulation_examples(idx: pd.DataFrame, base: Path, config: EtemConfig, n: int = 4) -> str:
     picks = idx.groupby("family").head(2).head(n) if "family" in idx.columns else idx.head(n)
     dose = float(config.noise.benchmark_doses_e_per_A2[0])
     fig, axes = plt.subplots(2, len(picks), figsize=(2.4 * len(picks), 5), squeeze=False)
+    row: Any  # a namedtuple of the columns
     for j, row in enumerate(picks.itertuples()):
         with h5py.File(base / str(row.shard), "r") as fh:
             clean = np.asarray(fh["clean"][int(row.index_in_shard)], dtype=np.float64)
@@ -147,7 +228,6 @@ def curve_panels(histories: dict[str, list[tuple[int, float]]]) -> Any:
     ``histories`` maps a metric key to its (step, value) pairs; keys of no panel and panels
     without a curve of at least two points are left out. Returns None when nothing is left.
     """
-    plt = _plt()
     panels = []
     for title, scale, member in CURVE_PANELS:
         keys = [k for k in sorted(histories) if member(k) and len(histories[k]) > 1]
@@ -169,21 +249,20 @@ def curve_panels(histories: dict[str, list[tuple[int, float]]]) -> Any:
     return fig
 
 
-def section_training(runs: pd.DataFrame | None, config: Any) -> str:
+def section_training(runs: pd.DataFrame | None, config: EtemConfig) -> str:
     """Training curves of the train-* stage runs (metric histories from MLflow)."""
     if runs is None:
         return H.missing("MLflow runs not available (tracking disabled or no store)")
     tr = runs[runs.get("tags.etem.stage", pd.Series(dtype=str)).astype(str).str.startswith("train")]
     if tr.empty:
         return H.missing("no training runs recorded in MLflow")
-    from mlflow.tracking import MlflowClient
-
-    from etem.runs import tracking_uri
+    from mlflow.tracking import MlflowClient  # lazy: MLflow only when runs are recorded
 
     client = MlflowClient(tracking_uri=tracking_uri(config))
     out = []
     for stage, g in tr.groupby("tags.etem.stage"):
-        run = g.sort_values("start_time").iloc[-1]
+        done = g[g["status"] == "FINISHED"] if "status" in g.columns else g
+        run = (done if not done.empty else g).sort_values("start_time").iloc[-1]
         rid = run["run_id"]
         keys = [c.removeprefix("metrics.") for c in g.columns
                 if c.startswith("metrics.") and pd.notna(run[c])]
@@ -193,9 +272,9 @@ def section_training(runs: pd.DataFrame | None, config: Any) -> str:
                 histories[k] = [(m.step, m.value) for m in client.get_metric_history(rid, k)]
         fig = curve_panels(histories)
         if fig is not None:
-            out.append(H.figure(fig, f"{stage}: run {rid}"))
+            out.append(H.figure(fig, f"{stage}: training curves"))
         else:
-            out.append(H.missing(f"{stage}: run {rid} has no metric history"))
+            out.append(H.missing(f"{stage}: the training run has no metric history"))
     return "".join(out)
 
 
@@ -316,30 +395,32 @@ def section_movies(layout: Layout) -> str:
             out.append(H.missing(f"{d}/summary.json missing: the run is incomplete"))
         else:
             flat = [(k, v) for k, v in _flat(summ) if not k.startswith("provenance")]
-            out.append(H.table(pd.DataFrame(flat, columns=["key", "value"]), max_rows=40))
+            out.append(H.folded("summary.json (every value)", H.table(
+                pd.DataFrame(flat, columns=["key", "value"]), max_rows=200)))
         ev = d / "events.csv"
         if ev.exists():
             t = _read_table(ev)
             out.append("<p>Events:</p>" + H.table(t))
         for p in sorted(d.glob("*.png")):
-            out.append(H.png_file(p, p.stem.replace("_", " "), width=520))
+            out.append(H.png_file(p, p.stem.replace("_", " "), width=1000))
     return "".join(out)
 
 
-def section_provenance(config: Any, layout: Layout, runs: pd.DataFrame | None) -> str:
+def section_provenance(config: EtemConfig, layout: Layout, runs: pd.DataFrame | None) -> str:
     """Config, provenance and MLflow runs."""
-    from etem.provenance import provenance
-    from etem.runs import tracking_uri
 
     prov = provenance(config, "report")
     body = ["<h3>Provenance</h3>",
             H.table(pd.DataFrame(_flat(prov), columns=["key", "value"]), max_rows=80)]
     bench = _read_json(layout.benchmark_dir / "summary.json")
     if bench and "provenance" in bench:
-        same = bench["provenance"].get("config_hash") == prov["config_hash"]
+        # the benchmark ran on its own per-stage config (etem.config.stages)
+        expected = stage_hash(config, "benchmark")
+        same = bench["provenance"].get("config_hash") == expected
         body.append(f"<p>Benchmark produced with config hash "
                     f"{H.esc(bench['provenance'].get('config_hash'))} "
-                    f"({'same as' if same else '<b>differs from</b>'} this report's), git commit "
+                    f"({'same as' if same else '<b>differs from</b>'} this campaign's benchmark "
+                    "config), git commit "
                     f"{H.esc(bench['provenance'].get('git_commit'))}.</p>")
     body.append("<h3>MLflow runs</h3>")
     if config.tracking.enabled:
@@ -349,35 +430,57 @@ def section_provenance(config: Any, layout: Layout, runs: pd.DataFrame | None) -
     if runs is None or runs.empty:
         body.append(H.missing("no MLflow stage runs found for this campaign"))
     else:
-        cols = [c for c in ("tags.etem.stage", "run_id", "status", "tags.etem.config_hash",
-                            "tags.etem.snakemake.rule", "artifact_uri") if c in runs.columns]
-        t = runs[cols].rename(columns=lambda c: c.removeprefix("tags.etem."))
-        body.append(H.table(t.sort_values(t.columns[0]), max_rows=200))
+        # run ids stay out of the report (same config, same report): they are in the
+        # tracking store and in runs.csv beside this report (RUNS_FILE)
+        # the finished runs that made these results; killed or failed attempts and all run
+        # ids are in RUNS_FILE
+        done = runs[runs["status"] == "FINISHED"]
+        if "start_time" in done.columns:  # a job re-run after an interruption: its last run
+            key = [c for c in ("tags.etem.stage", "tags.etem.snakemake.rule",
+                               "tags.etem.snakemake.wildcards") if c in done.columns]
+            done = done.sort_values("start_time").drop_duplicates(key, keep="last")
+        t = runs_table(done).drop(columns=["run_id", "status"])
+        body.append(f"<p>{len(t)} finished stage runs; every run with its MLflow run id "
+                    f"(killed and failed attempts too) is in <code>{RUNS_FILE}</code> beside "
+                    "this report.</p>")
+        body.append(H.table(t, max_rows=200))
     body.append("<h3>Configuration</h3>")
     body.append(f"<pre>{H.esc(yaml.safe_dump(config.model_dump(mode='json'), sort_keys=False))}"
                 "</pre>")
     return "".join(body)
 
 
+#: The lineage sidecar of the report: one row per MLflow stage run, with its run id.
+RUNS_FILE = "runs.csv"
+
+
+def runs_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Stage, rule, status, config hash and run id of each stage run, sorted by stage and rule."""
+    names = {"tags.etem.stage": "stage", "tags.etem.snakemake.rule": "rule",
+             "tags.etem.snakemake.wildcards": "wildcards", "status": "status",
+             "tags.etem.config_hash": "config_hash", "run_id": "run_id"}
+    t = runs[[c for c in names if c in runs.columns]].rename(columns=names).fillna("")
+    return t.sort_values([c for c in ("stage", "rule", "wildcards", "run_id") if c in t.columns])
+
+
 # -- the report -------------------------------------------------------------------------
-def campaign_runs(config: Any) -> pd.DataFrame | None:
+def campaign_runs(config: EtemConfig) -> pd.DataFrame | None:
     """The campaign's MLflow stage runs, or None when tracking is off or unavailable."""
     if not config.tracking.enabled:
         return None
     try:
-        from etem.runs import search_stage_runs
-
         return search_stage_runs(config)
     except Exception as exc:
         log.warning("MLflow runs unavailable: %s", exc)
         return None
 
 
-def build_report(config: Any, results_dir: str | Path) -> tuple[str, dict[str, bool]]:
+def build_report(config: EtemConfig, results_dir: str | Path) -> tuple[str, dict[str, bool]]:
     """The report HTML and which sections had results (name -> present)."""
     layout = Layout(Path(results_dir))
     runs = campaign_runs(config)
     parts: list[tuple[str, str, Callable[[], str]]] = [
+        ("summary", "Summary", lambda: section_headline(layout)),
         ("structures", "Structures", lambda: section_structures(layout)),
         ("simulation", "Simulated images", lambda: section_simulation(layout, config)),
         ("training", "Training", lambda: section_training(runs, config)),

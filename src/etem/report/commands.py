@@ -7,9 +7,9 @@ from pathlib import Path
 
 from etem.cliutils import config_from_args, stage_run
 from etem.errors import InputError
-from etem.io import write_text
+from etem.io import write_table, write_text
 from etem.paths import Layout
-from etem.report.build import build_report
+from etem.report.build import RUNS_FILE, build_report, campaign_runs, runs_table
 
 
 def report(args: argparse.Namespace) -> int:
@@ -22,6 +22,9 @@ def report(args: argparse.Namespace) -> int:
     with stage_run(args, cfg, "report", params={"results": str(results)}) as run_:
         doc, present = build_report(cfg, results)
         write_text(out, doc)
+        runs = campaign_runs(cfg)
+        if runs is not None and not runs.empty:  # lineage sidecar (run ids are not in the report)
+            write_table(out.with_name(RUNS_FILE), runs_table(runs))
         run_.log_artifact(out)
         run_.log_metrics({f"section_present.{k}": float(v) for k, v in present.items()})
     have = [k for k, v in present.items() if v]

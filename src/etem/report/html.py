@@ -10,6 +10,8 @@ from typing import Any
 
 import pandas as pd
 
+from etem.plotting import plt
+
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:0 auto;
 max-width:1150px;padding:1em 2em;color:#222;line-height:1.4}
@@ -22,7 +24,9 @@ td:first-child,th:first-child{text-align:left}
 .ok{color:#070}.bad{color:#b00}figure{display:inline-block;margin:.4em;vertical-align:top}
 figcaption{font-size:11px;color:#555;max-width:600px}img{max-width:100%}
 pre{background:#f6f6f6;padding:.6em;font-size:11px;overflow:auto;max-height:400px}
-nav a{margin-right:1em}
+nav a{margin-right:1em}details{margin:.4em 0}summary{cursor:pointer;color:#345}
+.headline{background:#f3f7fb;border:1px solid #cdd9e5;padding:.6em 1.2em;margin:1em 0}
+.headline li{margin:.25em 0}
 """
 
 
@@ -46,7 +50,6 @@ def png_file(path: Path, caption: str = "", width: int | None = None) -> str:
 
 def figure(fig: Any, caption: str = "", width: int | None = None) -> str:
     """A <figure> embedding a matplotlib figure (closed afterwards)."""
-    import matplotlib.pyplot as plt
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight", metadata={"Software": None})
@@ -55,7 +58,13 @@ def figure(fig: Any, caption: str = "", width: int | None = None) -> str:
            f"<figcaption>{esc(caption)}</figcaption></figure>"
 
 
-def table(df: pd.DataFrame, max_rows: int = 60, floatfmt: str = "{:.4g}") -> str:
+def folded(summary: str, body: str, open_: bool = False) -> str:
+    """``body`` folded under a clickable ``summary`` line (tables people open when needed)."""
+    return (f"<details{' open' if open_ else ''}><summary>{esc(summary)}</summary>"
+            f"{body}</details>")
+
+
+def table(df: pd.DataFrame | None, max_rows: int = 60, floatfmt: str = "{:.4g}") -> str:
     """A DataFrame as an HTML table (first ``max_rows`` rows)."""
     if df is None or len(df) == 0:
         return missing("empty table")

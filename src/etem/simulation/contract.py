@@ -56,6 +56,17 @@ PARAM_COLUMNS: dict[str, str] = {
     "frozen_phonon_sigma_A": "float: thermal displacement rms per direction [Å]",
     "detector_mtf": "str: detector MTF model",
     "seed": "int: seed of this image's random choices",
+    "detector_pixel_A": "float: detector pixel [Å] resampled to pixel_size_A (NaN: the same)",
+    "blur_fwhm_A": "float: Gaussian source-size/vibration/detector blur, FWHM [Å] (0: none)",
+    "dose_e_per_A2": "float: dose drawn for the image [e/Å²] (NaN: none drawn)",
+}
+
+#: Values of the parameter columns added after contract version 1 for shards (and parameter
+#: rows) that lack them: readers fill them in.
+PARAM_DEFAULTS: dict[str, float] = {
+    "detector_pixel_A": float("nan"),
+    "blur_fwhm_A": 0.0,
+    "dose_e_per_A2": float("nan"),
 }
 
 STRING_COLUMNS = frozenset(

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
+import pyfftw
 import scipy.fft
 
 Backend = Literal["deterministic", "fftw"]
@@ -24,8 +25,6 @@ class ComplexPlan:
         self.threads = threads
         self.backend = backend
         if backend == "fftw":
-            import pyfftw
-
             self.buffer = pyfftw.empty_aligned((n, n), dtype=np.complex64)
             flags = ("FFTW_MEASURE",)
             self._f = pyfftw.FFTW(self.buffer, self.buffer, axes=(0, 1),
@@ -61,8 +60,6 @@ class RealPlan:
         self.backend = backend
         shape_r, shape_c = (n, n), (n, n // 2 + 1)
         if backend == "fftw":
-            import pyfftw
-
             self.real = pyfftw.empty_aligned(shape_r, dtype=np.float32)
             self.spec = pyfftw.empty_aligned(shape_c, dtype=np.complex64)
             flags = ("FFTW_MEASURE",)

@@ -15,22 +15,32 @@ Which (tilt, thickness, defocus) images a structure gets is drawn from the confi
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
+from ase import Atoms
 
+from etem.config import EtemConfig
+from etem.config.simulation import SimulationConfig
 from etem.errors import ValidationError
 from etem.seeding import derive_seed, rng
 from etem.simulation.grid import ImageGrid, image_grid
 from etem.simulation.imaging import Imager
-from etem.simulation.labels import image_columns, label_maps
+from etem.simulation.labels import LABEL_MAPS, image_columns, label_maps
+from etem.simulation.microscope import (
+    Microscope,
+    draw_microscopes,
+    fixed_microscope,
+    structure_energy_kv,
+)
 from etem.simulation.multislice import (
     Multislice,
     build_sliced_potential,
     exit_plane_indices,
     phonon_configurations,
 )
+from etem.structures.column_table import column_table
 
 log = logging.getLogger("etem.simulation.images")
 
@@ -44,14 +54,21 @@ class ImageSpec:
     exit_plane: int
     depth_A: float
     defocus_nm: float
+    microscope: Microscope | None = None  # drawn (randomised campaign); None = the config's
+    slot: int = -1  # index of the draw within the structure (randomised campaign)
 
 
 def plan_images(
-    sim: Any, structure_id: str, seed: int, depths_A: np.ndarray
+    sim: SimulationConfig, structure_id: str, seed: int, depths_A: np.ndarray,
+    dose_range: tuple[float, float] = (20.0, 400.0),
 ) -> list[ImageSpec]:
     """The images of one structure, a deterministic function of (config, seed, structure).
 
-    ``depths_A`` are the exit-plane depths after each slice of the structure.
+    ``depths_A`` are the exit-plane depths after each slice of the structure. With
+    ``sim.microscope.enabled`` every (tilt, plane, defocus slot) gets its own drawn
+    :class:`Microscope` (defocus included; ``dose_range`` [e/Å²] is the dose range when the
+    ranges give none), drawn before the subset is taken so any subset size gives the same
+    microscopes.
     """
     r = rng(seed, "simulation", "plan", structure_id)
     n_tilts = len(sim.tilts_mrad)
@@ -61,9 +78,14 @@ def plan_images(
     )
     planes = exit_plane_indices(depths_A, sim.thickness_nm)
     grid = [
-        ImageSpec(t, tuple(float(v) for v in sim.tilts_mrad[t]), p, float(depths_A[p]), float(d))
+        ImageSpec(t, (float(sim.tilts_mrad[t][0]), float(sim.tilts_mrad[t][1])), p,
+                  float(depths_A[p]), float(d))
         for t in tilt_ids for p in planes for d in sim.defocus_nm
     ]
+    if sim.microscope.enabled:
+        mics = draw_microscopes(sim, seed, structure_id, len(grid), dose_range)
+        grid = [replace(g, defocus_nm=m.defocus_nm, microscope=m, slot=i)
+                for i, (g, m) in enumerate(zip(grid, mics, strict=True))]
     n = sim.images_per_structure
     if n is not None and n < len(grid):
         keep = sorted(r.choice(len(grid), size=n, replace=False).tolist())
@@ -72,8 +94,10 @@ def plan_images(
 
 
 def image_id(structure_id: str, spec: ImageSpec) -> str:
-    """Unique image id ``<structure>_t<tilt index>_z<depth Å>_f<defocus nm>``."""
-    return f"{structure_id}_t{spec.tilt_index}_z{spec.depth_A:.1f}_f{spec.defocus_nm:+.2f}"
+    """Unique image id ``<structure>_t<tilt index>_z<depth Å>_f<defocus nm>`` (plus
+    ``_m<draw>`` in a randomised campaign)."""
+    base = f"{structure_id}_t{spec.tilt_index}_z{spec.depth_A:.1f}_f{spec.defocus_nm:+.2f}"
+    return base if spec.slot < 0 else f"{base}_m{spec.slot}"
 
 
 @dataclass
@@ -93,24 +117,25 @@ class StructureImages:
 class ImageSimulator:
     """Simulates structures with cached FFT plans and CTF kernels (one per process)."""
 
-    def __init__(self, config: Any) -> None:
+    def __init__(self, config: EtemConfig) -> None:
         self.config = config
         self.sim = config.simulation
-        self._imagers: dict[tuple[float, int, int], Imager] = {}
+        self._imagers: dict[tuple[float, int, int, float], Imager] = {}
 
-    def grid_of(self, atoms: Any) -> ImageGrid:
+    def grid_of(self, atoms: Atoms) -> ImageGrid:
         """Simulation/output grid of a structure."""
         cell = atoms.cell.lengths()
         return image_grid((cell[0], cell[1]), self.sim.sampling_A, self.sim.output_size_px)
 
-    def imager(self, grid: ImageGrid) -> Imager:
-        key = (round(grid.extent_A, 6), grid.gpts, grid.output_px)
+    def imager(self, grid: ImageGrid, energy_kv: float | None = None) -> Imager:
+        energy = float(self.sim.energy_kv if energy_kv is None else energy_kv)
+        key = (round(grid.extent_A, 6), grid.gpts, grid.output_px, energy)
         if key not in self._imagers:
-            self._imagers[key] = Imager(self.sim, grid, self.sim.fft_threads)
+            self._imagers[key] = Imager(self.sim, grid, self.sim.fft_threads, energy)
         return self._imagers[key]
 
     def simulate(
-        self, atoms: Any, structure_id: str, family: str = "", structure_path: str = "",
+        self, atoms: Atoms, structure_id: str, family: str = "", structure_path: str = "",
         with_labels: bool = True,
     ) -> StructureImages:
         """Every planned image of one structure (see module docstring)."""
@@ -121,15 +146,17 @@ class ImageSimulator:
             raise ValidationError(f"structure {structure_id}: {exc}") from None
         seed = derive_seed(self.config.seed, "simulation", structure_id)
         configs = phonon_configurations(atoms, sim, seed)
-        imager = self.imager(grid)
+        energy = structure_energy_kv(sim, self.config.seed, structure_id)
+        imager = self.imager(grid, energy)
         specs: list[ImageSpec] | None = None
         acc: np.ndarray | None = None
         n_slices = 0
         for k_config, config_atoms in enumerate(configs):
-            sp = build_sliced_potential(config_atoms, grid, sim, sim.fft_threads)
+            sp = build_sliced_potential(config_atoms, grid, sim, sim.fft_threads, energy)
             n_slices = sp.n_slices
             if specs is None:
-                specs = plan_images(sim, structure_id, self.config.seed, sp.exit_depths_A)
+                specs = plan_images(sim, structure_id, self.config.seed, sp.exit_depths_A,
+                                    self.config.noise.train_dose_e_per_A2)
                 acc = np.zeros((len(specs), grid.output_px, grid.output_px), dtype=np.float32)
             assert acc is not None
             ms = Multislice(sp, sim.fft_threads)
@@ -139,7 +166,8 @@ class ImageSimulator:
                 waves = ms.exit_waves_fourier(specs[mine[0]].tilt_mrad, planes)
                 for w, plane in zip(waves, planes, strict=True):
                     idx = [i for i in mine if specs[i].exit_plane == plane]
-                    imgs = imager.images(w, [specs[i].defocus_nm for i in idx])
+                    imgs = imager.images(w, [specs[i].microscope or specs[i].defocus_nm
+                                             for i in idx])
                     if k_config == 0:  # every image belongs to one (tilt, plane): first write
                         acc[idx] = imgs
                     else:
@@ -158,11 +186,8 @@ class ImageSimulator:
         return StructureImages(clean=acc, labels=labels, params=params, columns=col_rows)
 
     def _labels(
-        self, atoms: Any, specs: list[ImageSpec], grid: ImageGrid
+        self, atoms: Atoms, specs: list[ImageSpec], grid: ImageGrid
     ) -> tuple[dict[str, list[np.ndarray]], list[Any]]:
-        from etem.simulation.labels import LABEL_MAPS
-        from etem.structures.column_table import column_table
-
         n, px = grid.output_px, grid.pixel_size_A
         out: dict[str, list[np.ndarray]] = {k: [] for k in LABEL_MAPS}
         tables: dict[int, Any] = {}
@@ -187,7 +212,9 @@ class ImageSimulator:
         grid: ImageGrid, seed: int, n_slices: int,
     ) -> dict[str, Any]:
         sim = self.sim
+        mic = s.microscope or fixed_microscope(sim, s.defocus_nm)
         return {
+            **mic.as_row(),
             "image_id": image_id(structure_id, s),
             "structure_id": structure_id,
             "family": family,
@@ -196,12 +223,6 @@ class ImageSimulator:
             "defocus_nm": s.defocus_nm,
             "tilt_x_mrad": s.tilt_mrad[0],
             "tilt_y_mrad": s.tilt_mrad[1],
-            "cs_um": sim.cs_um,
-            "c5_mm": sim.c5_mm,
-            "focal_spread_nm": sim.focal_spread_nm,
-            "convergence_mrad": sim.convergence_mrad,
-            "aperture_mrad": sim.aperture_mrad,
-            "energy_kv": sim.energy_kv,
             "pixel_size_A": grid.pixel_size_A,
             "slice_thickness_A": sim.slice_thickness_A,
             "sampling_A": grid.sampling_A,
@@ -212,6 +233,5 @@ class ImageSimulator:
             "projection": sim.projection,
             "frozen_phonons": sim.frozen_phonons,
             "frozen_phonon_sigma_A": sim.frozen_phonon_sigma_A,
-            "detector_mtf": sim.detector_mtf,
             "seed": seed,
         }

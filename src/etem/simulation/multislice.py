@@ -21,8 +21,18 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+import abtem
+import dask
 import numpy as np
+from abtem.antialias import antialias_aperture
+from abtem.core.complex import complex_exponential
+from abtem.core.energy import energy2sigma, energy2wavelength
+from abtem.integrals import sinc, superpose_deltas
+from abtem.multislice import _apply_tilt_to_fresnel_propagator_array, _fresnel_propagator_array
+from ase import Atoms
+from ase.data import chemical_symbols
 
+from etem.config.simulation import SimulationConfig
 from etem.simulation.fft import Backend, complex_plan, real_plan
 from etem.simulation.grid import ImageGrid
 
@@ -35,8 +45,6 @@ def configure_abtem(fft_threads: int = 1) -> None:
     """Set abTEM/dask for batch work: fftw threads, no progress bars, synchronous dask."""
     if _ABTEM_CONFIGURED.get("threads") == fft_threads:
         return
-    import abtem
-    import dask
 
     abtem.config.set(
         {"fftw.threads": int(fft_threads), "diagnostics.progress_bar": False,
@@ -48,14 +56,12 @@ def configure_abtem(fft_threads: int = 1) -> None:
 
 def wavelength_A(energy_kv: float) -> float:
     """Relativistic electron wavelength [Å] at ``energy_kv`` [kV]."""
-    from abtem.core.energy import energy2wavelength
 
     return float(energy2wavelength(energy_kv * 1e3))
 
 
-def abtem_potential(atoms: Any, grid: ImageGrid, sim: Any) -> Any:
+def abtem_potential(atoms: Atoms, grid: ImageGrid, sim: SimulationConfig) -> Any:
     """The :class:`abtem.Potential` of ``atoms`` on ``grid`` with the config's slicing."""
-    import abtem
 
     return abtem.Potential(
         atoms, gpts=grid.gpts, slice_thickness=sim.slice_thickness_A,
@@ -63,7 +69,7 @@ def abtem_potential(atoms: Any, grid: ImageGrid, sim: Any) -> Any:
     )
 
 
-def phonon_configurations(atoms: Any, sim: Any, seed: int) -> list[Any]:
+def phonon_configurations(atoms: Atoms, sim: SimulationConfig, seed: int) -> list[Any]:
     """Atom configurations to simulate: the static structure, or frozen-phonon displacements.
 
     With ``sim.frozen_phonons = n > 0`` these are abTEM's
@@ -71,7 +77,6 @@ def phonon_configurations(atoms: Any, sim: Any, seed: int) -> list[Any]:
     """
     if sim.frozen_phonons <= 0:
         return [atoms]
-    import abtem
 
     fp = abtem.FrozenPhonons(
         atoms, num_configs=sim.frozen_phonons, sigmas=sim.frozen_phonon_sigma_A,
@@ -109,7 +114,7 @@ class SlicedPotential:
         return np.cumsum(self.slice_thickness_A)
 
 
-def _infinite_projection_slices(
+def infinite_projection_slices(
     potential: Any, grid: ImageGrid, threads: int = 1, backend: Backend = "deterministic"
 ) -> Any:
     """Projected potential slices [V Å] of abTEM's infinite projection, fused.
@@ -121,8 +126,6 @@ def _infinite_projection_slices(
     forward FFT per element plus ONE real inverse FFT per slice (abTEM: two complex FFTs per
     element), on cached FFTW plans. Yields float32 (gpts, gpts) arrays, abTEM's (x, y) order.
     """
-    from abtem.integrals import sinc, superpose_deltas
-    from ase.data import chemical_symbols
 
     g = grid.gpts
     gpts, sampling = (g, g), (grid.sampling_A, grid.sampling_A)
@@ -156,25 +159,25 @@ def _infinite_projection_slices(
 
 
 def build_sliced_potential(
-    atoms: Any, grid: ImageGrid, sim: Any, fft_threads: int = 1
+    atoms: Atoms, grid: ImageGrid, sim: SimulationConfig, fft_threads: int = 1,
+    energy_kv: float | None = None,
 ) -> SlicedPotential:
-    """Build the potential of ``atoms`` once and convert it to transmission functions.
+    """Build the potential of ``atoms`` once and convert it to transmission functions at
+    ``energy_kv`` [kV] (None: ``sim.energy_kv``).
 
-    Infinite projection uses the fused evaluation of :func:`_infinite_projection_slices`
+    Infinite projection uses the fused evaluation of :func:`infinite_projection_slices`
     (abTEM's algorithm, fewer FFTs); finite projection uses ``abtem.Potential.build``.
     """
-    from abtem.antialias import antialias_aperture
-    from abtem.core.complex import complex_exponential
-    from abtem.core.energy import energy2sigma
 
     configure_abtem(fft_threads)
     potential = abtem_potential(atoms, grid, sim)
     plans = complex_plan(grid.gpts, fft_threads, sim.fft_backend)
     if sim.projection == "infinite":
-        slices: Any = _infinite_projection_slices(potential, grid, fft_threads, sim.fft_backend)
+        slices: Any = infinite_projection_slices(potential, grid, fft_threads, sim.fft_backend)
     else:
         slices = np.asarray(potential.build(lazy=False).array, dtype=np.float32)
-    sigma = np.float32(energy2sigma(sim.energy_kv * 1e3))
+    energy_kv = float(sim.energy_kv if energy_kv is None else energy_kv)
+    sigma = np.float32(energy2sigma(energy_kv * 1e3))
     aperture = antialias_aperture((grid.gpts, grid.gpts), (grid.sampling_A,) * 2, np).astype(
         np.float32
     )
@@ -190,7 +193,7 @@ def build_sliced_potential(
         transmission=trans,
         slice_thickness_A=np.asarray(potential.slice_thickness, dtype=np.float64),
         grid=grid,
-        energy_kv=sim.energy_kv,
+        energy_kv=energy_kv,
         fft_backend=sim.fft_backend,
     )
 
@@ -211,17 +214,13 @@ def propagator(
     grid: ImageGrid, thickness_A: float, energy_kv: float, tilt_mrad: tuple[float, float]
 ) -> np.ndarray:
     """abTEM's Fresnel propagator (anti-aliased, with the tilt phase ramp), complex64 (x, y)."""
-    from abtem.antialias import antialias_aperture
-    from abtem.multislice import (
-        _apply_tilt_to_fresnel_propagator_array,
-        _fresnel_propagator_array,
-    )
 
     gpts, sampling = (grid.gpts, grid.gpts), (grid.sampling_A, grid.sampling_A)
     p = _fresnel_propagator_array(thickness_A, gpts, sampling, energy_kv * 1e3, "cpu")
     p = p * antialias_aperture(gpts, sampling, np)
     if tuple(tilt_mrad) != (0.0, 0.0):
-        p = _apply_tilt_to_fresnel_propagator_array(p, sampling, thickness_A, tuple(tilt_mrad))
+        tilt = (float(tilt_mrad[0]), float(tilt_mrad[1]))
+        p = _apply_tilt_to_fresnel_propagator_array(p, sampling, thickness_A, tilt)
     return np.ascontiguousarray(p, dtype=np.complex64)
 
 

@@ -8,7 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
+import pandas as pd
 
 from etem.errors import InputError
 from etem.io import atomic_path, h5_write_attrs, read_table_metadata, write_table
@@ -17,6 +19,7 @@ from etem.simulation.contract import (
     IMAGE_COLUMN_COLUMNS,
     IMAGE_COLUMN_STRINGS,
     PARAM_COLUMNS,
+    PARAM_DEFAULTS,
     STRING_COLUMNS,
 )
 from etem.simulation.labels import LABEL_MAPS
@@ -31,8 +34,6 @@ def _compression(name: str) -> dict[str, Any]:
 
 
 def _column_dataset(group: Any, name: str, values: list[Any], is_str: bool) -> None:
-    import h5py
-
     if is_str:
         arr = np.array([str(v) for v in values], dtype=object)
         group.create_dataset(name, data=arr, dtype=h5py.string_dtype(), track_times=False)
@@ -85,7 +86,9 @@ class ShardWriter:
             raise ValueError(f"{len(params)} parameter rows for {self.n} images")
         g = self.f.create_group("params")
         for col in PARAM_COLUMNS:
-            _column_dataset(g, col, [r[col] for r in params], col in STRING_COLUMNS)
+            values = [r[col] if col not in PARAM_DEFAULTS else r.get(col, PARAM_DEFAULTS[col])
+                      for r in params]
+            _column_dataset(g, col, values, col in STRING_COLUMNS)
         g = self.f.create_group("columns")
         for col in IMAGE_COLUMN_COLUMNS:
             values = columns[col].tolist() if len(columns) else []
@@ -99,7 +102,6 @@ def open_shard(
     path: str | os.PathLike[str], size_px: int, compression: str = "lzf"
 ) -> Iterator[ShardWriter]:
     """A :class:`ShardWriter` on a temporary file renamed onto ``path`` on success."""
-    import h5py
 
     with atomic_path(path, suffix=".h5") as tmp, h5py.File(tmp, "w") as f:
         yield ShardWriter(f, size_px, compression)
@@ -137,8 +139,6 @@ def write_shard(
 
 def read_params(path: str | os.PathLike[str]) -> Any:
     """The ``/params`` table of a shard as a pandas DataFrame."""
-    import h5py
-    import pandas as pd
 
     path = Path(path)
     if not path.exists():
@@ -149,6 +149,9 @@ def read_params(path: str | os.PathLike[str]) -> Any:
                 raise InputError(f"image shard {path}: no /clean or /params (not an etem shard)")
             data = {}
             for col in PARAM_COLUMNS:
+                if col not in f["params"] and col in PARAM_DEFAULTS:
+                    data[col] = np.full(f["clean"].shape[0], PARAM_DEFAULTS[col])
+                    continue
                 if col not in f["params"]:
                     raise InputError(f"image shard {path}: missing /params/{col}")
                 ds = f["params"][col]
@@ -160,8 +163,6 @@ def read_params(path: str | os.PathLike[str]) -> Any:
 
 def read_columns(path: str | os.PathLike[str]) -> Any:
     """The ``/columns`` table (per-image column positions) of a shard."""
-    import h5py
-    import pandas as pd
 
     with h5py.File(path, "r") as f:
         g = f["columns"]
@@ -177,7 +178,6 @@ def build_index(shards: list[str | os.PathLike[str]], out: str | os.PathLike[str
     Adds ``shard`` (path relative to the index's folder) and ``index_in_shard``. Image ids
     must be unique across shards.
     """
-    import pandas as pd
 
     out = Path(out)
     frames = []
@@ -194,8 +194,6 @@ def build_index(shards: list[str | os.PathLike[str]], out: str | os.PathLike[str
         raise InputError(f"simulate-index: duplicate image ids, e.g. {dup.iloc[0]!r}")
     meta = {}
     try:
-        import h5py
-
         with h5py.File(sorted(Path(p) for p in shards)[0], "r") as f:
             meta = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()
                     if k in ("config_hash", "campaign", "etem_version", "git_commit")}

@@ -23,8 +23,13 @@ import os
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
+import pandas as pd
+from ase import Atoms
 
+from etem.config import EtemConfig
+from etem.config.simulation import MovieConfig
 from etem.errors import InputError
 from etem.io import atomic_path, h5_write_attrs
 from etem.seeding import rng
@@ -38,6 +43,8 @@ from etem.simulation.imaging import Imager
 from etem.simulation.labels import image_columns
 from etem.simulation.multislice import Multislice, build_sliced_potential, exit_plane_indices
 from etem.simulation.noise import apply_dose, dose_per_A2
+from etem.structures.column_table import column_table
+from etem.structures.io import set_vacancy_sites, vacancy_sites
 
 log = logging.getLogger("etem.simulation.synthetic_movie")
 
@@ -45,13 +52,14 @@ METAL_SYMBOLS = frozenset({"Pt", "Au", "Pd", "Ag", "Cu", "Ni", "Rh", "Ir"})
 ANION_SYMBOLS = frozenset({"O"})
 
 
-def _metal_mask(atoms: Any) -> np.ndarray:
+def _metal_mask(atoms: Atoms) -> np.ndarray:
     return np.array([s in METAL_SYMBOLS for s in atoms.get_chemical_symbols()], dtype=bool)
 
 
-def apply_event(atoms: Any, kind: str, movie: Any, r: np.random.Generator) -> tuple[Any, str]:
+def apply_event(
+    atoms: Atoms, kind: str, movie: MovieConfig, r: np.random.Generator
+) -> tuple[Any, str]:
     """A new state of ``atoms`` after one event; returns (atoms, the kind actually applied)."""
-    from etem.structures.io import set_vacancy_sites, vacancy_sites
 
     atoms = atoms.copy()
     metal = _metal_mask(atoms)
@@ -96,9 +104,8 @@ def _fourier_shift(image: np.ndarray, dx_px: float, dy_px: float) -> np.ndarray:
     return np.fft.ifft2(np.fft.fft2(image) * phase).real.astype(np.float32)
 
 
-def simulate_movie(config: Any, atoms: Any, structure_id: str) -> dict[str, Any]:
+def simulate_movie(config: EtemConfig, atoms: Atoms, structure_id: str) -> dict[str, Any]:
     """Frames, clean frames, events and per-frame column tables of a synthetic movie."""
-    from etem.structures.column_table import column_table
 
     movie, sim, noise = config.movie, config.simulation, config.noise
     sim_m = sim.model_copy(update={"output_size_px": movie.size_px})
@@ -143,7 +150,6 @@ def simulate_movie(config: Any, atoms: Any, structure_id: str) -> dict[str, Any]
         cols["x_A"] = np.mod(cols["x_A"] + drift[t, 0] * px, grid.extent_A)
         cols["y_A"] = np.mod(cols["y_A"] + drift[t, 1] * px, grid.extent_A)
         col_rows.append(cols.assign(frame=t))
-    import pandas as pd
 
     columns = pd.concat(col_rows, ignore_index=True)
     return {
@@ -154,11 +160,10 @@ def simulate_movie(config: Any, atoms: Any, structure_id: str) -> dict[str, Any]
 
 
 def write_movie(
-    path: str | os.PathLike[str], result: dict[str, Any], config: Any, structure_id: str,
+    path: str | os.PathLike[str], result: dict[str, Any], config: EtemConfig, structure_id: str,
     attrs: dict[str, Any],
 ) -> Path:
     """Write a synthetic movie atomically (layout: ``contract.MOVIE_LAYOUT``)."""
-    import h5py
 
     movie = config.movie
     px = float(result["pixel_size_A"])
@@ -198,8 +203,6 @@ def write_movie(
 
 def read_movie(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a synthetic movie: arrays, attrs and the per-frame column table."""
-    import h5py
-    import pandas as pd
 
     path = Path(path)
     if not path.exists():
@@ -222,13 +225,11 @@ def read_movie_truth(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     None when absent), ``events`` (event frames, raw frame index), ``event_kinds``,
     ``drift_px`` (true drift (x, y) [px] per frame; None when absent), ``pixel_size_A`` [Å]
     and ``n_frames``. Also reads the Gaussian-lattice test movies of
-    :func:`etem.movies.synthetic.write_h5` (``/columns/<frame>`` (N, 2) x, y [px],
+    :func:`etem.testing.write_h5` (``/columns/<frame>`` (N, 2) x, y [px],
     ``/events/frame``; their columns get ``element`` "" and count as visible). Files that
     are not HDF5, or HDF5 files without ``/columns`` and ``/events`` (e.g. experimental
     movies), give None.
     """
-    import h5py
-    import pandas as pd
 
     path = Path(path)
     if not path.is_file() or not h5py.is_hdf5(path):

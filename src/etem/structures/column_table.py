@@ -21,6 +21,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pandas as pd
+from ase import Atoms
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
 
 from etem.structures.contract import COLUMN_TABLE_COLUMNS, SITE_OF_ELEMENT
 from etem.structures.io import vacancy_sites
@@ -31,9 +36,6 @@ LINK_RADIUS_A = 0.6
 
 def _components(xy: np.ndarray, radius: float) -> np.ndarray:
     """Single-linkage cluster label of each 2D point."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-    from scipy.spatial import cKDTree
 
     n = len(xy)
     if n == 0:
@@ -44,7 +46,7 @@ def _components(xy: np.ndarray, radius: float) -> np.ndarray:
     return labels
 
 
-def column_table(atoms: Any, z_max_A: float | None = None) -> Any:
+def column_table(atoms: Atoms, z_max_A: float | None = None) -> Any:
     """Projected column table of a structure along z.
 
     Parameters
@@ -63,7 +65,6 @@ def column_table(atoms: Any, z_max_A: float | None = None) -> Any:
         'anion', 'metal'), ``n_sites``, ``n_atoms``, ``n_vacancies``, ``occupancy`` =
         n_atoms / n_sites, ``n_reduced`` (Ce3+), ``z_min_A``/``z_max_A`` [Å].
     """
-    import pandas as pd
 
     symbols = np.array(atoms.get_chemical_symbols(), dtype=object)
     pos = atoms.get_positions()

@@ -10,9 +10,10 @@ Files
     Per-atom arrays: :data:`ATOM_ARRAYS`. ``atoms.info``: :data:`INFO_KEYS` (the recipe).
 ``structures/shard_NNN/manifest.csv`` and the gathered ``structures/manifest.csv``
     One row per structure, :data:`MANIFEST_COLUMNS` (``path`` and ``columns_path`` relative to
-    the manifest's folder); provenance as ``# key: value`` comment lines. Read it with
+    the manifest's folder); a plain CSV, its provenance in the sidecar
+    ``manifest.csv.meta.json`` (:func:`etem.io.metadata_path`). Read it with
     :func:`etem.structures.library.read_manifest` (string columns kept as str), or
-    ``pandas.read_csv(path, comment="#")``.
+    ``pandas.read_csv(path)``.
 ``structures/shard_NNN/columns.h5``
     The projected column table of every structure over its full depth, one group per
     ``structure_id`` with one dataset per :data:`COLUMN_TABLE_COLUMNS` entry (units in the

@@ -12,6 +12,7 @@ Lab frame: z = beam (zone axis), y = *down* the image, so a surface with outward
 from __future__ import annotations
 
 import functools
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -95,7 +96,6 @@ def parse_axis(text: str) -> tuple[int, int, int]:
 
 def facet_normal(material: str, zone: tuple[int, int, int], facet: str) -> tuple[int, int, int]:
     """A normal of the ``facet`` family that is perpendicular to ``zone`` (seen edge-on)."""
-    import itertools
 
     base = parse_axis(facet)
     cands = set()
@@ -106,7 +106,8 @@ def facet_normal(material: str, zone: tuple[int, int, int], facet: str) -> tuple
                 cands.add(v)
     if not cands:
         raise ConfigError(f"{material}: no {{{facet}}} facet is edge-on along [{zone}]")
-    return sorted(cands, reverse=True)[0]
+    best = sorted(cands, reverse=True)[0]
+    return best[0], best[1], best[2]
 
 
 @functools.lru_cache(maxsize=64)

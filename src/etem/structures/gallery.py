@@ -7,7 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from ase import Atoms
+from matplotlib.lines import Line2D
 
+from etem.io import atomic_path
+from etem.plotting import plt
 from etem.structures.io import read_structure, vacancy_sites
 
 #: Colours by element (Ce3+ drawn separately).
@@ -26,7 +30,7 @@ def sample_ids(manifest: Any, n: int = 12) -> list[str]:
     return (firsts + rest)[:n]
 
 
-def draw(ax: Any, atoms: Any, title: str = "") -> None:
+def draw(ax: Any, atoms: Atoms, title: str = "") -> None:
     """Projected view (x right, y down as in the image) of one structure on ``ax``."""
     pos = atoms.get_positions()
     sym = np.array(atoms.get_chemical_symbols())
@@ -52,12 +56,6 @@ def draw(ax: Any, atoms: Any, title: str = "") -> None:
 
 def gallery_figure(manifest: Any, root: str | os.PathLike[str], n: int = 12) -> Any:
     """Matplotlib figure of ``n`` structures of ``manifest`` (paths relative to ``root``)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.lines import Line2D
-
     ids = sample_ids(manifest, n)
     ncol = 4
     nrow = max(1, int(np.ceil(len(ids) / ncol)))
@@ -89,7 +87,6 @@ def gallery_figure(manifest: Any, root: str | os.PathLike[str], n: int = 12) -> 
 def write_gallery(manifest: Any, root: str | os.PathLike[str], path: str | os.PathLike[str],
                   n: int = 12) -> Any:
     """Write the gallery PNG atomically; returns the figure (caller closes it)."""
-    from etem.io import atomic_path
 
     fig = gallery_figure(manifest, root, n)
     with atomic_path(path, suffix=".png") as tmp:

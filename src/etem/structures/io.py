@@ -15,8 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from ase import Atoms
+from ase.io import read
 
 from etem.errors import InputError
+from etem.io import atomic_path
 
 ATOM_LINE = "%-2s %16.8f %16.8f %16.8f %3d %3d\n"
 VACANCY_POSITIONS = "vacancy_positions"
@@ -26,7 +29,7 @@ STRING_KEYS = ("structure_id", "family", "material", "zone_axis", "particle_shap
                "support_facet", "surface_facet", "vacancy_mode", "defects")
 
 
-def vacancy_sites(atoms: Any) -> tuple[np.ndarray, list[str]]:
+def vacancy_sites(atoms: Atoms) -> tuple[np.ndarray, list[str]]:
     """Vacant lattice sites of ``atoms``: positions (N, 3) [Å] and element symbols."""
     pos = atoms.info.get(VACANCY_POSITIONS)
     sym = atoms.info.get(VACANCY_SYMBOLS)
@@ -35,7 +38,7 @@ def vacancy_sites(atoms: Any) -> tuple[np.ndarray, list[str]]:
     return np.asarray(pos, dtype=float).reshape(-1, 3), list(sym)
 
 
-def set_vacancy_sites(atoms: Any, positions: np.ndarray, symbols: list[str]) -> None:
+def set_vacancy_sites(atoms: Atoms, positions: np.ndarray, symbols: list[str]) -> None:
     """Record vacant lattice sites in ``atoms.info`` (replacing any recorded before)."""
     positions = np.asarray(positions, dtype=float).reshape(-1, 3)
     if len(positions) != len(symbols):
@@ -60,7 +63,7 @@ def _format_value(value: Any) -> str:
     return f'"{text}"'
 
 
-def structure_bytes(atoms: Any) -> bytes:
+def structure_bytes(atoms: Atoms) -> bytes:
     """The extxyz serialisation of ``atoms`` (deterministic: same structure, same bytes).
 
     Written directly (about 10x faster than ``ase.io.write``) in the extxyz format that
@@ -91,9 +94,8 @@ def structure_bytes(atoms: Any) -> bytes:
     return (head + body).encode("utf-8")
 
 
-def write_structure(path: str | os.PathLike[str], atoms: Any) -> Path:
+def write_structure(path: str | os.PathLike[str], atoms: Atoms) -> Path:
     """Write ``atoms`` (with its vacancies) atomically as extxyz; returns the path."""
-    from etem.io import atomic_path
 
     path = Path(path)
     data = structure_bytes(atoms)
@@ -114,8 +116,6 @@ def read_structure(path: str | os.PathLike[str]) -> Any:
     InputError
         If the file is missing or not a readable extxyz structure.
     """
-    from ase.io import read
-
     path = Path(path)
     if not path.exists():
         raise InputError(f"structure {path}: no such file")
@@ -123,6 +123,7 @@ def read_structure(path: str | os.PathLike[str]) -> Any:
         atoms = read(path, format="extxyz")
     except Exception as exc:
         raise InputError(f"structure {path}: not a readable extxyz file ({exc})") from None
+    assert isinstance(atoms, Atoms)  # one frame: read() returns the last image
     info = atoms.info
     flat = info.pop("vacancy_xyz", None)
     symbols = info.pop("vacancy_symbols", "")

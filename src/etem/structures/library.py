@@ -10,21 +10,34 @@ campaign manifest (paths relative to it).
 from __future__ import annotations
 
 import logging
+import multiprocessing as mp
 import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
+import pandas as pd
+from ase import Atoms
 
+from etem.cliutils import shard_slice
+from etem.config import EtemConfig
 from etem.errors import InputError, ValidationError
+from etem.io import atomic_path, h5_write_attrs, write_table
+from etem.progress import progress
+from etem.provenance import provenance
+from etem.structures.build import build
+from etem.structures.column_table import column_table
 from etem.structures.contract import (
     COLUMN_TABLE_COLUMNS,
     COLUMN_UNITS,
     CONTRACT_VERSION,
     MANIFEST_COLUMNS,
 )
-from etem.structures.recipes import Recipe
+from etem.structures.io import structure_bytes
+from etem.structures.recipes import Recipe, enumerate_recipes
+from etem.structures.validation import validate
 
 log = logging.getLogger("etem.structures.library")
 
@@ -36,10 +49,6 @@ def build_validated(
     recipe: Recipe, min_distance_factor: float = 0.7,
 ) -> tuple[Any, Any, bytes]:
     """Build, tabulate and validate one structure: (atoms, column table, extxyz bytes)."""
-    from etem.structures.build import build
-    from etem.structures.column_table import column_table
-    from etem.structures.io import structure_bytes
-    from etem.structures.validation import validate
 
     atoms = build(recipe)
     table = column_table(atoms)
@@ -52,7 +61,6 @@ def build_validated(
 
 def _work(args: tuple[Recipe, float, str]) -> tuple[dict[str, Any], Any]:
     """Build, validate and write one structure (in a worker); returns (manifest row, table)."""
-    from etem.io import atomic_path
 
     recipe, factor, out = args
     atoms, table, data = build_validated(recipe, factor)
@@ -62,7 +70,7 @@ def _work(args: tuple[Recipe, float, str]) -> tuple[dict[str, Any], Any]:
     return manifest_row(atoms, recipe, name, COLUMNS_FILE), table
 
 
-def manifest_row(atoms: Any, recipe: Recipe, path: str, columns_path: str) -> dict[str, Any]:
+def manifest_row(atoms: Atoms, recipe: Recipe, path: str, columns_path: str) -> dict[str, Any]:
     """The manifest row of a built structure (MANIFEST_COLUMNS)."""
     info = atoms.info
     region = atoms.arrays["region"]
@@ -97,14 +105,10 @@ def write_columns_h5(path: Path, tables: list[tuple[str, Any]], attrs: dict[str,
     concatenated), ``/index/structure_id``, ``/index/start``, ``/index/count`` (rows of each
     structure). Read one table with :func:`read_columns`.
     """
-    import h5py
-
-    from etem.io import atomic_path, h5_write_attrs
 
     ids = [sid for sid, _ in tables]
     counts = np.array([len(t) for _, t in tables], dtype=np.int64)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-    import pandas as pd
 
     full = pd.concat([t for _, t in tables], ignore_index=True) if tables else None
     with atomic_path(path, suffix=".h5") as tmp, h5py.File(tmp, "w", track_order=False) as f:
@@ -128,8 +132,6 @@ def write_columns_h5(path: Path, tables: list[tuple[str, Any]], attrs: dict[str,
 
 def read_columns(path: str | os.PathLike[str], structure_id: str) -> Any:
     """The stored (full-depth) column table of one structure from a shard's ``columns.h5``."""
-    import h5py
-    import pandas as pd
 
     path = Path(path)
     if not path.exists():
@@ -154,13 +156,12 @@ def read_manifest(
 
     ``required``: the columns the caller needs (default: every column of the contract).
     """
-    import pandas as pd
 
     path = Path(path)
     if not path.exists():
         raise InputError(f"structures manifest {path}: no such file")
     dtypes = {k: str for k, v in MANIFEST_COLUMNS.items() if v.startswith("str")}
-    df = pd.read_csv(path, comment="#", dtype=dtypes, keep_default_na=False,
+    df = pd.read_csv(path, dtype=dtypes, keep_default_na=False,
                      na_values={"interface_gap_A": ["", "NaN", "nan"]})
     missing = set(MANIFEST_COLUMNS if required is None else required) - set(df.columns)
     if missing:
@@ -172,7 +173,6 @@ def read_manifest(
 
 def select(recipes: list[Recipe], shard: tuple[int, int]) -> list[Recipe]:
     """The recipes of shard ``(i, n)``: a contiguous, balanced slice."""
-    from etem.cliutils import shard_slice
 
     return [recipes[k] for k in shard_slice(len(recipes), shard)]
 
@@ -185,15 +185,9 @@ def check_reproducible(recipe: Recipe, data: bytes, min_distance_factor: float) 
 
 
 def build_shard(
-    config: Any, shard: tuple[int, int], out_dir: str | os.PathLike[str], workers: int = 1,
+    config: EtemConfig, shard: tuple[int, int], out_dir: str | os.PathLike[str], workers: int = 1,
 ) -> Any:
     """Build, validate and write the structures of one shard; returns its manifest."""
-    import pandas as pd
-
-    from etem.io import write_table
-    from etem.progress import progress
-    from etem.provenance import provenance
-    from etem.structures.recipes import enumerate_recipes
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -201,8 +195,6 @@ def build_shard(
     factor = config.structures.min_distance_factor
     jobs = [(r, factor, str(out)) for r in recipes]
     if workers > 1 and len(jobs) > 1:
-        import multiprocessing as mp
-
         with mp.get_context("fork").Pool(min(workers, len(jobs))) as pool:
             results = list(progress(pool.imap(_work, jobs, chunksize=2), "structures",
                                     total=len(jobs)))
@@ -222,13 +214,11 @@ def build_shard(
 
 
 def gather(
-    config: Any, manifest_path: str | os.PathLike[str], shard_dirs: list[str | os.PathLike[str]],
+    config: EtemConfig,
+    manifest_path: str | os.PathLike[str],
+    shard_dirs: list[str | os.PathLike[str]],
 ) -> Any:
     """Concatenate shard manifests into ``manifest_path`` (paths made relative to it)."""
-    import pandas as pd
-
-    from etem.io import write_table
-    from etem.provenance import provenance
 
     manifest_path = Path(manifest_path)
     frames = []

@@ -20,12 +20,14 @@ Each O vacancy labels its nearest Ce as Ce3+ (``valence`` 3), ``reduced_ce_per_v
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
 
 from etem.seeding import rng
 from etem.structures.assembly import make_atoms, reduce_nearest_ce
+from etem.structures.column_table import LINK_RADIUS_A, _components
 from etem.structures.crystals import LATTICES, ORIENTATIONS, fill_box, rotation, valence_of
 from etem.structures.recipes import Recipe
 
@@ -61,8 +63,6 @@ def choose_vacancies(
         d = surface_distance
         idx = _weighted_choice(g, n_vac, np.exp(-np.clip(d, 0, None) / SURFACE_LENGTH_A) + 1e-12)
     elif mode == "column":
-        from etem.structures.column_table import LINK_RADIUS_A, _components
-
         labels = _components(o_pos[:, :2], LINK_RADIUS_A)
         chosen: list[int] = []
         for lab in g.permutation(labels.max() + 1):
@@ -90,7 +90,6 @@ def _facets(
     lx: float, ly: float, margin: float, pad: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """In-plane unit normals (k, 2) and distances (k,) [Å] of a faceted particle's sides."""
-    import itertools
 
     normals, dists = [], []
     ratios = FACET_RATIOS[material]

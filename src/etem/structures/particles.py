@@ -10,6 +10,8 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+from ase.cluster import Decahedron, Octahedron, wulff_construction
+from scipy.spatial import cKDTree
 
 from etem.errors import ConfigError
 from etem.structures.crystals import PT_A
@@ -43,8 +45,6 @@ def _cutoff(shape: str, length: int) -> int | None:
 
 
 def _octahedral(shape: str, n_target: int) -> np.ndarray:
-    from ase.cluster import Octahedron
-
     best = None
     for length in range(2, 60):
         cutoff = _cutoff(shape, length)
@@ -61,8 +61,6 @@ def _octahedral(shape: str, n_target: int) -> np.ndarray:
 
 
 def _decahedron(n_target: int) -> np.ndarray:
-    from ase.cluster import Decahedron
-
     best = None
     for r in (0, 1):
         for p in range(2 + r, 14):
@@ -93,8 +91,6 @@ def template(shape: str, size_nm: float) -> np.ndarray:
     elif shape == "decahedron":
         pos = _decahedron(n_target)
     elif shape == "wulff":
-        from ase.cluster import wulff_construction
-
         surfaces = [s for s, _ in WULFF_ENERGIES]
         energies = [e for _, e in WULFF_ENERGIES]
         atoms = wulff_construction("Pt", surfaces, energies, n_target, "fcc",
@@ -155,7 +151,6 @@ def twin(pos: np.ndarray, normal: np.ndarray, offset_layers: int, layer: float) 
 
 def surface_mask(pos: np.ndarray, cutoff: float = 3.0, max_neighbours: int = 9) -> np.ndarray:
     """Atoms with at most ``max_neighbours`` neighbours within ``cutoff`` [Å] (surface)."""
-    from scipy.spatial import cKDTree
 
     counts = cKDTree(pos).query_ball_point(pos, cutoff, return_length=True) - 1
     return counts <= max_neighbours

@@ -17,9 +17,11 @@ particle or the support), ``particle_vacancy`` (missing Pt surface atoms), ``sup
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 from etem.errors import ValidationError
 from etem.seeding import rng
@@ -44,8 +46,6 @@ PT_CE_MIN_A = 2.9  # smallest Pt-Ce distance at the interface [Å]
 
 
 def _edge_on_111(zone: tuple[int, int, int]) -> list[np.ndarray]:
-    import itertools
-
     out = []
     for s in itertools.product((1, -1), repeat=3):
         if np.dot(s, zone) == 0 and s[0] > 0:
@@ -73,7 +73,6 @@ def _place_vertical(
     part: np.ndarray, support: np.ndarray, is_o: np.ndarray, target: float,
 ) -> np.ndarray:
     """Shift the particle along y: closest Pt-O = ``target`` [Å], all Pt-Ce >= PT_CE_MIN_A."""
-    from scipy.spatial import cKDTree
 
     tree_o, tree_ce = cKDTree(support[is_o]), cKDTree(support[~is_o])
     for _ in range(20):
@@ -86,6 +85,8 @@ def _place_vertical(
     return part
 
 
+# long (135 lines): the recipe's steps in order (support, particle, strain, defects,
+# placement, checks), each a few lines that share the partly built structure.
 def build_pt_on_ceo2(recipe: Recipe) -> Any:
     """Build a Pt-on-CeO2 structure from its recipe."""
     p = recipe.params
@@ -205,7 +206,6 @@ def build_pt_on_ceo2(recipe: Recipe) -> Any:
     if len(vp):
         vp[:, 2] += shift
     lz = float(max(pos[:, 2].max(), vp[:, 2].max() if len(vp) else -np.inf) + vac)
-    from scipy.spatial import cKDTree
 
     sup = pos[region == 0]
     gap_final = float(cKDTree(sup).query(pos[region == 1], k=1)[0].min())
@@ -229,7 +229,6 @@ def _add_adatoms(
     valence: np.ndarray, removed: np.ndarray, n: int, lx: float,
 ) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray, np.ndarray]:
     """Add ``n`` Pt adatoms on bridge sites of the particle's upper surface [Å]."""
-    from scipy.spatial import cKDTree
 
     pidx = np.flatnonzero((region == 1) & ~removed)
     ppos = pos[pidx]

@@ -22,6 +22,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from etem.config import EtemConfig
 from etem.seeding import derive_seed, rng
 from etem.structures.crystals import CEO2, ORIENTATIONS, parse_axis
 
@@ -70,7 +71,7 @@ def _r(x: float, nd: int = 4) -> float:
     return round(float(x), nd)
 
 
-def pt_recipes(config: Any) -> list[Recipe]:
+def pt_recipes(config: EtemConfig) -> list[Recipe]:
     """Recipes of the Pt-on-CeO2 family."""
     c = config.structures.pt_on_ceo2
     grid = list(itertools.product(
@@ -122,7 +123,7 @@ def pt_recipes(config: Any) -> list[Recipe]:
     return out
 
 
-def oxide_recipes(config: Any) -> list[Recipe]:
+def oxide_recipes(config: EtemConfig) -> list[Recipe]:
     """Recipes of the defect-oxide family."""
     c = config.structures.oxides
     grid = list(itertools.product(
@@ -157,7 +158,7 @@ def oxide_recipes(config: Any) -> list[Recipe]:
     return out
 
 
-def enumerate_recipes(config: Any) -> list[Recipe]:
+def enumerate_recipes(config: EtemConfig) -> list[Recipe]:
     """All recipes of the campaign, Pt/CeO2 first, then oxides (cheap: no atoms built)."""
     return pt_recipes(config) + oxide_recipes(config)
 

@@ -25,19 +25,20 @@ from collections import Counter
 from typing import Any
 
 import numpy as np
+from ase import Atoms
+from ase.data import covalent_radii
+from scipy.spatial import cKDTree
 
 from etem.errors import ValidationError
 from etem.structures.io import vacancy_sites
 
 
-def _sid(atoms: Any) -> str:
+def _sid(atoms: Atoms) -> str:
     return str(atoms.info.get("structure_id", "<structure>"))
 
 
-def check_min_distance(atoms: Any, factor: float) -> None:
+def check_min_distance(atoms: Atoms, factor: float) -> None:
     """No pair closer than ``factor * (r_cov_i + r_cov_j)`` [Å] (x, y periodic)."""
-    from ase.data import covalent_radii
-    from scipy.spatial import cKDTree
 
     pos = atoms.get_positions()
     if len(pos) < 2:
@@ -69,7 +70,7 @@ def check_min_distance(atoms: Any, factor: float) -> None:
         )
 
 
-def check_inside_cell(atoms: Any, vacuum_z_A: float) -> None:
+def check_inside_cell(atoms: Atoms, vacuum_z_A: float) -> None:
     """All atoms and vacancy sites in [0, L) along x and y, >= ``vacuum_z_A`` from z faces."""
     cell = atoms.cell
     if not np.allclose(cell.array, np.diag(cell.lengths())):
@@ -93,9 +94,8 @@ def check_inside_cell(atoms: Any, vacuum_z_A: float) -> None:
         )
 
 
-def check_on_support(atoms: Any, gap_range_A: tuple[float, float]) -> None:
+def check_on_support(atoms: Atoms, gap_range_A: tuple[float, float]) -> None:
     """The particle (region 1) sits on the support (region 0) with a gap in ``gap_range_A``."""
-    from scipy.spatial import cKDTree
 
     region = atoms.arrays["region"]
     pos = atoms.get_positions()
@@ -122,9 +122,8 @@ def check_on_support(atoms: Any, gap_range_A: tuple[float, float]) -> None:
         )
 
 
-def check_vacancies(atoms: Any, table: Any, n_removed: int) -> None:
+def check_vacancies(atoms: Atoms, table: Any, n_removed: int) -> None:
     """Column-table vacancies == recorded vacancy sites == ``n_removed``; sites are empty."""
-    from scipy.spatial import cKDTree
 
     vpos, vsym = vacancy_sites(atoms)
     n_table = int(table["n_vacancies"].sum())
@@ -142,7 +141,7 @@ def check_vacancies(atoms: Any, table: Any, n_removed: int) -> None:
             )
 
 
-def check_stoichiometry(atoms: Any) -> None:
+def check_stoichiometry(atoms: Atoms) -> None:
     """The oxide crystal (region 0), vacancies refilled, is exactly stoichiometric."""
     region = atoms.arrays["region"]
     sym = np.array(atoms.get_chemical_symbols())[region == 0]
@@ -165,7 +164,7 @@ def check_stoichiometry(atoms: Any) -> None:
 
 
 def validate(
-    atoms: Any, table: Any, n_removed: int, min_distance_factor: float, vacuum_z_A: float,
+    atoms: Atoms, table: Any, n_removed: int, min_distance_factor: float, vacuum_z_A: float,
     gap_range_A: tuple[float, float] | None,
 ) -> None:
     """Apply every rule; raise :class:`ValidationError` on the first failure."""

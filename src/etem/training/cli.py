@@ -48,7 +48,10 @@ def register(sub: Any) -> None:
         epilog=_COMMON_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_config_args(q)
-    q.add_argument("--movie", help="noisy movie (default <results>/movies/synthetic.h5)")
+    q.add_argument("--movie", nargs="+", metavar="MOVIE",
+                   help="noisy movie(s) (default <results>/movies/synthetic.h5); several movies "
+                   "of one condition train one network on all of them, patches streamed from "
+                   "each without loading them whole")
     q.add_argument("--init-from", metavar="MODEL",
                    help="fine-tune: start from this unsupervised model file (its architecture "
                    "and window n_frames are kept) instead of random weights; the new model "

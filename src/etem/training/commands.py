@@ -34,12 +34,17 @@ def train(args: argparse.Namespace) -> int:
         args.overrides = [*(args.overrides or []), f"training.{kind}.steps={args.steps}"]
     cfg = config_from_args(args)
     layout = Layout(cfg.results_path)
+    source: Path | list[Path]
     if kind == "unsupervised":
-        source = Path(args.movie) if args.movie else layout.synthetic_movie
+        movies = [Path(m) for m in args.movie] if args.movie else [layout.synthetic_movie]
+        for m in movies:
+            if not m.exists():
+                raise InputError(f"movie {m}: no such file or folder")
+        source = movies[0] if len(movies) == 1 else movies  # several: one group, streamed
     else:
         source = Path(args.index) if args.index else layout.simulation_index
-    if not source.exists():
-        raise InputError(f"{'movie' if kind == 'unsupervised' else 'index'} {source}: no such file")
+        if not source.exists():
+            raise InputError(f"index {source}: no such file")
     out = Path(args.out) if args.out else layout.model(kind)
     _set_threads(args.threads)
     with stage_run(args, cfg, STAGES[kind]) as run:

@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from etem.config import EtemConfig
+from etem.config.training import UnsupervisedConfig
 from etem.errors import InputError
 from etem.models.factory import build_model
 from etem.models.inference import bf16_supported
@@ -44,7 +46,7 @@ log = logging.getLogger("etem.training.finetune")
 FINETUNED_NAME = "finetuned_unsupervised.pt"
 
 
-def finetune_config(cfg: Any, arch: dict[str, Any]) -> Any:
+def finetune_config(cfg: EtemConfig, arch: dict[str, Any]) -> UnsupervisedConfig:
     """The loop config of the fine-tuning: ``training.unsupervised`` with the ``apply.finetune_*``
     settings, the parent's architecture and four validations (the best is kept)."""
     a = cfg.apply
@@ -87,8 +89,10 @@ def _init_from_loaded(model: LoadedModel) -> InitModel:
                      digest)
 
 
+# long (98 lines): one sequence (window, task, loss before, train, loss after, keep or
+# not, record); about half is the record written into summary.json.
 def finetune_unsupervised(
-    cfg: Any,
+    cfg: EtemConfig,
     model: LoadedModel,
     frames: np.ndarray,
     dose_e_per_px: float,
@@ -157,7 +161,7 @@ def finetune_unsupervised(
         "loss_after": float(after),
         "best_step": int(result.best_step),
         "kept": kept,
-        "parent": {"path": init.path, "sha256": init.sha256, "run_id": init.run_id},
+        "parent": {"path": init.path, "sha256": init.sha256},
         "model": None,
     }
     if not kept:
@@ -175,8 +179,6 @@ def finetune_unsupervised(
         "finetune": {k: v for k, v in record.items() if k != "model"},
         "signature": SIGNATURES["unsupervised"],
         "provenance": provenance(cfg, "apply"),
-        "mlflow_run_id": None,
-        "parent_run_id": init.run_id,
     }
     path = None
     if out_path is not None and kept:

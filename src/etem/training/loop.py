@@ -13,6 +13,8 @@
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import logging
 import os
 import random
@@ -24,10 +26,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from etem.config.training import LoopConfig
 from etem.data.datasets import StepBatches, collate
+from etem.errors import ConfigError, ValidationError
 from etem.io import atomic_path
 from etem.models.factory import build_model, count_parameters
-from etem.models.inference import bf16_supported
+from etem.models.inference import bf16_supported, with_memory_format
+from etem.runs import StageRun
 from etem.seeding import derive_seed
 from etem.training.tasks import Task
 
@@ -53,8 +58,6 @@ def select_device(name: str) -> torch.device:
     """'auto' -> CUDA if available, else CPU."""
     if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
-            from etem.errors import ConfigError
-
             raise ConfigError("training device 'cuda' requested but CUDA is not available")
         return torch.device("cuda")
     return torch.device("cpu")
@@ -80,12 +83,15 @@ def _improved(value: float, best: float | None, mode: str) -> bool:
     return value > best if mode == "max" else value < best
 
 
+# long (130 lines): one training loop whose state (model, optimizer, scheduler, RNG, early
+# stopping, history) must be checkpointed and resumed together; split, the resume path would
+# have to pass all of it around.
 def train(
     task: Task,
-    cfg: Any,
+    cfg: LoopConfig,
     seed: int,
     checkpoint: str | os.PathLike[str] | None = None,
-    tracker: Any = None,
+    tracker: StageRun | None = None,
     resume: bool = True,
     stop_after_step: int | None = None,
 ) -> TrainResult:
@@ -113,14 +119,14 @@ def train(
         model.load_state_dict(init_state)
     model = model.to(device)
     if amp:
-        model = model.to(memory_format=torch.channels_last)
+        model = with_memory_format(model, torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
         opt, mode=task.mode, factor=cfg.lr_plateau_factor, patience=cfg.lr_plateau_patience
     )
     fingerprint = _fingerprint(task, cfg, seed)
     state: dict[str, Any] = {"step": 0, "best": None, "best_step": 0, "bad": 0, "history": [],
-                             "best_state": None, "stopped_early": False}
+                             "best_state": None, "stopped_early": False, "logged": []}
     ckpt_path = Path(checkpoint) if checkpoint else None
     if ckpt_path and resume and ckpt_path.exists():
         blob = _load_checkpoint(ckpt_path)
@@ -138,6 +144,10 @@ def train(
     if tracker is not None:
         tracker.log_params({"model.parameters": count_parameters(model), "device": str(device),
                             "bf16": amp, "resumed_from_step": state["step"]})
+        # a resumed run carries the whole history: what the interrupted run logged up to the
+        # checkpoint is logged again here (that run is marked KILLED)
+        for logged_step, logged in state.get("logged", []):
+            tracker.log_metrics(logged, step=logged_step)
 
     loader = torch.utils.data.DataLoader(
         task.train_set, batch_sampler=StepBatches(state["step"], cfg.steps, cfg.batch_size),
@@ -154,16 +164,15 @@ def train(
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             loss = task.loss(model, batch)
         if not torch.isfinite(loss):
-            from etem.errors import ValidationError
-
             raise ValidationError(f"{task.kind}: training loss is {loss.item()} at step {step}")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         step += 1
         n_last += cfg.batch_size
+        state.setdefault("logged", []).append((step, {"train_loss": float(loss.detach())}))
         if tracker is not None:
-            tracker.log_metrics({"train_loss": float(loss.detach())}, step=step)
+            tracker.log_metrics(state["logged"][-1][1], step=step)
         if step % cfg.val_every_steps == 0 or step == cfg.steps:
             dt = time.perf_counter() - t_last
             metrics = task.validate(model, amp, device)
@@ -179,6 +188,7 @@ def train(
             state["history"].append({"step": step, **metrics})
             log.info("%s step %d/%d: %s", task.kind, step, cfg.steps,
                      ", ".join(f"{k} {v:.4g}" for k, v in metrics_all.items()))
+            state["logged"].append((step, metrics_all))
             if tracker is not None:
                 tracker.log_metrics(metrics_all, step=step)
             if state["bad"] >= cfg.early_stopping_patience:
@@ -197,8 +207,10 @@ def train(
             break
     if state["best_state"] is not None:
         model.load_state_dict(state["best_state"])
-    model = model.to(memory_format=torch.contiguous_format).eval()
-    best = next((h for h in state["history"] if h["step"] == state["best_step"]), {})
+    model = with_memory_format(model, torch.contiguous_format).eval()
+    best: dict[str, Any] = next(
+        (h for h in state["history"] if h["step"] == state["best_step"]), {}
+    )
     return TrainResult(
         model=model, metrics={k: v for k, v in best.items() if k != "step"},
         history=state["history"], steps=step, stopped_early=state["stopped_early"],
@@ -206,10 +218,7 @@ def train(
     )
 
 
-def _fingerprint(task: Task, cfg: Any, seed: int) -> str:
-    import hashlib
-    import json
-
+def _fingerprint(task: Task, cfg: LoopConfig, seed: int) -> str:
     loop = cfg.model_dump(mode="json")
     for key in ("num_workers", "device"):  # do not change the result
         loop.pop(key, None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from skimage.metrics import structural_similarity
 
 
 def psnr(pred: np.ndarray, clean: np.ndarray) -> float:
@@ -16,7 +17,6 @@ def psnr(pred: np.ndarray, clean: np.ndarray) -> float:
 
 def ssim(pred: np.ndarray, clean: np.ndarray) -> float:
     """SSIM (scikit-image, Gaussian window) with the clean image's range."""
-    from skimage.metrics import structural_similarity
 
     clean = np.asarray(clean, dtype=np.float64)
     rng = float(clean.max() - clean.min()) or 1.0

@@ -5,14 +5,22 @@ Used by ``etem train ...`` and ``etem retrain``; importable for scripts and test
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 from pathlib import Path
 from typing import Any
 
+from etem.config import EtemConfig
 from etem.errors import ConfigError, InputError
-from etem.models.io import save_model
+from etem.io import file_digest
+from etem.models.factory import count_parameters
+from etem.models.inference import bf16_supported
+from etem.models.io import load_model, save_model
+from etem.plotting import plt
 from etem.provenance import provenance
+from etem.runs import StageRun
 from etem.training.loop import TrainResult, train
 from etem.training.tasks import DenoiserTask, InitModel, SegmenterTask, Task, UnsupervisedTask
 
@@ -52,9 +60,6 @@ def load_init_model(path: str | os.PathLike[str], kind: str) -> InitModel:
     Raises :class:`InputError` when the file is missing, unreadable, or holds another kind of
     network (e.g. a supervised single-frame denoiser given for the blind-spot network).
     """
-    import hashlib
-
-    from etem.models.io import load_model
 
     if kind not in INIT_KINDS:
         raise ConfigError(f"--init-from is supported for the {', '.join(INIT_KINDS)} network "
@@ -68,7 +73,7 @@ def load_init_model(path: str | os.PathLike[str], kind: str) -> InitModel:
     return InitModel(str(path), dict(meta["arch"]), module.state_dict(), dict(meta), digest)
 
 
-def make_task(kind: str, campaign: Any, source: Any, manifest: str | None = None,
+def make_task(kind: str, campaign: EtemConfig, source: Any, manifest: str | None = None,
               init: InitModel | None = None) -> Task:
     """The :class:`Task` of ``kind`` on an image index (denoiser/segmenter) or a movie.
 
@@ -93,8 +98,9 @@ def checkpoint_path(out: str | os.PathLike[str]) -> Path:
 
 
 def train_network(
-    kind: str, campaign: Any, source: str | os.PathLike[str], out: str | os.PathLike[str],
-    tracker: Any = None, manifest: str | None = None, resume: bool = True,
+    kind: str, campaign: EtemConfig, source: str | os.PathLike[str] | list[Path],
+    out: str | os.PathLike[str],
+    tracker: StageRun | None = None, manifest: str | None = None, resume: bool = True,
     stop_after_step: int | None = None, panels: bool = True,
     init_from: str | os.PathLike[str] | None = None,
 ) -> TrainResult:
@@ -110,13 +116,18 @@ def train_network(
     task = make_task(kind, campaign, source, manifest, init=init)
     ckpt = checkpoint_path(out)
     if tracker is not None:
-        train_params = {"kind": kind, "source": str(Path(source).resolve()),
+        sources = source if isinstance(source, list) else [Path(source)]
+        train_params = {"kind": kind, "source": ",".join(str(Path(s).resolve()) for s in sources),
                         "out": str(Path(out).resolve()), "manifest": str(manifest or "")}
         if init is not None:
             train_params["init_from"] = str(Path(init.path).resolve())
-            tracker.set_tags({"etem.init_from.run_id": init.run_id or "",
-                              "etem.init_from.sha256": init.sha256})
+            tracker.set_tags({"etem.init_from.sha256": init.sha256})
         tracker.log_params({"train": train_params, "loop": cfg.model_dump(mode="json")})
+        movies = getattr(task, "movies", [])
+        if movies:  # a group: which movie files (by content digest) the network learned from
+            tracker.log_text(json.dumps(movies, indent=2), "movies.json")
+            tracker.set_tags({"etem.movies": ",".join(f"{Path(m['path']).name}:{m['digest']}"
+                                                      for m in movies)[:5000]})
     result = train(task, cfg, campaign.seed, checkpoint=ckpt, tracker=tracker, resume=resume,
                    stop_after_step=stop_after_step)
     if result.interrupted:
@@ -136,27 +147,19 @@ def train_network(
         "stopped_early": result.stopped_early,
         "signature": SIGNATURES[kind],
         "provenance": provenance(campaign, STAGES[kind]),
-        "mlflow_run_id": getattr(tracker, "run_id", None),
     }
     save_model(out, result.model, meta)
     if tracker is not None and getattr(tracker, "run_id", None):
-        from etem.models.factory import count_parameters
-
         device = next(result.model.parameters()).device
         amp = bool(cfg.amp)
         tracker.log_metrics({f"final_{k}": v for k, v in result.metrics.items()}, step=result.steps)
-        tracker.set_tags({"etem.model.kind": kind,
+        tracker.set_tags({"etem.model.kind": kind, "etem.model.sha256": file_digest(out),
                           "etem.model.parameters": count_parameters(result.model)})
         if panels:
-            import matplotlib.pyplot as plt
-
-            from etem.models.inference import bf16_supported
-
             fig = task.panels(result.model, amp and bf16_supported(device), device)
             tracker.log_figure(fig, f"{kind}_samples.png")
             plt.close(fig)
         tracker.log_artifact(out, "model")
-        import json
 
         tracker.log_text(json.dumps(meta, indent=2, sort_keys=True, default=str), "model_meta.json")
         tracker.flush()

@@ -8,25 +8,43 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
+import h5py
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from etem.analysis.domain import column_fwhm_A, training_distribution
+from etem.config import EtemConfig
+from etem.config.training import (
+    DenoiserConfig,
+    LoopConfig,
+    SegmenterConfig,
+    UnsupervisedConfig,
+)
 from etem.data.datasets import (
     VAL_STEP,
     ImagePatchDataset,
+    MovieGroupDataset,
     MoviePatchDataset,
     collate,
     read_index,
 )
 from etem.data.splits import assign_splits
 from etem.errors import InputError
+from etem.frames.readers import open_movie
+from etem.io import sampled_digest
 from etem.models.factory import architecture
+from etem.models.inference import autocast_predict, movie_mean_counts
+from etem.models.unet import Segmenter
+from etem.plotting import plt
+from etem.seeding import rng
+from etem.simulation.contract import CLASSES
 from etem.training.metrics import iou_per_class, occupancy_accuracy, psnr, ssim
 
 log = logging.getLogger("etem.training.tasks")
@@ -37,11 +55,11 @@ class Task:
 
     kind: str = ""
     primary: str = ""  # validation metric driving early stopping and the lr schedule
-    mode: str = "max"  # 'max' or 'min'
+    mode: Literal["min", "max"] = "max"
     train_set: Any
     val_set: Any
 
-    def __init__(self, cfg: Any, seed: int) -> None:
+    def __init__(self, cfg: LoopConfig, seed: int) -> None:
         self.cfg = cfg
         self.seed = seed
         self.arch = architecture(self.kind, cfg)
@@ -70,19 +88,8 @@ class Task:
 
     def predict_val(self, model: nn.Module, amp: bool, device: torch.device) -> torch.Tensor:
         """Model output on the validation inputs (float32, CPU), in batches."""
-        x_all = self.val_batch()["input"]
-        outs = []
-        bs = max(1, self.cfg.batch_size)
-        model.eval()
-        with torch.inference_mode():
-            for i in range(0, len(x_all), bs):
-                x = x_all[i : i + bs].to(device)
-                if amp:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                    outs.append(model(x).float().cpu())
-        model.train()
-        return torch.cat(outs)
+        return autocast_predict(model, self.val_batch()["input"], self.cfg.batch_size, amp,
+                                device)
 
     def validate(self, model: nn.Module, amp: bool, device: torch.device) -> dict[str, float]:
         raise NotImplementedError
@@ -92,9 +99,26 @@ class Task:
         raise NotImplementedError
 
 
-def _dose_range(cfg: Any, campaign: Any) -> tuple[float, float]:
-    rng = cfg.dose_e_per_A2 or campaign.noise.train_dose_e_per_A2
-    return float(rng[0]), float(rng[1])
+def _dose_range(cfg: LoopConfig, campaign: EtemConfig) -> tuple[float, float]:
+    dose = cfg.dose_e_per_A2 or campaign.noise.train_dose_e_per_A2
+    return float(dose[0]), float(dose[1])
+
+
+def _distribution(train: Any, dose_range: tuple[float, float], seed: int,
+                  n_images: int = 12) -> dict[str, Any]:
+    """The training distribution recorded in the model file (etem.analysis.domain): pixel
+    sizes and doses of the training images, column widths measured on up to ``n_images``
+    clean training images (seeded choice)."""
+    pick = np.sort(rng(seed, "training", "distribution").choice(
+        len(train), min(n_images, len(train)), replace=False))
+    widths = []
+    for pos in pick:
+        row = train.iloc[int(pos)]
+        with h5py.File(row["shard_path"], "r") as f:
+            clean = np.asarray(f["clean"][int(row["index_in_shard"])], dtype=np.float64)
+        widths.append(column_fwhm_A(clean, float(row["pixel_size_A"])))
+    detector = train["detector_pixel_A"] if "detector_pixel_A" in train.columns else ()
+    return training_distribution(train["pixel_size_A"], dose_range, widths, detector)
 
 
 def _hash(obj: Any) -> str:
@@ -105,7 +129,8 @@ class _ImageTask(Task):
     """Shared by the denoiser and the segmenter: images from the shard index, split by structure."""
 
     def __init__(
-        self, campaign: Any, cfg: Any, index_path: str | Path, manifest_path: str | None = None
+        self, campaign: EtemConfig, cfg: DenoiserConfig | SegmenterConfig, index_path: str | Path,
+        manifest_path: str | None = None,
     ) -> None:
         super().__init__(cfg, campaign.seed)
         df = read_index(index_path, manifest_path)
@@ -126,7 +151,8 @@ class _ImageTask(Task):
         self.val_structures = sorted(set(val["structure_id"]))
         self.dose_range = _dose_range(cfg, campaign)
         self.pixel_size_A = float(np.median(train["pixel_size_A"]))
-        common = dict(
+        self.distribution = _distribution(train, self.dose_range, campaign.seed)
+        common: dict[str, Any] = dict(
             task=self.kind, patch_px=cfg.patch_px, dose_range_e_per_A2=self.dose_range,
             seed=campaign.seed, dose_conditioned=cfg.model.dose_conditioned,
             max_occupancy=getattr(cfg, "max_occupancy", 12), val_patch_px=cfg.val_patch_px,
@@ -152,6 +178,7 @@ class _ImageTask(Task):
             "val_structures": len(self.val_structures),
             "families": list(self.cfg.families),
             "index": str(self.index_path),
+            "training_distribution": self.distribution,
         }
 
 
@@ -193,6 +220,7 @@ class SegmenterTask(_ImageTask):
     kind = "segmenter"
     primary = "val_miou"
     mode = "max"
+    cfg: SegmenterConfig
 
     def class_weights(self, n_samples: int = 32) -> torch.Tensor:
         """Class weights from ``n_samples`` keyed training patches (``class_weighting``).
@@ -204,8 +232,6 @@ class SegmenterTask(_ImageTask):
         get weight 0 (they cannot be learned from it anyway).
         """
         if getattr(self, "_weights", None) is None:
-            from etem.simulation.contract import CLASSES
-
             counts = np.zeros(len(CLASSES))
             for j in range(n_samples):
                 lab = self.train_set[(-2, j)]["class"]
@@ -223,11 +249,10 @@ class SegmenterTask(_ImageTask):
         return self._weights
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self._loss(model.split(model(batch["input"]).float()), batch)
+        return self._loss(cast(Segmenter, model).split(model(batch["input"]).float()), batch)
 
     def _loss(self, heads: dict[str, torch.Tensor], batch: dict[str, Any]) -> torch.Tensor:
         """Weighted cross-entropy (+ soft Dice) on classes + ordinal BCE on occupancies."""
-        from etem.simulation.contract import CLASSES
 
         w = self.class_weights().to(heads["class"].device)
         loss = F.cross_entropy(heads["class"], batch["class"], weight=w)
@@ -240,11 +265,9 @@ class SegmenterTask(_ImageTask):
         return loss
 
     def validate(self, model: nn.Module, amp: bool, device: torch.device) -> dict[str, float]:
-        from etem.simulation.contract import CLASSES
-
         v = self.val_batch()
         out = self.predict_val(model, amp, device)
-        heads = model.split(out)
+        heads = cast(Segmenter, model).split(out)
         loss = self._loss(heads, v)
         pred = heads["class"].argmax(1).numpy()
         truth = v["class"].numpy()
@@ -264,7 +287,7 @@ class SegmenterTask(_ImageTask):
 
     def panels(self, model: nn.Module, amp: bool, device: torch.device) -> Any:
         v = self.val_batch()
-        heads = model.split(self.predict_val(model, amp, device))
+        heads = cast(Segmenter, model).split(self.predict_val(model, amp, device))
         idx = _spread(len(v["input"]), 3)
         cols = [
             ("noisy / dose", v["input"].numpy()[:, 0]),
@@ -276,8 +299,6 @@ class SegmenterTask(_ImageTask):
         return _grid(cols, idx, [""] * len(idx))
 
     def meta(self) -> dict[str, Any]:
-        from etem.simulation.contract import CLASSES
-
         return {**super().meta(), "classes": list(CLASSES), "max_occupancy": self.cfg.max_occupancy}
 
 
@@ -344,11 +365,6 @@ class InitModel:
     meta: dict[str, Any]
     sha256: str
 
-    @property
-    def run_id(self) -> str | None:
-        """MLflow run id of the parent model's training, when recorded."""
-        return self.meta.get("mlflow_run_id") or None
-
 
 class UnsupervisedTask(Task):
     """Blind-spot multi-frame denoiser trained on one noisy movie (no clean data used).
@@ -360,11 +376,16 @@ class UnsupervisedTask(Task):
     kind = "unsupervised"
     primary = "val_loss"
     mode = "min"
+    cfg: UnsupervisedConfig
 
-    def __init__(self, campaign: Any, cfg: Any, movie_path: str | Path | MovieFrames,
+    def __init__(self, campaign: EtemConfig, cfg: UnsupervisedConfig,
+                 movie_path: str | Path | MovieFrames | Sequence[str | Path],
                  init: InitModel | None = None) -> None:
         super().__init__(cfg, campaign.seed)
-        from etem.models.inference import movie_mean_counts
+        group: list[Path] = []
+        if not isinstance(movie_path, str | Path | MovieFrames):
+            group = [Path(p) for p in movie_path]
+            movie_path = group[0]
 
         self.init = init
         self.n_frames = int(cfg.n_frames)
@@ -391,11 +412,56 @@ class UnsupervisedTask(Task):
         if not self.scale > 0:
             raise InputError(f"movie {movie_path}: mean count is {self.scale}; cannot normalise")
         self.shape = tuple(int(s) for s in frames.shape)
-        common = dict(n_frames=self.n_frames, patch_px=cfg.patch_px, scale_e_per_px=self.scale,
-                      seed=campaign.seed, clean=clean, val_patch_px=cfg.val_patch_px)
-        self.train_set = MoviePatchDataset(frames, purpose="unsupervised-train", **common)
-        self.val_set = MoviePatchDataset(frames, purpose="unsupervised-val", **common)
+        common: dict[str, Any] = dict(
+            n_frames=self.n_frames, patch_px=cfg.patch_px, scale_e_per_px=self.scale,
+            seed=campaign.seed, clean=clean, val_patch_px=cfg.val_patch_px,
+        )
+        self.train_set: MoviePatchDataset | MovieGroupDataset = MoviePatchDataset(
+            frames, purpose="unsupervised-train", **common)
+        self.val_set: MoviePatchDataset | MovieGroupDataset = MoviePatchDataset(
+            frames, purpose="unsupervised-val", **common)
         self.has_clean = clean is not None
+        self.movies: list[dict[str, Any]] = []
+        if len(group) > 1:
+            self._open_group(campaign, cfg, group)
+        summed = np.asarray(frames[: min(16, frames.shape[0])], dtype=np.float64).mean(axis=0)
+        width = column_fwhm_A(summed, px) if np.isfinite(px) else float("nan")
+        doses = [m["dose_e_per_px"] for m in self.movies] or [self.scale]
+        self.distribution = training_distribution(
+            [px], (min(doses) / px**2, max(doses) / px**2) if np.isfinite(px) and px > 0
+            else (np.nan, np.nan), [width])
+        self.distribution["dose_e_per_px"] = [float(min(doses)), float(max(doses))]
+
+    def _open_group(self, campaign: EtemConfig, cfg: UnsupervisedConfig,
+                    paths: list[Path]) -> None:
+        """Train on several movies of one condition: patches streamed from all of them,
+        each movie normalised by its own dose; frames stay on disk beyond GROUP_MEMORY_BYTES."""
+        budget = GROUP_MEMORY_BYTES // len(paths)
+        train, val = [], []
+        for i, path in enumerate(paths):
+            frames, clean, px, dose = open_training_movie(path, load_below_bytes=budget)
+            if np.isfinite(px) and np.isfinite(self.pixel_size_A) and \
+                    abs(px / self.pixel_size_A - 1) > 0.05:
+                raise InputError(f"movie {path}: pixel size {px:.4g} Å, the group's first movie "
+                                 f"{paths[0]} has {self.pixel_size_A:.4g} Å (one group, one "
+                                 "magnification)")
+            scale = float(cfg.dose_e_per_px or dose or movie_mean_counts(frames))
+            if not scale > 0:
+                raise InputError(f"movie {path}: mean count is {scale}; cannot normalise")
+            common: dict[str, Any] = dict(
+                n_frames=self.n_frames, patch_px=cfg.patch_px, scale_e_per_px=scale,
+                seed=campaign.seed, clean=clean, val_patch_px=cfg.val_patch_px,
+            )
+            train.append(MoviePatchDataset(frames, purpose=f"unsupervised-train-{i}", **common))
+            val.append(MoviePatchDataset(frames, purpose=f"unsupervised-val-{i}", **common))
+            self.movies.append({"path": str(path), "digest": sampled_digest(path),
+                                "shape": [int(s) for s in frames.shape],
+                                "dose_e_per_px": scale, "pixel_size_A": px})
+        self.train_set = MovieGroupDataset(train, campaign.seed, "unsupervised-train")
+        self.val_set = MovieGroupDataset(val, campaign.seed, "unsupervised-val")
+        self.has_clean = all(p.clean is not None for p in train)
+        self.scale = float(np.median([m["dose_e_per_px"] for m in self.movies]))
+        self.shape = (sum(m["shape"][0] for m in self.movies), *self.shape[1:])
 
     @property
     def init_state(self) -> dict[str, torch.Tensor] | None:
@@ -403,25 +469,30 @@ class UnsupervisedTask(Task):
         return None if self.init is None else self.init.state_dict
 
     def fingerprint(self) -> str:
-        return _hash({"kind": self.kind, "movie": str(self.movie_path.resolve()),
-                      "shape": self.shape, "scale": self.scale,
-                      "init": None if self.init is None else self.init.sha256})
+        ident: dict[str, Any] = {"kind": self.kind, "movie": str(self.movie_path.resolve()),
+                                 "shape": self.shape, "scale": self.scale,
+                                 "init": None if self.init is None else self.init.sha256}
+        if self.movies:  # a group: its movies, by content
+            ident["movies"] = [(m["digest"], m["shape"]) for m in self.movies]
+        return _hash(ident)
 
     def meta(self) -> dict[str, Any]:
         meta = {"pixel_size_A": self.pixel_size_A, "n_frames": self.n_frames,
                 "dose_e_per_px": self.scale, "movie": str(self.movie_path),
-                "movie_shape": list(self.shape)}
+                "movie_shape": list(self.shape), "training_distribution": self.distribution}
+        if self.movies:
+            meta["movies"] = self.movies
         if self.init is not None:
             meta["init_from"] = {"path": self.init.path, "sha256": self.init.sha256,
-                                 "parent_run_id": self.init.run_id,
                                  "parent_metrics": self.init.meta.get("metrics", {})}
         return meta
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         pred = model(batch["input"]).float()
-        if self.cfg.loss == "poisson":
-            rate = pred.clamp_min(1e-4) * self.scale
-            return F.poisson_nll_loss(rate, batch["target"] * self.scale, log_input=False)
+        if self.cfg.loss == "poisson":  # counts of each sample's own movie [e/px]
+            scale = batch["scale"] if "scale" in batch else self.scale
+            rate = pred.clamp_min(1e-4) * scale
+            return F.poisson_nll_loss(rate, batch["target"] * scale, log_input=False)
         return F.mse_loss(pred, batch["target"])
 
     def validate(self, model: nn.Module, amp: bool, device: torch.device) -> dict[str, float]:
@@ -449,14 +520,19 @@ class UnsupervisedTask(Task):
         return _grid(cols, idx, [""] * len(idx))
 
 
-def open_training_movie(path: Path) -> tuple[Any, Any, float, float | None]:
+#: Frames of a movie group held in memory at most [bytes]; larger groups are read per patch.
+GROUP_MEMORY_BYTES = 2**31
+
+
+def open_training_movie(path: Path, load_below_bytes: int = 2**31
+                        ) -> tuple[Any, Any, float, float | None]:
     """(frames (T, H, W) counts, clean or None, pixel size [Å], dose [e/px/frame] or None).
 
     etem's synthetic HDF5 movies (``/frames``, optional ``/clean``) are read directly (so the
     clean frames serve validation); any other format goes through
-    ``etem.frames.readers.open_movie``. Frames are loaded into memory when under 2 GB.
+    ``etem.frames.readers.open_movie``. Frames are loaded into memory when under
+    ``load_below_bytes`` (as float32), else read lazily per patch.
     """
-    import h5py
 
     if not path.exists():
         raise InputError(f"movie {path}: no such file")
@@ -473,12 +549,12 @@ def open_training_movie(path: Path) -> tuple[Any, Any, float, float | None]:
                     clean = np.asarray(f["clean"], dtype=np.float32)
                 dose = f.attrs.get("dose_e_per_px_per_frame")
                 return arr, clean, px, (float(dose) if dose is not None and dose > 0 else None)
-    from etem.frames.readers import open_movie
 
     movie = open_movie(path)
     frames = movie.frames
     nbytes = int(np.prod(frames.shape)) * 4
-    arr = np.asarray(frames, dtype=np.float32) if nbytes < 2**31 else frames
+    # the readers' lazy stacks index along T only (slices give arrays)
+    arr = np.asarray(frames[:], dtype=np.float32) if nbytes < load_below_bytes else frames
     px = float(getattr(movie, "pixel_size_A", None) or np.nan)
     dose = getattr(movie, "dose_e_per_px_per_frame", None)
     return arr, None, px, (float(dose) if dose else None)
@@ -493,11 +569,6 @@ def _spread(n: int, k: int) -> list[int]:
 
 
 def _grid(cols: list[tuple[str, np.ndarray]], rows: list[int], row_labels: list[str]) -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     fig, axes = plt.subplots(len(rows), len(cols), figsize=(2.4 * len(cols), 2.4 * len(rows)),
                              squeeze=False)
     for r, i in enumerate(rows):

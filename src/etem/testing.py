@@ -1,9 +1,14 @@
-"""A fast lattice test movie with known columns and a known event (tests and benchmarks).
+"""Generated test data with exact ground truth, shared by the tests and the benchmarks.
 
-Not a physical simulation (``etem simulate-movie`` is): Gaussian atomic columns on a square
-lattice on a vacuum-normalised background, Poisson counts at a given dose, optional drift,
-and at ``event_frame`` a patch of columns vanishes and the neighbouring columns shift, so
-column finding, tracking and event detection have exact ground truth. Written in the same
+* :func:`lattice_image`: one clean image of a square lattice of Gaussian columns (vacuum = 1)
+  with its class map and the true column positions;
+* :func:`lattice_movie` / :func:`write_h5`: a fast lattice test movie with known columns and a
+  known event.
+
+The movie is not a physical simulation (``etem simulate-movie`` is): Gaussian atomic columns on
+a square lattice on a vacuum-normalised background, Poisson counts at a given dose, optional
+drift, and at ``event_frame`` a patch of columns vanishes and the neighbouring columns shift,
+so column finding, tracking and event detection have exact ground truth. Written in the same
 HDF5 contract as the synthetic movie of the simulation stage (``/frames`` counts with
 ``pixel_size_A``, ``frame_time_s``, ``dose_e_per_px_per_frame``; ``/clean``; ``/columns``).
 """
@@ -13,7 +18,34 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import h5py
 import numpy as np
+
+from etem.errors import InputError
+from etem.io import atomic_path
+
+
+def lattice_image(
+    size_px: int, pixel_size_A: float, spacing_A: float = 2.8, sigma_A: float = 0.4,
+    amplitude: float = 1.0, offset_px: float = 0.0, label_radius_A: float = 0.6,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(clean intensity, class map, true column positions (x_px, y_px)) of a square lattice."""
+    rr, cc = np.mgrid[:size_px, :size_px].astype(np.float64)
+    sp = spacing_A / pixel_size_A
+    s = sigma_A / pixel_size_A
+    pos = []
+    start = sp / 2 + offset_px
+    for y in np.arange(start, size_px - sp / 4, sp):
+        for x in np.arange(start, size_px - sp / 4, sp):
+            pos.append((x, y))
+    clean = np.ones((size_px, size_px))
+    cls = np.zeros((size_px, size_px), dtype=np.uint8)
+    rl = label_radius_A / pixel_size_A
+    for x, y in pos:
+        d2 = (rr - y) ** 2 + (cc - x) ** 2
+        clean += amplitude * np.exp(-d2 / (2 * s * s))
+        cls[d2 <= rl * rl] = 1
+    return clean, cls, np.asarray(pos)
 
 
 @dataclass
@@ -21,7 +53,7 @@ class LatticeMovie:
     """Clean intensities (T, H, W) (vacuum = 1), counts, and ground-truth columns per frame."""
 
     clean: np.ndarray
-    counts: np.ndarray
+    counts: np.ndarray | None
     columns: list[np.ndarray]  # per frame (n, 2) x, y [px]
     pixel_size_A: float
     frame_time_s: float
@@ -88,7 +120,7 @@ def lattice_movie(
     cnt = rng.poisson(clean * dose_e_per_px_per_frame).astype(np.uint16) if counts else None
     return LatticeMovie(
         clean,
-        cnt,  # type: ignore[arg-type]
+        cnt,
         cols,
         pixel_size_A,
         frame_time_s,
@@ -183,10 +215,8 @@ def particle_movie(
 
 def write_h5(movie: LatticeMovie, path: str | Path) -> Path:
     """Write in the synthetic-movie HDF5 contract (atomically)."""
-    import h5py
-
-    from etem.io import atomic_path
-
+    if movie.counts is None:
+        raise InputError("synthetic movie: no counts to write (generated with counts=False)")
     path = Path(path)
     with atomic_path(path, suffix=".h5") as tmp, h5py.File(tmp, "w") as fh:
         ds = fh.create_dataset(

@@ -1,0 +1,127 @@
+"""The cross-condition table: denoisers on held-out structures vs held-out microscope conditions.
+
+Every test image (splits ``test``, ``held_out`` = unseen structures under seen conditions,
+``held_out_condition`` = images whose microscope parameters lie in a band of
+``training.split.held_out_conditions``, never trained on) is made noisy at
+``benchmark.condition_dose_e_per_px`` [e/px in vacuum] and denoised by:
+
+* ``noisy``: the counts / dose;
+* ``gaussian_oracle``: the Gaussian filter whose width is best on the clean image (an
+  oracle baseline, the bar to clear);
+* ``nlm``: non-local means with the noise level estimated from the image
+  (:func:`etem.analysis.baselines.nlm_estimated`);
+* ``supervised``: the supervised denoiser (with a model);
+* ``blind_spot``: the blind-spot multi-frame network (with a model) on ``n_frames``
+  independent frames of the static scene, each with 1/n of the dose (same electrons in all).
+
+Two metrics per (image, method): etem's (intensity, vacuum = 1, data range of the clean
+image: ``psnr_db``, ``ssim``) and Mohan et al.'s (clean in e/px, both images clamped to
+[0, 1], data range 1: ``psnr_mohan_db``, ``ssim_mohan``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from etem.analysis import baselines
+from etem.analysis.metrics import data_range, psnr, psnr_peak, ssim, ssim_peak
+from etem.evaluation.inputs import TestImage
+from etem.models.inference import denoise_images, denoise_movie
+from etem.progress import progress
+from etem.seeding import rng
+
+METRICS = ("psnr_db", "ssim", "psnr_mohan_db", "ssim_mohan")
+
+
+def _select(cfg: Any, images: list[TestImage]) -> list[TestImage]:
+    cap = cfg.benchmark.condition_max_images
+    if len(images) <= cap:
+        return images
+    pick = np.sort(rng(cfg.seed, "benchmark", "conditions", "select").choice(
+        len(images), cap, replace=False))
+    return [images[i] for i in pick]
+
+
+def _blind_spot(model: Any, clean: np.ndarray, dose_px: float, key: str, seed: int) -> Any:
+    n = int(getattr(model, "n_frames", 5) or 5)
+    g = rng(seed, "benchmark", "conditions", "frames", key)
+    frames = g.poisson(np.clip(clean, 0, None) * (dose_px / n),
+                       size=(n, *clean.shape)).astype(np.float32)
+    return np.asarray(denoise_movie(model, frames, dose_px / n)[n // 2], dtype=np.float64)
+
+
+def _estimates(
+    cfg: Any, im: TestImage, counts: np.ndarray, dose_px: float, denoiser: Any | None,
+    unsupervised: Any | None,
+) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
+    b = cfg.benchmark
+    out: dict[str, tuple[np.ndarray, dict[str, Any]]] = {
+        "noisy": (baselines.noisy_intensity(counts, dose_px), {}),
+    }
+    est, sigma = baselines.oracle_gaussian(counts, dose_px, im.clean, list(b.oracle_sigmas_px))
+    out["gaussian_oracle"] = (est, {"oracle_sigma_px": sigma})
+    out["nlm"] = (baselines.nlm_estimated(counts, dose_px, b.nlm_patch_size_px,
+                                          b.nlm_patch_distance_px), {})
+    if denoiser is not None:
+        out["supervised"] = (np.asarray(denoise_images(
+            denoiser, counts.astype(np.float32), dose_px), dtype=np.float64), {})
+    if unsupervised is not None:
+        out["blind_spot"] = (_blind_spot(unsupervised, im.clean, dose_px, im.image_id,
+                                         cfg.seed), {})
+    return out
+
+
+def conditions_table(
+    cfg: Any, images: list[TestImage], denoiser: Any | None = None,
+    unsupervised: Any | None = None,
+) -> pd.DataFrame:
+    """One row per (image, method) with both metrics (see module docstring)."""
+    dose_px = float(cfg.benchmark.condition_dose_e_per_px)
+    rows = []
+    for im in progress(_select(cfg, images), "cross-condition table"):
+        clean = np.asarray(im.clean, dtype=np.float64)
+        counts = rng(cfg.seed, "benchmark", "conditions", im.image_id).poisson(
+            np.clip(clean, 0, None) * dose_px).astype(np.float64)
+        rng_ = data_range(clean)
+        base = {"image_id": im.image_id, "split": im.params.get("split"),
+                "condition": str(im.params.get("condition", "") or ""),
+                "dose_e_per_px": dose_px}
+        base.update({k: im.params.get(k) for k in (
+            "structure_id", "family", "energy_kv", "cs_um", "defocus_nm", "detector_pixel_A",
+            "blur_fwhm_A", "pixel_size_A")})
+        for name, (est, extra) in _estimates(cfg, im, counts, dose_px, denoiser,
+                                             unsupervised).items():
+            rows.append({**base, **extra, "method": name,
+                         "psnr_db": psnr(clean, est, rng_), "ssim": ssim(clean, est, rng_),
+                         "psnr_mohan_db": psnr_peak(clean * dose_px, est * dose_px, 1.0),
+                         "ssim_mohan": ssim_peak(clean * dose_px, est * dose_px, 1.0)})
+    return pd.DataFrame(rows)
+
+
+def summarise_conditions(per_image: pd.DataFrame) -> pd.DataFrame:
+    """One row per (method, group): group = each split, and each held-out condition band.
+
+    Groups: ``split=test`` (in distribution), ``split=held_out`` (held-out structures),
+    ``split=held_out_condition`` (all held-out conditions) and
+    ``split=held_out_condition|condition=<band>`` (each band); n, mean and sem of
+    :data:`METRICS`.
+    """
+    rows: list[dict[str, Any]] = []
+    if per_image.empty:
+        return pd.DataFrame(rows)
+    for method, g_m in per_image.groupby("method", sort=False):
+        groups = [(f"split={s}", g) for s, g in g_m.groupby("split", sort=True)]
+        hc = g_m[g_m["split"] == "held_out_condition"]
+        groups += [(f"split=held_out_condition|condition={c!s}", g)
+                   for c, g in hc.groupby("condition", sort=True) if c]
+        for name, g in groups:
+            row: dict[str, Any] = {"method": method, "group": name, "n": len(g)}
+            for m in METRICS:
+                v = g[m].to_numpy(dtype=np.float64)
+                row[f"{m}_mean"] = float(v.mean())
+                row[f"{m}_sem"] = float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0
+            rows.append(row)
+    return pd.DataFrame(rows)

@@ -1,0 +1,56 @@
+"""The denoising methods compared by the benchmark: baselines and networks.
+
+A :data:`Method` maps counts [e/px] and the dose per pixel [e/px] to intensity (vacuum = 1).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from etem.analysis import baselines
+from etem.models.inference import denoise_images
+from etem.seeding import rng
+from etem.simulation.noise import apply_dose
+
+#: maps counts [e/px] and dose per pixel [e/px] to intensity (vacuum = 1)
+Method = Callable[[np.ndarray, float], np.ndarray]
+
+
+def make_methods(cfg: Any, denoiser: Any | None = None) -> dict[str, Method]:
+    """Methods compared: noisy input, Gaussian filters, NLM, and the supervised denoiser."""
+    b = cfg.benchmark
+    methods: dict[str, Method] = {"noisy": baselines.noisy_intensity}
+    for s in b.gaussian_sigma_px:
+        methods[f"gaussian_{s:g}px"] = functools.partial(baselines.gaussian, sigma_px=s)
+    if b.nlm:
+        methods["nlm"] = lambda c, d: baselines.nlm(
+            c, d, b.nlm_patch_size_px, b.nlm_patch_distance_px, b.nlm_h
+        )
+    if denoiser is not None:
+        methods["supervised"] = lambda c, d: np.asarray(
+            denoise_images(denoiser, c.astype(np.float32), d), dtype=np.float64
+        )
+    return methods
+
+
+def primary_method(methods: dict[str, Method]) -> str:
+    """Method whose columns are calibrated: supervised denoiser, else NLM, else a Gaussian."""
+    if "supervised" in methods:
+        return "supervised"
+    if "nlm" in methods:
+        return "nlm"
+    gauss = [m for m in methods if m.startswith("gaussian_")]
+    return gauss[len(gauss) // 2] if gauss else "noisy"
+
+
+def noisy_counts(clean: np.ndarray, dose_A2: float, px: float, cfg: Any, key: str) -> np.ndarray:
+    g = rng(cfg.seed, "benchmark", "noise", key, f"{dose_A2:g}")
+
+    return np.asarray(
+        apply_dose(clean, dose_A2, px, g, cfg.noise.read_noise_e, cfg.noise.gain), dtype=np.float64
+    )
+

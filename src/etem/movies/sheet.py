@@ -1,0 +1,317 @@
+"""The movie sheet: one row per experiment movie, the campaign's input (``movies.sheet``).
+
+A TSV file (tab-separated, first line the header; blank lines and lines starting with ``#``
+are skipped)::
+
+    name   path               pixel_size_A  dose_e_per_px  frame_time_s  group  denoiser  finetune
+    run01  raw/run01.dm4      0.5           1.2            0.025         600C   blindspot true
+    run02  raw/run02_frames/                                             600C
+    run03  raw/run03_*.tif    0.5                                        O2     auto
+
+Columns (:data:`COLUMNS`; ``name`` and ``path`` required, the others optional, empty cells
+mean "not given"):
+
+* ``name``: the movie's results folder ``<results>/apply/<name>/`` (letters, digits, ``_.-``);
+* ``path``: a movie file, a folder of per-frame files, or a glob of per-frame files
+  (relative paths are relative to the sheet's folder);
+* ``pixel_size_A`` [Å], ``dose_e_per_px`` [e/px per frame], ``frame_time_s`` [s]: override
+  (or supply) what the file records;
+* ``group``: the condition (temperature, gas, ...) the report groups movies by;
+* ``denoiser``: ``supervised``, ``blindspot`` (the unsupervised 5-frame network) or ``auto``
+  (default: ``apply.denoise_with``);
+* ``finetune``: ``true``/``false``, fine-tune the blind-spot network on this movie
+  (``apply.finetune_steps`` steps; default: ``apply.finetune_steps`` > 0).
+
+:func:`read_sheet` validates every row and opens every movie (through
+:func:`etem.frames.readers.open_movie`) before any job runs: unknown columns, duplicate names,
+bad names or values, missing files and unreadable formats raise one
+:class:`~etem.errors.ConfigError` line naming the sheet line and the column. The frame count
+of each movie (needed to plan its shard jobs) is cached in a JSON file keyed by path, size and
+modification time (:class:`ShapeCache`), so planning a campaign of long movies stays cheap.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field
+
+from etem.errors import ConfigError, EtemError
+from etem.io import write_text
+
+__all__ = [
+    "COLUMNS",
+    "SYNTHETIC",
+    "MovieRow",
+    "ShapeCache",
+    "campaign_movies",
+    "read_sheet",
+    "row_arguments",
+    "sheet_schema",
+]
+
+#: Name of the campaign's synthetic movie row (``movies.synthetic``).
+SYNTHETIC = "synthetic"
+#: Default place of the frame-count cache (beside Snakemake's own metadata).
+DEFAULT_CACHE = Path(".snakemake") / "etem" / "movie_shapes.json"
+_GLOB_CHARS = set("*?[")
+
+
+class MovieRow(BaseModel):
+    """One movie of the sheet (values as written; ``files``, ``line``, ``n_frames`` derived)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$",
+        description="results folder name: letters, digits, '_', '.', '-' (not first: '.')",
+    )
+    path: str = Field(min_length=1, description="movie file, folder of frames, or glob")
+    pixel_size_A: float | None = Field(default=None, gt=0, description="pixel size [Å]")
+    dose_e_per_px: float | None = Field(default=None, gt=0, description="dose [e/px per frame]")
+    frame_time_s: float | None = Field(default=None, gt=0, description="time between frames [s]")
+    group: str | None = Field(default=None, description="condition (temperature, gas, ...)")
+    denoiser: Literal["supervised", "blindspot", "auto"] | None = Field(
+        default=None, description="which denoiser (default: apply.denoise_with)"
+    )
+    finetune: bool | None = Field(
+        default=None, description="fine-tune the blind-spot network on this movie"
+    )
+    # derived (not sheet columns)
+    files: tuple[str, ...] = Field(default=(), description="the movie's path(s) as opened")
+    line: int = Field(default=0, description="line of the sheet (0: not from a sheet)")
+    n_frames: int | None = Field(default=None, description="raw frames (None: not known yet)")
+
+
+#: Sheet columns, in order (``name`` and ``path`` required).
+COLUMNS = ("name", "path", "pixel_size_A", "dose_e_per_px", "frame_time_s", "group",
+           "denoiser", "finetune")
+REQUIRED = ("name", "path")
+
+
+def sheet_schema() -> dict[str, Any]:
+    """JSON schema of one sheet row (the sheet columns only)."""
+    full = MovieRow.model_json_schema()
+    props = {k: v for k, v in full["properties"].items() if k in COLUMNS}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "etem movie sheet row (TSV columns)",
+        "type": "object",
+        "properties": props,
+        "required": list(REQUIRED),
+        "additionalProperties": False,
+    }
+
+
+class ShapeCache:
+    """Movie shapes ``(frames, height, width)`` keyed by path, size and mtime, in a JSON file.
+
+    A movie whose files changed (size or modification time) is opened again; entries are
+    written back by :meth:`save` (atomically) only when something was added.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None) -> None:
+        self.path = Path(path) if path is not None else None
+        self.entries: dict[str, list[int]] = {}
+        self.dirty = False
+        if self.path is not None and self.path.is_file():
+            try:
+                data = json.loads(self.path.read_text(encoding="utf-8"))
+                if isinstance(data, dict):
+                    self.entries = {str(k): list(v) for k, v in data.items()}
+            except (OSError, ValueError):
+                self.entries = {}  # a damaged cache is rebuilt, never an error
+
+    @staticmethod
+    def key(files: tuple[str, ...]) -> str:
+        """path + total size + newest mtime of the movie's files (a folder: its entries)."""
+        size, mtime, paths = 0, 0, []
+        for f in files:
+            p = Path(f)
+            paths.append(str(p.resolve()))
+            st = p.stat()
+            size, mtime = size + st.st_size, max(mtime, st.st_mtime_ns)
+            if p.is_dir():
+                with os.scandir(p) as it:
+                    for e in it:
+                        est = e.stat()
+                        size, mtime = size + est.st_size, max(mtime, est.st_mtime_ns)
+        digest = hashlib.sha256("\n".join(paths).encode()).hexdigest()[:16]
+        where = paths[0] if len(paths) == 1 else f"{paths[0]}+{len(paths) - 1}:{digest}"
+        return f"{where}|{size}|{mtime}"
+
+    def shape(self, files: tuple[str, ...]) -> tuple[int, int, int]:
+        """The movie's shape (opened only when not cached)."""
+        key = self.key(files)
+        if key in self.entries:
+            t, h, w = self.entries[key]
+            return int(t), int(h), int(w)
+        # imported here, not at the top: the workflow plans from the cache on every run, and
+        # the readers (rosettasciio, dask, tifffile) take 1-2 s to import
+        from etem.frames.readers import open_movie
+
+        with open_movie(files[0] if len(files) == 1 else list(files)) as movie:
+            shape = tuple(int(s) for s in movie.shape)
+        self.entries[key] = list(shape)
+        self.dirty = True
+        return shape  # type: ignore[return-value]
+
+    def save(self) -> None:
+        """Write the cache back if anything was added (a read-only place is not an error)."""
+        if self.path is None or not self.dirty:
+            return
+        # entries of movies that are gone (moved, deleted, temporary) are dropped
+        self.entries = {k: v for k, v in self.entries.items()
+                        if Path(k.split("|", 1)[0].split("+", 1)[0]).exists()}
+        try:
+            write_text(self.path, json.dumps(self.entries, indent=0, sort_keys=True) + "\n")
+            self.dirty = False
+        except OSError:
+            pass
+
+
+def _resolve(path: str, base: Path) -> tuple[str, ...]:
+    """The file, the folder, or the sorted files of a glob; () when nothing is there."""
+    p = Path(os.path.expanduser(path))
+    if not p.is_absolute():
+        p = base / p
+    if any(c in path for c in _GLOB_CHARS):
+        return tuple(sorted(m for m in glob.glob(str(p)) if Path(m).is_file()))
+    return (str(p),) if p.exists() else ()
+
+
+def _fail(sheet: Path, line: int, column: str, msg: str) -> ConfigError:
+    return ConfigError(f"movie sheet {sheet}: line {line}, column {column}: {msg}")
+
+
+def _row(sheet: Path, line: int, cells: dict[str, str]) -> MovieRow:
+    values = {k: v.strip() for k, v in cells.items() if v is not None and v.strip() != ""}
+    for col in REQUIRED:
+        if col not in values:
+            raise _fail(sheet, line, col, "empty (required)")
+    try:
+        return MovieRow.model_validate({**values, "line": line})
+    except pydantic.ValidationError as err:
+        e = err.errors()[0]
+        col = str(e["loc"][0]) if e["loc"] else "?"
+        msg = e["msg"].removeprefix("Value error, ")
+        if col == "name" and e["type"] == "string_pattern_mismatch":
+            msg = ("use letters, digits, '_', '.', '-' only, not starting with '.' "
+                   "(it names a folder)")
+        raise _fail(sheet, line, col, f"{msg} (got {values.get(col)!r})") from None
+
+
+def read_sheet(
+    path: str | os.PathLike[str], cache: ShapeCache | str | os.PathLike[str] | None = None
+) -> list[MovieRow]:
+    """Read and validate a movie sheet; every movie is opened (or found in ``cache``).
+
+    Returns the rows with ``files`` (what :func:`~etem.frames.readers.open_movie` opens) and
+    ``n_frames`` (raw frames) filled in. Raises :class:`ConfigError`, one line naming the
+    sheet line and the column, on the first bad row.
+    """
+    sheet = Path(path)
+    if not sheet.is_file():
+        raise ConfigError(f"movie sheet {sheet}: no such file")
+    shapes = cache if isinstance(cache, ShapeCache) else ShapeCache(cache)
+    try:
+        text = sheet.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"movie sheet {sheet}: cannot read ({exc})") from None
+    numbered = [(i, ln) for i, ln in enumerate(text.splitlines(), start=1)
+                if ln.strip() and not ln.lstrip().startswith("#")]
+    if not numbered:
+        raise ConfigError(
+            f"movie sheet {sheet}: empty (needs a header line: {', '.join(COLUMNS)})"
+        )
+    header_line, header = numbered[0]
+    names = [h.strip() for h in next(csv.reader([header], delimiter="\t"))]
+    for col in names:
+        if col not in COLUMNS:
+            raise _fail(sheet, header_line, col or "<empty>",
+                        f"unknown column (columns: {', '.join(COLUMNS)})")
+    for col in REQUIRED:
+        if col not in names:
+            raise _fail(sheet, header_line, col, "missing column (required)")
+    if len(set(names)) != len(names):
+        dup = next(c for c in names if names.count(c) > 1)
+        raise _fail(sheet, header_line, dup, "column given twice")
+    rows: list[MovieRow] = []
+    seen: dict[str, int] = {}
+    for line, text_line in numbered[1:]:
+        cells = next(csv.reader([text_line], delimiter="\t"))
+        if len(cells) > len(names):
+            raise _fail(sheet, line, f"#{len(names) + 1}",
+                        f"{len(cells)} cells, the header has {len(names)} columns")
+        row = _row(sheet, line, dict(zip(names, cells, strict=False)))
+        if row.name in seen:
+            raise _fail(sheet, line, "name",
+                        f"duplicate name {row.name!r} (also line {seen[row.name]})")
+        seen[row.name] = line
+        files = _resolve(row.path, sheet.parent)
+        if not files:
+            is_glob = any(c in row.path for c in _GLOB_CHARS)
+            what = "no file matches" if is_glob else "no such file or folder"
+            raise _fail(sheet, line, "path", f"{what} {row.path!r}")
+        try:
+            t, _, _ = shapes.shape(files)
+        except (EtemError, OSError, ValueError) as exc:
+            raise _fail(sheet, line, "path", f"unreadable movie {row.path!r}: {exc}") from None
+        rows.append(row.model_copy(update={"files": files, "n_frames": t}))
+    shapes.save()
+    return rows
+
+
+def campaign_movies(
+    config: Any,
+    synthetic_path: str | os.PathLike[str],
+    cache: str | os.PathLike[str] | None = DEFAULT_CACHE,
+) -> list[MovieRow]:
+    """The movies of a campaign: the sheet's rows, then the synthetic row (if enabled).
+
+    ``config`` is the campaign's :class:`~etem.config.EtemConfig`; ``synthetic_path`` where the
+    workflow writes the synthetic movie (its frame count comes from ``movie.n_frames``).
+    Raises :class:`ConfigError` (one line) on a bad sheet, a row named ``synthetic`` while
+    the synthetic movie runs, a ``finetune`` row without ``apply.finetune_steps``, or no movie.
+    """
+    m = config.movies
+    rows = read_sheet(m.sheet, cache) if m.sheet else []
+    for r in rows:
+        if r.finetune and config.apply.finetune_steps == 0:
+            raise _fail(Path(m.sheet), r.line, "finetune",
+                        "true needs apply.finetune_steps > 0 in the config")
+        if r.name == SYNTHETIC and m.synthetic:
+            raise _fail(Path(m.sheet), r.line, "name",
+                        f"{SYNTHETIC!r} is the campaign's synthetic movie (movies.synthetic: "
+                        "true); rename the row or set movies.synthetic: false")
+    if m.synthetic:
+        rows.append(MovieRow(name=SYNTHETIC, path=str(synthetic_path),
+                             files=(str(synthetic_path),), n_frames=config.movie.n_frames))
+    if not rows:
+        raise ConfigError("movies: no movie to apply (movies.sheet unset and "
+                          "movies.synthetic: false)")
+    return rows
+
+
+def row_arguments(row: MovieRow) -> list[str]:
+    """The ``etem apply-*`` arguments of a row's own settings (each one shell word)."""
+    args: list[str] = []
+    if row.pixel_size_A is not None:
+        args += ["--set", f"apply.pixel_size_A={row.pixel_size_A!r}"]
+    if row.dose_e_per_px is not None:
+        args += ["--set", f"apply.dose_e_per_px_per_frame={row.dose_e_per_px!r}"]
+    if row.denoiser is not None:
+        mode = {"blindspot": "unsupervised"}.get(row.denoiser, row.denoiser)
+        args += ["--set", f"apply.denoise_with={mode}"]
+    if row.finetune is False:
+        args += ["--finetune-steps", "0"]
+    if row.frame_time_s is not None:
+        args += ["--frame-time-s", repr(row.frame_time_s)]
+    return args

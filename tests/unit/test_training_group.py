@@ -1,0 +1,74 @@
+"""The blind-spot network trained on a group of experiment movies (one condition): patches
+streamed from every movie in proportion to its frames, each normalised by its own dose,
+frames read per patch beyond the memory budget, the movies recorded by content digest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from etem.config import EtemConfig
+from etem.io import sampled_digest
+from etem.models.io import load_model
+from etem.testing import lattice_image
+from etem.training.run import train_network
+from etem.training.tasks import UnsupervisedTask, open_training_movie
+
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
+
+
+def _tiff_movie(path: Path, n_frames: int, dose: float, seed: int) -> Path:
+    """A static lattice imaged at ``dose`` [e/px/frame] (Poisson), as a TIFF stack."""
+    rng = np.random.default_rng(seed)
+    clean, _, _ = lattice_image(48, 0.2)
+    frames = rng.poisson(np.repeat(clean[None], n_frames, axis=0) * dose).astype(np.float32)
+    tifffile.imwrite(path, frames)
+    return path
+
+
+@pytest.fixture
+def group(tmp_path: Path) -> list[Path]:
+    return [_tiff_movie(tmp_path / "a.tif", 20, 0.5, 1),
+            _tiff_movie(tmp_path / "b.tif", 60, 2.0, 2)]
+
+
+def test_group_samples_every_movie_by_frames_at_its_own_dose(
+        group: list[Path], tiny_config: object, tmp_path: Path) -> None:
+    cfg: EtemConfig = tiny_config(tmp_path / "results")  # type: ignore[operator]
+    task = UnsupervisedTask(cfg, cfg.training.unsupervised, group)
+    assert [m["digest"] for m in task.movies] == [sampled_digest(p) for p in group]
+    scales = [m["dose_e_per_px"] for m in task.movies]
+    assert scales[0] == pytest.approx(0.5 * scales[1] / 2.0, rel=0.15)  # each its own dose
+    drawn = [float(task.train_set[(step, j)]["scale"].item()) for step in range(50)
+             for j in range(8)]
+    share_b = np.mean(np.isclose(drawn, scales[1]))
+    assert share_b == pytest.approx(60 / 80, abs=0.07)  # in proportion to frames
+    # the normalised inputs of both movies have mean ~1 (a dose-independent network input)
+    for step in range(3):
+        x = task.train_set[(step, 0)]["input"]
+        assert 0.5 < float(x.mean()) < 1.6
+
+
+def test_frames_stay_on_disk_beyond_the_budget(group: list[Path]) -> None:
+    frames, _, _, _ = open_training_movie(group[1], load_below_bytes=1)
+    assert not isinstance(frames, np.ndarray)  # read per patch
+    assert np.asarray(frames[3])[:4, :4].shape == (4, 4)
+    loaded, _, _, _ = open_training_movie(group[1])
+    assert isinstance(loaded, np.ndarray)
+
+
+def test_group_training_writes_a_model_naming_its_movies(
+        group: list[Path], tiny_config: object, tmp_path: Path) -> None:
+    cfg: EtemConfig = tiny_config(  # type: ignore[operator]
+        tmp_path / "results", training={"unsupervised": {"steps": 4, "val_every_steps": 2,
+                                                         "val_samples": 4, "patch_px": 32,
+                                                         "val_patch_px": 32}})
+    out = tmp_path / "group.pt"
+    result = train_network("unsupervised", cfg, group, out, panels=False)
+    assert result.steps == 4
+    _, meta = load_model(out)
+    assert [Path(m["path"]).name for m in meta["movies"]] == ["a.tif", "b.tif"]
+    assert meta["movie_shape"][0] == 80

@@ -1,0 +1,105 @@
+"""kill -9 of a running campaign, then the same command: it resumes, and the files are the
+same bytes as an uninterrupted run's (but the lineage and timing files of VARYING_OUTPUTS);
+`etem check` then passes, and names each kind of damage done to a finished campaign."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from etem.io import TMP_MARK, host_tag
+from etem.paths import VARYING_OUTPUTS
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+pytestmark = [pytest.mark.workflow, pytest.mark.slow]
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env["PATH"] = f"{BIN}:{env['PATH']}"
+    return env
+
+
+def _campaign(work: Path) -> subprocess.Popen[bytes]:
+    """`etem run` of the smoke campaign in ``work`` (its own process group, to kill whole)."""
+    cmd = [str(BIN / "etem"), "run", "--cores", "2", "-s", str(ROOT / "Snakefile"),
+           "--configfile", str(ROOT / "config" / "smoke.yaml"),
+           "--config", f"results_dir={work / 'results'}", "-d", str(work)]
+    with open(work.parent / f"{work.name}.log", "ab") as log:  # the child keeps its copy
+        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=_env(),
+                                start_new_session=True)
+
+
+def _digests(results: Path) -> dict[str, str]:
+    varying: set[Path] = set()
+    for pattern in VARYING_OUTPUTS:  # before Python 3.13 a trailing ** matches folders only
+        for p in results.glob(pattern):
+            varying.update([p, *p.rglob("*")] if p.is_dir() else [p])
+    return {str(p.relative_to(results)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(results.rglob("*")) if p.is_file() and p not in varying}
+
+
+def _check(results: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "etem"), "check", "--config", str(ROOT / "config" / "smoke.yaml"),
+         "--set", f"results_dir={results}"],
+        capture_output=True, text=True, env=_env(), timeout=300, check=False)
+
+
+def test_killed_campaign_resumes_with_the_same_command_to_identical_files(
+        tmp_path: Path) -> None:
+    work = tmp_path / "w"
+    work.mkdir()
+    assert _campaign(work).wait(timeout=1500) == 0, (tmp_path / "w.log").read_text()[-3000:]
+    work.rename(tmp_path / "a")  # the uninterrupted run (same paths while it ran)
+    work.mkdir()
+    results = work / "results"
+
+    run = _campaign(work)
+    deadline = time.monotonic() + 900
+    while not list((results / "simulation").glob("shard_*.h5")):
+        assert run.poll() is None and time.monotonic() < deadline, "no shard was written"
+        time.sleep(0.2)
+    os.killpg(run.pid, signal.SIGKILL)  # the whole tree: Snakemake and its jobs
+    run.wait()
+    assert any((work / ".snakemake" / "locks").iterdir())  # the dead run's lock is left
+    assert not (results / "report" / "report.html").exists()
+
+    again = _campaign(work)  # the same command
+    assert again.wait(timeout=1500) == 0, (tmp_path / "w.log").read_text()[-3000:]
+    assert "removing the lock left by an interrupted run" in (tmp_path / "w.log").read_text()
+    assert not list(results.rglob(f"*{TMP_MARK}*"))
+    client = mlflow.MlflowClient(f"sqlite:///{results / 'mlflow.db'}")
+    exps = [e.experiment_id for e in client.search_experiments()]
+    status = [r.info.status for r in client.search_runs(exps, max_results=1000)]
+    assert "RUNNING" not in status and "KILLED" in status
+    checked = _check(results)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+    a, b = _digests(tmp_path / "a" / "results"), _digests(results)
+    assert sorted(a) == sorted(b)
+    assert [k for k in a if a[k] != b[k]] == []  # byte-identical outside VARYING_OUTPUTS
+
+    # damage that `etem check` must name, one line each
+    (results / "apply" / "synthetic" / "results.h5").unlink()
+    (results / "apply" / "synthetic" / "columns.parquet").write_bytes(b"PAR1 truncated")
+    (results / "benchmark" / "per_image.parquet").unlink()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    (results / "models" / f".denoiser.pt{TMP_MARK}{host_tag()}-{dead}-x.tmp").write_bytes(b"")
+    client.create_run(exps[0], tags={"etem.role": "stage", "etem.stage": "apply"})
+    checked = _check(results)
+    out = checked.stdout + checked.stderr
+    assert checked.returncode != 0
+    for text in ("results.h5: missing", "columns.parquet: unreadable", "per_image.parquet",
+                 "temporary file(s) of killed jobs", "still RUNNING (apply)"):
+        assert text in out, out

@@ -1,0 +1,108 @@
+"""A two-row movie sheet (a TIFF folder and an MRC stack the test writes) through the apply
+rules for real: prepare -> sharded jobs -> gather per movie, one MLflow run per movie.
+
+The models and the likelihood calibration are small stand-ins placed where the campaign's
+training and benchmark jobs would write them; only the stage-config and apply rules run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import mrcfile
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+import torch
+
+from etem.analysis.likelihood import Calibration
+from etem.models.factory import build_model
+from etem.models.io import save_model
+from etem.testing import lattice_movie
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+PX_A = 0.2
+pytestmark = pytest.mark.workflow
+
+
+def _models(res: Path) -> None:
+    archs = {
+        "denoiser": dict(kind="denoiser", depth=2, base_channels=4),
+        "unsupervised": dict(kind="unsupervised", depth=2, base_channels=4, n_frames=5),
+        "segmenter": dict(
+            kind="segmenter", depth=2, base_channels=4, classes=["v", "a", "b"], max_occupancy=3
+        ),
+    }
+    for kind, arch in archs.items():
+        torch.manual_seed(0)
+        save_model(res / "models" / f"{kind}.pt", build_model(arch),
+                   {"kind": kind, "arch": arch, "pixel_size_A": PX_A,
+                    "mlflow_run_id": f"run{kind}"})
+    rng = np.random.default_rng(0)
+    (res / "benchmark").mkdir(parents=True)
+    Calibration.fit(
+        pd.DataFrame({"lambda_vac": np.full(200, 2.0), "u": rng.uniform(size=200)})
+    ).save(res / "benchmark" / "likelihood_calibration.json")
+
+
+def test_two_row_sheet_runs_sharded_per_movie(tmp_path: Path) -> None:
+    data = tmp_path / "my data"  # a space in the movies' paths, too
+    (data / "tiffs").mkdir(parents=True)
+    a = lattice_movie(n_frames=20, size_px=48, event_frame=None, seed=1).counts
+    for i, fr in enumerate(a):
+        tifffile.imwrite(data / "tiffs" / f"f_{i:03d}.tif", fr.astype(np.uint16))
+    b = lattice_movie(n_frames=12, size_px=48, event_frame=None, seed=2).counts
+    with mrcfile.new(data / "stack.mrc") as m:
+        m.set_data(b.astype(np.uint16))
+        m.voxel_size = PX_A
+    sheet = data / "movies.tsv"
+    sheet.write_text("name\tpath\tpixel_size_A\tframe_time_s\tgroup\tdenoiser\n"
+                     f"tiff_run\ttiffs\t{PX_A}\t0.025\t600C\tsupervised\n"
+                     "mrc_run\tstack.mrc\t\t\tO2\tblindspot\n")
+    res = tmp_path / "res"
+    _models(res)
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text(
+        f"movies:\n  sheet: {sheet}\n  synthetic: false\n"
+        "apply:\n  shard_frames: 8\n  chunk_frames: 4\n  calibration_frames: 4\n"
+        "  event_local_window_frames: 2\n  event_local_reference_frames: 2\n"
+        "  write_tiff: false\n  preview_max_frames: 0\n  tile_px: 64\n  overlap_px: 8\n"
+    )
+    targets = [str(res / "apply" / n / "summary.json") for n in ("tiff_run", "mrc_run")]
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    out = subprocess.run(
+        [str(BIN / "snakemake"), "--cores", "2", "--configfile", str(ROOT / "config/smoke.yaml"),
+         str(overlay), "--config", f"results_dir={res}", "--allowed-rules", "stage_config",
+         "apply_prepare", "apply_shard", "apply_gather", "--", *targets],
+        cwd=ROOT, capture_output=True, text=True, env=env, timeout=1200, check=False,
+    )
+    logs = "\n".join(p.read_text()[-1500:] for p in (res / "logs").rglob("*.log"))
+    assert out.returncode == 0, out.stderr[-3000:] + logs
+    text = out.stdout + out.stderr
+    # 20 frames in shards of 8 -> 3 shard jobs; 12 -> 2
+    assert text.count("rule apply_shard:") == 5 and text.count("rule apply_gather:") == 2
+    assert "rule train_" not in text and "rule simulate_" not in text
+    for name, n in (("tiff_run", 20), ("mrc_run", 12)):
+        summary = json.loads((res / "apply" / name / "summary.json").read_text())
+        assert summary["n_frames"] == n
+        assert (res / "apply" / name / "events.csv").exists()
+        assert not list((res / "apply" / name / ".work").rglob("*.h5"))  # temp()
+    tiff = json.loads((res / "apply" / "tiff_run" / "summary.json").read_text())
+    assert tiff["frame_time_s"] == pytest.approx(0.025)
+
+    mlflow.set_tracking_uri(f"sqlite:///{res / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["smoke"],
+                              filter_string="tags.`etem.stage` = 'apply'")
+    tags = {r["tags.etem.movie"]: r for _, r in runs.iterrows()}
+    assert set(tags) == {"tiff_run", "mrc_run"}
+    assert tags["tiff_run"]["tags.etem.group"] == "600C"
+    assert tags["mrc_run"]["tags.etem.group"] == "O2"
+    assert tags["tiff_run"]["tags.etem.snakemake.rule"] == "apply_gather"
