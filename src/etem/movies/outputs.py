@@ -371,6 +371,6 @@ def write_tables(
 ) -> dict[str, str]:
     """columns.parquet, events.csv and frames.csv; returns {key: file name}."""
     write_columns_parquet(out / "columns.parquet", store, prov)
-    write_table(out / "events.csv", events.events)  # plain CSV: provenance in results.h5
+    write_table(out / "events.csv", events.events, metadata=prov)  # plain CSV + sidecar
     write_table(out / "frames.csv", stats.merge(events.scores, on="frame"), metadata=prov)
     return {"columns": "columns.parquet", "events": "events.csv", "frames": "frames.csv"}
