@@ -59,6 +59,8 @@ class LatticeMovie:
     frame_time_s: float
     dose_e_per_px_per_frame: float
     event_frame: int | None
+    ids: list[np.ndarray] | None = None  # per frame (n,) identity of each true column
+    event_kind: str | None = None
 
 
 def lattice_movie(
@@ -102,29 +104,19 @@ def lattice_movie(
     dist = np.hypot(base[:, 0] - c, base[:, 1] - c)
     gone = dist < 1.0 * spacing_px
     ring = (dist >= 1.0 * spacing_px) & (dist < 2.0 * spacing_px)
-    yy_img, xx_img = np.mgrid[0:size_px, 0:size_px].astype(np.float32)
     clean = np.empty((n_frames, size_px, size_px), np.float32)
-    cols = []
+    cols, ids = [], []
+    all_ids = np.arange(len(base))
     for t in range(n_frames):
-        pos = base.copy()
+        pos, idx = base.copy(), all_ids
         if event_frame is not None and t >= event_frame:
             vec = np.array([c, c]) - pos[ring]
             pos[ring] += 0.3 * spacing_px * vec / np.linalg.norm(vec, axis=1, keepdims=True)
-            pos = pos[~gone]
+            pos, idx = pos[~gone], all_ids[~gone]
         pos = pos + drift_px_per_frame * t
         cols.append(pos)
-        img = np.ones((size_px, size_px), np.float32)
-        r = int(np.ceil(4 * sigma_px))
-        for x, y in pos:
-            x0, x1 = max(int(x) - r, 0), min(int(x) + r + 1, size_px)
-            y0, y1 = max(int(y) - r, 0), min(int(y) + r + 1, size_px)
-            if x0 >= x1 or y0 >= y1:
-                continue
-            img[y0:y1, x0:x1] += contrast * np.exp(
-                -((xx_img[y0:y1, x0:x1] - x) ** 2 + (yy_img[y0:y1, x0:x1] - y) ** 2)
-                / (2 * sigma_px**2)
-            )
-        clean[t] = img
+        ids.append(idx)
+        clean[t] = render_columns(pos, size_px, sigma_px, contrast)
     cnt = rng.poisson(clean * dose_e_per_px_per_frame).astype(np.uint16) if counts else None
     return LatticeMovie(
         clean,
@@ -134,6 +126,90 @@ def lattice_movie(
         frame_time_s,
         dose_e_per_px_per_frame,
         event_frame,
+        ids,
+        None if event_frame is None else "vacancy_patch",
+    )
+
+
+def render_columns(
+    pos: np.ndarray, size_px: int, sigma_px: float, contrast: float | np.ndarray
+) -> np.ndarray:
+    """Gaussian columns at the (n, 2) positions (x, y) [px] of peak ``contrast`` above a
+    vacuum of 1, on a (size_px, size_px) float32 image."""
+    img = np.ones((size_px, size_px), np.float32)
+    r = int(np.ceil(4 * sigma_px))
+    amp = np.broadcast_to(np.asarray(contrast, dtype=np.float64), (len(pos),))
+    g = np.arange(-r, r + 1, dtype=np.float32)
+    for (x, y), a in zip(pos, amp, strict=True):
+        ix, iy = int(np.floor(x)), int(np.floor(y))
+        x0, x1 = max(ix - r, 0), min(ix + r + 1, size_px)
+        y0, y1 = max(iy - r, 0), min(iy + r + 1, size_px)
+        if x0 >= x1 or y0 >= y1:
+            continue
+        gx = np.exp(-((g[x0 - ix + r : x1 - ix + r] + ix - x) ** 2) / (2 * sigma_px**2))
+        gy = np.exp(-((g[y0 - iy + r : y1 - iy + r] + iy - y) ** 2) / (2 * sigma_px**2))
+        img[y0:y1, x0:x1] += np.float32(a) * gy[:, None] * gx[None, :]
+    return img
+
+
+def particle_movie(
+    n_frames: int = 48,
+    size_px: int = 96,
+    event: str | None = "rotation",
+    magnitude: float = 8.0,
+    event_frame: int = 24,
+    dose_e_per_px_per_frame: float = 0.5,
+    radius_frac: float = 0.32,
+    spacing_px: float = 9.0,
+    sigma_px: float = 1.6,
+    contrast: float = 1.5,
+    pixel_size_A: float = 0.2,
+    frame_time_s: float = 0.025,
+    seed: int = 0,
+) -> LatticeMovie:
+    """A round crystalline particle (square lattice of Gaussian columns) in vacuum, with one
+    structural event at ``event_frame``.
+
+    ``event``: ``"rotation"`` (the particle turns by ``magnitude`` degrees about its centre),
+    ``"surface_loss"`` (the ``magnitude`` outermost columns on the particle's upper-right
+    surface vanish), or None (a stable movie). Column ids follow each column through the
+    rotation.
+    """
+    rng = np.random.default_rng(seed)
+    c = size_px / 2
+    rad = radius_frac * size_px
+    n = int(np.ceil(rad / spacing_px)) + 1
+    g = np.arange(-n, n + 1) * spacing_px
+    xx, yy = np.meshgrid(g, g)
+    rel = np.stack([xx.ravel(), yy.ravel()], axis=1)
+    rel = rel[np.hypot(rel[:, 0], rel[:, 1]) <= rad]
+    ids0 = np.arange(len(rel))
+    gone = np.zeros(len(rel), bool)
+    if event == "surface_loss":
+        # outermost columns, nearest to the upper-right direction first
+        score = np.hypot(*rel.T) / rad + 0.5 * (rel @ np.array([1.0, -1.0]) / (np.sqrt(2) * rad))
+        gone[np.argsort(-score)[: int(magnitude)]] = True
+    elif event not in ("rotation", None):
+        raise ValueError(f"unknown event kind {event!r}")
+    clean = np.empty((n_frames, size_px, size_px), np.float32)
+    cols, ids = [], []
+    for t in range(n_frames):
+        pos, idx = rel, ids0
+        if event is not None and t >= event_frame:
+            if event == "rotation":
+                a = np.deg2rad(magnitude)
+                rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+                pos = rel @ rot.T
+            else:
+                pos, idx = rel[~gone], ids0[~gone]
+        pos = pos + c
+        cols.append(pos)
+        ids.append(idx)
+        clean[t] = render_columns(pos, size_px, sigma_px, contrast)
+    cnt = rng.poisson(clean * dose_e_per_px_per_frame).astype(np.uint16)
+    return LatticeMovie(
+        clean, cnt, cols, pixel_size_A, frame_time_s, dose_e_per_px_per_frame,
+        None if event is None else event_frame, ids, event,
     )
 
 
@@ -157,4 +233,6 @@ def write_h5(movie: LatticeMovie, path: str | Path) -> Path:
         ev.create_dataset(
             "frame", data=np.asarray([] if movie.event_frame is None else [movie.event_frame])
         )
+        if movie.event_kind is not None:
+            ev.attrs["kind"] = movie.event_kind
     return path

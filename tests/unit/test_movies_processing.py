@@ -13,7 +13,6 @@ from etem.frames.preprocess import DriftCorrector, bin_frames, shift_integer, su
 from etem.models.inference import TiledRunner, tile_starts
 from etem.models.io import LoadedModel
 from etem.movies.events import detect_events
-from etem.movies.tracking import ColumnTracker
 from etem.testing import lattice_movie
 from tests.movies_fixtures import BlurDenoiser
 
@@ -94,20 +93,6 @@ def test_drift_correction_recovers_drift(dose: float | None, tol: float) -> None
     # aligned frames: the lattice no longer moves (to within half a pixel)
     aligned = [corr(f)[0] for f in frames[:1]]
     assert aligned[0].shape == frames[0].shape
-
-
-def test_tracker_links_and_starts_tracks() -> None:
-    tr = ColumnTracker(radius_px=2.0, max_gap=1)
-    ids0, d0 = tr.update(0, np.array([[0.0, 0.0], [10.0, 0.0]]))
-    assert list(ids0) == [0, 1] and np.isnan(d0).all()
-    ids1, d1 = tr.update(1, np.array([[10.5, 0.2], [0.3, 0.0], [30.0, 30.0]]))
-    assert list(ids1) == [1, 0, 2]
-    assert d1[0] == pytest.approx(np.hypot(0.5, 0.2)) and np.isnan(d1[2])
-    # a column missing for more than max_gap frames gets a new id when it returns
-    tr.update(2, np.array([[30.0, 30.0]]))
-    tr.update(3, np.array([[30.0, 30.0]]))
-    ids4, _ = tr.update(4, np.array([[0.3, 0.0], [30.0, 30.0]]))
-    assert ids4[0] not in (0, 1, 2) and ids4[1] == 2
 
 
 def _stats(n: int, step_at: int | None, seed: int) -> pd.DataFrame:

@@ -79,7 +79,17 @@ class ApplyConfig(StrictModel):
         "auto", description="contrast of columns in the denoised frames; auto = from frame 0"
     )
     link_radius_A: float = Field(1.0, gt=0, description="column tracking radius [Å]")
-    max_gap_frames: int = Field(2, ge=0, description="frames a column track may be missing")
+    max_gap_frames: int = Field(
+        2, ge=0, description="frames a column track may be missing (trackpy linking memory)"
+    )
+    min_track_confidence: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="columns of tracks whose confidence (posterior probability of a real column "
+        "from the detections along the track, etem.analysis.tracks) is below this are removed "
+        "from the column tables; summary.json counts them (0 keeps all)",
+    )
     stats_margin_frac: float = Field(
         0.1,
         ge=0,
@@ -116,6 +126,22 @@ class ApplyConfig(StrictModel):
         2, ge=1, description="frames above threshold needed for an event (persistence)"
     )
     calibration_frames: int = Field(20, ge=3, description="leading frames assumed stable")
+    event_glr: bool = Field(
+        True,
+        description="also detect events by accumulating evidence (windowed GLR of a step, "
+        "etem.movies.evidence) on frame statistics and region counts; needs no stable "
+        "leading frames (noise from the whole movie)",
+    )
+    event_false_alarms_per_1000: float = Field(
+        1.0,
+        gt=0,
+        description="nominal false alarms per 1,000 frames of the accumulating (GLR) detector, "
+        "over all its statistics and regions",
+    )
+    event_region_grid: int = Field(
+        4, ge=1, le=16, description="the GLR detector scores raw counts in a g x g grid of "
+        "regions of the centre of the frame (Poisson noise model)"
+    )
     event_statistics: list[EventStatistic] = Field(
         default_factory=lambda: list[EventStatistic]([
             "n_columns",

@@ -43,6 +43,7 @@ from scipy.stats import norm
 from scipy.stats import t as student_t
 
 from etem.config.apply import ApplyConfig
+from etem.movies.evidence import SERIES_KIND, CusumResult, detect_glr, group_alarms
 
 log = logging.getLogger("etem.movies.events")
 
@@ -60,6 +61,7 @@ class EventResult:
     events: pd.DataFrame  # EVENT_FIELDS (+ onset_time_s when the frame time is known)
     threshold: float
     calibration_frames: int
+    glr: CusumResult | None = None
 
 
 def detect_events(
@@ -274,3 +276,148 @@ def refine_onsets(
     ev["onset_frame"] = onsets
     if frame_time_s:
         ev["onset_time_s"] = onsets.astype(float) * frame_time_s
+
+
+#: Kind of event each EWMA-scored statistic reports.
+EWMA_KIND = {
+    "n_columns": "appearance/disappearance",
+    "appeared_frac": "appearance/disappearance",
+    "vanished_frac": "appearance/disappearance",
+    "mean_displacement_A": "displacement",
+}
+#: Columns of the per-event table (events.csv).
+EVENT_TABLE_FIELDS = (
+    "event", "onset_frame", "onset_lo_frame", "onset_hi_frame", "peak_frame", "end_frame",
+    "kind", "statistic", "region", "significance", "score", "threshold", "method",
+    "detected_frame",
+)
+
+
+def combine_events(
+    events: EventResult,
+    glr: CusumResult | None,
+    boxes: list[tuple[int, int, int, int]],
+    merge_gap: int,
+    frame_time_s: float | None = None,
+) -> None:
+    """Merge the EWMA events and the GLR alarms into one event table (in place): one row per
+    structural event with onset, uncertainty interval, kind, region and significance
+    (score / threshold of the detector that saw it best).
+
+    GLR alarms are grouped (:func:`etem.movies.evidence.group_alarms`); a group and an EWMA
+    event whose onset lies within ``merge_gap`` + 1 frames of the group's onset interval are
+    one event, whose onset is the EWMA onset when it lies inside the GLR interval, else the
+    GLR onset. The interval of an EWMA-only event is heuristic: from its refined onset to the
+    frame it was detected, widened by one frame.
+    """
+    ev = events.events
+    rows: list[dict[str, Any]] = []
+    used: set[int] = set()
+    for group in group_alarms(glr.alarms if glr is not None else [], merge_gap):
+        best = max(group, key=lambda a: a.significance)
+        lo = min(a.onset_lo for a in group)
+        hi = max(a.onset_hi for a in group)
+        series = sorted({a.series for a in group})
+        reg = [boxes[a.index] for a in group if a.series == "region_counts" and boxes]
+        region = (
+            f"x {min(b[0] for b in reg)}-{max(b[1] for b in reg)} px, "
+            f"y {min(b[2] for b in reg)}-{max(b[3] for b in reg)} px"
+            if reg
+            else "centre region"
+        )
+        row: dict[str, Any] = {
+            "onset_frame": best.onset_frame, "onset_lo_frame": lo, "onset_hi_frame": hi,
+            "peak_frame": max(group, key=lambda a: a.significance).peak_frame,
+            "end_frame": max(a.end_frame for a in group),
+            "kind": SERIES_KIND.get(best.series, "intensity/occupancy"),
+            "statistic": ";".join(series), "region": region,
+            "significance": best.significance, "score": best.significance * glr.threshold,  # type: ignore[union-attr]
+            "threshold": glr.threshold, "method": "glr",  # type: ignore[union-attr]
+            "detected_frame": min(a.alarm_frame for a in group),
+        }
+        for i, e in ev.iterrows():
+            on = int(e["onset_frame"])
+            if i in used or not (lo - merge_gap - 1 <= on <= hi + merge_gap + 1):
+                continue
+            used.add(int(i))  # type: ignore[call-overload]
+            sig = float(e["score"]) / events.threshold
+            if lo <= on <= hi:
+                row["onset_frame"] = on
+            row["onset_lo_frame"] = min(row["onset_lo_frame"], on)
+            row["onset_hi_frame"] = max(row["onset_hi_frame"], on)
+            row["method"] = "ewma+glr"
+            row["detected_frame"] = min(row["detected_frame"], int(e["detected_frame"]))
+            if sig > row["significance"]:
+                row.update(
+                    significance=sig, score=float(e["score"]), threshold=events.threshold,
+                    statistic=f"{e['statistic']};{row['statistic']}",
+                )
+        rows.append(row)
+    for i, e in ev.iterrows():
+        if i in used:
+            continue
+        on, det = int(e["onset_frame"]), int(e["detected_frame"])
+        rows.append({
+            "onset_frame": on, "onset_lo_frame": max(min(on, det) - 1, 0),
+            "onset_hi_frame": max(on, det) + 1, "peak_frame": int(e["peak_frame"]),
+            "end_frame": int(e["end_frame"]),
+            "kind": EWMA_KIND.get(str(e["statistic"]), "intensity/occupancy"),
+            "statistic": str(e["statistic"]), "region": "centre region",
+            "significance": float(e["score"]) / events.threshold, "score": float(e["score"]),
+            "threshold": events.threshold, "method": "ewma", "detected_frame": det,
+        })
+    rows.sort(key=lambda r: r["onset_frame"])
+    for k, r in enumerate(rows):
+        r["event"] = k
+    out = pd.DataFrame(rows, columns=list(EVENT_TABLE_FIELDS))
+    for c in ("event", "onset_frame", "onset_lo_frame", "onset_hi_frame", "peak_frame",
+              "end_frame", "detected_frame"):
+        out[c] = out[c].astype(np.int64)
+    if frame_time_s:
+        for c in ("onset", "onset_lo", "onset_hi"):
+            out[f"{c}_time_s"] = out[f"{c}_frame"].astype(float) * frame_time_s
+    events.events = out
+    events.glr = glr
+    if glr is not None:
+        events.scores = events.scores.merge(glr.scores, on="frame", how="left")
+
+
+def detect_frame_events(
+    a: Any,
+    stats: pd.DataFrame,
+    regions: np.ndarray | None,
+    boxes: list[tuple[int, int, int, int]],
+    edge: np.ndarray | None = None,
+    frame_time_s: float | None = None,
+) -> EventResult:
+    """Events from the frame statistics ``stats`` and the (T, R) raw region counts
+    ``regions`` (boxes (x0, x1, y0, y1) [px]) with the ``apply`` config ``a``: the EWMA
+    detector (:func:`detect_events`, onsets refined) and, with ``a.event_glr``, the
+    accumulating GLR detector (:func:`etem.movies.evidence.detect_glr`), merged
+    (:func:`combine_events`). ``edge``: frames whose image statistics are left out."""
+    ev_stats = stats[list(a.event_statistics)].copy()
+    if edge is not None:
+        ev_stats.loc[edge] = np.nan
+    events = detect_events(
+        ev_stats,
+        a.ewma_alpha,
+        a.event_false_alarm_rate,
+        a.calibration_frames,
+        a.event_merge_gap_frames,
+        a.event_min_frames,
+        statistic_floors(stats),
+        frame_time_s,
+    )
+    refine_onsets(events, stats, a, frame_time_s)
+    glr = None
+    if a.event_glr and len(stats):
+        glr_stats = stats.copy()
+        if edge is not None:  # raw region counts need no such exclusion
+            scored = [c for c in SERIES_KIND if c in glr_stats]
+            glr_stats.loc[edge, scored] = np.nan
+        glr = detect_glr(
+            glr_stats, regions if regions is not None and len(regions) else None,
+            a.event_false_alarms_per_1000, merge_gap=a.event_merge_gap_frames,
+        )
+    combine_events(events, glr, boxes, a.event_merge_gap_frames, frame_time_s)
+    return events

@@ -8,8 +8,9 @@ whole series:
   ratio of the raw counts and, given a calibration, a confidence
   (:func:`etem.analysis.likelihood.likelihood_table`), with the segmenter's occupancy at
   each column;
-* :class:`FrameStatistics` (in the gather, frames in order): links the columns into tracks
-  and appends one row of frame statistics (the columns of ``frames.csv``), computed on the
+* :class:`FrameStatistics` (in the gather, frames in order): links the columns into
+  persistent tracks (:class:`etem.analysis.tracks.TrackLinker`, trackpy) and appends one
+  row of frame statistics (the columns of ``frames.csv``), computed on the
   centre region away from the edges that drift correction fills by reflection, including the
   windowed change statistics of :mod:`etem.movies.change_stats`.
 """
@@ -17,6 +18,7 @@ whole series:
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -25,10 +27,10 @@ from skimage.filters import threshold_otsu
 
 from etem.analysis.columns import find_columns
 from etem.analysis.likelihood import Calibration, likelihood_table
+from etem.analysis.tracks import REFERENCE_FRAMES, TrackLinker, p_value_evidence
 from etem.config import EtemConfig
 from etem.frames.geometry import FrameGeometry
 from etem.movies.change_stats import ColumnCountsChange, ImageChange, LocalChange
-from etem.movies.tracking import ColumnTracker
 
 
 def frame_columns(
@@ -135,7 +137,7 @@ class FrameStatistics:
         self.cfg = cfg
         self.geo = geo
         px = geo.pixel_size_A
-        self.tracker = ColumnTracker(a.link_radius_A / px, a.max_gap_frames)
+        self.tracker = TrackLinker(a.link_radius_A / px, a.max_gap_frames)
         self.image_change = ImageChange(
             a.event_window_frames, a.event_reference_frames, a.event_smooth_px,
             geo.n_frames, edge_frames,
@@ -159,6 +161,9 @@ class FrameStatistics:
         self.prev_drift: np.ndarray | None = None
         self.conf_sum = 0.0
         self.conf_n = 0
+        self.track_summary: dict[str, Any] = {}  # set by the gather once the tracks are scored
+        self.region_grid = a.event_region_grid
+        self.region_rows: list[np.ndarray] = []
 
     def add(
         self,
@@ -183,10 +188,14 @@ class FrameStatistics:
             & (cols["y_aligned_px"] < h - mg)
         ).to_numpy()
         xy = cols[["x_px", "y_px"]].to_numpy() if len(cols) else np.zeros((0, 2))
-        ids, disp = self.tracker.update(t, xy)
+        evidence = p_value_evidence(cols["p_value"].to_numpy()) if "p_value" in cols else None
+        ids, disp = self.tracker.update(t, xy, evidence)
         cols.insert(1, "track_id", ids)
         cols["displacement_A"] = disp * self.geo.pixel_size_A
-        self.rows.append(self._statistics(t, cols, roi, ids, disp, counts, intensity, drift, mg))
+        row = self._statistics(t, cols, roi, ids, disp, counts, intensity, drift, mg)
+        row.update(self._track_motion(cols, roi, ids))
+        self.rows.append(row)
+        self.region_rows.append(self._region_counts(counts, mg))
         if "confidence" in cols and len(cols):
             self.conf_sum += float(cols["confidence"].sum())
             self.conf_n += len(cols)
@@ -212,6 +221,10 @@ class FrameStatistics:
         d_roi = disp[roi] if n_all else disp
         ids_set = {int(i) for i in ids[roi]} if n_all else set()
         appeared = float(np.isnan(d_roi).sum()) / n if (n and t > 0) else (0.0 if t > 0 else np.nan)
+        if t <= self.cfg.apply.max_gap_frames:
+            # undefined until the linker's memory is filled: a column missed in the first
+            # frames starts a new track where later it would continue its own
+            appeared = np.nan
         vanished = (
             (len(self.prev_ids - ids_set) / len(self.prev_ids))
             if (self.prev_ids and t > 0)
@@ -272,6 +285,58 @@ class FrameStatistics:
             "matter_area_nm2": matter_fraction(intensity) * area_nm2,
             "drift_step_A": step,
         }
+
+    def _track_motion(
+        self, cols: pd.DataFrame, roi: np.ndarray, ids: np.ndarray
+    ) -> dict[str, float]:
+        """Rotation [deg] and shift (x, y) [Å] of the persistent tracks (seen in more than
+        REFERENCE_FRAMES frames) of the centre region from their reference positions (mean of
+        their first REFERENCE_FRAMES positions, drift-corrected): the Procrustes
+        angle atan2(sum r0 x r, sum r0 . r) about the centroids, and the median shift."""
+        nan = {"rotation_deg": np.nan, "shift_x_A": np.nan, "shift_y_A": np.nan}
+        if not len(cols):
+            return nan
+        xy = cols[["x_px", "y_px"]].to_numpy()[roi]
+        ref, n = self.tracker.reference(ids[roi])
+        ok = n > REFERENCE_FRAMES
+        if ok.sum() < 3:
+            return nan
+        p, p0 = xy[ok], ref[ok]
+        r, r0 = p - p.mean(axis=0), p0 - p0.mean(axis=0)
+        cross = float((r0[:, 0] * r[:, 1] - r0[:, 1] * r[:, 0]).sum())
+        dot = float((r0 * r).sum())
+        d = np.median(p - p0, axis=0) * self.geo.pixel_size_A
+        return {
+            "rotation_deg": math.degrees(math.atan2(cross, dot)),
+            "shift_x_A": float(d[0]),
+            "shift_y_A": float(d[1]),
+        }
+
+    def _region_counts(self, counts: np.ndarray, mg: int) -> np.ndarray:
+        """Raw counts summed in each block of a g x g grid of the centre region [e]."""
+        g = self.region_grid
+        h, w = counts.shape
+        c = counts[mg : h - mg, mg : w - mg].astype(np.float64)
+        ys = np.linspace(0, c.shape[0], g + 1).astype(int)
+        xs = np.linspace(0, c.shape[1], g + 1).astype(int)
+        return np.array(
+            [c[ys[i] : ys[i + 1], xs[j] : xs[j + 1]].sum() for i in range(g) for j in range(g)]
+        )
+
+    def regions(self) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
+        """(T, g^2) region counts and each region's box (x0, x1, y0, y1) [px] in the
+        processed frame."""
+        g = self.region_grid
+        h, w = self.geo.height, self.geo.width
+        mg = round(self.cfg.apply.stats_margin_frac * min(h, w))
+        ys = mg + np.linspace(0, h - 2 * mg, g + 1).astype(int)
+        xs = mg + np.linspace(0, w - 2 * mg, g + 1).astype(int)
+        boxes = [
+            (int(xs[j]), int(xs[j + 1]), int(ys[i]), int(ys[i + 1]))
+            for i in range(g) for j in range(g)
+        ]
+        arr = np.stack(self.region_rows) if self.region_rows else np.zeros((0, g * g))
+        return arr, boxes
 
     def frame_table(self, drift: np.ndarray) -> pd.DataFrame:
         """The frame statistics (``frames.csv`` without the event scores)."""

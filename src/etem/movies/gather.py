@@ -20,6 +20,7 @@ from typing import Any
 import h5py
 import numpy as np
 import pandas as pd
+import trackpy
 
 from etem.config import EtemConfig
 from etem.errors import InputError
@@ -27,11 +28,12 @@ from etem.frames.geometry import aligned_frames
 from etem.frames.readers import Movie
 from etem.io import atomic_path, h5_write_attrs, write_json
 from etem.movies import figures
-from etem.movies.events import EventResult, detect_events, refine_onsets, statistic_floors
+from etem.movies.events import EventResult, detect_frame_events
 from etem.movies.frame_analysis import FrameStatistics
 from etem.movies.outputs import (
     ColumnStore,
     Preview,
+    TrackStore,
     create_frame_datasets,
     write_tables,
     write_tables_h5,
@@ -57,26 +59,21 @@ class Gathered:
     processing_s: float = 0.0
 
 
-def detect(cfg: EtemConfig, prep: PreparedMovie, stats: pd.DataFrame) -> EventResult:
-    """Events from the frame statistics (edge frames of a reflected window excluded)."""
-    a, geo = cfg.apply, prep.geometry
-    ev_stats = stats[list(a.event_statistics)].copy()
+def detect(
+    cfg: EtemConfig,
+    prep: PreparedMovie,
+    stats: pd.DataFrame,
+    frame_stats: FrameStatistics | None = None,
+) -> EventResult:
+    """Events of a movie (:func:`etem.movies.events.detect_frame_events`); frames whose
+    denoising window was reflected at the movie edges are left out of the image statistics."""
+    geo = prep.geometry
+    edge = None
     if prep.n_window > 1:  # the unsupervised model sees a reflected window at the movie edges
         half = prep.half_window
-        edge = (stats["frame"] < half) | (stats["frame"] >= geo.n_frames - half)
-        ev_stats.loc[edge.to_numpy()] = np.nan
-    events = detect_events(
-        ev_stats,
-        a.ewma_alpha,
-        a.event_false_alarm_rate,
-        a.calibration_frames,
-        a.event_merge_gap_frames,
-        a.event_min_frames,
-        statistic_floors(stats),
-        geo.frame_time_s,
-    )
-    refine_onsets(events, stats, a, geo.frame_time_s)
-    return events
+        edge = ((stats["frame"] < half) | (stats["frame"] >= geo.n_frames - half)).to_numpy()
+    regions, boxes = frame_stats.regions() if frame_stats is not None else (None, [])
+    return detect_frame_events(cfg.apply, stats, regions, boxes, edge, geo.frame_time_s)
 
 
 def _stream(
@@ -90,6 +87,7 @@ def _stream(
     a, geo = cfg.apply, prep.geometry
     den_ds, seg_ds = create_frame_datasets(h5, geo, reader.has_segmentation)
     store = ColumnStore(h5, geo.n_frames)
+    tracks = TrackStore(h5)
     stats = FrameStatistics(cfg, geo, edge_frames=prep.half_window)
     preview = Preview(geo.n_frames, a.preview_max_frames, a.preview_size_px)
     fields = reader.fields()
@@ -104,9 +102,44 @@ def _stream(
                 seg_ds[key][t] = f[key][i]
         cols = stats.add(t, reader.columns(f, i, fields), counts, intensity, prep.drift_px[t])
         store.append(t, cols)
+        tracks.append(stats.tracker.pop_finished())
         preview.add(t, intensity)
+    tracks.append(stats.tracker.finish())
+    stats.track_summary = _filter_tracks(cfg, geo, store, tracks, stats.tracker.n_tracks)
     store.finish()
     return store, stats, preview
+
+
+def _filter_tracks(
+    cfg: Any, geo: Any, store: ColumnStore, tracks: TrackStore, n_tracks: int
+) -> dict[str, Any]:
+    """Track confidence of every column; columns of tracks below
+    ``apply.min_track_confidence`` removed from the column tables (counted, logged)."""
+    a = cfg.apply
+    radius = a.link_radius_A / geo.pixel_size_A
+    conf, rates = tracks.confidence(
+        n_tracks, geo.n_frames, a.max_gap_frames, geo.height * geo.width, radius
+    )
+    n_before = store.n
+    removed = store.filter_tracks(conf, a.min_track_confidence)
+    kept_tracks = int((conf >= a.min_track_confidence).sum())
+    if removed:
+        log.info(
+            "tracks: %d of %d columns (%d of %d tracks) below min_track_confidence %g removed",
+            removed, n_before, n_tracks - kept_tracks, n_tracks, a.min_track_confidence,
+        )
+    evidence = "presence" + ("+likelihood" if "p_value" in (store.fields or []) else "")
+    return {
+        "n_tracks": n_tracks,
+        "n_tracks_kept": kept_tracks,
+        "min_track_confidence": a.min_track_confidence,
+        "n_columns_removed": removed,
+        "n_columns_before_filter": n_before,
+        "q_real": rates.q_real,
+        "q_noise": rates.q_noise,
+        "evidence": evidence,
+        "linker": f"trackpy {trackpy.__version__} (memory {a.max_gap_frames} frames)",
+    }
 
 
 def _results_attrs(
@@ -152,7 +185,7 @@ def gather_results(
             h5 = stack.enter_context(h5py.File(tmp_h5, "w", track_order=True))
             store, frame_stats, preview = _stream(movie, prep, cfg, reader, h5)
             stats = frame_stats.frame_table(prep.drift_px)
-            events = detect(cfg, prep, stats)
+            events = detect(cfg, prep, stats, frame_stats)
             write_tables_h5(h5, stats, events, prep.drift_px)
             h5_write_attrs(h5, _results_attrs(movie, prep, models, events))
             files = write_tables(out, store, stats, events, prep.provenance)
@@ -229,10 +262,20 @@ def summarise(
         "n_columns": int(np.median(stats["n_columns"])) if len(stats) else 0,
         "n_columns_per_frame_mean": float(stats["n_columns"].mean()),
         "n_tracks": gathered.frame_stats.tracker.n_tracks,
+        "tracks": gathered.frame_stats.track_summary,
         "mean_confidence": gathered.frame_stats.mean_confidence(),
         "drift_total_px": [float(v) for v in drift[-1]],
         "event_threshold": events.threshold,
         "calibration_frames": events.calibration_frames,
+        "event_glr": None
+        if events.glr is None
+        else {
+            "threshold": events.glr.threshold,
+            "n_series": events.glr.n_series,
+            "false_alarms_per_1000_nominal": events.glr.far_per_1000,
+            "noise_model": events.glr.noise_model,
+            "n_alarms": len(events.glr.alarms),
+        },
         "n_events": len(events.events),
         "events": events.events.to_dict(orient="records"),
         "truth": gathered.truth,

@@ -9,6 +9,9 @@ HDF5 plugin)::
     anion_occupancy       (T, H, W) float16   expected atoms per anion column [atoms]
     columns/<field>       (N,)                per-column tables of all frames (COLUMN_TABLE)
     columns/frame_offsets (T + 1,) int64      rows offsets[t]:offsets[t+1] are frame t
+    tracks/<field>        (K,)                one row per column track: track_id, first_frame,
+                                              last_frame, n_frames, evidence, x_px, y_px,
+                                              log_odds, confidence (etem.analysis.tracks)
     drift_px              (T, 2)  float64     drift (dy, dx) [px]
     frame_stats/<field>   (T,)                the frame statistics (frames.csv)
     event_scores/<field>  (T,)                per-frame event scores
@@ -36,6 +39,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import tifffile
 
+from etem.analysis.tracks import (
+    TRACK_FIELDS,
+    PresenceRates,
+    presence_rates,
+    track_confidence,
+    track_log_odds,
+)
 from etem.errors import InputError
 from etem.frames.geometry import FrameGeometry
 from etem.io import atomic_path, write_table
@@ -132,6 +142,41 @@ class ColumnStore:
             "[px] in the frame of the first (drift-corrected) frame, x_A, y_A [Å]"
         )
 
+    def filter_tracks(self, confidence: np.ndarray, min_confidence: float) -> int:
+        """Add ``track_confidence`` (``confidence[track_id]``) to every row and remove the rows
+        of tracks below ``min_confidence``, compacting the datasets in place block by block
+        (bounded memory); returns the number of rows removed. Call before :meth:`finish`."""
+        if self.fields is None:
+            return 0
+        g = self.group
+        if "track_confidence" not in self.fields:
+            g.create_dataset(
+                "track_confidence", shape=(self.n,), maxshape=(None,), dtype=np.float64,
+                chunks=(65536,), track_times=False,
+            )
+            self.fields.append("track_confidence")
+        n_frames = len(self.offsets) - 1
+        per_frame = np.zeros(n_frames, dtype=np.int64)
+        w, rows = 0, 200_000
+        for a in range(0, self.n, rows):
+            b = min(a + rows, self.n)
+            block = {k: g[k][a:b] for k in self.fields if k != "track_confidence"}
+            conf = np.asarray(confidence, dtype=np.float64)[block["track_id"]]
+            keep = conf >= min_confidence
+            k = int(keep.sum())
+            for name, v in block.items():
+                g[name][w : w + k] = v[keep]
+            g["track_confidence"][w : w + k] = conf[keep]
+            per_frame += np.bincount(
+                block["frame"][keep] - self.first_frame, minlength=n_frames
+            )[:n_frames]
+            w += k
+        for name in self.fields:
+            g[name].resize((w,))
+        removed, self.n = self.n - w, w
+        self.offsets[1:] = np.cumsum(per_frame)
+        return removed
+
     def frame(self, t: int) -> pd.DataFrame:
         """The column table of frame ``t`` (empty with aligned positions when none)."""
         a, b = int(self.offsets[t]), int(self.offsets[t + 1])
@@ -145,6 +190,55 @@ class ColumnStore:
             return
         for a in range(0, self.n, rows):
             yield pd.DataFrame({k: self.group[k][a : a + rows] for k in self.fields})
+
+
+class TrackStore:
+    """Track summaries (:data:`etem.analysis.tracks.TRACK_FIELDS`) appended to resizable
+    HDF5 datasets under ``/tracks`` as tracks end; :meth:`confidence` adds their evidence."""
+
+    def __init__(self, h5: h5py.File) -> None:
+        self.group = h5.create_group("tracks")
+        self.n = 0
+        for name in TRACK_FIELDS:
+            dt = np.float64 if name in ("evidence", "x_px", "y_px") else np.int64
+            self.group.create_dataset(
+                name, shape=(0,), maxshape=(None,), dtype=dt, chunks=(65536,), track_times=False
+            )
+
+    def append(self, df: pd.DataFrame) -> None:
+        """Append track summaries."""
+        if not len(df):
+            return
+        for name in TRACK_FIELDS:
+            ds = self.group[name]
+            ds.resize((self.n + len(df),))
+            ds[self.n :] = df[name].to_numpy(dtype=ds.dtype)
+        self.n += len(df)
+
+    def confidence(
+        self, n_tracks: int, movie_frames: int, memory: int, area_px2: float, radius_px: float
+    ) -> tuple[np.ndarray, PresenceRates]:
+        """Track log odds and confidence (module :mod:`etem.analysis.tracks`) written to
+        ``/tracks``; returns the confidence indexed by track id (8 bytes per track) and the
+        presence rates."""
+        g = self.group
+        tracks = pd.DataFrame({k: g[k][()] for k in TRACK_FIELDS})
+        span = tracks["last_frame"] - tracks["first_frame"] + 1
+        rates = presence_rates(
+            tracks["n_frames"].to_numpy(), span.to_numpy(), movie_frames, area_px2, radius_px)
+        lo = track_log_odds(tracks, movie_frames, memory, rates)
+        conf = track_confidence(lo)
+        g.create_dataset("log_odds", data=lo, track_times=False)
+        g.create_dataset("confidence", data=conf, track_times=False)
+        g.attrs["q_real"] = rates.q_real
+        g.attrs["q_noise"] = rates.q_noise
+        g.attrs["description"] = (
+            "one row per column track; confidence = posterior probability of a real column "
+            "(etem.analysis.tracks)"
+        )
+        by_id = np.zeros(max(n_tracks, int(tracks["track_id"].max()) + 1 if len(tracks) else 0))
+        by_id[tracks["track_id"].to_numpy()] = conf
+        return by_id, rates
 
 
 def read_columns(path: str | Path, frame: int | None = None) -> pd.DataFrame:
@@ -277,6 +371,6 @@ def write_tables(
 ) -> dict[str, str]:
     """columns.parquet, events.csv and frames.csv; returns {key: file name}."""
     write_columns_parquet(out / "columns.parquet", store, prov)
-    write_table(out / "events.csv", events.events, metadata=prov)
+    write_table(out / "events.csv", events.events, metadata=prov)  # plain CSV + sidecar
     write_table(out / "frames.csv", stats.merge(events.scores, on="frame"), metadata=prov)
     return {"columns": "columns.parquet", "events": "events.csv", "frames": "frames.csv"}

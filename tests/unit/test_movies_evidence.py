@@ -1,0 +1,98 @@
+"""Accumulating evidence (windowed GLR): calibration, onsets, noise models, the event table."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from etem.config import load_config
+from etem.movies.events import detect_frame_events
+from etem.movies.evidence import detect_glr, fano_factor, glr_scan, long_run_sigma, mad_sigma
+
+
+def test_glr_scan_matches_brute_force() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 2))
+    g, split = glr_scan(x, 12)
+    t = 30
+    w = x[t - 11 : t + 1, 1]
+    ll = [(j * (12 - j) / 12 * (w[:j].mean() - w[j:].mean()) ** 2 / 2, t - 11 + j)
+          for j in range(2, 11)]
+    best = max(ll)
+    assert g[t, 1] == pytest.approx(best[0]) and split[t, 1] == best[1]
+
+
+def test_false_alarms_at_nominal_rate_on_stable_series() -> None:
+    """White noise and Poisson region counts, 12,000 frames: alarms near 1 per 1,000 frames
+    (no stable leading stretch assumed)."""
+    rng = np.random.default_rng(7)
+    n_alarms, frames = 0, 0
+    for _ in range(4):
+        t = 3000
+        stats = pd.DataFrame({
+            "frame": np.arange(t),
+            "n_columns": rng.normal(100, 3, t),
+            "mean_intensity": rng.normal(2, 0.1, t),
+        })
+        regions = rng.poisson(128, (t, 16)).astype(float)
+        r = detect_glr(stats, regions, 1.0)
+        n_alarms += len(r.alarms)
+        frames += t
+    assert 1000 * n_alarms / frames <= 2.0
+
+
+def test_persistent_step_gains_significance_with_onset_interval() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.normal(100, 3, 60)
+    x[30:] -= 4.5  # 1.5 sigma from frame 30 on
+    r = detect_glr(pd.DataFrame({"frame": np.arange(60), "n_columns": x}), None, 1.0)
+    assert len(r.alarms) == 1
+    a = r.alarms[0]
+    assert a.onset_lo <= 30 <= a.onset_hi and abs(a.onset_frame - 30) <= 1
+    assert a.direction == -1 and a.significance > 1.5
+    # the evidence grows frame after frame after the change
+    sc = r.scores["glr_n_columns"].to_numpy()
+    assert sc[45] > sc[36] > sc[31]
+    # a change from the first frames on needs no stable leading stretch
+    y = rng.normal(100, 3, 60)
+    y[10:] += 6
+    r2 = detect_glr(pd.DataFrame({"frame": np.arange(60), "n_columns": y}), None, 1.0)
+    assert [a.onset_lo <= 10 <= a.onset_hi for a in r2.alarms] == [True]
+
+
+def test_noise_models() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.normal(0, 2.0, 4000)
+    assert mad_sigma(x) == pytest.approx(2.0, rel=0.05)
+    x_step = x.copy()
+    x_step[2000:] += 50  # a step is one outlier among the differences
+    assert mad_sigma(x_step) == pytest.approx(2.0, rel=0.05)
+    # a wandering series: the long-run scale grows
+    walk = x + np.repeat(rng.normal(0, 3.0, 400), 10)
+    assert long_run_sigma(walk) > 1.5 * mad_sigma(walk)
+    counts = rng.poisson(50, (500, 8)).astype(float)
+    assert fano_factor(counts) == pytest.approx(1.0, abs=0.1)
+    assert fano_factor(3 * counts) == pytest.approx(3.0, rel=0.1)  # a gain of 3
+
+
+def test_event_table_has_onset_interval_kind_region_significance() -> None:
+    cfg = load_config(None, {"tracking.enabled": False})
+    rng = np.random.default_rng(5)
+    t = 60
+    stats = pd.DataFrame({"frame": np.arange(t)})
+    for k in cfg.apply.event_statistics:
+        stats[k] = rng.normal(10, 1, t)
+    for k in ("rotation_deg", "shift_x_A", "shift_y_A"):
+        stats[k] = rng.normal(0, 0.3, t)
+    stats["mean_intensity"] = rng.normal(10, 1, t)
+    stats["rotation_deg"] = stats["rotation_deg"] + np.where(np.arange(t) >= 36, 4.0, 0.0)
+    regions = rng.poisson(200, (t, 16)).astype(float)
+    boxes = [(0, 10, 0, 10)] * 16
+    ev = detect_frame_events(cfg.apply, stats, regions, boxes, None, 0.5).events
+    assert len(ev) == 1, ev
+    e = ev.iloc[0]
+    assert e["kind"] == "rotation" and e["onset_lo_frame"] <= 36 <= e["onset_hi_frame"]
+    assert abs(e["onset_frame"] - 36) <= 1 and e["significance"] > 2
+    assert e["onset_time_s"] == pytest.approx(e["onset_frame"] * 0.5)
+    assert {"region", "statistic", "method", "threshold", "score"} <= set(ev.columns)
