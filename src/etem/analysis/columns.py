@@ -6,6 +6,10 @@ gives sub-pixel positions, widths and integrated intensities above the local bac
 
 Coordinates: ``x`` is the column index, ``y`` the row index of the image array, in pixels
 from the centre of pixel (0, 0); ``x_A = x_px * pixel_size_A``.
+
+Long module (about 570 lines): one algorithm (detection, FFT Laplacian-of-Gaussian, centroid
+and vectorised Gaussian refinement) whose parts share their conventions; split, the
+coordinate conventions above would have to be stated twice.
 """
 
 from __future__ import annotations

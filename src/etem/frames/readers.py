@@ -17,6 +17,10 @@ Frames are never loaded as a whole: ``movie.frames`` is a lazy (T, H, W) array (
 h5py dataset or a per-file sequence) and ``movie.iter_chunks(n)`` yields float32 blocks.
 Axis order is taken from the reader's axis metadata (signal axes y, x last), not assumed: a
 Velox stack is (t, y, x) in rosettasciio but (y, x, t) in ncempy.
+
+Long module (about 700 lines), on purpose: every format's reader beside the one
+:class:`Movie` contract and the one metadata mapping (pixel size, frame time, dose), so a
+format is added in one place; each reader is a short function.
 """
 
 from __future__ import annotations

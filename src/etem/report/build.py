@@ -8,7 +8,6 @@ MLflow), benchmark tables and figures, likelihood calibration, movie results
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -20,31 +19,17 @@ import pandas as pd
 import yaml
 
 from etem.config import EtemConfig, stage_hash
-from etem.io import read_table
 from etem.paths import Layout
 from etem.plotting import plt
 from etem.provenance import provenance
 from etem.report import html as H
+from etem.report.headline import read_json, read_table_or_none, section_headline
 from etem.runs import search_stage_runs, tracking_uri
 from etem.seeding import rng
 from etem.structures.gallery import gallery_figure
 
 log = logging.getLogger("etem.report.build")
 
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
-def _read_table(path: Path) -> pd.DataFrame | None:
-    try:
-        return read_table(path)
-    except Exception as exc:  # a broken file must not break the whole report
-        log.warning("cannot read %s: %s", path, exc)
-        return None
 
 
 def _flat(d: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
@@ -62,101 +47,11 @@ def _flat(d: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
     return out
 
 
-#: Published reference for the denoising headline (Mohan et al., simulated Pt/CeO2 test set,
-#: peak-1 PSNR): see SCIENCE.md and section_mohan.
-PUBLISHED_PSNR_DB = (35.0, 38.0)
-#: Methods that are baselines in the benchmark tables (everything else is a network).
-BASELINE_PREFIXES = ("noisy", "gaussian", "nlm", "temporal_mean")
-
-
-def _overall(table: pd.DataFrame) -> pd.DataFrame:
-    """Rows of subset ``all`` indexed by method."""
-    return table[table["subset"] == "all"].set_index("method")
-
-
-def _denoising_headline(d: Path) -> list[str]:
-    t = _read_table(d / "denoising_summary.csv") if (d / "denoising_summary.csv").exists() else None
-    if t is None or t.empty:
-        return []
-    rows = _overall(t)
-    psnr = {str(k): float(v) for k, v in rows["psnr_db_mean"].items()}
-    ssim = {str(k): float(v) for k, v in rows["ssim_mean"].items()}
-    nets = [m for m in psnr if not m.startswith(BASELINE_PREFIXES)]
-    bases = [m for m in psnr if m.startswith(BASELINE_PREFIXES[1:])]
-    if not nets:
-        return []
-    best_net = max(nets, key=psnr.__getitem__)
-    line = (f"Denoising, held-out test images (all doses): <b>{H.esc(best_net)}</b> "
-            f"{psnr[best_net]:.1f} dB PSNR, SSIM {ssim[best_net]:.2f}")
-    if bases:
-        best_base = max(bases, key=psnr.__getitem__)
-        gain = psnr[best_net] - psnr[best_base]
-        cls = "ok" if gain > 0 else "bad"
-        line += (f"; best baseline {H.esc(best_base)} {psnr[best_base]:.1f} dB "
-                 f'(<span class="{cls}">{gain:+.1f} dB</span>)')
-    if "noisy" in psnr:
-        line += f"; raw {psnr['noisy']:.1f} dB"
-    out = [line + "."]
-    m = _read_table(d / "mohan_summary.csv") if (d / "mohan_summary.csv").exists() else None
-    if m is not None and best_net in set(m["method"]):
-        v = float(_overall(m)["psnr_db_mean"].astype(float)[best_net])
-        lo, hi = PUBLISHED_PSNR_DB
-        cls = "ok" if v >= lo else "bad"
-        out.append(f"Mohan et al.'s protocol (peak 1 count): {H.esc(best_net)} "
-                   f'<span class="{cls}">{v:.1f} dB</span> against the published {lo:.0f}-'
-                   f"{hi:.0f} dB.")
-    return out
-
-
-def _calibration_headline(d: Path) -> list[str]:
-    far = _read_table(d / "calibration_far.csv") if (d / "calibration_far.csv").exists() else None
-    if far is None or far.empty:
-        return []
-    cal = far[(far["kind"] == "calibrated") & (far["dose_e_per_px"].astype(str) == "all")]
-    if cal.empty:
-        return []
-    ok = bool(cal["within_2pp"].all())
-    worst = float((cal["observed"] - cal["alpha"]).abs().max())
-    return [f'Likelihood calibration: false-alarm rates <span class="{"ok" if ok else "bad"}">'
-            f'{"within" if ok else "outside"} ±2 percentage points</span> of nominal '
-            f"(worst {100 * worst:.1f} pp) on held-out simulated vacuum."]
-
-
-def _movie_headline(layout: Layout) -> list[str]:
-    out = []
-    for d in sorted((layout.root / "apply").glob("*/summary.json")):
-        s = _read_json(d)
-        if s is None:
-            continue
-        onsets = ", ".join(str(e.get("onset_frame")) for e in s.get("events", [])[:8]
-                           if isinstance(e, dict))
-        line = (f"Movie <b>{H.esc(d.parent.name)}</b>: {s.get('n_frames', '?')} frames, "
-                f"{s.get('n_events', 0)} event(s)" + (f" at frame(s) {onsets}" if onsets else ""))
-        truth = (s.get("truth") or {}).get("events")
-        if truth:
-            line += (f"; against the truth: {truth.get('n_hits', 0)} of {truth.get('n_true', 0)}"
-                     f" found, {truth.get('n_false_alarms', 0)} false alarm(s)")
-        if not s.get("columns_analysed", True):
-            line += f"; no column analysis ({H.esc(s.get('columns_reason', ''))})"
-        out.append(line + ".")
-    return out
-
-
-def section_headline(layout: Layout) -> str:
-    """What the campaign found, in a few lines (the tables follow below)."""
-    d = layout.evaluation_dir
-    items = _denoising_headline(d) + _calibration_headline(d) + _movie_headline(layout)
-    if not items:
-        return H.missing("no results yet to summarise")
-    return '<div class="headline"><ul>' + "".join(f"<li>{i}</li>" for i in items) + \
-        "</ul></div>"
-
-
 # -- sections ---------------------------------------------------------------------------
 def section_structures(layout: Layout) -> str:
     """Structure counts and a gallery of projected structures (top view)."""
     man_p = layout.structures_manifest
-    man = _read_table(man_p) if man_p.exists() else None
+    man = read_table_or_none(man_p) if man_p.exists() else None
     if man is None:
         return H.missing(f"no structures manifest ({man_p}): the structures stage has not run")
     body = [f"<p>{len(man)} structures.</p>"]
@@ -178,7 +73,7 @@ def section_structures(layout: Layout) -> str:
 def section_simulation(layout: Layout, config: EtemConfig) -> str:
     """Image counts per axis and example clean/noisy images."""
     idx_p = layout.simulation_index
-    idx = _read_table(idx_p) if idx_p.exists() else None
+    idx = read_table_or_none(idx_p) if idx_p.exists() else None
     if idx is None:
         return H.missing(f"no image index ({idx_p}): the simulation stage has not run")
     body = [f"<p>{len(idx)} images.</p>"]
@@ -281,12 +176,12 @@ def section_training(runs: pd.DataFrame | None, config: EtemConfig) -> str:
 def section_evaluation(layout: Layout) -> str:
     """Benchmark tables and figures."""
     d = layout.evaluation_dir
-    summary = _read_json(d / "summary.json")
+    summary = read_json(d / "summary.json")
     if summary is None:
         return H.missing(f"no benchmark results ({d}/summary.json): the evaluation stage has "
                          "not run")
     body = []
-    s = _read_table(d / "denoising_summary.csv")
+    s = read_table_or_none(d / "denoising_summary.csv")
     if s is not None:
         body.append("<h3>Denoising (PSNR [dB], SSIM), by dose</h3>")
         sel = s[s["subset"].eq("all") | s["subset"].str.fullmatch(r"dose_e_per_A2=[0-9.e+]+")]
@@ -301,7 +196,7 @@ def section_evaluation(layout: Layout) -> str:
             body.append(H.png_file(p, cap))
     for p in sorted((d / "figures").glob("heatmap_*.png")):
         body.append(H.png_file(p, f"Mean PSNR of the primary method: {p.stem[8:]}", width=420))
-    c = _read_table(d / "columns_summary.csv") if (d / "columns_summary.csv").exists() else None
+    c = read_table_or_none(d / "columns_summary.csv")
     body.append("<h3>Column detection (precision, recall, position RMSE [pm])</h3>")
     if c is not None:
         body.append(H.table(c[c["subset"].eq("all")
@@ -312,9 +207,9 @@ def section_evaluation(layout: Layout) -> str:
     if cc.exists():
         body.append("<p>Columns of the primary method kept at each calibrated confidence "
                     "level (0 = every blob):</p>")
-        t = _read_table(cc)
+        t = read_table_or_none(cc)
         body.append(H.table(t[t["subset"] == "all"] if t is not None else None))
-    u = _read_table(d / "umse.csv") if (d / "umse.csv").exists() else None
+    u = read_table_or_none(d / "umse.csv")
     body.append("<h3>Unsupervised MSE (Morales) vs true MSE</h3>")
     if u is not None:
         agg = u.groupby(["method", "dose_e_per_A2"]).agg(
@@ -326,7 +221,7 @@ def section_evaluation(layout: Layout) -> str:
     for name, title in (("segmentation", "Segmentation"), ("movie", "Synthetic movie")):
         p = d / f"{name}.csv"
         if p.exists():
-            t = _read_table(p)
+            t = read_table_or_none(p)
             body.append(f"<h3>{title}</h3>")
             if t is not None and "subset" in t.columns:
                 t = t[t["subset"].eq("all")
@@ -340,7 +235,7 @@ def section_mohan(d: Path) -> str:
     p = d / "mohan_summary.csv"
     if not p.exists():
         return H.missing("no Mohan-protocol table (evaluation.mohan_protocol off)")
-    t = _read_table(p)
+    t = read_table_or_none(p)
     if t is None:
         return H.missing(f"{p}: unreadable")
     sel = t[t["subset"].eq("all") | t["subset"].str.fullmatch(r"(family|split)=[^|]+")]
@@ -357,14 +252,14 @@ def section_mohan(d: Path) -> str:
 def section_calibration(layout: Layout) -> str:
     """Likelihood calibration: false-alarm table and figure."""
     d = layout.evaluation_dir
-    cal = _read_json(d / "likelihood_calibration.json")
+    cal = read_json(d / "likelihood_calibration.json")
     if cal is None:
         return H.missing(f"no likelihood calibration ({d}/likelihood_calibration.json)")
     body = [f"<p>Null fitted on {cal.get('meta', {}).get('n_null', '?')} spurious detections "
             f"in simulated vacuum, {cal.get('meta', {}).get('n_true', '?')} true columns; "
             f"vacuum-level bins [counts/px]: "
             f"{', '.join(f'{v:.3g}' for v in cal.get('lambda_vac_bins', []))}.</p>"]
-    far = _read_table(d / "calibration_far.csv") if (d / "calibration_far.csv").exists() else None
+    far = read_table_or_none(d / "calibration_far.csv")
     if far is not None:
         body.append("<p>False-alarm rate on held-out simulated vacuum (target: within ±2 "
                     "percentage points of nominal):</p>")
@@ -390,7 +285,7 @@ def section_movies(layout: Layout) -> str:
     out = []
     for d in dirs:
         out.append(f"<h3>{H.esc(d.name)}</h3>")
-        summ = _read_json(d / "summary.json")
+        summ = read_json(d / "summary.json")
         if summ is None:
             out.append(H.missing(f"{d}/summary.json missing: the run is incomplete"))
         else:
@@ -399,7 +294,7 @@ def section_movies(layout: Layout) -> str:
                 pd.DataFrame(flat, columns=["key", "value"]), max_rows=200)))
         ev = d / "events.csv"
         if ev.exists():
-            t = _read_table(ev)
+            t = read_table_or_none(ev)
             out.append("<p>Events:</p>" + H.table(t))
         for p in sorted(d.glob("*.png")):
             out.append(H.png_file(p, p.stem.replace("_", " "), width=1000))
@@ -412,7 +307,7 @@ def section_provenance(config: EtemConfig, layout: Layout, runs: pd.DataFrame | 
     prov = provenance(config, "report")
     body = ["<h3>Provenance</h3>",
             H.table(pd.DataFrame(_flat(prov), columns=["key", "value"]), max_rows=80)]
-    bench = _read_json(layout.evaluation_dir / "summary.json")
+    bench = read_json(layout.evaluation_dir / "summary.json")
     if bench and "provenance" in bench:
         # the benchmark ran on its own per-stage config (etem.config.stages)
         expected = stage_hash(config, "evaluation")

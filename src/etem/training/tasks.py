@@ -1,6 +1,10 @@
 """What differs between the three networks: data, loss, validation metrics, panels.
 
 The single loop in :mod:`etem.training.loop` drives any :class:`Task`.
+
+Long module (about 590 lines): the three tasks side by side (the same methods for each network,
+so a change to the Task protocol is made in one file), plus the movie source of the blind-spot
+task.
 """
 
 from __future__ import annotations
