@@ -115,3 +115,17 @@ def test_folder_of_frames_with_mixed_sizes(inputs: dict[str, Path], tmp_path: Pa
                        capture_output=True, text=True, timeout=300, check=False)
     _one_line(r, "f002.tif")
     assert not (tmp_path / "o" / "summary.json").exists()
+
+
+def test_reused_out_keeps_nothing_of_the_earlier_movie(inputs: dict[str, Path],
+                                                       tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    out.mkdir()
+    earlier = out / "overlay_occupancy.png"  # written only with a segmenter, by an earlier run
+    earlier.write_bytes(b"earlier movie")
+    mine = out / "notes.txt"  # not an etem output: left alone
+    mine.write_text("keep")
+    r = _apply(inputs, out)
+    assert r.returncode == 0, r.stderr[-1500:]
+    assert not earlier.exists() and mine.read_text() == "keep"
+    assert (out / "summary.json").exists()

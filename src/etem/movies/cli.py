@@ -90,6 +90,7 @@ def _frames(text: str) -> tuple[int, int]:
     return start, stop
 
 
+# long (94 lines): the declarations of the four movie subcommands (argparse only).
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``apply``, its three passes, and ``movie-info``."""
     p = sub.add_parser(

@@ -64,6 +64,9 @@ class EventResult:
     glr: CusumResult | None = None
 
 
+# long (141 lines): the EWMA detector in one pass over shared arrays (innovation and
+# derivative per statistic, calibration, threshold, onsets); a candidate for a split into
+# calibration and onset steps.
 def detect_events(
     stats: pd.DataFrame,
     alpha: float = 0.1,
@@ -293,6 +296,8 @@ EVENT_TABLE_FIELDS = (
 )
 
 
+# long (87 lines): merges the EWMA and GLR event tables into the one events.csv contract
+# (onset, interval, kind, region, significance), column by column.
 def combine_events(
     events: EventResult,
     glr: CusumResult | None,

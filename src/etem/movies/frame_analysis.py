@@ -201,6 +201,7 @@ class FrameStatistics:
             self.conf_n += len(cols)
         return cols
 
+    # long (84 lines): one row of frames.csv, every statistic from the same frame arrays.
     def _statistics(
         self,
         t: int,

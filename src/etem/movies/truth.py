@@ -103,6 +103,8 @@ def column_Z(columns: pd.DataFrame) -> np.ndarray:
     return z * columns["n_atoms"].to_numpy(dtype=np.float64)
 
 
+# long (106 lines): matching found to true columns frame by frame and every summary figure
+# of that matching (precision, recall by site, RMSE) from the same arrays.
 def score_columns(
     found: pd.DataFrame,
     truth: pd.DataFrame,
@@ -325,6 +327,8 @@ def metrics(truth_summary: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+# long (103 lines): reads an apply's outputs and the truth, scores columns and events,
+# writes the truth tables: a sequence, each step a few lines.
 def score_apply(
     movie_path: str | Path,
     column_tables: Any,
