@@ -70,7 +70,9 @@ def test_two_row_sheet_runs_sharded_per_movie(tmp_path: Path) -> None:
     _models(res)
     overlay = tmp_path / "overlay.yaml"
     overlay.write_text(
-        f"movies:\n  sheet: {sheet}\n  synthetic: false\n"
+        # the campaign's models only (per-group training: tests/unit/test_training_group.py
+        # and the train_group jobs planned in test_sheet_workflow.py)
+        f"movies:\n  sheet: {sheet}\n  synthetic: false\n  group_training: false\n"
         "apply:\n  shard_frames: 8\n  chunk_frames: 4\n  calibration_frames: 4\n"
         "  event_local_window_frames: 2\n  event_local_reference_frames: 2\n"
         "  write_tiff: false\n  preview_max_frames: 0\n  tile_px: 64\n  overlap_px: 8\n"
