@@ -24,13 +24,12 @@ from typing import NoReturn
 import yaml
 
 from etem import __version__
-from etem.cliutils import add_config_args, config_from_args
+from etem.cliutils import add_config_args, config_from_args, emit
 from etem.cluster import cli as cluster_cli
 from etem.config import schema
 from etem.config.defaults import defaults_yaml
 from etem.errors import EtemError
 from etem.evaluation import cli as evaluation_cli
-from etem.io import write_text
 from etem.movies import cli as movies_cli
 from etem.report import cli as report_cli
 from etem.simulation import cli as simulation_cli
@@ -51,18 +50,10 @@ STAGE_CLIS = (
 
 def _config_command(args: argparse.Namespace) -> int:
     if args.action == "defaults":
-        text = defaults_yaml()
-        if args.out:
-            write_text(args.out, text)
-        else:
-            sys.stdout.write(text)
+        emit(defaults_yaml(), args.out)
         return 0
     if args.action == "schema":
-        text = json.dumps(schema(), indent=2, sort_keys=True) + "\n"
-        if args.out:
-            write_text(args.out, text)
-        else:
-            sys.stdout.write(text)
+        emit(json.dumps(schema(), indent=2, sort_keys=True) + "\n", args.out)
         return 0
     cfg = config_from_args(args)
     if args.action == "validate":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import glob
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import yaml
 
 from etem.config import EtemConfig, load_config
 from etem.errors import ConfigError
+from etem.io import write_text
 from etem.runs import StageRun
 
 
@@ -36,6 +38,14 @@ def config_from_args(args: argparse.Namespace) -> EtemConfig:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
         overrides[key.strip()] = yaml.safe_load(value)
     return load_config(getattr(args, "config", None), overrides)
+
+
+def emit(text: str, out: str | None) -> None:
+    """Write ``text`` to the file ``out`` (atomically), or to standard output."""
+    if out:
+        write_text(out, text)
+    else:
+        sys.stdout.write(text)
 
 
 def add_shard_arg(parser: argparse.ArgumentParser) -> None:

@@ -29,6 +29,7 @@ import pandas as pd
 from etem.analysis import baselines
 from etem.analysis.metrics import data_range, psnr, psnr_peak, ssim, ssim_peak
 from etem.evaluation.inputs import TestImage
+from etem.evaluation.tables import mean_sem
 from etem.models.inference import denoise_images, denoise_movie
 from etem.progress import progress
 from etem.seeding import rng
@@ -118,10 +119,5 @@ def summarise_conditions(per_image: pd.DataFrame) -> pd.DataFrame:
         groups += [(f"split=held_out_condition|condition={c!s}", g)
                    for c, g in hc.groupby("condition", sort=True) if c]
         for name, g in groups:
-            row: dict[str, Any] = {"method": method, "group": name, "n": len(g)}
-            for m in METRICS:
-                v = g[m].to_numpy(dtype=np.float64)
-                row[f"{m}_mean"] = float(v.mean())
-                row[f"{m}_sem"] = float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0
-            rows.append(row)
+            rows.append({"method": method, "group": name, "n": len(g), **mean_sem(g, METRICS)})
     return pd.DataFrame(rows)

@@ -48,17 +48,22 @@ def _subsets(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     return out
 
 
+def mean_sem(g: pd.DataFrame, metrics: list[str] | tuple[str, ...]) -> dict[str, float]:
+    """``<metric>_mean`` and ``<metric>_sem`` (standard error; 0 for one row) of each metric."""
+    row: dict[str, float] = {}
+    for m in metrics:
+        v = g[m].to_numpy(dtype=np.float64)
+        row[f"{m}_mean"] = float(v.mean())
+        row[f"{m}_sem"] = float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0
+    return row
+
+
 def summarise(per_image: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
     """One row per (method, subset): n, mean and standard error of each metric."""
     rows = []
     for method, g_m in per_image.groupby("method", sort=False):
         for subset, g in _subsets(g_m):
-            row: dict[str, Any] = {"method": method, "subset": subset, "n": len(g)}
-            for m in metrics:
-                v = g[m].to_numpy(dtype=np.float64)
-                row[f"{m}_mean"] = float(v.mean())
-                row[f"{m}_sem"] = float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0
-            rows.append(row)
+            rows.append({"method": method, "subset": subset, "n": len(g), **mean_sem(g, metrics)})
     return pd.DataFrame(rows)
 
 

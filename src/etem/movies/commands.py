@@ -9,11 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from etem.analysis.likelihood import Calibration
-from etem.cliutils import config_from_args, stage_run
+from etem.cliutils import config_from_args, emit, stage_run
 from etem.config import EtemConfig
 from etem.errors import InputError
 from etem.frames.readers import Movie, open_movie
-from etem.io import write_text
 from etem.models.io import load
 from etem.movies.apply import apply_movie
 from etem.movies.gather import gather_results, summarise
@@ -36,11 +35,7 @@ def _open(paths: list[str], frame_time_s: float | None = None) -> Movie:
 def sheet(args: argparse.Namespace) -> int:
     """``etem sheet validate|schema``: check a movie sheet, or print its row schema."""
     if args.action == "schema":
-        text = json.dumps(sheet_schema(), indent=2, sort_keys=True) + "\n"
-        if args.out:
-            write_text(args.out, text)
-        else:
-            sys.stdout.write(text)
+        emit(json.dumps(sheet_schema(), indent=2, sort_keys=True) + "\n", args.out)
         return 0
     if not args.sheet:
         raise InputError("etem sheet validate needs SHEET")
