@@ -25,13 +25,23 @@ from etem.models.io import load_model
 from etem.movies.sheet import campaign_movies
 from etem.paths import Layout
 from etem.runs import campaign_key, search_stage_runs, tracking_uri
-from etem.simulation.contract import PARAM_COLUMNS
+from etem.simulation.contract import CONTRACT_VERSION as SIMULATION_CONTRACT_VERSION
+from etem.simulation.contract import MOVIE_CONTRACT_VERSION, PARAM_COLUMNS
+from etem.structures.contract import CONTRACT_VERSION as STRUCTURES_CONTRACT_VERSION
 
 #: Stages that every complete campaign has recorded in MLflow.
 TRACKED_STAGES = (
     "structures", "simulation", "simulate-movie", "train-denoiser", "train-unsupervised",
     "train-segmenter", "evaluation", "apply", "report",
 )
+
+
+def _check_version(f: h5py.File, expected: int) -> None:
+    """The file's ``contract_version`` attribute must be the one its reader expects."""
+    got = f.attrs.get("contract_version")
+    if got is None or int(got) != expected:
+        raise InputError(f"{f.filename}: contract version {got}, this etem reads {expected} "
+                         "(re-run the stage that writes it)")
 
 
 def _check_structures(cfg: EtemConfig, lay: Layout) -> str:
@@ -41,6 +51,9 @@ def _check_structures(cfg: EtemConfig, lay: Layout) -> str:
     missing = [p for p in df["path"] if not (lay.structures_manifest.parent / p).exists()]
     if missing:
         raise InputError(f"{len(missing)} structure files missing, e.g. {missing[0]}")
+    for i in range(cfg.structures.n_shards):
+        with h5py.File(lay.structure_shard(i) / "columns.h5", "r") as f:
+            _check_version(f, STRUCTURES_CONTRACT_VERSION)
     return f"{len(df)} structures"
 
 
@@ -52,6 +65,7 @@ def _check_images(cfg: EtemConfig, lay: Layout) -> str:
         if not path.exists():
             raise InputError(f"{path}: missing")
         with h5py.File(path, "r") as f:
+            _check_version(f, SIMULATION_CONTRACT_VERSION)
             clean = f["clean"]
             if clean.ndim != 3 or clean.shape[1:] != (cfg.simulation.output_size_px,) * 2:
                 raise InputError(f"{path}: /clean has shape {clean.shape}")
@@ -72,6 +86,7 @@ def _check_images(cfg: EtemConfig, lay: Layout) -> str:
 
 def _check_movie(cfg: EtemConfig, lay: Layout) -> str:
     with h5py.File(lay.synthetic_movie, "r") as f:
+        _check_version(f, MOVIE_CONTRACT_VERSION)
         shape = f["frames"].shape
     if shape[0] != cfg.synthetic_movie.n_frames:
         raise InputError(f"synthetic movie has {shape[0]} frames, config asks "
