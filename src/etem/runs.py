@@ -378,16 +378,20 @@ JOB_KEY_TAGS = ("etem.config_hash", "etem.stage", "etem.snakemake.rule", "etem.s
 def is_orphan(run_tags: dict[str, str], job_tags: dict[str, str] | None = None) -> bool:
     """Whether a RUNNING run can no longer end by itself.
 
-    True when its process ran on this host and is gone (``kill -9``, out-of-memory), or when
-    ``job_tags`` (the tags of a run starting now) name the same Snakemake job: Snakemake runs a
-    job once at a time, so the earlier attempt is dead wherever it ran.
+    A run of this host whose process is alive is never an orphan. Otherwise it is one when its
+    process ran on this host and is gone (``kill -9``, out-of-memory), or when ``job_tags``
+    (the tags of a run starting now) name the same Snakemake job: Snakemake runs a job once at
+    a time, so the earlier attempt on another node is dead.
     """
+    pid = run_tags.get("etem.pid", "")
+    here = run_tags.get("etem.host") == host_tag() and pid.isdigit()
+    if here and pid_alive(int(pid)):
+        return False
     if job_tags and run_tags.get("etem.snakemake.rule") and all(
         run_tags.get(k) == job_tags.get(k) for k in JOB_KEY_TAGS
     ):
         return True
-    pid = run_tags.get("etem.pid", "")
-    return run_tags.get("etem.host") == host_tag() and pid.isdigit() and not pid_alive(int(pid))
+    return here
 
 
 def mark_orphans(client: Any, experiment_id: str, job_tags: dict[str, str] | None = None

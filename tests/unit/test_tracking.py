@@ -144,3 +144,16 @@ def test_runs_of_killed_jobs_are_marked_killed_by_the_next_run(tmp_path: Path) -
     status = search_stage_runs(cfg, "simulation").set_index("run_id")["status"]
     assert status[remote.info.run_id] == "RUNNING"
     assert sorted(status.drop(remote.info.run_id)) == ["FINISHED", "KILLED", "KILLED"]
+
+
+def test_a_live_run_of_the_same_job_key_is_not_killed(tmp_path: Path) -> None:
+    from etem.io import host_tag
+
+    cfg = _cfg(tmp_path)
+    job = {"etem.snakemake.rule": "simulate_images"}
+    with StageRun(cfg, "simulation", tags=job) as first:  # still running (this process)
+        client = mlflow.MlflowClient(tracking_uri(cfg))
+        assert client.get_run(first.run_id).data.tags["etem.host"] == host_tag()
+        with StageRun(cfg, "simulation", tags=job) as second:
+            assert second.killed == []
+    assert set(search_stage_runs(cfg, "simulation")["status"]) == {"FINISHED"}
