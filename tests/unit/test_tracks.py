@@ -85,3 +85,15 @@ def test_presence_rates_from_tracks() -> None:
     assert r.q_real == pytest.approx(120 / 128)
     assert r.noise_density_per_px2 == pytest.approx(300 / (48 * 96 * 96))
     assert r.q_noise == pytest.approx(1 - np.exp(-r.noise_density_per_px2 * np.pi * 25))
+
+
+def test_dense_noisy_frames_link_without_oversize_subnets() -> None:
+    """Hundreds of noise blobs per frame within the link radius of each other (a smoke-size
+    movie at low dose) used to stop the gather with trackpy's SubnetOversizeException."""
+    from etem.analysis.tracks import TrackLinker
+
+    rng = np.random.default_rng(0)
+    linker = TrackLinker(radius_px=8.0, memory=2)
+    for t in range(10):
+        ids, _ = linker.update(t, rng.uniform(0, 128, (800, 2)))
+        assert len(ids) == 800 and len(set(ids.tolist())) == 800

@@ -44,6 +44,10 @@ import pandas as pd
 import trackpy
 from trackpy.linking import Linker
 
+#: Smallest search radius [fraction of the link radius] trackpy may shrink to for a dense
+#: subnetwork before it gives up (SubnetOversizeException).
+ADAPTIVE_STOP = 0.02
+
 #: Fields of the track summaries (:meth:`TrackLinker.pop_finished`).
 TRACK_FIELDS = (
     "track_id", "first_frame", "last_frame", "n_frames", "evidence", "x_px", "y_px",
@@ -112,7 +116,11 @@ class TrackLinker:
         xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
         ev = np.zeros(len(xy)) if evidence is None else np.asarray(evidence, dtype=np.float64)
         if self._linker is None:
-            self._linker = Linker(self.radius_px, memory=self.memory, predictor=self._predict)
+            # dense noisy frames form large subnetworks of competing columns: trackpy then
+            # shrinks the search radius for that subnetwork (step 0.9) instead of failing
+            self._linker = Linker(self.radius_px, memory=self.memory, predictor=self._predict,
+                                  adaptive_stop=ADAPTIVE_STOP * self.radius_px,
+                                  adaptive_step=0.9)
             self._linker.init_level(xy, frame)
         else:
             self._linker.next_level(xy, frame)
