@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -39,6 +40,22 @@ def _campaign(work: Path) -> subprocess.Popen[bytes]:
                                 start_new_session=True)
 
 
+def _running(results: Path) -> bool:
+    """Whether a stage run is RUNNING in the campaign's sqlite store (read-only look)."""
+    db = results / "mlflow.db"
+    if not db.exists():
+        return False
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as con:
+            (n,) = con.execute(
+                "select count(*) from runs where status = 'RUNNING' and run_uuid in "
+                "(select run_uuid from tags where key = 'etem.role' and value = 'stage')"
+            ).fetchone()
+    except sqlite3.Error:  # being written: look again
+        return False
+    return bool(n)
+
+
 def _digests(results: Path) -> dict[str, str]:
     varying: set[Path] = set()
     for pattern in VARYING_OUTPUTS:  # before Python 3.13 a trailing ** matches folders only
@@ -66,7 +83,8 @@ def test_killed_campaign_resumes_with_the_same_command_to_identical_files(
 
     run = _campaign(work)
     deadline = time.monotonic() + 900
-    while not list((results / "simulation").glob("shard_*.h5")):
+    # kill once a simulation shard is written and a stage job is inside its MLflow run
+    while not (list((results / "simulation").glob("shard_*.h5")) and _running(results)):
         assert run.poll() is None and time.monotonic() < deadline, "no shard was written"
         time.sleep(0.2)
     os.killpg(run.pid, signal.SIGKILL)  # the whole tree: Snakemake and its jobs
