@@ -97,3 +97,30 @@ def test_dense_noisy_frames_link_without_oversize_subnets() -> None:
     for t in range(10):
         ids, _ = linker.update(t, rng.uniform(0, 128, (800, 2)))
         assert len(ids) == 800 and len(set(ids.tolist())) == 800
+
+
+_LINK_SCRIPT = """
+import numpy as np
+from etem.analysis.tracks import TrackLinker
+rng = np.random.default_rng(1)
+base = rng.uniform(0, 96, (300, 2))
+linker = TrackLinker(radius_px=6.0, memory=2)
+out = []
+for t in range(8):
+    keep = rng.random(len(base)) < 0.8
+    xy = np.vstack([base[keep] + rng.normal(0, 0.5, (keep.sum(), 2)),
+                    rng.uniform(0, 96, (60, 2))])
+    out += linker.update(t, xy)[0].tolist()
+print(",".join(map(str, out)))
+"""
+
+
+def test_track_ids_are_the_same_in_every_process() -> None:
+    """Track ids are numbered in order of first detection, not by trackpy's set order
+    (which follows object addresses and differed between two runs of one campaign)."""
+    import subprocess
+    import sys
+
+    runs = [subprocess.run([sys.executable, "-c", _LINK_SCRIPT], capture_output=True,
+                           text=True, check=True).stdout for _ in range(3)]
+    assert runs[0] == runs[1] == runs[2] and runs[0].strip()

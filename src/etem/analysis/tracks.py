@@ -93,6 +93,10 @@ class TrackLinker:
     _active: dict[int, list[float]] = field(default_factory=dict)
     _finished: list[list[float]] = field(default_factory=list)
     _n_tracks: int = 0
+    # trackpy's id -> ours: ours are numbered in order of first detection (frame, then the
+    # finder's order), so track ids do not depend on trackpy's internal set order
+    _ours: dict[int, int] = field(default_factory=dict)
+    _theirs: dict[int, int] = field(default_factory=dict)
     _last_frame: int = -1
 
     @property
@@ -124,7 +128,14 @@ class TrackLinker:
             self._linker.init_level(xy, frame)
         else:
             self._linker.next_level(xy, frame)
-        ids = np.asarray(self._linker.particle_ids, dtype=np.int64).reshape(-1)
+        ids = np.empty(len(xy), dtype=np.int64)
+        for i, theirs in enumerate(self._linker.particle_ids):
+            ours = self._ours.get(int(theirs))
+            if ours is None:
+                ours = self._ours[int(theirs)] = self._n_tracks
+                self._theirs[ours] = int(theirs)
+                self._n_tracks += 1
+            ids[i] = ours
         disp = np.full(len(xy), np.nan)
         for i, tid in enumerate(ids.tolist()):
             x, y = float(xy[i, 0]), float(xy[i, 1])
@@ -133,7 +144,6 @@ class TrackLinker:
                 # first, last, n, evidence, sum x, sum y, last x, last y, EWMA x, EWMA y,
                 # reference x, y (mean of the first REFERENCE_FRAMES positions)
                 self._active[tid] = [frame, frame, 1, ev[i], x, y, x, y, x, y, x, y]
-                self._n_tracks = max(self._n_tracks, tid + 1)
                 continue
             disp[i] = math.hypot(x - s[6], y - s[7])
             s[1] = frame
@@ -169,12 +179,14 @@ class TrackLinker:
         """trackpy predictor: each track's EWMA position (its last position if unknown)."""
         out = []
         for p in points:
-            s = self._active.get(p.track.id)
+            ours = self._ours.get(p.track.id)
+            s = self._active.get(ours) if ours is not None else None
             out.append(np.array([s[8], s[9]]) if s is not None else p.pos)
         return out
 
     def _close(self, tid: int) -> None:
         s = self._active.pop(tid)
+        self._ours.pop(self._theirs.pop(tid, -1), None)
         self._finished.append([tid, s[0], s[1], s[2], s[3], s[4] / s[2], s[5] / s[2]])
 
     def pop_finished(self) -> pd.DataFrame:
