@@ -8,6 +8,7 @@ interrupted job never leaves a half-written file that looks complete.
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
@@ -41,7 +42,8 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def stale_temporaries(folder: str | os.PathLike[str], recursive: bool = False) -> list[Path]:
+def stale_temporaries(folder: str | os.PathLike[str], recursive: bool = False,
+                      name: str | None = None) -> list[Path]:
     """Temporary files of :func:`atomic_path` in ``folder`` whose writer no longer runs.
 
     A writer is known dead when it ran on this host and its process id is gone (a job killed
@@ -51,7 +53,8 @@ def stale_temporaries(folder: str | os.PathLike[str], recursive: bool = False) -
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    pattern = f"**/.*{TMP_MARK}*" if recursive else f".*{TMP_MARK}*"
+    stem = f".{glob.escape(name)}" if name is not None else ".*"
+    pattern = f"**/{stem}{TMP_MARK}*" if recursive else f"{stem}{TMP_MARK}*"
     host = host_tag()
     stale = []
     for p in folder.glob(pattern):
@@ -67,9 +70,7 @@ def stale_temporaries(folder: str | os.PathLike[str], recursive: bool = False) -
 def remove_stale_temporaries(folder: str | os.PathLike[str], name: str | None = None) -> int:
     """Remove the stale temporaries (of ``name`` only, if given) in ``folder``; returns how many."""
     n = 0
-    for p in stale_temporaries(folder):
-        if name is not None and not p.name.startswith(f".{name}{TMP_MARK}"):
-            continue
+    for p in stale_temporaries(folder, name=name):
         with contextlib.suppress(FileNotFoundError):
             p.unlink()
             n += 1

@@ -370,10 +370,11 @@ def campaign_runs(config: EtemConfig) -> pd.DataFrame | None:
         return None
 
 
-def build_report(config: EtemConfig, results_dir: str | Path) -> tuple[str, dict[str, bool]]:
+def build_report(config: EtemConfig, results_dir: str | Path,
+                 runs: pd.DataFrame | None = None) -> tuple[str, dict[str, bool]]:
     """The report HTML and which sections had results (name -> present)."""
     layout = Layout(Path(results_dir))
-    runs = campaign_runs(config)
+    runs = campaign_runs(config) if runs is None else runs
     parts: list[tuple[str, str, Callable[[], str]]] = [
         ("summary", "Summary", lambda: section_headline(layout)),
         ("structures", "Structures", lambda: section_structures(layout)),

@@ -20,9 +20,9 @@ def report(args: argparse.Namespace) -> int:
         raise InputError(f"results folder {results}: no such folder")
     out = Path(args.out) if args.out else Layout(results).report
     with stage_run(args, cfg, "report", params={"results": str(results)}) as run_:
-        doc, present = build_report(cfg, results)
+        runs = campaign_runs(cfg)  # one MLflow query: the report and its lineage sidecar
+        doc, present = build_report(cfg, results, runs)
         write_text(out, doc)
-        runs = campaign_runs(cfg)
         if runs is not None and not runs.empty:  # lineage sidecar (run ids are not in the report)
             write_table(out.with_name(RUNS_FILE), runs_table(runs))
         run_.log_artifact(out)

@@ -405,7 +405,10 @@ class UnsupervisedTask(Task):
             px, dose = movie_path.pixel_size_A, movie_path.dose_e_per_px
         else:
             self.movie_path = Path(movie_path)
-            frames, clean, px, dose = open_training_movie(self.movie_path)
+            # a group's first movie within its share of the memory budget, like the others
+            budget = GROUP_MEMORY_BYTES // len(group) if group else 2**31
+            frames, clean, px, dose = open_training_movie(self.movie_path,
+                                                          load_below_bytes=budget)
         self.pixel_size_A = px
         init_px = (init.meta.get("pixel_size_A") if init is not None else None) or np.nan
         if np.isfinite(init_px) and np.isfinite(px) and abs(px / float(init_px) - 1) > 0.1:
