@@ -28,7 +28,7 @@ def _run(results: Path, mode: str, out: Path, extra: list[str]) -> dict:
     cmd = [
         sys.executable, "-m", "etem.cli", "apply", "-c", str(results / "config.yaml"),
         "--set", "tracking.enabled=false", "--set", f"results_dir={out / 'results'}",
-        "--set", f"apply.denoise_with={mode}", *extra,
+        "--set", f"apply.inference.denoise_with={mode}", *extra,
         "--movie", str(results / "movies" / "synthetic.h5"), "--out", str(out / mode),
         "--denoiser", str(m / "denoiser.pt"), "--unsupervised", str(m / "unsupervised.pt"),
         "--segmenter", str(m / "segmenter.pt"),

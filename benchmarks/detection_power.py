@@ -64,7 +64,7 @@ BOCPD_MAX_RUN = 300
 
 def config(etem_far: float = NOMINAL_FA_PER_1000) -> Any:
     return load_config(
-        None, {"tracking.enabled": False, "apply.event_false_alarms_per_1000": etem_far}
+        None, {"tracking.enabled": False, "apply.events.false_alarms_per_1000": etem_far}
     )
 
 
@@ -173,7 +173,7 @@ def bocpd(z: np.ndarray, thr: float, cp: np.ndarray | None = None) -> list[int]:
 
 
 def etem_events(cfg: Any, stats: pd.DataFrame, regions: np.ndarray, boxes: list) -> pd.DataFrame:
-    return detect_frame_events(cfg.apply, stats, regions, boxes).events
+    return detect_frame_events(cfg.apply.events, stats, regions, boxes).events
 
 
 def build_bank(args: argparse.Namespace) -> list[dict[str, Any]]:

@@ -132,9 +132,9 @@ def main() -> None:
         mv = _movie(path)
         for lr in args.lr:
             for steps in sorted({0, *args.steps}):
-                over = {"apply.finetune_steps": max(steps, 1), "tracking.enabled": False}
+                over = {"apply.finetune.steps": max(steps, 1), "tracking.enabled": False}
                 if lr is not None:
-                    over["apply.finetune_lr"] = lr
+                    over["apply.finetune.lr"] = lr
                 cfg = load_config(args.config, over)
                 if steps == 0:
                     model, rec, secs = parent, {}, 0.0
@@ -149,7 +149,7 @@ def main() -> None:
                 d, d_se = paired_delta(ev.pop("est"), mv["base_est"], mv["frames"], mv["dose"],
                                        mv["n_static"])
                 ev["d_umse"], ev["d_umse_se"] = d, d_se
-                row = {"movie": Path(path).name, "steps": steps, "lr": cfg.apply.finetune_lr,
+                row = {"movie": Path(path).name, "steps": steps, "lr": cfg.apply.finetune.lr,
                        "seconds": secs, "loss_before": rec.get("loss_before"),
                        "loss_after": rec.get("loss_after"), "kept": rec.get("kept"), **ev}
                 rows.append(row)

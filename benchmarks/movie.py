@@ -7,7 +7,7 @@ Poisson counts at 0.5 e/px/frame) with the campaign's U-Net denoiser architectur
   (no batching, no tiling, default memory layout), outputs collected in a list;
 * ``streamed``: the apply stage's inference path (``etem.models.inference.TiledRunner``):
   chunks of 8 frames, tiles of ``--tile`` px (default 1024 = whole 1024² frames, the
-  ``apply.tile_px`` default) with 32 px overlap, batches of ``--batch`` tiles,
+  ``apply.inference.tile_px`` default) with 32 px overlap, batches of ``--batch`` tiles,
   ``torch.inference_mode``, channels-last, a bf16 copy of the network where the CPU/GPU
   supports bf16 natively;
 * ``apply``: the whole ``etem apply`` pipeline (drift, denoising, column finding, tracking,
@@ -128,11 +128,11 @@ def run_mode(mode: str, movie: str, opts: argparse.Namespace) -> dict[str, float
             None,
             {
                 "tracking.enabled": False,
-                "apply.chunk_frames": 8,
-                "apply.calibration_frames": 4,
-                "apply.preview_max_frames": 0,
-                "apply.tile_px": opts.tile,
-                "apply.batch_size": opts.batch,
+                "apply.io.chunk_frames": 8,
+                "apply.events.calibration_frames": 4,
+                "apply.io.preview_max_frames": 0,
+                "apply.inference.tile_px": opts.tile,
+                "apply.inference.batch_size": opts.batch,
             },
         )
         with tempfile.TemporaryDirectory() as tmp:

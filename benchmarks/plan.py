@@ -85,9 +85,9 @@ def main() -> None:
           f"runs ({', '.join(f'{t:.2f}' for t in times)} s), {jobs} jobs planned "
           f"({', '.join(f'{k} {v}' for k, v in counts.items())})")
     if args.sheet_movies:
-        a = load_config(ROOT / args.config).apply
+        a = load_config(ROOT / args.config).apply.io
         step = math.ceil(a.shard_frames / a.chunk_frames) * a.chunk_frames
-        print(f"  apply.shard_frames {a.shard_frames} (x{a.chunk_frames}-frame chunks: {step}) "
+        print(f"  apply.io.shard_frames {a.shard_frames} (x{a.chunk_frames}-frame chunks: {step}) "
               f"-> {math.ceil(args.frames / step)} shard jobs per movie")
 
 

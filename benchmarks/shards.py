@@ -56,13 +56,13 @@ def run(movie: Path, model: Path, work: Path, n_frames: int, n_shards: int,
     """Prepare, ``n_shards`` parallel shards, gather; wall times [s] and peak RSS [MB]."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     common = ["--denoiser", str(model), "--set", "tracking.enabled=false",
-              "--set", "apply.pixel_size_A=0.2"]
+              "--set", "apply.preprocess.pixel_size_A=0.2"]
     work.mkdir(parents=True)
     t0 = time.perf_counter()
     rss_prep = _finish(_timed([ETEM, "apply-prepare", "--movie", str(movie), "--out",
                                str(work / "prepare.h5"), *common], env))
     t1 = time.perf_counter()
-    chunk = load_config(None).apply.chunk_frames
+    chunk = load_config(None).apply.io.chunk_frames
     per = -(-n_frames // n_shards // chunk) * chunk  # shard starts on chunk boundaries
     procs, shards = [], []
     for i in range(n_shards):

@@ -3,7 +3,7 @@
 A generated lattice movie (``etem.testing.lattice_movie``: demo size 256² x 48
 frames, demo dose 0.5 e/px/frame, a vacancy patch at frame 24, drift 0.1 px/frame) runs
 through ``etem apply`` with a Gaussian stand-in denoiser (sigma 2 px, no network), once with
-``apply.min_track_confidence`` = 0 (all tracks) and once at the given value. Scores
+``apply.tracks.min_track_confidence`` = 0 (all tracks) and once at the given value. Scores
 (:func:`etem.analysis.tracks.score_tracks`): fraction of matched detections in a track
 spanning their column's lifetime, precision and recall of the tracked columns (1 Å match
 radius), tracks per true column.
@@ -63,9 +63,10 @@ def run(
         movie = open_movie(write_h5(lm, Path(tmp) / "m.h5"))
         for mc in (0.0, min_conf):
             cfg = load_config(None, {
-                "tracking.enabled": False, "apply.precision": "fp32", "apply.tile_px": 256,
-                "apply.calibration_frames": 16, "apply.write_tiff": False,
-                "apply.preview_max_frames": 0, "apply.min_track_confidence": mc,
+                "tracking.enabled": False, "apply.inference.precision": "fp32",
+                "apply.inference.tile_px": 256,
+                "apply.events.calibration_frames": 16, "apply.io.write_tiff": False,
+                "apply.io.preview_max_frames": 0, "apply.tracks.min_track_confidence": mc,
                 **(extra or {}),
             })
             out = Path(tmp) / f"out{mc}"
@@ -90,7 +91,7 @@ def main() -> int:
     ap.add_argument("--min-conf", type=float, default=0.5)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="config overrides (YAML values), e.g. apply.max_gap_frames=3")
+                    help="config overrides (YAML values), e.g. apply.tracks.max_gap_frames=3")
     args = ap.parse_args()
     extra = {k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in args.set)}
     for r in run(args.size, args.frames, args.dose, args.min_conf, args.seed, extra):

@@ -6,7 +6,7 @@
 
     movie = etem.open_movie("movie.h5")             # any format the readers know, lazily
     summary = etem.apply_movie(movie, "out", denoiser="models/denoiser.pt",
-                               overrides={"apply.tile_px": 128})
+                               overrides={"apply.inference.tile_px": 128})
 
 ``import etem`` stays light: these names load their modules on first use (PEP 562).
 """
@@ -56,9 +56,14 @@ def apply_movie(
 
     ``movie``: a path (file, folder of frames) or an opened :class:`Movie`. Models: model
     files or loaded models (at least one denoiser). ``config``: a campaign config (YAML path
-    or object; default: the defaults) with dotted-key ``overrides`` such as
-    ``{"apply.pixel_size_A": 0.2}`` [Å]. Returns the summary (also ``out/summary.json``).
-    Nothing is tracked in MLflow (``etem apply`` does that).
+    or object; default: the defaults) with ``overrides``: keys are dotted paths from the top
+    of the config, e.g. ``{"apply.preprocess.pixel_size_A": 0.2}`` [Å]; a dict value merges
+    into the section it names, so ``{"apply.inference": {"tile_px": 512, "device": "cpu"}}``
+    and ``{"apply": {"inference": {"tile_px": 512}}}`` work too. The ``apply`` sections are
+    ``io``, ``preprocess``, ``inference``, ``tracks``, ``events``, ``truth`` and ``finetune``
+    (docs/movies.md); a key of the former flat ``apply:`` block (``apply.tile_px``) is
+    refused with its new home. Returns the summary (also ``out/summary.json``). Nothing is
+    tracked in MLflow (``etem apply`` does that).
     """
     if isinstance(config, EtemConfig):
         cfg = load_config(config.model_dump(mode="json"), overrides)

@@ -110,7 +110,8 @@ def test_folder_of_frames_with_mixed_sizes(inputs: dict[str, Path], tmp_path: Pa
     for i, size in enumerate((32, 32, 48)):
         tifffile.imwrite(frames / f"f{i:03d}.tif", np.ones((size, size), np.float32))
     r = subprocess.run([ETEM, "apply", "--movie", str(frames), "--out", str(tmp_path / "o"),
-                        "--denoiser", str(inputs["denoiser"]), "--set", "apply.pixel_size_A=0.2",
+                        "--denoiser", str(inputs["denoiser"]),
+                        "--set", "apply.preprocess.pixel_size_A=0.2",
                         "--set", "tracking.enabled=false"],
                        capture_output=True, text=True, timeout=300, check=False)
     _one_line(r, "f002.tif")

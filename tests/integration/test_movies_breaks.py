@@ -18,11 +18,13 @@ from tests.movies_fixtures import window_model
 REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "real" / "gold_growth_movie"
 
 
-def _cfg(**apply: object) -> object:
-    over = {"tracking.enabled": False, "apply.chunk_frames": 16, "apply.tile_px": 128,
-            "apply.overlap_px": 16, "apply.calibration_frames": 10, "apply.write_tiff": False,
-            "apply.preview_max_frames": 0}
-    over.update({f"apply.{k}": v for k, v in apply.items()})
+def _cfg(apply: dict[str, object] | None = None) -> object:
+    """The test config; ``apply``: keys under ``apply.`` (e.g. ``events.calibration_frames``)."""
+    over = {"tracking.enabled": False, "apply.io.chunk_frames": 16,
+            "apply.inference.tile_px": 128, "apply.inference.overlap_px": 16,
+            "apply.events.calibration_frames": 10, "apply.io.write_tiff": False,
+            "apply.io.preview_max_frames": 0}
+    over.update({f"apply.{k}": v for k, v in (apply or {}).items()})
     return load_config(None, over)
 
 
@@ -55,7 +57,7 @@ def test_time_gap_in_frame_numbers_is_a_break(tmp_path: Path) -> None:
         tifffile.imwrite(folder / f"frame_{n:04d}.tif", lm.counts[i])
     with open_movie(folder) as movie:
         assert movie.time_gaps() == [8]
-        s = apply_movie(movie, tmp_path / "out", _cfg(pixel_size_A=0.2),
+        s = apply_movie(movie, tmp_path / "out", _cfg({"preprocess.pixel_size_A": 0.2}),
                         ApplyModels(unsupervised=window_model()))
     assert {"frame": 8, "kind": "time gap"} in s["scene_breaks"]
 
@@ -63,7 +65,7 @@ def test_time_gap_in_frame_numbers_is_a_break(tmp_path: Path) -> None:
 def test_coarse_pixels_get_frame_statistics_only(tmp_path: Path) -> None:
     lm = lattice_movie(n_frames=10, size_px=64, event_frame=None, seed=2)
     with open_movie(write_h5(lm, tmp_path / "m.h5")) as movie:
-        s = apply_movie(movie, tmp_path / "out", _cfg(pixel_size_A=1.6),
+        s = apply_movie(movie, tmp_path / "out", _cfg({"preprocess.pixel_size_A": 1.6}),
                         ApplyModels(unsupervised=window_model(pixel_size_A=None)))
     assert s["columns_analysed"] is False and "1.6 Å is coarser" in s["columns_reason"]
     assert s["n_columns"] == 0 and len(pd.read_parquet(tmp_path / "out" / "columns.parquet")) == 0
@@ -75,7 +77,8 @@ def test_coarse_pixels_get_frame_statistics_only(tmp_path: Path) -> None:
 @pytest.mark.skipif(not REAL.is_dir(), reason=f"{REAL} absent (real data beside the project)")
 def test_real_gold_movie_gap_and_no_columns_at_1_6_A(tmp_path: Path) -> None:
     with open_movie(REAL) as movie:
-        s = apply_movie(movie, tmp_path / "out", _cfg(chunk_frames=4, tile_px=512),
+        s = apply_movie(movie, tmp_path / "out",
+                        _cfg({"io.chunk_frames": 4, "inference.tile_px": 512}),
                         ApplyModels(unsupervised=window_model(pixel_size_A=None)))
     assert {"frame": 3, "kind": "time gap"} in s["scene_breaks"]
     assert s["columns_analysed"] is False

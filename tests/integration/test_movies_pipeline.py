@@ -21,16 +21,17 @@ from tests.movies_fixtures import blur_model, segmenter_model, window_model, wri
 PX_A = 0.2
 
 
-def _cfg(**apply: object) -> object:
+def _cfg(apply: dict[str, object] | None = None) -> object:
+    """The test config; ``apply``: keys under ``apply.`` (e.g. ``events.calibration_frames``)."""
     over = {
         "tracking.enabled": False,
-        "apply.chunk_frames": 8,
-        "apply.tile_px": 64,
-        "apply.overlap_px": 16,
-        "apply.precision": "fp32",
-        "apply.preview_max_frames": 20,
+        "apply.io.chunk_frames": 8,
+        "apply.inference.tile_px": 64,
+        "apply.inference.overlap_px": 16,
+        "apply.inference.precision": "fp32",
+        "apply.io.preview_max_frames": 20,
     }
-    over.update({f"apply.{k}": v for k, v in apply.items()})
+    over.update({f"apply.{k}": v for k, v in (apply or {}).items()})
     return load_config(None, over)
 
 
@@ -47,7 +48,7 @@ def test_event_found_and_stable_stretch_quiet(tmp_path: Path) -> None:
     s = apply_movie(
         movie,
         tmp_path / "out",
-        _cfg(calibration_frames=16),
+        _cfg({"events.calibration_frames": 16}),
         ApplyModels(denoiser=blur_model(sigma_px=2.0), segmenter=segmenter_model()),
     )
     assert s["n_events"] == 1, s["events"]
@@ -112,7 +113,8 @@ def test_column_recall_at_demo_dose(tmp_path: Path) -> None:
     apply_movie(
         movie,
         tmp_path / "out",
-        _cfg(drift_correction=False, calibration_frames=6, write_tiff=False),
+        _cfg({"preprocess.drift_correction": False, "events.calibration_frames": 6,
+              "io.write_tiff": False}),
         ApplyModels(unsupervised=window_model()),
     )
     cols = pd.read_parquet(tmp_path / "out" / "columns.parquet")
@@ -132,7 +134,8 @@ def test_pipeline_runs_on_every_format(fmt: str, tmp_path: Path) -> None:
         n_frames=8, size_px=64, event_frame=None, dose_e_per_px_per_frame=2.0, seed=1
     )
     p = write_movie_file(fmt, tmp_path, lm.counts, PX_A)
-    cfg = _cfg(calibration_frames=4, pixel_size_A=PX_A if fmt == "npy" else None)
+    cfg = _cfg({"events.calibration_frames": 4,
+                "preprocess.pixel_size_A": PX_A if fmt == "npy" else None})
     s = apply_movie(
         open_movie(p), tmp_path / "out", cfg, ApplyModels(denoiser=blur_model(sigma_px=2.0))
     )
@@ -148,7 +151,7 @@ def test_outputs_are_deterministic(tmp_path: Path) -> None:
         apply_movie(
             open_movie(p),
             tmp_path / run,
-            _cfg(calibration_frames=4),
+            _cfg({"events.calibration_frames": 4}),
             ApplyModels(denoiser=blur_model()),
         )
     for f in (
@@ -169,7 +172,7 @@ def test_pixel_size_mismatch(tmp_path: Path) -> None:
     s = apply_movie(
         movie,
         tmp_path / "binned",
-        _cfg(calibration_frames=4),
+        _cfg({"events.calibration_frames": 4}),
         ApplyModels(denoiser=blur_model(pixel_size_A=0.2)),
     )
     assert s["bin_factor"] == 2 and s["frame_shape_px"] == [48, 48]
@@ -178,7 +181,7 @@ def test_pixel_size_mismatch(tmp_path: Path) -> None:
     s = apply_movie(
         movie,
         tmp_path / "split",
-        _cfg(calibration_frames=4),
+        _cfg({"events.calibration_frames": 4}),
         ApplyModels(denoiser=blur_model(pixel_size_A=0.05)),
     )
     assert s["frame_shape_px"] == [192, 192] and s["pixel_size_A"] == pytest.approx(0.05)
@@ -194,7 +197,7 @@ def test_pixel_size_mismatch(tmp_path: Path) -> None:
         apply_movie(
             movie,
             tmp_path / "r2",
-            _cfg(pixel_size_mismatch="refuse"),
+            _cfg({"preprocess.pixel_size_mismatch": "refuse"}),
             ApplyModels(denoiser=blur_model(pixel_size_A=0.2)),
         )
 
@@ -205,7 +208,7 @@ def test_single_image_runs_as_one_frame(tmp_path: Path) -> None:
     s = apply_movie(
         open_movie(tmp_path / "img.npy"),
         tmp_path / "out",
-        _cfg(pixel_size_A=PX_A, calibration_frames=3),
+        _cfg({"preprocess.pixel_size_A": PX_A, "events.calibration_frames": 3}),
         ApplyModels(denoiser=blur_model()),
     )
     assert s["n_frames"] == 1 and s["n_events"] == 0 and s["n_columns"] > 10
@@ -259,11 +262,11 @@ def test_cli_apply_tracks_models_in_mlflow(tmp_path: Path, etem_bin: str) -> Non
         "--set",
         f"results_dir={res}",
         "--set",
-        "apply.calibration_frames=4",
+        "apply.events.calibration_frames=4",
         "--set",
-        "apply.tile_px=32",
+        "apply.inference.tile_px=32",
         "--set",
-        "apply.overlap_px=8",
+        "apply.inference.overlap_px=8",
     ]
     for kind, p in models.items():
         cmd += [f"--{kind}", str(p)]

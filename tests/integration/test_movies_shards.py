@@ -24,13 +24,13 @@ from tests.movies_fixtures import segmenter_model, window_model
 def _cfg(shard_frames: int) -> object:
     return load_config(None, {
         "tracking.enabled": False,
-        "apply.chunk_frames": 20,
-        "apply.shard_frames": shard_frames,
-        "apply.tile_px": 64,
-        "apply.overlap_px": 16,
-        "apply.preview_max_frames": 10,
-        "apply.calibration_frames": 20,
-        "apply.write_tiff": False,
+        "apply.io.chunk_frames": 20,
+        "apply.io.shard_frames": shard_frames,
+        "apply.inference.tile_px": 64,
+        "apply.inference.overlap_px": 16,
+        "apply.io.preview_max_frames": 10,
+        "apply.events.calibration_frames": 20,
+        "apply.io.write_tiff": False,
     })
 
 
@@ -86,5 +86,5 @@ def test_gather_refuses_missing_or_misaligned_shards(movie_file: Path, tmp_path:
         run_shard(m, prep, cfg, models, 0, 100, tmp_path / "a.h5")
         with pytest.raises(InputError, match="cover frames 0:100"):
             gather_results(m, prep, cfg, models, [tmp_path / "a.h5"], tmp_path / "out")
-        with pytest.raises(InputError, match=r"multiple of apply\.chunk_frames"):
+        with pytest.raises(InputError, match=r"multiple of apply\.io\.chunk_frames"):
             run_shard(m, prep, cfg, models, 10, 100, tmp_path / "b.h5")

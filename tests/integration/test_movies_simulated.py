@@ -62,11 +62,9 @@ def simulated_movie(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]
             "structure_family": "pt_on_ceo2",
         },
         "apply": {
-            "calibration_frames": 16,
-            "chunk_frames": 8,
-            "precision": "fp32",
-            "preview_max_frames": 0,
-            "write_tiff": False,
+            "events": {"calibration_frames": 16},
+            "io": {"chunk_frames": 8, "preview_max_frames": 0, "write_tiff": False},
+            "inference": {"precision": "fp32"},
         },
     }
     path, out = simulate_movie_file(tmp, cfg, manifest)

@@ -17,16 +17,17 @@ from etem.testing import lattice_movie, write_h5
 from tests.movies_fixtures import blur_model
 
 
-def _cfg(**apply: object) -> object:
+def _cfg(apply: dict[str, object] | None = None) -> object:
+    """The test config; ``apply``: keys under ``apply.`` (e.g. ``events.calibration_frames``)."""
     over = {
         "tracking.enabled": False,
-        "apply.chunk_frames": 8,
-        "apply.precision": "fp32",
-        "apply.write_tiff": False,
-        "apply.preview_max_frames": 0,
-        "apply.calibration_frames": 8,
+        "apply.io.chunk_frames": 8,
+        "apply.inference.precision": "fp32",
+        "apply.io.write_tiff": False,
+        "apply.io.preview_max_frames": 0,
+        "apply.events.calibration_frames": 8,
     }
-    over.update({f"apply.{k}": v for k, v in apply.items()})
+    over.update({f"apply.{k}": v for k, v in (apply or {}).items()})
     return load_config(None, over)
 
 
@@ -74,7 +75,7 @@ def test_track_filter_removes_flicker_and_counts_it(tmp_path: Path) -> None:
     )
     movie = open_movie(write_h5(lm, tmp_path / "m.h5"))
     models = ApplyModels(denoiser=blur_model(sigma_px=1.5))
-    s_all = apply_movie(movie, tmp_path / "all", _cfg(min_track_confidence=0.0), models)
+    s_all = apply_movie(movie, tmp_path / "all", _cfg({"tracks.min_track_confidence": 0.0}), models)
     s_flt = apply_movie(movie, tmp_path / "flt", _cfg(), models)
     all_cols = pd.read_parquet(tmp_path / "all" / "columns.parquet")
     flt_cols = pd.read_parquet(tmp_path / "flt" / "columns.parquet")

@@ -91,12 +91,11 @@ def scored(tmp_path_factory: pytest.TempPathFactory) -> dict:
             }
         },
         "apply": {
-            "calibration_frames": 24,
-            "column_polarity": "dark",  # columns are dark at this defocus (skew is ~0 here)
-            "chunk_frames": 10,
-            "precision": "fp32",
-            "preview_max_frames": 0,
-            "write_tiff": False,
+            "events": {"calibration_frames": 24},
+            # columns are dark at this defocus (skew is ~0 here)
+            "tracks": {"polarity": "dark"},
+            "io": {"chunk_frames": 10, "preview_max_frames": 0, "write_tiff": False},
+            "inference": {"precision": "fp32"},
         },
     }
     path, movie = simulate_movie_file(tmp, cfg, manifest)
@@ -164,7 +163,7 @@ def test_column_recall_after_denoising(scored: dict) -> None:
     raw = found_in_raw_frame(pd.concat(parts), np.zeros((N_FRAMES, 2)), px, 1.0, 1)
     _, raw_overall = score_columns(
         raw, truth.columns, [(t, t) for t in range(8)], (SIZE * px, SIZE * px),
-        cfg.apply.truth_match_radius_A, cfg.apply.truth_min_column_Z, cfg.apply.truth_border_A,
+        cfg.apply.truth.match_radius_A, cfg.apply.truth.min_column_Z, cfg.apply.truth.border_A,
     )
     # raw frames: the blob finder misses visible columns, picks more noise blobs (lower
     # precision) and places columns less precisely than after denoising

@@ -70,10 +70,12 @@ def test_apply_warns_once_and_records_in_summary(tmp_path, caplog):
             "training_distribution": training_distribution([px], (25.0, 500.0), [0.8, 1.0])}
     cfg = load_config({"name": "t", "seed": 1, "results_dir": str(tmp_path / "res"),
                        "tracking": {"enabled": False},
-                       "apply": {"calibration_frames": 3, "chunk_frames": 5,
-                                 "precision": "fp32", "preview_max_frames": 0,
-                                 "write_tiff": False, "dose_e_per_px_per_frame": 0.05,
-                                 "pixel_size_A": px}})
+                       "apply": {"events": {"calibration_frames": 3},
+                                 "io": {"chunk_frames": 5, "preview_max_frames": 0,
+                                        "write_tiff": False},
+                                 "inference": {"precision": "fp32"},
+                                 "preprocess": {"dose_e_per_px_per_frame": 0.05,
+                                                "pixel_size_A": px}}})
     with caplog.at_level(logging.WARNING):
         s = apply_movie(open_movie(path), tmp_path / "out", cfg,
                         ApplyModels(denoiser=LoadedModel(BlurDenoiser(), meta)))

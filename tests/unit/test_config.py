@@ -97,12 +97,71 @@ def test_bad_config_cli_is_one_line_without_traceback(etem_bin: str, tmp_path: P
     assert lines[0].startswith("etem: error: simulation.defocus_nm:")
 
 
+@pytest.mark.parametrize(
+    ("data", "line"),
+    [
+        ({"apply": {"tile_px": 128}}, "config key apply.tile_px moved to apply.inference.tile_px"),
+        ({"apply": {"event_glr": False}}, "config key apply.event_glr moved to apply.events.glr"),
+        ({"apply": {"column_polarity": "dark"}},
+         "config key apply.column_polarity moved to apply.tracks.polarity"),
+        ({"apply": {"calibration_frames": 10}},
+         "config key apply.calibration_frames moved to apply.events.calibration_frames"),
+        ({"apply": {"finetune_steps": 5, "chunk_frames": 8}},
+         "config key apply.finetune_steps moved to apply.finetune.steps; "
+         "config key apply.chunk_frames moved to apply.io.chunk_frames"),
+    ],
+)
+def test_flat_apply_key_names_its_new_home(data: dict[str, object], line: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(data)
+    assert str(err.value) == line
+
+
+def test_flat_apply_override_names_its_new_home() -> None:
+    with pytest.raises(ConfigError, match=r"^config key apply\.truth_border_A moved to "
+                       r"apply\.truth\.border_A$"):
+        load_config(None, {"apply.truth_border_A": 2.0})
+
+
+def test_flat_apply_key_cli_is_one_line(etem_bin: str, tmp_path: Path) -> None:
+    old = tmp_path / "old.yaml"
+    old.write_text("name: old\napply:\n  tile_px: 128\n")
+    out = subprocess.run(
+        [etem_bin, "config", "validate", "-c", str(old)], capture_output=True, text=True,
+        check=False,
+    )
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines() == [
+        "etem: error: config key apply.tile_px moved to apply.inference.tile_px"
+    ]
+
+
+def test_nested_apply_overrides_dotted_or_dict() -> None:
+    base = {"apply": {"inference": {"device": "cpu"}, "io": {"chunk_frames": 8}}}
+    dotted = load_config(base, {"apply.inference.tile_px": 128})
+    section = load_config(base, {"apply.inference": {"tile_px": 128}})
+    whole = load_config(base, {"apply": {"inference": {"tile_px": 128}}})
+    for cfg in (dotted, section, whole):  # a dict merges: the file's other keys stay
+        assert cfg.apply.inference.tile_px == 128 and cfg.apply.inference.device == "cpu"
+        assert cfg.apply.io.chunk_frames == 8
+    assert base == {"apply": {"inference": {"device": "cpu"}, "io": {"chunk_frames": 8}}}
+
+
+def test_every_flat_apply_key_has_a_home() -> None:
+    from etem.config.apply import MOVED_KEYS
+
+    new = EtemConfig().model_dump(mode="json")["apply"]
+    homes = {f"{section}.{key}" for section, keys in new.items() for key in keys}
+    assert sorted(MOVED_KEYS.values()) == sorted(homes)  # every field, each once
+
+
 def test_cross_field_rule_names_the_keys() -> None:
     with pytest.raises(ConfigError) as err:
-        load_config({"synthetic_movie": {"event_frames": [3]}, "apply": {"calibration_frames": 10}})
+        load_config({"synthetic_movie": {"event_frames": [3]},
+                     "apply": {"events": {"calibration_frames": 10}}})
     msg = str(err.value)
     assert msg.startswith("synthetic_movie.event_frames: first event at frame 3")
-    assert "apply.calibration_frames" in msg
+    assert "apply.events.calibration_frames" in msg
 
 
 #: Hostile values a probe found accepted (issue 16) and the error each now gives.

@@ -29,12 +29,12 @@ def test_stage_files_carry_their_sections_and_load_back() -> None:
 def test_a_setting_changes_only_the_stages_that_read_it() -> None:
     base = load_config(SMOKE)
     changed = {
-        "apply.event_false_alarm_rate": 0.02,
+        "apply.events.false_alarm_rate": 0.02,
         "training.denoiser.steps": 21,
         "movies.synthetic": False,
     }
     expect = {
-        "apply.event_false_alarm_rate": {"apply", "report"},
+        "apply.events.false_alarm_rate": {"apply", "report"},
         "training.denoiser.steps": {"training", "evaluation", "apply", "report"},
         "movies.synthetic": {"report"},
     }
@@ -49,4 +49,5 @@ def test_stage_is_checked_and_the_cross_check_runs_on_whole_configs() -> None:
         load_config({"stage": "nonsense"})
     # a whole config still refuses an event inside the calibration frames
     with pytest.raises(ConfigError, match="calibration frames"):
-        load_config({"synthetic_movie": {"event_frames": [5]}, "apply": {"calibration_frames": 10}})
+        load_config({"synthetic_movie": {"event_frames": [5]},
+                     "apply": {"events": {"calibration_frames": 10}}})

@@ -81,7 +81,7 @@ def test_event_table_has_onset_interval_kind_region_significance() -> None:
     rng = np.random.default_rng(5)
     t = 60
     stats = pd.DataFrame({"frame": np.arange(t)})
-    for k in cfg.apply.event_statistics:
+    for k in cfg.apply.events.statistics:
         stats[k] = rng.normal(10, 1, t)
     for k in ("rotation_deg", "shift_x_A", "shift_y_A"):
         stats[k] = rng.normal(0, 0.3, t)
@@ -89,7 +89,7 @@ def test_event_table_has_onset_interval_kind_region_significance() -> None:
     stats["rotation_deg"] = stats["rotation_deg"] + np.where(np.arange(t) >= 36, 4.0, 0.0)
     regions = rng.poisson(200, (t, 16)).astype(float)
     boxes = [(0, 10, 0, 10)] * 16
-    ev = detect_frame_events(cfg.apply, stats, regions, boxes, None, 0.5).events
+    ev = detect_frame_events(cfg.apply.events, stats, regions, boxes, None, 0.5).events
     assert len(ev) == 1, ev
     e = ev.iloc[0]
     assert e["kind"] == "rotation" and e["onset_lo_frame"] <= 36 <= e["onset_hi_frame"]

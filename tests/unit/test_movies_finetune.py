@@ -21,7 +21,7 @@ pytestmark = pytest.mark.usefixtures("torch_single_thread")
 PARENT_STEPS = 12
 
 
-def _cfg(tmp: Path, **apply: Any) -> Any:
+def _cfg(tmp: Path, overrides: dict[str, Any] | None = None) -> Any:
     from etem.config import load_config
 
     loop = {
@@ -30,10 +30,11 @@ def _cfg(tmp: Path, **apply: Any) -> Any:
     }
     cfg = make_tiny_config(tmp / "results", training={"unsupervised": loop})
     data = cfg.model_dump(mode="json")
-    data["apply"].update({"finetune_steps": 30, "finetune_lr": 2e-3, "finetune_patch_px": 32,
-                          "finetune_batch_size": 4, "chunk_frames": 8, "calibration_frames": 4,
-                          "write_tiff": False, "preview_max_frames": 0, **apply})
-    return load_config(data)
+    apply = data["apply"]
+    apply["finetune"].update({"steps": 30, "lr": 2e-3, "patch_px": 32, "batch_size": 4})
+    apply["io"].update({"chunk_frames": 8, "write_tiff": False, "preview_max_frames": 0})
+    apply["events"]["calibration_frames"] = 4
+    return load_config(data, overrides)
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +111,7 @@ def test_apply_fine_tunes_before_denoising_and_records_it(
     from etem.frames.readers import open_movie
     from etem.movies.apply import ApplyModels, apply_movie
 
-    cfg = _cfg(tmp_path, denoise_with="unsupervised")
+    cfg = _cfg(tmp_path, {"apply.inference.denoise_with": "unsupervised"})
     loaded = load(str(parent["model"]))
     w0 = _weights(loaded.module)
     with open_movie(parent["movie_b"]) as movie:
@@ -132,7 +133,7 @@ def test_same_seed_gives_identical_finetuned_weights(
 ) -> None:
     from etem.training.finetune import finetune_unsupervised
 
-    cfg = _cfg(tmp_path, finetune_steps=6)
+    cfg = _cfg(tmp_path, {"apply.finetune.steps": 6})
     frames = _frames(parent["movie_b"])
     outs = []
     for k in range(2):
@@ -154,7 +155,7 @@ def test_finetune_steps_zero_leaves_the_model_untouched(
     from etem.frames.readers import open_movie
     from etem.movies.apply import ApplyModels, apply_movie
 
-    cfg = _cfg(tmp_path, finetune_steps=0)
+    cfg = _cfg(tmp_path, {"apply.finetune.steps": 0})
     loaded = load(str(parent["model"]))
     w0 = _weights(loaded.module)
     out = tmp_path / "out"

@@ -71,8 +71,9 @@ def test_rows_read_with_frame_counts_and_relative_paths(movies: Path, tmp_path: 
     assert c.finetune is False and len(c.files) == 3
     assert Path(b.files[0]) == movies / "stack.mrc"  # relative to the sheet's folder
     assert row_arguments(a) == [
-        "--set", "apply.pixel_size_A=0.5", "--set", "apply.dose_e_per_px_per_frame=1.5",
-        "--set", "apply.denoise_with=unsupervised", "--frame-time-s", "0.025",
+        "--set", "apply.preprocess.pixel_size_A=0.5",
+        "--set", "apply.preprocess.dose_e_per_px_per_frame=1.5",
+        "--set", "apply.inference.denoise_with=unsupervised", "--frame-time-s", "0.025",
     ]
     assert row_arguments(b) == []
     assert row_arguments(c)[-2:] == ["--finetune-steps", "0"]
@@ -168,7 +169,7 @@ def test_campaign_movies_add_the_synthetic_row(movies: Path, tmp_path: Path) -> 
     ft = _sheet(tmp_path, "a\tdata/stack.mrc\t\t\t\t\t\ttrue\n")
     with pytest.raises(ConfigError, match=r"line 2, column finetune: true needs apply.finetune"):
         campaign_movies(load_config(None, {"movies.sheet": str(ft)}), "s.h5", cache=None)
-    ok = load_config(None, {"movies.sheet": str(ft), "apply.finetune_steps": 5})
+    ok = load_config(None, {"movies.sheet": str(ft), "apply.finetune.steps": 5})
     assert campaign_movies(ok, "s.h5", cache=None)[0].finetune is True
 
 

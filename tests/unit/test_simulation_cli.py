@@ -40,7 +40,7 @@ def campaign(tmp_path_factory):
         "synthetic_movie": {"n_frames": 10, "size_px": 40, "event_frames": [4, 7],
                   "event_kinds": ["surface_loss", "vacancy"], "surface_atoms_lost": 2,
                   "vacancies_per_event": 3, "dose_e_per_px_per_frame": 0.5},
-        "apply": {"calibration_frames": 3},  # the events follow 3 stable frames
+        "apply": {"events": {"calibration_frames": 3}},  # the events follow 3 stable frames
     }
     path = tmp / "c.yaml"
     path.write_text(yaml.safe_dump(cfg))

@@ -63,7 +63,7 @@ def test_per_stage_configs_share_one_campaign_run_and_lineage(tmp_path: Path) ->
     with StageRun(structures, "structures") as run:
         first = run.run_id
     changed = load_config(yaml.safe_load(stage_yaml(
-        _cfg(tmp_path, apply={"event_false_alarm_rate": 0.02}), "simulation")))
+        _cfg(tmp_path, apply={"events": {"false_alarm_rate": 0.02}}), "simulation")))
     assert changed.hash() == simulation.hash()  # apply is not a simulation section
     with StageRun(simulation, "simulation") as run:
         second = run.run_id

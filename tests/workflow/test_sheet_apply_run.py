@@ -73,9 +73,10 @@ def test_two_row_sheet_runs_sharded_per_movie(tmp_path: Path) -> None:
         # the campaign's models only (per-group training: tests/unit/test_training_group.py
         # and the train_group jobs planned in test_sheet_workflow.py)
         f"movies:\n  sheet: {sheet}\n  synthetic: false\n  group_training: false\n"
-        "apply:\n  shard_frames: 8\n  chunk_frames: 4\n  calibration_frames: 4\n"
-        "  event_local_window_frames: 2\n  event_local_reference_frames: 2\n"
-        "  write_tiff: false\n  preview_max_frames: 0\n  tile_px: 64\n  overlap_px: 8\n"
+        "apply:\n"
+        "  io: {shard_frames: 8, chunk_frames: 4, write_tiff: false, preview_max_frames: 0}\n"
+        "  events: {calibration_frames: 4, local_window_frames: 2, local_reference_frames: 2}\n"
+        "  inference: {tile_px: 64, overlap_px: 8}\n"
     )
     targets = [str(res / "apply" / n / "summary.json") for n in ("tiff_run", "mrc_run")]
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}

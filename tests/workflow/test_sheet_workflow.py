@@ -16,6 +16,7 @@ import mrcfile
 import numpy as np
 import pytest
 import tifffile
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -89,9 +90,9 @@ def done_campaign(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_apply_setting_reruns_only_apply_and_report(done_campaign: Path, tmp_path: Path) -> None:
     res = done_campaign
     apply_yaml = res / "config" / "apply.yaml"
-    assert "event_false_alarm_rate: 0.01" in apply_yaml.read_text()
+    assert yaml.safe_load(apply_yaml.read_text())["apply"]["events"]["false_alarm_rate"] == 0.01
     assert "apply:" not in (res / "config" / "training.yaml").read_text()
-    ov = overlay(tmp_path, "apply:\n  event_false_alarm_rate: 0.02\n")
+    ov = overlay(tmp_path, "apply:\n  events:\n    false_alarm_rate: 0.02\n")
     out = snakemake("-n", configs=(SMOKE, ov), results=res)
     assert out.returncode == 0, out.stderr[-2000:]
     counts = job_counts(out.stdout)
@@ -130,8 +131,8 @@ def _two_movies(tmp: Path) -> Path:
 
 def test_sheet_movies_plan_sharded_apply_jobs(tmp_path: Path) -> None:
     sheet = _two_movies(tmp_path)
-    ov = overlay(tmp_path, f"movies:\n  sheet: {sheet}\napply:\n  shard_frames: 32\n"
-                 "  chunk_frames: 16\n")
+    ov = overlay(tmp_path, f"movies:\n  sheet: {sheet}\napply:\n  io:\n"
+                 "    shard_frames: 32\n    chunk_frames: 16\n")
     res = tmp_path / "res"
     out = snakemake("-n", "-p", configs=(SMOKE, ov), results=res)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -144,7 +145,7 @@ def test_sheet_movies_plan_sharded_apply_jobs(tmp_path: Path) -> None:
     for name in ("tiff_run", "mrc_run", "synthetic"):
         assert f"{res}/apply/{name}/summary.json" in text
     assert "--frames 64:70" in text and "--frames 32:40" in text
-    assert "--frame-time-s 0.025" in text and "--set apply.pixel_size_A=0.5" in text
+    assert "--frame-time-s 0.025" in text and "--set apply.preprocess.pixel_size_A=0.5" in text
     assert "--tag etem.group=600C" in text and "--name tiff_run" in text
     # one blind-spot network per group, trained on its movies, denoises that group's movies
     assert counts["train_group"] == 2

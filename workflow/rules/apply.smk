@@ -3,7 +3,7 @@
 # correction, denoising (supervised or blind-spot), column finding and tracking, occupancy,
 # calibrated per-column confidence and event detection. Three passes per movie ({movie}):
 #   apply_prepare  geometry, drift, dose, fine-tuning          -> apply/<movie>/.work/prepare.h5
-#   apply_shard    one job per apply.shard_frames frames (parallel, with the window's halo)
+#   apply_shard    one job per apply.io.shard_frames frames (parallel, with the window's halo)
 #                                                              -> apply/<movie>/.work/shards/
 #                  (prepare.h5 and the shards are temporary: removed once the gather is done)
 #   apply_gather   tracks, statistics, events over the whole series, outputs, the movie's

@@ -86,7 +86,8 @@ MOVIE_NAMES = "|".join(re.escape(name) for name in MOVIES)
 def movie_shards(name):
     """Processed-frame ranges [start, stop) of a movie's shard jobs."""
     a = ETEM.apply
-    return shard_ranges(MOVIES[name].n_frames // a.sum_frames, a.shard_frames, a.chunk_frames)
+    return shard_ranges(MOVIES[name].n_frames // a.preprocess.sum_frames, a.io.shard_frames,
+                        a.io.chunk_frames)
 
 
 def movie_files(wildcards):

@@ -9,6 +9,7 @@ from these models (``etem config schema``), never written by hand.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -19,7 +20,7 @@ import pydantic
 import yaml
 from pydantic import Field, field_validator, model_validator
 
-from etem.config.apply import ApplyConfig
+from etem.config.apply import MOVED_KEY_ERROR, ApplyConfig
 from etem.config.base import StrictModel
 from etem.config.evaluation import ColumnsConfig, EvaluationConfig
 from etem.config.movies import MoviesConfig
@@ -88,11 +89,13 @@ class EtemConfig(StrictModel):
         if self.stage is not None:
             return self
         first = min(self.synthetic_movie.event_frames, default=None)
-        if first is not None and first <= self.apply.calibration_frames:
+        calibration = self.apply.events.calibration_frames
+        if first is not None and first <= calibration:
             raise ValueError(
                 f"synthetic_movie.event_frames: first event at frame {first} falls inside the "
-                f"{self.apply.calibration_frames} stable calibration frames "
-                "(apply.calibration_frames); move the event later or calibrate on fewer frames"
+                f"{calibration} stable calibration frames "
+                "(apply.events.calibration_frames); move the event later or calibrate on fewer "
+                "frames"
             )
         return self
 
@@ -118,6 +121,10 @@ def format_validation_error(err: pydantic.ValidationError) -> str:
     lines = []
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"])
+        if e["type"] == MOVED_KEY_ERROR:  # a key of a former flat section: name its new home
+            moves = e.get("ctx", {}).get("moves", [])
+            lines += [f"config key {loc}.{old} moved to {loc}.{new}" for old, new in moves]
+            continue
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
@@ -127,11 +134,27 @@ def format_validation_error(err: pydantic.ValidationError) -> str:
     return "; ".join(lines)
 
 
+def _merge(node: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``node[key] = value``, merging a dict value into a dict already there."""
+    old = node.get(key)
+    if isinstance(value, dict) and isinstance(old, dict):
+        for k, v in value.items():
+            _merge(old, k, v)
+    else:
+        node[key] = value
+
+
 def load_config(
     source: str | os.PathLike[str] | dict[str, Any] | None,
     overrides: dict[str, Any] | None = None,
 ) -> EtemConfig:
-    """Validate a config from a YAML path or a dict (plus optional dotted-key overrides)."""
+    """Validate a config from a YAML path or a dict, plus optional overrides.
+
+    ``overrides`` keys are dotted paths from the top of the config, e.g.
+    ``{"apply.inference.tile_px": 128}``; a dict value is merged into the section it names
+    (``{"apply.inference": {"tile_px": 128}}`` or ``{"apply": {"inference": {"tile_px": 128}}}``
+    give the same), any other value replaces the key.
+    """
     if source is None:
         data: dict[str, Any] = {}
     elif isinstance(source, dict):
@@ -153,7 +176,7 @@ def load_config(
         *parents, leaf = dotted.split(".")
         for p in parents:
             node = node.setdefault(p, {})
-        node[leaf] = value
+        _merge(node, leaf, copy.deepcopy(value))
     try:
         return EtemConfig.model_validate(data)
     except pydantic.ValidationError as err:

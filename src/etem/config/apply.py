@@ -1,10 +1,20 @@
-"""Config of the application to experimental movies (``etem apply``)."""
+"""Config of the application to experimental movies (``etem apply``), nested by concern.
+
+``apply:`` has one sub-section per concern: ``io`` (chunks, shards, output files),
+``preprocess`` (raw frames to processed frames), ``inference`` (the denoising network),
+``tracks`` (column tracks), ``events`` (frame statistics and event detection), ``truth``
+(ground-truth scoring) and ``finetune`` (fine-tuning the blind-spot model on the movie).
+Column finding is the top-level ``columns:`` section (shared with the evaluation stage).
+A key of the former flat ``apply:`` block is refused with its new home
+(:data:`MOVED_KEYS`).
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from etem.config.base import StrictModel
 
@@ -21,12 +31,12 @@ EventStatistic = Literal[
     "column_counts_z",
 ]
 
-class ApplyConfig(StrictModel):
-    """Streaming denoising, column finding, occupancy and event detection.
+#: Error type of a key of the former flat ``apply:`` block (see ``format_validation_error``).
+MOVED_KEY_ERROR = "moved_key"
 
-    Column finding uses the ``columns:`` section (one finder for the benchmark, whose
-    likelihood calibration it must match, and the movies).
-    """
+
+class IoConfig(StrictModel):
+    """I/O: frames held in memory at once, frames per shard job, the TIFF and the preview."""
 
     chunk_frames: int = Field(32, ge=1, description="frames held in memory at once")
     shard_frames: int = Field(
@@ -35,27 +45,19 @@ class ApplyConfig(StrictModel):
         description="frames per shard job of a long movie (rounded up to a multiple of "
         "chunk_frames); Snakemake runs the shards of a movie in parallel",
     )
-    batch_size: int = Field(4, ge=1, description="tiles per forward pass")
-    tile_px: int = Field(
-        1024,
-        ge=32,
-        description="largest inference tile [px]; frames up to this size run whole (fastest "
-        "on CPU), larger frames in equal overlapping tiles (bounded memory)",
-    )
-    overlap_px: int = Field(32, ge=0, description="tile overlap [px]")
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
-        "auto",
-        description="inference precision (a bf16/fp16 copy of the network, fp32 residual skip): "
-        "auto = bf16 on CUDA and on CPUs with native bf16",
-    )
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="inference device")
-    denoise_with: Literal["auto", "supervised", "unsupervised"] = Field(
-        "auto", description="which denoiser; auto = supervised if given, else unsupervised"
-    )
-    drift_correction: bool = Field(True, description="cross-correlation registration")
-    drift_smooth_px: float = Field(2.0, gt=0, description="smoothing before registration [px]")
-    bin_factor: int = Field(1, ge=1, description="spatial binning (sum of k x k pixels)")
-    sum_frames: int = Field(1, ge=1, description="frames summed before processing")
+    write_tiff: bool = Field(True, description="write denoised.tif (TIFF stack for Fiji/napari)")
+    preview_max_frames: int = Field(120, ge=0, description="frames in the GIF preview (0: none)")
+    preview_size_px: int = Field(256, ge=32, description="longest side of the preview [px]")
+
+
+class PreprocessConfig(StrictModel):
+    """Preprocessing: pixel size, dose, resampling, binning, summing and drift of raw frames.
+
+    Turns raw frames into the processed frames every later step sees: pixel size and dose
+    of the movie, resampling to the models' pixel size, binning, frame summing and drift
+    correction.
+    """
+
     pixel_size_A: float | None = Field(
         None, gt=0, description="pixel size of the movie [Å] when the file does not record it"
     )
@@ -75,7 +77,41 @@ class ApplyConfig(StrictModel):
         "k x k pixels (coarser movie; exact Poisson statistics), 'refuse' stops; non-integer "
         "ratios are always refused unless 'ignore'",
     )
-    column_polarity: Literal["auto", "bright", "dark"] = Field(
+    bin_factor: int = Field(1, ge=1, description="spatial binning (sum of k x k pixels)")
+    sum_frames: int = Field(1, ge=1, description="frames summed before processing")
+    drift_correction: bool = Field(True, description="cross-correlation registration")
+    drift_smooth_px: float = Field(2.0, gt=0, description="smoothing before registration [px]")
+
+
+class InferenceConfig(StrictModel):
+    """Inference: which denoiser, and its tiles, batches, precision and device."""
+
+    batch_size: int = Field(4, ge=1, description="tiles per forward pass")
+    tile_px: int = Field(
+        1024,
+        ge=32,
+        description="largest inference tile [px]; frames up to this size run whole (fastest "
+        "on CPU), larger frames in equal overlapping tiles (bounded memory)",
+    )
+    overlap_px: int = Field(32, ge=0, description="tile overlap [px]")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto",
+        description="inference precision (a bf16/fp16 copy of the network, fp32 residual skip): "
+        "auto = bf16 on CUDA and on CPUs with native bf16",
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="inference device")
+    denoise_with: Literal["auto", "supervised", "unsupervised"] = Field(
+        "auto", description="which denoiser; auto = supervised if given, else unsupervised"
+    )
+
+
+class TracksConfig(StrictModel):
+    """Column tracks: column contrast, linking across frames, low-confidence tracks removed.
+
+    (Column finding itself is the top-level ``columns:`` section.)
+    """
+
+    polarity: Literal["auto", "bright", "dark"] = Field(
         "auto", description="contrast of columns in the denoised frames; auto = from frame 0"
     )
     link_radius_A: float = Field(1.0, gt=0, description="column tracking radius [Å]")
@@ -90,6 +126,15 @@ class ApplyConfig(StrictModel):
         "from the detections along the track, etem.analysis.tracks) is below this are removed "
         "from the column tables; summary.json counts them (0 keeps all)",
     )
+
+
+class EventsConfig(StrictModel):
+    """Events: frame statistics and the event detectors (threshold and accumulating GLR).
+
+    The threshold (EWMA) detector is calibrated on the leading stable frames
+    (``calibration_frames``); the accumulating (GLR) detector needs no stable stretch.
+    """
+
     stats_margin_frac: float = Field(
         0.1,
         ge=0,
@@ -98,51 +143,51 @@ class ApplyConfig(StrictModel):
         "the frame size), away from edges that drift correction fills by reflection",
     )
     ewma_alpha: float = Field(0.1, gt=0, le=1, description="EWMA smoothing factor")
-    event_window_frames: int = Field(
+    window_frames: int = Field(
         3,
         ge=1,
         description="image-change statistic: relative rms difference between the mean of the "
         "last k drift-corrected denoised frames (k = this) and the mean of the "
-        "event_reference_frames frames before them",
+        "reference_frames frames before them",
     )
-    event_reference_frames: int = Field(
+    reference_frames: int = Field(
         5,
         ge=1,
         description="frames of the reference mean of the image-change statistic (the statistic "
-        "is undefined for the first event_window_frames + this - 1 frames)",
+        "is undefined for the first window_frames + this - 1 frames)",
     )
-    event_smooth_px: float = Field(
+    smooth_px: float = Field(
         1.0,
         ge=0,
         description="Gaussian smoothing of the frames for the image-change statistic [px]",
     )
-    event_false_alarm_rate: float = Field(
+    false_alarm_rate: float = Field(
         0.01, gt=0, lt=1, description="per-frame false-alarm rate of the event detector"
     )
-    event_merge_gap_frames: int = Field(
+    merge_gap_frames: int = Field(
         2, ge=0, description="frames below threshold allowed within one event"
     )
-    event_min_frames: int = Field(
+    min_frames: int = Field(
         2, ge=1, description="frames above threshold needed for an event (persistence)"
     )
     calibration_frames: int = Field(20, ge=3, description="leading frames assumed stable")
-    event_glr: bool = Field(
+    glr: bool = Field(
         True,
         description="also detect events by accumulating evidence (windowed GLR of a step, "
         "etem.movies.evidence) on frame statistics and region counts; needs no stable "
         "leading frames (noise from the whole movie)",
     )
-    event_false_alarms_per_1000: float = Field(
+    false_alarms_per_1000: float = Field(
         1.0,
         gt=0,
         description="nominal false alarms per 1,000 frames of the accumulating (GLR) detector, "
         "over all its statistics and regions",
     )
-    event_region_grid: int = Field(
+    region_grid: int = Field(
         4, ge=1, le=16, description="the GLR detector scores raw counts in a g x g grid of "
         "regions of the centre of the frame (Poisson noise model)"
     )
-    event_statistics: list[EventStatistic] = Field(
+    statistics: list[EventStatistic] = Field(
         default_factory=lambda: list[EventStatistic]([
             "n_columns",
             "mean_intensity",
@@ -154,70 +199,164 @@ class ApplyConfig(StrictModel):
         min_length=1,
         description="frame statistics (columns of frames.csv) scored by the event detector",
     )
-    event_local_window_frames: int = Field(
+    local_window_frames: int = Field(
         6,
         ge=2,
         description="local-change statistic: frames of the recent mean compared with the "
         "reference mean (longer: more sensitive to small changes, onset refined by a "
         "change-point fit)",
     )
-    event_local_reference_frames: int = Field(
+    local_reference_frames: int = Field(
         8,
         ge=2,
         description="local-change statistic: frames of the reference mean before the recent "
-        "ones (the statistic starts after event_local_window_frames + this frames; keep "
-        "apply.calibration_frames well above that)",
+        "ones (the statistic starts after local_window_frames + this frames; keep "
+        "calibration_frames well above that)",
     )
-    event_local_sigma_A: float = Field(
+    local_sigma_A: float = Field(
         0.3,
         gt=0,
         description="local-change statistic: Gaussian smoothing of the frames (about a column "
         "width) before the per-pixel change z-map [Å]",
     )
-    event_local_noise_sigma_A: float = Field(
+    local_noise_sigma_A: float = Field(
         0.8,
         gt=0,
         description="local-change statistic: Gaussian smoothing of the per-pixel noise variance "
         "map [Å]",
     )
-    truth_min_column_Z: float = Field(
+
+
+class TruthConfig(StrictModel):
+    """Ground-truth scoring of movies that carry their true columns and events (simulated).
+
+    Visibility of true columns, matching radius, border and event-onset tolerance.
+    """
+
+    min_column_Z: float = Field(
         150.0,
         ge=0,
         description="ground-truth scoring (movies that carry true columns): a true column counts "
         "as visible when the sum of the atomic numbers of its atoms (a proxy of its projected "
         "potential) is at least this; recall is over visible columns",
     )
-    truth_match_radius_A: float = Field(
+    match_radius_A: float = Field(
         0.5, gt=0, description="ground-truth scoring: found-to-true matching radius [Å]"
     )
-    truth_border_A: float = Field(
+    border_A: float = Field(
         1.0,
         ge=0,
         description="ground-truth scoring ignores true and found columns closer than this to "
         "the frame edge [Å]",
     )
-    truth_event_tolerance_frames: int = Field(
+    event_tolerance_frames: int = Field(
         2, ge=0, description="ground-truth scoring: a detected onset within this many frames "
         "of a true event is a hit [frames]"
     )
-    write_tiff: bool = Field(True, description="write denoised.tif (TIFF stack for Fiji/napari)")
-    preview_max_frames: int = Field(120, ge=0, description="frames in the GIF preview (0: none)")
-    preview_size_px: int = Field(256, ge=32, description="longest side of the preview [px]")
-    finetune_steps: int = Field(
+
+
+class FinetuneConfig(StrictModel):
+    """Fine-tuning of the unsupervised (blind-spot) model on the movie before it denoises."""
+
+    steps: int = Field(
         0,
         ge=0,
         description="fine-tune the unsupervised (blind-spot) model on the movie for this many "
         "optimizer steps before denoising (0 = off); used when the unsupervised model denoises",
     )
-    finetune_lr: float = Field(
+    lr: float = Field(
         1e-3, gt=0, description="Adam learning rate of the fine-tuning (the fine-tuned weights "
         "are kept only if they lower the validation loss)"
     )
-    finetune_batch_size: int = Field(4, ge=1, description="patches per fine-tuning step")
-    finetune_patch_px: int = Field(64, ge=16, description="fine-tuning patch size [px]")
-    finetune_max_frames: int = Field(
+    batch_size: int = Field(4, ge=1, description="patches per fine-tuning step")
+    patch_px: int = Field(64, ge=16, description="fine-tuning patch size [px]")
+    max_frames: int = Field(
         64,
         ge=3,
         description="leading (preprocessed) frames the fine-tuning samples from; bounds its "
-        "memory to finetune_max_frames x frame size x 4 bytes",
+        "memory to max_frames x frame size x 4 bytes",
     )
+
+#: Former flat ``apply:`` keys and their home in the nested section.
+MOVED_KEYS: dict[str, str] = {
+    "chunk_frames": "io.chunk_frames",
+    "shard_frames": "io.shard_frames",
+    "write_tiff": "io.write_tiff",
+    "preview_max_frames": "io.preview_max_frames",
+    "preview_size_px": "io.preview_size_px",
+    "pixel_size_A": "preprocess.pixel_size_A",
+    "dose_e_per_px_per_frame": "preprocess.dose_e_per_px_per_frame",
+    "pixel_size_tolerance": "preprocess.pixel_size_tolerance",
+    "pixel_size_mismatch": "preprocess.pixel_size_mismatch",
+    "bin_factor": "preprocess.bin_factor",
+    "sum_frames": "preprocess.sum_frames",
+    "drift_correction": "preprocess.drift_correction",
+    "drift_smooth_px": "preprocess.drift_smooth_px",
+    "batch_size": "inference.batch_size",
+    "tile_px": "inference.tile_px",
+    "overlap_px": "inference.overlap_px",
+    "precision": "inference.precision",
+    "device": "inference.device",
+    "denoise_with": "inference.denoise_with",
+    "column_polarity": "tracks.polarity",
+    "link_radius_A": "tracks.link_radius_A",
+    "max_gap_frames": "tracks.max_gap_frames",
+    "min_track_confidence": "tracks.min_track_confidence",
+    "stats_margin_frac": "events.stats_margin_frac",
+    "ewma_alpha": "events.ewma_alpha",
+    "event_window_frames": "events.window_frames",
+    "event_reference_frames": "events.reference_frames",
+    "event_smooth_px": "events.smooth_px",
+    "event_false_alarm_rate": "events.false_alarm_rate",
+    "event_merge_gap_frames": "events.merge_gap_frames",
+    "event_min_frames": "events.min_frames",
+    "calibration_frames": "events.calibration_frames",
+    "event_glr": "events.glr",
+    "event_false_alarms_per_1000": "events.false_alarms_per_1000",
+    "event_region_grid": "events.region_grid",
+    "event_statistics": "events.statistics",
+    "event_local_window_frames": "events.local_window_frames",
+    "event_local_reference_frames": "events.local_reference_frames",
+    "event_local_sigma_A": "events.local_sigma_A",
+    "event_local_noise_sigma_A": "events.local_noise_sigma_A",
+    "truth_min_column_Z": "truth.min_column_Z",
+    "truth_match_radius_A": "truth.match_radius_A",
+    "truth_border_A": "truth.border_A",
+    "truth_event_tolerance_frames": "truth.event_tolerance_frames",
+    "finetune_steps": "finetune.steps",
+    "finetune_lr": "finetune.lr",
+    "finetune_batch_size": "finetune.batch_size",
+    "finetune_patch_px": "finetune.patch_px",
+    "finetune_max_frames": "finetune.max_frames",
+}
+
+
+class ApplyConfig(StrictModel):
+    """Streaming denoising, column finding, tracks, statistics and event detection.
+
+    Column finding uses the ``columns:`` section (one finder for the benchmark, whose
+    likelihood calibration it must match, and the movies).
+    """
+
+    io: IoConfig = Field(default_factory=IoConfig)
+    preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
+    inference: InferenceConfig = Field(default_factory=InferenceConfig)
+    tracks: TracksConfig = Field(default_factory=TracksConfig)
+    events: EventsConfig = Field(default_factory=EventsConfig)
+    truth: TruthConfig = Field(default_factory=TruthConfig)
+    finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_keys(cls, data: Any) -> Any:
+        """Refuse a key of the former flat block, naming its new home."""
+        if isinstance(data, dict):
+            old = [k for k in data if k in MOVED_KEYS]
+            if old:
+                raise PydanticCustomError(
+                    MOVED_KEY_ERROR,
+                    "config key {old} moved to {new}",
+                    {"old": old[0], "new": MOVED_KEYS[old[0]],
+                     "moves": [(k, MOVED_KEYS[k]) for k in old]},
+                )
+        return data

@@ -37,9 +37,8 @@ MIN_FRAME_PX = 16
 
 
 class FramesSettings(Protocol):
-    """The frame settings read here (``apply.frames`` of the config)."""
+    """The frame settings read here (``apply.preprocess`` of the config)."""
 
-    chunk_frames: int
     sum_frames: int
     bin_factor: int
     pixel_size_A: float | None
@@ -110,8 +109,8 @@ def _resample_to_model(
         return 1, k_up
     raise InputError(
         f"movie {movie.path}: pixel size {px:.4g} Å does not match the model's "
-        f"{target:.4g} Å (ratio {ratio:.3g}); set apply.frames.bin_factor, or "
-        "apply.frames.pixel_size_mismatch=ignore to force"
+        f"{target:.4g} Å (ratio {ratio:.3g}); set apply.preprocess.bin_factor, "
+        "or apply.preprocess.pixel_size_mismatch=ignore to force"
     )
 
 
@@ -136,7 +135,7 @@ def resolve_geometry(
         if not model_px:
             raise InputError(
                 f"movie {movie.path}: pixel size unknown (not in the file); "
-                "set apply.frames.pixel_size_A"
+                "set apply.preprocess.pixel_size_A"
             )
         px_raw = model_px[0] / frames.bin_factor
         notes.append(f"pixel size not in the file: assumed the model's {model_px[0]:.4g} Å")
@@ -188,15 +187,16 @@ def _unaligned(
 
 
 def frame_stream(
-    movie: Movie, geo: FrameGeometry, frames: FramesSettings
+    movie: Movie, geo: FrameGeometry, frames: FramesSettings, chunk_frames: int
 ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-    """Processed frames ``(t, counts (H, W) float32, drift (dy, dx) [px])`` one at a time.
+    """Processed frames ``(t, counts (H, W) float32, drift (dy, dx) [px])`` one at a time,
+    read ``chunk_frames`` raw frames at a time.
 
     Drift is measured against a reference built from the frames streamed so far (an EWMA of
     the aligned frames, anchored to frame 0), so the stream starts at frame 0.
     """
     corr = DriftCorrector(smooth_px=frames.drift_smooth_px) if frames.drift_correction else None
-    for t, fr in _unaligned(movie, geo, frames.chunk_frames, 0, geo.n_frames):
+    for t, fr in _unaligned(movie, geo, chunk_frames, 0, geo.n_frames):
         if corr is not None:
             fr, d = corr(fr)
         else:
@@ -215,11 +215,11 @@ def aligned_frames(
 
 
 def collect_frames(
-    movie: Movie, geo: FrameGeometry, frames: FramesSettings, max_frames: int
+    movie: Movie, geo: FrameGeometry, frames: FramesSettings, chunk_frames: int, max_frames: int
 ) -> np.ndarray:
     """The first ``max_frames`` processed frames (T, H, W) [counts], as the stream gives them."""
     out = []
-    for _, counts, _ in frame_stream(movie, geo, frames):
+    for _, counts, _ in frame_stream(movie, geo, frames, chunk_frames):
         out.append(counts)
         if len(out) >= max_frames:
             break

@@ -2,7 +2,7 @@
 occupancy, likelihood and event detection, at memory bounded by the chunk size.
 
 Three passes, so that long movies run as parallel frame-range jobs (Snakemake makes one job
-per shard of ``apply.shard_frames`` frames; :func:`apply_movie` runs them one after another):
+per shard of ``apply.io.shard_frames`` frames; :func:`apply_movie` runs them one after another):
 
 1. :func:`etem.movies.prepare.prepare_movie` (``prepare.h5``): frame geometry, drift of every
    frame, dose, fine-tuning of the blind-spot model, column polarity;
@@ -80,7 +80,7 @@ def apply_movie(
         work = work_dir(out)
         write_prepared(work / "prepare.h5", prep)
         a = cfg.apply
-        ranges = shard_ranges(prep.geometry.n_frames, a.shard_frames, a.chunk_frames)
+        ranges = shard_ranges(prep.geometry.n_frames, a.io.shard_frames, a.io.chunk_frames)
         paths = shard_paths(out, len(ranges))
         for (start, stop), path in zip(ranges, paths, strict=True):
             run_shard(movie, prep, cfg, models, start, stop, path)

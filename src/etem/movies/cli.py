@@ -16,15 +16,17 @@ drift correction (integer shifts of counts, sub-pixel remainder applied to posit
 tiled batched denoising (supervised, or the 5-frame blind-spot model), column finding per
 frame, tracking, occupancy per column (segmenter), per-column likelihood and confidence
 (calibration JSON), and event detection (EWMA of frame statistics + time derivative).
-With apply.finetune_steps > 0 (or --finetune-steps N) the blind-spot model is first
+With apply.finetune.steps > 0 (or --finetune-steps N) the blind-spot model is first
 fine-tuned on the movie's leading frames (no clean data needed; see docs/movies.md).
 
 Outputs in --out: results.h5 (denoised frames [intensity, vacuum = 1], per-frame column
 tables [px, Å], occupancy maps, drift [px], frame statistics, events), columns.parquet,
 events.csv (onset frames, [s] when the frame time is known), frames.csv, denoised.tif (float32
 ImageJ stack, pixel size in nm), figures (PNG), preview.gif, timing.json and, written last,
-summary.json (and finetuned_unsupervised.pt when fine-tuned). Config keys: apply.* (see
-docs/movies.md); column finding uses the columns: section.
+summary.json (and finetuned_unsupervised.pt when fine-tuned). Config keys: apply.io,
+apply.preprocess, apply.inference, apply.tracks, apply.events, apply.truth, apply.finetune
+(see docs/movies.md), set with dotted keys, e.g. --set apply.inference.tile_px=512; column
+finding uses the columns: section.
 """
 
 
@@ -74,7 +76,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
         type=int,
         metavar="N",
         help="fine-tune the unsupervised model on this movie for N optimizer steps before "
-        "denoising (overrides apply.finetune_steps; 0 = off); writes finetuned_unsupervised.pt",
+        "denoising (overrides apply.finetune.steps; 0 = off); writes finetuned_unsupervised.pt",
     )
     add_config_args(p)
 
@@ -126,7 +128,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "apply-shard",
         help="second pass of apply: denoise, segment, find columns in a frame range",
         description="Denoise, segment and find columns in the processed frames START:STOP "
-        "(START a multiple of apply.chunk_frames) of a prepared movie. Writes one shard file "
+        "(START a multiple of apply.io.chunk_frames) of a prepared movie. Writes one shard file "
         "(HDF5, etem.movies.shard). Shards of one movie run in parallel.",
     )
     _movie_arg(p)

@@ -104,7 +104,7 @@ def _config(args: argparse.Namespace) -> EtemConfig:
     if args.finetune_steps is not None:
         if args.finetune_steps < 0:
             raise InputError(f"--finetune-steps {args.finetune_steps}: must be >= 0")
-        args.overrides = [*(args.overrides or []), f"apply.finetune_steps={args.finetune_steps}"]
+        args.overrides = [*(args.overrides or []), f"apply.finetune.steps={args.finetune_steps}"]
     cfg = config_from_args(args)
     if not (args.denoiser or args.unsupervised):
         raise InputError(f"etem {args.command} needs --denoiser and/or --unsupervised")
@@ -118,7 +118,11 @@ def _tracked(
     params = {
         "movie": " ".join(args.movie),
         "out": args.out,
-        **{f"apply.{k}": v for k, v in cfg.section("apply").items()},
+        **{
+            f"apply.{section}.{k}": v
+            for section, keys in cfg.section("apply").items()
+            for k, v in keys.items()
+        },
     }
     tags = {f"etem.model.{k}.sha256": v for k, v in models.digests().items()} | {
         "etem.movie": name,

@@ -42,7 +42,7 @@ import pandas as pd
 from scipy.stats import norm
 from scipy.stats import t as student_t
 
-from etem.config.apply import ApplyConfig
+from etem.config.apply import EventsConfig
 from etem.movies.evidence import SERIES_KIND, CusumResult, detect_glr, group_alarms
 
 log = logging.getLogger("etem.movies.events")
@@ -135,7 +135,7 @@ def detect_events(
                 if j == 2 * k:
                     log.warning(
                         "event statistic %s has %d values in the %d calibration frames "
-                        "(< %d): not scored; raise calibration_frames",
+                        "(< %d): not scored; raise apply.events.calibration_frames",
                         name, n_cal, cal, MIN_CALIBRATION_VALUES,
                     )
                 continue
@@ -240,12 +240,12 @@ def statistic_floors(stats: pd.DataFrame) -> dict[str, float]:
 
 
 def refine_onsets(
-    events: EventResult, stats: pd.DataFrame, a: ApplyConfig, frame_time_s: float | None = None
+    events: EventResult, stats: pd.DataFrame, a: EventsConfig, frame_time_s: float | None = None
 ) -> None:
     """Move event onsets to the change point of a windowed statistic (in place).
 
     The windowed statistics (``local_change``, ``column_counts_z``) cross the threshold up to
-    ``event_local_window_frames`` - 1 frames after the change. For each event in whose first
+    ``local_window_frames`` - 1 frames after the change. For each event in whose first
     ``k + m`` frames the innovation of one of them exceeds the threshold (the one with the
     largest innovation there when both do), the onset becomes the median change-point
     estimate (``<statistic>_onset``) over the k frames from the detected onset on (the
@@ -255,12 +255,12 @@ def refine_onsets(
     """
     ev = events.events
     ev["detected_frame"] = ev["onset_frame"].copy()
-    windowed = [s for s in ("local_change", "column_counts_z") if s in a.event_statistics]
+    windowed = [s for s in ("local_change", "column_counts_z") if s in a.statistics]
     if not windowed or not len(ev):
         return
     zs = {s: events.scores[f"z_{s}_ewma"].to_numpy() for s in windowed}
     cps = {s: stats[f"{s}_onset"].to_numpy(dtype=np.float64) for s in windowed}
-    span = a.event_local_window_frames + a.event_local_reference_frames
+    span = a.local_window_frames + a.local_reference_frames
     detected = ev["onset_frame"].to_numpy().copy()
     onsets = detected.copy()
     prev_end = -1
@@ -268,7 +268,7 @@ def refine_onsets(
         lo, hi = int(on), int(min(end, on + span - 1)) + 1
         best = max(windowed, key=lambda s: float(zs[s][lo:hi].max()))
         z, cp = zs[best], cps[best]
-        est = cp[lo : min(lo + a.event_local_window_frames, int(end) + 1)]
+        est = cp[lo : min(lo + a.local_window_frames, int(end) + 1)]
         est = est[np.isfinite(est)]
         if (z[lo:hi] > events.threshold).any() and len(est):
             c = int(np.floor(np.median(est) + 0.5))
@@ -388,7 +388,7 @@ def combine_events(
 
 
 def detect_frame_events(
-    a: Any,
+    a: EventsConfig,
     stats: pd.DataFrame,
     regions: np.ndarray | None,
     boxes: list[tuple[int, int, int, int]],
@@ -396,33 +396,33 @@ def detect_frame_events(
     frame_time_s: float | None = None,
 ) -> EventResult:
     """Events from the frame statistics ``stats`` and the (T, R) raw region counts
-    ``regions`` (boxes (x0, x1, y0, y1) [px]) with the ``apply`` config ``a``: the EWMA
-    detector (:func:`detect_events`, onsets refined) and, with ``a.event_glr``, the
+    ``regions`` (boxes (x0, x1, y0, y1) [px]) with the ``apply.events`` config ``a``: the EWMA
+    detector (:func:`detect_events`, onsets refined) and, with ``a.glr``, the
     accumulating GLR detector (:func:`etem.movies.evidence.detect_glr`), merged
     (:func:`combine_events`). ``edge``: frames whose image statistics are left out."""
-    ev_stats = stats[list(a.event_statistics)].copy()
+    ev_stats = stats[list(a.statistics)].copy()
     if edge is not None:
         ev_stats.loc[edge] = np.nan
     events = detect_events(
         ev_stats,
         a.ewma_alpha,
-        a.event_false_alarm_rate,
+        a.false_alarm_rate,
         a.calibration_frames,
-        a.event_merge_gap_frames,
-        a.event_min_frames,
+        a.merge_gap_frames,
+        a.min_frames,
         statistic_floors(stats),
         frame_time_s,
     )
     refine_onsets(events, stats, a, frame_time_s)
     glr = None
-    if a.event_glr and len(stats):
+    if a.glr and len(stats):
         glr_stats = stats.copy()
         if edge is not None:  # raw region counts need no such exclusion
             scored = [c for c in SERIES_KIND if c in glr_stats]
             glr_stats.loc[edge, scored] = np.nan
         glr = detect_glr(
             glr_stats, regions if regions is not None and len(regions) else None,
-            a.event_false_alarms_per_1000, merge_gap=a.event_merge_gap_frames,
+            a.false_alarms_per_1000, merge_gap=a.merge_gap_frames,
         )
-    combine_events(events, glr, boxes, a.event_merge_gap_frames, frame_time_s)
+    combine_events(events, glr, boxes, a.merge_gap_frames, frame_time_s)
     return events

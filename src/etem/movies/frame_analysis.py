@@ -125,7 +125,7 @@ class FrameStatistics:
     Parameters
     ----------
     cfg : EtemConfig
-        ``columns``/``benchmark`` (column disk radius), ``apply`` (tracks, events).
+        ``columns``/``benchmark`` (column disk radius), ``apply.tracks`` and ``apply.events``.
     geo : FrameGeometry
         Processed frame geometry (pixel size [Å], frames).
     edge_frames : int
@@ -133,26 +133,26 @@ class FrameStatistics:
     """
 
     def __init__(self, cfg: EtemConfig, geo: FrameGeometry, edge_frames: int = 0) -> None:
-        a = cfg.apply
+        tr, ev = cfg.apply.tracks, cfg.apply.events
         self.cfg = cfg
         self.geo = geo
         px = geo.pixel_size_A
-        self.tracker = TrackLinker(a.link_radius_A / px, a.max_gap_frames)
+        self.tracker = TrackLinker(tr.link_radius_A / px, tr.max_gap_frames)
         self.image_change = ImageChange(
-            a.event_window_frames, a.event_reference_frames, a.event_smooth_px,
+            ev.window_frames, ev.reference_frames, ev.smooth_px,
             geo.n_frames, edge_frames,
         )
         self.local_change = LocalChange(
-            a.event_local_window_frames, a.event_local_reference_frames,
-            a.event_local_sigma_A / px, a.event_local_noise_sigma_A / px,
+            ev.local_window_frames, ev.local_reference_frames,
+            ev.local_sigma_A / px, ev.local_noise_sigma_A / px,
             geo.n_frames, edge_frames,
         )
         self.counts_change = (
             ColumnCountsChange(
-                a.event_local_window_frames, a.event_local_reference_frames,
+                ev.local_window_frames, ev.local_reference_frames,
                 max(cfg.columns.disk_radius_A / px, 1.0),
             )
-            if "column_counts_z" in a.event_statistics
+            if "column_counts_z" in ev.statistics
             else None
         )
         self.background: np.ndarray | None = None
@@ -162,7 +162,7 @@ class FrameStatistics:
         self.conf_sum = 0.0
         self.conf_n = 0
         self.track_summary: dict[str, Any] = {}  # set by the gather once the tracks are scored
-        self.region_grid = a.event_region_grid
+        self.region_grid = ev.region_grid
         self.region_rows: list[np.ndarray] = []
 
     def add(
@@ -180,7 +180,7 @@ class FrameStatistics:
         (vacuum = 1) and ``drift`` (dy, dx) [px] of the frame.
         """
         h, w = intensity.shape
-        mg = round(self.cfg.apply.stats_margin_frac * min(h, w))
+        mg = round(self.cfg.apply.events.stats_margin_frac * min(h, w))
         roi = (
             (cols["x_aligned_px"] >= mg)
             & (cols["x_aligned_px"] < w - mg)
@@ -222,7 +222,7 @@ class FrameStatistics:
         d_roi = disp[roi] if n_all else disp
         ids_set = {int(i) for i in ids[roi]} if n_all else set()
         appeared = float(np.isnan(d_roi).sum()) / n if (n and t > 0) else (0.0 if t > 0 else np.nan)
-        if t <= self.cfg.apply.max_gap_frames:
+        if t <= self.cfg.apply.tracks.max_gap_frames:
             # undefined until the linker's memory is filled: a column missed in the first
             # frames starts a new track where later it would continue its own
             appeared = np.nan
@@ -232,7 +232,7 @@ class FrameStatistics:
             else (0.0 if t > 0 else np.nan)
         )
         self.prev_ids = ids_set
-        alpha = self.cfg.apply.ewma_alpha
+        alpha = self.cfg.apply.events.ewma_alpha
         centre = intensity[mg : h - mg, mg : w - mg]
         if self.background is None:
             dissim = np.nan
@@ -329,7 +329,7 @@ class FrameStatistics:
         processed frame."""
         g = self.region_grid
         h, w = self.geo.height, self.geo.width
-        mg = round(self.cfg.apply.stats_margin_frac * min(h, w))
+        mg = round(self.cfg.apply.events.stats_margin_frac * min(h, w))
         ys = mg + np.linspace(0, h - 2 * mg, g + 1).astype(int)
         xs = mg + np.linspace(0, w - 2 * mg, g + 1).astype(int)
         boxes = [

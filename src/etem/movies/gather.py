@@ -23,8 +23,9 @@ import pandas as pd
 import trackpy
 
 from etem.config import EtemConfig
+from etem.config.apply import TracksConfig
 from etem.errors import InputError
-from etem.frames.geometry import aligned_frames
+from etem.frames.geometry import FrameGeometry, aligned_frames
 from etem.frames.readers import Movie
 from etem.io import atomic_path, h5_write_attrs, write_json
 from etem.movies import figures
@@ -73,7 +74,7 @@ def detect(
         half = prep.half_window
         edge = ((stats["frame"] < half) | (stats["frame"] >= geo.n_frames - half)).to_numpy()
     regions, boxes = frame_stats.regions() if frame_stats is not None else (None, [])
-    return detect_frame_events(cfg.apply, stats, regions, boxes, edge, geo.frame_time_s)
+    return detect_frame_events(cfg.apply.events, stats, regions, boxes, edge, geo.frame_time_s)
 
 
 def _stream(
@@ -89,9 +90,9 @@ def _stream(
     store = ColumnStore(h5, geo.n_frames)
     tracks = TrackStore(h5)
     stats = FrameStatistics(cfg, geo, edge_frames=prep.half_window)
-    preview = Preview(geo.n_frames, a.preview_max_frames, a.preview_size_px)
+    preview = Preview(geo.n_frames, a.io.preview_max_frames, a.io.preview_size_px)
     fields = reader.fields()
-    raw = aligned_frames(movie, geo, a.chunk_frames, prep.drift_px, 0, geo.n_frames)
+    raw = aligned_frames(movie, geo, a.io.chunk_frames, prep.drift_px, 0, geo.n_frames)
     shards = progress(reader.frames(), "gather", total=geo.n_frames)
     for (t, f, i), (t_raw, counts) in zip(shards, raw, strict=True):
         assert t == t_raw
@@ -105,17 +106,16 @@ def _stream(
         tracks.append(stats.tracker.pop_finished())
         preview.add(t, intensity)
     tracks.append(stats.tracker.finish())
-    stats.track_summary = _filter_tracks(cfg, geo, store, tracks, stats.tracker.n_tracks)
+    stats.track_summary = _filter_tracks(a.tracks, geo, store, tracks, stats.tracker.n_tracks)
     store.finish()
     return store, stats, preview
 
 
 def _filter_tracks(
-    cfg: Any, geo: Any, store: ColumnStore, tracks: TrackStore, n_tracks: int
+    a: TracksConfig, geo: FrameGeometry, store: ColumnStore, tracks: TrackStore, n_tracks: int
 ) -> dict[str, Any]:
     """Track confidence of every column; columns of tracks below
-    ``apply.min_track_confidence`` removed from the column tables (counted, logged)."""
-    a = cfg.apply
+    ``apply.tracks.min_track_confidence`` removed from the column tables (counted, logged)."""
     radius = a.link_radius_A / geo.pixel_size_A
     conf, rates = tracks.confidence(
         n_tracks, geo.n_frames, a.max_gap_frames, geo.height * geo.width, radius
@@ -189,7 +189,7 @@ def gather_results(
             write_tables_h5(h5, stats, events, prep.drift_px)
             h5_write_attrs(h5, _results_attrs(movie, prep, models, events))
             files = write_tables(out, store, stats, events, prep.provenance)
-            if a.write_tiff:
+            if a.io.write_tiff:
                 write_tiff(out / "denoised.tif", h5["denoised"], geo)
                 files["denoised_tiff"] = "denoised.tif"
             files.update(figures.write_figures(out, h5, store, stats, events, geo, movie))
@@ -198,7 +198,7 @@ def gather_results(
             ):
                 files["preview"] = "preview.gif"
             truth, truth_files = score_apply(
-                movie.path, store.iter_tables(), prep.drift_px, events.events, geo, a, out,
+                movie.path, store.iter_tables(), prep.drift_px, events.events, geo, a.truth, out,
                 prep.provenance,
             )
             files.update(truth_files)

@@ -31,6 +31,7 @@ from etem.analysis.domain import column_fwhm_A, domain_warnings, warning_line
 from etem.analysis.lattice import columns_resolvable
 from etem.analysis.likelihood import Calibration
 from etem.config import EtemConfig
+from etem.config.apply import InferenceConfig
 from etem.data.inputs import image_input, normalize
 from etem.errors import InputError
 from etem.frames.breaks import ChangeStatistic, segment_window
@@ -143,13 +144,13 @@ def read_prepared(path: str | Path) -> PreparedMovie:
 
 
 def measure_frames(
-    movie: Movie, geo: FrameGeometry, frames_cfg: FramesSettings
+    movie: Movie, geo: FrameGeometry, frames_cfg: FramesSettings, chunk_frames: int
 ) -> tuple[np.ndarray, list[int]]:
     """Drift (dy, dx) [px] of every processed frame (zeros without drift correction) and the
     frames after a sudden change of the aligned raw counts (:mod:`etem.frames.breaks`)."""
     drift = np.zeros((geo.n_frames, 2))
     change = ChangeStatistic()
-    for t, counts, d in frame_stream(movie, geo, frames_cfg):
+    for t, counts, d in frame_stream(movie, geo, frames_cfg, chunk_frames):
         drift[t] = d
         change.add(counts)
     return drift, change.breaks()
@@ -187,11 +188,11 @@ def first_frame_polarity(
     dose: float,
     breaks: list[int],
     n_frames: int,
-    cfg: EtemConfig,
+    inference: InferenceConfig,
 ) -> str:
     """Column polarity (``bright``/``dark``) of the denoised first frame (skewness)."""
-    a = cfg.apply
-    runner = TiledRunner(model, a.tile_px, a.overlap_px, a.batch_size, a.precision, a.device)
+    i = inference
+    runner = TiledRunner(model, i.tile_px, i.overlap_px, i.batch_size, i.precision, i.device)
     if mode == "supervised":
         x = image_input(normalize(leading[:1], dose), dose, model.dose_conditioned)
         first = runner.run(x)[0, 0]
@@ -211,40 +212,41 @@ def prepare_movie(
     and lowered its validation loss; the prepared state is returned (the caller writes it).
     """
     a = cfg.apply
-    model, mode = choose_denoiser(a.denoise_with, models)
+    pre, chunk = a.preprocess, a.io.chunk_frames
+    model, mode = choose_denoiser(a.inference.denoise_with, models)
     pixel_sizes = [m.pixel_size_A for m in models.loaded().values() if m.pixel_size_A]
-    geo = resolve_geometry(movie, a, pixel_sizes, int(cfg.seed))
+    geo = resolve_geometry(movie, pre, pixel_sizes, int(cfg.seed))
     n_win = model.n_frames if mode == "unsupervised" else 1
     if n_win > 1 and geo.n_frames < 2:
         raise InputError(f"movie {movie.path}: the unsupervised model needs >= 2 frames")
     out = Path(out_dir)
-    drift, sudden = measure_frames(movie, geo, a)
+    drift, sudden = measure_frames(movie, geo, pre, chunk)
     breaks = scene_breaks(movie, geo, sudden)
     # the frames of the first chunk and its window context, as the denoising pass reads them,
     # and the frames the fine-tuning samples from
-    finetuning = mode == "unsupervised" and a.finetune_steps > 0
-    n_lead = a.chunk_frames + n_win // 2
+    finetuning = mode == "unsupervised" and a.finetune.steps > 0
+    n_lead = chunk + n_win // 2
     if finetuning:
-        n_lead = max(n_lead, a.finetune_max_frames)
+        n_lead = max(n_lead, a.finetune.max_frames)
     n_lead = min(geo.n_frames, n_lead)
-    leading = _leading_frames(movie, geo, a.chunk_frames, drift, n_lead)
-    dose_raw = a.dose_e_per_px_per_frame or movie.dose_e_per_px_per_frame
+    leading = _leading_frames(movie, geo, chunk, drift, n_lead)
+    dose_raw = pre.dose_e_per_px_per_frame or movie.dose_e_per_px_per_frame
     if dose_raw:
         dose = geo.processed_dose(dose_raw)
-        source = "config" if a.dose_e_per_px_per_frame else "file"
+        source = "config" if pre.dose_e_per_px_per_frame else "file"
     else:
-        dose = float(leading[: a.chunk_frames + n_win // 2].mean())
+        dose = float(leading[: chunk + n_win // 2].mean())
         source = "estimated"
         if not dose > 0:
             raise InputError(f"movie {movie.path}: mean counts {dose} <= 0; "
-                             "set apply.dose_e_per_px_per_frame")
+                             "set apply.preprocess.dose_e_per_px_per_frame")
         log.warning("dose not recorded: using the mean counts of the first chunk, "
                     "%.4g e/px/frame", dose)
     domain = _domain_warnings(movie, model, mode, leading, geo.pixel_size_A, dose)
     finetune = None
     if finetuning:
         out.mkdir(parents=True, exist_ok=True)
-        frames = leading[: min(a.finetune_max_frames, geo.n_frames)]
+        frames = leading[: min(a.finetune.max_frames, geo.n_frames)]
         model, finetune = finetune_unsupervised(
             cfg, model, frames, dose, geo.pixel_size_A, out / FINETUNED_NAME,
             name=str(movie.path),
@@ -255,10 +257,10 @@ def prepare_movie(
     if not seen.resolvable:
         log.warning("%s: no column analysis: %s; frame-level statistics only",
                     movie.path, seen.reason)
-    polarity: str = a.column_polarity
+    polarity: str = a.tracks.polarity
     if polarity == "auto":
         polarity = first_frame_polarity(model, mode, leading, dose, list(breaks), geo.n_frames,
-                                        cfg)
+                                        a.inference)
         log.info("column polarity from frame 0: %s", polarity)
     return PreparedMovie(
         geometry=geo,

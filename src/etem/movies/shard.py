@@ -2,7 +2,7 @@
 
 :func:`run_shard` processes the processed frames ``start <= t < stop`` of a prepared movie
 (:mod:`etem.movies.prepare`), reading the 2-frame halo the blind-spot window needs around the
-range. Chunks of ``apply.chunk_frames`` frames are aligned to multiples of ``chunk_frames``
+range. Chunks of ``apply.io.chunk_frames`` frames are aligned to multiples of ``chunk_frames``
 from frame 0, so every frame sees the same batches whatever the shards are: an N-shard run
 gives the same denoised frames and columns as a 1-shard run.
 
@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from etem.config import EtemConfig
+from etem.config.apply import InferenceConfig
 from etem.data.inputs import image_input, normalize
 from etem.errors import InputError
 from etem.frames.breaks import segment_window
@@ -91,10 +92,10 @@ def denoise_chunk(
     return runner.run(window, n=len(ts))[:, 0]
 
 
-def runner_for(model: LoadedModel, cfg: EtemConfig) -> TiledRunner:
+def runner_for(model: LoadedModel, inference: InferenceConfig) -> TiledRunner:
     """The tiled runner of ``apply`` (tile, overlap, batch, precision, device)."""
-    a = cfg.apply
-    return TiledRunner(model, a.tile_px, a.overlap_px, a.batch_size, a.precision, a.device)
+    i = inference
+    return TiledRunner(model, i.tile_px, i.overlap_px, i.batch_size, i.precision, i.device)
 
 
 def run_shard(
@@ -108,16 +109,16 @@ def run_shard(
 ) -> Path:
     """Denoise, segment and find columns in frames ``start <= t < stop``; write ``path``."""
     geo = prep.geometry
-    chunk = cfg.apply.chunk_frames
+    chunk = cfg.apply.io.chunk_frames
     if not 0 <= start < stop <= geo.n_frames or start % chunk:
         raise InputError(
             f"frames {start}:{stop}: need 0 <= start < stop <= {geo.n_frames} with start a "
-            f"multiple of apply.chunk_frames ({chunk})"
+            f"multiple of apply.io.chunk_frames ({chunk})"
         )
     model = denoiser_of(prep, models)
-    runner = runner_for(model, cfg)
+    runner = runner_for(model, cfg.apply.inference)
     seg_model = models.segmenter
-    seg_runner = runner_for(seg_model, cfg) if seg_model is not None else None
+    seg_runner = runner_for(seg_model, cfg.apply.inference) if seg_model is not None else None
     t0 = time.perf_counter()
     n = stop - start
     with atomic_path(Path(path), suffix=".h5") as tmp, h5py.File(tmp, "w") as h5:

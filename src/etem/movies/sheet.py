@@ -18,9 +18,14 @@ mean "not given"):
   (or supply) what the file records;
 * ``group``: the condition (temperature, gas, ...) the report groups movies by;
 * ``denoiser``: ``supervised``, ``blindspot`` (the unsupervised 5-frame network) or ``auto``
-  (default: ``apply.denoise_with``);
+  (default: ``apply.inference.denoise_with``);
 * ``finetune``: ``true``/``false``, fine-tune the blind-spot network on this movie
-  (``apply.finetune_steps`` steps; default: ``apply.finetune_steps`` > 0).
+  (``apply.finetune.steps`` steps; default: ``apply.finetune.steps`` > 0).
+
+A row's settings reach its jobs as overrides (:func:`row_arguments`):
+``pixel_size_A`` → ``apply.preprocess.pixel_size_A``, ``dose_e_per_px`` →
+``apply.preprocess.dose_e_per_px_per_frame``, ``denoiser`` → ``apply.inference.denoise_with``,
+``finetune: false`` → ``--finetune-steps 0``, ``frame_time_s`` → ``--frame-time-s``.
 
 :func:`read_sheet` validates every row and opens every movie (through
 :func:`etem.frames.readers.open_movie`) before any job runs: unknown columns, duplicate names,
@@ -80,7 +85,7 @@ class MovieRow(BaseModel):
     frame_time_s: float | None = Field(default=None, gt=0, description="time between frames [s]")
     group: str | None = Field(default=None, description="condition (temperature, gas, ...)")
     denoiser: Literal["supervised", "blindspot", "auto"] | None = Field(
-        default=None, description="which denoiser (default: apply.denoise_with)"
+        default=None, description="which denoiser (default: apply.inference.denoise_with)"
     )
     finetune: bool | None = Field(
         default=None, description="fine-tune the blind-spot network on this movie"
@@ -280,14 +285,14 @@ def campaign_movies(
     ``config`` is the campaign's :class:`~etem.config.EtemConfig`; ``synthetic_path`` where the
     workflow writes the synthetic movie (its frame count comes from ``synthetic_movie.n_frames``).
     Raises :class:`ConfigError` (one line) on a bad sheet, a row named ``synthetic`` while
-    the synthetic movie runs, a ``finetune`` row without ``apply.finetune_steps``, or no movie.
+    the synthetic movie runs, a ``finetune`` row without ``apply.finetune.steps``, or no movie.
     """
     m = config.movies
     rows = read_sheet(m.sheet, cache) if m.sheet else []
     for r in rows:
-        if r.finetune and config.apply.finetune_steps == 0:
+        if r.finetune and config.apply.finetune.steps == 0:
             raise _fail(Path(m.sheet), r.line, "finetune",
-                        "true needs apply.finetune_steps > 0 in the config")
+                        "true needs apply.finetune.steps > 0 in the config")
         if r.name == SYNTHETIC and m.synthetic:
             raise _fail(Path(m.sheet), r.line, "name",
                         f"{SYNTHETIC!r} is the campaign's synthetic movie (movies.synthetic: "
@@ -327,12 +332,12 @@ def row_arguments(row: MovieRow) -> list[str]:
     """The ``etem apply-*`` arguments of a row's own settings (each one shell word)."""
     args: list[str] = []
     if row.pixel_size_A is not None:
-        args += ["--set", f"apply.pixel_size_A={row.pixel_size_A!r}"]
+        args += ["--set", f"apply.preprocess.pixel_size_A={row.pixel_size_A!r}"]
     if row.dose_e_per_px is not None:
-        args += ["--set", f"apply.dose_e_per_px_per_frame={row.dose_e_per_px!r}"]
+        args += ["--set", f"apply.preprocess.dose_e_per_px_per_frame={row.dose_e_per_px!r}"]
     if row.denoiser is not None:
         mode = {"blindspot": "unsupervised"}.get(row.denoiser, row.denoiser)
-        args += ["--set", f"apply.denoise_with={mode}"]
+        args += ["--set", f"apply.inference.denoise_with={mode}"]
     if row.finetune is False:
         args += ["--finetune-steps", "0"]
     if row.frame_time_s is not None:

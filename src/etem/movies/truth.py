@@ -7,19 +7,19 @@ scored against them:
 
 * **Columns.** Per output frame, found columns are mapped back to the raw frame's coordinates
   (undoing the measured drift, binning and upsampling) and matched one-to-one to the true
-  columns within ``apply.truth_match_radius_A`` (Hungarian assignment,
+  columns within ``apply.truth.match_radius_A`` (Hungarian assignment,
   :func:`etem.analysis.matching.match_columns`). Columns closer than
-  ``apply.truth_border_A`` to the frame edge are left out (blob finding at the edge and the
+  ``apply.truth.border_A`` to the frame edge are left out (blob finding at the edge and the
   periodic wrap of the simulated image are not what is measured). A true column is *visible*
   when the sum of the atomic numbers of its atoms, n_atoms x Z (a proxy of its projected
-  potential), is at least ``apply.truth_min_column_Z``: in a CeO2 [001] / Pt movie at 0.2 Å
+  potential), is at least ``apply.truth.min_column_Z``: in a CeO2 [001] / Pt movie at 0.2 Å
   pixels the Ce (6 x 58) and Pt columns of >= 2 atoms are, the O columns (6 x 8 = 48) and
   single Pt atoms are not. **Recall** = matched visible / visible true columns; **precision**
   = found columns matched to any true column (visible or not) / found columns; **position
   RMSE** [Å] over the matched visible columns. Recall per site (cation, anion, metal) is
   reported too, so the weak columns are not hidden.
 * **Events.** Each true event (raw frame f -> output frame f // sum_frames) is matched to the
-  nearest detected onset within ``apply.truth_event_tolerance_frames``; unmatched detections
+  nearest detected onset within ``apply.truth.event_tolerance_frames``; unmatched detections
   are false alarms.
 
 Outputs (written by :func:`etem.movies.apply.apply_movie`): ``truth_columns.csv`` (one
@@ -39,7 +39,7 @@ import pandas as pd
 from ase.data import atomic_numbers
 
 from etem.analysis.matching import match_columns
-from etem.config.apply import ApplyConfig
+from etem.config.apply import TruthConfig
 from etem.frames.geometry import FrameGeometry
 from etem.io import write_table
 from etem.simulation.synthetic_movie import read_movie_truth
@@ -335,7 +335,7 @@ def score_apply(
     drift_px: np.ndarray,
     events: pd.DataFrame,
     geo: FrameGeometry,
-    a: ApplyConfig,
+    a: TruthConfig,
     out: Path,
     metadata: dict[str, Any],
 ) -> tuple[dict[str, Any] | None, dict[str, str]]:
@@ -353,8 +353,8 @@ def score_apply(
         Detected events (``onset_frame``).
     geo : pipeline geometry
         ``n_sum, bin_total, upsample, pixel_size_A, height, width, n_frames``.
-    a : ApplyConfig
-        ``truth_*`` keys.
+    a : TruthConfig
+        ``apply.truth``.
     out : Path
         Output folder: ``truth_columns.csv``, ``truth_events.csv`` are written there.
     metadata : dict
@@ -399,9 +399,9 @@ def score_apply(
             truth.columns,
             frames,
             shape_A,
-            a.truth_match_radius_A,
-            a.truth_min_column_Z,
-            a.truth_border_A,
+            a.match_radius_A,
+            a.min_column_Z,
+            a.border_A,
         )
         write_table(out / "truth_columns.csv", table, metadata=metadata)
         files["truth_columns"] = "truth_columns.csv"
@@ -410,7 +410,7 @@ def score_apply(
             "truth: column recall %.3f (visible: n_atoms x Z >= %g), precision %.3f, "
             "RMSE %.3f Å",
             overall["recall"] or float("nan"),
-            a.truth_min_column_Z,
+            a.min_column_Z,
             overall["precision"] or float("nan"),
             overall["rmse_A"] or float("nan"),
         )
@@ -419,7 +419,7 @@ def score_apply(
         ok = true_out < geo.n_frames
         kinds = [k for k, keep in zip(truth.event_kinds, ok, strict=False) if keep]
         table_e, summ = score_events(
-            events, true_out[ok], kinds, a.truth_event_tolerance_frames
+            events, true_out[ok], kinds, a.event_tolerance_frames
         )
         write_table(out / "truth_events.csv", table_e, metadata=metadata)
         files["truth_events"] = "truth_events.csv"

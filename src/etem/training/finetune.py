@@ -1,9 +1,9 @@
 """Fine-tune the unsupervised blind-spot denoiser on the movie being applied (``etem apply``).
 
 The blind-spot network needs no clean data, so it can keep learning on the very movie it is
-about to denoise: ``apply.finetune_steps`` steps of the one training loop
+about to denoise: ``apply.finetune.steps`` steps of the one training loop
 (:func:`etem.training.loop.train`, task :class:`etem.training.tasks.UnsupervisedTask`
-started from the given model's weights) on the leading ``apply.finetune_max_frames``
+started from the given model's weights) on the leading ``apply.finetune.max_frames``
 frames after the same summing, binning, resampling and drift correction as the denoising
 pass, normalised by the same dose [e/px/frame].
 
@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from etem.config import EtemConfig
+from etem.config.apply import FinetuneConfig
 from etem.config.training import UnsupervisedConfig
 from etem.errors import InputError
 from etem.models.factory import build_model
@@ -46,24 +47,25 @@ log = logging.getLogger("etem.training.finetune")
 FINETUNED_NAME = "finetuned_unsupervised.pt"
 
 
-def finetune_config(cfg: EtemConfig, arch: dict[str, Any]) -> UnsupervisedConfig:
-    """The loop config of the fine-tuning: ``training.unsupervised`` with the ``apply.finetune_*``
-    settings, the parent's architecture and four validations (the best is kept)."""
-    a = cfg.apply
-    base = cfg.training.unsupervised
-    steps = int(a.finetune_steps)
+def finetune_config(
+    base: UnsupervisedConfig, ft: FinetuneConfig, device: str, arch: dict[str, Any]
+) -> UnsupervisedConfig:
+    """The loop config of the fine-tuning: ``base`` (``training.unsupervised``) with the
+    ``apply.finetune`` settings, the inference ``device``, the parent's architecture and four
+    validations (the best is kept)."""
+    steps = int(ft.steps)
     data = base.model_dump()
     data.update(
         steps=steps,
-        lr=a.finetune_lr,
-        batch_size=a.finetune_batch_size,
-        patch_px=a.finetune_patch_px,
+        lr=ft.lr,
+        batch_size=ft.batch_size,
+        patch_px=ft.patch_px,
         val_every_steps=max(1, -(-steps // 4)),
         checkpoint_every_steps=max(1, steps),
         early_stopping_patience=max(base.early_stopping_patience, 4),
         n_frames=int(arch["n_frames"]),
         dose_e_per_px=None,  # the apply's dose is passed with the frames
-        device=a.device,
+        device=device,
     )
     data["model"].update(depth=int(arch["depth"]), base_channels=int(arch["base_channels"]))
     return type(base).model_validate(data)
@@ -100,12 +102,13 @@ def finetune_unsupervised(
     out_path: str | Path | None = None,
     name: str = "movie",
 ) -> tuple[LoadedModel, dict[str, Any]]:
-    """Fine-tune ``model`` on ``frames`` for ``cfg.apply.finetune_steps`` steps.
+    """Fine-tune ``model`` on ``frames`` for ``cfg.apply.finetune.steps`` steps.
 
     Parameters
     ----------
     cfg : EtemConfig
-        ``apply.finetune_*``, ``training.unsupervised`` (loop settings) and ``seed``.
+        ``apply.finetune``, ``apply.inference.device``, ``training.unsupervised`` (loop
+        settings) and ``seed``.
     model : LoadedModel
         The unsupervised model to start from (not modified).
     frames : ndarray (T, H, W)
@@ -126,11 +129,12 @@ def finetune_unsupervised(
         the validation loss) and a deterministic record for the summary.
     """
     init = _init_from_loaded(model)
-    ft_cfg = finetune_config(cfg, init.arch)
+    ft_cfg = finetune_config(cfg.training.unsupervised, cfg.apply.finetune,
+                             cfg.apply.inference.device, init.arch)
     n_win = int(init.arch["n_frames"])
     if frames.shape[0] < n_win:
         raise InputError(f"movie {name}: {frames.shape[0]} frames; fine-tuning the {n_win}-frame "
-                         "model needs at least as many (set apply.finetune_steps=0)")
+                         "model needs at least as many (set apply.finetune.steps=0)")
     if not dose_e_per_px > 0:
         raise InputError(f"movie {name}: dose {dose_e_per_px} e/px <= 0; cannot fine-tune")
     t0 = time.perf_counter()
