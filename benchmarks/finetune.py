@@ -2,7 +2,7 @@
 
 For each movie and number of fine-tuning steps (0 = the parent model as trained), the
 script fine-tunes with :func:`etem.training.finetune.finetune_unsupervised` (the ``etem apply``
-code path, ``apply.finetune_*`` of the config), denoises the whole movie and reports
+code path, ``apply.finetune`` of the config), denoises the whole movie and reports
 
 * the blind-spot validation loss before/after (MSE to the noisy middle frame, [intensity²]);
 * true MSE and PSNR [dB] vs the clean frames the movie file holds (intensity units,
