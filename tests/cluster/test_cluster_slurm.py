@@ -506,6 +506,15 @@ def test_movie_sheet_on_slurm_cancelled_shard_equals_local_run(
     assert "frames" in (res / "logs" / "apply_shard" / movie / f"{idx}.log").read_text()
     assert not list(res.rglob(f"*{TMP_MARK}*"))
     assert not list(res.glob("apply/*/.work/**/*.h5"))  # temp(): prepare.h5 and shards
+    # one finished MLflow run per movie (its gather) in the campaign's store
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{res / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("smoke")
+    assert exp is not None
+    runs = client.search_runs([exp.experiment_id], "tags.`etem.stage` = 'apply'")
+    assert sorted((r.data.tags["etem.movie"], r.info.status) for r in runs) == [
+        ("mrc_run", "FINISHED"), ("tiff_run", "FINISHED")]
 
     # the same movies, one pass each, in this process, with the shard jobs' torch threads
     # (ci_profile: 2; the order of a convolution's sums follows the threads): same results
