@@ -12,10 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
-from etem.models.io import LoadedModel
+from etem.analysis.likelihood import Calibration
+from etem.models.factory import build_model
+from etem.models.io import LoadedModel, save_model
 
 
 def _gauss_kernel(sigma: float) -> torch.Tensor:
@@ -210,3 +213,26 @@ def simulate_movie_file(tmp: Path, cfg: dict[str, Any], manifest: Path) -> tuple
         == 0
     )
     return path, movie
+
+
+def write_stand_in_models(results: Path, pixel_size_A: float = 0.2) -> None:
+    """Small untrained networks (seeded) and a likelihood calibration, placed where the
+    campaign's training and evaluation jobs would write them under ``results``, so a workflow
+    test can run the apply rules alone."""
+    archs: dict[str, dict[str, Any]] = {
+        "denoiser": dict(kind="denoiser", depth=2, base_channels=4),
+        "unsupervised": dict(kind="unsupervised", depth=2, base_channels=4, n_frames=5),
+        "segmenter": dict(
+            kind="segmenter", depth=2, base_channels=4, classes=["v", "a", "b"], max_occupancy=3
+        ),
+    }
+    for kind, arch in archs.items():
+        torch.manual_seed(0)
+        save_model(results / "models" / f"{kind}.pt", build_model(arch),
+                   {"kind": kind, "arch": arch, "pixel_size_A": pixel_size_A,
+                    "mlflow_run_id": f"run{kind}"})
+    rng = np.random.default_rng(0)
+    (results / "evaluation").mkdir(parents=True, exist_ok=True)
+    Calibration.fit(
+        pd.DataFrame({"lambda_vac": np.full(200, 2.0), "u": rng.uniform(size=200)})
+    ).save(results / "evaluation" / "likelihood_calibration.json")

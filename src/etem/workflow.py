@@ -33,6 +33,8 @@ RUN_LOCK = Path(".snakemake") / "etem-run.lock"
 def _directory(args: list[str]) -> Path:
     """The working directory Snakemake will use (``-d``/``--directory``, else the current)."""
     for i, a in enumerate(args):
+        if a == "--":  # targets follow
+            break
         if a in ("-d", "--directory") and i + 1 < len(args):
             return Path(args[i + 1]).resolve()
         if a.startswith("--directory="):
@@ -65,7 +67,11 @@ def stale_snakemake_lock(workdir: Path) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     """``etem run``: Snakemake with the given arguments, resuming an interrupted run."""
-    sm_args = [a for a in args.snakemake_args if a != "--"]
+    # a leading "--" only separates etem's arguments from Snakemake's; any later "--" is
+    # Snakemake's own (it ends a list option: --allowed-rules a b -- TARGET)
+    sm_args = list(args.snakemake_args)
+    if sm_args[:1] == ["--"]:
+        sm_args = sm_args[1:]
     snakemake = Path(sys.executable).with_name("snakemake")
     if not snakemake.exists():
         raise InputError(f"snakemake: not installed beside {sys.executable}")
@@ -81,12 +87,13 @@ def run(args: argparse.Namespace) -> int:
         if stale_snakemake_lock(workdir):
             print(f"etem run: {workdir}: removing the lock left by an interrupted run",
                   file=sys.stderr)
-            subprocess.run([str(snakemake), *sm_args, "--unlock"], check=True,
+            subprocess.run([str(snakemake), "--unlock", *sm_args], check=True,
                            stdout=subprocess.DEVNULL)
         extra = [] if "--rerun-incomplete" in sm_args else ["--rerun-incomplete"]
         # become Snakemake, keeping the lock open: it is held exactly as long as the run lives
         os.set_inheritable(lock.fileno(), True)
         sys.stdout.flush()
         sys.stderr.flush()
-        os.execv(snakemake, [str(snakemake), *sm_args, *extra])
+        # options before the arguments: after a "--" Snakemake reads only targets
+        os.execv(snakemake, [str(snakemake), *extra, *sm_args])
     return 1  # not reached

@@ -7,6 +7,8 @@ where a service cannot run. Every test has a hard timeout.
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import subprocess
 import sys
@@ -281,7 +283,6 @@ def test_smoke_campaign_on_slurm_with_tracking_server(
     for path in _smoke_outputs(results):
         assert path.exists() and path.stat().st_size > 0, path
     assert "<html" in (results / "report" / "report.html").read_text().lower()
-    import json
 
     import h5py
     import numpy as np
@@ -333,3 +334,209 @@ def test_smoke_campaign_on_slurm_with_tracking_server(
     assert (results / "retrain" / run_id / "model.pt").stat().st_size > 0
     again = client.search_runs([exp.experiment_id], f"tags.`etem.retrain_of` = '{run_id}'")
     assert [r.info.status for r in again] == ["FINISHED"]
+
+
+# -- a movie sheet on SLURM, one shard job cancelled, equal to a local run ------------------
+PX_A = 0.2
+SHEET_RULES = ("stage_config", "apply_prepare", "apply_shard", "apply_gather")
+
+
+def _sheet_of_two_movies(data: Path) -> Path:
+    """A TIFF folder (32 frames, 96 px) and an MRC stack (24 frames, 64 px, drifting), both
+    with a vacancy event, and their sheet (row settings of both kinds)."""
+    import mrcfile
+    import numpy as np
+    import tifffile
+
+    from etem.testing import lattice_movie
+
+    (data / "tiffs").mkdir(parents=True)
+    a = lattice_movie(n_frames=32, size_px=96, event_frame=20, seed=1).counts
+    for i, fr in enumerate(a):
+        tifffile.imwrite(data / "tiffs" / f"f_{i:03d}.tif", fr.astype(np.uint16))
+    b = lattice_movie(n_frames=24, size_px=64, event_frame=12, drift_px_per_frame=0.05,
+                      seed=2).counts
+    with mrcfile.new(data / "stack.mrc") as m:
+        m.set_data(b.astype(np.uint16))
+        m.voxel_size = PX_A
+    sheet = data / "movies.tsv"
+    sheet.write_text("name\tpath\tpixel_size_A\tframe_time_s\tgroup\tdenoiser\n"
+                     f"tiff_run\ttiffs\t{PX_A}\t0.025\t600C\tsupervised\n"
+                     "mrc_run\tstack.mrc\t\t\tO2\tblindspot\n")
+    return sheet
+
+
+def _shard_writer_job(path: Path) -> tuple[int, str | None]:
+    """Process id of the writer of an atomic_path temporary, and its SLURM job id."""
+    from etem.io import TMP_MARK
+
+    pid = int(path.name.split(TMP_MARK, 1)[1].split("-")[1])
+    try:
+        env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:  # finished meanwhile
+        return pid, None
+    for kv in env:
+        if kv.startswith(b"SLURM_JOB_ID="):
+            return pid, kv.split(b"=", 1)[1].decode()
+    raise AssertionError(f"{path.name}: written by process {pid} outside a SLURM job")
+
+
+def cancel_shard_while_writing(apply_dir: Path, deadline_s: float) -> tuple[str, Path, int]:
+    """scancel the SLURM job of the first apply_shard seen writing its shard file (the
+    atomic_path temporary exists: etem is inside run_shard); return job id, shard, pid."""
+    from etem.io import TMP_MARK
+
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        for tmp in sorted(apply_dir.glob(f"*/.work/shards/.shard_*{TMP_MARK}*")):
+            pid, job = _shard_writer_job(tmp)
+            if job is None:
+                continue
+            if run(["scancel", job], timeout=20).returncode != 0:
+                continue  # finished meanwhile: the next shard
+            shard = tmp.parent / tmp.name[1:].split(TMP_MARK, 1)[0]
+            return job, shard, pid
+        time.sleep(0.2)
+    raise AssertionError(f"no shard file written by a SLURM job within {deadline_s} s")
+
+
+def _h5_datasets(path: Path) -> dict[str, object]:
+    import h5py
+
+    out: dict[str, object] = {}
+    with h5py.File(path, "r") as h5:
+        h5.visititems(lambda k, v: out.__setitem__(k, v[()])
+                      if isinstance(v, h5py.Dataset) else None)
+    return out
+
+
+def assert_same_movie_results(got: Path, want: Path) -> None:
+    """Every dataset of results.h5, the column tables, frames.csv and events.csv, and the
+    summary's counts and events are those of the reference (floats to 1e-5)."""
+    import numpy as np
+    import pandas as pd
+
+    a, b = _h5_datasets(got / "results.h5"), _h5_datasets(want / "results.h5")
+    assert sorted(a) == sorted(b)
+    for key, x in a.items():
+        x, y = np.asarray(x), np.asarray(b[key])
+        assert x.shape == y.shape and x.dtype == y.dtype, key
+        if x.dtype.kind in "fc":
+            np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-5, err_msg=key)
+        else:
+            np.testing.assert_array_equal(x, y, err_msg=key)
+    # float tolerance: torch's thread count (the jobs' CPUs) changes the order of sums
+    tol = {"check_exact": False, "rtol": 1e-5, "atol": 1e-5}
+    pd.testing.assert_frame_equal(pd.read_parquet(got / "columns.parquet"),
+                                  pd.read_parquet(want / "columns.parquet"), **tol)
+    for table in ("frames.csv", "events.csv"):
+        pd.testing.assert_frame_equal(pd.read_csv(got / table), pd.read_csv(want / table),
+                                      obj=table, **tol)
+
+    s1, s2 = (json.loads((d / "summary.json").read_text()) for d in (got, want))
+    for key in ("n_frames", "n_tracks", "n_events", "denoiser"):
+        assert s1[key] == s2[key], key
+    assert s1["drift_total_px"] == pytest.approx(s2["drift_total_px"], abs=1e-6)
+    assert len(s1["events"]) == len(s2["events"])
+    for e1, e2 in zip(s1["events"], s2["events"], strict=True):
+        assert sorted(e1) == sorted(e2)
+        for k, v in e2.items():
+            assert e1[k] == (pytest.approx(v, rel=1e-6) if isinstance(v, float) else v), k
+
+
+@pytest.mark.timeout(600)
+def test_movie_sheet_on_slurm_cancelled_shard_equals_local_run(
+    slurm: SlurmCluster, tmp_path: Path
+) -> None:
+    """A two-movie sheet (TIFF folder, MRC stack) through `etem run --profile profiles/slurm`:
+    each movie in 2 shard jobs; one shard job is cancelled (scancel) while it writes its shard,
+    Snakemake resubmits it and the run finishes; the gathered results of both movies equal
+    those of a one-pass `etem apply` of each movie with the same models and config."""
+    import torch
+
+    from etem.cli import main
+    from etem.io import TMP_MARK, pid_alive
+    from etem.movies.sheet import read_sheet, row_arguments
+    from etem.paths import Layout
+    from tests.movies_fixtures import write_stand_in_models
+
+    sheet = _sheet_of_two_movies(tmp_path / "data")
+    res = tmp_path / "res"
+    write_stand_in_models(res, PX_A)  # the campaign's training/evaluation outputs
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text(
+        f"movies:\n  sheet: {sheet}\n  synthetic: false\n  group_training: false\n"
+        "apply:\n  shard_frames: 16\n  chunk_frames: 8\n  calibration_frames: 4\n"
+        "  event_local_window_frames: 2\n  event_local_reference_frames: 2\n"
+        "  write_tiff: false\n  preview_max_frames: 0\n  tile_px: 64\n  overlap_px: 8\n"
+    )
+    lay = Layout(res)
+    names = ("tiff_run", "mrc_run")
+    work = tmp_path / "work"
+    work.mkdir()
+    env = env_with_venv(ETEM_SLURM_PARTITION="debug")
+    env.pop("MLFLOW_TRACKING_URI", None)  # the campaign's sqlite store
+    with open(work / "snakemake.out", "w") as out:
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "etem"), "run", "-s", str(REPO / "Snakefile"),
+             *PROFILES, "--configfile", str(REPO / "config" / "smoke.yaml"), str(overlay),
+             "--config", f"results_dir={res}", "--directory", str(work),
+             # the shard jobs wait in SLURM's queue, not for Snakemake's next status check
+             "--jobs", "4",
+             "--allowed-rules", *SHEET_RULES, "--",
+             *(str(lay.apply_summary(n)) for n in names)],
+            stdout=out, stderr=subprocess.STDOUT, text=True, env=env, cwd=work,
+        )
+    try:
+        job, shard, pid = cancel_shard_while_writing(res / "apply", deadline_s=240)
+    except AssertionError:
+        proc.terminate()
+        wait(proc, work, 60)
+        raise
+    log = wait(proc, work, timeout=420)
+    assert proc.returncode == 0, _tail(work)
+    assert not pid_alive(pid)
+    assert f"SLURM-job '{job}' failed, SLURM status is: 'CANCELLED'" in log
+    # 2 shard jobs per movie, the cancelled one submitted again; nothing else ran
+    submitted = re.findall(r"submitted with SLURM jobid \d+ \(log: \S+/rule_(\w+)/", log)
+    assert sorted(submitted) == ["apply_gather"] * 2 + ["apply_prepare"] * 2 + [
+        "apply_shard"] * 5, submitted
+    # the retry wrote the shard (its log says so) and nothing of the killed writer is left
+    movie, idx = shard.parent.parent.parent.name, shard.stem.split("_")[1]
+    shard_log = (res / "logs" / "apply_shard" / movie / f"{idx}.log").read_text()
+    assert f"{shard}: frames " in shard_log, shard_log
+    assert not list(res.rglob(f"*{TMP_MARK}*"))
+    assert not list(res.glob("apply/*/.work/**/*.h5"))  # temp(): prepare.h5 and shards
+    # one finished MLflow run per movie (its gather) in the campaign's store
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{res / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("smoke")
+    assert exp is not None
+    runs = client.search_runs([exp.experiment_id], "tags.`etem.stage` = 'apply'")
+    assert sorted((r.data.tags["etem.movie"], r.info.status) for r in runs) == [
+        ("mrc_run", "FINISHED"), ("tiff_run", "FINISHED")]
+
+    # the same movies, one pass each, in this process, with the shard jobs' torch threads
+    # (ci_profile: 2; the order of a convolution's sums follows the threads): same results
+    local = tmp_path / "local"
+    models = [f"--{k}={res / 'models' / f'{k}.pt'}"
+              for k in ("denoiser", "unsupervised", "segmenter")]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for row in read_sheet(sheet):
+            assert main([
+                "apply", "--config", str(lay.stage_config("apply")), "--movie", *row.files,
+                *row_arguments(row), *models,
+                "--calibration", str(res / "evaluation" / "likelihood_calibration.json"),
+                "--out", str(local / row.name), "--name", row.name,
+                "--set", "apply.shard_frames=4096", "--set", f"results_dir={local}",
+                "--set", "tracking.enabled=false",
+            ]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    for name in names:
+        assert_same_movie_results(res / "apply" / name, local / name)
+    summary = json.loads(lay.apply_summary("mrc_run").read_text())
+    assert summary["n_frames"] == 24 and summary["n_events"] >= 1

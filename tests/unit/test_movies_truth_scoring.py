@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -85,3 +88,12 @@ def test_score_events_hits_misses_false_alarms() -> None:
     # outside the tolerance is a miss plus a false alarm
     _, s1 = score_events(pd.DataFrame({"onset_frame": [28]}), np.array([24]), ["a"], 2)
     assert s1["n_hits"] == 0 and s1["n_false_alarms"] == 1
+
+
+def test_apply_commands_do_not_import_the_simulator() -> None:
+    """Every apply job imports etem.movies.commands: the truth reader keeps abTEM (and its
+    numba kernels, compiled at import: seconds per job) out of it."""
+    code = "import sys, etem.movies.commands; print(sorted(m for m in sys.modules if 'abtem' in m))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, check=True)
+    assert out.stdout.strip() == "[]"

@@ -16,40 +16,16 @@ from pathlib import Path
 import mlflow
 import mrcfile
 import numpy as np
-import pandas as pd
 import pytest
 import tifffile
-import torch
 
-from etem.analysis.likelihood import Calibration
-from etem.models.factory import build_model
-from etem.models.io import save_model
 from etem.testing import lattice_movie
+from tests.movies_fixtures import write_stand_in_models
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 PX_A = 0.2
 pytestmark = pytest.mark.workflow
-
-
-def _models(res: Path) -> None:
-    archs = {
-        "denoiser": dict(kind="denoiser", depth=2, base_channels=4),
-        "unsupervised": dict(kind="unsupervised", depth=2, base_channels=4, n_frames=5),
-        "segmenter": dict(
-            kind="segmenter", depth=2, base_channels=4, classes=["v", "a", "b"], max_occupancy=3
-        ),
-    }
-    for kind, arch in archs.items():
-        torch.manual_seed(0)
-        save_model(res / "models" / f"{kind}.pt", build_model(arch),
-                   {"kind": kind, "arch": arch, "pixel_size_A": PX_A,
-                    "mlflow_run_id": f"run{kind}"})
-    rng = np.random.default_rng(0)
-    (res / "evaluation").mkdir(parents=True)
-    Calibration.fit(
-        pd.DataFrame({"lambda_vac": np.full(200, 2.0), "u": rng.uniform(size=200)})
-    ).save(res / "evaluation" / "likelihood_calibration.json")
 
 
 def test_two_row_sheet_runs_sharded_per_movie(tmp_path: Path) -> None:
@@ -67,7 +43,7 @@ def test_two_row_sheet_runs_sharded_per_movie(tmp_path: Path) -> None:
                      f"tiff_run\ttiffs\t{PX_A}\t0.025\t600C\tsupervised\n"
                      "mrc_run\tstack.mrc\t\t\tO2\tblindspot\n")
     res = tmp_path / "res"
-    _models(res)
+    write_stand_in_models(res, PX_A)
     overlay = tmp_path / "overlay.yaml"
     overlay.write_text(
         # the campaign's models only (per-group training: tests/unit/test_training_group.py

@@ -42,7 +42,7 @@ from etem.analysis.matching import match_columns
 from etem.config.apply import TruthConfig
 from etem.frames.geometry import FrameGeometry
 from etem.io import write_table
-from etem.simulation.synthetic_movie import read_movie_truth
+from etem.simulation.movie_truth import read_movie_truth
 
 log = logging.getLogger("etem.movies.truth")
 
