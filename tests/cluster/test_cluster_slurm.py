@@ -466,9 +466,10 @@ def test_movie_sheet_on_slurm_cancelled_shard_equals_local_run(
     overlay = tmp_path / "overlay.yaml"
     overlay.write_text(
         f"movies:\n  sheet: {sheet}\n  synthetic: false\n  group_training: false\n"
-        "apply:\n  shard_frames: 16\n  chunk_frames: 8\n  calibration_frames: 4\n"
-        "  event_local_window_frames: 2\n  event_local_reference_frames: 2\n"
-        "  write_tiff: false\n  preview_max_frames: 0\n  tile_px: 64\n  overlap_px: 8\n"
+        "apply:\n"
+        "  io: {shard_frames: 16, chunk_frames: 8, write_tiff: false, preview_max_frames: 0}\n"
+        "  events: {calibration_frames: 4, local_window_frames: 2, local_reference_frames: 2}\n"
+        "  inference: {tile_px: 64, overlap_px: 8}\n"
     )
     lay = Layout(res)
     names = ("tiff_run", "mrc_run")
@@ -531,7 +532,7 @@ def test_movie_sheet_on_slurm_cancelled_shard_equals_local_run(
                 *row_arguments(row), *models,
                 "--calibration", str(res / "evaluation" / "likelihood_calibration.json"),
                 "--out", str(local / row.name), "--name", row.name,
-                "--set", "apply.shard_frames=4096", "--set", f"results_dir={local}",
+                "--set", "apply.io.shard_frames=4096", "--set", f"results_dir={local}",
                 "--set", "tracking.enabled=false",
             ]) == 0
     finally:
