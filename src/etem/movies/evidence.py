@@ -33,10 +33,12 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from scipy.optimize import nnls
+from scipy.signal import lfilter
 
 #: GLR window [frames]: evidence accumulates over up to W - 2 frames after a change.
 GLR_WINDOW = 100
@@ -46,6 +48,10 @@ MIN_SIDE = 2
 LIKELIHOOD_DROP = 1.92
 #: Null simulation: series x frames (fixed seed).
 NULL_SERIES, NULL_FRAMES, NULL_SEED = 64, 4000, 12345
+#: Wander model: fewest finite frames to fit it, lags of the variogram, AR(1) grid.
+WANDER_MIN_FRAMES = 200
+WANDER_LAGS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96)
+WANDER_PHI = tuple(float(v) for v in 1 - np.geomspace(1e-3, 0.5, 24))
 
 
 @dataclass
@@ -62,11 +68,18 @@ class Alarm:
     significance: float  # peak G / threshold
     peak_frame: int = -1
     end_frame: int = -1
+    threshold: float = float("nan")  # the series' threshold h (its noise model's)
 
 
-def glr_scan(x: np.ndarray, window: int = GLR_WINDOW) -> tuple[np.ndarray, np.ndarray]:
+def glr_scan(
+    x: np.ndarray, window: int = GLR_WINDOW, var: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """GLR G_t (in units of sigma^2 = 1) of finite (T,) or (T, M) series and the split frame
-    (first frame after the step) that maximises it. Returns (G, split), -1 where none."""
+    (first frame after the step) that maximises it. Returns (G, split), -1 where none.
+
+    ``var[n1, n2]``: the null variance of the difference of the means of n1 frames and of
+    the n2 frames that follow them (:func:`split_variance`; default white noise,
+    1 / n1 + 1 / n2): G = max (mean1 - mean2)^2 / (2 var)."""
     x = np.asarray(x, dtype=np.float64)
     if x.ndim == 1:
         x = x[:, None]
@@ -86,7 +99,10 @@ def glr_scan(x: np.ndarray, window: int = GLR_WINDOW) -> tuple[np.ndarray, np.nd
         kk, ss, tt, nn, nn1 = k[ok, 0], s[ok, 0], t[ok, 0], n[ok], n1[ok]
         m1 = (c[kk] - c[ss]) / nn1
         m2 = (c[tt + 1] - c[kk]) / d
-        ll = nn1 * d / nn * (m1 - m2) ** 2 / 2
+        if var is None:
+            ll = nn1 * d / nn * (m1 - m2) ** 2 / 2
+        else:
+            ll = (m1 - m2) ** 2 / (2 * var[nn1[:, 0], d][:, None])
         better = ll > g[ok]
         gi, si = g[ok], split[ok]
         gi[better] = ll[better]
@@ -95,22 +111,68 @@ def glr_scan(x: np.ndarray, window: int = GLR_WINDOW) -> tuple[np.ndarray, np.nd
     return g, split
 
 
-@functools.lru_cache(maxsize=32)
-def glr_threshold(rate_per_frame: float, window: int = GLR_WINDOW) -> float:
-    """Threshold h whose upcrossings by the null G_t happen ``rate_per_frame`` times per
-    frame and series (simulated white noise, fixed seed; log-linear tail extrapolation)."""
+@functools.lru_cache(maxsize=64)
+def _null_tail(window: int, wander: float, phi: float) -> tuple[np.ndarray, np.ndarray]:
+    """Upcrossing rate per frame and series of levels h by the null G_t, simulated (fixed
+    seed) under the noise model (white noise + a share ``wander`` of AR(1) noise with
+    coefficient ``phi``, unit variance) and scored with the model's split variances."""
     rng = np.random.default_rng(NULL_SEED)
-    g, _ = glr_scan(rng.standard_normal((NULL_FRAMES, NULL_SERIES)), window)
+    x = rng.standard_normal((NULL_FRAMES, NULL_SERIES))
+    var = None
+    if wander > 0:
+        e = rng.standard_normal((NULL_FRAMES, NULL_SERIES))
+        zi = phi * rng.standard_normal((1, NULL_SERIES))  # stationary start
+        ar = lfilter([math.sqrt(1 - phi * phi)], [1.0, -phi], e, axis=0, zi=zi)[0]
+        x = math.sqrt(1 - wander) * x + math.sqrt(wander) * ar
+        var = split_variance(window, wander, phi)
+    g, _ = glr_scan(x, window, var)
     g = g[window:]  # stationary part
     n_frames = g.size
     hs = np.linspace(2.0, float(np.quantile(g, 0.99999)), 60)
     up = np.array([((g[1:] > h) & (g[:-1] <= h)).sum() for h in hs]) / n_frames
+    return hs, up
+
+
+def glr_threshold(
+    rate_per_frame: float, window: int = GLR_WINDOW, wander: float = 0.0, phi: float = 0.0
+) -> float:
+    """Threshold h whose upcrossings by the null G_t happen ``rate_per_frame`` times per
+    frame and series (simulated under the noise model, fixed seed; log-linear tail
+    extrapolation)."""
+    hs, up = _null_tail(window, wander, phi)
+    n_frames = (NULL_FRAMES - window - 1) * NULL_SERIES
     ok = up * n_frames >= 20  # rates estimated from >= 20 upcrossings
     if rate_per_frame >= up[ok].min():
         return float(np.interp(-math.log(rate_per_frame), -np.log(up[ok]), hs[ok]))
     tail = np.flatnonzero(ok)[-10:]
     slope, icpt = np.polyfit(hs[tail], np.log(up[tail]), 1)
     return float((math.log(rate_per_frame) - icpt) / slope)
+
+
+@functools.lru_cache(maxsize=64)
+def split_variance(window: int, wander: float = 0.0, phi: float = 0.0) -> np.ndarray:
+    """(W + 1, W + 1) table: the variance of mean(n1 frames) - mean(the next n2 frames) of
+    unit-variance noise with autocorrelation rho(k) = wander phi^k (k >= 1), i.e. white noise
+    plus a share ``wander`` of AR(1) noise (white: 1 / n1 + 1 / n2; row and column 0 are
+    infinite). With s(n) = sum over i, j < n of rho(|i - j|):
+    s(n1) / n1^2 + s(n2) / n2^2 - (s(n1 + n2) - s(n1) - s(n2)) / (n1 n2)."""
+    n_max = 2 * window + 1
+    k = np.arange(1, n_max)
+    rho = wander * phi**k
+    n = np.arange(n_max + 1, dtype=np.float64)
+    # s(n) = n + 2 sum_{k=1}^{n-1} (n - k) rho(k)
+    c1 = np.concatenate([[0.0], np.cumsum(rho)])  # sum_{k<=m} rho
+    c2 = np.concatenate([[0.0], np.cumsum(k * rho)])
+    m = np.maximum(n - 1, 0).astype(int)
+    s_n = n + 2 * (n * c1[m] - c2[m])
+    a = np.arange(window + 1)
+    n1, n2 = a[:, None], a[None, :]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        v = (s_n[n1] / n1**2 + s_n[n2] / n2**2
+             - (s_n[n1 + n2] - s_n[n1] - s_n[n2]) / (n1 * n2))
+    v[0, :] = np.inf
+    v[:, 0] = np.inf
+    return np.maximum(v, 1e-12)
 
 
 def mad_sigma(x: np.ndarray) -> float:
@@ -156,11 +218,82 @@ def fano_factor(x: np.ndarray) -> float:
     return float(np.median(f)) if f else 1.0
 
 
+@dataclass(frozen=True)
+class NoiseModel:
+    """Noise of one series: scale ``sigma`` (standard deviation of one frame) and the share
+    ``wander`` of its variance that is AR(1) with coefficient ``phi`` (0: white)."""
+
+    sigma: float
+    wander: float = 0.0
+    phi: float = 0.0
+    name: str = "white"
+
+
+def _robust_scale(d: np.ndarray) -> float:
+    """The larger of 1.4826 MAD and the standard deviation winsorised at 5 MAD."""
+    med = np.median(d)
+    s_mad = 1.4826 * float(np.median(np.abs(d - med)))
+    return max(s_mad, float(np.std(np.clip(d, med - 5 * s_mad, med + 5 * s_mad))))
+
+
+def robust_variogram(x: np.ndarray, lags: np.ndarray) -> np.ndarray:
+    """gamma(k) = scale(x_{t+k} - x_t)^2 / 2 (robust scale, NaN skipped) for each lag k: a
+    step in the series is k outliers among the T - k differences at lag k."""
+    v = np.asarray(x, dtype=np.float64)
+    out = np.full(len(lags), np.nan)
+    for i, k in enumerate(lags):
+        d = v[k:] - v[:-k]
+        d = d[np.isfinite(d)]
+        if len(d) >= 20:
+            out[i] = _robust_scale(d) ** 2 / 2
+    return out
+
+
+def fit_noise_model(x: np.ndarray, window: int = GLR_WINDOW) -> NoiseModel:
+    """Noise model of a frame statistic over the whole movie, robust to the changes it
+    should find.
+
+    Series of at least :data:`WANDER_MIN_FRAMES` finite values: white noise plus AR(1)
+    wander, fitted to the robust variogram (:func:`robust_variogram`) at lags up to
+    min(window, T / 8) (a step is at most 1/8 of the differences at any lag used):
+    gamma(k) = a + b (1 - phi^k), a, b >= 0 (weighted least squares, phi on a grid); sigma^2
+    = a + b, wander = b / (a + b) (rounded to 0.05, phi to the grid: the null thresholds are
+    simulated per model). Shorter series: white noise of scale :func:`long_run_sigma`
+    (slow wander cannot be told from an event in few frames)."""
+    v = np.asarray(x, dtype=np.float64)
+    v_fin = v[np.isfinite(v)]
+    if len(v_fin) < WANDER_MIN_FRAMES:
+        return NoiseModel(long_run_sigma(v_fin), name="white, long-run scale")
+    k_max = min(window, len(v_fin) // 8)
+    lags = np.array([k for k in WANDER_LAGS if k <= k_max])
+    gam = robust_variogram(v, lags)
+    ok = np.isfinite(gam) & (gam > 0)
+    if ok.sum() < 3:
+        return NoiseModel(mad_sigma(v_fin), name="white")
+    lags, gam = lags[ok], gam[ok]
+    best = (np.inf, gam[0], 0.0, 0.0)
+    for phi in WANDER_PHI:
+        a_mat = np.stack([np.ones(len(lags)), 1 - phi**lags], axis=1) / gam[:, None]
+        coef, res = nnls(a_mat, np.ones(len(lags)))
+        if res < best[0] - 1e-12:
+            best = (res, coef[0], coef[1], float(phi))
+    _, a, b, phi = best
+    total = a + b
+    wander = round(20 * b / total) / 20 if total > 0 else 0.0
+    if wander <= 0 or phi <= 0:
+        return NoiseModel(math.sqrt(total), name="white (variogram)")
+    return NoiseModel(
+        math.sqrt(total), wander, phi,
+        f"white + AR(1) wander (variogram): wander share {wander:.2f}, phi {phi:.3g}",
+    )
+
+
 def _alarms(
-    name: str, index: int, z: np.ndarray, h: float, merge_gap: int, window: int
+    name: str, index: int, z: np.ndarray, h: float, merge_gap: int, window: int,
+    var: np.ndarray | None = None,
 ) -> tuple[np.ndarray, list[Alarm]]:
     """Score G / h of one standardised series and its alarms (runs above h)."""
-    g, split = glr_scan(z, window)
+    g, split = glr_scan(z, window, var)
     g, split = g[:, 0], split[:, 0]
     above = np.flatnonzero(g > h)
     alarms: list[Alarm] = []
@@ -168,14 +301,16 @@ def _alarms(
         runs = np.split(above, np.flatnonzero(np.diff(above) > merge_gap + 1) + 1)
         for r in runs:
             peak = int(r[np.argmax(g[r])])
-            on, lo, hi, d = _onset(z, peak, window)
-            alarms.append(
-                Alarm(name, index, int(r[0]), on, lo, hi, d, float(g[peak] / h), peak, int(r[-1]))
-            )
+            on, lo, hi, d = _onset(z, peak, window, var)
+            alarms.append(Alarm(
+                name, index, int(r[0]), on, lo, hi, d, float(g[peak] / h), peak, int(r[-1]), h
+            ))
     return g / h, alarms
 
 
-def _onset(z: np.ndarray, t: int, window: int) -> tuple[int, int, int, int]:
+def _onset(
+    z: np.ndarray, t: int, window: int, var: np.ndarray | None = None
+) -> tuple[int, int, int, int]:
     """Most likely step (first frame after it) in the window ending at ``t``, its 95 %
     likelihood interval and direction."""
     s = max(0, t - window + 1)
@@ -185,7 +320,10 @@ def _onset(z: np.ndarray, t: int, window: int) -> tuple[int, int, int, int]:
     j = np.arange(MIN_SIDE, n - MIN_SIDE + 1)
     m1 = cs[j - 1] / j
     m2 = (cs[-1] - cs[j - 1]) / (n - j)
-    ll = j * (n - j) / n * (m1 - m2) ** 2 / 2
+    if var is None:
+        ll = j * (n - j) / n * (m1 - m2) ** 2 / 2
+    else:
+        ll = (m1 - m2) ** 2 / (2 * var[j, n - j])
     b = int(np.argmax(ll))
     ok = np.flatnonzero(ll >= ll[b] - LIKELIHOOD_DROP)
     return s + int(j[b]), s + int(j[ok.min()]), s + int(j[ok.max()]), int(np.sign(m2[b] - m1[b]))
@@ -203,6 +341,7 @@ SERIES_KIND = {
     "rotation_deg": "rotation",
     "shift_x_A": "displacement",
     "shift_y_A": "displacement",
+    "lattice_angle_deg": "rotation",
 }
 
 
@@ -216,6 +355,7 @@ class CusumResult:
     n_series: int
     noise_model: dict[str, str]
     far_per_1000: float
+    thresholds: dict[str, float] = field(default_factory=dict)  # per series (noise model)
 
 
 def detect_glr(
@@ -230,24 +370,30 @@ def detect_glr(
     present) and of the (T, R) raw region counts ``regions`` (Poisson model), all sharing one
     threshold for ``far_per_1000`` false alarms per 1,000 frames."""
     names = [s for s in (names or list(SERIES_KIND)) if s in stats and s != "region_counts"]
-    sig = {s: long_run_sigma(stats[s].to_numpy()) for s in names}
-    names = [s for s in names if np.isfinite(sig[s]) and sig[s] > 0]
+    models = {s: fit_noise_model(stats[s].to_numpy(), window) for s in names}
+    names = [s for s in names if np.isfinite(models[s].sigma) and models[s].sigma > 0]
     n_reg = 0 if regions is None else regions.shape[1]
     n_series = len(names) + n_reg
-    h = glr_threshold(far_per_1000 / 1000.0 / max(n_series, 1), window)
+    rate = far_per_1000 / 1000.0 / max(n_series, 1)
+    h = glr_threshold(rate, window)
     t_n = len(stats)
     out = pd.DataFrame({"frame": stats["frame"].to_numpy()})
     alarms: list[Alarm] = []
     noise: dict[str, str] = {}
+    thresholds: dict[str, float] = {}
     best = np.zeros(t_n)
     for s in names:
+        nm = models[s]
         x = stats[s].to_numpy(dtype=np.float64)
         # missing values (warm-up, edge frames) count as the median: no evidence either way
-        z = np.nan_to_num((x - np.nanmedian(x)) / sig[s], nan=0.0, posinf=0.0, neginf=0.0)
-        sc, al = _alarms(s, 0, z, h, merge_gap, window)
+        z = np.nan_to_num((x - np.nanmedian(x)) / nm.sigma, nan=0.0, posinf=0.0, neginf=0.0)
+        var = split_variance(window, nm.wander, nm.phi) if nm.wander > 0 else None
+        hs = glr_threshold(rate, window, nm.wander, nm.phi) if nm.wander > 0 else h
+        sc, al = _alarms(s, 0, z, hs, merge_gap, window, var)
         out[f"glr_{s}"] = sc
         best = np.maximum(best, sc)
-        noise[s] = "mad_first_differences (long-run: frames, 5- and 10-frame means)"
+        noise[s] = nm.name
+        thresholds[s] = hs
         alarms += al
     if regions is not None and n_reg:
         fano = fano_factor(regions)
@@ -257,13 +403,14 @@ def detect_glr(
             lam = max(float(np.median(x)), 1e-9)
             sc, al = _alarms("region_counts", r, (x - lam) / math.sqrt(fano * lam), h,
                              merge_gap, window)
+            thresholds["region_counts"] = h
             reg_best = np.maximum(reg_best, sc)
             alarms += al
         out["glr_region_counts"] = reg_best
         best = np.maximum(best, reg_best)
         noise["region_counts"] = f"poisson (Fano factor {fano:.3g} from first differences)"
     out["glr_score"] = best
-    return CusumResult(out, alarms, h, n_series, noise, far_per_1000)
+    return CusumResult(out, alarms, h, n_series, noise, far_per_1000, thresholds)
 
 
 def group_alarms(alarms: list[Alarm], merge_gap: int) -> list[list[Alarm]]:
