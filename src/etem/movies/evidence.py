@@ -50,8 +50,11 @@ LIKELIHOOD_DROP = 1.92
 NULL_SERIES, NULL_FRAMES, NULL_SEED = 64, 4000, 12345
 #: Wander model: fewest finite frames to fit it, lags of the variogram, AR(1) grid.
 WANDER_MIN_FRAMES = 200
-WANDER_LAGS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96)
-WANDER_PHI = tuple(float(v) for v in 1 - np.geomspace(1e-3, 0.5, 24))
+WANDER_BLOCKS = (1, 2, 4, 8, 16, 32, 48)
+WANDER_PHI = tuple(float(v) for v in 1 - np.geomspace(2e-3, 0.5, 16))
+WANDER_SHARES = (0.0, 0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.15, 0.2, 0.3, 0.5, 0.7, 0.85, 1.0)
+#: Clip of a value's deviation from the running median of 5 frames [sigma] (:func:`hampel`).
+HAMPEL_C = 3.0
 
 
 @dataclass
@@ -125,7 +128,7 @@ def _null_tail(window: int, wander: float, phi: float) -> tuple[np.ndarray, np.n
         ar = lfilter([math.sqrt(1 - phi * phi)], [1.0, -phi], e, axis=0, zi=zi)[0]
         x = math.sqrt(1 - wander) * x + math.sqrt(wander) * ar
         var = split_variance(window, wander, phi)
-    g, _ = glr_scan(x, window, var)
+    g, _ = glr_scan(hampel(x), window, var)
     g = g[window:]  # stationary part
     n_frames = g.size
     hs = np.linspace(2.0, float(np.quantile(g, 0.99999)), 60)
@@ -193,16 +196,21 @@ def mad_sigma(x: np.ndarray) -> float:
 
 def long_run_sigma(x: np.ndarray, blocks: tuple[int, ...] = (5, 10)) -> float:
     """Noise scale for means of serially correlated values: the largest of :func:`mad_sigma`
-    of the frames and of the means of b frames times sqrt(b), for each block size b with at
-    least 8 blocks (equal for white noise). Statistics of tracks and of windows wander from
-    frame to frame: their mean over n frames is noisier than sigma / sqrt(n)."""
+    of the frames and of 1.4826 MAD of the first differences of means of b frames, over
+    sqrt(2), times sqrt(b), for each block size b with at least 8 blocks (equal for white
+    noise). Statistics of tracks and of windows wander from frame to frame: their mean over
+    n frames is noisier than sigma / sqrt(n). The block means are near Gaussian and few: the
+    plain MAD (a step is one outlier among their differences; a winsorised standard
+    deviation of so few values would count it)."""
     v = np.asarray(x, dtype=np.float64)
     v = v[np.isfinite(v)]
     out = mad_sigma(v)
     for b in blocks:
         nb = len(v) // b
         if nb >= 8:
-            out = max(out, mad_sigma(v[: nb * b].reshape(nb, b).mean(axis=1)) * math.sqrt(b))
+            d = np.diff(v[: nb * b].reshape(nb, b).mean(axis=1))
+            s_mad = 1.4826 * float(np.median(np.abs(d - np.median(d))))
+            out = max(out, s_mad / math.sqrt(2) * math.sqrt(b))
     return out
 
 
@@ -236,16 +244,20 @@ def _robust_scale(d: np.ndarray) -> float:
     return max(s_mad, float(np.std(np.clip(d, med - 5 * s_mad, med + 5 * s_mad))))
 
 
-def robust_variogram(x: np.ndarray, lags: np.ndarray) -> np.ndarray:
-    """gamma(k) = scale(x_{t+k} - x_t)^2 / 2 (robust scale, NaN skipped) for each lag k: a
-    step in the series is k outliers among the T - k differences at lag k."""
+def block_difference_variance(x: np.ndarray, blocks: tuple[int, ...]) -> np.ndarray:
+    """Robust variance (:func:`_robust_scale` squared) of the difference of the means of b
+    frames and of the b frames that follow them, over all positions, for each block size b
+    (NaN skipped; NaN where fewer than 20 differences): the GLR's balanced split, measured.
+    A step is 2 b outliers among the T - 2 b differences."""
     v = np.asarray(x, dtype=np.float64)
-    out = np.full(len(lags), np.nan)
-    for i, k in enumerate(lags):
-        d = v[k:] - v[:-k]
-        d = d[np.isfinite(d)]
+    v = v[np.isfinite(v)]
+    c = np.concatenate([[0.0], np.cumsum(v)])
+    out = np.full(len(blocks), np.nan)
+    for i, bl in enumerate(blocks):
+        m = (c[bl:] - c[:-bl]) / bl  # mean of x[t : t + b]
+        d = m[bl:] - m[:-bl]
         if len(d) >= 20:
-            out[i] = _robust_scale(d) ** 2 / 2
+            out[i] = _robust_scale(d) ** 2
     return out
 
 
@@ -254,38 +266,65 @@ def fit_noise_model(x: np.ndarray, window: int = GLR_WINDOW) -> NoiseModel:
     should find.
 
     Series of at least :data:`WANDER_MIN_FRAMES` finite values: white noise plus AR(1)
-    wander, fitted to the robust variogram (:func:`robust_variogram`) at lags up to
-    min(window, T / 8) (a step is at most 1/8 of the differences at any lag used):
-    gamma(k) = a + b (1 - phi^k), a, b >= 0 (weighted least squares, phi on a grid); sigma^2
-    = a + b, wander = b / (a + b) (rounded to 0.05, phi to the grid: the null thresholds are
-    simulated per model). Shorter series: white noise of scale :func:`long_run_sigma`
-    (slow wander cannot be told from an event in few frames)."""
+    wander, fitted to the measured variances of the differences of adjacent b-frame means
+    (:func:`block_difference_variance`, b in :data:`WANDER_BLOCKS` up to T / 16: a step is
+    at most 1/8 of the differences), i.e. to what the GLR compares: sigma^2 from the
+    first differences (:func:`mad_sigma`), the share of AR(1) wander and its coefficient
+    from the grids :data:`WANDER_SHARES` x :data:`WANDER_PHI` (least squares in log
+    variance; the null thresholds are simulated per model). Shorter series: white noise of
+    scale :func:`long_run_sigma` (slow wander cannot be told from an event in few frames)."""
     v = np.asarray(x, dtype=np.float64)
     v_fin = v[np.isfinite(v)]
     if len(v_fin) < WANDER_MIN_FRAMES:
         return NoiseModel(long_run_sigma(v_fin), name="white, long-run scale")
-    k_max = min(window, len(v_fin) // 8)
-    lags = np.array([k for k in WANDER_LAGS if k <= k_max])
-    gam = robust_variogram(v, lags)
-    ok = np.isfinite(gam) & (gam > 0)
+    blocks = tuple(b for b in WANDER_BLOCKS if 16 * b <= len(v_fin) and b <= window // 2)
+    vb = block_difference_variance(v_fin, blocks)
+    ok = np.isfinite(vb) & (vb > 0)
     if ok.sum() < 3:
         return NoiseModel(mad_sigma(v_fin), name="white")
-    lags, gam = lags[ok], gam[ok]
-    best = (np.inf, gam[0], 0.0, 0.0)
-    for phi in WANDER_PHI:
-        a_mat = np.stack([np.ones(len(lags)), 1 - phi**lags], axis=1) / gam[:, None]
-        coef, res = nnls(a_mat, np.ones(len(lags)))
-        if res < best[0] - 1e-12:
-            best = (res, coef[0], coef[1], float(phi))
-    _, a, b, phi = best
-    total = a + b
-    wander = round(20 * b / total) / 20 if total > 0 else 0.0
-    if wander <= 0 or phi <= 0:
-        return NoiseModel(math.sqrt(total), name="white (variogram)")
+    bl = np.array(blocks)[ok]
+    log_vb = np.log(vb[ok])
+    best = (np.inf, 0.0, 0.0, 1.0)
+    for share in WANDER_SHARES:
+        for phi in (WANDER_PHI if share > 0 else (0.0,)):
+            model = np.log(_balanced_variance(bl, share, phi))
+            # sigma^2 fitted too: log scale offset = mean residual
+            off = float(np.mean(log_vb - model))
+            res = float(np.sum((log_vb - model - off) ** 2))
+            if res < best[0] - 1e-9:
+                best = (res, share, phi, math.exp(off))
+    _, share, phi, var = best
+    sigma = math.sqrt(var)
+    if share <= 0:
+        return NoiseModel(sigma, name="white (block differences)")
     return NoiseModel(
-        math.sqrt(total), wander, phi,
-        f"white + AR(1) wander (variogram): wander share {wander:.2f}, phi {phi:.3g}",
+        sigma, share, phi,
+        f"white + AR(1) wander (block differences): wander share {share:.2f}, phi {phi:.3g}",
     )
+
+
+def _balanced_variance(blocks: np.ndarray, share: float, phi: float) -> np.ndarray:
+    """Variance of mean(b frames) - mean(next b frames) of unit-variance white noise plus a
+    share of AR(1) noise with coefficient phi, for each b."""
+    out = np.empty(len(blocks))
+    for i, b in enumerate(blocks):
+        k = np.arange(1, 2 * b)
+        rho = share * phi**k
+        s1 = b + 2 * float(((b - k[: b - 1]) * rho[: b - 1]).sum())
+        s2 = 2 * b + 2 * float(((2 * b - k) * rho).sum())
+        out[i] = 2 * s1 / b**2 - (s2 - 2 * s1) / b**2
+    return out
+
+
+def hampel(z: np.ndarray, c: float = HAMPEL_C) -> np.ndarray:
+    """(T,) or (T, M) standardised series with each value's deviation from the running
+    median of 5 frames clipped at +-c: a one-frame outlier (heavy-tailed noise, a detection
+    glitch) cannot make an alarm by itself, a step (which the running median follows) is
+    kept."""
+    z = np.asarray(z, dtype=np.float64)
+    p = np.concatenate([z[:1], z[:1], z, z[-1:], z[-1:]])
+    med = np.median(np.stack([p[i : i + len(z)] for i in range(5)]), axis=0)
+    return med + np.clip(z - med, -c, c)
 
 
 def _alarms(
@@ -293,6 +332,7 @@ def _alarms(
     var: np.ndarray | None = None,
 ) -> tuple[np.ndarray, list[Alarm]]:
     """Score G / h of one standardised series and its alarms (runs above h)."""
+    z = hampel(z)
     g, split = glr_scan(z, window, var)
     g, split = g[:, 0], split[:, 0]
     above = np.flatnonzero(g > h)
