@@ -37,7 +37,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import nnls
 from scipy.signal import lfilter
 
 #: GLR window [frames]: evidence accumulates over up to W - 2 frames after a change.
