@@ -63,6 +63,9 @@ WANDER_MIN_FRAMES = 200
 WANDER_BLOCKS = (1, 2, 4, 8, 16, 32, 48)
 WANDER_PHI = tuple(float(v) for v in 1 - np.geomspace(2e-3, 0.5, 12))
 WANDER_SHARES = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.7, 1.0)
+#: Confidence region of the wander model: weighted squared log residuals within this of the
+#: best (chi^2(1), one-sided 90 %).
+WANDER_DCHI2 = 2.71
 #: Null simulation of a wander model: series (fixed seed; fewer: one per model).
 NULL_SERIES_WANDER = 32
 #: Clip of a value's deviation from the running median of 5 frames [sigma] (:func:`hampel`).
@@ -278,7 +281,9 @@ def fit_noise_model(x: np.ndarray, window: int = GLR_WINDOW) -> NoiseModel:
     at most 1/8 of the differences), i.e. to what the GLR compares: sigma^2 from the
     first differences (:func:`mad_sigma`), the share of AR(1) wander and its coefficient
     from the grids :data:`WANDER_SHARES` x :data:`WANDER_PHI` (weighted least squares in
-    log variance; the null thresholds are simulated per model). Shorter series: white noise of
+    log variance; of the models within :data:`WANDER_DCHI2` of the best fit, the one with
+    the largest variance of a balanced split of the window: an upper confidence bound of
+    the long-run noise; the null thresholds are simulated per model). Shorter series: white noise of
     scale :func:`long_run_sigma` (slow wander cannot be told from an event in few frames)."""
     v = np.asarray(x, dtype=np.float64)
     v_fin = v[np.isfinite(v)]
@@ -295,14 +300,21 @@ def fit_noise_model(x: np.ndarray, window: int = GLR_WINDOW) -> NoiseModel:
     # independent differences (5.44 / n)
     wt = np.maximum(len(v_fin) - 2 * bl, 1) / (2 * bl) / 5.44
     fits = []
+    half = max(window // 2, 1)
     for share in WANDER_SHARES:
         for phi in (WANDER_PHI if share > 0 else (0.0,)):
             model = np.log(_balanced_variance(bl, share, phi))
             off = float(np.sum(wt * (log_vb - model)) / wt.sum())  # log sigma^2
-            fits.append((float(np.sum(wt * (log_vb - model - off) ** 2)), share, phi, off))
-    # the best fit, even where white noise fits nearly as well: the GLR's tail is sensitive
-    # to wander too weak for a test on these variances to find
-    _, share, phi, log_var = min(fits, key=lambda f: f[0])
+            res = float(np.sum(wt * (log_vb - model - off) ** 2))
+            long_var = math.exp(off) * float(_balanced_variance(np.array([half]), share, phi)[0])
+            fits.append((res, long_var, share, phi, off))
+    # the long-run variance is the least certain part (few long blocks) and the one the
+    # GLR's tail depends on: of the models that fit within the 90 % (one-sided) confidence
+    # region, the one with the largest variance of a balanced split of the window
+    best_res = min(f[0] for f in fits)
+    _, _, share, phi, log_var = max(
+        (f for f in fits if f[0] <= best_res + WANDER_DCHI2), key=lambda f: f[1]
+    )
     sigma = math.sqrt(math.exp(log_var))
     if share <= 0:
         return NoiseModel(sigma, name="white (block differences)")
