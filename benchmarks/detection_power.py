@@ -7,7 +7,8 @@ at doses 0.25-2 e/px/frame, plus long stable movies (no event) for the false-ala
 
 Every movie goes through etem's frame statistics (:class:`etem.movies.frame_analysis.
 FrameStatistics`: columns found on the Gaussian-filtered frame -- no network --, persistent
-tracks, image and column statistics, raw region counts). Three detectors then run on the
+tracks, image and column statistics, the lattice orientation of the centre region, raw region
+counts). Three detectors then run on the
 same statistics:
 
 * **etem**: :func:`etem.movies.events.detect_frame_events` (EWMA innovation/derivative +
@@ -28,7 +29,10 @@ movies count for it). An event counts as found when a detection's onset lies wit
 Usage::
 
     python benchmarks/detection_power.py [--size 96] [--frames 48] [--stable-frames 1000]
-        [--stable-size 64] [--n-stable 2] [--seeds 1] [--quick] [--out FILE.md]
+        [--stable-size 64] [--n-stable 2] [--seeds 1] [--seed 0] [--quick] [--out FILE.md]
+
+``--seed`` moves both the event movies and the stable movies to other seeds: a held-out
+bank for figures not tuned on the default one.
 """
 
 from __future__ import annotations
