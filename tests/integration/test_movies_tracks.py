@@ -59,7 +59,11 @@ def test_static_lattice_gives_one_track_per_column(tmp_path: Path) -> None:
     head = (tmp_path / "out" / "events.csv").read_text().splitlines()[0]
     assert head.startswith("event,onset_frame,onset_lo_frame,onset_hi_frame,peak_frame")
     assert "kind" in head and "significance" in head and "region" in head
-    assert s["event_glr"]["noise_model"]["region_counts"].startswith("poisson")
+    glr = s["event_glr"]
+    assert glr["noise_model"]["region_counts"].startswith("poisson")
+    # every scored series says which noise estimate it used and its threshold
+    assert set(glr["thresholds"]) == set(glr["noise_model"])
+    assert "lattice_angle_deg" in glr["noise_model"]
     with h5py.File(tmp_path / "out" / "results.h5") as fh:
         assert len(fh["tracks/track_id"]) == t["n_tracks"] == s["n_tracks"]
         assert fh["columns/frame_offsets"][-1] == len(cols)

@@ -5,10 +5,20 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.signal import lfilter
 
 from etem.config import load_config
 from etem.movies.events import detect_frame_events
-from etem.movies.evidence import detect_glr, fano_factor, glr_scan, long_run_sigma, mad_sigma
+from etem.movies.evidence import (
+    detect_glr,
+    fano_factor,
+    fit_noise_model,
+    glr_scan,
+    hampel,
+    long_run_sigma,
+    mad_sigma,
+    split_variance,
+)
 
 
 def test_glr_scan_matches_brute_force() -> None:
@@ -96,3 +106,73 @@ def test_event_table_has_onset_interval_kind_region_significance() -> None:
     assert abs(e["onset_frame"] - 36) <= 1 and e["significance"] > 2
     assert e["onset_time_s"] == pytest.approx(e["onset_frame"] * 0.5)
     assert {"region", "statistic", "method", "threshold", "score"} <= set(ev.columns)
+
+
+def _ar1(rng: np.random.Generator, t: int, phi: float, n: int) -> np.ndarray:
+    e = rng.standard_normal((t, n))
+    zi = phi * rng.standard_normal((1, n))
+    return lfilter([np.sqrt(1 - phi**2)], [1, -phi], e, axis=0, zi=zi)[0]
+
+
+def test_false_alarms_at_or_below_nominal_with_slow_wander() -> None:
+    """Stable series that wander (white noise + 30 % AR(1) of coefficient 0.97, like the
+    statistics of tracks), 5,000 frames x 5 series: at most the nominal 1 alarm per 1,000
+    frames (a white-noise scale with a white-noise threshold gives about 29 per 1,000 on
+    these series)."""
+    rng = np.random.default_rng(2026)
+    n_alarms, frames = 0, 0
+    for _ in range(2):
+        t = 2500
+        x = np.sqrt(0.7) * rng.standard_normal((t, 5)) + np.sqrt(0.3) * _ar1(rng, t, 0.97, 5)
+        stats = pd.DataFrame({"frame": np.arange(t)})
+        names = [f"s{j}" for j in range(5)]
+        for j, name in enumerate(names):
+            stats[name] = 10 + 2 * x[:, j]
+        r = detect_glr(stats, None, 1.0, names=names)
+        assert all("AR(1) wander" in m for m in r.noise_model.values()), r.noise_model
+        n_alarms += len(r.alarms)
+        frames += t
+    assert 1000 * n_alarms / frames <= 1.2
+
+
+def test_noise_model_bounds_the_wander_and_resists_a_step() -> None:
+    """The fitted model's variance of a balanced split: right for short splits, an upper
+    bound (within about 2x) for the long ones; a step is not taken for wander (a plain
+    variance of the 48-frame block differences would be about 8x that of white noise)."""
+    rng = np.random.default_rng(4)
+    t = 3000
+    w = np.sqrt(0.7) * rng.standard_normal(t) + np.sqrt(0.3) * _ar1(rng, t, 0.95, 1)[:, 0]
+    m = fit_noise_model(3 * w)
+    assert "AR(1) wander" in m.name
+    v = split_variance(100, m.wander, m.phi) * m.sigma**2 / 9
+    true = split_variance(100, 0.3, 0.95)
+    assert v[2, 2] == pytest.approx(true[2, 2], rel=0.1)
+    assert 0.9 * true[50, 50] <= v[50, 50] <= 3 * true[50, 50]
+    white = rng.standard_normal(t)
+    white[1500:] += 3.0  # one event: a step of 3 sigma
+    m = fit_noise_model(white)
+    v50 = split_variance(100, m.wander, m.phi)[50, 50] * m.sigma**2
+    assert v50 <= 2.5 * (2 / 50) and m.sigma == pytest.approx(1.0, rel=0.1)
+    # short series: white noise, long-run scale
+    assert fit_noise_model(white[:100]).name.startswith("white, long-run")
+
+
+def test_split_variance_matches_covariance() -> None:
+    v = split_variance(20, 0.4, 0.9)
+    cov = lambda k: 1.0 if k == 0 else 0.4 * 0.9**k  # noqa: E731
+    for n1, n2 in ((2, 3), (7, 11), (20, 5)):
+        a = np.array([[cov(abs(i - j)) for j in range(n1 + n2)] for i in range(n1 + n2)])
+        wt = np.r_[np.ones(n1) / n1, -np.ones(n2) / n2]
+        assert v[n1, n2] == pytest.approx(wt @ a @ wt)
+    assert split_variance(20)[4, 5] == pytest.approx(1 / 4 + 1 / 5)
+
+
+def test_one_frame_outlier_makes_no_alarm() -> None:
+    rng = np.random.default_rng(9)
+    x = rng.normal(100, 3, 300)
+    x[150] += 40  # 13 sigma in one frame (a detection glitch)
+    r = detect_glr(pd.DataFrame({"frame": np.arange(300), "n_columns": x}), None, 1.0)
+    assert r.alarms == []
+    z = np.zeros(20)
+    z[10:] = 5.0
+    assert np.array_equal(hampel(z), z)  # a step is kept

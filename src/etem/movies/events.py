@@ -336,8 +336,8 @@ def combine_events(
             "end_frame": max(a.end_frame for a in group),
             "kind": SERIES_KIND.get(best.series, "intensity/occupancy"),
             "statistic": ";".join(series), "region": region,
-            "significance": best.significance, "score": best.significance * glr.threshold,  # type: ignore[union-attr]
-            "threshold": glr.threshold, "method": "glr",  # type: ignore[union-attr]
+            "significance": best.significance, "score": best.significance * best.threshold,
+            "threshold": best.threshold, "method": "glr",
             "detected_frame": min(a.alarm_frame for a in group),
         }
         for i, e in ev.iterrows():

@@ -26,6 +26,7 @@ from scipy import ndimage
 from skimage.filters import threshold_otsu
 
 from etem.analysis.columns import find_columns
+from etem.analysis.lattice import LatticeOrientation
 from etem.analysis.likelihood import Calibration, likelihood_table
 from etem.analysis.tracks import REFERENCE_FRAMES, TrackLinker, p_value_evidence
 from etem.config import EtemConfig
@@ -164,6 +165,7 @@ class FrameStatistics:
         self.track_summary: dict[str, Any] = {}  # set by the gather once the tracks are scored
         self.region_grid = ev.region_grid
         self.region_rows: list[np.ndarray] = []
+        self.orientation = LatticeOrientation(px)
 
     def add(
         self,
@@ -196,6 +198,7 @@ class FrameStatistics:
         row.update(self._track_motion(cols, roi, ids))
         self.rows.append(row)
         self.region_rows.append(self._region_counts(counts, mg))
+        self.orientation.add(intensity[mg : h - mg, mg : w - mg])
         if "confidence" in cols and len(cols):
             self.conf_sum += float(cols["confidence"].sum())
             self.conf_n += len(cols)
@@ -342,6 +345,9 @@ class FrameStatistics:
     def frame_table(self, drift: np.ndarray) -> pd.DataFrame:
         """The frame statistics (``frames.csv`` without the event scores)."""
         df = pd.DataFrame(self.rows)
+        # lattice orientation of the centre region from its power spectrum (needs the whole
+        # movie to choose the ring of lattice spots)
+        df["lattice_angle_deg"] = self.orientation.angles()
         df["drift_y_px"] = drift[:, 0]
         df["drift_x_px"] = drift[:, 1]
         if self.geo.frame_time_s:

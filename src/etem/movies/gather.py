@@ -274,6 +274,7 @@ def summarise(
             "n_series": events.glr.n_series,
             "false_alarms_per_1000_nominal": events.glr.far_per_1000,
             "noise_model": events.glr.noise_model,
+            "thresholds": events.glr.thresholds,
             "n_alarms": len(events.glr.alarms),
         },
         "n_events": len(events.events),
