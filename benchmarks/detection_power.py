@@ -234,7 +234,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     fa_by: dict[str, int] = {}
     n_fa = 0
     for s in stable:
-        res = detect_frame_events(cfg.apply, s["stats"], s["regions"], s["boxes"])
+        res = detect_frame_events(cfg.apply.events, s["stats"], s["regions"], s["boxes"])
         n_fa += len(res.events)
         for st_name in res.events["statistic"]:
             fa_by[st_name] = fa_by.get(st_name, 0) + 1

@@ -67,7 +67,7 @@ def test_rotating_lattice_found_as_rotation_by_its_lattice_orientation() -> None
     stats = fs.frame_table(np.zeros((t_n, 2)))
     assert stats["lattice_angle_deg"].notna().all()
     regions, boxes = fs.regions()
-    res = detect_frame_events(cfg.apply, stats, regions, boxes)
+    res = detect_frame_events(cfg.apply.events, stats, regions, boxes)
     ev = res.events
     hit = ev[(ev["onset_frame"] - lm.event_frame).abs() <= 1]
     assert len(hit) == 1, ev
