@@ -121,7 +121,7 @@ def run_shard(
     t0 = time.perf_counter()
     n = stop - start
     with atomic_path(Path(path), suffix=".h5") as tmp, h5py.File(tmp, "w") as h5:
-        den_ds, seg_ds = create_frame_datasets(h5, geo, seg_runner is not None, n, None)
+        den_ds, seg_ds = create_frame_datasets(h5, geo, seg_runner is not None, n)
         store = ColumnStore(h5, n, first_frame=start)
         batches = _chunks(movie, prep, chunk, start, stop)
         for centre, frames in progress(batches, "apply", total=math.ceil(n / chunk)):
