@@ -26,10 +26,30 @@ from scipy import ndimage
 def _shift_subpixel(x: np.ndarray, frac: np.ndarray) -> np.ndarray:
     """Remove the sub-pixel drift remainder ``frac`` (dy, dx) [px] by linear interpolation."""
     if np.any(frac != 0):
-        return np.asarray(
-            ndimage.shift(x, -np.asarray(frac, dtype=np.float64), order=1, mode="nearest")
-        )
+        return bilinear_shift(x, -np.asarray(frac, dtype=np.float64))
     return x
+
+
+def bilinear_shift(x: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """``scipy.ndimage.shift(x, shift, order=1, mode="nearest")`` of a 2D image, computed
+    separably in float64 with whole-row and whole-column interpolation (several times
+    faster; equal to float64 rounding, ~1e-16 of the image range); same dtype as ``x``."""
+    out = np.asarray(x, dtype=np.float64)
+    for axis, s in enumerate(np.asarray(shift, dtype=np.float64).tolist()):
+        if s == 0:
+            continue
+        # output pixel i samples the input at i - s: between i0 = i + floor(-s) and i0 + 1
+        f0 = math.floor(-s)
+        t = -s - f0
+        n = out.shape[axis]
+        i0 = np.arange(n) + f0
+        a = np.take(out, np.clip(i0, 0, n - 1), axis=axis)
+        b = np.take(out, np.clip(i0 + 1, 0, n - 1), axis=axis)
+        a *= 1.0 - t
+        b *= t
+        a += b
+        out = a
+    return out.astype(x.dtype, copy=False)
 
 
 def _frame_mean(frames: list[np.ndarray]) -> np.ndarray:
