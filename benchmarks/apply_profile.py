@@ -42,7 +42,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import movie as bench  # noqa: E402  (benchmarks/movie.py: the synthetic movie, the model)
+import movie as bench  # benchmarks/movie.py: the synthetic movie, the model
 
 TIMES: dict[str, float] = defaultdict(float)
 CALLS: dict[str, int] = defaultdict(int)

@@ -53,7 +53,7 @@ def _frames(n: int = 20, size: int = 64, seed: int = 0) -> tuple[np.ndarray, np.
     out = []
     for t in range(n):
         amp = np.where((t >= 12) & (xx > size // 2), 0.5, 1.0)
-        out.append((1.0 + 0.3 * amp * lattice + rng.normal(0, 0.05, (size, size))))
+        out.append(1.0 + 0.3 * amp * lattice + rng.normal(0, 0.05, (size, size)))
     frac = rng.uniform(-0.5, 0.5, (n, 2))
     frac[3] = 0.0  # a frame without remainder
     frac[5, 1] = 0.0  # one axis only
