@@ -7,7 +7,7 @@ clocks (``time.perf_counter``) wrapped around the stages in this process:
 
 * ``network``: :meth:`TiledRunner.run` during the shards (the denoising of every frame);
   ``prepare`` (drift, dose, the polarity pass of the network on frame 0) and ``input``
-  (reading and aligning the frames of the shards) come before the network;
+  (reading, aligning and normalising the frames of the shards) come before the network;
 * after the network, per frame: ``find_columns`` (its ``blob_log`` detection and
   ``refine`` refinement), ``likelihood``, the rest of ``frame_columns``, ``shard write``
   (the shard loop minus the above), ``gather input`` (raw frames read again),
@@ -87,7 +87,7 @@ def _wrap_iter(owner: Any, name: str, label: str) -> None:
 def install() -> None:
     """Timers around the stages (module attributes as the callers look them up)."""
     from etem.analysis import columns
-    from etem.movies import apply, frame_analysis, gather, shard
+    from etem.movies import apply, frame_analysis, gather, outputs, shard
     from etem.movies.frame_analysis import FrameStatistics
     from etem.movies.shard import TiledRunner
 
@@ -107,6 +107,8 @@ def install() -> None:
     _wrap(apply, "gather_results", "gather")
     _wrap(apply, "summarise", "summary")
     _wrap_iter(shard, "_chunks", "input")
+    _wrap(shard, "denoise_chunk", "denoise_chunk")
+    _wrap(outputs.ColumnStore, "append", "column store")
     _wrap(shard, "frame_columns", "frame_columns")
     _wrap(frame_analysis, "find_columns", "find_columns")
     _wrap(columns, "blob_log_fft", "  blob_log")
@@ -153,13 +155,15 @@ def run(movie_path: Path, model: Any, threads: int) -> dict[str, Any]:
     n = int(summary["n_frames"])
     t = dict(TIMES)
     net = t["network"] - t["network in prepare"]
-    shards_post = t["shards"] - net - t["input"]
+    # before the network: reading, aligning and normalising the frames
+    net_input = t["input"] + t["denoise_chunk"] - net
+    shards_post = t["shards"] - t["denoise_chunk"] - t["input"]
     post = shards_post + t["gather"] + t["summary"]
     tracks = t["tracks+statistics"] - t["statistics"] - t["track motion"]
     once = t["events"] + t["tables"] + t["figures"] + t["truth"] + t["summary"]
     stages = {
         "prepare (drift, dose, polarity pass)": t["prepare"],
-        "input (read + align, shards)": t["input"],
+        "input (read, align, normalise)": net_input,
         "network": net,
         "find_columns": t["find_columns"],
         "  blob_log": t["  blob_log"],
@@ -167,6 +171,7 @@ def run(movie_path: Path, model: Any, threads: int) -> dict[str, Any]:
         "likelihood": t["likelihood"],
         "frame_columns rest": t["frame_columns"] - t["find_columns"] - t["likelihood"],
         "shard write + loop": shards_post - t["frame_columns"],
+        "  of which column tables (shard+gather)": t["column store"],
         "gather input (raw frames again)": t["gather input"],
         "tracks (linking)": tracks,
         "statistics": t["statistics"],
@@ -208,12 +213,7 @@ def main() -> None:
         path = args.movie or Path(tmp) / "movie.h5"
         if not path.exists():
             bench.make_movie(path, args.frames, args.size)
-        if args.model:
-            from etem.models.io import load
-
-            model = load(args.model)
-        else:
-            model = bench._model()
+        model = bench._model(args.model)
         res = run(path, model, args.threads)
     res["command"] = "python benchmarks/apply_profile.py " + " ".join(sys.argv[1:])
     print(f"{'stage':40s} s/frame")
