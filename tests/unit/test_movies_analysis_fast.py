@@ -1,4 +1,4 @@
-"""The faster change statistics and linking give the results of the previous code.
+"""The faster analysis after the network gives the results of the previous code.
 
 References: the previous implementations (``np.stack`` of the window in float64, cumulative
 sums, ``scipy.ndimage.shift``), kept here verbatim in their arithmetic.
@@ -129,3 +129,31 @@ def test_linking_restores_the_garbage_collector_state(enabled: bool) -> None:
     finally:
         if was:
             gc.enable()
+
+
+def test_column_store_buffers_rows_and_reads_them_back(tmp_path, monkeypatch) -> None:
+    """Buffered appends give the datasets, offsets and tables of per-frame writes."""
+    import h5py
+    import pandas as pd
+
+    from etem.movies.outputs import ColumnStore
+
+    monkeypatch.setattr(ColumnStore, "BUFFER_ROWS", 7)
+    rng = np.random.default_rng(4)
+    frames = [
+        pd.DataFrame({"frame": np.full(k, t), "track_id": np.arange(k), "x_px": rng.random(k)})
+        for t, k in enumerate([3, 0, 5, 4, 9, 0, 2])
+    ]
+    with h5py.File(tmp_path / "c.h5", "w") as h5:
+        store = ColumnStore(h5, len(frames))
+        for t, df in enumerate(frames):
+            store.append(t, df)
+            if t == 3:  # a read while rows are buffered sees every row appended so far
+                assert h5["columns/x_px"].shape[0] == 8 < store.n == 12  # 4 rows buffered
+                pd.testing.assert_frame_equal(store.frame(3), frames[3], check_dtype=False)
+        store.finish()
+        allrows = pd.concat([f for f in frames if len(f)], ignore_index=True)
+        got = pd.DataFrame({k: h5["columns"][k][()] for k in ("frame", "track_id", "x_px")})
+        pd.testing.assert_frame_equal(got, allrows, check_dtype=False)
+        assert h5["columns/frame_offsets"][()].tolist() == [0, 3, 3, 8, 12, 21, 21, 23]
+        pd.testing.assert_frame_equal(store.frame(4), frames[4], check_dtype=False)
