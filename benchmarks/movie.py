@@ -77,12 +77,14 @@ def make_movie(path: Path, n_frames: int, size: int, dose: float = 0.5, seed: in
         fh.attrs.update(pixel_size_A=0.2, frame_time_s=0.025, dose_e_per_px_per_frame=dose)
 
 
-def _model():  # type: ignore[no-untyped-def]
+def _model(path: str | None = None):  # type: ignore[no-untyped-def]
     import torch
 
     from etem.models.factory import build_model
     from etem.models.io import LoadedModel, load
 
+    if path:
+        return load(path)
     if DEMO_MODEL.exists():
         return load(str(DEMO_MODEL))
     torch.manual_seed(0)
@@ -98,7 +100,7 @@ def run_mode(mode: str, movie: str, opts: argparse.Namespace) -> dict[str, float
 
     if mode == "columns":
         return run_columns(opts)
-    model = _model()
+    model = _model(opts.model)
     m = open_movie(movie)
     n = len(m)
     dose = m.dose_e_per_px_per_frame
@@ -333,6 +335,8 @@ def main() -> None:
                     help="tile sizes [px] in the A/B")
     ap.add_argument("--rounds", type=int, default=3, help="A/B alternations (medians)")
     ap.add_argument("--old-columns", help="earlier columns.py to compare find_columns with")
+    ap.add_argument("--model", help="denoiser .pt to use (default: the demo campaign's, else "
+                    "random weights of its architecture)")
     ap.add_argument("--out", type=Path, help="write the markdown table rows here")
     ap.add_argument("--child", nargs=2, metavar=("MODE", "MOVIE"), help=argparse.SUPPRESS)
     args = ap.parse_args()

@@ -339,33 +339,50 @@ def refine_columns(img: np.ndarray, blobs: np.ndarray, method: str) -> np.ndarra
     Blobs of one sigma are processed together as an (n, k, k) stack of windows.
     """
     out = np.empty((len(blobs), 5), dtype=np.float64)
+    if len(blobs) == 0:
+        return out
+    # one NaN-padded copy of the image for the windows of every scale
+    pad = _half_window(float(blobs[:, 2].max()))
+    padded = np.pad(img, pad, mode="constant", constant_values=np.nan)
     for s in np.unique(blobs[:, 2]):
         sel = np.flatnonzero(blobs[:, 2] == s)
-        out[sel] = _refine_group(img, blobs[sel, 0], blobs[sel, 1], float(s), method)
+        out[sel] = _refine_group(img, padded, pad, blobs[sel, 0], blobs[sel, 1], float(s), method)
     return out
 
 
+def _half_window(sigma: float) -> int:
+    """Half width [px] of a blob's refinement window: ``max(ceil(3 sigma), 2)``."""
+    return max(int(np.ceil(3.0 * sigma)), 2)
+
+
 def _windows(
-    img: np.ndarray, r0: np.ndarray, c0: np.ndarray, half: int
+    padded: np.ndarray, pad: int, r0: np.ndarray, c0: np.ndarray, half: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(n, k, k) windows centred on integer pixels (NaN outside the image), validity mask."""
-    padded = np.pad(img, half, mode="constant", constant_values=np.nan)
-    off = np.arange(2 * half + 1)
-    rows = (r0[:, None] + off[None, :])[:, :, None]
-    cols = (c0[:, None] + off[None, :])[:, None, :]
-    win = padded[rows, cols]
+    """(n, k, k) windows centred on integer pixels of the image padded by ``pad`` >= ``half``
+    NaN pixels (NaN outside the image), validity mask."""
+    k = 2 * half + 1
+    # every k x k window of the padded image as a strided view: the gather copies whole
+    # windows instead of indexing each pixel
+    views = np.lib.stride_tricks.sliding_window_view(padded, (k, k))
+    win = views[r0 + (pad - half), c0 + (pad - half)]
     valid = ~np.isnan(win)
     return win, valid
 
 
 def _refine_group(
-    img: np.ndarray, r: np.ndarray, c: np.ndarray, sigma: float, method: str
+    img: np.ndarray,
+    padded: np.ndarray,
+    pad: int,
+    r: np.ndarray,
+    c: np.ndarray,
+    sigma: float,
+    method: str,
 ) -> np.ndarray:
     n = len(r)
-    half = max(int(np.ceil(3.0 * sigma)), 2)
+    half = _half_window(sigma)
     r0 = np.rint(r).astype(np.int64)
     c0 = np.rint(c).astype(np.int64)
-    win, valid = _windows(img, r0, c0, half)
+    win, valid = _windows(padded, pad, r0, c0, half)
     d = np.arange(-half, half + 1, dtype=np.float64)
     dy, dx = d[None, :, None], d[None, None, :]  # offsets from (r0, c0) [px]
     # local background: median over the 2-3 sigma ring around the blob centre
@@ -374,7 +391,10 @@ def _refine_group(
     bg = np.empty(n)
     full = valid.all(axis=(1, 2))
     if full.any():
-        bg[full] = np.median(win[full][:, ring0], axis=1)
+        rows_full = np.flatnonzero(full)
+        bg[full] = np.median(
+            win.reshape(n, -1)[np.ix_(rows_full, np.flatnonzero(ring0.ravel()))], axis=1
+        )
     if (~full).any():
         part = np.flatnonzero(~full)
         ring = ring0[None] & valid[part]
@@ -403,7 +423,10 @@ def _refine_group(
     if not todo.any():
         return res
     idx = np.flatnonzero(todo)
-    above = np.where(valid[idx], np.clip(np.nan_to_num(win[idx]) - bg[idx, None, None], 0, None), 0)
+    every = len(idx) == n
+    winz = np.nan_to_num(win if every else win[idx])  # NaN (outside the image) -> 0
+    vld = valid if every else valid[idx]
+    above = np.where(vld, np.clip(winz - bg[idx, None, None], 0, None), 0)
     # absolute coordinates [px] (the same rounding as a per-column loop)
     ry = r0[idx, None, None].astype(np.float64) + dy
     cx = c0[idx, None, None].astype(np.float64) + dx
@@ -415,13 +438,16 @@ def _refine_group(
             if len(active) == 0:
                 break
             ar, ac = pr[active], pc[active]
-            disk = (ry[active] - ar[:, None, None]) ** 2 + (cx[active] - ac[:, None, None]) ** 2
-            w = above[active] * (disk <= lim2)
+            # the whole group on the first pass: no gathered copies
+            a_all = len(active) == len(idx)
+            ry_a, cx_a = (ry, cx) if a_all else (ry[active], cx[active])
+            disk = (ry_a - ar[:, None, None]) ** 2 + (cx_a - ac[:, None, None]) ** 2
+            w = (above if a_all else above[active]) * (disk <= lim2)
             tot = w.sum(axis=(1, 2))
             pos = tot > 0
             safe = np.where(pos, tot, 1.0)
-            r_new = (w * ry[active]).sum(axis=(1, 2)) / safe
-            c_new = (w * cx[active]).sum(axis=(1, 2)) / safe
+            r_new = (w * ry_a).sum(axis=(1, 2)) / safe
+            c_new = (w * cx_a).sum(axis=(1, 2)) / safe
             away = (np.abs(r_new - ar) > sigma) | (np.abs(c_new - ac) > sigma)
             move = pos & ~away
             conv = (np.abs(r_new - ar) < 1e-3) & (np.abs(c_new - ac) < 1e-3)
@@ -429,8 +455,8 @@ def _refine_group(
             pc[active[move]] = c_new[move]
             active = active[move & ~conv]
     disk = (ry - pr[:, None, None]) ** 2 + (cx - pc[:, None, None]) ** 2 <= (2.0 * sigma) ** 2
-    disk &= valid[idx]
-    intensity = np.where(disk, np.nan_to_num(win[idx]) - bg[idx, None, None], 0.0).sum(axis=(1, 2))
+    disk &= vld
+    intensity = np.where(disk, winz - bg[idx, None, None], 0.0).sum(axis=(1, 2))
     rows, cols = pr, pc
     ri = np.clip(np.rint(rows).astype(np.int64), 0, img.shape[0] - 1)
     ci = np.clip(np.rint(cols).astype(np.int64), 0, img.shape[1] - 1)

@@ -51,9 +51,14 @@ EPS = 1e-6
 CALIBRATION_VERSION = 1
 
 
-def _check_pair(noisy_counts: np.ndarray, denoised_counts: np.ndarray) -> tuple[np.ndarray, ...]:
-    y = np.asarray(noisy_counts, dtype=np.float64)
-    d = np.asarray(denoised_counts, dtype=np.float64)
+def _check_pair(
+    noisy_counts: np.ndarray, denoised_counts: np.ndarray, float64: bool = True
+) -> tuple[np.ndarray, ...]:
+    """Both images checked (2D, same shape, finite); as float64 copies, or as given when
+    ``float64`` is False (the caller converts what it reads: no full-frame copies)."""
+    dt = np.float64 if float64 else None
+    y = np.asarray(noisy_counts, dtype=dt)
+    d = np.asarray(denoised_counts, dtype=dt)
     if y.ndim != 2 or y.shape != d.shape:
         raise InputError(
             f"noisy and denoised counts must be 2D of equal shape, got {y.shape}, {d.shape}"
@@ -95,14 +100,14 @@ def vacuum_level(
     else (fallback, no vacuum in view) the median denoised counts outside disks of twice
     ``disk_radius_px`` around all columns.
     """
-    d = np.asarray(denoised_counts, dtype=np.float64)
+    d = np.asarray(denoised_counts)  # selections converted to float64 below
     if lambda_vac is not None:
         lv = float(lambda_vac)
     elif vacuum_mask is not None:
         m = np.asarray(vacuum_mask, dtype=bool)
         if m.shape != d.shape or not m.any():
             raise InputError("vacuum_mask must have the image's shape and select >= 1 pixel")
-        lv = float(d[m].mean())
+        lv = float(d[m].astype(np.float64, copy=False).mean())
     else:
         outside = np.ones(d.shape, dtype=bool)
         if columns_df is not None and len(columns_df):
@@ -111,7 +116,8 @@ def vacuum_level(
                 d.shape, columns_df["x_px"].to_numpy(), columns_df["y_px"].to_numpy(), off
             )
             outside[rr[inside], cc[inside]] = False
-        lv = float(np.median(d[outside] if outside.any() else d))
+        sel = d[outside] if outside.any() else d
+        lv = float(np.median(sel.astype(np.float64, copy=False)))
     if not np.isfinite(lv) or lv <= 0:
         raise InputError(f"vacuum level must be > 0 counts/px, got {lv}")
     return lv
@@ -151,7 +157,7 @@ def likelihood_table(
         per pixel [nats]), ``p_raw`` (uncalibrated Poisson tail probability) and, with a
         calibration, ``p_value`` and ``confidence`` (= 1 - p_value).
     """
-    y, d = _check_pair(noisy_counts, denoised_counts)
+    y, d = _check_pair(noisy_counts, denoised_counts, float64=False)
     if disk_radius_px <= 0:
         raise InputError(f"disk_radius_px must be > 0, got {disk_radius_px}")
     for col in ("x_px", "y_px"):
@@ -164,8 +170,9 @@ def likelihood_table(
     )
     out = columns_df.reset_index(drop=True).copy()
     n = inside.sum(axis=1).astype(np.int64)
-    k = np.where(inside, y[rr, cc], 0.0).sum(axis=1)
-    lam = np.divide(np.where(inside, d[rr, cc], 0.0).sum(axis=1), n,
+    # pixel values read in float64 (the images may be float32: no full-frame copies)
+    k = np.where(inside, y[rr, cc].astype(np.float64), 0.0).sum(axis=1)
+    lam = np.divide(np.where(inside, d[rr, cc].astype(np.float64), 0.0).sum(axis=1), n,
                     out=np.full(len(n), lv), where=n > 0)
     la = np.maximum(lam, EPS)
     out["n_pixels"] = n

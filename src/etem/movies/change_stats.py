@@ -26,10 +26,40 @@ from scipy import ndimage
 def _shift_subpixel(x: np.ndarray, frac: np.ndarray) -> np.ndarray:
     """Remove the sub-pixel drift remainder ``frac`` (dy, dx) [px] by linear interpolation."""
     if np.any(frac != 0):
-        return np.asarray(
-            ndimage.shift(x, -np.asarray(frac, dtype=np.float64), order=1, mode="nearest")
-        )
+        return bilinear_shift(x, -np.asarray(frac, dtype=np.float64))
     return x
+
+
+def bilinear_shift(x: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """``scipy.ndimage.shift(x, shift, order=1, mode="nearest")`` of a 2D image, computed
+    separably in float64 with whole-row and whole-column interpolation (several times
+    faster; equal to float64 rounding, ~1e-16 of the image range); same dtype as ``x``."""
+    out = np.asarray(x, dtype=np.float64)
+    for axis, s in enumerate(np.asarray(shift, dtype=np.float64).tolist()):
+        if s == 0:
+            continue
+        # output pixel i samples the input at i - s: between i0 = i + floor(-s) and i0 + 1
+        f0 = math.floor(-s)
+        t = -s - f0
+        n = out.shape[axis]
+        i0 = np.arange(n) + f0
+        a = np.take(out, np.clip(i0, 0, n - 1), axis=axis)
+        b = np.take(out, np.clip(i0 + 1, 0, n - 1), axis=axis)
+        a *= 1.0 - t
+        b *= t
+        a += b
+        out = a
+    return out.astype(x.dtype, copy=False)
+
+
+def _frame_mean(frames: list[np.ndarray]) -> np.ndarray:
+    """Mean of equally shaped frames in float64, summed in frame order (as ``np.mean`` of
+    their stack along axis 0) without stacking them."""
+    acc = np.array(frames[0], dtype=np.float64)
+    for fr in frames[1:]:
+        acc += fr
+    acc /= len(frames)
+    return acc
 
 
 class ImageChange:
@@ -59,8 +89,8 @@ class ImageChange:
         self.recent = [*self.recent, x][-(self.k + self.m) :]
         if len(self.recent) < self.k + self.m:
             return np.nan
-        old = np.mean(self.recent[: self.m], axis=0)
-        new = np.mean(self.recent[self.m :], axis=0)
+        old = _frame_mean(self.recent[: self.m])
+        new = _frame_mean(self.recent[self.m :])
         diff = new - old
         contrast = float(np.mean((old - old.mean()) ** 2))
         if not contrast > 0:
@@ -109,19 +139,28 @@ class LocalChange:
         x = ndimage.gaussian_filter(centre.astype(np.float32), self.sigma_px)
         x = _shift_subpixel(x, frac)
         self.recent = [*self.recent, x][-(k + m) :]
-        buf = np.stack(self.recent).astype(np.float64)
-        n = len(buf)
+        n = len(self.recent)
         if n < k + m:
             return np.nan, np.nan
-        cs = np.cumsum(buf, axis=0)
         n1 = n - k
-        m1, m2 = cs[n1 - 1] / n1, (cs[-1] - cs[n1 - 1]) / k
-        ss = ((buf[:n1] - m1) ** 2).sum(axis=0) + ((buf[n1:] - m2) ** 2).sum(axis=0)
-        var = ndimage.gaussian_filter(ss / (n - 2), self.noise_sigma_px)
+        # frame by frame in float64, no (n, H, W) temporaries: the means of the two windows,
+        # then the pooled sum of squared deviations from them
+        m1 = _frame_mean(self.recent[:n1])
+        m2 = _frame_mean(self.recent[n1:])
+        ss = np.zeros_like(m1)
+        dev = np.empty_like(m1)
+        for i, fr in enumerate(self.recent):
+            np.subtract(fr, m1 if i < n1 else m2, out=dev)
+            np.multiply(dev, dev, out=dev)
+            ss += dev
+        ss /= n - 2
+        var = ndimage.gaussian_filter(ss, self.noise_sigma_px)
         inv_sd = 1.0 / np.sqrt(np.maximum(var, 1e-30))
-        stat = float((np.abs(m2 - m1) * inv_sd).max()) / math.sqrt(1 / n1 + 1 / k)
+        np.subtract(m2, m1, out=dev)
+        stat = float((np.abs(dev) * inv_sd).max()) / math.sqrt(1 / n1 + 1 / k)
         # change point on every 2nd pixel (the z-map is smooth on the column scale): cheap
-        cs2, inv2 = cs[:, ::2, ::2], inv_sd[::2, ::2]
+        cs2 = np.cumsum(np.stack([fr[::2, ::2] for fr in self.recent]), axis=0, dtype=np.float64)
+        inv2 = inv_sd[::2, ::2]
 
         def zmax(n2: int) -> float:
             """max_x z for the split with the last n2 frames as 'recent' (noise map of k)."""
