@@ -140,11 +140,11 @@ def run(movie_path: Path, model: Any, threads: int) -> dict[str, Any]:
         None,
         {
             "tracking.enabled": False,
-            "apply.chunk_frames": 8,
-            "apply.calibration_frames": 4,
-            "apply.preview_max_frames": 0,
-            "apply.tile_px": 1024,
-            "apply.batch_size": 4,
+            "apply.io.chunk_frames": 8,
+            "apply.events.calibration_frames": 4,
+            "apply.io.preview_max_frames": 0,
+            "apply.inference.tile_px": 1024,
+            "apply.inference.batch_size": 4,
         },
     )
     m = open_movie(str(movie_path))
