@@ -128,3 +128,23 @@ def test_headline_compares_the_best_network_with_the_best_baseline(tmp_path):
     assert "<b>supervised</b> 24.5 dB PSNR, SSIM 0.70" in text
     assert "best baseline nlm 21.0 dB" in text and "+3.5 dB" in text and "raw 12.0 dB" in text
     assert 'class="bad">33.0 dB</span> against the published 35-38 dB' in text
+
+
+def test_movies_table_by_condition(tmp_path: Path) -> None:
+    from etem.report.build import movies_table
+
+    dirs = []
+    for name, chosen, n_ev in (("b_hot", "gaussian", 1), ("a_cold", "unsupervised", 0)):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "summary.json").write_text(json.dumps({
+            "n_frames": 100, "n_events": n_ev, "denoiser": chosen, "denoiser_candidate": chosen,
+            "denoiser_upsnr_dB": {"raw": 10.0, "gaussian": 14.5, "unsupervised": 17.0}}))
+        pd.DataFrame({"onset_frame": [40] * n_ev, "onset_time_s": [1.0] * n_ev,
+                      "kind": ["rotation"] * n_ev}).to_csv(d / "events.csv", index=False)
+        dirs.append(d)
+    t = movies_table(dirs, {"b_hot": "600C", "a_cold": "25C"}).set_index("movie")
+    assert list(t.index) == ["a_cold", "b_hot"]  # by condition
+    assert t.loc["b_hot", "group"] == "600C" and t.loc["b_hot", "onsets (kind)"] == "1 s (rotation)"
+    assert t.loc["a_cold", "uPSNR gain over raw [dB]"] == 7.0
+    assert t.loc["b_hot", "uPSNR gain over raw [dB]"] == 4.5

@@ -100,8 +100,20 @@ class InferenceConfig(StrictModel):
         "auto = bf16 on CUDA and on CPUs with native bf16",
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="inference device")
-    denoise_with: Literal["auto", "supervised", "unsupervised"] = Field(
-        "auto", description="which denoiser; auto = supervised if given, else unsupervised"
+    denoise_with: Literal["auto", "supervised", "unsupervised", "raw", "gaussian"] = Field(
+        "auto",
+        description="which denoiser: auto = the candidate of the highest uPSNR on the movie "
+        "itself (the networks given, the fine-tuned blind-spot model, the raw frames and a "
+        "Gaussian filter; etem.movies.selection), so a network that hurts is never used "
+        "(movies too short to score: supervised if given, else unsupervised); raw/gaussian = "
+        "no network",
+    )
+    score_targets: int = Field(
+        8,
+        ge=0,
+        description="frames at the movie's start on which every denoiser is scored by uPSNR "
+        "(denoiser_scores.csv; each needs the 2 x half-window + 4 static frames around it; 0 = "
+        "no scoring, auto then takes supervised if given, else unsupervised)",
     )
 
 

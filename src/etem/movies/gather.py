@@ -27,7 +27,7 @@ from etem.config.apply import TracksConfig
 from etem.errors import InputError
 from etem.frames.geometry import FrameGeometry, aligned_frames
 from etem.frames.readers import Movie
-from etem.io import atomic_path, h5_write_attrs, write_json
+from etem.io import atomic_path, h5_write_attrs, write_json, write_table
 from etem.movies import figures
 from etem.movies.events import EventResult, detect_frame_events
 from etem.movies.frame_analysis import FrameStatistics
@@ -41,6 +41,7 @@ from etem.movies.outputs import (
     write_tiff,
 )
 from etem.movies.prepare import ApplyModels, PreparedMovie
+from etem.movies.selection import CLASSICAL
 from etem.movies.shard import SEGMENTATION_MAPS, ShardReader
 from etem.movies.truth import score_apply
 from etem.progress import progress
@@ -189,6 +190,10 @@ def gather_results(
             write_tables_h5(h5, stats, events, prep.drift_px)
             h5_write_attrs(h5, _results_attrs(movie, prep, models, events))
             files = write_tables(out, store, stats, events, prep.provenance)
+            if prep.scores:
+                write_table(out / "denoiser_scores.csv", pd.DataFrame(prep.scores),
+                            metadata=prep.provenance)
+                files["denoiser_scores"] = "denoiser_scores.csv"
             if a.io.write_tiff:
                 write_tiff(out / "denoised.tif", h5["denoised"], geo)
                 files["denoised_tiff"] = "denoised.tif"
@@ -256,9 +261,13 @@ def summarise(
         "columns_reason": prep.columns_reason,
         "domain_warnings": list(prep.domain_warnings),
         "denoiser": prep.mode,
+        "denoiser_candidate": prep.candidate,
+        "gaussian_sigma_px": prep.gaussian_sigma_px,
+        "denoiser_upsnr_dB": {str(r["candidate"]): r["upsnr_dB"] for r in prep.scores},
         "finetune": None if ft is None else {k: v for k, v in ft.items() if k != "seconds"},
         "segmenter": models.segmenter is not None,
-        "calibration": models.calibration_path,
+        # the likelihood calibration holds for a network's output only
+        "calibration": models.calibration_path if prep.mode not in CLASSICAL else None,
         "n_columns": int(np.median(stats["n_columns"])) if len(stats) else 0,
         "n_columns_per_frame_mean": float(stats["n_columns"].mean()),
         "n_tracks": gathered.frame_stats.tracker.n_tracks,

@@ -59,6 +59,7 @@ OUTPUT_FILES = {
     "columns": "columns.parquet",
     "events": "events.csv",
     "frames": "frames.csv",
+    "denoiser_scores": "denoiser_scores.csv (uPSNR of each denoiser on the movie)",
     "denoised_tiff": "denoised.tif",
     "figure_raw_vs_denoised": "raw_vs_denoised.png",
     "figure_confidence": "overlay_confidence.png",

@@ -25,6 +25,7 @@ from typing import Any
 
 import h5py
 import numpy as np
+import pandas as pd
 
 from etem.analysis.columns import guess_polarity
 from etem.analysis.domain import column_fwhm_A, domain_warnings, warning_line
@@ -46,6 +47,15 @@ from etem.frames.readers import Movie
 from etem.io import atomic_path
 from etem.models.inference import TiledRunner, window_inputs
 from etem.models.io import LoadedModel, load
+from etem.movies.selection import (
+    CLASSICAL,
+    best_candidate,
+    frames_needed,
+    gaussian_denoise,
+    hurting,
+    score_candidates,
+    target_frames,
+)
 from etem.provenance import provenance
 from etem.training.finetune import FINETUNED_NAME, finetune_unsupervised
 
@@ -75,19 +85,29 @@ class ApplyModels:
         return {k: d for k, m in self.loaded().items() if (d := m.sha256)}
 
 
-def choose_denoiser(denoise_with: str, models: ApplyModels) -> tuple[LoadedModel, str]:
-    """The denoiser to use and its mode (``supervised`` or ``unsupervised``)."""
-    mode = denoise_with
-    if mode == "auto":
-        mode = "supervised" if models.denoiser is not None else "unsupervised"
-    model = models.denoiser if mode == "supervised" else models.unsupervised
-    if model is None:
-        raise InputError(f"no {mode} denoiser given (use --denoiser and/or --unsupervised)")
-    if mode == "unsupervised" and model.n_frames < 3:
-        raise InputError("the unsupervised model is not a multi-frame (blind-spot) model")
-    if mode == "supervised" and model.n_frames != 1:
-        raise InputError("the supervised denoiser given is a multi-frame model")
-    return model, mode
+def check_networks(models: ApplyModels) -> dict[str, LoadedModel]:
+    """The denoising networks given, by mode (``supervised``, ``unsupervised``), checked."""
+    nets: dict[str, LoadedModel] = {}
+    if models.denoiser is not None:
+        if models.denoiser.n_frames != 1:
+            raise InputError("the supervised denoiser given is a multi-frame model")
+        nets["supervised"] = models.denoiser
+    if models.unsupervised is not None:
+        if models.unsupervised.n_frames < 3:
+            raise InputError("the unsupervised model is not a multi-frame (blind-spot) model")
+        nets["unsupervised"] = models.unsupervised
+    return nets
+
+
+def default_network(nets: dict[str, LoadedModel]) -> str:
+    """The network ``auto`` falls back on when the movie cannot be scored: supervised when
+    given, else unsupervised (fine-tuned when kept)."""
+    if "supervised" in nets:
+        return "supervised"
+    if "unsupervised" not in nets:
+        raise InputError("no denoiser given (use --denoiser and/or --unsupervised, or "
+                         "apply.inference.denoise_with: gaussian)")
+    return "finetuned" if "finetuned" in nets else "unsupervised"
 
 
 @dataclass
@@ -109,6 +129,9 @@ class PreparedMovie:
     columns: bool = True
     columns_reason: str = ""
     domain_warnings: list[str] = field(default_factory=list)
+    candidate: str = ""
+    gaussian_sigma_px: float | None = None
+    scores: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def half_window(self) -> int:
@@ -181,76 +204,186 @@ def _leading_frames(
     return np.stack(got) if got else np.zeros((0, geo.height, geo.width), np.float32)
 
 
-def first_frame_polarity(
+def network_outputs(
     model: LoadedModel,
-    mode: str,
+    leading: np.ndarray,
+    dose: float,
+    breaks: list[int],
+    n_frames: int,
+    targets: list[int],
+    inference: InferenceConfig,
+) -> dict[int, np.ndarray]:
+    """Denoised intensity (vacuum = 1) of the ``targets`` frames of ``leading`` [counts]."""
+    i = inference
+    runner = TiledRunner(model, i.tile_px, i.overlap_px, i.batch_size, i.precision, i.device)
+    if model.n_frames == 1:
+        x = image_input(normalize(leading[targets], dose), dose, model.dose_conditioned)
+        out = runner.run(x)[:, 0]
+    else:
+        norm = leading / np.float32(dose)
+
+        def window(k: int) -> np.ndarray:
+            return window_inputs(norm, segment_window(targets[k], model.n_frames, breaks,
+                                                      n_frames))
+
+        out = runner.run(window, n=len(targets))[:, 0]
+    return {t: out[k] for k, t in enumerate(targets)}
+
+
+def first_frame_polarity(
+    model: LoadedModel | None,
     leading: np.ndarray,
     dose: float,
     breaks: list[int],
     n_frames: int,
     inference: InferenceConfig,
+    sigma_px: float | None = None,
 ) -> str:
-    """Column polarity (``bright``/``dark``) of the denoised first frame (skewness)."""
-    i = inference
-    runner = TiledRunner(model, i.tile_px, i.overlap_px, i.batch_size, i.precision, i.device)
-    if mode == "supervised":
-        x = image_input(normalize(leading[:1], dose), dose, model.dose_conditioned)
-        first = runner.run(x)[0, 0]
+    """Column polarity (``bright``/``dark``) of the denoised first frame (skewness); without
+    a network, of the first frame filtered by a Gaussian of ``sigma_px`` (default 1) [px]."""
+    if model is None:
+        return guess_polarity(gaussian_denoise(sigma_px or 1.0)(leading[0] / np.float32(dose)))
+    return guess_polarity(
+        network_outputs(model, leading, dose, breaks, n_frames, [0], inference)[0])
+
+
+@dataclass
+class Choice:
+    """The denoiser chosen for a movie (a candidate of :mod:`etem.movies.selection`) and the
+    scores it was chosen by (None: not scored)."""
+
+    candidate: str
+    model: LoadedModel | None
+    sigma_px: float | None
+    scores: pd.DataFrame | None
+    warning: str = ""
+
+    @property
+    def mode(self) -> str:
+        """``supervised``, ``unsupervised`` (the fine-tuned model too), ``raw``, ``gaussian``."""
+        if self.model is None:
+            return self.candidate
+        return "supervised" if self.model.n_frames == 1 else "unsupervised"
+
+
+def score_and_choose(
+    inference: InferenceConfig,
+    nets: dict[str, LoadedModel],
+    scored: np.ndarray,
+    dose: float,
+    breaks: list[int],
+    n_frames: int,
+) -> Choice:
+    """Score every candidate on the leading frames ``scored`` [counts]
+    (:mod:`etem.movies.selection`), then choose: ``auto`` the lowest uMSE, networks and
+    classical alike; otherwise the one named. ``nets``: candidate name -> network."""
+    half = max([m.n_frames // 2 for m in nets.values()], default=0)
+    targets = target_frames(len(scored), half, breaks, inference.score_targets)
+    scores = None
+    if targets:
+        outs = {name: network_outputs(m, scored, dose, breaks, n_frames, targets, inference)
+                for name, m in nets.items()}
+        scores = score_candidates({k: v.__getitem__ for k, v in outs.items()},
+                                  scored / np.float32(dose), targets, half)
+    elif inference.score_targets:
+        log.warning("fewer than %d frames in the movie's first segment: denoisers not scored",
+                    frames_needed(half))
+    want = inference.denoise_with
+    if want == "auto":
+        name = best_candidate(scores) if scores is not None else default_network(nets)
+    elif want == "unsupervised" and "finetuned" in nets:
+        name = "finetuned"
     else:
-        norm = leading / np.float32(dose)
-        idx = segment_window(0, model.n_frames, breaks, n_frames)
-        first = runner.run(window_inputs(norm, idx)[None])[0, 0]
-    return guess_polarity(first)
+        name = want
+    if name not in nets and name not in CLASSICAL:
+        raise InputError(f"no {name} denoiser given (use --denoiser and/or --unsupervised)")
+    sigma, warning = None, ""
+    if scores is not None:
+        scores["chosen"] = scores.candidate == name
+        if name == "gaussian":
+            sigma = float(scores.sigma_px[scores.candidate == "gaussian"].iloc[0])
+        warning = hurting(scores, name)
+        log.info("uPSNR on the movie [dB]: %s; denoising with %s", ", ".join(
+            f"{c} {u:.2f}" for c, u in zip(scores.candidate, scores.upsnr_dB, strict=True)),
+            name)
+        if warning:
+            log.warning("%s", warning)
+    elif name == "gaussian":
+        sigma = 1.0
+    return Choice(name, nets.get(name), sigma, scores, warning)
 
 
+# long (~100 lines): one sequence (geometry, drift and breaks, leading frames, dose,
+# fine-tuning, scoring and choice, domain, polarity) whose steps share the leading frames.
 def prepare_movie(
     movie: Movie, cfg: EtemConfig, models: ApplyModels, out_dir: str | Path
 ) -> PreparedMovie:
-    """Geometry, drift, dose, fine-tuning and polarity of ``movie`` (first pass of apply).
+    """Geometry, drift, dose, fine-tuning, denoiser choice and polarity of ``movie`` (first
+    pass of apply).
 
     Writes ``out_dir/finetuned_unsupervised.pt`` when the blind-spot model is fine-tuned
     and lowered its validation loss; the prepared state is returned (the caller writes it).
     """
     a = cfg.apply
-    pre, chunk = a.preprocess, a.io.chunk_frames
-    model, mode = choose_denoiser(a.inference.denoise_with, models)
+    pre, chunk, want = a.preprocess, a.io.chunk_frames, a.inference.denoise_with
+    nets = check_networks(models)
+    if want in ("supervised", "unsupervised") and want not in nets:
+        raise InputError(f"no {want} denoiser given (use --denoiser and/or --unsupervised)")
+    if want == "auto" and a.inference.score_targets == 0:  # no scoring: the fallback only
+        nets = {k: v for k, v in nets.items() if k == default_network(nets)}
     pixel_sizes = [m.pixel_size_A for m in models.loaded().values() if m.pixel_size_A]
     geo = resolve_geometry(movie, pre, pixel_sizes, int(cfg.seed))
-    n_win = model.n_frames if mode == "unsupervised" else 1
-    if n_win > 1 and geo.n_frames < 2:
+    half = max([m.n_frames // 2 for m in nets.values()], default=0)
+    if want == "unsupervised" and geo.n_frames < 2:
         raise InputError(f"movie {movie.path}: the unsupervised model needs >= 2 frames")
     out = Path(out_dir)
     drift, sudden = measure_frames(movie, geo, pre, chunk)
     breaks = scene_breaks(movie, geo, sudden)
     # the frames of the first chunk and its window context, as the denoising pass reads them,
-    # and the frames the fine-tuning samples from
-    finetuning = mode == "unsupervised" and a.finetune.steps > 0
-    n_lead = chunk + n_win // 2
+    # and those the fine-tuning samples from (``leading``); the denoisers are scored on the
+    # first ``n_scored`` frames (at least as many)
+    finetuning = "unsupervised" in nets and a.finetune.steps > 0 and want in (
+        "auto", "unsupervised")
+    n_lead = chunk + half
     if finetuning:
         n_lead = max(n_lead, a.finetune.max_frames)
     n_lead = min(geo.n_frames, n_lead)
-    leading = _leading_frames(movie, geo, chunk, drift, n_lead)
+    n_scored = n_lead
+    if a.inference.score_targets:
+        n_scored = min(geo.n_frames,
+                       max(n_lead, frames_needed(half) + 2 * a.inference.score_targets))
+    scored = _leading_frames(movie, geo, chunk, drift, n_scored)
+    leading = scored[:n_lead]
     dose_raw = pre.dose_e_per_px_per_frame or movie.dose_e_per_px_per_frame
     if dose_raw:
         dose = geo.processed_dose(dose_raw)
         source = "config" if pre.dose_e_per_px_per_frame else "file"
     else:
-        dose = float(leading[: chunk + n_win // 2].mean())
+        dose = float(leading[: chunk + half].mean())
         source = "estimated"
         if not dose > 0:
             raise InputError(f"movie {movie.path}: mean counts {dose} <= 0; "
                              "set apply.preprocess.dose_e_per_px_per_frame")
         log.warning("dose not recorded: using the mean counts of the first chunk, "
                     "%.4g e/px/frame", dose)
-    domain = _domain_warnings(movie, model, mode, leading, geo.pixel_size_A, dose)
     finetune = None
     if finetuning:
         out.mkdir(parents=True, exist_ok=True)
         frames = leading[: min(a.finetune.max_frames, geo.n_frames)]
-        model, finetune = finetune_unsupervised(
-            cfg, model, frames, dose, geo.pixel_size_A, out / FINETUNED_NAME,
+        tuned, finetune = finetune_unsupervised(
+            cfg, nets["unsupervised"], frames, dose, geo.pixel_size_A, out / FINETUNED_NAME,
             name=str(movie.path),
         )
+        if finetune.get("kept"):
+            nets["finetuned"] = tuned
+    choice = score_and_choose(a.inference, nets, scored, dose, list(breaks), geo.n_frames)
+    model = choice.model
+    domain = []
+    if model is not None:  # the training domain of a fine-tuned model is its parent's
+        parent = nets["unsupervised"] if choice.candidate == "finetuned" else model
+        domain = _domain_warnings(movie, parent, choice.mode, leading, geo.pixel_size_A, dose)
+    if choice.warning:
+        domain.append(choice.warning)
     seen = columns_resolvable(
         leading.mean(axis=0), geo.pixel_size_A, cfg.columns.max_pixel_size_A
     )
@@ -259,18 +392,18 @@ def prepare_movie(
                     movie.path, seen.reason)
     polarity: str = a.tracks.polarity
     if polarity == "auto":
-        polarity = first_frame_polarity(model, mode, leading, dose, list(breaks), geo.n_frames,
-                                        a.inference)
+        polarity = first_frame_polarity(model, leading, dose, list(breaks), geo.n_frames,
+                                        a.inference, choice.sigma_px)
         log.info("column polarity from frame 0: %s", polarity)
     return PreparedMovie(
         geometry=geo,
         drift_px=drift,
         dose_e_per_px=float(dose),
         dose_source=source,
-        mode=mode,
-        n_window=n_win,
+        mode=choice.mode,
+        n_window=model.n_frames if model is not None else 1,
         polarity=polarity,
-        denoiser_path=model.path,
+        denoiser_path=None if model is None else model.path,
         finetune=finetune,
         provenance=provenance(cfg, "apply"),
         breaks=list(breaks),
@@ -278,6 +411,10 @@ def prepare_movie(
         columns=seen.resolvable,
         columns_reason=seen.reason,
         domain_warnings=domain,
+        candidate=choice.candidate,
+        gaussian_sigma_px=choice.sigma_px,
+        scores=[] if choice.scores is None else json.loads(
+            choice.scores.to_json(orient="records")),
     )
 
 
@@ -294,12 +431,14 @@ def _domain_warnings(
     return found
 
 
-def denoiser_of(prep: PreparedMovie, models: ApplyModels) -> LoadedModel:
-    """The model that denoises: the fine-tuned one when prepare kept it, else the chosen one."""
+def denoiser_of(prep: PreparedMovie, models: ApplyModels) -> LoadedModel | None:
+    """The network that denoises: the fine-tuned one when prepare chose it, the chosen one
+    given, or None (``raw``/``gaussian``: no network)."""
+    if prep.mode in CLASSICAL:
+        return None
+    if prep.candidate == "finetuned" and prep.denoiser_path:
+        return load(prep.denoiser_path)
     chosen = models.denoiser if prep.mode == "supervised" else models.unsupervised
     if chosen is None:
         raise InputError(f"no {prep.mode} denoiser given (the movie was prepared with one)")
-    ft = prep.finetune
-    if ft is not None and ft.get("kept") and prep.denoiser_path:
-        return load(prep.denoiser_path)
     return chosen

@@ -41,6 +41,7 @@ from etem.models.io import LoadedModel
 from etem.movies.frame_analysis import frame_columns
 from etem.movies.outputs import ColumnStore, create_frame_datasets
 from etem.movies.prepare import ApplyModels, PreparedMovie, denoiser_of
+from etem.movies.selection import gaussian_denoise
 from etem.progress import progress
 
 #: Version of the shard file layout.
@@ -71,13 +72,19 @@ def _chunks(
 
 def denoise_chunk(
     prep: PreparedMovie,
-    model: LoadedModel,
-    runner: TiledRunner,
+    model: LoadedModel | None,
+    runner: TiledRunner | None,
     frames: dict[int, np.ndarray],
     centre: range,
 ) -> np.ndarray:
     """Denoised intensity (vacuum = 1) of the ``centre`` frames (N, H, W) float32."""
     dose = prep.dose_e_per_px
+    if model is None or runner is None:  # raw or gaussian: no network
+        raw = np.stack([frames[t] for t in centre]).astype(np.float32) / np.float32(dose)
+        if prep.mode == "gaussian":
+            g = gaussian_denoise(prep.gaussian_sigma_px or 1.0)
+            return np.stack([g(f) for f in raw]).astype(np.float32)
+        return raw
     if prep.mode == "supervised":
         counts = np.stack([frames[t] for t in centre])
         x = image_input(normalize(counts, dose), dose, model.dose_conditioned)
@@ -116,7 +123,9 @@ def run_shard(
             f"multiple of apply.io.chunk_frames ({chunk})"
         )
     model = denoiser_of(prep, models)
-    runner = runner_for(model, cfg.apply.inference)
+    runner = runner_for(model, cfg.apply.inference) if model is not None else None
+    # the likelihood calibration was fitted on a network's output: not valid without one
+    calibration = models.calibration if model is not None else None
     seg_model = models.segmenter
     seg_runner = runner_for(seg_model, cfg.apply.inference) if seg_model is not None else None
     t0 = time.perf_counter()
@@ -146,7 +155,7 @@ def run_shard(
                 cols = frame_columns(
                     cfg, t, intensity[j], counts[j], prep.dose_e_per_px, prep.drift_px[t],
                     None if seg is None else seg[j], geo.pixel_size_A, prep.polarity,
-                    models.calibration,
+                    calibration,
                 )
                 store.append(t, cols)
         store.finish()

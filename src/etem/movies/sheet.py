@@ -84,8 +84,9 @@ class MovieRow(BaseModel):
     dose_e_per_px: float | None = Field(default=None, gt=0, description="dose [e/px per frame]")
     frame_time_s: float | None = Field(default=None, gt=0, description="time between frames [s]")
     group: str | None = Field(default=None, description="condition (temperature, gas, ...)")
-    denoiser: Literal["supervised", "blindspot", "auto"] | None = Field(
-        default=None, description="which denoiser (default: apply.inference.denoise_with)"
+    denoiser: Literal["supervised", "blindspot", "auto", "raw", "gaussian"] | None = Field(
+        default=None, description="which denoiser (default: apply.inference.denoise_with; auto "
+        "= the highest uPSNR on the movie)"
     )
     finetune: bool | None = Field(
         default=None, description="fine-tune the blind-spot network on this movie"

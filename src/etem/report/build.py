@@ -19,6 +19,8 @@ import pandas as pd
 import yaml
 
 from etem.config import EtemConfig, stage_hash
+from etem.errors import EtemError
+from etem.movies.sheet import DEFAULT_CACHE, read_sheet
 from etem.paths import Layout
 from etem.plotting import plt
 from etem.provenance import provenance
@@ -276,22 +278,67 @@ def section_calibration(layout: Layout) -> str:
     return "".join(body)
 
 
-def section_movies(layout: Layout) -> str:
-    """Results of the movie stage, one subsection per ``apply/<movie>/``."""
+def movie_group_names(config: EtemConfig) -> dict[str, str]:
+    """Movie name -> its sheet ``group`` (condition); empty without a readable sheet."""
+    if not config.movies.sheet:
+        return {}
+    try:
+        return {r.name: r.group or "" for r in read_sheet(config.movies.sheet, DEFAULT_CACHE)}
+    except EtemError as exc:
+        log.warning("report: movie groups not shown: %s", exc)
+        return {}
+
+
+def movies_table(dirs: list[Path], groups: dict[str, str]) -> pd.DataFrame:
+    """One row per movie: condition, frames, denoiser and its uPSNR gain, events found."""
+    rows = []
+    for d in dirs:
+        summ = read_json(d / "summary.json") or {}
+        ev = read_table_or_none(d / "events.csv")
+        scores = summ.get("denoiser_upsnr_dB") or {}
+        chosen = summ.get("denoiser_candidate") or summ.get("denoiser", "")
+        gain = (scores[chosen] - scores["raw"]) if chosen in scores and "raw" in scores else None
+        onsets = ""
+        if ev is not None and len(ev):
+            col = "onset_time_s" if "onset_time_s" in ev else "onset_frame"
+            unit = " s" if col == "onset_time_s" else ""
+            onsets = ", ".join(f"{v:.3g}{unit} ({k})" for v, k in zip(
+                ev[col], ev.get("kind", [""] * len(ev)), strict=True))
+        rows.append({"movie": d.name, "group": groups.get(d.name, ""),
+                     "frames": summ.get("n_frames"), "denoiser": chosen,
+                     "uPSNR gain over raw [dB]": gain, "events": summ.get("n_events"),
+                     "onsets (kind)": onsets})
+    t = pd.DataFrame(rows)
+    return t.sort_values(["group", "movie"], kind="stable") if len(t) else t
+
+
+def section_movies(layout: Layout, config: EtemConfig) -> str:
+    """Results of the movie stage: a table across movies (by condition), then one
+    subsection per ``apply/<movie>/``."""
     base = layout.root / "apply"
     dirs = sorted(p for p in base.glob("*") if p.is_dir()) if base.exists() else []
     if not dirs:
         return H.missing(f"no movie results ({base}/<movie>/): the apply stage has not run")
-    out = []
+    out = ["<p>Movies by condition (sheet column <code>group</code>); the uPSNR gain is the "
+           "chosen denoiser's against the raw frames, measured on the movie itself:</p>",
+           H.table(movies_table(dirs, movie_group_names(config)))]
     for d in dirs:
         out.append(f"<h3>{H.esc(d.name)}</h3>")
         summ = read_json(d / "summary.json")
         if summ is None:
             out.append(H.missing(f"{d}/summary.json missing: the run is incomplete"))
         else:
+            for w in summ.get("domain_warnings") or []:
+                out.append(f"<p><b>Warning:</b> {H.esc(w)}</p>")
             flat = [(k, v) for k, v in _flat(summ) if not k.startswith("provenance")]
             out.append(H.folded("summary.json (every value)", H.table(
                 pd.DataFrame(flat, columns=["key", "value"]), max_rows=200)))
+        scores = read_table_or_none(d / "denoiser_scores.csv")
+        if scores is not None:
+            keep = [c for c in ("candidate", "upsnr_dB", "gain_dB", "umse_se", "sigma_px",
+                                "chosen") if c in scores]
+            out.append("<p>Denoisers scored on this movie (uPSNR from neighbouring frames, no "
+                       "ground truth; gain over the raw frames):</p>" + H.table(scores[keep]))
         ev = d / "events.csv"
         if ev.exists():
             t = read_table_or_none(ev)
@@ -382,7 +429,7 @@ def build_report(config: EtemConfig, results_dir: str | Path,
         ("training", "Training", lambda: section_training(runs, config)),
         ("evaluation", "Evaluation", lambda: section_evaluation(layout)),
         ("calibration", "Likelihood calibration", lambda: section_calibration(layout)),
-        ("movies", "Movies", lambda: section_movies(layout)),
+        ("movies", "Movies", lambda: section_movies(layout, config)),
         ("provenance", "Config, provenance, MLflow", lambda: section_provenance(config, layout,
                                                                                 runs)),
     ]

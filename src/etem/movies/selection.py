@@ -1,0 +1,183 @@
+"""Which denoiser helps on this movie: the uPSNR of every candidate, measured on the movie.
+
+There is no clean image of an experimental movie, so candidates are scored with the
+unsupervised MSE of Morales et al. (ICML 2023; :mod:`etem.analysis.umse`) from neighbouring
+frames of the movie itself. For a target frame ``t`` denoised from its window
+``t-h .. t+h`` (``h`` = the largest half-window of the candidates, 2 for the 5-frame
+blind-spot network), three further noisy copies of the same signal are the aligned frames
+``t-h-1``, ``t+h+1`` and ``t+h+2``, outside every candidate's input, so their noise is
+independent of the estimate::
+
+    uMSE(t) = mean (x[t+h+1] - f(t))² - mean (x[t-h-1] - x[t+h+2])² / 2
+
+an unbiased estimate of the MSE against the signal as long as the signal is static over
+these ``2h + 4`` drift-corrected frames (a changing signal adds the same bias to every
+candidate, so the ranking holds). Targets never straddle a scene break. Intensities are in
+units of the dose (vacuum = 1); uPSNR [dB] = 10 log10(peak² / uMSE) with ``peak`` the
+99.9th percentile of the mean of the targets' frames, so a candidate's gain over the raw
+frame (``gain_dB``) does not depend on the peak.
+
+Candidates: the raw frame (no denoising), a Gaussian filter (its width chosen by the same
+uMSE over :data:`GAUSSIAN_SIGMAS_PX`, the classical bar), and each network given (supervised,
+blind-spot, fine-tuned blind-spot). ``apply.inference.denoise_with: auto`` denoises with the candidate
+of the lowest uMSE, networks and classical alike, so a network that hurts on this movie is
+never used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage
+
+from etem.analysis.umse import UMSEResult, upsnr
+from etem.errors import InputError
+
+#: Widths [px] of the Gaussian-filter candidates; the best one is reported as ``gaussian``.
+GAUSSIAN_SIGMAS_PX = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
+#: Candidates that are not networks (``denoise_with: auto`` may choose them too).
+CLASSICAL = ("raw", "gaussian")
+#: Targets scored per movie at most (spread evenly over the frames available).
+MAX_TARGETS = 8
+#: Columns of the score table (``denoiser_scores.csv``).
+SCORE_COLUMNS = ("candidate", "network", "umse", "umse_se", "upsnr_dB", "gain_dB",
+                 "sigma_px", "n_targets", "chosen")
+
+#: A candidate: target frame index -> its denoised intensity (H, W), vacuum = 1.
+DenoiseTarget = Callable[[int], np.ndarray]
+
+
+def frames_needed(half_window: int) -> int:
+    """Frames of one scoring quartet: the window ``2h + 1`` and three further copies."""
+    return 2 * half_window + 4
+
+
+def target_frames(
+    n_frames: int, half_window: int, breaks: Sequence[int] = (), max_targets: int = MAX_TARGETS
+) -> list[int]:
+    """Frames ``t`` whose scoring quartet ``t-h-1 .. t+h+2`` lies inside one segment,
+    evenly spread over those available (at most ``max_targets``, deterministic)."""
+    h = half_window
+    ok = [
+        t for t in range(h + 1, n_frames - h - 2)
+        if not any(t - h - 1 < b <= t + h + 2 for b in breaks)
+    ]
+    if len(ok) <= max_targets:
+        return ok
+    picks = np.linspace(0, len(ok) - 1, max_targets).round().astype(int)
+    return [ok[i] for i in sorted(set(picks.tolist()))]
+
+
+def _block_se(terms: np.ndarray, block_px: int) -> float:
+    h, w = terms.shape
+    b = max(1, min(block_px, h, w))
+    hb, wb = h // b, w // b
+    if hb * wb < 2:
+        return float(np.std(terms) / np.sqrt(terms.size))
+    blocks = terms[: hb * b, : wb * b].reshape(hb, b, wb, b).mean(axis=(1, 3)).ravel()
+    return float(np.std(blocks, ddof=1) / np.sqrt(len(blocks)))
+
+
+def umse_targets(
+    denoise: DenoiseTarget,
+    frames: np.ndarray | Mapping[int, np.ndarray],
+    targets: Sequence[int],
+    half_window: int,
+    block_px: int = 16,
+) -> UMSEResult:
+    """uMSE of ``denoise`` over ``targets`` from the neighbouring frames (module docstring);
+    standard error from per-block means of the per-pixel terms, averaged over targets."""
+    if not targets:
+        raise InputError("uMSE from frames: no target frame (the movie is too short)")
+    h = half_window
+    means, ses, n_px = [], [], 0
+    for t in targets:
+        fy = np.asarray(denoise(t), dtype=np.float64)
+        a = np.asarray(frames[t + h + 1], dtype=np.float64)
+        b = np.asarray(frames[t - h - 1], dtype=np.float64)
+        c = np.asarray(frames[t + h + 2], dtype=np.float64)
+        if fy.shape != a.shape:
+            raise InputError(f"denoiser changed the frame shape {a.shape} -> {fy.shape}")
+        terms = (a - fy) ** 2 - 0.5 * (b - c) ** 2
+        means.append(float(terms.mean()))
+        ses.append(_block_se(terms, block_px))
+        n_px += terms.size
+    return UMSEResult(float(np.mean(means)), float(np.mean(ses) / np.sqrt(len(targets))), n_px)
+
+
+def gaussian_denoise(sigma_px: float) -> Callable[[np.ndarray], np.ndarray]:
+    """The classical candidate: a Gaussian filter of width ``sigma_px`` [px] (reflect)."""
+
+    def run(frame: np.ndarray) -> np.ndarray:
+        return np.asarray(ndimage.gaussian_filter(np.asarray(frame, dtype=np.float32),
+                                                  sigma_px, mode="reflect"))
+
+    return run
+
+
+def score_candidates(
+    networks: Mapping[str, DenoiseTarget],
+    frames: np.ndarray | Mapping[int, np.ndarray],
+    targets: Sequence[int],
+    half_window: int,
+    block_px: int = 16,
+) -> pd.DataFrame:
+    """Score the raw frame, the best Gaussian filter and every network (name -> denoiser).
+
+    Returns the table of :data:`SCORE_COLUMNS`, best candidate first (lowest uMSE); the
+    column ``chosen`` is left False (set by the caller for the candidate it uses).
+    """
+    mean = np.mean([np.asarray(frames[t], dtype=np.float64) for t in targets], axis=0)
+    peak = float(np.percentile(mean, 99.9))
+    if not peak > 0:
+        raise InputError(f"uPSNR: the frames' 99.9th percentile is {peak} (no signal)")
+    rows: list[dict[str, object]] = []
+
+    def add(name: str, fn: DenoiseTarget, network: bool, sigma: float = float("nan")) -> None:
+        r = umse_targets(fn, frames, targets, half_window, block_px)
+        rows.append({"candidate": name, "network": network, "umse": r.umse, "umse_se": r.se,
+                     "upsnr_dB": upsnr(r.umse, peak), "sigma_px": sigma,
+                     "n_targets": len(targets), "chosen": False})
+
+    def filtered(sigma: float) -> DenoiseTarget:
+        g = gaussian_denoise(sigma)
+        return lambda t: g(frames[t])
+
+    add("raw", lambda t: np.asarray(frames[t]), False)
+    gauss = [(umse_targets(filtered(s), frames, targets, half_window, block_px).umse, s)
+             for s in GAUSSIAN_SIGMAS_PX]
+    best_sigma = min(gauss)[1]
+    add("gaussian", filtered(best_sigma), False, best_sigma)
+    for name, fn in networks.items():
+        add(name, fn, True)
+    table = pd.DataFrame(rows, columns=list(SCORE_COLUMNS))
+    raw = float(table.loc[table.candidate == "raw", "umse"].iloc[0])
+    table["gain_dB"] = [
+        10 * np.log10(raw / u) if u > 0 and raw > 0 else float("nan") for u in table.umse
+    ]
+    return table.sort_values("umse", kind="stable").reset_index(drop=True)
+
+
+def best_candidate(scores: pd.DataFrame, allowed: Sequence[str] | None = None) -> str:
+    """The candidate of the lowest uMSE (among ``allowed``; all by default)."""
+    t = scores if allowed is None else scores[scores.candidate.isin(list(allowed))]
+    if t.empty:
+        raise InputError("no denoiser candidate to choose from")
+    return str(t.sort_values("umse", kind="stable").candidate.iloc[0])
+
+
+def hurting(scores: pd.DataFrame, chosen: str) -> str:
+    """A warning when the chosen candidate scores worse than no network ('' otherwise)."""
+    umse = {str(c): float(u) for c, u in zip(scores.candidate, scores.umse, strict=True)}
+    db = {str(c): float(u) for c, u in zip(scores.candidate, scores.upsnr_dB, strict=True)}
+    if chosen not in umse:
+        return ""
+    worse = [c for c in CLASSICAL if c in umse and c != chosen and umse[c] < umse[chosen]]
+    if not worse:
+        return ""
+    best = min(worse, key=umse.__getitem__)
+    return (f"the {chosen} denoiser scores below '{best}' on this movie (uPSNR "
+            f"{db[chosen]:.2f} vs {db[best]:.2f} dB): denoising hurts here; use "
+            "apply.inference.denoise_with: auto")

@@ -1,0 +1,82 @@
+"""Denoiser selection by uPSNR on the movie itself (etem.movies.selection)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from etem.errors import InputError
+from etem.movies.selection import (
+    best_candidate,
+    frames_needed,
+    hurting,
+    score_candidates,
+    target_frames,
+    umse_targets,
+)
+from etem.testing import lattice_movie
+
+DOSE = 0.5
+
+
+@pytest.fixture(scope="module")
+def static_movie() -> tuple[np.ndarray, np.ndarray]:
+    m = lattice_movie(n_frames=24, size_px=128, dose_e_per_px_per_frame=DOSE, event_frame=None,
+                      seed=3)
+    assert m.counts is not None
+    return m.clean, m.counts.astype(np.float32) / DOSE
+
+
+def test_targets_stay_inside_segments() -> None:
+    assert frames_needed(2) == 8
+    assert target_frames(7, 2) == []
+    assert target_frames(8, 2) == [3]
+    # a break at frame 10 starts a new segment: no quartet t-3..t+4 may contain 9 and 10
+    ts = target_frames(40, 2, breaks=[10], max_targets=100)
+    assert ts and all(not (t - 3 < 10 <= t + 4) for t in ts)
+    assert len(target_frames(400, 2, max_targets=8)) == 8
+
+
+def test_raw_umse_is_the_poisson_variance_and_unbiased(static_movie) -> None:
+    clean, noisy = static_movie
+    targets = target_frames(len(noisy), 2)
+    raw = umse_targets(lambda t: noisy[t], noisy, targets, 2)
+    # noise of counts/dose: variance = clean / dose per pixel
+    expected = float(clean.mean() / DOSE)
+    assert raw.umse == pytest.approx(expected, rel=0.05)
+    true_raw = float(np.mean([(noisy[t] - clean[t]) ** 2 for t in targets]))
+    assert abs(raw.umse - true_raw) < 3 * raw.se + 0.02 * true_raw
+    # a Gaussian filter: uMSE within a few standard errors of its true MSE
+    g = lambda t: ndimage.gaussian_filter(noisy[t], 1.5)  # noqa: E731
+    est = umse_targets(g, noisy, targets, 2)
+    true = float(np.mean([(g(t) - clean[t]) ** 2 for t in targets]))
+    assert abs(est.umse - true) < 4 * est.se + 0.05 * true
+
+
+def test_ranking_oracle_first_and_a_hurting_network_flagged(static_movie) -> None:
+    clean, noisy = static_movie
+    targets = target_frames(len(noisy), 2)
+    flat = float(clean.mean())
+    networks = {
+        "oracle": lambda t: clean[t],
+        # a network that erases the lattice (what a denoiser out of its domain did)
+        "eraser": lambda t: np.full_like(noisy[t], flat),
+    }
+    scores = score_candidates(networks, noisy, targets, 2)
+    assert list(scores.candidate[:2]) == ["oracle", "gaussian"]
+    by = scores.set_index("candidate")
+    assert by.loc["gaussian", "gain_dB"] > 3  # smoothing helps at 0.5 e/px
+    assert by.loc["raw", "gain_dB"] == pytest.approx(0.0)
+    assert 0.5 <= by.loc["gaussian", "sigma_px"] <= 3
+    assert best_candidate(scores) == "oracle"
+    # at 0.5 e/px even a flat image beats the raw frame; the Gaussian filter beats both
+    assert best_candidate(scores, allowed=["eraser", "gaussian"]) == "gaussian"
+    assert "eraser" in hurting(scores, "eraser") and "gaussian" in hurting(scores, "eraser")
+    assert hurting(scores, "oracle") == ""
+
+
+def test_no_target_is_one_clear_error(static_movie) -> None:
+    _, noisy = static_movie
+    with pytest.raises(InputError, match="too short"):
+        umse_targets(lambda t: noisy[t], noisy[:6], target_frames(6, 2), 2)
