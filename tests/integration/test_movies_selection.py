@@ -1,5 +1,5 @@
-"""``apply.inference.denoise_with: auto``: every denoiser scored by uPSNR on the movie, the best used,
-a network that hurts never chosen and always named (etem.movies.selection)."""
+"""``apply.inference.denoise_with: auto``: every denoiser scored by uPSNR on the movie, the best
+used, a network that hurts never chosen and always named (etem.movies.selection)."""
 
 from __future__ import annotations
 
@@ -64,7 +64,8 @@ def test_best_never_uses_a_network_that_hurts(tmp_path: Path) -> None:
     assert table.loc[table.chosen, "candidate"].tolist() == ["unsupervised"]
     assert (tmp_path / "auto" / "denoiser_scores.csv.meta.json").is_file()
     # the explicit choice of the eraser is kept, but the summary says it hurts
-    s2 = apply_movie(movie, tmp_path / "sup", _cfg(**{"inference.denoise_with": "supervised"}), models)
+    s2 = apply_movie(movie, tmp_path / "sup", _cfg(**{"inference.denoise_with": "supervised"}),
+                     models)
     assert s2["denoiser_candidate"] == "supervised"
     assert any("scores below 'gaussian'" in w for w in s2["domain_warnings"])
     assert s2["denoiser_upsnr_dB"] == scores  # same frames, same scores

@@ -19,8 +19,8 @@ frame (``gain_dB``) does not depend on the peak.
 
 Candidates: the raw frame (no denoising), a Gaussian filter (its width chosen by the same
 uMSE over :data:`GAUSSIAN_SIGMAS_PX`, the classical bar), and each network given (supervised,
-blind-spot, fine-tuned blind-spot). ``apply.inference.denoise_with: auto`` denoises with the candidate
-of the lowest uMSE, networks and classical alike, so a network that hurts on this movie is
+blind-spot, fine-tuned blind-spot). ``apply.inference.denoise_with: auto`` denoises with the
+candidate of the lowest uMSE, networks and classical alike, so a network that hurts on this movie is
 never used.
 """
 
