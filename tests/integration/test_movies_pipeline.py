@@ -30,6 +30,9 @@ def _cfg(apply: dict[str, object] | None = None) -> object:
         "apply.inference.overlap_px": 16,
         "apply.inference.precision": "fp32",
         "apply.io.preview_max_frames": 20,
+        # the denoiser given denoises (auto without scoring: the choice among denoisers is
+        # tested in test_movies_selection.py)
+        "apply.inference.score_targets": 0,
     }
     over.update({f"apply.{k}": v for k, v in (apply or {}).items()})
     return load_config(None, over)

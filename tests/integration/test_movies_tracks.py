@@ -26,6 +26,9 @@ def _cfg(apply: dict[str, object] | None = None) -> object:
         "apply.io.write_tiff": False,
         "apply.io.preview_max_frames": 0,
         "apply.events.calibration_frames": 8,
+        # the denoiser given denoises (auto without scoring: the choice among denoisers is
+        # tested in test_movies_selection.py)
+        "apply.inference.score_targets": 0,
     }
     over.update({f"apply.{k}": v for k, v in (apply or {}).items()})
     return load_config(None, over)

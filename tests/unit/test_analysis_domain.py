@@ -73,7 +73,9 @@ def test_apply_warns_once_and_records_in_summary(tmp_path, caplog):
                        "apply": {"events": {"calibration_frames": 3},
                                  "io": {"chunk_frames": 5, "preview_max_frames": 0,
                                         "write_tiff": False},
-                                 "inference": {"precision": "fp32"},
+                                 # the network out of its domain denoises (named)
+                                 "inference": {"precision": "fp32",
+                                               "denoise_with": "supervised"},
                                  "preprocess": {"dose_e_per_px_per_frame": 0.05,
                                                 "pixel_size_A": px}}})
     with caplog.at_level(logging.WARNING):

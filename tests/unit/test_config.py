@@ -152,7 +152,8 @@ def test_every_flat_apply_key_has_a_home() -> None:
 
     new = EtemConfig().model_dump(mode="json")["apply"]
     homes = {f"{section}.{key}" for section, keys in new.items() for key in keys}
-    assert sorted(MOVED_KEYS.values()) == sorted(homes)  # every field, each once
+    added = {"inference.score_targets"}  # keys that came after the flat block
+    assert sorted(MOVED_KEYS.values()) == sorted(homes - added)  # every field, each once
 
 
 def test_cross_field_rule_names_the_keys() -> None:
