@@ -270,6 +270,8 @@ def test_cli_apply_tracks_models_in_mlflow(tmp_path: Path, etem_bin: str) -> Non
         "apply.inference.tile_px=32",
         "--set",
         "apply.inference.overlap_px=8",
+        "--set",  # the calibrated network (auto may choose a classical filter: no calibration)
+        "apply.inference.denoise_with=supervised",
     ]
     for kind, p in models.items():
         cmd += [f"--{kind}", str(p)]
