@@ -369,6 +369,8 @@ def _windows(
     return win, valid
 
 
+# long (~90 lines): one vectorised pass over a group of columns (windows, centroid iterations,
+# optional Gaussian fit, quality flags); split, it would pass the same arrays back and forth.
 def _refine_group(
     img: np.ndarray,
     padded: np.ndarray,

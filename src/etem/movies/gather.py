@@ -214,6 +214,7 @@ def gather_results(
     return Gathered(stats, events, frame_stats, truth, files, elapsed)
 
 
+# long (~80 lines): the summary.json record, one key per line.
 def summarise(
     movie: Movie,
     prep: PreparedMovie,
