@@ -56,7 +56,9 @@ def quartets(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
     return f[0::2, 0::2], f[0::2, 1::2], f[1::2, 1::2], f[1::2, 0::2]
 
 
-def _block_se(terms: np.ndarray, block_px: int) -> float:
+def block_se(terms: np.ndarray, block_px: int) -> float:
+    """Standard error of the mean of per-pixel ``terms`` (H, W) from the means of
+    ``block_px``-wide blocks (the spatial correlation a denoiser introduces is respected)."""
     h, w = terms.shape
     b = max(1, min(block_px, h, w))
     hb, wb = h // b, w // b
@@ -82,7 +84,7 @@ def umse_quartet(
     if fy.shape != arrs[0].shape:
         raise InputError(f"denoiser changed the image shape {arrs[0].shape} -> {fy.shape}")
     terms = (arrs[1] - fy) ** 2 - 0.5 * (arrs[2] - arrs[3]) ** 2
-    return UMSEResult(float(terms.mean()), _block_se(terms, block_px), int(terms.size))
+    return UMSEResult(float(terms.mean()), block_se(terms, block_px), int(terms.size))
 
 
 def _combine(results: list[UMSEResult]) -> UMSEResult:

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from etem.analysis.umse import UMSEResult, upsnr
+from etem.analysis.umse import UMSEResult, block_se, upsnr
 from etem.errors import InputError
 
 #: Widths [px] of the Gaussian-filter candidates; the best one is reported as ``gaussian``.
@@ -70,16 +70,6 @@ def target_frames(
     return [ok[i] for i in sorted(set(picks.tolist()))]
 
 
-def _block_se(terms: np.ndarray, block_px: int) -> float:
-    h, w = terms.shape
-    b = max(1, min(block_px, h, w))
-    hb, wb = h // b, w // b
-    if hb * wb < 2:
-        return float(np.std(terms) / np.sqrt(terms.size))
-    blocks = terms[: hb * b, : wb * b].reshape(hb, b, wb, b).mean(axis=(1, 3)).ravel()
-    return float(np.std(blocks, ddof=1) / np.sqrt(len(blocks)))
-
-
 def umse_targets(
     denoise: DenoiseTarget,
     frames: np.ndarray | Mapping[int, np.ndarray],
@@ -102,7 +92,7 @@ def umse_targets(
             raise InputError(f"denoiser changed the frame shape {a.shape} -> {fy.shape}")
         terms = (a - fy) ** 2 - 0.5 * (b - c) ** 2
         means.append(float(terms.mean()))
-        ses.append(_block_se(terms, block_px))
+        ses.append(block_se(terms, block_px))
         n_px += terms.size
     return UMSEResult(float(np.mean(means)), float(np.mean(ses) / np.sqrt(len(targets))), n_px)
 
