@@ -56,6 +56,7 @@ def run(movie: Path, model: Path, work: Path, n_frames: int, n_shards: int,
     """Prepare, ``n_shards`` parallel shards, gather; wall times [s] and peak RSS [MB]."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     common = ["--denoiser", str(model), "--set", "tracking.enabled=false",
+              "--set", "apply.inference.denoise_with=supervised",  # the network, not a filter
               "--set", "apply.preprocess.pixel_size_A=0.2"]
     work.mkdir(parents=True)
     t0 = time.perf_counter()

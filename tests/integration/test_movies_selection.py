@@ -17,6 +17,7 @@ from etem.config.base import StrictModel
 from etem.frames.readers import Movie, open_movie
 from etem.models.io import LoadedModel
 from etem.movies.apply import ApplyModels, apply_movie
+from etem.movies.selection import GAUSSIAN_SIGMAS_PX
 from etem.testing import lattice_movie, write_h5
 from tests.movies_fixtures import window_model
 
@@ -79,7 +80,7 @@ def test_classical_denoiser_without_network(tmp_path: Path) -> None:
         denoiser=LoadedModel(Eraser(), {"kind": "denoiser", "pixel_size_A": 0.2})))
     assert s["denoiser_candidate"] == "gaussian" and s["denoiser"] == "gaussian"
     sigma = s["gaussian_sigma_px"]
-    assert 0.5 <= sigma <= 3
+    assert sigma in GAUSSIAN_SIGMAS_PX
     assert s["calibration"] is None and s["domain_warnings"] == []
     with h5py.File(tmp_path / "g" / "results.h5") as h5:
         den = h5["denoised"][5]

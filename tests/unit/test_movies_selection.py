@@ -8,6 +8,7 @@ from scipy import ndimage
 
 from etem.errors import InputError
 from etem.movies.selection import (
+    GAUSSIAN_SIGMAS_PX,
     best_candidate,
     frames_needed,
     hurting,
@@ -68,7 +69,7 @@ def test_ranking_oracle_first_and_a_hurting_network_flagged(static_movie) -> Non
     by = scores.set_index("candidate")
     assert by.loc["gaussian", "gain_dB"] > 3  # smoothing helps at 0.5 e/px
     assert by.loc["raw", "gain_dB"] == pytest.approx(0.0)
-    assert 0.5 <= by.loc["gaussian", "sigma_px"] <= 3
+    assert by.loc["gaussian", "sigma_px"] in GAUSSIAN_SIGMAS_PX
     assert best_candidate(scores) == "oracle"
     # at 0.5 e/px even a flat image beats the raw frame; the Gaussian filter beats both
     assert best_candidate(scores, allowed=["eraser", "gaussian"]) == "gaussian"

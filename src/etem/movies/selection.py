@@ -36,7 +36,7 @@ from etem.analysis.umse import UMSEResult, block_se, upsnr
 from etem.errors import InputError
 
 #: Widths [px] of the Gaussian-filter candidates; the best one is reported as ``gaussian``.
-GAUSSIAN_SIGMAS_PX = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
+GAUSSIAN_SIGMAS_PX = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
 #: Candidates that are not networks (``denoise_with: auto`` may choose them too).
 CLASSICAL = ("raw", "gaussian")
 #: Targets scored per movie at most (spread evenly over the frames available).
