@@ -236,3 +236,24 @@ def write_stand_in_models(results: Path, pixel_size_A: float = 0.2) -> None:
     Calibration.fit(
         pd.DataFrame({"lambda_vac": np.full(200, 2.0), "u": rng.uniform(size=200)})
     ).save(results / "evaluation" / "likelihood_calibration.json")
+
+
+def write_two_movie_sheet(data: Path, px_A: float, tiff_counts: np.ndarray,
+                          mrc_counts: np.ndarray) -> Path:
+    """A TIFF folder of ``tiff_counts`` (T, H, W) and an MRC stack of ``mrc_counts`` under
+    ``data``, and their movie sheet: rows ``tiff_run`` (pixel size ``px_A``, frame time, group
+    600C, supervised) and ``mrc_run`` (pixel size from the file, group O2, blindspot)."""
+    import mrcfile
+    import tifffile
+
+    (data / "tiffs").mkdir(parents=True)
+    for i, fr in enumerate(tiff_counts):
+        tifffile.imwrite(data / "tiffs" / f"f_{i:03d}.tif", fr.astype(np.uint16))
+    with mrcfile.new(data / "stack.mrc") as m:
+        m.set_data(mrc_counts.astype(np.uint16))
+        m.voxel_size = px_A
+    sheet = data / "movies.tsv"
+    sheet.write_text("name\tpath\tpixel_size_A\tframe_time_s\tgroup\tdenoiser\n"
+                     f"tiff_run\ttiffs\t{px_A}\t0.025\t600C\tsupervised\n"
+                     "mrc_run\tstack.mrc\t\t\tO2\tblindspot\n")
+    return sheet

@@ -344,26 +344,14 @@ SHEET_RULES = ("stage_config", "apply_prepare", "apply_shard", "apply_gather")
 def _sheet_of_two_movies(data: Path) -> Path:
     """A TIFF folder (32 frames, 96 px) and an MRC stack (24 frames, 64 px, drifting), both
     with a vacancy event, and their sheet (row settings of both kinds)."""
-    import mrcfile
-    import numpy as np
-    import tifffile
-
     from etem.testing import lattice_movie
+    from tests.movies_fixtures import write_two_movie_sheet
 
-    (data / "tiffs").mkdir(parents=True)
     a = lattice_movie(n_frames=32, size_px=96, event_frame=20, seed=1).counts
-    for i, fr in enumerate(a):
-        tifffile.imwrite(data / "tiffs" / f"f_{i:03d}.tif", fr.astype(np.uint16))
     b = lattice_movie(n_frames=24, size_px=64, event_frame=12, drift_px_per_frame=0.05,
                       seed=2).counts
-    with mrcfile.new(data / "stack.mrc") as m:
-        m.set_data(b.astype(np.uint16))
-        m.voxel_size = PX_A
-    sheet = data / "movies.tsv"
-    sheet.write_text("name\tpath\tpixel_size_A\tframe_time_s\tgroup\tdenoiser\n"
-                     f"tiff_run\ttiffs\t{PX_A}\t0.025\t600C\tsupervised\n"
-                     "mrc_run\tstack.mrc\t\t\tO2\tblindspot\n")
-    return sheet
+    assert a is not None and b is not None
+    return write_two_movie_sheet(data, PX_A, a, b)
 
 
 def _shard_writer_job(path: Path) -> tuple[int, str | None]:

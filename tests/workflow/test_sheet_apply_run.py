@@ -20,7 +20,7 @@ import pytest
 import tifffile
 
 from etem.testing import lattice_movie
-from tests.movies_fixtures import write_stand_in_models
+from tests.movies_fixtures import write_stand_in_models, write_two_movie_sheet
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -30,18 +30,10 @@ pytestmark = pytest.mark.workflow
 
 def test_two_row_sheet_runs_sharded_per_movie(tmp_path: Path) -> None:
     data = tmp_path / "my data"  # a space in the movies' paths, too
-    (data / "tiffs").mkdir(parents=True)
     a = lattice_movie(n_frames=20, size_px=48, event_frame=None, seed=1).counts
-    for i, fr in enumerate(a):
-        tifffile.imwrite(data / "tiffs" / f"f_{i:03d}.tif", fr.astype(np.uint16))
     b = lattice_movie(n_frames=12, size_px=48, event_frame=None, seed=2).counts
-    with mrcfile.new(data / "stack.mrc") as m:
-        m.set_data(b.astype(np.uint16))
-        m.voxel_size = PX_A
-    sheet = data / "movies.tsv"
-    sheet.write_text("name\tpath\tpixel_size_A\tframe_time_s\tgroup\tdenoiser\n"
-                     f"tiff_run\ttiffs\t{PX_A}\t0.025\t600C\tsupervised\n"
-                     "mrc_run\tstack.mrc\t\t\tO2\tblindspot\n")
+    assert a is not None and b is not None
+    sheet = write_two_movie_sheet(data, PX_A, a, b)
     res = tmp_path / "res"
     write_stand_in_models(res, PX_A)
     overlay = tmp_path / "overlay.yaml"

@@ -40,8 +40,7 @@ from etem.movies.outputs import (
     write_tables_h5,
     write_tiff,
 )
-from etem.movies.prepare import ApplyModels, PreparedMovie
-from etem.movies.selection import CLASSICAL
+from etem.movies.prepare import ApplyModels, PreparedMovie, calibration_of
 from etem.movies.shard import SEGMENTATION_MAPS, ShardReader
 from etem.movies.truth import score_apply
 from etem.progress import progress
@@ -267,8 +266,7 @@ def summarise(
         "denoiser_upsnr_dB": {str(r["candidate"]): r["upsnr_dB"] for r in prep.scores},
         "finetune": None if ft is None else {k: v for k, v in ft.items() if k != "seconds"},
         "segmenter": models.segmenter is not None,
-        # the likelihood calibration holds for a network's output only
-        "calibration": models.calibration_path if prep.mode not in CLASSICAL else None,
+        "calibration": models.calibration_path if calibration_of(prep, models) else None,
         "n_columns": int(np.median(stats["n_columns"])) if len(stats) else 0,
         "n_columns_per_frame_mean": float(stats["n_columns"].mean()),
         "n_tracks": gathered.frame_stats.tracker.n_tracks,

@@ -431,6 +431,12 @@ def _domain_warnings(
     return found
 
 
+def calibration_of(prep: PreparedMovie, models: ApplyModels) -> Calibration | None:
+    """The likelihood calibration to apply: fitted on a network's output, so None when no
+    network denoises (``raw``/``gaussian``)."""
+    return None if prep.mode in CLASSICAL else models.calibration
+
+
 def denoiser_of(prep: PreparedMovie, models: ApplyModels) -> LoadedModel | None:
     """The network that denoises: the fine-tuned one when prepare chose it, the chosen one
     given, or None (``raw``/``gaussian``: no network)."""

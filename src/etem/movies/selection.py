@@ -125,8 +125,7 @@ def score_candidates(
         raise InputError(f"uPSNR: the frames' 99.9th percentile is {peak} (no signal)")
     rows: list[dict[str, object]] = []
 
-    def add(name: str, fn: DenoiseTarget, network: bool, sigma: float = float("nan")) -> None:
-        r = umse_targets(fn, frames, targets, half_window, block_px)
+    def add(name: str, r: UMSEResult, network: bool, sigma: float = float("nan")) -> None:
         rows.append({"candidate": name, "network": network, "umse": r.umse, "umse_se": r.se,
                      "upsnr_dB": upsnr(r.umse, peak), "sigma_px": sigma,
                      "n_targets": len(targets), "chosen": False})
@@ -135,13 +134,15 @@ def score_candidates(
         g = gaussian_denoise(sigma)
         return lambda t: g(frames[t])
 
-    add("raw", lambda t: np.asarray(frames[t]), False)
-    gauss = [(umse_targets(filtered(s), frames, targets, half_window, block_px).umse, s)
-             for s in GAUSSIAN_SIGMAS_PX]
-    best_sigma = min(gauss)[1]
-    add("gaussian", filtered(best_sigma), False, best_sigma)
+    def score(fn: DenoiseTarget) -> UMSEResult:
+        return umse_targets(fn, frames, targets, half_window, block_px)
+
+    add("raw", score(lambda t: np.asarray(frames[t])), False)
+    gauss = [(score(filtered(s)), s) for s in GAUSSIAN_SIGMAS_PX]
+    best, best_sigma = min(gauss, key=lambda g: g[0].umse)
+    add("gaussian", best, False, best_sigma)
     for name, fn in networks.items():
-        add(name, fn, True)
+        add(name, score(fn), True)
     table = pd.DataFrame(rows, columns=list(SCORE_COLUMNS))
     raw = float(table.loc[table.candidate == "raw", "umse"].iloc[0])
     table["gain_dB"] = [

@@ -40,7 +40,7 @@ from etem.models.inference import TiledRunner, decode_segmentation, window_input
 from etem.models.io import LoadedModel
 from etem.movies.frame_analysis import frame_columns
 from etem.movies.outputs import ColumnStore, create_frame_datasets
-from etem.movies.prepare import ApplyModels, PreparedMovie, denoiser_of
+from etem.movies.prepare import ApplyModels, PreparedMovie, calibration_of, denoiser_of
 from etem.movies.selection import gaussian_denoise
 from etem.progress import progress
 
@@ -124,8 +124,7 @@ def run_shard(
         )
     model = denoiser_of(prep, models)
     runner = runner_for(model, cfg.apply.inference) if model is not None else None
-    # the likelihood calibration was fitted on a network's output: not valid without one
-    calibration = models.calibration if model is not None else None
+    calibration = calibration_of(prep, models)
     seg_model = models.segmenter
     seg_runner = runner_for(seg_model, cfg.apply.inference) if seg_model is not None else None
     t0 = time.perf_counter()
