@@ -14,7 +14,7 @@ import json
 import os
 import socket
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -116,23 +116,27 @@ def file_digest(path: str | os.PathLike[str], n: int = 16) -> str:
     return h.hexdigest()[:n]
 
 
-def sampled_digest(path: str | os.PathLike[str], n: int = 16) -> str:
+def sampled_digest(
+    path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], n: int = 16
+) -> str:
     """A content digest of a movie that reads at most ~2 MB, whatever its size [hex, ``n``].
 
     A file: SHA-256 of its size, first and last MiB and 16 blocks of 64 KiB spread over it.
     A folder (of frames): SHA-256 of every file's relative name and size plus the sampled
-    digests of its first and last file. Identifies a movie in MLflow and checkpoints
-    (multi-GB movies are not hashed whole).
+    digests of its first and last file. A list of files (a glob's frames): the same, names
+    relative to their common folder, in the list's order. Identifies a movie in MLflow and
+    checkpoints (multi-GB movies are not hashed whole).
     """
+    if not isinstance(path, str | os.PathLike):
+        files = [Path(f) for f in path]
+        if not files:
+            raise InputError("sampled_digest: empty list of files")
+        root = Path(os.path.commonpath([f.parent for f in files]))
+        return _files_digest(files, root, n)
     p = Path(path)
-    h = hashlib.sha256()
     if p.is_dir():
-        files = sorted(f for f in p.rglob("*") if f.is_file())
-        for f in files:
-            h.update(f"{f.relative_to(p)}\0{f.stat().st_size}\0".encode())
-        for f in files[:1] + files[-1:]:
-            h.update(sampled_digest(f, 64).encode())
-        return h.hexdigest()[:n]
+        return _files_digest(sorted(f for f in p.rglob("*") if f.is_file()), p, n)
+    h = hashlib.sha256()
     size = p.stat().st_size
     h.update(str(size).encode())
     block = 1 << 20
@@ -141,6 +145,15 @@ def sampled_digest(path: str | os.PathLike[str], n: int = 16) -> str:
         for i, off in enumerate(offsets):
             fh.seek(off)
             h.update(fh.read(block if i < 2 else 1 << 16))
+    return h.hexdigest()[:n]
+
+
+def _files_digest(files: list[Path], root: Path, n: int) -> str:
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f"{f.relative_to(root)}\0{f.stat().st_size}\0".encode())
+    for f in files[:1] + files[-1:]:
+        h.update(sampled_digest(f, 64).encode())
     return h.hexdigest()[:n]
 
 

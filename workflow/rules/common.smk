@@ -12,7 +12,7 @@ import sys
 from etem.config import STAGE_SECTIONS, stage_yaml
 from etem.errors import ConfigError
 from etem.movies.plan import shard_ranges
-from etem.movies.sheet import campaign_movies, movie_groups, row_arguments, training_path
+from etem.movies.sheet import campaign_movies, movie_groups, row_arguments
 from etem.paths import Layout
 from etem.runs import tracking_uri
 
@@ -57,11 +57,14 @@ def config_of(stage):
 # found in the frame-count cache .snakemake/etem/movie_shapes.json) and the synthetic movie.
 # A bad row fails here, before any job, with one line naming the sheet line and column.
 # Groups of the sheet (movies.group_training): one blind-spot network per group, trained on
-# all its movies (rule train_group), denoises that group's movies.
+# all its movies (rule train_group), denoises that group's movies. GROUP_MOVIES: one argument
+# per movie (its file, folder or glob pattern, which the training expands like the sheet);
+# GROUP_FILES: every file they name (the job's inputs).
 try:
     MOVIES = {row.name: row for row in campaign_movies(ETEM, LAYOUT.synthetic_movie)}
     GROUPS = movie_groups(list(MOVIES.values())) if ETEM.movies.group_training else {}
-    GROUP_MOVIES = {g: [training_path(r) for r in rows] for g, rows in GROUPS.items()}
+    GROUP_MOVIES = {g: [r.source for r in rows] for g, rows in GROUPS.items()}
+    GROUP_FILES = {g: [f for r in rows for f in r.files] for g, rows in GROUPS.items()}
 except ConfigError as exc:
     raise WorkflowError(str(exc))
 

@@ -74,10 +74,11 @@ rule train_unsupervised:
 
 rule train_group:
     # one blind-spot network per group of the movie sheet, trained on all of the group's
-    # movies (patches streamed from each; settings of training.unsupervised)
+    # movies (patches streamed from each; settings of training.unsupervised). A glob row is
+    # passed as its pattern, quoted (the shell expands nothing; the training expands it).
     input:
         config=config_of("training"),
-        movies=lambda wildcards: GROUP_MOVIES[wildcards.group],
+        movies=lambda wildcards: GROUP_FILES[wildcards.group],
     output:
         model=str(LAYOUT.group_model("{group}")),
     params:

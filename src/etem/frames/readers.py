@@ -3,9 +3,10 @@
 Supported inputs (``open_movie(path)``):
 
 * Gatan ``.dm3``/``.dm4``: single images and 3D stacks (rosettasciio);
-* a **folder** (or list) of per-frame files, e.g. the ``Hour_00/Minute_00/Second_00/*.dm4``
-  tree written by GMS in-situ recording or a folder of per-frame TIFFs; frames are ordered by
-  natural sort of their relative paths and read one at a time;
+* a **folder** (or list, or glob pattern) of per-frame files, e.g. the
+  ``Hour_00/Minute_00/Second_00/*.dm4`` tree written by GMS in-situ recording or a folder of
+  per-frame TIFFs; frames are ordered by natural sort of their paths (:mod:`etem.frames.files`;
+  a list: as given) and read one at a time;
 * MRC ``.mrc``/``.mrcs`` (mrcfile, memory-mapped; voxel size [Å]);
 * TIFF ``.tif``/``.tiff`` (tifffile: ImageJ hyperstacks, BigTIFF, OME; pixel size from
   XResolution and the ImageJ ``unit``, frame interval from ImageJ ``finterval``);
@@ -26,7 +27,6 @@ format is added in one place; each reader is a short function.
 from __future__ import annotations
 
 import logging
-import re
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +43,7 @@ import tifffile
 
 from etem.errors import InputError
 from etem.frames.breaks import frame_numbers, time_gaps
+from etem.frames.files import is_pattern, movie_files, natural_key
 from etem.progress import progress
 
 log = logging.getLogger("etem.frames.readers")
@@ -250,7 +251,8 @@ def open_movie(path: str | Path | Sequence[str | Path], allow_2d: bool = True) -
     Parameters
     ----------
     path : str, Path or list of paths
-        A movie file, a folder of per-frame files, or a list of per-frame files.
+        A movie file, a folder of per-frame files, a glob pattern of per-frame files
+        (:func:`etem.frames.files.movie_files`: natural order), or a list of per-frame files.
     allow_2d : bool
         Treat a single 2D image as a 1-frame movie (with a warning) instead of refusing it.
 
@@ -265,6 +267,11 @@ def open_movie(path: str | Path | Sequence[str | Path], allow_2d: bool = True) -
         Missing, empty, truncated or corrupt input; unsupported format; wrong dtype; more than
         3 dimensions.
     """
+    if isinstance(path, str | Path) and not Path(path).exists() and is_pattern(path):
+        matched = movie_files(path)
+        if not matched:
+            raise InputError(f"movie {path}: no file matches the pattern")
+        path = matched[0] if len(matched) == 1 else list(matched)
     if isinstance(path, list | tuple):
         files = [Path(p) for p in path]
         for f in files:
@@ -465,10 +472,6 @@ def _read_single_dm(path: Path) -> np.ndarray:
 
 
 # -- folders / sequences of per-frame files ------------------------------------------------
-def _natural_key(p: Path) -> list[Any]:
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", str(p))]
-
-
 def _open_folder(folder: Path) -> Movie:
     files = [
         f
@@ -480,7 +483,7 @@ def _open_folder(folder: Path) -> Movie:
     suffixes = {f.suffix.lower().replace("tiff", "tif") for f in files}
     if len(suffixes) > 1:
         raise InputError(f"movie folder {folder}: mixed frame formats {sorted(suffixes)}")
-    files.sort(key=lambda f: _natural_key(f.relative_to(folder)))
+    files.sort(key=lambda f: natural_key(f.relative_to(folder)))
     return _open_sequence(files, folder)
 
 

@@ -38,7 +38,6 @@ modification time (:class:`ShapeCache`), so planning a campaign of long movies s
 from __future__ import annotations
 
 import csv
-import glob
 import hashlib
 import json
 import os
@@ -50,6 +49,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
 from etem.errors import ConfigError, EtemError
+from etem.frames.files import is_pattern, movie_files, movie_path
 from etem.io import write_text
 
 __all__ = [
@@ -67,7 +67,6 @@ __all__ = [
 SYNTHETIC = "synthetic"
 #: Default place of the frame-count cache (beside Snakemake's own metadata).
 DEFAULT_CACHE = Path(".snakemake") / "etem" / "movie_shapes.json"
-_GLOB_CHARS = set("*?[")
 
 
 class MovieRow(BaseModel):
@@ -92,7 +91,10 @@ class MovieRow(BaseModel):
         default=None, description="fine-tune the blind-spot network on this movie"
     )
     # derived (not sheet columns)
-    files: tuple[str, ...] = Field(default=(), description="the movie's path(s) as opened")
+    source: str = Field(default="", description="the path as opened from the current folder: "
+                        "the file, the folder or the glob pattern (etem.frames.files.movie_path)")
+    files: tuple[str, ...] = Field(default=(), description="the file, the folder or the glob's "
+                                   "files (etem.frames.files.movie_files)")
     line: int = Field(default=0, description="line of the sheet (0: not from a sheet)")
     n_frames: int | None = Field(default=None, description="raw frames (None: not known yet)")
 
@@ -184,16 +186,6 @@ class ShapeCache:
             pass
 
 
-def _resolve(path: str, base: Path) -> tuple[str, ...]:
-    """The file, the folder, or the sorted files of a glob; () when nothing is there."""
-    p = Path(os.path.expanduser(path))
-    if not p.is_absolute():
-        p = base / p
-    if any(c in path for c in _GLOB_CHARS):
-        return tuple(sorted(m for m in glob.glob(str(p)) if Path(m).is_file()))
-    return (str(p),) if p.exists() else ()
-
-
 def _fail(sheet: Path, line: int, column: str, msg: str) -> ConfigError:
     return ConfigError(f"movie sheet {sheet}: line {line}, column {column}: {msg}")
 
@@ -262,16 +254,16 @@ def read_sheet(
             raise _fail(sheet, line, "name",
                         f"duplicate name {row.name!r} (also line {seen[row.name]})")
         seen[row.name] = line
-        files = _resolve(row.path, sheet.parent)
+        source = movie_path(row.path, sheet.parent)
+        files = movie_files(source)
         if not files:
-            is_glob = any(c in row.path for c in _GLOB_CHARS)
-            what = "no file matches" if is_glob else "no such file or folder"
+            what = "no file matches" if is_pattern(row.path) else "no such file or folder"
             raise _fail(sheet, line, "path", f"{what} {row.path!r}")
         try:
             t, _, _ = shapes.shape(files)
         except (EtemError, OSError, ValueError) as exc:
             raise _fail(sheet, line, "path", f"unreadable movie {row.path!r}: {exc}") from None
-        rows.append(row.model_copy(update={"files": files, "n_frames": t}))
+        rows.append(row.model_copy(update={"source": source, "files": files, "n_frames": t}))
     shapes.save()
     return rows
 
@@ -300,7 +292,7 @@ def campaign_movies(
                         "true); rename the row or set movies.synthetic: false")
     if m.synthetic:
         rows.append(MovieRow(name=SYNTHETIC, path=str(synthetic_path),
-                             files=(str(synthetic_path),),
+                             source=str(synthetic_path), files=(str(synthetic_path),),
                              n_frames=config.synthetic_movie.n_frames))
     if not rows:
         raise ConfigError("movies: no movie to apply (movies.sheet unset and "
@@ -318,15 +310,6 @@ def movie_groups(rows: list[MovieRow]) -> dict[str, list[MovieRow]]:
                                   "names a model file: use letters, digits, '_', '.', '-'")
             groups.setdefault(row.group, []).append(row)
     return groups
-
-
-def training_path(row: MovieRow) -> str:
-    """What ``etem train unsupervised --movie`` opens for a row: its file or folder."""
-    if len(row.files) == 1 or Path(row.path).is_dir():
-        return row.files[0] if len(row.files) == 1 else row.path
-    raise ConfigError(f"movie sheet line {row.line}, column path: group training opens a file "
-                      f"or a folder per movie, not a glob of {len(row.files)} files (put the "
-                      "frames in a folder)")
 
 
 def row_arguments(row: MovieRow) -> list[str]:

@@ -49,9 +49,11 @@ def register(sub: Any) -> None:
     )
     add_config_args(q)
     q.add_argument("--movie", nargs="+", metavar="MOVIE",
-                   help="noisy movie(s) (default <results>/movies/synthetic.h5); several movies "
-                   "of one condition train one network on all of them, patches streamed from "
-                   "each without loading them whole")
+                   help="noisy movie(s): a file, a folder of per-frame files or a quoted glob "
+                   "pattern of per-frame files, e.g. 'raw/run03_*.tif' (default "
+                   "<results>/movies/synthetic.h5); several movies of one condition train one "
+                   "network on all of them, patches streamed from each without loading them "
+                   "whole")
     q.add_argument("--init-from", metavar="MODEL",
                    help="fine-tune: start from this unsupervised model file (its architecture "
                    "and window n_frames are kept) instead of random weights; the new model "

@@ -15,6 +15,7 @@ from mlflow.tracking import MlflowClient
 from etem.cliutils import config_from_args, stage_run
 from etem.config import load_config
 from etem.errors import ConfigError, InputError
+from etem.frames.files import is_pattern, movie_files
 from etem.paths import Layout
 from etem.runs import StageRun, tracking_uri
 from etem.training.run import STAGES, train_network
@@ -37,9 +38,10 @@ def train(args: argparse.Namespace) -> int:
     source: Path | list[Path]
     if kind == "unsupervised":
         movies = [Path(m) for m in args.movie] if args.movie else [layout.synthetic_movie]
-        for m in movies:
-            if not m.exists():
-                raise InputError(f"movie {m}: no such file or folder")
+        for m in movies:  # a file, a folder of frames, or a glob pattern of frames
+            if not movie_files(m):
+                what = "no file matches the pattern" if is_pattern(m) else "no such file or folder"
+                raise InputError(f"movie {m}: {what}")
         source = movies[0] if len(movies) == 1 else movies  # several: one group, streamed
     else:
         source = Path(args.index) if args.index else layout.simulation_index

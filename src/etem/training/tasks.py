@@ -41,6 +41,7 @@ from etem.data.datasets import (
 )
 from etem.data.splits import assign_splits
 from etem.errors import InputError
+from etem.frames.files import is_pattern, movie_files
 from etem.frames.readers import open_movie
 from etem.io import sampled_digest
 from etem.models.factory import architecture
@@ -461,8 +462,7 @@ class UnsupervisedTask(Task):
             )
             train.append(MoviePatchDataset(frames, purpose=f"unsupervised-train-{i}", **common))
             val.append(MoviePatchDataset(frames, purpose=f"unsupervised-val-{i}", **common))
-            self.movies.append({"path": str(path), "digest": sampled_digest(path),
-                                "shape": [int(s) for s in frames.shape],
+            self.movies.append({**movie_record(path), "shape": [int(s) for s in frames.shape],
                                 "dose_e_per_px": scale, "pixel_size_A": px})
         self.train_set = MovieGroupDataset(train, campaign.seed, "unsupervised-train")
         self.val_set = MovieGroupDataset(val, campaign.seed, "unsupervised-val")
@@ -531,6 +531,15 @@ class UnsupervisedTask(Task):
 GROUP_MEMORY_BYTES = 2**31
 
 
+def movie_record(path: str | Path) -> dict[str, Any]:
+    """How a training logs a movie: ``path`` as given and a content digest (``sampled_digest``);
+    a glob pattern also lists the ``files`` it matched (the digest is theirs)."""
+    if Path(path).exists():
+        return {"path": str(path), "digest": sampled_digest(path)}
+    files = movie_files(path)
+    return {"path": str(path), "files": list(files), "digest": sampled_digest(files)}
+
+
 def open_training_movie(path: Path, load_below_bytes: int = 2**31
                         ) -> tuple[Any, Any, float, float | None]:
     """(frames (T, H, W) counts, clean or None, pixel size [Å], dose [e/px/frame] or None).
@@ -538,13 +547,15 @@ def open_training_movie(path: Path, load_below_bytes: int = 2**31
     etem's synthetic HDF5 movies (``/frames``, optional ``/clean``) are read directly (so the
     clean frames serve validation); any other format goes through
     ``etem.frames.readers.open_movie``. Frames are loaded into memory when under
-    ``load_below_bytes`` (as float32), else read lazily per patch.
+    ``load_below_bytes`` (as float32), else read lazily per patch. ``path`` may be a glob
+    pattern of per-frame files (opened like a folder, :func:`etem.frames.files.movie_files`).
     """
 
-    if not path.exists():
-        raise InputError(f"movie {path}: no such file")
+    if not movie_files(path):
+        what = "no file matches the pattern" if is_pattern(path) else "no such file or folder"
+        raise InputError(f"movie {path}: {what}")
     clean = None
-    if h5py.is_hdf5(path):
+    if path.is_file() and h5py.is_hdf5(path):
         with h5py.File(path, "r") as f:
             if "frames" in f:
                 frames = f["frames"]
