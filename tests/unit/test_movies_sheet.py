@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import subprocess
 import sys
@@ -13,12 +14,14 @@ import pytest
 import tifffile
 
 from etem.config import load_config
-from etem.errors import ConfigError
+from etem.errors import ConfigError, InputError
 from etem.frames import readers
+from etem.frames.files import movie_files
 from etem.movies import sheet as sheet_mod
 from etem.movies.sheet import (
     ShapeCache,
     campaign_movies,
+    movie_groups,
     read_sheet,
     row_arguments,
     sheet_schema,
@@ -150,6 +153,31 @@ def test_frame_counts_cached_by_path_size_mtime(
     with mrcfile.new(movies / "stack.mrc", overwrite=True) as m:
         m.set_data(_frames(9))
     assert read_sheet(sheet, cache)[0].n_frames == 9
+
+
+def test_a_glob_row_is_a_group_movie_opened_as_its_files(tmp_path: Path) -> None:
+    """A glob row names its files in natural order (f_2 before f_10, as in a folder) and its
+    source is the pattern the group training expands to the same files: the sheet's folder
+    (here with a space and glob characters) is never read as a pattern."""
+    where = tmp_path / "sheet [a] b*"
+    (where / "raw").mkdir(parents=True)
+    frames = _frames(11)
+    for i, fr in enumerate(frames):
+        tifffile.imwrite(where / "raw" / f"f_{i}.tif", fr)
+    sheet = _sheet(where, "g\traw/f_*.tif\t\t\t\t600C\nm\traw/f_1.tif\t\t\t\t600C\n")
+    g, m = read_sheet(sheet)
+    assert g.n_frames == 11
+    assert g.files == tuple(str(where / "raw" / f"f_{i}.tif") for i in range(11))
+    assert g.source == glob.escape(str(where)) + "/raw/f_*.tif"
+    assert m.source == str(where / "raw" / "f_1.tif") and m.files == (m.source,)
+    assert [r.name for r in movie_groups([g, m])["600C"]] == ["g", "m"]
+    assert movie_files(g.source) == g.files  # what group training opens: the same files
+    with readers.open_movie(g.source) as movie, readers.open_movie(list(g.files)) as listed:
+        assert movie.shape == (11, 16, 16)
+        assert np.array_equal(movie.read(0, 11), listed.read(0, 11))
+        assert np.array_equal(movie.read(2, 3)[0], frames[2])
+    with pytest.raises(InputError, match=r"movie .*/none_\*\.tif: no file matches the pattern$"):
+        readers.open_movie(where / "raw" / "none_*.tif")
 
 
 def test_campaign_movies_add_the_synthetic_row(movies: Path, tmp_path: Path) -> None:

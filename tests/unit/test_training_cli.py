@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import shlex
+import subprocess
 from pathlib import Path
 
+import h5py
+import numpy as np
 import pytest
+import tifffile
 import yaml
 
 from etem.cli import main
-from etem.io import file_digest
+from etem.io import file_digest, sampled_digest
 from etem.models.io import load_model
 from tests.training_fixtures import write_campaign, write_movie
 
@@ -81,6 +87,41 @@ def test_train_segmenter_and_unsupervised_untracked(tmp_path: Path) -> None:
     assert load_model(uns)[1]["n_frames"] == 5
 
 
+def test_a_quoted_glob_pattern_trains_through_the_shell(tmp_path: Path, etem_bin: str) -> None:
+    """The workflow's train_group command: a glob row's pattern passed as one quoted shell
+    word (spaces, ';', '$(...)' are data) is expanded by etem, not by the shell; a group of
+    the pattern's frames and a TIFF stack trains and logs the files in MLflow."""
+    import mlflow
+
+    cfg = _config(tmp_path, tracking=True)
+    with h5py.File(write_movie(tmp_path / "m.h5", n_frames=8, size=32)) as f:
+        frames = np.asarray(f["frames"])
+    stack = tmp_path / "stack.tif"
+    tifffile.imwrite(stack, frames)
+    folder = tmp_path / "per frame;touch X $(touch Y)"
+    folder.mkdir()
+    for i, fr in enumerate(frames):
+        tifffile.imwrite(folder / f"f_{i}.tif", fr)
+    pattern = str(folder / "f_*.tif")
+    out = tmp_path / "group.pt"
+    command = (f"cd {shlex.quote(str(tmp_path))} && {shlex.quote(etem_bin)} train unsupervised"
+               f" --config {shlex.quote(str(cfg))} --movie {shlex.quote(str(stack))}"
+               f" {shlex.quote(pattern)} --out {shlex.quote(str(out))} --threads 1")
+    done = subprocess.run(["bash", "-c", command], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert not (tmp_path / "X").exists() and not (tmp_path / "Y").exists()
+    _, meta = load_model(out)
+    assert meta["movie_shape"][0] == 16
+    assert meta["movies"][1]["files"] == [str(folder / f"f_{i}.tif") for i in range(8)]
+    client = mlflow.MlflowClient(f"sqlite:///{(tmp_path / 'results' / 'mlflow.db').resolve()}")
+    (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()],
+                                filter_string=f"tags.`etem.model.sha256` = '{file_digest(out)}'")
+    logged = json.loads(Path(client.download_artifacts(run.info.run_id, "movies.json",
+                                                       str(tmp_path / "dl"))).read_text())
+    assert logged[1]["path"] == pattern and len(logged[1]["files"]) == 8
+    assert logged[1]["digest"] == sampled_digest(logged[1]["files"])
+
+
 def test_bad_inputs_give_one_line_errors(tmp_path: Path, capsys) -> None:
     cfg = _config(tmp_path, tracking=False)
     assert main(["train", "denoiser", "-c", str(cfg), "--index", str(tmp_path / "no.csv")]) == 3
@@ -89,6 +130,9 @@ def test_bad_inputs_give_one_line_errors(tmp_path: Path, capsys) -> None:
     movie = write_movie(tmp_path / "short.h5", n_frames=3, size=32)
     assert main(["train", "unsupervised", "-c", str(cfg), "--movie", str(movie)]) == 3
     assert "needs 5" in capsys.readouterr().err
+    nothing = str(tmp_path / "none_*.tif")
+    assert main(["train", "unsupervised", "-c", str(cfg), "--movie", str(movie), nothing]) == 3
+    assert capsys.readouterr().err.strip().endswith(f"{nothing}: no file matches the pattern")
     assert main(["retrain", "--run-id", "abc"]) == 2  # no store named
     assert "tracking-uri" in capsys.readouterr().err
 

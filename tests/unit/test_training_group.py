@@ -4,6 +4,8 @@ frames read per patch beyond the memory budget, the movies recorded by content d
 
 from __future__ import annotations
 
+import glob
+import json
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,7 @@ import pytest
 import tifffile
 
 from etem.config import EtemConfig
+from etem.errors import InputError
 from etem.io import sampled_digest
 from etem.models.io import load_model
 from etem.testing import lattice_image
@@ -72,3 +75,64 @@ def test_group_training_writes_a_model_naming_its_movies(
     _, meta = load_model(out)
     assert [Path(m["path"]).name for m in meta["movies"]] == ["a.tif", "b.tif"]
     assert meta["movie_shape"][0] == 80
+
+
+class _Recorder:
+    """Stands in for the MLflow StageRun: records the texts and tags logged."""
+
+    run_id = None
+
+    def __init__(self) -> None:
+        self.texts: dict[str, str] = {}
+        self.tags: dict[str, str] = {}
+
+    def log_text(self, text: str, name: str) -> None:
+        self.texts[name] = text
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        self.tags.update(tags)
+
+    def __getattr__(self, name: str) -> object:
+        return lambda *a, **k: None
+
+
+def test_a_glob_of_frames_joins_the_group_and_is_logged_by_its_files(
+        group: list[Path], tiny_config: object, tmp_path: Path) -> None:
+    """A sheet's glob row trains like a folder: the pattern (in a folder whose name has a
+    space, ';' and a glob character) is expanded by the training, frames in natural order,
+    and the log lists the files it matched with their digest."""
+    folder = tmp_path / "glob frames;touch X [1]"
+    folder.mkdir()
+    frames = tifffile.imread(_tiff_movie(tmp_path / "src.tif", 12, 1.0, 3))
+    for i, fr in enumerate(frames):
+        tifffile.imwrite(folder / f"frame_{i}.tif", fr)
+    tifffile.imwrite(folder / "other_0.tif", frames[0])  # not matched
+    pattern = Path(glob.escape(str(folder))) / "frame_*.tif"
+    cfg: EtemConfig = tiny_config(  # type: ignore[operator]
+        tmp_path / "results", training={"unsupervised": {"steps": 2, "val_every_steps": 2,
+                                                         "val_samples": 4, "patch_px": 32,
+                                                         "val_patch_px": 32}})
+    tracker = _Recorder()
+    out = tmp_path / "group.pt"
+    train_network("unsupervised", cfg, [group[0], pattern], out, tracker=tracker,  # type: ignore[arg-type]
+                  panels=False)
+    logged = json.loads(tracker.texts["movies.json"])
+    files = [str(folder / f"frame_{i}.tif") for i in range(12)]  # frame_2 before frame_10
+    assert logged[1]["path"] == str(pattern)
+    assert logged[1]["files"] == files
+    assert logged[1]["digest"] == sampled_digest(files)
+    assert logged[1]["shape"] == [12, 48, 48]
+    assert "files" not in logged[0] and logged[0]["digest"] == sampled_digest(group[0])
+    assert "frame_*.tif:" in tracker.tags["etem.movies"]
+    _, meta = load_model(out)
+    assert meta["movie_shape"][0] == 20 + 12
+    # the frames in the order apply reads them (the same files, natural order)
+    task = UnsupervisedTask(cfg, cfg.training.unsupervised, [group[0], pattern])
+    part = task.train_set.parts[1]  # type: ignore[union-attr]
+    assert np.array_equal(np.asarray(part.frames[10]), frames[10])
+    assert not (tmp_path / "X").exists()
+
+
+def test_a_pattern_that_matches_nothing_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"no file matches the pattern$"):
+        open_training_movie(tmp_path / "none_*.tif")
