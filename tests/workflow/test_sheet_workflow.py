@@ -131,15 +131,21 @@ def _two_movies(tmp: Path) -> Path:
 
 def test_sheet_movies_plan_sharded_apply_jobs(tmp_path: Path) -> None:
     sheet = _two_movies(tmp_path)
+    # a glob row of 12 frames in the 600C group, in a folder whose name the shell would run
+    frames = tmp_path / "glob frames;touch X"
+    frames.mkdir()
+    for i in range(12):
+        tifffile.imwrite(frames / f"frame_{i}.tif", np.ones((32, 32), np.uint16))
+    sheet.write_text(sheet.read_text() + "glob_run\tglob frames;touch X/frame_*.tif\t0.5\t\t600C\n")
     ov = overlay(tmp_path, f"movies:\n  sheet: {sheet}\napply:\n  io:\n"
                  "    shard_frames: 32\n    chunk_frames: 16\n")
     res = tmp_path / "res"
     out = snakemake("-n", "-p", configs=(SMOKE, ov), results=res)
     assert out.returncode == 0, out.stderr[-2000:]
     counts = job_counts(out.stdout)
-    # 70 frames -> 3 shards, 40 -> 2, the synthetic movie (16 frames) -> 1
-    assert counts["apply_prepare"] == 3 and counts["apply_gather"] == 3
-    assert counts["apply_shard"] == 3 + 2 + 1
+    # 70 frames -> 3 shards, 40 -> 2, the glob's 12 -> 1, the synthetic movie (16 frames) -> 1
+    assert counts["apply_prepare"] == 4 and counts["apply_gather"] == 4
+    assert counts["apply_shard"] == 3 + 2 + 1 + 1
     assert counts["make_report"] == 1
     text = out.stdout
     for name in ("tiff_run", "mrc_run", "synthetic"):
@@ -149,7 +155,10 @@ def test_sheet_movies_plan_sharded_apply_jobs(tmp_path: Path) -> None:
     assert "--tag etem.group=600C" in text and "--name tiff_run" in text
     # one blind-spot network per group, trained on its movies, denoises that group's movies
     assert counts["train_group"] == 2
-    assert f"--movie {tmp_path}/tiffs --out {res}/models/groups/600C.pt" in text
+    # the glob row joins its group as one quoted word: its pattern, expanded by the training
+    assert (f"--movie {tmp_path}/tiffs '{frames}/frame_*.tif' --out {res}/models/groups/600C.pt"
+            in text)
+    assert not (tmp_path / "X").exists() and not (ROOT / "X").exists()
     assert re.search(rf"apply-prepare .*--movie {tmp_path}/tiffs .*--unsupervised "
                      rf"{res}/models/groups/600C.pt", text)
     assert not res.exists()
