@@ -57,9 +57,9 @@ def config_of(stage):
 # found in the frame-count cache .snakemake/etem/movie_shapes.json) and the synthetic movie.
 # A bad row fails here, before any job, with one line naming the sheet line and column.
 # Groups of the sheet (movies.group_training): one blind-spot network per group, trained on
-# all its movies (rule train_group), denoises that group's movies. GROUP_MOVIES: one argument
-# per movie (its file, folder or glob pattern, which the training expands like the sheet);
-# GROUP_FILES: every file they name (the job's inputs).
+# all its movies (rule train_group), denoises that group's movies. GROUP_MOVIES holds one
+# argument per movie (its file, folder or glob pattern, which the training expands like the
+# sheet), GROUP_FILES every file they name (the job's inputs).
 try:
     MOVIES = {row.name: row for row in campaign_movies(ETEM, LAYOUT.synthetic_movie)}
     GROUPS = movie_groups(list(MOVIES.values())) if ETEM.movies.group_training else {}
