@@ -13,7 +13,8 @@ mean "not given"):
 
 * ``name``: the movie's results folder ``<results>/apply/<name>/`` (letters, digits, ``_.-``);
 * ``path``: a movie file, a folder of per-frame files, or a glob of per-frame files
-  (relative paths are relative to the sheet's folder);
+  (relative paths are relative to the sheet's folder; :func:`etem.frames.files.movie_files`,
+  the glob's files in natural order, the same for apply and group training);
 * ``pixel_size_A`` [Å], ``dose_e_per_px`` [e/px per frame], ``frame_time_s`` [s]: override
   (or supply) what the file records;
 * ``group``: the condition (temperature, gas, ...) the report groups movies by;
