@@ -131,6 +131,12 @@ def test_a_glob_of_frames_joins_the_group_and_is_logged_by_its_files(
     part = task.train_set.parts[1]  # type: ignore[union-attr]
     assert np.array_equal(np.asarray(part.frames[10]), frames[10])
     assert not (tmp_path / "X").exists()
+    # a group of one glob row (a single movie) logs its files alike
+    alone = _Recorder()
+    train_network("unsupervised", cfg, pattern, tmp_path / "alone.pt", tracker=alone,
+                  panels=False, stop_after_step=1)
+    (record,) = json.loads(alone.texts["movies.json"])
+    assert record == {"path": str(pattern), "files": files, "digest": sampled_digest(files)}
 
 
 def test_a_pattern_that_matches_nothing_is_one_line(tmp_path: Path) -> None:

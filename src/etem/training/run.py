@@ -22,7 +22,14 @@ from etem.plotting import plt
 from etem.provenance import provenance
 from etem.runs import StageRun
 from etem.training.loop import TrainResult, train
-from etem.training.tasks import DenoiserTask, InitModel, SegmenterTask, Task, UnsupervisedTask
+from etem.training.tasks import (
+    DenoiserTask,
+    InitModel,
+    SegmenterTask,
+    Task,
+    UnsupervisedTask,
+    movie_record,
+)
 
 log = logging.getLogger("etem.training.run")
 
@@ -124,7 +131,9 @@ def train_network(
             tracker.set_tags({"etem.init_from.sha256": init.sha256})
         tracker.log_params({"train": train_params, "loop": cfg.model_dump(mode="json")})
         movies = getattr(task, "movies", [])
-        if movies:  # a group: which movie files (by content digest) the network learned from
+        if kind == "unsupervised" and not movies:  # one movie (a group of one): logged alike
+            movies = [movie_record(s) for s in sources]
+        if movies:  # which movie files (by content digest) the network learned from
             tracker.log_text(json.dumps(movies, indent=2), "movies.json")
             tracker.set_tags({"etem.movies": ",".join(f"{Path(m['path']).name}:{m['digest']}"
                                                       for m in movies)[:5000]})
