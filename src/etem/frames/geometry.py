@@ -2,8 +2,10 @@
 
 :func:`resolve_geometry` decides how raw frames become processed frames: ``sum_frames``
 consecutive frames summed, ``bin_factor`` x ``bin_factor`` pixels summed, and a further
-resampling to the models' pixel size [Å] (binning by an integer factor, or splitting counts
-over k x k sub-pixels, which keeps Poisson statistics). :func:`frame_stream` yields the
+resampling to the models' pixel size [Å]: binning by an integer factor, splitting counts over
+k x k sub-pixels, or, for any other ratio, splitting each pixel's counts over the output
+pixels it overlaps by area (:func:`etem.frames.preprocess.resample_counts`); all three keep
+counts and Poisson statistics. :func:`frame_stream` yields the
 processed frames one at a time (integer-pixel drift correction of counts, sub-pixel remainder
 returned), reading ``chunk_frames`` raw frames at a time, so memory is bounded whatever the
 movie's length.
@@ -22,6 +24,8 @@ from etem.errors import InputError
 from etem.frames.preprocess import (
     DriftCorrector,
     bin_frames,
+    resample_counts,
+    resampled_size,
     shift_integer,
     split_counts,
     sum_frames,
@@ -53,9 +57,10 @@ class FrameGeometry:
     """How raw frames map to processed frames.
 
     ``n_sum`` raw frames are summed into one; ``bin_total`` x ``bin_total`` raw pixels are
-    summed, then each pixel split into ``upsample`` x ``upsample``; the processed frames are
-    ``n_frames`` x ``height`` x ``width`` [px] of ``pixel_size_A`` [Å], ``frame_time_s`` [s]
-    apart (None when the file does not say).
+    summed, then each pixel split into ``upsample`` x ``upsample``, or (a non-integer ratio)
+    resampled to pixels ``resample`` times as large (:func:`resample_counts`); the processed
+    frames are ``n_frames`` x ``height`` x ``width`` [px] of ``pixel_size_A`` [Å],
+    ``frame_time_s`` [s] apart (None when the file does not say).
     """
 
     n_sum: int
@@ -68,25 +73,39 @@ class FrameGeometry:
     notes: list[str] = field(default_factory=list)
     upsample: int = 1
     seed: int = 0
+    resample: float = 1.0
+
+    @property
+    def scale(self) -> float:
+        """Raw pixels per processed pixel (along each axis)."""
+        return self.bin_total * self.resample / self.upsample
 
     def processed_dose(self, dose_raw_e_per_px: float) -> float:
         """Dose per processed pixel and frame [e/px] of a raw dose [e/px/frame]."""
-        return float(dose_raw_e_per_px) * self.n_sum * self.bin_total**2 / self.upsample**2
+        return (float(dose_raw_e_per_px) * self.n_sum * self.bin_total**2 / self.upsample**2
+                * self.resample**2)
 
     @property
     def raw_pixel_size_A(self) -> float:
         """Pixel size of the raw frames [Å]."""
-        return self.pixel_size_A * self.upsample / self.bin_total
+        return self.pixel_size_A * self.upsample / self.bin_total / self.resample
+
+
+def _integer_counts(movie: Movie, n_sum: int) -> bool:
+    """Whether the first processed frame of ``movie`` holds integer counts (>= 0)."""
+    first = sum_frames(movie.read(0, n_sum), n_sum)[0]
+    return bool(np.all(np.rint(first) == first) and np.all(first >= 0))
 
 
 def _resample_to_model(
     movie: Movie, px: float, target: float, frames: FramesSettings, notes: list[str]
-) -> tuple[int, int]:
-    """(extra bin factor, upsample factor) that bring ``px`` [Å] to the model's ``target``."""
+) -> tuple[int, int, float]:
+    """(extra bin factor, upsample factor, non-integer resampling factor) that bring ``px``
+    [Å] to the model's ``target``."""
     tol = frames.pixel_size_tolerance
     ratio = target / px
     if abs(ratio - 1) <= tol:
-        return 1, 1
+        return 1, 1, 1.0
     k_bin, k_up = round(ratio), round(1 / ratio)
     resample = frames.pixel_size_mismatch == "resample"
     if resample and k_bin >= 2 and abs(ratio / k_bin - 1) <= tol:
@@ -95,7 +114,7 @@ def _resample_to_model(
             "%s: pixel %.4g Å is %dx finer than the model's %.4g Å: binning",
             movie.path, px, k_bin, target,
         )
-        return k_bin, 1
+        return k_bin, 1, 1.0
     if resample and 2 <= k_up <= MAX_UPSAMPLE and abs(ratio * k_up - 1) <= tol:
         notes.append(
             f"upsampled {k_up}x{k_up} to the model pixel size {target:.4g} Å "
@@ -106,10 +125,29 @@ def _resample_to_model(
             "splitting counts over %dx%d pixels",
             movie.path, px, k_up, target, k_up, k_up,
         )
-        return 1, k_up
+        return 1, k_up, 1.0
+    if resample and ratio * MAX_UPSAMPLE >= 1 - tol:
+        how = (
+            "each count placed in an output pixel it overlaps with the overlap's share of its "
+            "area (multinomial: Poisson statistics kept)"
+            if _integer_counts(movie, frames.sum_frames) else
+            "the frames are not integer counts (gain-normalised?): values spread over the "
+            "output pixels by overlap area (counts conserved, Poisson statistics not kept)"
+        )
+        notes.append(
+            f"resampled from {px:.4g} Å to the model pixel size {target:.4g} Å "
+            f"(factor {ratio:.4g}, not an integer): {how}"
+        )
+        log.warning(
+            "%s: pixel %.4g Å is %.4gx the model's %.4g Å: resampling counts by pixel overlap",
+            movie.path, px, 1 / ratio, target,
+        )
+        return 1, 1, ratio
+    why = (f"more than {MAX_UPSAMPLE}x coarser" if resample
+           else "apply.preprocess.pixel_size_mismatch is 'refuse'")
     raise InputError(
         f"movie {movie.path}: pixel size {px:.4g} Å does not match the model's "
-        f"{target:.4g} Å (ratio {ratio:.3g}); set apply.preprocess.bin_factor, "
+        f"{target:.4g} Å (ratio {ratio:.3g}; {why}); set apply.preprocess.bin_factor, "
         "or apply.preprocess.pixel_size_mismatch=ignore to force"
     )
 
@@ -144,31 +182,36 @@ def resolve_geometry(
         )
     bin_total = frames.bin_factor
     px = px_raw * bin_total
-    up = 1
+    up, factor = 1, 1.0
     if model_px and frames.pixel_size_mismatch != "ignore":
-        k_bin, up = _resample_to_model(movie, px, model_px[0], frames, notes)
+        k_bin, up, factor = _resample_to_model(movie, px, model_px[0], frames, notes)
         bin_total *= k_bin
-        px = px * k_bin / up
+        px = px * k_bin / up * factor
         for other in model_px[1:]:
             if abs(other / px - 1) > frames.pixel_size_tolerance:
                 raise InputError(
                     f"models disagree on the pixel size ({model_px} Å); movie at {px:.4g} Å"
                 )
     h, w = h_raw // bin_total * up, w_raw // bin_total * up
+    if factor != 1.0:
+        h = resampled_size(h_raw // bin_total, factor)
+        w = resampled_size(w_raw // bin_total, factor)
     if h < MIN_FRAME_PX or w < MIN_FRAME_PX:
         raise InputError(
             f"movie {movie.path}: frames of {h}x{w} px after binning {bin_total}x are too small "
             f"(need >= {MIN_FRAME_PX}x{MIN_FRAME_PX} px)"
         )
     ft = movie.frame_time_s * n_sum if movie.frame_time_s else None
-    return FrameGeometry(n_sum, bin_total, n, h, w, float(px), ft, notes, up, int(seed))
+    return FrameGeometry(n_sum, bin_total, n, h, w, float(px), ft, notes, up, int(seed), factor)
 
 
 def _process(block: np.ndarray, t: int, geo: FrameGeometry) -> np.ndarray:
-    """Upsample (split counts) and crop one summed, binned frame."""
+    """Upsample (split counts) or resample, and crop one summed, binned frame."""
     fr = block
     if geo.upsample > 1:
         fr = split_counts(fr, geo.upsample, geo.seed, t)
+    elif geo.resample != 1.0:
+        fr = resample_counts(fr, geo.resample, geo.seed, t)
     return fr[: geo.height, : geo.width]
 
 

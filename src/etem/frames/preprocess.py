@@ -57,6 +57,122 @@ def split_counts(frame: np.ndarray, k: int, seed: int, t: int) -> np.ndarray:
     return np.repeat(np.repeat(frame / (k * k), k, axis=0), k, axis=1).astype(np.float32)
 
 
+#: Counts per binomial draw of the row/column split up to which :func:`resample_counts`
+#: places the counts one by one instead (same distribution; the faster way, measured).
+SCATTER_PER_DRAW = 2.0
+#: Overlap fractions below this are rounding noise of the pixel edges (treated as 0).
+_EDGE_EPS = 1e-9
+
+
+def resampled_size(n: int, ratio: float) -> int:
+    """Output pixels along an axis of ``n`` pixels resampled by ``ratio`` (output pixel /
+    input pixel): the whole output pixels inside the input (a partial last one is cropped)."""
+    return int(np.floor(n / ratio + _EDGE_EPS))
+
+
+def _edges(n_in: int, ratio: float) -> tuple[np.ndarray, np.ndarray]:
+    """The output pixel edges ``a ratio`` (a = 0..n_out) along an axis of ``n_in`` input
+    pixels: the input pixel each lies in, and the fraction of that pixel left of it."""
+    e = np.arange(resampled_size(n_in, ratio) + 1) * ratio
+    pix = np.floor(e + _EDGE_EPS).astype(np.int64)
+    frac = e - pix
+    frac[frac < _EDGE_EPS] = 0.0
+    return pix, frac
+
+
+def _split_rows(counts: np.ndarray, ratio: float, gen: np.random.Generator) -> np.ndarray:
+    """Integer ``counts`` (n_in, W) resampled along axis 0 by ``ratio``.
+
+    Output row a holds the counts between edges a and a + 1: the whole input rows between
+    them (a cumulative sum) and, of an input row an edge cuts, the counts left of the edge,
+    a binomial draw with the fraction left of it (edges cutting the same row: binomials on
+    what the previous edge left, so each count lands in one output row with the overlap's
+    share of its row: a multinomial).
+    """
+    n_in, w = counts.shape
+    pix, frac = _edges(n_in, ratio)
+    cum = np.zeros((n_in + 1, w), np.int64)
+    np.cumsum(counts, axis=0, out=cum[1:])
+    left = np.zeros((len(pix), w), np.int64)
+    cut = np.flatnonzero(frac > 0)
+    if len(cut):
+        # the order of each cutting edge among the edges in the same input row
+        first = np.r_[True, pix[cut][1:] != pix[cut][:-1]]
+        order = np.arange(len(cut)) - np.maximum.accumulate(np.where(first, np.arange(len(cut)), 0))
+        for k in range(int(order.max()) + 1):
+            rows = cut[order == k]
+            n = counts[pix[rows]]
+            lp = np.zeros_like(n) if k == 0 else left[rows - 1]
+            fp = np.zeros((len(rows), 1)) if k == 0 else frac[rows - 1, None]
+            # the previous edge (k > 0) lies in the same input row: split what it left
+            n = n - lp
+            p = np.broadcast_to((frac[rows, None] - fp) / (1.0 - fp), n.shape)
+            part = np.zeros_like(n)
+            some = n > 0
+            part[some] = gen.binomial(n[some], p[some])
+            left[rows] = lp + part
+    return np.diff(cum[pix] + left, axis=0)
+
+
+def _spread_rows(values: np.ndarray, ratio: float) -> np.ndarray:
+    """``values`` (n_in, W) resampled along axis 0 by ``ratio`` deterministically: each input
+    row spread over the output rows by its overlap fractions (sums conserved, no noise)."""
+    n_in, w = values.shape
+    pix, frac = _edges(n_in, ratio)
+    cum = np.zeros((n_in + 1, w), np.float64)
+    np.cumsum(values, axis=0, out=cum[1:])
+    padded = np.concatenate([values, np.zeros((1, w))]).astype(np.float64)
+    return np.diff(cum[pix] + frac[:, None] * padded[pix], axis=0)
+
+
+def _scatter_counts(
+    counts: np.ndarray, ratio: float, shape: tuple[int, int], gen: np.random.Generator
+) -> np.ndarray:
+    """Integer ``counts`` resampled by placing each count uniformly at random in its input
+    pixel and counting it in the output pixel there (the same multinomial as
+    :func:`_split_rows` on both axes, in time proportional to the counts)."""
+    rows, cols = np.nonzero(counts)
+    n = counts[rows, cols]
+    y = np.repeat(rows.astype(np.float64), n)
+    y += gen.random(len(y))
+    y *= 1.0 / ratio
+    x = np.repeat(cols.astype(np.float64), n)
+    x += gen.random(len(x))
+    x *= 1.0 / ratio
+    iy, ix = y.astype(np.int64), x.astype(np.int64)
+    ok = (iy < shape[0]) & (ix < shape[1])
+    flat = np.bincount(iy[ok] * shape[1] + ix[ok], minlength=shape[0] * shape[1])
+    return flat.reshape(shape)
+
+
+def resample_counts(frame: np.ndarray, ratio: float, seed: int, t: int) -> np.ndarray:
+    """Resample a frame of counts to pixels ``ratio`` times the size of its own (any ratio
+    > 0: coarser above 1, finer below), conserving counts.
+
+    Output pixel (a, b) covers input pixels [a ratio, (a + 1) ratio) x [b ratio, (b + 1)
+    ratio); the partial output pixels at the far edges are cropped (their counts dropped, as
+    binning crops). Integer counts are split multinomially: each count of an input pixel
+    lands in an output pixel it overlaps with probability equal to the overlap's share of
+    its area (separable: binomials along y, then along x), seeded per frame ``t``. Poisson
+    input therefore gives independent Poisson output pixels whose mean is the input mean
+    integrated over the output pixel (what a detector of the output pixel would count).
+    Non-integer values (gain-normalised data) are spread by the same fractions: sums
+    conserved, but not Poisson.
+    """
+    rounded = np.rint(frame)
+    if np.all(rounded == frame) and np.all(frame >= 0):
+        gen = rng(seed, "apply", "resample_counts", t)
+        counts = rounded.astype(np.int64)
+        shape = (resampled_size(frame.shape[0], ratio), resampled_size(frame.shape[1], ratio))
+        draws = (shape[0] + 1) * frame.shape[1] + (shape[1] + 1) * shape[0]
+        if counts.sum() <= SCATTER_PER_DRAW * draws:  # few counts: place each one
+            return _scatter_counts(counts, ratio, shape, gen).astype(np.float32)
+        ys = _split_rows(counts, ratio, gen)
+        return _split_rows(ys.T, ratio, gen).T.astype(np.float32)
+    ys = _spread_rows(np.asarray(frame, dtype=np.float64), ratio)
+    return _spread_rows(ys.T, ratio).T.astype(np.float32)
+
+
 def sum_frames(frames: np.ndarray, n_sum: int) -> np.ndarray:
     """Sum groups of ``n_sum`` consecutive frames (a trailing incomplete group is dropped)."""
     if n_sum == 1:

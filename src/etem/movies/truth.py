@@ -352,7 +352,7 @@ def score_apply(
     events : DataFrame
         Detected events (``onset_frame``).
     geo : pipeline geometry
-        ``n_sum, bin_total, upsample, pixel_size_A, height, width, n_frames``.
+        ``n_sum, scale, pixel_size_A, height, width, n_frames``.
     a : TruthConfig
         ``apply.truth``.
     out : Path
@@ -371,7 +371,7 @@ def score_apply(
         return None, {}
     files: dict[str, str] = {}
     block: dict[str, Any] = {"movie": str(movie_path)}
-    scale = geo.bin_total / geo.upsample
+    scale = geo.scale
     px_raw = geo.pixel_size_A / scale
     if truth.pixel_size_A and abs(truth.pixel_size_A / px_raw - 1) > 1e-3:
         log.warning(
