@@ -189,10 +189,20 @@ def test_pixel_size_mismatch(tmp_path: Path) -> None:
     )
     assert s["frame_shape_px"] == [192, 192] and s["pixel_size_A"] == pytest.approx(0.05)
     assert s["dose_e_per_px_per_frame"] == pytest.approx(lm.dose_e_per_px_per_frame / 4)
-    # not an integer ratio: refused, and no summary that looks complete
+    # not an integer ratio: resampled by pixel overlap (counts conserved), said in the notes
+    s = apply_movie(
+        movie,
+        tmp_path / "resampled",
+        _cfg({"events.calibration_frames": 4}),
+        ApplyModels(denoiser=blur_model(pixel_size_A=0.13)),
+    )
+    assert s["frame_shape_px"] == [73, 73] and s["pixel_size_A"] == pytest.approx(0.13)
+    assert s["bin_factor"] == 1 and any("resampled" in n for n in s["notes"])
+    assert s["dose_e_per_px_per_frame"] == pytest.approx(lm.dose_e_per_px_per_frame * 1.69)
+    # more than 4x coarser than the model: refused, and no summary that looks complete
     with pytest.raises(InputError, match="does not match the model"):
         apply_movie(
-            movie, tmp_path / "refused", _cfg(), ApplyModels(denoiser=blur_model(pixel_size_A=0.13))
+            movie, tmp_path / "refused", _cfg(), ApplyModels(denoiser=blur_model(pixel_size_A=0.02))
         )
     assert not (tmp_path / "refused" / "summary.json").exists()
     # refuse instead of binning when asked

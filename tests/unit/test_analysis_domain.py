@@ -87,3 +87,36 @@ def test_apply_warns_once_and_records_in_summary(tmp_path, caplog):
     assert len(lines) == 1 and "\n" not in lines[0]
     on_disk = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert on_disk["domain_warnings"] == s["domain_warnings"]
+
+
+def test_dose_checked_is_the_resampled_dose(tmp_path):
+    """A movie resampled to the model's pixel (ratio 1.37, not an integer) is checked at the
+    dose per *model* pixel, r² times the raw dose: given (config) or measured (mean counts)."""
+    from etem.config import load_config
+    from etem.frames.readers import open_movie
+    from etem.movies.apply import ApplyModels, apply_movie
+
+    px, model_px, raw_dose = 0.1, 0.137, 0.15
+    r = np.random.default_rng(2)
+    clean = _lattice(64, px, 0.9)
+    frames = r.poisson(clean[None] / clean.mean() * raw_dose, size=(8, 64, 64))
+    path = write_movie_file("npy", tmp_path, frames.astype(np.uint16), px)
+    # trained at 0.25-5 e/px: the raw 0.15 e/px would be below, the resampled 0.28 is inside
+    meta = {"kind": "denoiser", "pixel_size_A": model_px, "mlflow_run_id": "r",
+            "training_distribution": training_distribution(
+                [model_px], (0.25 / model_px**2, 5 / model_px**2), [0.8, 1.0])}
+    for given in (raw_dose, None):
+        pre = {"pixel_size_A": px} | ({"dose_e_per_px_per_frame": given} if given else {})
+        cfg = load_config({"name": "t", "seed": 1, "results_dir": str(tmp_path / "res"),
+                           "tracking": {"enabled": False},
+                           "apply": {"events": {"calibration_frames": 3},
+                                     "io": {"chunk_frames": 4, "preview_max_frames": 0,
+                                            "write_tiff": False},
+                                     "inference": {"precision": "fp32",
+                                                   "denoise_with": "supervised"},
+                                     "preprocess": pre}})
+        s = apply_movie(open_movie(path), tmp_path / f"out{given}", cfg,
+                        ApplyModels(denoiser=LoadedModel(BlurDenoiser(), meta)))
+        assert any("resampled" in n for n in s["notes"])
+        assert s["dose_e_per_px_per_frame"] == pytest.approx(raw_dose * 1.37**2, rel=0.1)
+        assert not any("dose" in w or "pixel size" in w for w in s["domain_warnings"])

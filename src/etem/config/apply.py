@@ -72,10 +72,12 @@ class PreprocessConfig(StrictModel):
     )
     pixel_size_mismatch: Literal["resample", "refuse", "ignore"] = Field(
         "resample",
-        description="movie pixel size differs from the model's by an integer factor k: "
-        "'resample' sums k x k pixels (finer movie) or splits each count multinomially over "
-        "k x k pixels (coarser movie; exact Poisson statistics), 'refuse' stops; non-integer "
-        "ratios are always refused unless 'ignore'",
+        description="movie pixel size differs from the model's (beyond the tolerance): "
+        "'resample' sums k x k pixels (finer by an integer k), splits each count "
+        "multinomially over k x k pixels (coarser by k <= 4), or, for any other ratio up to "
+        "4x coarser, splits each pixel's counts multinomially over the output pixels it "
+        "overlaps, by area (counts conserved, exact Poisson statistics; non-integer frames "
+        "spread by area, not Poisson); 'refuse' stops; 'ignore' uses the movie's pixels",
     )
     bin_factor: int = Field(1, ge=1, description="spatial binning (sum of k x k pixels)")
     sum_frames: int = Field(1, ge=1, description="frames summed before processing")
