@@ -106,11 +106,7 @@ def _split_rows(counts: np.ndarray, ratio: float, gen: np.random.Generator) -> n
             fp = np.zeros((len(rows), 1)) if k == 0 else frac[rows - 1, None]
             # the previous edge (k > 0) lies in the same input row: split what it left
             n = n - lp
-            p = np.broadcast_to((frac[rows, None] - fp) / (1.0 - fp), n.shape)
-            part = np.zeros_like(n)
-            some = n > 0
-            part[some] = gen.binomial(n[some], p[some])
-            left[rows] = lp + part
+            left[rows] = lp + gen.binomial(n, (frac[rows, None] - fp) / (1.0 - fp))
     return np.diff(cum[pix] + left, axis=0)
 
 
@@ -131,17 +127,18 @@ def _scatter_counts(
     """Integer ``counts`` resampled by placing each count uniformly at random in its input
     pixel and counting it in the output pixel there (the same multinomial as
     :func:`_split_rows` on both axes, in time proportional to the counts)."""
-    rows, cols = np.nonzero(counts)
-    n = counts[rows, cols]
-    y = np.repeat(rows.astype(np.float64), n)
+    h, w = counts.shape
+    y = np.repeat(np.arange(h, dtype=np.float64), counts.sum(axis=1))  # row-major order
+    x = np.repeat(np.tile(np.arange(w, dtype=np.float64), h), counts.ravel())
     y += gen.random(len(y))
     y *= 1.0 / ratio
-    x = np.repeat(cols.astype(np.float64), n)
     x += gen.random(len(x))
     x *= 1.0 / ratio
     iy, ix = y.astype(np.int64), x.astype(np.int64)
     ok = (iy < shape[0]) & (ix < shape[1])
-    flat = np.bincount(iy[ok] * shape[1] + ix[ok], minlength=shape[0] * shape[1])
+    iy *= shape[1]
+    iy += ix
+    flat = np.bincount(iy[ok], minlength=shape[0] * shape[1])
     return flat.reshape(shape)
 
 
