@@ -1,7 +1,7 @@
 """Time of apply's count-conserving resampling of one frame to the model's pixel size.
 
 For each ratio r (model pixel / movie pixel) and dose [e/px] a Poisson frame of ``--size``²
-pixels is resampled by :func:`etem.frames.preprocess.resample_counts` (the path etem apply
+pixels is resampled by :func:`etem.frames.preprocess.resample_by_overlap` (the path etem apply
 takes for non-integer ratios; counts placed one by one at low dose, binomial row/column
 splits above), ``--rounds`` times; medians of wall and CPU time [ms]. For comparison, the
 same frame through the integer paths (2x2 binning, 2x2 count splitting) and a gain-normalised
@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from etem.frames.preprocess import bin_frames, resample_counts, split_counts
+from etem.frames.preprocess import bin_frames, resample_by_overlap, split_counts
 
 
 def _time(f: Callable[[], object], rounds: int) -> tuple[float, float]:
@@ -65,19 +65,19 @@ def main() -> None:
     for dose in args.doses:
         frame = g.poisson(dose, (n, n)).astype(np.float32)
         for r in args.ratios:
-            out = resample_counts(frame, r, 0, 0)
+            out = resample_by_overlap(frame, r, 0, 0)
             assert out.sum() <= frame.sum()
-            row("resample_counts (counts)", r, dose, out,
-                _time(lambda f=frame, r=r: resample_counts(f, r, 0, 0), args.rounds))
+            row("resample_by_overlap (counts)", r, dose, out,
+                _time(lambda f=frame, r=r: resample_by_overlap(f, r, 0, 0), args.rounds))
         row("bin_frames 2x2 (integer path)", 2, dose, bin_frames(frame[None], 2)[0],
             _time(lambda f=frame: bin_frames(f[None], 2), args.rounds))
         row("split_counts 2x2 (integer path)", 0.5, dose, split_counts(frame, 2, 0, 0),
             _time(lambda f=frame: split_counts(f, 2, 0, 0), args.rounds))
     gain = g.gamma(2.0, 0.5, (n, n)).astype(np.float32)
     for r in args.ratios:
-        row("resample_counts (non-integer frame: spread)", r, 1.0,
-            resample_counts(gain, r, 0, 0),
-            _time(lambda r=r: resample_counts(gain, r, 0, 0), args.rounds))
+        row("resample_by_overlap (non-integer frame: spread)", r, 1.0,
+            resample_by_overlap(gain, r, 0, 0),
+            _time(lambda r=r: resample_by_overlap(gain, r, 0, 0), args.rounds))
 
 
 if __name__ == "__main__":

@@ -11,11 +11,11 @@ from etem.config import load_config
 from etem.errors import InputError
 from etem.frames import preprocess
 from etem.frames.geometry import aligned_frames, frame_stream, reprocess_frame, resolve_geometry
-from etem.frames.preprocess import bin_frames, resample_counts, resampled_size
+from etem.frames.preprocess import bin_frames, resample_by_overlap, resampled_size
 from etem.frames.readers import open_movie
 from tests.movies_fixtures import write_movie_file
 
-#: SCATTER_PER_DRAW values forcing each of resample_counts' two (equally distributed) ways
+#: SCATTER_PER_DRAW values forcing each of resample_by_overlap' two (equally distributed) ways
 WAYS = {"split": 0.0, "scatter": float("inf")}
 
 
@@ -44,21 +44,22 @@ def _box_mean(lam: np.ndarray, ratio: float) -> np.ndarray:
 def test_counts_conserved_exactly(way: str, ratio: float, n_in: int, n_out: int,
                                   dose: float) -> None:
     a = np.random.default_rng(0).poisson(dose, (n_in, n_in + 11)).astype(np.float32)
-    b = resample_counts(a, ratio, seed=3, t=5)
+    b = resample_by_overlap(a, ratio, seed=3, t=5)
     n_x = resampled_size(n_in + 11, ratio)
     assert b.shape == (n_out, n_x) and b.dtype == np.float32
     assert np.all(b == np.rint(b)) and np.all(b >= 0)
     # rows tile exactly; along x the partial last output pixel is cropped, and its counts
     edge = n_x * ratio
     assert a[:, : int(np.floor(edge + 1e-9))].sum() <= b.sum() <= a[:, : int(np.ceil(edge))].sum()
-    square = resample_counts(a[:, :n_in], ratio, seed=3, t=5)
+    square = resample_by_overlap(a[:, :n_in], ratio, seed=3, t=5)
     assert square.shape == (n_out, n_out) and square.sum() == a[:, :n_in].sum()
 
 
 def test_integer_ratio_is_binning(way: str) -> None:
     """At an integer ratio the overlaps are whole pixels: exactly bin_frames."""
     a = np.random.default_rng(1).poisson(3.0, (60, 45)).astype(np.float32)
-    np.testing.assert_array_equal(resample_counts(a, 3.0, seed=0, t=0), bin_frames(a[None], 3)[0])
+    np.testing.assert_array_equal(resample_by_overlap(a, 3.0, seed=0, t=0),
+                                  bin_frames(a[None], 3)[0])
 
 
 @pytest.mark.parametrize("ratio", [1.37, 0.73])
@@ -67,14 +68,14 @@ def test_mean_is_the_box_integrated_mean(way: str, ratio: float) -> None:
     y, x = np.mgrid[:n, :n] + 0.5
     lam = 2.0 + 1.5 * np.sin(2 * np.pi * x / 9.3) * np.cos(2 * np.pi * y / 7.1)
     g = np.random.default_rng(4)
-    mean = np.mean([resample_counts(g.poisson(lam).astype(np.float32), ratio, 9, t)
+    mean = np.mean([resample_by_overlap(g.poisson(lam).astype(np.float32), ratio, 9, t)
                     for t in range(reps)], axis=0)
     want = _box_mean(lam, ratio)
     z = (mean - want) / np.sqrt(want / reps)
     assert abs(z.mean()) < 0.1 and z.std() == pytest.approx(1.0, abs=0.1)
     assert np.abs(z).max() < 5
     # gain-normalised (non-integer) frames: spread by the same fractions, no noise
-    np.testing.assert_allclose(resample_counts(lam, ratio, 9, 0), want, rtol=1e-5)
+    np.testing.assert_allclose(resample_by_overlap(lam, ratio, 9, 0), want, rtol=1e-5)
 
 
 @pytest.mark.parametrize("ratio", [1.37, 0.73])
@@ -83,7 +84,7 @@ def test_poisson_statistics_kept(way: str, ratio: float, dose: float) -> None:
     """Poisson input gives independent Poisson pixels of mean dose r²: variance = mean, and
     neighbours uncorrelated (unlike interpolation)."""
     a = np.random.default_rng(5).poisson(dose, (300, 300)).astype(np.float32)
-    b = resample_counts(a, ratio, seed=1, t=2).astype(np.float64)
+    b = resample_by_overlap(a, ratio, seed=1, t=2).astype(np.float64)
     assert b.mean() == pytest.approx(dose * ratio**2, rel=0.01)
     assert b.var() / b.mean() == pytest.approx(1.0, abs=0.04)
     for nb in (b[:, 1:], b[1:, :]):
@@ -92,12 +93,12 @@ def test_poisson_statistics_kept(way: str, ratio: float, dose: float) -> None:
 
 
 def test_seeded_per_frame() -> None:
-    for dose in (0.5, 20.0):  # both ways resample_counts picks
+    for dose in (0.5, 20.0):  # both ways resample_by_overlap picks
         a = np.random.default_rng(6).poisson(dose, (64, 64)).astype(np.float32)
-        b = resample_counts(a, 1.37, seed=2, t=7)
-        np.testing.assert_array_equal(b, resample_counts(a, 1.37, seed=2, t=7))
-        assert not np.array_equal(b, resample_counts(a, 1.37, seed=2, t=8))
-        assert not np.array_equal(b, resample_counts(a, 1.37, seed=3, t=7))
+        b = resample_by_overlap(a, 1.37, seed=2, t=7)
+        np.testing.assert_array_equal(b, resample_by_overlap(a, 1.37, seed=2, t=7))
+        assert not np.array_equal(b, resample_by_overlap(a, 1.37, seed=2, t=8))
+        assert not np.array_equal(b, resample_by_overlap(a, 1.37, seed=3, t=7))
 
 
 @pytest.mark.parametrize(("ratio", "n_in", "cycles"), [(1.37, 411, 30), (0.73, 219, 25)])
@@ -107,7 +108,7 @@ def test_lattice_period_scales_by_the_ratio(way: str, ratio: float, n_in: int,
     period = n_in / cycles  # raw px: 13.7 and 8.76; output: 10 and 12 px
     y, x = np.mgrid[:n_in, :n_in] + 0.5
     lam = 3.0 * (1 + 0.8 * np.cos(2 * np.pi * x / period) * np.cos(2 * np.pi * y / period))
-    b = resample_counts(np.random.default_rng(7).poisson(lam).astype(np.float32), ratio, 0, 0)
+    b = resample_by_overlap(np.random.default_rng(7).poisson(lam).astype(np.float32), ratio, 0, 0)
     assert b.shape == (300, 300)
     spec = np.abs(np.fft.rfft2(b - b.mean()))
     ky, kx = np.unravel_index(int(np.argmax(spec[: 150])), spec[:150].shape)
@@ -136,7 +137,7 @@ def test_geometry_resamples_a_non_integer_ratio(tmp_path: Path) -> None:
     frames = movie.read(0, 6)
     for t in range(6):
         np.testing.assert_array_equal(
-            streamed[t], resample_counts(frames[t], geo.resample, geo.seed, t))
+            streamed[t], resample_by_overlap(frames[t], geo.resample, geo.seed, t))
     zero = np.zeros((geo.n_frames, 2))
     for t, fr in aligned_frames(movie, geo, 2, zero, 3, 6):
         np.testing.assert_array_equal(fr, streamed[t])

@@ -4,7 +4,7 @@
 consecutive frames summed, ``bin_factor`` x ``bin_factor`` pixels summed, and a further
 resampling to the models' pixel size [Å]: binning by an integer factor, splitting counts over
 k x k sub-pixels, or, for any other ratio, splitting each pixel's counts over the output
-pixels it overlaps by area (:func:`etem.frames.preprocess.resample_counts`); all three keep
+pixels it overlaps by area (:func:`etem.frames.preprocess.resample_by_overlap`); all three keep
 counts and Poisson statistics. :func:`frame_stream` yields the
 processed frames one at a time (integer-pixel drift correction of counts, sub-pixel remainder
 returned), reading ``chunk_frames`` raw frames at a time, so memory is bounded whatever the
@@ -24,7 +24,7 @@ from etem.errors import InputError
 from etem.frames.preprocess import (
     DriftCorrector,
     bin_frames,
-    resample_counts,
+    resample_by_overlap,
     resampled_size,
     shift_integer,
     split_counts,
@@ -58,7 +58,7 @@ class FrameGeometry:
 
     ``n_sum`` raw frames are summed into one; ``bin_total`` x ``bin_total`` raw pixels are
     summed, then each pixel split into ``upsample`` x ``upsample``, or (a non-integer ratio)
-    resampled to pixels ``resample`` times as large (:func:`resample_counts`); the processed
+    resampled to pixels ``resample`` times as large (:func:`resample_by_overlap`); the processed
     frames are ``n_frames`` x ``height`` x ``width`` [px] of ``pixel_size_A`` [Å],
     ``frame_time_s`` [s] apart (None when the file does not say).
     """
@@ -211,7 +211,7 @@ def _process(block: np.ndarray, t: int, geo: FrameGeometry) -> np.ndarray:
     if geo.upsample > 1:
         fr = split_counts(fr, geo.upsample, geo.seed, t)
     elif geo.resample != 1.0:
-        fr = resample_counts(fr, geo.resample, geo.seed, t)
+        fr = resample_by_overlap(fr, geo.resample, geo.seed, t)
     return fr[: geo.height, : geo.width]
 
 

@@ -57,7 +57,7 @@ def split_counts(frame: np.ndarray, k: int, seed: int, t: int) -> np.ndarray:
     return np.repeat(np.repeat(frame / (k * k), k, axis=0), k, axis=1).astype(np.float32)
 
 
-#: Counts per binomial draw of the row/column split up to which :func:`resample_counts`
+#: Counts per binomial draw of the row/column split up to which :func:`resample_by_overlap`
 #: places the counts one by one instead (same distribution; the faster way, measured).
 SCATTER_PER_DRAW = 2.0
 #: Overlap fractions below this are rounding noise of the pixel edges (treated as 0).
@@ -142,7 +142,7 @@ def _scatter_counts(
     return flat.reshape(shape)
 
 
-def resample_counts(frame: np.ndarray, ratio: float, seed: int, t: int) -> np.ndarray:
+def resample_by_overlap(frame: np.ndarray, ratio: float, seed: int, t: int) -> np.ndarray:
     """Resample a frame of counts to pixels ``ratio`` times the size of its own (any ratio
     > 0: coarser above 1, finer below), conserving counts.
 
@@ -158,7 +158,7 @@ def resample_counts(frame: np.ndarray, ratio: float, seed: int, t: int) -> np.nd
     """
     rounded = np.rint(frame)
     if np.all(rounded == frame) and np.all(frame >= 0):
-        gen = rng(seed, "apply", "resample_counts", t)
+        gen = rng(seed, "apply", "resample_by_overlap", t)
         counts = rounded.astype(np.int64)
         shape = (resampled_size(frame.shape[0], ratio), resampled_size(frame.shape[1], ratio))
         draws = (shape[0] + 1) * frame.shape[1] + (shape[1] + 1) * shape[0]
