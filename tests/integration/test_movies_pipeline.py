@@ -199,6 +199,9 @@ def test_pixel_size_mismatch(tmp_path: Path) -> None:
     assert s["frame_shape_px"] == [73, 73] and s["pixel_size_A"] == pytest.approx(0.13)
     assert s["bin_factor"] == 1 and any("resampled" in n for n in s["notes"])
     assert s["dose_e_per_px_per_frame"] == pytest.approx(lm.dose_e_per_px_per_frame * 1.69)
+    # columns found on the resampled grid map back onto the movie's true columns
+    truth = s["truth"]["columns"]
+    assert truth["recall"] > 0.95 and truth["precision"] > 0.95 and truth["rmse_A"] < 0.15
     # more than 4x coarser than the model: refused, and no summary that looks complete
     with pytest.raises(InputError, match="does not match the model"):
         apply_movie(
