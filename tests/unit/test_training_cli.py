@@ -122,6 +122,53 @@ def test_a_quoted_glob_pattern_trains_through_the_shell(tmp_path: Path, etem_bin
     assert logged[1]["digest"] == sampled_digest(logged[1]["files"])
 
 
+def test_retrain_of_a_group_training_reopens_its_movies(tmp_path: Path, capsys) -> None:
+    """`etem retrain` of a multi-movie group training: the logged sources (a TIFF stack and a
+    glob row, in folders named with a comma and a space) are reopened one by one, the same
+    movies by content, and the retrained model is byte-identical; a movie changed since the
+    training is refused, named."""
+    import mlflow
+
+    cfg = _config(tmp_path, tracking=True)
+    with h5py.File(write_movie(tmp_path / "m.h5", n_frames=8, size=32)) as f:
+        frames = np.asarray(f["frames"])
+    data = tmp_path / "run 1, 600C"
+    data.mkdir()
+    stack = data / "stack, a.tif"
+    tifffile.imwrite(stack, frames)
+    folder = data / "per frame, b"
+    folder.mkdir()
+    for i, fr in enumerate(frames[::-1]):
+        tifffile.imwrite(folder / f"f_{i}.tif", fr)
+    pattern = str(folder / "f_*.tif")
+    out = tmp_path / "results" / "models" / "groups" / "600C.pt"
+    assert main(["train", "unsupervised", "--config", str(cfg), "--movie", str(stack), pattern,
+                 "--out", str(out), "--threads", "1"]) == 0
+    client = mlflow.MlflowClient(f"sqlite:///{(tmp_path / 'results' / 'mlflow.db').resolve()}")
+    (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()],
+                                filter_string=f"tags.`etem.model.sha256` = '{file_digest(out)}'")
+    run_id = run.info.run_id
+    assert json.loads(run.data.params["train.source"]) == [str(stack), pattern]
+    capsys.readouterr()
+    new_out = tmp_path / "retrained.pt"
+    assert main(["retrain", "--run-id", run_id, "--config", str(cfg), "--out", str(new_out),
+                 "--threads", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "identical validation metrics" in printed, printed
+    movies = [(m["path"], m["digest"], m.get("files")) for m in load_model(out)[1]["movies"]]
+    assert movies[1][2] == [str(folder / f"f_{i}.tif") for i in range(8)]
+    assert [(m["path"], m["digest"], m.get("files"))
+            for m in load_model(new_out)[1]["movies"]] == movies
+    assert file_digest(new_out) == file_digest(out)
+    # the glob matches another frame since the training: not a reproduction, refused
+    tifffile.imwrite(folder / "f_8.tif", frames[0])
+    assert main(["retrain", "--run-id", run_id, "--config", str(cfg), "--out",
+                 str(tmp_path / "again.pt"), "--threads", "1"]) == 3
+    err = capsys.readouterr().err
+    assert f"movie {pattern}: changed since run {run_id}" in err, err
+    assert not (tmp_path / "again.pt").exists()
+
+
 def test_bad_inputs_give_one_line_errors(tmp_path: Path, capsys) -> None:
     cfg = _config(tmp_path, tracking=False)
     assert main(["train", "denoiser", "-c", str(cfg), "--index", str(tmp_path / "no.csv")]) == 3

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
 import yaml
@@ -18,7 +20,8 @@ from etem.errors import ConfigError, InputError
 from etem.frames.files import is_pattern, movie_files
 from etem.paths import Layout
 from etem.runs import StageRun, tracking_uri
-from etem.training.run import STAGES, train_network
+from etem.training.run import SOURCES_ARTIFACT, STAGES, logged_sources, train_network
+from etem.training.tasks import movie_record
 
 
 def _set_threads(n: int | None) -> None:
@@ -59,6 +62,30 @@ def train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _json_artifact(client: MlflowClient, run_id: str, name: str, tmp: str) -> Any:
+    """A run's JSON artifact ``name``, or None when it has none (older runs)."""
+    try:
+        local = client.download_artifacts(run_id, name, tmp)
+        return json.loads(Path(local).read_text(encoding="utf-8"))
+    except Exception:
+        return None
+
+
+def _same_movies(sources: list[str], records: Any, run_id: str) -> None:
+    """Check that a retrain opens the movies the run trained on (content digests of its
+    movies.json, in the order of its inputs): a movie missing or changed is one error."""
+    for i, src in enumerate(sources):
+        if not movie_files(src):
+            what = "no file matches the pattern" if is_pattern(src) else "no such file or folder"
+            raise InputError(f"movie {src}: {what} (an input of run {run_id})")
+        if not isinstance(records, list) or i >= len(records):
+            continue  # a run of an older version: nothing to compare with
+        now, then = movie_record(src)["digest"], records[i].get("digest")
+        if then and now != then:
+            raise InputError(f"movie {src}: changed since run {run_id} (content digest {now}, "
+                             f"logged {then}); a retrain reproduces a training on its movies")
+
+
 def retrain(args: argparse.Namespace) -> int:
     """``etem retrain``: re-run a logged training and compare its validation metrics."""
     uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
@@ -82,7 +109,16 @@ def retrain(args: argparse.Namespace) -> int:
         except Exception:
             raise InputError(f"MLflow run {args.run_id}: no config.yaml artifact") from None
         data = yaml.safe_load(Path(local).read_text(encoding="utf-8"))
+        logged = {name: _json_artifact(client, args.run_id, name, tmp)
+                  for name in (SOURCES_ARTIFACT, "movies.json")}
     cfg = load_config(data)
+    try:
+        sources = logged_sources(params, logged)
+    except InputError as exc:
+        raise InputError(f"MLflow run {args.run_id}: {exc}") from None
+    if kind == "unsupervised":
+        _same_movies(sources, logged["movies.json"], args.run_id)
+    source: str | list[Path] = sources[0] if len(sources) == 1 else [Path(s) for s in sources]
     out = Path(args.out) if args.out else Path(params["train.out"])
     _set_threads(args.threads)
     previous = os.environ.get("MLFLOW_TRACKING_URI")
@@ -90,7 +126,7 @@ def retrain(args: argparse.Namespace) -> int:
     try:
         with StageRun(cfg, STAGES[kind], params={"retrain_of": args.run_id},
                       tags={"etem.retrain_of": args.run_id}) as new:
-            result = train_network(kind, cfg, params["train.source"], out, tracker=new,
+            result = train_network(kind, cfg, source, out, tracker=new,
                                    manifest=params.get("train.manifest") or None, resume=False,
                                    init_from=params.get("train.init_from") or None)
     finally:

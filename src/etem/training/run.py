@@ -14,6 +14,7 @@ from typing import Any
 
 from etem.config import EtemConfig
 from etem.errors import ConfigError, InputError
+from etem.frames.files import is_pattern, movie_path
 from etem.io import file_digest
 from etem.models.factory import count_parameters
 from etem.models.inference import bf16_supported
@@ -98,6 +99,42 @@ def make_task(kind: str, campaign: EtemConfig, source: Any, manifest: str | None
     raise ConfigError(f"unknown network {kind!r}; expected one of {sorted(STAGES)}")
 
 
+#: The run artifact listing a training's inputs (JSON list of absolute paths; a parameter is
+#: cut at 6000 characters, a group of many movies is not).
+SOURCES_ARTIFACT = "sources.json"
+
+
+def absolute_source(path: str | os.PathLike[str]) -> str:
+    """A training input as an absolute path that opens the same from any folder: an existing
+    file or folder resolved; a relative glob pattern joined to the current folder, whose own
+    glob characters are escaped (:func:`etem.frames.files.movie_path`)."""
+    if Path(path).exists() or not is_pattern(path):
+        return str(Path(path).resolve())
+    return movie_path(path, Path.cwd())
+
+
+def logged_sources(params: dict[str, str], artifacts: dict[str, Any]) -> list[str]:
+    """The inputs of a logged training: its ``sources.json`` artifact (``artifacts`` holds the
+    run's JSON artifacts that could be read, by name), else the ``train.source`` parameter
+    (a JSON list, or one path in runs of older versions); an older group run without the
+    list: the paths of its ``movies.json``."""
+    listed = artifacts.get(SOURCES_ARTIFACT)
+    if isinstance(listed, list) and listed:
+        return [str(s) for s in listed]
+    value = params.get("train.source", "")
+    if value.startswith("["):
+        try:
+            return [str(s) for s in json.loads(value)]
+        except json.JSONDecodeError:
+            pass  # cut at the parameter's length limit
+    movies = artifacts.get("movies.json")
+    if isinstance(movies, list) and len(movies) > 1:
+        return [str(m["path"]) for m in movies]
+    if not value:
+        raise InputError("the run logs no training input (train.source)")
+    return [value]
+
+
 def checkpoint_path(out: str | os.PathLike[str]) -> Path:
     """Resumable checkpoint beside the model file: ``<out>.ckpt``."""
     out = Path(out)
@@ -124,8 +161,12 @@ def train_network(
     ckpt = checkpoint_path(out)
     if tracker is not None:
         sources = source if isinstance(source, list) else [Path(source)]
-        train_params = {"kind": kind, "source": ",".join(str(Path(s).resolve()) for s in sources),
+        # the inputs as a list (JSON), each path absolute: `etem retrain` reopens each one
+        # (a comma, a space or a glob pattern in a path is data)
+        absolute = [absolute_source(s) for s in sources]
+        train_params = {"kind": kind, "source": json.dumps(absolute),
                         "out": str(Path(out).resolve()), "manifest": str(manifest or "")}
+        tracker.log_text(json.dumps(absolute, indent=2), SOURCES_ARTIFACT)  # never truncated
         if init is not None:
             train_params["init_from"] = str(Path(init.path).resolve())
             tracker.set_tags({"etem.init_from.sha256": init.sha256})
