@@ -11,14 +11,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+import torch
 
 from etem.config import EtemConfig
+from etem.data.datasets import collate
 from etem.errors import InputError
 from etem.io import sampled_digest
 from etem.models.io import load_model
 from etem.testing import lattice_image
+from etem.training.metrics import psnr
 from etem.training.run import train_network
 from etem.training.tasks import UnsupervisedTask, open_training_movie
+from tests.training_fixtures import write_movie
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
@@ -142,3 +146,34 @@ def test_a_glob_of_frames_joins_the_group_and_is_logged_by_its_files(
 def test_a_pattern_that_matches_nothing_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"no file matches the pattern$"):
         open_training_movie(tmp_path / "none_*.tif")
+
+
+@pytest.mark.parametrize("clean_first", [True, False], ids=["clean-first", "clean-second"])
+def test_a_group_mixing_movies_with_and_without_clean_trains(
+        clean_first: bool, group: list[Path], tiny_config: object, tmp_path: Path) -> None:
+    """etem's HDF5 movie with /clean and an experiment movie without it train as one group:
+    training batches carry no clean frames (training never uses them); the validation PSNR
+    is computed on the samples of the movies that have clean frames, and only on those."""
+    synthetic = write_movie(tmp_path / "synthetic.h5", n_frames=12, size=48)
+    movies = [synthetic, group[0]] if clean_first else [group[0], synthetic]
+    cfg: EtemConfig = tiny_config(  # type: ignore[operator]
+        tmp_path / "results", training={"unsupervised": {"steps": 2, "val_every_steps": 2,
+                                                         "val_samples": 4, "patch_px": 32,
+                                                         "val_patch_px": 32, "batch_size": 4}})
+    task = UnsupervisedTask(cfg, cfg.training.unsupervised, movies)
+    batch = collate([task.train_set[(step, j)] for step in range(3) for j in range(4)])
+    assert "clean" not in batch and len(set(batch["scale"].flatten().tolist())) == 2
+    v = task.val_batch()  # validation samples cycle over the movies
+    assert v["has_clean"].tolist() == [clean_first, not clean_first] * 2
+    keep = v["has_clean"].numpy()
+    assert np.isfinite(v["clean"].numpy()[keep]).all()
+    noisy = v["target"].numpy()[:, 0]
+    task.predict_val = lambda *a: v["target"]  # type: ignore[method-assign]
+    metrics = task.validate(None, False, torch.device("cpu"))  # type: ignore[arg-type]
+    expected = np.mean([psnr(n, c) for n, c in zip(noisy[keep], v["clean"].numpy()[keep, 0],
+                                                   strict=True)])
+    assert metrics["val_psnr"] == pytest.approx(expected)
+    assert np.isfinite(list(metrics.values())).all()
+    task.panels(None, False, torch.device("cpu"))  # type: ignore[arg-type]
+    result = train_network("unsupervised", cfg, movies, tmp_path / "mixed.pt", panels=False)
+    assert {"val_loss", "val_psnr"} <= set(result.metrics)

@@ -280,6 +280,11 @@ class MovieGroupDataset:
     dose; frames are read per patch (lazy readers keep memory bounded whatever the movies'
     lengths). A training sample comes from movie ``i`` with probability proportional to its
     frame count, drawn from the seed, step and slot; validation samples cycle over the movies.
+
+    Clean frames (etem's synthetic HDF5 movies; experiment movies have none) serve validation
+    only: training samples carry none, so the movies of a group mix freely. When any movie has
+    them, every validation sample carries ``has_clean`` (bool) and ``clean`` (NaN for the
+    movies without), so a batch stacks and the PSNR is taken on the samples that have them.
     """
 
     def __init__(self, parts: list[MoviePatchDataset], seed: int, purpose: str) -> None:
@@ -291,6 +296,7 @@ class MovieGroupDataset:
         frames = np.array([len(p) for p in parts], dtype=np.float64)
         self.cumulative = np.cumsum(frames) / frames.sum()
         self.n_val = 1
+        self.any_clean = any(p.clean is not None for p in parts)
 
     def __len__(self) -> int:
         return int(sum(len(p) for p in self.parts))
@@ -301,11 +307,17 @@ class MovieGroupDataset:
             n = len(self.parts)
             part = self.parts[j % n]
             part.n_val = -(-self.n_val // n)
-            return part[(VAL_STEP, j // n)]
+            sample = part[(VAL_STEP, j // n)]
+            if self.any_clean:
+                sample["has_clean"] = np.array(part.clean is not None)
+                sample.setdefault("clean", np.full_like(sample["target"], np.nan))
+            return sample
         r = seeded_rng(self.seed, self.purpose, "movie", step, j)
         i = min(int(np.searchsorted(self.cumulative, r.random(), side="right")),
                 len(self.parts) - 1)
-        return self.parts[i][key]
+        sample = self.parts[i][key]
+        sample.pop("clean", None)  # validation only
+        return sample
 
 
 def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:

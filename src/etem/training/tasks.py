@@ -466,7 +466,8 @@ class UnsupervisedTask(Task):
                                 "dose_e_per_px": scale, "pixel_size_A": px})
         self.train_set = MovieGroupDataset(train, campaign.seed, "unsupervised-train")
         self.val_set = MovieGroupDataset(val, campaign.seed, "unsupervised-val")
-        self.has_clean = all(p.clean is not None for p in train)
+        # clean frames (etem's HDF5 movies) give a validation PSNR on the movies that have them
+        self.has_clean = any(p.clean is not None for p in train)
         self.scale = float(np.median([m["dose_e_per_px"] for m in self.movies]))
         self.shape = (sum(m["shape"][0] for m in self.movies), *self.shape[1:])
 
@@ -506,15 +507,26 @@ class UnsupervisedTask(Task):
         v = self.val_batch()
         pred = self.predict_val(model, amp, device)
         metrics = {"val_loss": float(F.mse_loss(pred, v["target"]))}
-        if self.has_clean:
-            clean = v["clean"].numpy()[:, 0]
-            p = pred.numpy()[:, 0]
-            avg = v["input"].numpy().mean(axis=1)
+        keep = self._with_clean(v)
+        if keep.any():  # a group's samples of the movies with clean frames only
+            clean = v["clean"].numpy()[keep, 0]
+            p = pred.numpy()[keep, 0]
+            avg = v["input"].numpy()[keep].mean(axis=1)
             metrics["val_psnr"] = _mean(psnr, p, clean)
             metrics["val_ssim"] = _mean(ssim, p, clean)
             metrics["val_psnr_temporal_mean"] = _mean(psnr, avg, clean)
-            metrics["val_psnr_noisy"] = _mean(psnr, v["target"].numpy()[:, 0], clean)
+            metrics["val_psnr_noisy"] = _mean(psnr, v["target"].numpy()[keep, 0], clean)
         return metrics
+
+    def _with_clean(self, v: dict[str, torch.Tensor]) -> np.ndarray:
+        """Which validation samples have clean frames (a group may mix movies with and
+        without them: ``has_clean`` per sample)."""
+        n = len(v["input"])
+        if not self.has_clean:
+            return np.zeros(n, dtype=bool)
+        if "has_clean" in v:
+            return v["has_clean"].numpy().astype(bool)
+        return np.ones(n, dtype=bool)
 
     def panels(self, model: nn.Module, amp: bool, device: torch.device) -> Any:
         v = self.val_batch()
@@ -522,7 +534,7 @@ class UnsupervisedTask(Task):
         idx = _spread(len(pred), 3)
         cols = [("noisy (middle)", v["target"].numpy()[:, 0]), ("denoised", pred),
                 (f"mean of {self.n_frames}", v["input"].numpy().mean(axis=1))]
-        if self.has_clean:
+        if self._with_clean(v)[idx].all():
             cols.append(("clean", v["clean"].numpy()[:, 0]))
         return _grid(cols, idx, [""] * len(idx))
 
