@@ -343,3 +343,49 @@ def test_cli_bad_input_one_line_error(tmp_path: Path, etem_bin: str) -> None:
         [etem_bin, "movie-info", str(bad)], capture_output=True, text=True, timeout=60
     )
     assert r.returncode == 3 and r.stderr.startswith("etem: error:")
+
+
+def test_cli_apply_of_a_quoted_glob_pattern(tmp_path: Path, etem_bin: str) -> None:
+    """A glob row's one argument, as the workflow passes it: `etem apply` and its three passes
+    (apply-prepare, apply-shard, apply-gather) given the quoted pattern (expanded by etem, not
+    the shell: a space, ',' and ';' in the folder are data) open the pattern's frames in
+    natural order; the results are named after the pattern's folder, not 'f_*'."""
+    import shlex
+
+    import tifffile
+
+    lm = lattice_movie(n_frames=8, size_px=64, event_frame=None, seed=5)
+    assert lm.counts is not None
+    folder = tmp_path / "run 03, 600C;touch X"
+    folder.mkdir()
+    for i, frame in enumerate(lm.counts):
+        tifffile.imwrite(folder / f"f_{i}.tif", frame.astype(np.uint16))
+    tifffile.imwrite(folder / "dark.tif", np.zeros((64, 64), np.uint16))  # not matched
+    pattern = str(folder / "f_*.tif")
+    models = _save_models(tmp_path)
+    common = (f" --denoiser {shlex.quote(str(models['denoiser']))} --set tracking.enabled=false"
+              f" --set apply.preprocess.pixel_size_A={PX_A} --set apply.events.calibration_frames=4"
+              " --set apply.inference.tile_px=32 --set apply.inference.overlap_px=8")
+    etem = f"cd {shlex.quote(str(tmp_path))} && {shlex.quote(etem_bin)}"
+    q = shlex.quote
+
+    def run(command: str) -> None:
+        done = subprocess.run(["bash", "-c", f"{etem} {command} {common}"], capture_output=True,
+                              text=True, timeout=300, check=False)
+        assert done.returncode == 0, done.stderr[-2000:]
+
+    one = tmp_path / "one"
+    run(f"apply --movie {q(pattern)} --out {q(str(one))}")
+    s = json.loads((one / "summary.json").read_text())
+    assert s["movie"] == folder.name and s["n_frames"] == 8
+    prepared, shard, passes = tmp_path / "prepare.h5", tmp_path / "shard.h5", tmp_path / "passes"
+    run(f"apply-prepare --movie {q(pattern)} --out {q(str(prepared))}")
+    run(f"apply-shard --movie {q(pattern)} --prepared {q(str(prepared))} --frames 0:8"
+        f" --out {q(str(shard))}")
+    run(f"apply-gather --movie {q(pattern)} --prepared {q(str(prepared))}"
+        f" --shards {q(str(shard))} --out {q(str(passes))}")
+    s2 = json.loads((passes / "summary.json").read_text())
+    assert s2["movie"] == folder.name
+    assert {k: s2[k] for k in ("n_frames", "n_columns", "n_events")} == {
+        k: s[k] for k in ("n_frames", "n_columns", "n_events")}
+    assert not (tmp_path / "X").exists()

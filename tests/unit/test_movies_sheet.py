@@ -16,7 +16,7 @@ import tifffile
 from etem.config import load_config
 from etem.errors import ConfigError, InputError
 from etem.frames import readers
-from etem.frames.files import movie_files
+from etem.frames.files import movie_files, movie_name
 from etem.movies import sheet as sheet_mod
 from etem.movies.sheet import (
     ShapeCache,
@@ -178,6 +178,22 @@ def test_a_glob_row_is_a_group_movie_opened_as_its_files(tmp_path: Path) -> None
         assert np.array_equal(movie.read(2, 3)[0], frames[2])
     with pytest.raises(InputError, match=r"movie .*/none_\*\.tif: no file matches the pattern$"):
         readers.open_movie(where / "raw" / "none_*.tif")
+
+
+def test_a_movie_is_named_by_its_file_folder_or_the_folder_of_its_pattern(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`etem apply` without --name: a file's or folder's stem; a glob pattern's nearest
+    folder that is no pattern (never 'f_*'), the current folder for a bare pattern."""
+    work = tmp_path / "exp 7, 600C"
+    (work / "stack.d").mkdir(parents=True)
+    (work / "m.mrc").write_bytes(b"")
+    monkeypatch.chdir(work)
+    assert movie_name(work / "m.mrc") == "m" and movie_name("stack.d") == "stack"
+    assert movie_name("/data/run 03, 600C/f_*.tif") == "run 03, 600C"
+    assert movie_name("/data/exp/run*/f_?.tif") == "exp"  # a pattern's folder is skipped
+    assert movie_name(glob.escape("/data/exp[1]") + "/f_*.tif") == "exp[1]"  # escaped: literal
+    assert movie_name("f_*.tif") == movie_name("./f_*.tif") == "exp 7, 600C"
+    assert movie_name("stack.d/../f_*.tif") == "exp 7, 600C"
 
 
 def test_campaign_movies_add_the_synthetic_row(movies: Path, tmp_path: Path) -> None:

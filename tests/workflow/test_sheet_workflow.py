@@ -161,6 +161,14 @@ def test_sheet_movies_plan_sharded_apply_jobs(tmp_path: Path) -> None:
     assert not (tmp_path / "X").exists() and not (ROOT / "X").exists()
     assert re.search(rf"apply-prepare .*--movie {tmp_path}/tiffs .*--unsupervised "
                      rf"{res}/models/groups/600C.pt", text)
+    # the apply jobs of the glob row get its pattern, one quoted word (the jobs' inputs are
+    # still its 12 files), never one argument per frame
+    quoted = f"'{frames}/frame_*.tif'"
+    for rule in ("apply-prepare", "apply-shard", "apply-gather"):
+        (command,) = [ln for ln in text.splitlines() if f" {rule} " in ln and "glob_run" in ln]
+        assert f"--movie {quoted} " in command, command
+        assert "frame_0.tif" not in command and "frame_11.tif" not in command
+    assert "--name glob_run" in text
     assert not res.exists()
     cache = ROOT / ".snakemake" / "etem" / "movie_shapes.json"
     assert str((tmp_path / "stack.mrc").resolve()) in cache.read_text()

@@ -9,7 +9,8 @@
 #   apply_gather   tracks, statistics, events over the whole series, outputs, the movie's
 #                  MLflow run (tagged etem.movie)              -> apply/<movie>/summary.json (last)
 # The sheet is validated while the rules are parsed (common.smk: MOVIES): a bad row fails
-# before any job.
+# before any job. A job opens its movie by the row's one source (file, folder or quoted glob
+# pattern: params.movie); its inputs are every file of the movie (input.movie).
 
 rule apply_prepare:
     input:
@@ -19,6 +20,7 @@ rule apply_prepare:
     output:
         prepared=temp(str(LAYOUT.apply_prepared("{movie}"))),
     params:
+        movie=movie_source,
         row=movie_arguments,
         out=str(LAYOUT.apply_dir("{movie}")),
     wildcard_constraints:
@@ -35,7 +37,7 @@ rule apply_prepare:
         ENV
     shell:
         "etem --tag rule=apply_prepare --tag wildcards=movie={wildcards.movie:q} apply-prepare"
-        " --config {input.config:q} --movie {input.movie:q} {params.row:q}"
+        " --config {input.config:q} --movie {params.movie:q} {params.row:q}"
         " --denoiser {input.denoiser:q} --unsupervised {input.unsupervised:q}"
         " --segmenter {input.segmenter:q} --calibration {input.calibration:q}"
         " --finetuned-dir {params.out:q} --out {output.prepared:q} > {log:q} 2>&1"
@@ -50,6 +52,7 @@ rule apply_shard:
     output:
         shard=temp(str(LAYOUT.apply_shard("{movie}", "{shard}"))),
     params:
+        movie=movie_source,
         row=movie_arguments,
         frames=shard_range,
     wildcard_constraints:
@@ -66,7 +69,7 @@ rule apply_shard:
         ENV
     shell:
         "etem --tag rule=apply_shard --tag wildcards=movie={wildcards.movie:q},shard={wildcards.shard:q}"
-        " apply-shard --config {input.config:q} --movie {input.movie:q} {params.row:q}"
+        " apply-shard --config {input.config:q} --movie {params.movie:q} {params.row:q}"
         " --prepared {input.prepared:q} --frames {params.frames:q}"
         " --denoiser {input.denoiser:q} --unsupervised {input.unsupervised:q}"
         " --segmenter {input.segmenter:q} --calibration {input.calibration:q}"
@@ -103,6 +106,7 @@ rule apply_gather:
             subcategory="{movie}",
         ),
     params:
+        movie=movie_source,
         row=movie_arguments,
         tags=movie_tags,
         out=lambda wildcards, output: os.path.dirname(output.summary),
@@ -120,7 +124,7 @@ rule apply_gather:
         ENV
     shell:
         "etem --tag rule=apply_gather --tag wildcards=movie={wildcards.movie:q} {params.tags:q}"
-        " apply-gather --config {input.config:q} --movie {input.movie:q} {params.row:q}"
+        " apply-gather --config {input.config:q} --movie {params.movie:q} {params.row:q}"
         " --prepared {input.prepared:q} --shards {input.shards:q} --name {wildcards.movie:q}"
         " --denoiser {input.denoiser:q} --unsupervised {input.unsupervised:q}"
         " --segmenter {input.segmenter:q} --calibration {input.calibration:q}"

@@ -94,8 +94,16 @@ def movie_shards(name):
 
 
 def movie_files(wildcards):
-    """What the reader opens: the file, the folder, or the glob's files."""
+    """The movie's files (the jobs' inputs, so a changed frame re-runs them): the file, the
+    folder, or the glob's files."""
     return list(MOVIES[wildcards.movie].files)
+
+
+def movie_source(wildcards):
+    """The one argument a job opens the movie by (--movie): the file, the folder or the glob
+    pattern (expanded by etem, like the sheet), never one argument per frame (thousands of
+    frames would outgrow the command line)."""
+    return MOVIES[wildcards.movie].source
 
 
 def movie_arguments(wildcards):

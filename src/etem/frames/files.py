@@ -15,9 +15,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-__all__ = ["is_pattern", "movie_files", "movie_path", "natural_key"]
+__all__ = ["is_pattern", "movie_files", "movie_name", "movie_path", "natural_key"]
 
 _GLOB_CHARS = frozenset("*?[")
+_ESCAPED = re.compile(r"\[([*?\[])\]")  # glob.escape's form of a literal '*', '?' or '['
 
 
 def natural_key(path: str | os.PathLike[str]) -> list[Any]:
@@ -62,3 +63,19 @@ def movie_files(
         return ()
     matches = [m for m in glob.glob(text) if os.path.isfile(m)]
     return tuple(sorted(matches, key=natural_key))
+
+
+def movie_name(path: str | os.PathLike[str]) -> str:
+    """A name for the movie ``path`` names (results and MLflow run when none is given): the
+    file's or folder's stem; for a glob pattern, its nearest folder whose name is no pattern
+    (``run03`` for ``run03/f_*.tif``; the current folder's for ``f_*.tif``)."""
+    text = os.path.expanduser(os.fspath(path))
+    if os.path.exists(text) or not is_pattern(text):
+        return Path(text).stem
+    folder = Path(text).parent
+    while folder != folder.parent and is_pattern(_ESCAPED.sub("", folder.name)):
+        folder = folder.parent
+    name = _ESCAPED.sub(r"\1", folder.name)
+    if name in ("", ".", ".."):
+        name = Path(os.path.abspath(folder)).name
+    return name or "movie"

@@ -37,7 +37,8 @@ def _movie_arg(p: argparse.ArgumentParser) -> None:
         nargs="+",
         type=existing_path,
         metavar="PATH",
-        help="movie file, folder of per-frame files, or several per-frame files",
+        help="movie file, folder of per-frame files, quoted glob pattern of per-frame files "
+        "(e.g. 'run03/f_*.tif', natural order), or several per-frame files",
     )
     p.add_argument(
         "--frame-time-s",
@@ -104,7 +105,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     _movie_arg(p)
     p.add_argument("--out", required=True, type=output_folder, metavar="DIR",
                    help="output folder")
-    p.add_argument("--name", help="movie name in the summary (default: file stem)")
+    p.add_argument("--name", help="movie name in the summary (default: the file's or "
+                   "folder's stem; a glob pattern's folder name)")
     _model_args(p)
     p.set_defaults(handler="etem.movies.commands:apply")
 
@@ -155,7 +157,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="shard files")
     p.add_argument("--out", required=True, type=output_folder, metavar="DIR",
                    help="output folder")
-    p.add_argument("--name", help="movie name in the summary (default: file stem)")
+    p.add_argument("--name", help="movie name in the summary (default: the file's or "
+                   "folder's stem; a glob pattern's folder name)")
     _model_args(p)
     p.set_defaults(handler="etem.movies.commands:apply_gather")
 

@@ -12,6 +12,7 @@ from etem.analysis.likelihood import Calibration
 from etem.cliutils import config_from_args, emit, stage_run
 from etem.config import EtemConfig
 from etem.errors import InputError
+from etem.frames.files import movie_name
 from etem.frames.readers import Movie, open_movie
 from etem.models.io import load
 from etem.movies.apply import apply_movie
@@ -144,7 +145,7 @@ def apply(args: argparse.Namespace) -> int:
     """``etem apply``: the movie stage on one movie (the three passes in one process)."""
     cfg = _config(args)
     models = _load_models(args)
-    name = args.name or Path(args.movie[0]).stem
+    name = args.name or movie_name(args.movie[0])
     out = Path(args.out)
     with _tracked(args, cfg, models, name) as run:
         with _open(args.movie, args.frame_time_s) as movie:
@@ -186,7 +187,7 @@ def apply_gather(args: argparse.Namespace) -> int:
     cfg = _config(args)
     models = _load_models(args)
     prep = read_prepared(args.prepared)
-    name = args.name or Path(args.movie[0]).stem
+    name = args.name or movie_name(args.movie[0])
     out = Path(args.out)
     with output_lock(out), _tracked(args, cfg, models, name) as run:
         clear_outputs(out, keep=(FINETUNED_NAME,))  # written by apply-prepare
