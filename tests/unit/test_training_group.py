@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import glob
 import json
+import pickle
+import tracemalloc
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -13,12 +16,14 @@ import pytest
 import tifffile
 import torch
 
+from etem.cli import main
 from etem.config import EtemConfig
 from etem.data.datasets import collate
 from etem.errors import InputError
 from etem.io import sampled_digest
 from etem.models.io import load_model
 from etem.testing import lattice_image
+from etem.training import tasks
 from etem.training.metrics import psnr
 from etem.training.run import train_network
 from etem.training.tasks import UnsupervisedTask, open_training_movie
@@ -177,3 +182,130 @@ def test_a_group_mixing_movies_with_and_without_clean_trains(
     task.panels(None, False, torch.device("cpu"))  # type: ignore[arg-type]
     result = train_network("unsupervised", cfg, movies, tmp_path / "mixed.pt", panels=False)
     assert {"val_loss", "val_psnr"} <= set(result.metrics)
+
+
+def _draw(task: UnsupervisedTask) -> dict[str, torch.Tensor]:
+    """A training batch of each of 3 steps and the validation batch, stacked."""
+    train = collate([task.train_set[(step, j)] for step in range(3) for j in range(4)])
+    return {**train, **{f"val_{k}": v for k, v in task.val_batch().items()}}
+
+
+def test_an_etem_movie_beyond_the_budget_is_read_per_patch(
+        group: list[Path], tiny_config: object, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """etem's HDF5 movie (/frames, /clean) in a group over the memory budget is not read whole:
+    the memory allocated while opening the group and drawing batches stays well below the
+    movie's size, and the patches are those of the movie loaded whole (under the budget)."""
+    synthetic = write_movie(tmp_path / "synthetic.h5", n_frames=240, size=64)
+    size = 2 * 240 * 64 * 64 * 4  # frames and clean, float32
+    cfg: EtemConfig = tiny_config(tmp_path / "results")  # type: ignore[operator]
+    loaded = _draw(UnsupervisedTask(cfg, cfg.training.unsupervised, [synthetic, group[0]]))
+    monkeypatch.setattr(tasks, "GROUP_MEMORY_BYTES", 1)
+    tracemalloc.start()
+    try:
+        task = UnsupervisedTask(cfg, cfg.training.unsupervised, [synthetic, group[0]])
+        streamed = _draw(task)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < size / 4, (peak, size)
+    assert streamed.keys() == loaded.keys()
+    for key, value in loaded.items():  # bitwise (NaN: the clean of a movie without)
+        torch.testing.assert_close(streamed[key], value, rtol=0, atol=0, equal_nan=True)
+    # the movie's lazy frames pickle without their file (spawned DataLoader workers reopen it)
+    part = task.train_set.parts[0]  # type: ignore[union-attr]
+    again = pickle.loads(pickle.dumps(part))
+    assert np.array_equal(again[(5, 1)]["input"], part[(5, 1)]["input"])
+
+
+def test_streamed_etem_movies_train_alike_in_dataloader_workers(
+        tiny_config: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The h5py file of a movie read per patch is opened in each worker process: training
+    with 2 DataLoader workers gives the model of training without workers."""
+    movies = [write_movie(tmp_path / f"synthetic{i}.h5", n_frames=12, size=48, seed=i)
+              for i in range(2)]
+    monkeypatch.setattr(tasks, "GROUP_MEMORY_BYTES", 1)
+    models = []
+    for workers in (0, 2):
+        cfg: EtemConfig = tiny_config(  # type: ignore[operator]
+            tmp_path / f"results{workers}", training={"unsupervised": {
+                "steps": 3, "val_every_steps": 3, "val_samples": 2, "num_workers": workers}})
+        out = tmp_path / f"w{workers}.pt"
+        train_network("unsupervised", cfg, movies, out, panels=False)
+        models.append(load_model(out)[0].state_dict())
+    assert all(torch.equal(models[0][k], models[1][k]) for k in models[0])
+
+
+def test_each_movie_of_a_group_is_opened_once(
+        group: list[Path], tiny_config: object, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first movie of a group is opened once (was twice: held twice in memory while the
+    task was set up)."""
+    opened: Counter[Path] = Counter()
+    real = tasks.open_training_movie
+
+    def counting(path: Path, load_below_bytes: int = 2**31) -> object:
+        opened[Path(path)] += 1
+        return real(path, load_below_bytes=load_below_bytes)
+
+    monkeypatch.setattr(tasks, "open_training_movie", counting)
+    cfg: EtemConfig = tiny_config(tmp_path / "results")  # type: ignore[operator]
+    task = UnsupervisedTask(cfg, cfg.training.unsupervised, group)
+    assert opened == Counter(group)
+    assert len(task.train_set.parts) == 2  # type: ignore[union-attr]
+
+
+def _sized_movie(path: Path, n_frames: int, h: int, w: int, seed: int) -> Path:
+    rng = np.random.default_rng(seed)
+    tifffile.imwrite(path, rng.poisson(1.0, (n_frames, h, w)).astype(np.float32))
+    return path
+
+
+def test_a_group_of_movies_of_different_frame_sizes_trains(
+        group: list[Path], tiny_config: object, tmp_path: Path) -> None:
+    """Movies of one group with different frame sizes, all at least the patch: patches of
+    the configured sizes from each, batches stack."""
+    wide = _sized_movie(tmp_path / "wide.tif", 16, 40, 72, 5)
+    cfg: EtemConfig = tiny_config(  # type: ignore[operator]
+        tmp_path / "results", training={"unsupervised": {
+            "steps": 2, "val_every_steps": 2, "val_samples": 4, "patch_px": 32,
+            "val_patch_px": 40}})
+    task = UnsupervisedTask(cfg, cfg.training.unsupervised, [group[0], wide])
+    batch = _draw(task)
+    assert batch["input"].shape[-2:] == (32, 32) and batch["val_input"].shape[-2:] == (40, 40)
+    result = train_network("unsupervised", cfg, [group[0], wide], tmp_path / "m.pt",
+                           panels=False)
+    assert result.steps == 2
+
+
+@pytest.mark.parametrize("patch", ["patch_px", "val_patch_px"])
+def test_a_movie_smaller_than_the_patch_is_one_error_before_any_run(
+        patch: str, group: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A group's movie smaller than the training or validation patch: one error line naming
+    the movie and the sizes, exit 3, no MLflow run started, no model written."""
+    import yaml
+
+    small = _sized_movie(tmp_path / "small.tif", 16, 40, 72, 6)
+    loop = {"steps": 2, "batch_size": 2, "patch_px": 32, "val_patch_px": 32, "val_samples": 2,
+            "val_every_steps": 2, "model": {"depth": 2, "base_channels": 8}, patch: 44}
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"name": "sizes", "seed": 1,
+                                   "results_dir": str(tmp_path / "results"),
+                                   "tracking": {"enabled": True},
+                                   "training": {"unsupervised": loop}}))
+    out = tmp_path / "m.pt"
+    rc = main(["train", "unsupervised", "-c", str(cfg), "--movie", str(group[0]), str(small),
+               "--out", str(out), "--threads", "1"])
+    err = capsys.readouterr().err
+    assert rc == 3, err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert f"movie {small}: frames of 40x72 px" in err
+    assert f"training.unsupervised.{patch} = 44 px" in err
+    assert not out.exists()
+    db = tmp_path / "results" / "mlflow.db"
+    if db.exists():
+        import mlflow
+
+        client = mlflow.MlflowClient(f"sqlite:///{db.resolve()}")
+        assert not client.search_runs([e.experiment_id for e in client.search_experiments()])

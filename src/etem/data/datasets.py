@@ -66,11 +66,13 @@ def read_index(index_path: str | os.PathLike[str], manifest_path: str | None = N
 
 
 class _ShardFiles:
-    """h5py files opened on first use, per process (re-opened after a fork)."""
+    """h5py files opened on first use, per process (re-opened after a fork); ``what`` names
+    the files in the error of one that cannot be opened."""
 
-    def __init__(self) -> None:
+    def __init__(self, what: str = "image shard") -> None:
         self._pid = -1
         self._files: dict[str, Any] = {}
+        self.what = what
 
     def get(self, path: str) -> Any:
         if self._pid != os.getpid():
@@ -80,12 +82,39 @@ class _ShardFiles:
             try:
                 f = h5py.File(path, "r")
             except (OSError, FileNotFoundError) as exc:
-                raise InputError(f"image shard {path}: cannot open ({exc})") from None
+                raise InputError(f"{self.what} {path}: cannot open ({exc})") from None
             self._files[path] = f
         return f
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"_pid": -1, "_files": {}}
+        return {"_pid": -1, "_files": {}, "what": self.what}
+
+
+class H5Frames:
+    """A (T, H, W) dataset of an HDF5 file read per slice (``frames[t, ys, xs]`` reads that
+    crop only), e.g. the ``/frames`` and ``/clean`` of etem's movies beyond the memory budget.
+
+    The file is opened on first read in each process (a DataLoader worker, forked or spawned,
+    opens its own: h5py handles do not survive a fork) and the object pickles without it.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], name: str) -> None:
+        self.path = str(path)
+        self.name = name
+        self._files = _ShardFiles("movie")
+        ds = self._files.get(self.path)[name]
+        self.shape = tuple(int(s) for s in ds.shape)
+        self.dtype = ds.dtype
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        return np.asarray(self._files.get(self.path)[self.name][key])
 
 
 class ImagePatchDataset:
@@ -244,7 +273,7 @@ class MoviePatchDataset:
     def _crop(self, i: int, ys: slice, xs: slice) -> np.ndarray:
         """Frame ``i`` cropped to (``ys``, ``xs``), as float32 (in-memory, HDF5 or a reader's
         lazy stack, which indexes along T only and reads the frame)."""
-        if isinstance(self.frames, np.ndarray | h5py.Dataset):
+        if isinstance(self.frames, np.ndarray | h5py.Dataset | H5Frames):
             return np.asarray(self.frames[i, ys, xs], dtype=np.float32)
         return np.asarray(self.frames[i], dtype=np.float32)[ys, xs]
 

@@ -20,7 +20,13 @@ from etem.errors import ConfigError, InputError
 from etem.frames.files import is_pattern, movie_files
 from etem.paths import Layout
 from etem.runs import StageRun, tracking_uri
-from etem.training.run import SOURCES_ARTIFACT, STAGES, logged_sources, train_network
+from etem.training.run import (
+    SOURCES_ARTIFACT,
+    STAGES,
+    logged_sources,
+    prepare_task,
+    train_network,
+)
 from etem.training.tasks import movie_record
 
 
@@ -52,11 +58,13 @@ def train(args: argparse.Namespace) -> int:
             raise InputError(f"index {source}: no such file")
     out = Path(args.out) if args.out else layout.model(kind)
     _set_threads(args.threads)
+    manifest = getattr(args, "manifest", None)
+    # inputs opened and checked before the MLflow run starts: a bad one starts nothing
+    task = prepare_task(kind, cfg, source, manifest, getattr(args, "init_from", None))
     with stage_run(args, cfg, STAGES[kind]) as run:
-        result = train_network(kind, cfg, source, out, tracker=run,
-                               manifest=getattr(args, "manifest", None),
+        result = train_network(kind, cfg, source, out, tracker=run, manifest=manifest,
                                resume=not args.no_resume,
-                               init_from=getattr(args, "init_from", None))
+                               init_from=getattr(args, "init_from", None), task=task)
     shown = ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items())
     print(f"{out}: {kind} trained for {result.steps} steps (best step {result.best_step}); {shown}")
     return 0
@@ -123,12 +131,14 @@ def retrain(args: argparse.Namespace) -> int:
     _set_threads(args.threads)
     previous = os.environ.get("MLFLOW_TRACKING_URI")
     os.environ["MLFLOW_TRACKING_URI"] = uri  # same store, same config hash (same campaign)
+    manifest = params.get("train.manifest") or None
+    init_from = params.get("train.init_from") or None
+    task = prepare_task(kind, cfg, source, manifest, init_from)  # before the run starts
     try:
         with StageRun(cfg, STAGES[kind], params={"retrain_of": args.run_id},
                       tags={"etem.retrain_of": args.run_id}) as new:
-            result = train_network(kind, cfg, source, out, tracker=new,
-                                   manifest=params.get("train.manifest") or None, resume=False,
-                                   init_from=params.get("train.init_from") or None)
+            result = train_network(kind, cfg, source, out, tracker=new, manifest=manifest,
+                                   resume=False, init_from=init_from, task=task)
     finally:
         if previous is None:
             os.environ.pop("MLFLOW_TRACKING_URI", None)

@@ -99,6 +99,14 @@ def make_task(kind: str, campaign: EtemConfig, source: Any, manifest: str | None
     raise ConfigError(f"unknown network {kind!r}; expected one of {sorted(STAGES)}")
 
 
+def prepare_task(kind: str, campaign: EtemConfig, source: Any, manifest: str | None = None,
+                 init_from: str | os.PathLike[str] | None = None) -> Task:
+    """The :class:`Task` :func:`train_network` trains: its init model read (``init_from``),
+    its inputs opened and checked (one :class:`InputError` for a bad one)."""
+    init = load_init_model(init_from, kind) if init_from else None
+    return make_task(kind, campaign, source, manifest, init=init)
+
+
 #: The run artifact listing a training's inputs (JSON list of absolute paths; a parameter is
 #: cut at 6000 characters, a group of many movies is not).
 SOURCES_ARTIFACT = "sources.json"
@@ -146,18 +154,21 @@ def train_network(
     out: str | os.PathLike[str],
     tracker: StageRun | None = None, manifest: str | None = None, resume: bool = True,
     stop_after_step: int | None = None, panels: bool = True,
-    init_from: str | os.PathLike[str] | None = None,
+    init_from: str | os.PathLike[str] | None = None, task: Task | None = None,
 ) -> TrainResult:
     """Train network ``kind`` and write its model file ``out`` (atomically).
 
     The checkpoint ``<out>.ckpt`` is resumed from when present and removed on success.
     With a tracker: params, metrics, the sample-panel figure, the model file and its meta
     are logged to the MLflow run. ``init_from``: a model file whose weights (and
-    architecture) the training starts from (fine-tuning; unsupervised only).
+    architecture) the training starts from (fine-tuning; unsupervised only). ``task``: the
+    task :func:`prepare_task` made of the same arguments (the commands make it before the
+    MLflow run starts, so bad inputs start nothing); made here when None.
     """
     cfg = getattr(campaign.training, kind)
-    init = load_init_model(init_from, kind) if init_from else None
-    task = make_task(kind, campaign, source, manifest, init=init)
+    if task is None:
+        task = prepare_task(kind, campaign, source, manifest, init_from)
+    init: InitModel | None = getattr(task, "init", None)
     ckpt = checkpoint_path(out)
     if tracker is not None:
         sources = source if isinstance(source, list) else [Path(source)]

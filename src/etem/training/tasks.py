@@ -33,6 +33,7 @@ from etem.config.training import (
 )
 from etem.data.datasets import (
     VAL_STEP,
+    H5Frames,
     ImagePatchDataset,
     MovieGroupDataset,
     MoviePatchDataset,
@@ -420,18 +421,19 @@ class UnsupervisedTask(Task):
         if not self.scale > 0:
             raise InputError(f"movie {movie_path}: mean count is {self.scale}; cannot normalise")
         self.shape = tuple(int(s) for s in frames.shape)
-        common: dict[str, Any] = dict(
-            n_frames=self.n_frames, patch_px=cfg.patch_px, scale_e_per_px=self.scale,
-            seed=campaign.seed, clean=clean, val_patch_px=cfg.val_patch_px,
-        )
-        self.train_set: MoviePatchDataset | MovieGroupDataset = MoviePatchDataset(
-            frames, purpose="unsupervised-train", **common)
-        self.val_set: MoviePatchDataset | MovieGroupDataset = MoviePatchDataset(
-            frames, purpose="unsupervised-val", **common)
-        self.has_clean = clean is not None
+        self.train_set: MoviePatchDataset | MovieGroupDataset
+        self.val_set: MoviePatchDataset | MovieGroupDataset
         self.movies: list[dict[str, Any]] = []
-        if len(group) > 1:
-            self._open_group(campaign, cfg, group)
+        if len(group) > 1:  # the first movie as opened above (opened once, held once)
+            self._open_group(campaign, cfg, group, (frames, clean, px, dose))
+        else:
+            common: dict[str, Any] = dict(
+                n_frames=self.n_frames, patch_px=cfg.patch_px, scale_e_per_px=self.scale,
+                seed=campaign.seed, clean=clean, val_patch_px=cfg.val_patch_px,
+            )
+            self.train_set = MoviePatchDataset(frames, purpose="unsupervised-train", **common)
+            self.val_set = MoviePatchDataset(frames, purpose="unsupervised-val", **common)
+            self.has_clean = clean is not None
         summed = np.asarray(frames[: min(16, frames.shape[0])], dtype=np.float64).mean(axis=0)
         width = column_fwhm_A(summed, px) if np.isfinite(px) else float("nan")
         doses = [m["dose_e_per_px"] for m in self.movies] or [self.scale]
@@ -441,13 +443,20 @@ class UnsupervisedTask(Task):
         self.distribution["dose_e_per_px"] = [float(min(doses)), float(max(doses))]
 
     def _open_group(self, campaign: EtemConfig, cfg: UnsupervisedConfig,
-                    paths: list[Path]) -> None:
+                    paths: list[Path], first: tuple[Any, Any, float, float | None]) -> None:
         """Train on several movies of one condition: patches streamed from all of them,
-        each movie normalised by its own dose; frames stay on disk beyond GROUP_MEMORY_BYTES."""
+        each movie normalised by its own dose; frames stay on disk beyond GROUP_MEMORY_BYTES.
+        ``first``: the first movie, already opened (:func:`open_training_movie`).
+
+        Patches are cut at the configured sizes from every movie (a batch stacks them), so a
+        movie smaller than ``patch_px`` or ``val_patch_px`` is refused (one error naming it).
+        """
         budget = GROUP_MEMORY_BYTES // len(paths)
         train, val = [], []
         for i, path in enumerate(paths):
-            frames, clean, px, dose = open_training_movie(path, load_below_bytes=budget)
+            frames, clean, px, dose = first if i == 0 else open_training_movie(
+                path, load_below_bytes=budget)
+            check_patch_fits(path, frames.shape, cfg)
             if np.isfinite(px) and np.isfinite(self.pixel_size_A) and \
                     abs(px / self.pixel_size_A - 1) > 0.05:
                 raise InputError(f"movie {path}: pixel size {px:.4g} Å, the group's first movie "
@@ -543,6 +552,18 @@ class UnsupervisedTask(Task):
 GROUP_MEMORY_BYTES = 2**31
 
 
+def check_patch_fits(path: str | Path, shape: Sequence[int], cfg: UnsupervisedConfig) -> None:
+    """Refuse a movie of a group whose frames are smaller than the training or validation
+    patch (:class:`InputError` naming the movie and the sizes): a group's patches, cut at one
+    size from every movie, stack into one batch. A movie trained alone cuts smaller patches."""
+    h, w = int(shape[-2]), int(shape[-1])
+    for name, size in (("patch_px", cfg.patch_px), ("val_patch_px", cfg.val_patch_px)):
+        if min(h, w) < size:
+            raise InputError(f"movie {path}: frames of {h}x{w} px, smaller than the patch "
+                             f"training.unsupervised.{name} = {size} px that every movie of a "
+                             f"group is cut into; lower {name} or train this movie apart")
+
+
 def movie_record(path: str | Path) -> dict[str, Any]:
     """How a training logs a movie: ``path`` as given and a content digest (``sampled_digest``);
     a glob pattern also lists the ``files`` it matched (the digest is theirs)."""
@@ -559,26 +580,33 @@ def open_training_movie(path: Path, load_below_bytes: int = 2**31
     etem's synthetic HDF5 movies (``/frames``, optional ``/clean``) are read directly (so the
     clean frames serve validation); any other format goes through
     ``etem.frames.readers.open_movie``. Frames are loaded into memory when under
-    ``load_below_bytes`` (as float32), else read lazily per patch. ``path`` may be a glob
-    pattern of per-frame files (opened like a folder, :func:`etem.frames.files.movie_files`).
+    ``load_below_bytes`` (as float32; an etem movie's frames and clean frames together), else
+    read lazily per patch (an etem movie's datasets as :class:`etem.data.datasets.H5Frames`).
+    ``path`` may be a glob pattern of per-frame files (opened like a folder,
+    :func:`etem.frames.files.movie_files`).
     """
 
     if not movie_files(path):
         what = "no file matches the pattern" if is_pattern(path) else "no such file or folder"
         raise InputError(f"movie {path}: {what}")
-    clean = None
     if path.is_file() and h5py.is_hdf5(path):
         with h5py.File(path, "r") as f:
-            if "frames" in f:
+            etem_movie = "frames" in f
+            if etem_movie:
                 frames = f["frames"]
                 if frames.ndim != 3:
                     raise InputError(f"movie {path}: /frames must be (T, H, W), got {frames.shape}")
                 px = float(f.attrs.get("pixel_size_A", frames.attrs.get("pixel_size_A", np.nan)))
-                arr = np.asarray(frames, dtype=np.float32)
-                if "clean" in f and f["clean"].shape == frames.shape:
-                    clean = np.asarray(f["clean"], dtype=np.float32)
+                has_clean = "clean" in f and f["clean"].shape == frames.shape
                 dose = f.attrs.get("dose_e_per_px_per_frame")
-                return arr, clean, px, (float(dose) if dose is not None and dose > 0 else None)
+                dose = float(dose) if dose is not None and dose > 0 else None
+                # the budget holds the frames and the clean frames (float32), read once each
+                if int(frames.size) * 4 * (1 + has_clean) < load_below_bytes:
+                    clean = np.asarray(f["clean"], dtype=np.float32) if has_clean else None
+                    return np.asarray(frames, dtype=np.float32), clean, px, dose
+        if etem_movie:  # beyond the budget: crops read per patch, the file opened per process
+            lazy_clean = H5Frames(path, "clean") if has_clean else None
+            return H5Frames(path, "frames"), lazy_clean, px, dose
 
     movie = open_movie(path)
     frames = movie.frames
