@@ -1,11 +1,13 @@
 """Memory of the blind-spot network trained on a group of movies, streamed from disk.
 
-Writes ``n_movies`` TIFF stacks of ``frames`` frames (``size`` px, Poisson lattice at 1 e/px)
-per length in ``--frames``, then, in a fresh process per length, trains the unsupervised
-network for ``--steps`` steps on the group with frames read per patch (GROUP_MEMORY_BYTES = 0)
-and reports the peak resident memory. Constant memory in movie length is the claim.
+Writes ``n_movies`` movies of ``frames`` frames (``size`` px, Poisson lattice at 1 e/px)
+per length in ``--frames`` and per format in ``--formats`` (``tiff``: TIFF stacks; ``h5``:
+etem's HDF5 movies, ``/frames`` and ``/clean`` chunked per frame, lzf, as the simulation
+writes them), then, in a fresh process per case, trains the unsupervised network for
+``--steps`` steps on the group with frames read per patch (GROUP_MEMORY_BYTES = 0) and
+reports the peak resident memory. Constant memory in movie length is the claim.
 
-    .venv/bin/python benchmarks/group_training.py --frames 100 800 \
+    .venv/bin/python benchmarks/group_training.py --frames 100 800 --formats tiff h5 \
         --out benchmarks/group_training.md
 """
 
@@ -22,24 +24,42 @@ import tempfile
 import time
 from pathlib import Path
 
+import h5py
 import numpy as np
 import tifffile
 
 from etem.testing import lattice_image
 
 
-def write_group(folder: Path, n_movies: int, frames: int, size: int) -> list[Path]:
-    """``n_movies`` TIFF stacks of a Poisson lattice at 1 e/px/frame, written frame by frame."""
+def write_group(folder: Path, n_movies: int, frames: int, size: int,
+                fmt: str = "tiff") -> list[Path]:
+    """``n_movies`` movies of a Poisson lattice at 1 e/px/frame, written frame by frame:
+    TIFF stacks (``tiff``) or etem's HDF5 movies with their clean frames (``h5``)."""
     paths = []
     for i in range(n_movies):
         rng = np.random.default_rng(i)
         clean, _, _ = lattice_image(size, 0.2, offset_px=float(i))
-        path = folder / f"movie_{i}.tif"
-        with tifffile.TiffWriter(path, bigtiff=True) as tif:
-            for _ in range(frames):
-                tif.write(rng.poisson(clean).astype(np.float32), contiguous=True)
+        if fmt == "h5":
+            path = folder / f"movie_{i}.h5"
+            with h5py.File(path, "w") as f:
+                kw = {"chunks": (1, size, size), "compression": "lzf", "shuffle": True}
+                noisy = f.create_dataset("frames", (frames, size, size), np.float32, **kw)
+                ideal = f.create_dataset("clean", (frames, size, size), np.float32, **kw)
+                f.attrs["pixel_size_A"] = 0.2
+                for t in range(frames):
+                    noisy[t] = rng.poisson(clean).astype(np.float32)
+                    ideal[t] = clean
+        else:
+            path = folder / f"movie_{i}.tif"
+            with tifffile.TiffWriter(path, bigtiff=True) as tif:
+                for _ in range(frames):
+                    tif.write(rng.poisson(clean).astype(np.float32), contiguous=True)
         paths.append(path)
     return paths
+
+
+#: How the table names a format.
+FORMATS = {"tiff": "TIFF stack", "h5": "etem HDF5 (/frames + /clean)"}
 
 
 def train_once(paths: list[str], steps: int, results: str) -> dict[str, float]:
@@ -68,6 +88,7 @@ def train_once(paths: list[str], steps: int, results: str) -> dict[str, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--frames", type=int, nargs="+", default=[100, 400])
+    ap.add_argument("--formats", nargs="+", choices=["tiff", "h5"], default=["tiff", "h5"])
     ap.add_argument("--n-movies", type=int, default=3)
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--steps", type=int, default=20)
@@ -79,30 +100,33 @@ def main() -> None:
         return
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for frames in args.frames:
-            folder = Path(tmp) / f"t{frames}"
-            folder.mkdir()
-            paths = write_group(folder, args.n_movies, frames, args.size)
-            disk_mb = sum(p.stat().st_size for p in paths) / 2**20
-            out = subprocess.run(
-                [sys.executable, __file__, "--steps", str(args.steps), "--worker",
-                 *map(str, paths), str(folder / "results")],
-                capture_output=True, text=True, check=True)
-            res = json.loads(out.stdout.strip().splitlines()[-1])
-            rows.append({"frames_per_movie": frames, "movies": args.n_movies,
-                         "movies_on_disk_mb": round(disk_mb), **{k: round(v, 1)
-                                                                for k, v in res.items()}})
-            print(rows[-1], flush=True)
-    text = ["| frames per movie | movies | on disk [MB] | peak RSS [MB] | wall [s] |",
-            "|---|---|---|---|---|"]
-    text += [f"| {r['frames_per_movie']} | {r['movies']} | {r['movies_on_disk_mb']} | "
-             f"{r['peak_rss_mb']} | {r['seconds']} |" for r in rows]
-    head = (f"Group training of the blind-spot network, {args.n_movies} TIFF movies of "
-            f"{args.size}² px, {args.steps} steps, frames streamed (GROUP_MEMORY_BYTES = 0); "
-            f"{platform.node()}, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}, "
-            f"load {os.getloadavg()[0]:.1f}.\n\n"
+        for fmt in args.formats:
+            for frames in args.frames:
+                folder = Path(tmp) / f"{fmt}{frames}"
+                folder.mkdir()
+                paths = write_group(folder, args.n_movies, frames, args.size, fmt)
+                disk_mb = sum(p.stat().st_size for p in paths) / 2**20
+                out = subprocess.run(
+                    [sys.executable, __file__, "--steps", str(args.steps), "--worker",
+                     *map(str, paths), str(folder / "results")],
+                    capture_output=True, text=True, check=True)
+                res = json.loads(out.stdout.strip().splitlines()[-1])
+                rows.append({"format": FORMATS[fmt], "frames_per_movie": frames,
+                             "movies": args.n_movies, "movies_on_disk_mb": round(disk_mb),
+                             **{k: round(v, 1) for k, v in res.items()}})
+                print(rows[-1], flush=True)
+                for p in paths:  # disk space for the next case
+                    p.unlink()
+    text = ["| format | frames per movie | movies | on disk [MB] | peak RSS [MB] | wall [s] |",
+            "|---|---|---|---|---|---|"]
+    text += [f"| {r['format']} | {r['frames_per_movie']} | {r['movies']} | "
+             f"{r['movies_on_disk_mb']} | {r['peak_rss_mb']} | {r['seconds']} |" for r in rows]
+    head = (f"Group training of the blind-spot network, {args.n_movies} movies of "
+            f"{args.size}² px per case, {args.steps} steps, frames streamed "
+            f"(GROUP_MEMORY_BYTES = 0); {platform.node()}, {os.cpu_count()} cores, "
+            f"{time.strftime('%Y-%m-%d')}, load {os.getloadavg()[0]:.1f}.\n\n"
             f"Command: `.venv/bin/python benchmarks/group_training.py --frames "
-            f"{' '.join(map(str, args.frames))}`\n\n")
+            f"{' '.join(map(str, args.frames))} --formats {' '.join(args.formats)}`\n\n")
     if args.out:
         args.out.write_text(head + "\n".join(text) + "\n")
     print("\n".join(text))
