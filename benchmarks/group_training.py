@@ -111,16 +111,20 @@ def main() -> None:
                      *map(str, paths), str(folder / "results")],
                     capture_output=True, text=True, check=True)
                 res = json.loads(out.stdout.strip().splitlines()[-1])
+                # what the group would hold read whole (float32; an HDF5 movie's clean too)
+                whole_mb = args.n_movies * frames * args.size**2 * 4 * (1 + (fmt == "h5"))
                 rows.append({"format": FORMATS[fmt], "frames_per_movie": frames,
                              "movies": args.n_movies, "movies_on_disk_mb": round(disk_mb),
+                             "whole_mb": round(whole_mb / 2**20),
                              **{k: round(v, 1) for k, v in res.items()}})
                 print(rows[-1], flush=True)
                 for p in paths:  # disk space for the next case
                     p.unlink()
-    text = ["| format | frames per movie | movies | on disk [MB] | peak RSS [MB] | wall [s] |",
-            "|---|---|---|---|---|---|"]
+    text = ["| format | frames per movie | movies | on disk [MB] | read whole [MB] | "
+            "peak RSS [MB] | wall [s] |", "|---|---|---|---|---|---|---|"]
     text += [f"| {r['format']} | {r['frames_per_movie']} | {r['movies']} | "
-             f"{r['movies_on_disk_mb']} | {r['peak_rss_mb']} | {r['seconds']} |" for r in rows]
+             f"{r['movies_on_disk_mb']} | {r['whole_mb']} | {r['peak_rss_mb']} | "
+             f"{r['seconds']} |" for r in rows]
     head = (f"Group training of the blind-spot network, {args.n_movies} movies of "
             f"{args.size}² px per case, {args.steps} steps, frames streamed "
             f"(GROUP_MEMORY_BYTES = 0); {platform.node()}, {os.cpu_count()} cores, "
