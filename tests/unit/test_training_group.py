@@ -196,8 +196,8 @@ def test_an_etem_movie_beyond_the_budget_is_read_per_patch(
     """etem's HDF5 movie (/frames, /clean) in a group over the memory budget is not read whole:
     the memory allocated while opening the group and drawing batches stays well below the
     movie's size, and the patches are those of the movie loaded whole (under the budget)."""
-    synthetic = write_movie(tmp_path / "synthetic.h5", n_frames=240, size=64)
-    size = 2 * 240 * 64 * 64 * 4  # frames and clean, float32
+    synthetic = write_movie(tmp_path / "synthetic.h5", n_frames=480, size=64)
+    size = 2 * 480 * 64 * 64 * 4  # frames and clean, float32 (15.7 MB; ~1 MB drawn)
     cfg: EtemConfig = tiny_config(tmp_path / "results")  # type: ignore[operator]
     loaded = _draw(UnsupervisedTask(cfg, cfg.training.unsupervised, [synthetic, group[0]]))
     monkeypatch.setattr(tasks, "GROUP_MEMORY_BYTES", 1)
