@@ -9,7 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from etem.movies.truth import column_Z, found_in_raw_frame, score_columns, score_events
+from etem.movies.truth import (
+    column_Z,
+    found_in_raw_frame,
+    persistent_column_ids,
+    score_columns,
+    score_events,
+)
 
 
 def _truth() -> pd.DataFrame:
@@ -67,6 +73,57 @@ def test_score_columns_exact() -> None:
     assert o3["precision"] == pytest.approx(1.0)
 
 
+def _moving_truth() -> pd.DataFrame:
+    """Four frames: Ce (visible) and O (not) stay; a Pt(3) column moves 0.5 Å after frame 1
+    (a new column for the tracks); the stage drifts 2 px = 0.2 Å per frame along x."""
+    rows = []
+    for t in range(4):
+        pt_x = 8.0 if t < 2 else 8.5
+        for cid, (x, y, el, site, n) in enumerate(
+            [(5.0, 5.0, "Ce", "cation", 6), (7.0, 5.0, "O", "anion", 6),
+             (pt_x, 8.0, "Pt", "metal", 3)]
+        ):
+            rows.append({"frame": t, "column_id": cid, "x_A": x + 0.2 * t, "y_A": y,
+                         "element": el, "site": site, "n_atoms": n, "n_sites": n,
+                         "occupancy": 1.0})
+    return pd.DataFrame(rows)
+
+
+def test_persistent_column_ids_follow_static_columns_through_drift() -> None:
+    truth = _moving_truth()
+    drift = np.array([[2.0 * t, 0.0] for t in range(4)])  # (x, y) [px]
+    ids = persistent_column_ids(truth, drift, 0.1)
+    by = truth.assign(true_id=ids).groupby("element")["true_id"].nunique()
+    assert by.to_dict() == {"Ce": 1, "O": 1, "Pt": 2}  # the moved Pt column is a new one
+    # without taking the drift off, nothing is the same column from frame to frame
+    assert len(set(persistent_column_ids(truth, None, None))) == 12
+
+
+def test_score_columns_tracks_span_lifetimes() -> None:
+    truth = _moving_truth()
+    truth["true_id"] = persistent_column_ids(truth, np.array([[2.0 * t, 0] for t in range(4)]),
+                                             0.1)
+    ce = [(t, 5.0 + 0.2 * t, 5.0, 11 if t == 2 else 10) for t in range(4)]
+    o = [(t, 7.0 + 0.2 * t, 5.0, 30) for t in range(4)]
+    pt = [(0, 8.0, 8.0, 20), (1, 8.2, 8.0, 20), (2, 8.9, 8.0, 21)]  # Pt missed in frame 3
+    found = pd.DataFrame(ce + o + pt, columns=["frame", "x_A", "y_A", "track_id"])
+    _, overall = score_columns(found, truth, [(t, t) for t in range(4)], (12.0, 12.0), 0.3,
+                               150.0, 1.0)
+    tr = overall["tracks"]
+    # visible matched detections: Ce 4 (own track 10 spans 0-3: 3 of them), first Pt 2 (track
+    # 20 spans its frames 0-1), moved Pt 1 (track 21 spans its matched frame 2, not its
+    # lifetime 2-3); the O column is not visible and not counted
+    assert tr["n_columns"] == 3
+    assert tr["spanning_fraction"] == pytest.approx(6 / 7)
+    assert tr["spanning_fraction_lifetime"] == pytest.approx(5 / 7)
+    assert tr["tracks_per_column"] == pytest.approx(4 / 3)
+    assert overall["precision"] == 1.0  # the O detections match a true (invisible) column
+    # without track ids there is no track block
+    _, o2 = score_columns(found.drop(columns="track_id"), truth, [(t, t) for t in range(4)],
+                          (12.0, 12.0), 0.3, 150.0, 1.0)
+    assert "tracks" not in o2
+
+
 def test_found_positions_back_in_raw_frame() -> None:
     cols = pd.DataFrame({"frame": [0, 1], "x_px": [10.0, 10.0], "y_px": [4.0, 4.0]})
     drift = np.array([[0.0, 0.0], [1.0, 2.0]])  # (dy, dx) [output px]
@@ -75,6 +132,9 @@ def test_found_positions_back_in_raw_frame() -> None:
     assert f["raw_frame"].tolist() == [0, 3]
     assert f["x_A"].tolist() == pytest.approx([20.5 * 0.1, 24.5 * 0.1])
     assert f["y_A"].tolist() == pytest.approx([8.5 * 0.1, 10.5 * 0.1])
+    assert "track_id" not in f
+    f2 = found_in_raw_frame(cols.assign(track_id=[4, 4]), drift, 0.1, 2.0, 3)
+    assert f2["track_id"].tolist() == [4, 4]
 
 
 def test_score_events_hits_misses_false_alarms() -> None:

@@ -47,6 +47,8 @@ import pandas as pd
 import trackpy
 from trackpy.linking import Linker
 
+from etem.analysis.matching import match_columns
+
 #: Smallest search radius [fraction of the link radius] trackpy may shrink to for a dense
 #: subnetwork before it gives up (SubnetOversizeException).
 ADAPTIVE_STOP = 0.02
@@ -289,6 +291,57 @@ def track_confidence(log_odds: np.ndarray) -> np.ndarray:
     return np.asarray(1.0 / (1.0 + np.exp(-np.clip(log_odds, -700, 700))))
 
 
+def track_persistence(
+    pairs: pd.DataFrame,
+    track_spans: pd.DataFrame,
+    lifetimes: pd.DataFrame | None = None,
+) -> dict[str, float]:
+    """How persistently the tracks follow the true columns they were matched to.
+
+    ``pairs``: one row per matched detection, ``true_id`` (persistent identity of the true
+    column), ``track_id`` (of the detection), ``frame``. ``track_spans``: indexed by
+    ``track_id``, ``first_frame`` and ``last_frame`` of every track (all its detections).
+    ``lifetimes`` (optional): indexed by ``true_id``, ``first_frame`` and ``last_frame`` of
+    each true column's presence in the scored area.
+
+    A true column's *own* track is the one holding most of its matched detections. Returns
+    ``spanning_fraction`` (matched detections in their column's own track when that track
+    spans the column's first to last *matched* frame), ``spanning_fraction_lifetime`` (the
+    same with the column's true lifetime, when ``lifetimes`` is given: the issue's "tracks
+    spanning their column's lifetime"), ``tracks_per_column`` (distinct tracks among a true
+    column's matched detections, mean) and ``n_columns``.
+    """
+    n = len(pairs)
+    out: dict[str, float] = {
+        "spanning_fraction": float("nan"),
+        "tracks_per_column": float("nan"),
+        "n_columns": 0,
+    }
+    if lifetimes is not None:
+        out["spanning_fraction_lifetime"] = float("nan")
+    if not n:
+        return out
+    counts = pairs.groupby(["true_id", "track_id"]).size().rename("n").reset_index()
+    # own track: most detections, ties to the smallest track id (deterministic)
+    counts = counts.sort_values(["true_id", "n", "track_id"], ascending=[True, False, True])
+    own = counts.drop_duplicates("true_id").set_index("true_id")
+    matched = pairs.groupby("true_id")["frame"].agg(["min", "max"])
+    lo = track_spans["first_frame"].reindex(own["track_id"]).to_numpy()
+    hi = track_spans["last_frame"].reindex(own["track_id"]).to_numpy()
+    n_own = own["n"].to_numpy()
+    span_m = (lo <= matched.loc[own.index, "min"].to_numpy()) & (
+        hi >= matched.loc[own.index, "max"].to_numpy()
+    )
+    out["spanning_fraction"] = float(n_own[span_m].sum() / n)
+    if lifetimes is not None:
+        life = lifetimes.reindex(own.index)
+        span_l = (lo <= life["first_frame"].to_numpy()) & (hi >= life["last_frame"].to_numpy())
+        out["spanning_fraction_lifetime"] = float(n_own[span_l].sum() / n)
+    out["tracks_per_column"] = float(counts.groupby("true_id").size().mean())
+    out["n_columns"] = len(own)
+    return out
+
+
 def score_tracks(
     columns: pd.DataFrame,
     truth_xy: list[np.ndarray],
@@ -302,15 +355,11 @@ def score_tracks(
     ``columns``: frame, track_id, x_px, y_px (drift-corrected); ``truth_xy[t]`` (n, 2) and
     ``truth_ids[t]`` (n,) per frame. True and found columns within ``border_px`` of the frame
     edge are ignored. Per frame, found and true columns are matched one to one within
-    ``match_radius_px`` (Hungarian). Returns pooled ``precision``, ``recall``, the
-    ``spanning_fraction`` (matched detections whose track is the one holding most of their
-    true column's detections and spans that column's first to last matched frame),
-    ``tracks_per_column`` (distinct tracks among the matched detections of a true column,
-    mean) and counts.
+    ``match_radius_px`` (:func:`etem.analysis.matching.match_columns`). Returns pooled
+    ``precision``, ``recall``, the :func:`track_persistence` figures (``spanning_fraction``:
+    first to last matched frame; ``spanning_fraction_lifetime``: the true column's first to
+    last frame inside the border) and counts.
     """
-    from scipy.optimize import linear_sum_assignment
-    from scipy.spatial.distance import cdist
-
     h, w = size_px
 
     def inside(xy: np.ndarray) -> np.ndarray:
@@ -321,10 +370,13 @@ def score_tracks(
 
     n_found = n_true = n_match = 0
     pairs: list[tuple[int, int, int]] = []  # (true id, track id, frame)
+    present: list[tuple[int, int]] = []  # (true id, frame) of the true columns scored
     by_frame = dict(tuple(columns.groupby("frame"))) if len(columns) else {}
     for t, (txy, tid) in enumerate(zip(truth_xy, truth_ids, strict=True)):
-        keep = inside(np.asarray(txy, dtype=np.float64).reshape(-1, 2))
-        txy, tid = np.asarray(txy)[keep], np.asarray(tid)[keep]
+        txy = np.asarray(txy, dtype=np.float64).reshape(-1, 2)
+        keep = inside(txy)
+        txy, tid = txy[keep], np.asarray(tid)[keep]
+        present.extend((int(i), t) for i in tid)
         f = by_frame.get(t)
         fxy = f[["x_px", "y_px"]].to_numpy() if f is not None else np.zeros((0, 2))
         ftr = f["track_id"].to_numpy() if f is not None else np.zeros(0, np.int64)
@@ -332,29 +384,27 @@ def score_tracks(
         fxy, ftr = fxy[fk], ftr[fk]
         n_found += len(fxy)
         n_true += len(txy)
-        if not len(fxy) or not len(txy):
-            continue
-        d = cdist(txy, fxy)
-        r, c = linear_sum_assignment(np.where(d <= match_radius_px, d, 1e6))
-        ok = d[r, c] <= match_radius_px
-        n_match += int(ok.sum())
-        pairs.extend((int(tid[i]), int(ftr[j]), t) for i, j in zip(r[ok], c[ok], strict=True))
+        i_f, i_t = match_columns(
+            pd.DataFrame({"x_A": fxy[:, 0], "y_A": fxy[:, 1]}),
+            pd.DataFrame({"x_A": txy[:, 0], "y_A": txy[:, 1]}),
+            match_radius_px,
+        )
+        n_match += len(i_f)
+        pairs.extend((int(tid[j]), int(ftr[i]), t) for i, j in zip(i_f, i_t, strict=True))
     p = pd.DataFrame(pairs, columns=["true_id", "track_id", "frame"])
-    spanning = 0
-    tracks_per_col = []
-    if len(p):
-        track_span = columns.groupby("track_id")["frame"].agg(["min", "max"])
-        for _, g in p.groupby("true_id"):
-            dom = int(g["track_id"].mode().iloc[0])
-            lo, hi = track_span.loc[dom]
-            if lo <= g["frame"].min() and hi >= g["frame"].max():
-                spanning += int((g["track_id"] == dom).sum())
-            tracks_per_col.append(g["track_id"].nunique())
+    spans = (
+        columns.groupby("track_id")["frame"].agg(first_frame="min", last_frame="max")
+        if len(columns) else pd.DataFrame(columns=["first_frame", "last_frame"])
+    )
+    life = pd.DataFrame(present, columns=["true_id", "frame"]).groupby("true_id")["frame"].agg(
+        first_frame="min", last_frame="max"
+    )
+    persist = track_persistence(p, spans, life)
+    persist.pop("n_columns")
     return {
         "precision": n_match / n_found if n_found else float("nan"),
         "recall": n_match / n_true if n_true else float("nan"),
-        "spanning_fraction": spanning / n_match if n_match else float("nan"),
-        "tracks_per_column": float(np.mean(tracks_per_col)) if tracks_per_col else float("nan"),
+        **persist,
         "n_found": n_found,
         "n_true": n_true,
         "n_matched": n_match,

@@ -17,7 +17,12 @@ scored against them:
   single Pt atoms are not. **Recall** = matched visible / visible true columns; **precision**
   = found columns matched to any true column (visible or not) / found columns; **position
   RMSE** [Å] over the matched visible columns. Recall per site (cation, anion, metal) is
-  reported too, so the weak columns are not hidden.
+  reported too, so the weak columns are not hidden. The found columns are those apply keeps
+  (tracks at or above ``apply.tracks.min_track_confidence``).
+* **Tracks.** True columns get an identity over the movie (:func:`persistent_column_ids`);
+  ``tracks`` in the columns block (:func:`etem.analysis.tracks.track_persistence`) gives the
+  fraction of matched visible detections in a track spanning their column's lifetime (first
+  to last frame it is visible inside the border) and the tracks per true column.
 * **Events.** Each true event (raw frame f -> output frame f // sum_frames) is matched to the
   nearest detected onset within ``apply.truth.event_tolerance_frames``; unmatched detections
   are false alarms.
@@ -39,6 +44,7 @@ import pandas as pd
 from ase.data import atomic_numbers
 
 from etem.analysis.matching import match_columns
+from etem.analysis.tracks import track_persistence
 from etem.config.apply import TruthConfig
 from etem.frames.geometry import FrameGeometry
 from etem.io import write_table
@@ -80,6 +86,7 @@ class MovieTruth:
     event_kinds: list[str]
     pixel_size_A: float | None
     n_frames: int | None
+    drift_px: np.ndarray | None = None
 
 
 def load_truth(path: str | Path) -> MovieTruth | None:
@@ -89,7 +96,9 @@ def load_truth(path: str | Path) -> MovieTruth | None:
     if t is None:
         return None
     ev = t["events"] if t["events"] is not None else np.zeros(0, dtype=np.int64)
-    return MovieTruth(t["columns"], ev, list(t["event_kinds"]), t["pixel_size_A"], t["n_frames"])
+    return MovieTruth(
+        t["columns"], ev, list(t["event_kinds"]), t["pixel_size_A"], t["n_frames"], t["drift_px"]
+    )
 
 
 def column_Z(columns: pd.DataFrame) -> np.ndarray:
@@ -101,6 +110,47 @@ def column_Z(columns: pd.DataFrame) -> np.ndarray:
         dtype=np.float64,
     )
     return z * columns["n_atoms"].to_numpy(dtype=np.float64)
+
+
+#: Largest distance [Å] between a true column's drift-corrected positions in consecutive
+#: frames for it to be the same column (static columns coincide to rounding; a column that an
+#: event moves, e.g. a rotation, starts a new identity).
+SAME_COLUMN_A = 0.1
+
+
+def persistent_column_ids(
+    columns: pd.DataFrame, drift_px: np.ndarray | None, pixel_size_A: float | None
+) -> np.ndarray:
+    """A persistent identity of every true column over the movie (``column_id`` is only
+    unique within one structure state).
+
+    Frame after frame, a column keeps its predecessor's identity when the previous frame
+    has a column of the same element within :data:`SAME_COLUMN_A` of it after the true
+    drift (``drift_px`` (x, y) [px] per frame) is taken off; other columns get new ones.
+    """
+    columns = columns.reset_index(drop=True)
+    out = np.empty(len(columns), dtype=np.int64)
+    next_id = 0
+    prev: pd.DataFrame | None = None
+    for _, g in columns.groupby("frame", sort=True):
+        t = int(g["frame"].iloc[0])
+        cur = pd.DataFrame({"x_A": g["x_A"].to_numpy(float), "y_A": g["y_A"].to_numpy(float),
+                            "element": g["element"].astype(str).to_numpy()})
+        if drift_px is not None and pixel_size_A and t < len(drift_px):
+            cur["x_A"] -= drift_px[t, 0] * pixel_size_A
+            cur["y_A"] -= drift_px[t, 1] * pixel_size_A
+        ids = np.full(len(cur), -1, dtype=np.int64)
+        if prev is not None:
+            i_c, i_p = match_columns(cur, prev, SAME_COLUMN_A)
+            same = cur["element"].to_numpy()[i_c] == prev["element"].to_numpy()[i_p]
+            ids[i_c[same]] = prev["id"].to_numpy()[i_p[same]]
+        new = ids < 0
+        ids[new] = np.arange(next_id, next_id + int(new.sum()))
+        next_id += int(new.sum())
+        cur["id"] = ids
+        out[g.index.to_numpy()] = ids
+        prev = cur
+    return out
 
 
 # long (106 lines): matching found to true columns frame by frame and every summary figure
@@ -119,10 +169,11 @@ def score_columns(
     Parameters
     ----------
     found : DataFrame
-        ``frame`` (output frame), ``x_A, y_A`` [Å] in the raw frame's coordinates.
+        ``frame`` (output frame), ``x_A, y_A`` [Å] in the raw frame's coordinates; with
+        ``track_id`` (and ``true_id`` in ``truth``) the tracks are scored too.
     truth : DataFrame
         The movie's column table (``frame`` = raw frame, ``x_A, y_A`` [Å], ``element``,
-        ``site``, ``n_atoms``).
+        ``site``, ``n_atoms``; ``true_id``: :func:`persistent_column_ids`).
     frames : list of (int, int)
         (output frame, raw frame it is compared with) for every frame to score; frames with
         no found column count with recall 0.
@@ -139,7 +190,10 @@ def score_columns(
     -------
     (DataFrame, dict)
         Per-frame table (``COLUMN_SCORE_FIELDS`` plus ``recall_<site>``) and the overall
-        figures (pooled over frames): recall, precision, rmse_A, recall per site, counts.
+        figures (pooled over frames): recall, precision, rmse_A, recall per site, counts and,
+        with track ids, ``tracks``: :func:`etem.analysis.tracks.track_persistence` of the
+        matched visible columns (lifetime = first to last scored frame the column is
+        visible).
     """
 
     h_A, w_A = frame_shape_A
@@ -152,6 +206,9 @@ def score_columns(
     truth = truth[inside(truth)].copy()
     truth["visible"] = column_Z(truth) >= min_column_Z
     found = found[inside(found)]
+    with_tracks = "track_id" in found.columns and "true_id" in truth.columns
+    pairs: list[np.ndarray] = []  # (true id, track id, output frame) of matched visible
+    alive: list[np.ndarray] = []  # (true id, output frame) of visible true columns
     by_frame = dict(tuple(truth.groupby("frame", sort=False)))
     rows = []
     n_site = dict.fromkeys(sites, 0)
@@ -172,6 +229,11 @@ def score_columns(
         mv = vis[i_t]
         d = f[["x_A", "y_A"]].to_numpy()[i_f[mv]] - tr[["x_A", "y_A"]].to_numpy()[i_t[mv]]
         sq = float(np.sum(d**2))
+        if with_tracks:
+            tid = tr["true_id"].to_numpy()
+            pairs.append(np.stack([tid[i_t[mv]], f["track_id"].to_numpy()[i_f[mv]],
+                                   np.full(int(mv.sum()), frame)], axis=1))
+            alive.append(np.stack([tid[vis], np.full(int(vis.sum()), frame)], axis=1))
         sq_sum += sq
         n_vis = int(vis.sum())
         row: dict[str, Any] = {
@@ -210,6 +272,14 @@ def score_columns(
         "min_column_Z": min_column_Z,
         "border_A": border_A,
     }
+    if with_tracks:
+        p = pd.DataFrame(np.concatenate(pairs) if pairs else np.zeros((0, 3), np.int64),
+                         columns=["true_id", "track_id", "frame"])
+        life = pd.DataFrame(np.concatenate(alive) if alive else np.zeros((0, 2), np.int64),
+                            columns=["true_id", "frame"])
+        spans = found.groupby("track_id")["frame"].agg(first_frame="min", last_frame="max")
+        lifetimes = life.groupby("true_id")["frame"].agg(first_frame="min", last_frame="max")
+        overall["tracks"] = track_persistence(p, spans, lifetimes)
     return table, overall
 
 
@@ -288,8 +358,8 @@ def found_in_raw_frame(
     scale: float,
     n_sum: int,
 ) -> pd.DataFrame:
-    """Found columns (``frame, x_px, y_px`` in frame-0 coordinates of the output grid) in the
-    coordinates of the raw frame they are compared with.
+    """Found columns (``frame, x_px, y_px`` in frame-0 coordinates of the output grid; a
+    ``track_id`` is kept) in the coordinates of the raw frame they are compared with.
 
     ``x_px + drift_x`` is the position in the output frame t; an output pixel i covers raw
     pixels around ``(i + 0.5) * scale - 0.5`` (``scale`` = raw pixels per output pixel:
@@ -298,7 +368,7 @@ def found_in_raw_frame(
     t = cols["frame"].to_numpy(dtype=np.int64)
     x = cols["x_px"].to_numpy(dtype=np.float64) + drift_px[t, 1]
     y = cols["y_px"].to_numpy(dtype=np.float64) + drift_px[t, 0]
-    return pd.DataFrame(
+    out = pd.DataFrame(
         {
             "frame": t,
             "raw_frame": t * n_sum,
@@ -306,6 +376,9 @@ def found_in_raw_frame(
             "y_A": ((y + 0.5) * scale - 0.5) * pixel_size_A,
         }
     )
+    if "track_id" in cols.columns:
+        out["track_id"] = cols["track_id"].to_numpy(dtype=np.int64)
+    return out
 
 
 def metrics(truth_summary: dict[str, Any]) -> dict[str, float]:
@@ -317,6 +390,9 @@ def metrics(truth_summary: dict[str, Any]) -> dict[str, float]:
             out[f"truth_column_{k}"] = float(c[k])
     for s, v in (c.get("recall_by_site") or {}).items():
         out[f"truth_column_recall_{s}"] = float(v)
+    for k, v in (c.get("tracks") or {}).items():
+        if k != "n_columns" and v is not None and np.isfinite(v):
+            out[f"truth_tracks_{k}"] = float(v)
     e = truth_summary.get("events") or {}
     for k in ("n_true", "n_hits", "n_false_alarms"):
         if k in e:
@@ -383,7 +459,10 @@ def score_apply(
         px_raw = truth.pixel_size_A
     if truth.columns is not None and len(truth.columns):
         parts = [
-            found_in_raw_frame(df[["frame", "x_px", "y_px"]], drift_px, px_raw, scale, geo.n_sum)
+            found_in_raw_frame(
+                df[[c for c in ("frame", "x_px", "y_px", "track_id") if c in df.columns]],
+                drift_px, px_raw, scale, geo.n_sum,
+            )
             for df in column_tables
             if len(df)
         ]
@@ -394,9 +473,12 @@ def score_apply(
         )
         frames = [(t, t * geo.n_sum) for t in range(geo.n_frames)]
         shape_A = (geo.height * scale * px_raw, geo.width * scale * px_raw)
+        true_cols = truth.columns.assign(
+            true_id=persistent_column_ids(truth.columns, truth.drift_px, truth.pixel_size_A)
+        )
         table, overall = score_columns(
             found,
-            truth.columns,
+            true_cols,
             frames,
             shape_A,
             a.match_radius_A,
@@ -408,11 +490,13 @@ def score_apply(
         block["columns"] = overall
         log.info(
             "truth: column recall %.3f (visible: n_atoms x Z >= %g), precision %.3f, "
-            "RMSE %.3f Å",
+            "RMSE %.3f Å; %.3f of the matched visible detections in a track spanning their "
+            "column's lifetime",
             overall["recall"] or float("nan"),
             a.min_column_Z,
             overall["precision"] or float("nan"),
             overall["rmse_A"] or float("nan"),
+            (overall.get("tracks") or {}).get("spanning_fraction_lifetime", float("nan")),
         )
     if truth.events is not None:
         true_out = np.asarray(truth.events, dtype=np.int64) // geo.n_sum
