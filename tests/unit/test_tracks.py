@@ -124,3 +124,28 @@ def test_track_ids_are_the_same_in_every_process() -> None:
     runs = [subprocess.run([sys.executable, "-c", _LINK_SCRIPT], capture_output=True,
                            text=True, check=True).stdout for _ in range(3)]
     assert runs[0] == runs[1] == runs[2] and runs[0].strip()
+
+
+def test_windowed_denoiser_noise_counts_in_independent_looks() -> None:
+    """A 5-frame denoising window makes its noise blobs persist ~5 frames: counted frame by
+    frame they look like columns (the demo movie's false columns); counted in looks of the
+    window they are noise, and real columns stay real."""
+    real_n, real_span = [46] * 40 + [12] * 10, [48] * 40 + [12] * 10
+    noise_n, noise_span = [5] * 300 + [4] * 200 + [2] * 30, [5] * 300 + [5] * 200 + [2] * 30
+    n, span = np.array(real_n + noise_n), np.array(real_span + noise_span)
+    first = np.array([0] * 40 + [36] * 10 + [20] * 530)
+    tracks = pd.DataFrame({"n_frames": n, "first_frame": first, "last_frame": first + span - 1,
+                           "evidence": 0.0})
+    real = np.arange(len(n)) < 50
+    args = (span, 48, 256 * 256, 5.0)
+    per_frame = presence_rates(n, *args)
+    conf1 = track_confidence(track_log_odds(tracks, 48, 2, per_frame))
+    assert (conf1[~real & (n == 5)] > 0.5).all()  # the failure: 5-frame blobs kept
+    looks = presence_rates(n, *args, window_frames=5)
+    assert looks.q_real == pytest.approx(46 / 48)  # long = >= 5 looks = 25 detections
+    assert looks.noise_density_per_px2 > 10 * per_frame.noise_density_per_px2
+    conf5 = track_confidence(track_log_odds(tracks, 48, 2, looks, window_frames=5))
+    assert (conf5[real] > 0.9).all() and (conf5[~real] < 0.5).all()
+    # a single-frame denoiser (window 1) is the per-frame model
+    same = track_log_odds(tracks, 48, 2, per_frame, window_frames=1)
+    assert np.array_equal(same, track_log_odds(tracks, 48, 2, per_frame))

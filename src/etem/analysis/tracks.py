@@ -31,6 +31,18 @@ conservative way to add per-frame likelihood evidence). The confidence is the po
 probability of *real* at even prior odds. Both rates are estimated from the movie itself
 (:func:`presence_rates`): ``q_real`` = detections / span of the long tracks, ``q_noise`` =
 1 - exp(-rho pi r^2) with rho the density of detections in short tracks per frame.
+
+Temporal denoising windows
+--------------------------
+A denoiser that sees a window of w frames (the blind-spot model: w = 5) makes consecutive
+denoised frames share w - 1 of their raw frames, so its noise blobs persist for about w
+frames: detections of one track within w frames are not independent looks. The presence
+model then counts in independent looks of w frames (``window_frames``): the presence terms
+are divided by w, and the short and long tracks that estimate the rates are
+:data:`SHORT_TRACK` and :data:`LONG_TRACK` looks (x w detections). Single-frame denoisers
+(w = 1) are unchanged. On the demo movie (blind-spot model) the per-frame counting took
+w-frame noise blobs for columns: q_noise 0.06 from tracks of <= 2 detections, q_real 0.86
+diluted by noise tracks of 5-10 detections (benchmarks/tracks.md).
 """
 
 from __future__ import annotations
@@ -57,9 +69,10 @@ ADAPTIVE_STOP = 0.02
 TRACK_FIELDS = (
     "track_id", "first_frame", "last_frame", "n_frames", "evidence", "x_px", "y_px",
 )
-#: Tracks of at least this many detections estimate q_real (almost surely real columns).
+#: Tracks of at least this many independent looks estimate q_real (almost surely real
+#: columns); a look is one frame, or the denoiser's window of frames (module doc).
 LONG_TRACK = 5
-#: Tracks of at most this many detections estimate the noise density.
+#: Tracks of at most this many independent looks estimate the noise density.
 SHORT_TRACK = 2
 #: EWMA weight of the newest position in a track's predicted position.
 POSITION_EWMA = 0.15
@@ -253,14 +266,17 @@ def presence_rates(
     movie_frames: int,
     area_px2: float,
     radius_px: float,
+    window_frames: int = 1,
 ) -> PresenceRates:
     """Estimate :class:`PresenceRates` from the tracks' detections ``n_frames`` and spans
-    (last - first + 1) over a movie of ``movie_frames`` frames of ``area_px2`` [px^2]."""
+    (last - first + 1) over a movie of ``movie_frames`` frames of ``area_px2`` [px^2];
+    ``window_frames``: frames per independent look (the denoiser's temporal window)."""
     n = np.asarray(n_frames, dtype=np.float64)
     sp = np.asarray(span, dtype=np.float64)
-    long_ = n >= LONG_TRACK
+    w = max(int(window_frames), 1)
+    long_ = n >= LONG_TRACK * w
     q_real = float(n[long_].sum() / sp[long_].sum()) if long_.any() else 0.9
-    rho = float(n[n <= SHORT_TRACK].sum()) / max(movie_frames * area_px2, 1e-9)
+    rho = float(n[n <= SHORT_TRACK * w].sum()) / max(movie_frames * area_px2, 1e-9)
     q_noise = 1.0 - math.exp(-rho * math.pi * radius_px**2)
     q_real = min(max(q_real, 0.5), 0.99)
     q_noise = min(max(q_noise, 1e-3), 0.5 * q_real)
@@ -268,9 +284,14 @@ def presence_rates(
 
 
 def track_log_odds(
-    tracks: pd.DataFrame, movie_frames: int, memory: int, rates: PresenceRates
+    tracks: pd.DataFrame,
+    movie_frames: int,
+    memory: int,
+    rates: PresenceRates,
+    window_frames: int = 1,
 ) -> np.ndarray:
-    """Log Bayes factor [nats] real column vs chained noise of each track (module doc)."""
+    """Log Bayes factor [nats] real column vs chained noise of each track (module doc);
+    the presence terms count independent looks of ``window_frames`` frames."""
     g = memory + 1
     first = tracks["first_frame"].to_numpy(dtype=np.int64)
     last = tracks["last_frame"].to_numpy(dtype=np.int64)
@@ -279,11 +300,8 @@ def track_log_odds(
     hi = np.minimum(last + g, movie_frames - 1)
     missed = (hi - lo + 1) - n
     qr, qn = rates.q_real, rates.q_noise
-    return (
-        n * math.log(qr / qn)
-        + missed * math.log((1 - qr) / (1 - qn))
-        + tracks["evidence"].to_numpy(dtype=np.float64)
-    )
+    presence = n * math.log(qr / qn) + missed * math.log((1 - qr) / (1 - qn))
+    return presence / max(int(window_frames), 1) + tracks["evidence"].to_numpy(dtype=np.float64)
 
 
 def track_confidence(log_odds: np.ndarray) -> np.ndarray:

@@ -106,19 +106,23 @@ def _stream(
         tracks.append(stats.tracker.pop_finished())
         preview.add(t, intensity)
     tracks.append(stats.tracker.finish())
-    stats.track_summary = _filter_tracks(a.tracks, geo, store, tracks, stats.tracker.n_tracks)
+    stats.track_summary = _filter_tracks(
+        a.tracks, geo, store, tracks, stats.tracker.n_tracks, prep.n_window
+    )
     store.finish()
     return store, stats, preview
 
 
 def _filter_tracks(
-    a: TracksConfig, geo: FrameGeometry, store: ColumnStore, tracks: TrackStore, n_tracks: int
+    a: TracksConfig, geo: FrameGeometry, store: ColumnStore, tracks: TrackStore, n_tracks: int,
+    window_frames: int,
 ) -> dict[str, Any]:
-    """Track confidence of every column; columns of tracks below
+    """Track confidence of every column (presence counted in independent looks of the
+    denoiser's ``window_frames``); columns of tracks below
     ``apply.tracks.min_track_confidence`` removed from the column tables (counted, logged)."""
     radius = a.link_radius_A / geo.pixel_size_A
     conf, rates = tracks.confidence(
-        n_tracks, geo.n_frames, a.max_gap_frames, geo.height * geo.width, radius
+        n_tracks, geo.n_frames, a.max_gap_frames, geo.height * geo.width, radius, window_frames
     )
     n_before = store.n
     removed = store.filter_tracks(conf, a.min_track_confidence)
@@ -137,6 +141,7 @@ def _filter_tracks(
         "n_columns_before_filter": n_before,
         "q_real": rates.q_real,
         "q_noise": rates.q_noise,
+        "window_frames": window_frames,
         "evidence": evidence,
         "linker": f"trackpy {trackpy.__version__} (memory {a.max_gap_frames} frames)",
     }

@@ -248,22 +248,25 @@ class TrackStore:
         self.n += len(df)
 
     def confidence(
-        self, n_tracks: int, movie_frames: int, memory: int, area_px2: float, radius_px: float
+        self, n_tracks: int, movie_frames: int, memory: int, area_px2: float, radius_px: float,
+        window_frames: int = 1,
     ) -> tuple[np.ndarray, PresenceRates]:
-        """Track log odds and confidence (module :mod:`etem.analysis.tracks`) written to
-        ``/tracks``; returns the confidence indexed by track id (8 bytes per track) and the
-        presence rates."""
+        """Track log odds and confidence (module :mod:`etem.analysis.tracks`; ``window_frames``
+        = the denoiser's temporal window) written to ``/tracks``; returns the confidence
+        indexed by track id (8 bytes per track) and the presence rates."""
         g = self.group
         tracks = pd.DataFrame({k: g[k][()] for k in TRACK_FIELDS})
         span = tracks["last_frame"] - tracks["first_frame"] + 1
         rates = presence_rates(
-            tracks["n_frames"].to_numpy(), span.to_numpy(), movie_frames, area_px2, radius_px)
-        lo = track_log_odds(tracks, movie_frames, memory, rates)
+            tracks["n_frames"].to_numpy(), span.to_numpy(), movie_frames, area_px2, radius_px,
+            window_frames)
+        lo = track_log_odds(tracks, movie_frames, memory, rates, window_frames)
         conf = track_confidence(lo)
         g.create_dataset("log_odds", data=lo, track_times=False)
         g.create_dataset("confidence", data=conf, track_times=False)
         g.attrs["q_real"] = rates.q_real
         g.attrs["q_noise"] = rates.q_noise
+        g.attrs["window_frames"] = window_frames
         g.attrs["description"] = (
             "one row per column track; confidence = posterior probability of a real column "
             "(etem.analysis.tracks)"
