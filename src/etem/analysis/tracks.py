@@ -309,6 +309,15 @@ def track_confidence(log_odds: np.ndarray) -> np.ndarray:
     return np.asarray(1.0 / (1.0 + np.exp(-np.clip(log_odds, -700, 700))))
 
 
+def frame_spans(rows: pd.DataFrame, key: str) -> pd.DataFrame:
+    """``first_frame`` and ``last_frame`` of each ``key`` (e.g. ``track_id``) among ``rows``
+    (``frame``, ``key``), indexed by ``key``."""
+    if not len(rows):
+        return pd.DataFrame({"first_frame": [], "last_frame": []})
+    g = rows.groupby(key)["frame"]
+    return pd.DataFrame({"first_frame": g.min(), "last_frame": g.max()})
+
+
 def track_persistence(
     pairs: pd.DataFrame,
     track_spans: pd.DataFrame,
@@ -410,14 +419,8 @@ def score_tracks(
         n_match += len(i_f)
         pairs.extend((int(tid[j]), int(ftr[i]), t) for i, j in zip(i_f, i_t, strict=True))
     p = pd.DataFrame(pairs, columns=["true_id", "track_id", "frame"])
-    spans = (
-        columns.groupby("track_id")["frame"].agg(first_frame="min", last_frame="max")
-        if len(columns) else pd.DataFrame(columns=["first_frame", "last_frame"])
-    )
-    life = pd.DataFrame(present, columns=["true_id", "frame"]).groupby("true_id")["frame"].agg(
-        first_frame="min", last_frame="max"
-    )
-    persist = track_persistence(p, spans, life)
+    life = frame_spans(pd.DataFrame(present, columns=["true_id", "frame"]), "true_id")
+    persist = track_persistence(p, frame_spans(columns, "track_id"), life)
     persist.pop("n_columns")
     return {
         "precision": n_match / n_found if n_found else float("nan"),

@@ -44,7 +44,7 @@ import pandas as pd
 from ase.data import atomic_numbers
 
 from etem.analysis.matching import match_columns
-from etem.analysis.tracks import track_persistence
+from etem.analysis.tracks import frame_spans, track_persistence
 from etem.config.apply import TruthConfig
 from etem.frames.geometry import FrameGeometry
 from etem.io import write_table
@@ -277,9 +277,9 @@ def score_columns(
                          columns=["true_id", "track_id", "frame"])
         life = pd.DataFrame(np.concatenate(alive) if alive else np.zeros((0, 2), np.int64),
                             columns=["true_id", "frame"])
-        spans = found.groupby("track_id")["frame"].agg(first_frame="min", last_frame="max")
-        lifetimes = life.groupby("true_id")["frame"].agg(first_frame="min", last_frame="max")
-        overall["tracks"] = track_persistence(p, spans, lifetimes)
+        overall["tracks"] = track_persistence(
+            p, frame_spans(found, "track_id"), frame_spans(life, "true_id")
+        )
     return table, overall
 
 
