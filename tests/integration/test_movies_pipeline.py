@@ -113,13 +113,15 @@ def test_column_recall_at_demo_dose(tmp_path: Path) -> None:
         n_frames=12, size_px=96, event_frame=None, dose_e_per_px_per_frame=0.5, seed=4
     )
     movie = open_movie(write_h5(lm, tmp_path / "m.h5"))
-    apply_movie(
+    s = apply_movie(
         movie,
         tmp_path / "out",
         _cfg({"preprocess.drift_correction": False, "events.calibration_frames": 6,
               "io.write_tiff": False}),
         ApplyModels(unsupervised=window_model()),
     )
+    # the 5-frame window: track presence counted in independent looks of 5 frames
+    assert s["tracks"]["window_frames"] == 5
     cols = pd.read_parquet(tmp_path / "out" / "columns.parquet")
     radius = 0.5 / PX_A  # columns.match_radius_A default [Å] -> px
     assert _recall(lm, cols, radius, margin_px=4) >= 0.9

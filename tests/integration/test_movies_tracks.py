@@ -57,6 +57,7 @@ def test_static_lattice_gives_one_track_per_column(tmp_path: Path) -> None:
     t = s["tracks"]
     assert t["n_columns_before_filter"] - t["n_columns_removed"] == len(cols)
     assert t["evidence"] == "presence" and 0.9 < t["q_real"] <= 0.99
+    assert t["window_frames"] == 1  # a single-frame denoiser: presence counted per frame
     assert (cols["track_confidence"] >= t["min_track_confidence"]).all()
     # events.csv: plain CSV (no comment lines) with the per-event fields
     head = (tmp_path / "out" / "events.csv").read_text().splitlines()[0]
