@@ -12,6 +12,7 @@ import pytest
 from etem.movies.truth import (
     column_Z,
     found_in_raw_frame,
+    metrics,
     persistent_column_ids,
     score_columns,
     score_events,
@@ -118,6 +119,9 @@ def test_score_columns_tracks_span_lifetimes() -> None:
     assert tr["spanning_fraction_lifetime"] == pytest.approx(5 / 7)
     assert tr["tracks_per_column"] == pytest.approx(4 / 3)
     assert overall["precision"] == 1.0  # the O detections match a true (invisible) column
+    m = metrics({"columns": overall})
+    assert m["truth_tracks_spanning_fraction_lifetime"] == pytest.approx(5 / 7)
+    assert "truth_tracks_n_columns" not in m
     # without track ids there is no track block
     _, o2 = score_columns(found.drop(columns="track_id"), truth, [(t, t) for t in range(4)],
                           (12.0, 12.0), 0.3, 150.0, 1.0)
