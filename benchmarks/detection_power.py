@@ -23,13 +23,19 @@ same statistics:
 The baselines' penalty / threshold are calibrated on the first half of the stable movies to
 at most the nominal false-alarm rate (the most favourable setting for them); false alarms
 are counted on the other half (etem's nominal threshold needs no calibration: all stable
-movies count for it). An event counts as found when a detection's onset lies within
-``--tolerance`` frames of the truth.
+movies count for it). Since the rates so measured differ, the baselines also run at a
+matched false-alarm rate (``PELT@etem-FAR``, ``BOCPD@etem-FAR``): the smallest penalty /
+threshold whose false alarms on all the stable movies are at most etem's there (bisection;
+the most favourable setting for them at etem's rate). An event counts as found when a
+detection's onset lies within ``--tolerance`` frames of the truth. ``--calibration`` picks
+etem's EWMA calibration (whole-movie robust, the default, or the leading frames);
+``--cache DIR`` keeps each movie's frame statistics for later runs.
 
 Usage::
 
     python benchmarks/detection_power.py [--size 96] [--frames 48] [--stable-frames 1000]
         [--stable-size 64] [--n-stable 2] [--seeds 1] [--seed 0] [--quick] [--out FILE.md]
+        [--calibration whole_movie|leading_frames] [--cache DIR]
 
 ``--seed`` moves both the event movies and the stable movies to other seeds: a held-out
 bank for figures not tuned on the default one.
@@ -42,6 +48,7 @@ import datetime as dt
 import json
 import math
 import os
+import pickle
 import platform
 import time
 from pathlib import Path
@@ -66,10 +73,43 @@ BOCPD_HAZARD = 1 / 250
 BOCPD_MAX_RUN = 300
 
 
-def config(etem_far: float = NOMINAL_FA_PER_1000) -> Any:
+def config(etem_far: float = NOMINAL_FA_PER_1000, calibration: str = "whole_movie") -> Any:
     return load_config(
-        None, {"tracking.enabled": False, "apply.events.false_alarms_per_1000": etem_far}
+        None, {"tracking.enabled": False, "apply.events.false_alarms_per_1000": etem_far,
+               "apply.events.calibration": calibration},
     )
+
+
+def smallest_setting(
+    fa_of: Any, lo: float, hi: float, target: float, to_x: Any, from_x: Any, steps: int = 16
+) -> tuple[float, float]:
+    """Smallest setting in [lo, hi] (penalty, threshold: false alarms fall as it grows)
+    whose false alarms ``fa_of(setting)`` per 1,000 frames are at most ``target``, by
+    bisection in x = ``to_x(setting)``; with its false alarms. ``hi`` when none is."""
+    fa_hi = fa_of(hi)
+    if fa_hi > target:
+        return hi, fa_hi
+    fa_lo = fa_of(lo)
+    if fa_lo <= target:
+        return lo, fa_lo
+    a, b = to_x(lo), to_x(hi)
+    best = (hi, fa_hi)
+    for _ in range(steps):
+        mid = (a + b) / 2
+        f = fa_of(from_x(mid))
+        if f <= target:
+            b, best = mid, (from_x(mid), f)
+        else:
+            a = mid
+    return best
+
+
+def logit(p: float) -> float:
+    return math.log(p / (1 - p))
+
+
+def expit(x: float) -> float:
+    return 1 / (1 + math.exp(-x))
 
 
 def movie_statistics(lm: LatticeMovie, cfg: Any, blur_px: float = 1.5) -> tuple[Any, ...]:
@@ -90,6 +130,26 @@ def movie_statistics(lm: LatticeMovie, cfg: Any, blur_px: float = 1.5) -> tuple[
     stats = fs.frame_table(np.zeros((t_n, 2)))
     regions, boxes = fs.regions()
     return stats, regions, boxes
+
+
+def cached_statistics(
+    cache: Path | None, key: str, lm_fn: Any, cfg: Any
+) -> tuple[Any, ...]:
+    """:func:`movie_statistics` of the movie ``lm_fn()``, kept under ``cache/key.pkl`` when a
+    cache folder is given (reused by later runs with the same movie; delete the folder after
+    changing the statistics code)."""
+    path = cache / f"{key}.pkl" if cache is not None else None
+    if path is not None and path.exists():
+        with path.open("rb") as f:
+            return tuple(pickle.load(f))
+    out = movie_statistics(lm_fn(), cfg)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        with tmp.open("wb") as f:
+            pickle.dump(out, f)
+        tmp.replace(path)
+    return out
 
 
 def standardised(stats: pd.DataFrame, regions: np.ndarray) -> np.ndarray:
@@ -196,16 +256,21 @@ def build_bank(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    cfg = config(args.etem_far)
+    cfg = config(args.etem_far, args.calibration)
     t0 = time.perf_counter()
     # stable movies: false alarms; the first half calibrates the baselines
     stable = []
     for i in range(args.n_stable):
-        lm = particle_movie(
-            n_frames=args.stable_frames, size_px=args.stable_size, event=None,
-            dose_e_per_px_per_frame=args.stable_dose, seed=1000 + 100 * args.seed + i,
+        seed = 1000 + 100 * args.seed + i
+        st, reg, boxes = cached_statistics(
+            args.cache,
+            f"stable_{args.stable_frames}x{args.stable_size}_d{args.stable_dose:g}_s{seed}",
+            lambda seed=seed: particle_movie(
+                n_frames=args.stable_frames, size_px=args.stable_size, event=None,
+                dose_e_per_px_per_frame=args.stable_dose, seed=seed,
+            ),
+            cfg,
         )
-        st, reg, boxes = movie_statistics(lm, cfg)
         z = standardised(st, reg)
         stable.append({"stats": st, "regions": reg, "boxes": boxes, "z": z,
                        "bocpd": bocpd_cp_prob(z)})
@@ -242,23 +307,46 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             key = model.split(":")[0].split(" (Fano")[0]
             noise[key] = noise.get(key, 0) + 1
     fa["etem"] = 1000 * n_fa / all_frames
+    # matched false-alarm rate: each baseline's most powerful setting (smallest penalty /
+    # threshold) whose false alarms on all the stable movies are at most etem's there
+    def pelt_fa_all(p: float) -> float:
+        return 1000 * sum(len(pelt(s["z"], p)) for s in stable) / all_frames
+
+    def bocpd_fa_all(t: float) -> float:
+        return 1000 * sum(len(bocpd(s["z"], t, s["bocpd"])) for s in stable) / all_frames
+
+    pen_m, fa_pen_m = smallest_setting(pelt_fa_all, 1.0, 5000.0, fa["etem"], math.log, math.exp)
+    thr_m, fa_thr_m = smallest_setting(bocpd_fa_all, 1e-4, 1 - 1e-6, fa["etem"], logit, expit)
+    matched = {
+        "target_per_1000": fa["etem"],
+        "PELT": {"penalty": pen_m, "fa_per_1000": fa_pen_m},
+        "BOCPD": {"threshold": thr_m, "fa_per_1000": fa_thr_m},
+    }
     fa["PELT"] = 1000 * sum(len(pelt(s["z"], pen)) for s in held) / held_frames
     fa["BOCPD"] = 1000 * sum(len(bocpd(s["z"], thr, s["bocpd"])) for s in held) / held_frames
     rows = []
     for spec in build_bank(args):
         event = args.frames // 2
-        lm = particle_movie(
-            n_frames=args.frames, size_px=args.size, event=spec["kind"],
-            magnitude=spec["magnitude"], event_frame=event,
-            dose_e_per_px_per_frame=spec["dose"], seed=spec["seed"],
+        st, reg, boxes = cached_statistics(
+            args.cache,
+            f"event_{args.frames}x{args.size}_{spec['kind']}_{spec['magnitude']:g}"
+            f"_d{spec['dose']:g}_s{spec['seed']}",
+            lambda spec=spec, event=event: particle_movie(
+                n_frames=args.frames, size_px=args.size, event=spec["kind"],
+                magnitude=spec["magnitude"], event_frame=event,
+                dose_e_per_px_per_frame=spec["dose"], seed=spec["seed"],
+            ),
+            cfg,
         )
-        st, reg, boxes = movie_statistics(lm, cfg)
         z = standardised(st, reg)
+        cp = bocpd_cp_prob(z)
         ev = etem_events(cfg, st, reg, boxes)
         found = {
             "etem": (ev["onset_frame"].tolist(), ev["significance"].tolist(), ev["kind"].tolist()),
             "PELT": (pelt(z, pen), None, None),
-            "BOCPD": (bocpd(z, thr), None, None),
+            "BOCPD": (bocpd(z, thr, cp), None, None),
+            "PELT@etem-FAR": (pelt(z, pen_m), None, None),
+            "BOCPD@etem-FAR": (bocpd(z, thr_m, cp), None, None),
         }
         for method, (onsets, sig, kinds) in found.items():
             err = [o - event for o in onsets]
@@ -273,6 +361,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             })
     wall = time.perf_counter() - t0
     return {"rows": pd.DataFrame(rows), "fa": fa, "pelt_pen": pen, "bocpd_thr": thr,
+            "matched": matched,
             "noise_models": noise, "fa_by_statistic": fa_by,
             "wall_s": wall, "stable_frames": all_frames, "held_frames": held_frames}
 
@@ -309,6 +398,30 @@ def report(res: dict[str, Any], args: argparse.Namespace, cmd: str) -> str:
         + ". Noise models of the GLR series on the stable movies (series x movies): "
         + ", ".join(f"{k} {v}" for k, v in sorted(res["noise_models"].items())) + ".",
     ]
+    m = res["matched"]
+    lines += [
+        "",
+        "## Power at a matched false-alarm rate",
+        "",
+        f"Each baseline at its most powerful setting (smallest PELT penalty / BOCPD threshold, "
+        f"bisection) whose false alarms on all {res['stable_frames']} stable frames are at "
+        f"most etem's there ({m['target_per_1000']:.2f} per 1,000, etem "
+        f"{'whole-movie robust' if args.calibration == 'whole_movie' else 'leading frames'} "
+        "EWMA calibration): the most favourable setting for the baselines at etem's rate, "
+        "set on the frames it is measured on.",
+        "",
+        "| method | setting | false alarms / 1,000 stable frames | detection probability |",
+        "|---|---|---|---|",
+    ]
+    power = df.groupby("method")["found"].mean()
+    lines.append(f"| etem | nominal (GLR {args.etem_far:g} / 1,000) | {res['fa']['etem']:.2f} "
+                 f"| {power.get('etem', float('nan')):.2f} |")
+    lines.append(f"| PELT@etem-FAR | penalty {m['PELT']['penalty']:.3g} | "
+                 f"{m['PELT']['fa_per_1000']:.2f} | "
+                 f"{power.get('PELT@etem-FAR', float('nan')):.2f} |")
+    lines.append(f"| BOCPD@etem-FAR | threshold {m['BOCPD']['threshold']:.3g} | "
+                 f"{m['BOCPD']['fa_per_1000']:.2f} | "
+                 f"{power.get('BOCPD@etem-FAR', float('nan')):.2f} |")
     lines += ["", "## Detection probability by magnitude and dose", ""]
     doses = sorted(df["dose"].unique())
     lines += [
@@ -372,10 +485,16 @@ def main() -> int:
                     help="doses [e/px/frame]")
     ap.add_argument("--etem-far", type=float, default=NOMINAL_FA_PER_1000,
                     help="etem's nominal GLR false alarms per 1,000 frames")
+    ap.add_argument("--calibration", choices=("whole_movie", "leading_frames"),
+                    default="whole_movie",
+                    help="etem's EWMA calibration (apply.events.calibration)")
     ap.add_argument("--quick", action="store_true",
                     help="a tiny bank: 8° rotation and 6 columns lost at 0.5 and 1 e/px/frame")
     ap.add_argument("--out", type=Path, default=None, help="markdown report (default: print)")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
+    ap.add_argument("--cache", type=Path, default=None,
+                    help="keep each movie's frame statistics in this folder and reuse them "
+                    "(delete it after changing the statistics code)")
     args = ap.parse_args()
     res = run(args)
     import sys
@@ -389,6 +508,7 @@ def main() -> int:
     if args.json:
         args.json.write_text(json.dumps({
             "fa_per_1000": res["fa"], "pelt_pen": res["pelt_pen"], "bocpd_thr": res["bocpd_thr"],
+            "matched": res["matched"], "etem_calibration": args.calibration,
             "noise_models": res["noise_models"], "fa_by_statistic": res["fa_by_statistic"],
             "rows": res["rows"].replace({np.nan: None}).to_dict(orient="records"),
         }, default=float))

@@ -83,10 +83,11 @@ class EtemConfig(StrictModel):
 
     @model_validator(mode="after")
     def _events_after_calibration(self) -> EtemConfig:
-        # The campaign's apply stage runs on the synthetic movie, whose leading frames must be
-        # stable: the event detector calibrates its threshold on them. (A per-stage file was
-        # cut from a campaign config checked whole, and may carry only one of the two.)
-        if self.stage is not None:
+        # The campaign's apply stage runs on the synthetic movie; with a leading-frames
+        # calibration its leading frames must be stable: the event detector calibrates its
+        # threshold on them. (A per-stage file was cut from a campaign config checked whole,
+        # and may carry only one of the two.)
+        if self.stage is not None or self.apply.events.calibration != "leading_frames":
             return self
         first = min(self.synthetic_movie.event_frames, default=None)
         calibration = self.apply.events.calibration_frames

@@ -145,8 +145,9 @@ class TracksConfig(StrictModel):
 class EventsConfig(StrictModel):
     """Events: frame statistics and the event detectors (threshold and accumulating GLR).
 
-    The threshold (EWMA) detector is calibrated on the leading stable frames
-    (``calibration_frames``); the accumulating (GLR) detector needs no stable stretch.
+    Both detectors estimate their noise over the whole movie by default (no stable leading
+    stretch assumed); the threshold (EWMA) detector can instead be calibrated on leading
+    frames known to be stable (``calibration: leading_frames``, ``calibration_frames``).
     """
 
     stats_margin_frac: float = Field(
@@ -184,7 +185,17 @@ class EventsConfig(StrictModel):
     min_frames: int = Field(
         2, ge=1, description="frames above threshold needed for an event (persistence)"
     )
-    calibration_frames: int = Field(20, ge=3, description="leading frames assumed stable")
+    calibration: Literal["whole_movie", "leading_frames"] = Field(
+        "whole_movie",
+        description="noise scales of the threshold (EWMA) detector: whole_movie = robustly "
+        "over all frames (MAD of the innovations and derivatives, frames of changes set "
+        "aside; no stable stretch assumed); leading_frames = from the first "
+        "calibration_frames frames, which must then be stable (for a movie whose changes "
+        "fill most of its frames, with a known stable start); summary.json says which",
+    )
+    calibration_frames: int = Field(
+        20, ge=3, description="calibration: leading_frames only: leading frames assumed stable"
+    )
     glr: bool = Field(
         True,
         description="also detect events by accumulating evidence (windowed GLR of a step, "
@@ -224,8 +235,8 @@ class EventsConfig(StrictModel):
         8,
         ge=2,
         description="local-change statistic: frames of the reference mean before the recent "
-        "ones (the statistic starts after local_window_frames + this frames; keep "
-        "calibration_frames well above that)",
+        "ones (the statistic starts after local_window_frames + this frames; with "
+        "calibration leading_frames keep calibration_frames well above that)",
     )
     local_sigma_A: float = Field(
         0.3,

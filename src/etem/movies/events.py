@@ -34,6 +34,7 @@ scored (a warning says so).
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,7 +44,12 @@ from scipy.stats import norm
 from scipy.stats import t as student_t
 
 from etem.config.apply import EventsConfig
-from etem.movies.evidence import SERIES_KIND, CusumResult, detect_glr, group_alarms
+from etem.movies.evidence import (
+    SERIES_KIND,
+    CusumResult,
+    detect_glr,
+    group_alarms,
+)
 
 log = logging.getLogger("etem.movies.events")
 
@@ -53,6 +59,19 @@ MIN_CALIBRATION_VALUES = 3
 EVENT_FIELDS = ("event", "onset_frame", "peak_frame", "end_frame", "score", "statistic")
 
 
+#: Calibration modes of the EWMA detector (``apply.events.calibration``) and how results
+#: name them.
+CALIBRATION_NAMES = {
+    "whole_movie": "whole-movie robust",
+    "leading_frames": "leading frames",
+}
+#: Whole-movie calibration: rounds of the robust scale fit that set aside change frames.
+ROBUST_ROUNDS = 8
+#: Whole-movie calibration: fewest values (fraction of the finite ones) a round of the
+#: robust scale fit may keep.
+MIN_KEPT_FRACTION = 0.25
+
+
 @dataclass
 class EventResult:
     """Per-frame scores, the threshold and the event table."""
@@ -60,13 +79,109 @@ class EventResult:
     scores: pd.DataFrame  # frame, score, driver, z_<stat>...
     events: pd.DataFrame  # EVENT_FIELDS (+ onset_time_s when the frame time is known)
     threshold: float
-    calibration_frames: int
+    calibration_frames: int  # leading frames calibrated on (0: whole-movie calibration)
     glr: CusumResult | None = None
+    calibration: str = CALIBRATION_NAMES["whole_movie"]
+    #: per scored series (``<stat>_ewma`` / ``<stat>_diff``): noise scale and values used
+    noise_scales: dict[str, dict[str, float]] | None = None
 
 
-# long (141 lines): the EWMA detector in one pass over shared arrays (innovation and
-# derivative per statistic, calibration, threshold, onsets); a candidate for a split into
-# calibration and onset steps.
+def ewma_series(s: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """EWMA innovation e_t = s_t - m_{t-1} and derivative d_t = s_t - s_{t-1} of one
+    statistic (NaN: no value, e.g. warm-up; the first finite value starts the EWMA), and the
+    warm-up factor of each innovation: its standard deviation under white noise relative to
+    the steady state's (the EWMA m_{t-1} of few values is noisier than that of many:
+    Var m = sigma^2 v, v_1 = 1, v_{n+1} = alpha^2 + (1 - alpha)^2 v_n ->
+    alpha / (2 - alpha); Var e = sigma^2 (1 + v))."""
+    t_n = len(s)
+    e = np.full(t_n, np.nan)
+    d = np.full(t_n, np.nan)
+    warm = np.ones(t_n)
+    steady = 2.0 / (2.0 - alpha)
+    m: float | None = None
+    prev = np.nan
+    v_m = 1.0
+    for t in range(t_n):
+        st = s[t]
+        if not np.isfinite(st):
+            continue
+        if m is None:  # first finite value starts the EWMA (no innovation yet)
+            m = prev = float(st)
+            continue
+        e[t] = st - m
+        d[t] = st - prev
+        warm[t] = float(np.sqrt((1.0 + v_m) / steady))
+        m = alpha * st + (1 - alpha) * m
+        v_m = alpha * alpha + (1 - alpha) ** 2 * v_m
+        prev = st
+    return e, d, warm
+
+
+def robust_scale(
+    v: np.ndarray, start: float, z_cut: float, floor: float, alpha: float | None
+) -> tuple[float, np.ndarray]:
+    """Noise scale of an innovation (``alpha``: the EWMA's) or derivative (``alpha`` None)
+    series over the whole movie, robust to the changes it should find, and the mask of the
+    values it used.
+
+    ``start``: a first scale that changes do not inflate (:func:`start_scales`; the MAD of
+    the innovations themselves breaks down when a change leaves adopting innovations in half
+    of the frames, which a step of a few sigma does in a short movie). Each round, a value
+    beyond ``z_cut`` scales is set aside as a change and, for an innovation, so are the
+    ln(z) / -ln(1 - alpha) values after it (the EWMA adopting the new level: a step of z
+    scales leaves innovations z (1 - alpha)^k, above one scale that long); the scale of the
+    values kept, 1.4826 median |v| (a stable series' innovations and derivatives centre on
+    0), sets the next round, up to :data:`ROBUST_ROUNDS` rounds. A round that would keep
+    fewer than :data:`MIN_KEPT_FRACTION` of the values (a start too small, e.g. for a
+    serially correlated statistic) raises the scale by half instead. Scale = the larger of
+    that and the root mean square of the values kept (tails heavier than Gaussian)."""
+    fin = np.isfinite(v)
+    use = fin.copy()
+    n_fin = int(fin.sum())
+    if n_fin < 2:
+        return max(floor, 1e-9), use
+    a = np.abs(np.where(fin, v, 0.0))
+    scale = start if np.isfinite(start) and start > 0 else 1.4826 * float(np.median(a[fin]))
+    scale = max(scale, floor, 1e-9)
+    decay = -math.log(1.0 - alpha) if alpha is not None and alpha < 1 else math.inf
+    for _ in range(ROBUST_ROUNDS):
+        z = a / scale
+        out = fin & (z > z_cut)
+        if alpha is not None:
+            until = -1
+            for t in np.flatnonzero(fin):
+                if out[t]:
+                    until = max(until, t + int(math.log(z[t]) / decay))
+                out[t] = t <= until
+        new = fin & ~out
+        if new.sum() < max(MIN_KEPT_FRACTION * n_fin, 2):
+            scale *= 1.5
+            continue
+        new_scale = max(1.4826 * float(np.median(a[new])), floor, 1e-9)
+        done = np.array_equal(new, use) and abs(new_scale - scale) <= 1e-6 * scale
+        use, scale = new, new_scale
+        if done:
+            break
+    rms = float(np.sqrt(np.mean(a[use] ** 2))) if use.sum() >= 2 else 0.0
+    return max(scale, rms, floor, 1e-9), use
+
+
+def start_scales(s: np.ndarray, alpha: float) -> tuple[float, float]:
+    """First scales of the innovation and the derivative of a statistic, robust to steps:
+    sigma = 1.4826 MAD of the first differences / sqrt(2) (a step is one outlier among
+    them; a serially correlated statistic gets too small a start, which the rounds of
+    :func:`robust_scale` grow back) and, for white noise, Var e = sigma^2 2 / (2 - alpha),
+    Var d = 2 sigma^2."""
+    v = s[np.isfinite(s)]
+    if len(v) < 3:
+        return float("nan"), float("nan")
+    dv = np.diff(v)
+    sig = 1.4826 * float(np.median(np.abs(dv - np.median(dv)))) / math.sqrt(2.0)
+    return sig * math.sqrt(2.0 / (2.0 - alpha)), sig * math.sqrt(2.0)
+
+
+# long (~110 lines): the EWMA detector in one pass over shared arrays (innovation and
+# derivative per statistic, calibration, threshold, onsets).
 def detect_events(
     stats: pd.DataFrame,
     alpha: float = 0.1,
@@ -76,6 +191,7 @@ def detect_events(
     min_frames: int = 2,
     floors: dict[str, float] | None = None,
     frame_time_s: float | None = None,
+    calibration: str = "whole_movie",
 ) -> EventResult:
     """Detect events in a (T, k) table of frame statistics (one row per frame, in order).
 
@@ -89,7 +205,8 @@ def detect_events(
     false_alarm_rate : float
         Target per-frame probability of a false alarm in a stable stretch.
     calibration_frames : int
-        Leading frames assumed free of events, used to estimate noise scales and threshold.
+        With ``calibration="leading_frames"``: leading frames assumed free of events, used to
+        estimate noise scales and threshold (ignored otherwise).
     merge_gap : int
         Frames below half the threshold allowed inside one event.
     min_frames : int
@@ -99,56 +216,69 @@ def detect_events(
         Smallest noise scale per statistic (units of the statistic), e.g. 1 column for counts.
     frame_time_s : float, optional
         Frame time [s]; adds ``onset_time_s``.
+    calibration : {"whole_movie", "leading_frames"}
+        Noise scales robustly over all frames (:func:`robust_scale`; no stable stretch
+        assumed) or from the leading ``calibration_frames`` frames.
     """
 
+    if calibration not in CALIBRATION_NAMES:
+        raise ValueError(f"calibration {calibration!r}: not one of {', '.join(CALIBRATION_NAMES)}")
+    whole = calibration == "whole_movie"
     floors = floors or {}
     names = list(stats.columns)
     t_n = len(stats)
-    cal = int(min(calibration_frames, t_n))
+    cal = 0 if whole else int(min(calibration_frames, t_n))
+    n_tests = max(2 * len(names), 1)
+    z_gauss = float(norm.isf(false_alarm_rate / (2.0 * n_tests)))
     z_all = np.zeros((t_n, 2 * len(names)))
+    scales: dict[str, dict[str, float]] = {}
     for k, name in enumerate(names):
         s = stats[name].to_numpy(dtype=np.float64)
         s = np.where(np.isfinite(s), s, np.nan)
-        e = np.full(t_n, np.nan)  # NaN: no value (warm-up, edge frames), i.e. no change
-        d = np.full(t_n, np.nan)
-        m: float | None = None
-        prev = np.nan
-        for t in range(t_n):
-            st = s[t]
-            if not np.isfinite(st):
-                continue
-            if m is None:  # first finite value starts the EWMA (no innovation yet)
-                m = prev = float(st)
-                continue
-            e[t] = st - m
-            d[t] = st - prev
-            m = alpha * st + (1 - alpha) * m
-            prev = st
+        e, d, warm = ewma_series(s, alpha)
+        starts = (np.nan, np.nan)
+        if whole:
+            e = e / warm  # innovations of a young EWMA scaled to the steady state's
+            starts = start_scales(s, alpha)
         for j, v in ((2 * k, e), (2 * k + 1, d)):
-            # noise scale from the finite innovations of the calibration stretch only; the
-            # standardised value is Student t with n_cal - 1 degrees of freedom (the scale is
-            # estimated from few frames), mapped to the Gaussian z of the same tail probability
-            # so that statistics with different warm-ups share one threshold
-            n_cal = int(np.isfinite(v[1:cal]).sum())
+            # the standardised value is Student t with n - 1 degrees of freedom (n values
+            # measured the scale), mapped to the Gaussian z of the same tail probability so
+            # that statistics with different warm-ups share one threshold
+            if whole:
+                sigma, used = robust_scale(
+                    v, starts[j - 2 * k], z_gauss, floors.get(name, 0.0),
+                    alpha if j == 2 * k else None,
+                )
+                n_cal = int(used.sum())
+            else:
+                n_cal = int(np.isfinite(v[1:cal]).sum())
+                sigma = _scale(v[1:cal], floors.get(name, 0.0))
             if n_cal < MIN_CALIBRATION_VALUES:
                 # no noise scale: the statistic cannot be scored (it starts too late)
                 if j == 2 * k:
                     log.warning(
-                        "event statistic %s has %d values in the %d calibration frames "
-                        "(< %d): not scored; raise apply.events.calibration_frames",
-                        name, n_cal, cal, MIN_CALIBRATION_VALUES,
+                        "event statistic %s has %d values %s (< %d): not scored%s",
+                        name, n_cal,
+                        "in the movie" if whole else f"in the {cal} calibration frames",
+                        MIN_CALIBRATION_VALUES,
+                        "" if whole else "; raise apply.events.calibration_frames",
                     )
                 continue
-            z = np.abs(v) / _scale(v[1:cal], floors.get(name, 0.0))
+            scales[f"{name}_{'ewma' if j == 2 * k else 'diff'}"] = {
+                "sigma": sigma, "n_values": n_cal,
+            }
+            z = np.abs(v) / sigma
             if n_cal >= 2:
                 p = student_t.sf(np.nan_to_num(z), df=n_cal - 1)
                 z = np.where(np.isfinite(z), norm.isf(np.maximum(p, 1e-300)), 0.0)
             z_all[:, j] = np.nan_to_num(z)
-    n_tests = max(z_all.shape[1], 1)
-    z_gauss = float(norm.isf(false_alarm_rate / (2.0 * n_tests)))
     score = z_all.max(axis=1) if z_all.size else np.zeros(t_n)
-    z_cal = float(score[1:cal].max()) if cal > 1 else 0.0
-    threshold = max(z_gauss, z_cal * 1.05)
+    if whole:
+        threshold = z_gauss
+    else:
+        # never below the largest score of the calibration stretch (stable by assumption)
+        z_cal = float(score[1:cal].max()) if cal > 1 else 0.0
+        threshold = max(z_gauss, z_cal * 1.05)
     driver = (
         [names[int(i) // 2] if z_all.size else "" for i in np.argmax(z_all, axis=1)]
         if names
@@ -159,8 +289,36 @@ def detect_events(
         scores[f"z_{name}_ewma"] = z_all[:, 2 * k]
         scores[f"z_{name}_diff"] = z_all[:, 2 * k + 1]
     ewma_score = z_all[:, 0::2].max(axis=1) if z_all.size else np.zeros(t_n)
+    rows = _event_rows(score, ewma_score, threshold, driver, max(cal, 1), merge_gap, min_frames)
+    events = pd.DataFrame(rows, columns=list(EVENT_FIELDS))
+    if frame_time_s:
+        events["onset_time_s"] = events["onset_frame"].astype(float) * frame_time_s
+    if not whole and t_n <= cal:
+        log.warning(
+            "movie of %d frames has no frames after the %d calibration frames: "
+            "no events can be detected",
+            t_n,
+            cal,
+        )
+    return EventResult(
+        scores, events, threshold, cal, calibration=CALIBRATION_NAMES[calibration],
+        noise_scales=scales,
+    )
+
+
+def _event_rows(
+    score: np.ndarray,
+    ewma_score: np.ndarray,
+    threshold: float,
+    driver: list[str],
+    start: int,
+    merge_gap: int,
+    min_frames: int,
+) -> list[dict[str, Any]]:
+    """Events of a score series from frame ``start`` on (hysteresis, persistence, onset)."""
+    t_n = len(score)
     rows: list[dict[str, Any]] = []
-    t = cal
+    t = start
     while t < t_n:
         if score[t] <= threshold:
             t += 1
@@ -197,17 +355,7 @@ def detect_events(
                 }
             )
         t = u
-    events = pd.DataFrame(rows, columns=list(EVENT_FIELDS))
-    if frame_time_s:
-        events["onset_time_s"] = events["onset_frame"].astype(float) * frame_time_s
-    if t_n <= cal:
-        log.warning(
-            "movie of %d frames has no frames after the %d calibration frames: "
-            "no events can be detected",
-            t_n,
-            cal,
-        )
-    return EventResult(scores, events, threshold, cal)
+    return rows
 
 
 def _scale(values: np.ndarray, floor: float) -> float:
@@ -412,6 +560,7 @@ def detect_frame_events(
         a.min_frames,
         statistic_floors(stats),
         frame_time_s,
+        a.calibration,
     )
     refine_onsets(events, stats, a, frame_time_s)
     glr = None

@@ -110,7 +110,10 @@ def write_figures(
     axes[0].axhline(
         events.threshold, color="r", ls="--", lw=1, label=f"threshold {events.threshold:.2f}"
     )
-    axes[0].axvspan(0, events.calibration_frames - 0.5, color="0.9", label="calibration stretch")
+    if events.calibration_frames:
+        axes[0].axvspan(
+            0, events.calibration_frames - 0.5, color="0.9", label="calibration stretch"
+        )
     for _, ev in events.events.iterrows():
         for ax in axes:
             ax.axvline(ev["onset_frame"], color="orange", lw=1)

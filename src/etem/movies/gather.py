@@ -280,6 +280,12 @@ def summarise(
         "drift_total_px": [float(v) for v in drift[-1]],
         "event_threshold": events.threshold,
         "calibration_frames": events.calibration_frames,
+        "event_ewma": {
+            "threshold": events.threshold,
+            "calibration": events.calibration,
+            "calibration_frames": events.calibration_frames or None,
+            "noise_scales": events.noise_scales,
+        },
         "event_glr": None
         if events.glr is None
         else {

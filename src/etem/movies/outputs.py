@@ -15,7 +15,7 @@ HDF5 plugin)::
     drift_px              (T, 2)  float64     drift (dy, dx) [px]
     frame_stats/<field>   (T,)                the frame statistics (frames.csv)
     event_scores/<field>  (T,)                per-frame event scores
-    events/<field>        (E,)                events (events.csv); attrs threshold, ...
+    events/<field>        (E,)                events (events.csv); attrs threshold, calibration, ...
     attrs                 provenance, movie, pixel_size_A [Å], frame_time_s [s], dose, ...
 
 Besides it: ``columns.parquet`` (all column tables, streamed in row groups), ``events.csv``,
@@ -333,6 +333,7 @@ def write_tables_h5(
     g = _table_group(h5, "events", events.events)
     g.attrs["threshold"] = events.threshold
     g.attrs["calibration_frames"] = events.calibration_frames
+    g.attrs["calibration"] = events.calibration
 
 
 class Preview:
