@@ -12,7 +12,7 @@ from scipy.stats import norm
 from etem.frames.preprocess import DriftCorrector, bin_frames, shift_integer, sum_frames
 from etem.models.inference import TiledRunner, tile_starts
 from etem.models.io import LoadedModel
-from etem.movies.events import detect_events
+from etem.movies.events import detect_events, ewma_series
 from etem.testing import lattice_movie
 from tests.movies_fixtures import BlurDenoiser
 
@@ -106,24 +106,78 @@ def _stats(n: int, step_at: int | None, seed: int) -> pd.DataFrame:
 
 
 def test_event_found_at_step() -> None:
-    res = detect_events(_stats(60, 40, 0), alpha=0.1, false_alarm_rate=0.01, calibration_frames=20)
-    assert len(res.events) == 1
-    assert res.events["onset_frame"].iloc[0] == 40
+    for mode in ("whole_movie", "leading_frames"):
+        res = detect_events(
+            _stats(60, 40, 0), alpha=0.1, false_alarm_rate=0.01, calibration_frames=20,
+            calibration=mode,
+        )
+        assert len(res.events) == 1
+        assert res.events["onset_frame"].iloc[0] == 40
 
 
+@pytest.mark.parametrize("mode", ["whole_movie", "leading_frames"])
 @pytest.mark.parametrize("far", [0.01, 0.05])
-def test_false_alarm_rate_on_stable_movies(far: float) -> None:
+def test_false_alarm_rate_on_stable_movies(far: float, mode: str) -> None:
     """Event onsets per frame after calibration, over many stable series, stay <= the target."""
     onsets = frames = 0
     for seed in range(150):
         res = detect_events(
-            _stats(60, None, seed), alpha=0.1, false_alarm_rate=far, calibration_frames=20
+            _stats(60, None, seed), alpha=0.1, false_alarm_rate=far, calibration_frames=20,
+            calibration=mode,
         )
         onsets += len(res.events)
         frames += 60 - res.calibration_frames
     assert onsets / frames <= far
     # Bonferroni over 2 statistics x (innovation, derivative); scores are Gaussian-equivalent z
     assert res.threshold >= norm.isf(far / (2 * 4)) > (3.0 if far == 0.01 else 2.45)
+    assert res.calibration == ("whole-movie robust" if mode == "whole_movie" else "leading frames")
+
+
+def test_whole_movie_calibration_needs_no_stable_lead_in() -> None:
+    """Issue 15: a change inside the first 20 frames. Calibrated on them, the detector reports
+    neither it nor a later one of the same size (its scales and threshold come from the
+    change); calibrated robustly over the whole movie, it finds both within +-1 frame."""
+    for seed in range(5):
+        s = _stats(60, None, seed)
+        s.loc[8:, "n_columns"] -= 15  # a first step at frame 8, inside the old stretch
+        s.loc[40:, "n_columns"] -= 15
+        old = detect_events(s, calibration_frames=20, calibration="leading_frames")
+        assert old.events.empty
+        new = detect_events(s, calibration="whole_movie")
+        assert new.calibration_frames == 0 and new.calibration == "whole-movie robust"
+        onsets = new.events["onset_frame"].to_numpy()
+        assert len(onsets) == 2 and abs(onsets[0] - 8) <= 1 and abs(onsets[1] - 40) <= 1
+        # the scale of the column count's innovations left the changes out
+        sc = new.noise_scales["n_columns_ewma"]
+        assert sc["n_values"] < 59 and 1.0 < sc["sigma"] < 3.5  # sigma 2, e: 2 sqrt(2/1.9)
+
+
+def test_whole_movie_false_alarms_without_a_representative_lead_in() -> None:
+    """Stable movies whose first 20 frames are quieter than the rest (the noise settles in):
+    calibrated on them, the detector raises false alarms far above the nominal rate; over the
+    whole movie it stays at or below it."""
+    far = 0.01
+    counts = {"leading_frames": 0, "whole_movie": 0}
+    frames = {"leading_frames": 0, "whole_movie": 0}
+    for seed in range(60):
+        s = _stats(120, None, seed)
+        s.iloc[:20] = s.iloc[:20] - (s.iloc[:20] - s.iloc[20:].mean()) * 0.75  # quieter lead-in
+        for mode in counts:
+            res = detect_events(s, false_alarm_rate=far, calibration_frames=20, calibration=mode)
+            counts[mode] += len(res.events)
+            frames[mode] += 120 - res.calibration_frames
+    assert counts["whole_movie"] / frames["whole_movie"] <= far
+    assert counts["leading_frames"] >= 50  # nearly every movie raises a false alarm
+
+
+def test_whole_movie_warm_up_and_short_movies() -> None:
+    """The first innovations (an EWMA of few frames) are scaled to the steady state's; a
+    short movie's step is found without any calibration stretch."""
+    e, d, warm = ewma_series(np.arange(6, dtype=float), 0.1)
+    assert np.isnan(e[0]) and warm[1] == pytest.approx(np.sqrt(2 / (2 / 1.9)))
+    assert np.all(np.diff(warm[1:]) < 0) and warm[-1] > 1
+    res = detect_events(_stats(16, 8, 0))
+    assert res.events["onset_frame"].tolist() == [8]
 
 
 def test_single_frame_outlier_is_not_an_event() -> None:
@@ -136,7 +190,9 @@ def test_single_frame_outlier_is_not_an_event() -> None:
 def test_glitch_bridged_to_a_step_does_not_set_the_onset() -> None:
     s = _stats(60, 40, 0)
     s.loc[35, "n_columns"] -= 30  # one-frame glitch shortly before a real step
-    res = detect_events(s, calibration_frames=20)
+    # (the onset rule is the same for both calibrations; the leading one sets this series'
+    # threshold where the glitch's drag on the EWMA stays below it)
+    res = detect_events(s, calibration_frames=20, calibration="leading_frames")
     sc, th = res.scores["score"].to_numpy(), res.threshold
     assert sc[35] > th  # the glitch crosses the threshold ...
     # ... and the hysteresis (half the threshold, gaps <= merge_gap) bridges it to the step
@@ -144,6 +200,6 @@ def test_glitch_bridged_to_a_step_does_not_set_the_onset() -> None:
     assert len(res.events) == 1 and res.events["onset_frame"].iloc[0] == 40
 
 
-def test_short_movie_has_no_events() -> None:
-    res = detect_events(_stats(10, 5, 0), calibration_frames=20)
+def test_short_movie_has_no_events_after_a_leading_calibration() -> None:
+    res = detect_events(_stats(10, 5, 0), calibration_frames=20, calibration="leading_frames")
     assert res.events.empty and res.calibration_frames == 10
