@@ -152,17 +152,26 @@ def test_every_flat_apply_key_has_a_home() -> None:
 
     new = EtemConfig().model_dump(mode="json")["apply"]
     homes = {f"{section}.{key}" for section, keys in new.items() for key in keys}
-    added = {"inference.score_targets"}  # keys that came after the flat block
+    # keys that came after the flat block
+    added = {"inference.score_targets", "events.calibration"}
     assert sorted(MOVED_KEYS.values()) == sorted(homes - added)  # every field, each once
 
 
 def test_cross_field_rule_names_the_keys() -> None:
     with pytest.raises(ConfigError) as err:
         load_config({"synthetic_movie": {"event_frames": [3]},
-                     "apply": {"events": {"calibration_frames": 10}}})
+                     "apply": {"events": {"calibration": "leading_frames",
+                                          "calibration_frames": 10}}})
     msg = str(err.value)
     assert msg.startswith("synthetic_movie.event_frames: first event at frame 3")
     assert "apply.events.calibration_frames" in msg
+
+
+def test_whole_movie_calibration_allows_early_events() -> None:
+    """The default (whole-movie robust) calibration needs no stable leading frames."""
+    cfg = load_config({"synthetic_movie": {"event_frames": [3]},
+                       "apply": {"events": {"calibration_frames": 10}}})
+    assert cfg.apply.events.calibration == "whole_movie"
 
 
 #: Hostile values a probe found accepted (issue 16) and the error each now gives.

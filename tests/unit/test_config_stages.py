@@ -47,7 +47,8 @@ def test_a_setting_changes_only_the_stages_that_read_it() -> None:
 def test_stage_is_checked_and_the_cross_check_runs_on_whole_configs() -> None:
     with pytest.raises(ConfigError, match="stage: not one of"):
         load_config({"stage": "nonsense"})
-    # a whole config still refuses an event inside the calibration frames
+    # a whole config still refuses an event inside leading calibration frames
     with pytest.raises(ConfigError, match="calibration frames"):
         load_config({"synthetic_movie": {"event_frames": [5]},
-                     "apply": {"events": {"calibration_frames": 10}}})
+                     "apply": {"events": {"calibration": "leading_frames",
+                                          "calibration_frames": 10}}})

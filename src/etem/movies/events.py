@@ -8,15 +8,28 @@ m_t = alpha s_t + (1 - alpha) m_{t-1} and scores each frame by
 * the innovation e_t = s_t - m_{t-1} (deviation from the EWMA background) and
 * the time derivative d_t = s_t - s_{t-1},
 
-each divided by its noise scale (the larger of 1.4826 MAD and the standard deviation)
-measured on the finite values of the leading stable stretch (``calibration_frames``; NaN
-values, e.g. of a statistic still warming up, count as "no change"). As the scales come from
-few frames, each standardised value is read as Student t with n_cal - 1 degrees of freedom
-(n_cal = its finite calibration values) and mapped to the Gaussian z of the same tail
-probability. The frame score is the largest of these 2k values. The threshold gives a
-per-frame false-alarm rate ``far`` with a Bonferroni correction over the 2k tests,
-z* = Phi^-1(1 - far / (4k)), and is never below the largest score seen in the calibration
-stretch (stable by assumption).
+each divided by its noise scale and read as a Gaussian z. The noise scales come from one of
+two calibrations (``apply.events.calibration``; results name it, :data:`CALIBRATION_NAMES`):
+
+* ``whole_movie`` (default; "whole-movie robust"): over all frames, no stable stretch
+  assumed (:func:`robust_scale`): starting from a scale that steps do not inflate (MAD of
+  the statistic's first differences, :func:`start_scales`), values beyond the threshold are
+  set aside as changes, with the innovations of the EWMA adopting the new level after them,
+  and the scale (1.4826 median |v|, at least the root mean square) is re-measured on the
+  rest until it settles. The innovations of the first frames (an EWMA of few values) are
+  scaled to the steady state's first (:func:`ewma_series`). Scoring starts at frame 1.
+  Threshold z* = Phi^-1(1 - far / (4k)): a per-frame false-alarm rate ``far`` with a
+  Bonferroni correction over the 2k tests.
+* ``leading_frames`` ("leading frames"): from the finite values of the first
+  ``calibration_frames`` frames, which must be stable (the larger of 1.4826 MAD and the
+  standard deviation); the threshold is z* but never below 1.05 x the largest score of that
+  stretch, and scoring starts after it. For a movie whose changes fill most of its frames
+  with a known stable start.
+
+NaN values (e.g. of a statistic still warming up) count as "no change" and are left out of
+the scales. As a scale comes from n values, each standardised value is read as Student t
+with n - 1 degrees of freedom and mapped to the Gaussian z of the same tail probability.
+The frame score is the largest of these 2k values.
 An event starts at the first frame whose score exceeds the threshold and lasts while the
 score stays above half the threshold (hysteresis, gaps <= ``merge_gap``), i.e. until the EWMA
 has adopted the new state. It is reported only if the EWMA innovation alone exceeds the
@@ -26,9 +39,9 @@ does not (its derivative spike on recovery does not count). The onset is the fir
 the first such run (a glitch that the hysteresis only bridges to the change does not set
 it). Peak = frame of the highest score from the onset on.
 
-Statistics with fewer than ``MIN_CALIBRATION_VALUES`` finite innovations in the calibration
-stretch (they start too late, e.g. long-window statistics) have no noise scale and are not
-scored (a warning says so).
+Statistics with fewer than ``MIN_CALIBRATION_VALUES`` values for their scale (in the
+calibration stretch: they start too late, e.g. long-window statistics) have no noise scale
+and are not scored (a warning says so).
 """
 
 from __future__ import annotations
