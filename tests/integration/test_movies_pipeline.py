@@ -57,6 +57,11 @@ def test_event_found_and_stable_stretch_quiet(tmp_path: Path) -> None:
     assert s["n_events"] == 1, s["events"]
     assert abs(s["events"][0]["onset_frame"] - 26) <= 2
     assert s["events"][0]["onset_time_s"] == pytest.approx(s["events"][0]["onset_frame"] * 0.025)
+    # the summary says how the threshold detector was calibrated (the default: over the whole
+    # movie; calibration_frames is then unused)
+    ewma = s["event_ewma"]
+    assert ewma["calibration"] == "whole-movie robust" and ewma["calibration_frames"] is None
+    assert ewma["threshold"] == s["event_threshold"] and "n_columns_ewma" in ewma["noise_scales"]
     # drift 0.2 px/frame recovered (content moved by +drift)
     assert s["drift_total_px"] == pytest.approx([39 * 0.2, 39 * 0.2], abs=0.6)
     # outputs: every listed file exists; summary written last
@@ -86,6 +91,7 @@ def test_event_found_and_stable_stretch_quiet(tmp_path: Path) -> None:
         off = fh["columns/frame_offsets"][()]
         assert off[-1] == len(cols) and len(off) == 41
         assert fh["events/onset_frame"][0] == s["events"][0]["onset_frame"]
+        assert fh["events"].attrs["calibration"] == "whole-movie robust"
     with tifffile.TiffFile(out / "denoised.tif") as tif:
         assert tif.series[0].shape == (40, 96, 96)
         assert tif.imagej_metadata["unit"] == "nm"

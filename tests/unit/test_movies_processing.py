@@ -174,7 +174,8 @@ def test_whole_movie_warm_up_and_short_movies() -> None:
     """The first innovations (an EWMA of few frames) are scaled to the steady state's; a
     short movie's step is found without any calibration stretch."""
     e, d, warm = ewma_series(np.arange(6, dtype=float), 0.1)
-    assert np.isnan(e[0]) and warm[1] == pytest.approx(np.sqrt(2 / (2 / 1.9)))
+    assert np.isnan(e[0]) and e[1] == d[1] == 1.0
+    assert warm[1] == pytest.approx(np.sqrt(2 / (2 / 1.9)))
     assert np.all(np.diff(warm[1:]) < 0) and warm[-1] > 1
     res = detect_events(_stats(16, 8, 0))
     assert res.events["onset_frame"].tolist() == [8]

@@ -162,7 +162,7 @@ def robust_scale(
         out = fin & (z > z_cut)
         if alpha is not None:
             until = -1
-            for t in np.flatnonzero(fin):
+            for t in (int(i) for i in np.flatnonzero(fin)):
                 if out[t]:
                     until = max(until, t + int(math.log(z[t]) / decay))
                 out[t] = t <= until
