@@ -33,16 +33,25 @@ def test_detection_power_script_on_a_tiny_bank(tmp_path: Path) -> None:
     subprocess.run(cmd, check=True, capture_output=True, env=env, timeout=600)
     res = json.loads(js.read_text())
     rows = res["rows"]
-    assert {r["method"] for r in rows} == {"etem", "PELT", "BOCPD"}
-    assert len(rows) == 3 * 2  # 2 movies x 3 detectors
+    methods = ("etem", "PELT", "BOCPD", "PELT@etem-FAR", "BOCPD@etem-FAR")
+    assert {r["method"] for r in rows} == set(methods)
+    assert len(rows) == 5 * 2  # 2 movies x (3 detectors + 2 baselines at etem's rate)
     assert set(res["fa_per_1000"]) == {"etem", "PELT", "BOCPD"}
+    # matched false-alarm rate: each baseline's setting has at most etem's rate on the stable
+    # movies, and etem was calibrated over the whole movie
+    m = res["matched"]
+    assert m["target_per_1000"] == res["fa_per_1000"]["etem"]
+    assert m["PELT"]["fa_per_1000"] <= m["target_per_1000"]
+    assert m["BOCPD"]["fa_per_1000"] <= m["target_per_1000"]
+    assert res["etem_calibration"] == "whole_movie"
     etem_rot = next(r for r in rows if r["method"] == "etem" and r["kind"] == "rotation")
     assert etem_rot["found"] and abs(etem_rot["onset_error"]) <= 1
     assert etem_rot["kind_found"] == "rotation"
     text = out.read_text()
     assert "False alarms per 1,000 stable frames" in text and "| PELT |" in text
     # the report shows the rows' numbers
-    for method in ("etem", "PELT", "BOCPD"):
+    assert "## Power at a matched false-alarm rate" in text
+    for method in methods:
         g = [r for r in rows if r["method"] == method]
         p = sum(r["found"] for r in g) / len(g)
         assert f"| {method} | {p:.2f} |" in text
