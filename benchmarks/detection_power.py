@@ -81,17 +81,15 @@ def config(etem_far: float = NOMINAL_FA_PER_1000, calibration: str = "whole_movi
 
 
 def smallest_setting(
-    fa_of: Any, lo: float, hi: float, target: float, to_x: Any, from_x: Any, steps: int = 16
+    fa_of: Any, lo: float, hi: float, target: float, to_x: Any, from_x: Any, steps: int = 12
 ) -> tuple[float, float]:
     """Smallest setting in [lo, hi] (penalty, threshold: false alarms fall as it grows)
     whose false alarms ``fa_of(setting)`` per 1,000 frames are at most ``target``, by
-    bisection in x = ``to_x(setting)``; with its false alarms. ``hi`` when none is."""
+    bisection in x = ``to_x(setting)``; with its false alarms. ``hi`` when none is (``lo``
+    itself is not tried: a tiny PELT penalty is slow)."""
     fa_hi = fa_of(hi)
     if fa_hi > target:
         return hi, fa_hi
-    fa_lo = fa_of(lo)
-    if fa_lo <= target:
-        return lo, fa_lo
     a, b = to_x(lo), to_x(hi)
     best = (hi, fa_hi)
     for _ in range(steps):
@@ -315,7 +313,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     def bocpd_fa_all(t: float) -> float:
         return 1000 * sum(len(bocpd(s["z"], t, s["bocpd"])) for s in stable) / all_frames
 
-    pen_m, fa_pen_m = smallest_setting(pelt_fa_all, 1.0, 5000.0, fa["etem"], math.log, math.exp)
+    pen_m, fa_pen_m = smallest_setting(pelt_fa_all, 5.0, 5000.0, fa["etem"], math.log, math.exp)
     thr_m, fa_thr_m = smallest_setting(bocpd_fa_all, 1e-4, 1 - 1e-6, fa["etem"], logit, expit)
     matched = {
         "target_per_1000": fa["etem"],
