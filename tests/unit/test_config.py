@@ -109,6 +109,11 @@ def test_bad_config_cli_is_one_line_without_traceback(etem_bin: str, tmp_path: P
         ({"apply": {"finetune_steps": 5, "chunk_frames": 8}},
          "config key apply.finetune_steps moved to apply.finetune.steps; "
          "config key apply.chunk_frames moved to apply.io.chunk_frames"),
+        # a former flat key written inside its new section keeps the section's own name
+        ({"apply": {"events": {"event_glr": False}}},
+         "config key apply.events.event_glr moved to apply.events.glr"),
+        ({"apply": {"inference": {"tile_px": 64, "batch_size": 2}, "io": {"tile_px": 64}}},
+         "config key apply.io.tile_px moved to apply.inference.tile_px"),
     ],
 )
 def test_flat_apply_key_names_its_new_home(data: dict[str, object], line: str) -> None:

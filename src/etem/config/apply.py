@@ -303,6 +303,9 @@ class FinetuneConfig(StrictModel):
     )
 
 #: Former flat ``apply:`` keys and their home in the nested section.
+#: The sections of ``apply:`` (where a former flat key may be written by mistake).
+_SECTIONS = ("io", "preprocess", "inference", "tracks", "events", "truth", "finetune")
+
 MOVED_KEYS: dict[str, str] = {
     "chunk_frames": "io.chunk_frames",
     "shard_frames": "io.shard_frames",
@@ -377,11 +380,15 @@ class ApplyConfig(StrictModel):
         """Refuse a key of the former flat block, naming its new home."""
         if isinstance(data, dict):
             old = [k for k in data if k in MOVED_KEYS]
+            # an old key written inside a section (``events: {event_glr: ...}``) too
+            old += [f"{s}.{k}" for s, sub in data.items() if s in _SECTIONS
+                    and isinstance(sub, dict) for k in sub
+                    if k in MOVED_KEYS and MOVED_KEYS[k] != f"{s}.{k}"]
             if old:
                 raise PydanticCustomError(
                     MOVED_KEY_ERROR,
                     "config key {old} moved to {new}",
-                    {"old": old[0], "new": MOVED_KEYS[old[0]],
-                     "moves": [(k, MOVED_KEYS[k]) for k in old]},
+                    {"old": old[0], "new": MOVED_KEYS[old[0].split(".")[-1]],
+                     "moves": [(k, MOVED_KEYS[k.split(".")[-1]]) for k in old]},
                 )
         return data
