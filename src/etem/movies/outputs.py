@@ -215,6 +215,17 @@ class ColumnStore:
             return pd.DataFrame({"x_aligned_px": [], "y_aligned_px": []})
         return pd.DataFrame({k: self.group[k][a:b] for k in self.fields})
 
+    def frames(self, a: int, b: int) -> pd.DataFrame:
+        """The column tables of frames ``a <= t < b`` (one read per field; empty with
+        ``frame, x_px, y_px`` when none)."""
+        self._flush()
+        lo, hi = int(self.offsets[a]), int(self.offsets[b])
+        if self.fields is None or hi <= lo:
+            return pd.DataFrame(
+                {"frame": np.zeros(0, np.int64), "x_px": np.zeros(0), "y_px": np.zeros(0)}
+            )
+        return pd.DataFrame({k: self.group[k][lo:hi] for k in self.fields})
+
     def iter_tables(self, rows: int = 200_000) -> Iterator[pd.DataFrame]:
         """All column tables in blocks of ``rows`` rows (bounded memory)."""
         if self.fields is None:

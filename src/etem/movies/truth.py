@@ -30,6 +30,7 @@ row per frame), ``truth_events.csv`` (one row per true event and per false alarm
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,7 @@ from etem.analysis.matching import match_columns
 from etem.config.apply import TruthConfig
 from etem.frames.geometry import FrameGeometry
 from etem.io import write_table
-from etem.simulation.movie_truth import read_movie_truth
+from etem.simulation.movie_truth import iter_truth_columns, read_movie_truth
 
 log = logging.getLogger("etem.movies.truth")
 
@@ -59,6 +60,8 @@ COLUMN_SCORE_FIELDS = (
     "precision",
     "rmse_A",
 )
+#: Output frames scored at a time by :func:`score_apply` (bounds its memory).
+SCORE_BLOCK_FRAMES = 64
 #: Columns of the event-scoring table (``truth_events.csv``).
 EVENT_SCORE_FIELDS = (
     "true_event",
@@ -80,16 +83,22 @@ class MovieTruth:
     event_kinds: list[str]
     pixel_size_A: float | None
     n_frames: int | None
+    has_columns: bool = False  # the file carries true columns (read or not)
 
 
-def load_truth(path: str | Path) -> MovieTruth | None:
-    """The truth a movie file carries (an etem simulate-movie HDF5), else None."""
+def load_truth(path: str | Path, columns: bool = True) -> MovieTruth | None:
+    """The truth a movie file carries (an etem simulate-movie HDF5), else None; without
+    its column table with ``columns=False`` (read it with
+    :func:`etem.simulation.movie_truth.iter_truth_columns`)."""
 
-    t = read_movie_truth(path)
+    t = read_movie_truth(path, columns=columns)
     if t is None:
         return None
     ev = t["events"] if t["events"] is not None else np.zeros(0, dtype=np.int64)
-    return MovieTruth(t["columns"], ev, list(t["event_kinds"]), t["pixel_size_A"], t["n_frames"])
+    return MovieTruth(
+        t["columns"], ev, list(t["event_kinds"]), t["pixel_size_A"], t["n_frames"],
+        t["has_columns"],
+    )
 
 
 def column_Z(columns: pd.DataFrame) -> np.ndarray:
@@ -103,8 +112,106 @@ def column_Z(columns: pd.DataFrame) -> np.ndarray:
     return z * columns["n_atoms"].to_numpy(dtype=np.float64)
 
 
-# long (106 lines): matching found to true columns frame by frame and every summary figure
-# of that matching (precision, recall by site, RMSE) from the same arrays.
+class ColumnScorer:
+    """Found columns scored against the true ones, frame by frame, a block of frames at a
+    time (:meth:`add`; memory bounded by the block, not the movie); :meth:`result` gives the
+    table and the pooled figures of :func:`score_columns`. Parameters as there."""
+
+    def __init__(
+        self,
+        frame_shape_A: tuple[float, float],
+        radius_A: float,
+        min_column_Z: float,
+        border_A: float,
+    ) -> None:
+        self.h_A, self.w_A = frame_shape_A
+        self.radius_A, self.min_column_Z, self.border_A = radius_A, min_column_Z, border_A
+        self.rows: list[dict[str, Any]] = []  # one per scored frame
+        self.sites: set[str] = set()
+        self.n_site: dict[str, int] = {}
+        self.hit_site: dict[str, int] = {}
+        self.sq_sum = 0.0
+
+    def _inside(self, df: pd.DataFrame) -> np.ndarray:
+        x, y = df["x_A"].to_numpy(), df["y_A"].to_numpy()
+        b = self.border_A
+        return (x >= b) & (x <= self.w_A - b) & (y >= b) & (y <= self.h_A - b)
+
+    # long (52 lines): one row per frame and the pooled sums, from the same arrays.
+    def add(self, found: pd.DataFrame, truth: pd.DataFrame, frames: list[tuple[int, int]]) -> None:
+        """Score ``frames`` ((output frame, raw frame), in order) with ``found`` and
+        ``truth`` holding (at least) all columns of those frames."""
+        self.sites.update(str(v) for v in truth["site"].unique())
+        truth = truth[self._inside(truth)].copy()
+        truth["visible"] = column_Z(truth) >= self.min_column_Z
+        found = found[self._inside(found)]
+        by_frame = dict(tuple(truth.groupby("frame", sort=False)))
+        found_by = dict(tuple(found.groupby("frame", sort=False)))
+        empty = found.iloc[:0]
+        for frame, raw in frames:
+            tr = by_frame.get(raw)
+            if tr is None:
+                continue
+            tr = tr.reset_index(drop=True)
+            f = found_by.get(frame, empty).reset_index(drop=True)
+            i_f, i_t = match_columns(f, tr, self.radius_A)
+            hit = np.zeros(len(tr), dtype=bool)
+            hit[i_t] = True
+            vis = tr["visible"].to_numpy()
+            mv = vis[i_t]
+            d = f[["x_A", "y_A"]].to_numpy()[i_f[mv]] - tr[["x_A", "y_A"]].to_numpy()[i_t[mv]]
+            sq = float(np.sum(d**2))
+            self.sq_sum += sq
+            n_vis = int(vis.sum())
+            row: dict[str, Any] = {
+                "frame": int(frame),
+                "raw_frame": int(raw),
+                "n_true": len(tr),
+                "n_visible": n_vis,
+                "n_found": len(f),
+                "n_matched": len(i_f),
+                "n_matched_visible": int(mv.sum()),
+                "recall": float(hit[vis].mean()) if n_vis else np.nan,
+                "precision": len(i_f) / len(f) if len(f) else np.nan,
+                "rmse_A": float(np.sqrt(sq / mv.sum())) if mv.any() else np.nan,
+            }
+            site = tr["site"].to_numpy()
+            for s in sorted(self.sites):
+                m = site == s
+                row[f"recall_{s}"] = float(hit[m].mean()) if m.any() else np.nan
+                self.n_site[s] = self.n_site.get(s, 0) + int(m.sum())
+                self.hit_site[s] = self.hit_site.get(s, 0) + int(hit[m].sum())
+            self.rows.append(row)
+
+    def result(self) -> tuple[pd.DataFrame, dict[str, Any]]:
+        """(per-frame table, pooled figures) of the frames added so far."""
+        sites = sorted(self.sites)
+        for row in self.rows:  # frames scored before a site's first appearance: none there
+            for s in sites:
+                row.setdefault(f"recall_{s}", np.nan)
+        table = pd.DataFrame(
+            self.rows, columns=[*COLUMN_SCORE_FIELDS, *(f"recall_{s}" for s in sites)]
+        )
+        n_vis = int(table["n_visible"].sum())
+        n_mv = int(table["n_matched_visible"].sum())
+        n_found = int(table["n_found"].sum())
+        n_site = {s: self.n_site.get(s, 0) for s in sites}
+        overall: dict[str, Any] = {
+            "n_frames_scored": len(table),
+            "n_visible": n_vis,
+            "n_found": n_found,
+            "recall": n_mv / n_vis if n_vis else None,
+            "recall_min_frame": float(table["recall"].min()) if len(table) else None,
+            "precision": int(table["n_matched"].sum()) / n_found if n_found else None,
+            "rmse_A": float(np.sqrt(self.sq_sum / n_mv)) if n_mv else None,
+            "recall_by_site": {s: self.hit_site[s] / n_site[s] for s in sites if n_site[s]},
+            "match_radius_A": self.radius_A,
+            "min_column_Z": self.min_column_Z,
+            "border_A": self.border_A,
+        }
+        return table, overall
+
+
 def score_columns(
     found: pd.DataFrame,
     truth: pd.DataFrame,
@@ -114,7 +221,8 @@ def score_columns(
     min_column_Z: float,
     border_A: float,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Score found columns against the true ones, frame by frame.
+    """Score found columns against the true ones, frame by frame (all in memory; the apply
+    scores a block of frames at a time with :class:`ColumnScorer`, the same figures).
 
     Parameters
     ----------
@@ -141,76 +249,9 @@ def score_columns(
         Per-frame table (``COLUMN_SCORE_FIELDS`` plus ``recall_<site>``) and the overall
         figures (pooled over frames): recall, precision, rmse_A, recall per site, counts.
     """
-
-    h_A, w_A = frame_shape_A
-    sites = sorted(truth["site"].unique()) if len(truth) else []
-
-    def inside(df: pd.DataFrame) -> np.ndarray:
-        x, y = df["x_A"].to_numpy(), df["y_A"].to_numpy()
-        return (x >= border_A) & (x <= w_A - border_A) & (y >= border_A) & (y <= h_A - border_A)
-
-    truth = truth[inside(truth)].copy()
-    truth["visible"] = column_Z(truth) >= min_column_Z
-    found = found[inside(found)]
-    by_frame = dict(tuple(truth.groupby("frame", sort=False)))
-    rows = []
-    n_site = dict.fromkeys(sites, 0)
-    hit_site = dict.fromkeys(sites, 0)
-    sq_sum = 0.0
-    found_by = dict(tuple(found.groupby("frame", sort=False)))
-    empty = found.iloc[:0]
-    for frame, raw in frames:
-        tr = by_frame.get(raw)
-        if tr is None:
-            continue
-        tr = tr.reset_index(drop=True)
-        f = found_by.get(frame, empty).reset_index(drop=True)
-        i_f, i_t = match_columns(f, tr, radius_A)
-        hit = np.zeros(len(tr), dtype=bool)
-        hit[i_t] = True
-        vis = tr["visible"].to_numpy()
-        mv = vis[i_t]
-        d = f[["x_A", "y_A"]].to_numpy()[i_f[mv]] - tr[["x_A", "y_A"]].to_numpy()[i_t[mv]]
-        sq = float(np.sum(d**2))
-        sq_sum += sq
-        n_vis = int(vis.sum())
-        row: dict[str, Any] = {
-            "frame": int(frame),
-            "raw_frame": int(raw),
-            "n_true": len(tr),
-            "n_visible": n_vis,
-            "n_found": len(f),
-            "n_matched": len(i_f),
-            "n_matched_visible": int(mv.sum()),
-            "recall": float(hit[vis].mean()) if n_vis else np.nan,
-            "precision": len(i_f) / len(f) if len(f) else np.nan,
-            "rmse_A": float(np.sqrt(sq / mv.sum())) if mv.any() else np.nan,
-        }
-        site = tr["site"].to_numpy()
-        for s in sites:
-            m = site == s
-            row[f"recall_{s}"] = float(hit[m].mean()) if m.any() else np.nan
-            n_site[s] += int(m.sum())
-            hit_site[s] += int(hit[m].sum())
-        rows.append(row)
-    table = pd.DataFrame(rows, columns=[*COLUMN_SCORE_FIELDS, *(f"recall_{s}" for s in sites)])
-    n_vis = int(table["n_visible"].sum())
-    n_mv = int(table["n_matched_visible"].sum())
-    n_found = int(table["n_found"].sum())
-    overall: dict[str, Any] = {
-        "n_frames_scored": len(table),
-        "n_visible": n_vis,
-        "n_found": n_found,
-        "recall": n_mv / n_vis if n_vis else None,
-        "recall_min_frame": float(table["recall"].min()) if len(table) else None,
-        "precision": int(table["n_matched"].sum()) / n_found if n_found else None,
-        "rmse_A": float(np.sqrt(sq_sum / n_mv)) if n_mv else None,
-        "recall_by_site": {s: hit_site[s] / n_site[s] for s in sites if n_site[s]},
-        "match_radius_A": radius_A,
-        "min_column_Z": min_column_Z,
-        "border_A": border_A,
-    }
-    return table, overall
+    scorer = ColumnScorer(frame_shape_A, radius_A, min_column_Z, border_A)
+    scorer.add(found, truth, frames)
+    return scorer.result()
 
 
 def score_events(
@@ -331,7 +372,7 @@ def metrics(truth_summary: dict[str, Any]) -> dict[str, float]:
 # writes the truth tables: a sequence, each step a few lines.
 def score_apply(
     movie_path: str | Path,
-    column_tables: Any,
+    column_frames: Callable[[int, int], pd.DataFrame],
     drift_px: np.ndarray,
     events: pd.DataFrame,
     geo: FrameGeometry,
@@ -345,8 +386,10 @@ def score_apply(
     ----------
     movie_path : path
         The movie file given to ``etem apply``.
-    column_tables : iterable of DataFrame
-        The found columns (``frame, x_px, y_px``), e.g. chunks of ``columns.parquet``.
+    column_frames : callable
+        ``column_frames(a, b)``: the found columns (``frame, x_px, y_px``) of output frames
+        ``a <= frame < b`` (e.g. :meth:`etem.movies.outputs.ColumnStore.frames`); called for
+        blocks of :data:`SCORE_BLOCK_FRAMES` frames, so memory does not grow with the movie.
     drift_px : ndarray (T, 2)
         Measured drift (dy, dx) per output frame [output px].
     events : DataFrame
@@ -366,7 +409,7 @@ def score_apply(
         The ``truth`` block of summary.json and the files written (name -> file name).
     """
 
-    truth = load_truth(movie_path)
+    truth = load_truth(movie_path, columns=False)
     if truth is None:
         return None, {}
     files: dict[str, str] = {}
@@ -381,28 +424,27 @@ def score_apply(
             px_raw,
         )
         px_raw = truth.pixel_size_A
-    if truth.columns is not None and len(truth.columns):
-        parts = [
-            found_in_raw_frame(df[["frame", "x_px", "y_px"]], drift_px, px_raw, scale, geo.n_sum)
-            for df in column_tables
-            if len(df)
-        ]
-        found = (
-            pd.concat(parts, ignore_index=True)
-            if parts
-            else pd.DataFrame({"frame": [], "raw_frame": [], "x_A": [], "y_A": []})
-        )
-        frames = [(t, t * geo.n_sum) for t in range(geo.n_frames)]
+    if truth.has_columns:
         shape_A = (geo.height * scale * px_raw, geo.width * scale * px_raw)
-        table, overall = score_columns(
-            found,
-            truth.columns,
-            frames,
-            shape_A,
-            a.match_radius_A,
-            a.min_column_Z,
-            a.border_A,
-        )
+        scorer = ColumnScorer(shape_A, a.match_radius_A, a.min_column_Z, a.border_A)
+        blocks = [
+            (t0, min(t0 + SCORE_BLOCK_FRAMES, geo.n_frames))
+            for t0 in range(0, geo.n_frames, SCORE_BLOCK_FRAMES)
+        ]
+        # raw frames of each block (the last open-ended: every true column is read once)
+        raw_ranges = [
+            (t0 * geo.n_sum, t1 * geo.n_sum if t1 < geo.n_frames else np.iinfo(np.int64).max)
+            for t0, t1 in blocks
+        ]
+        for (t0, t1), true_cols in zip(
+            blocks, iter_truth_columns(movie_path, raw_ranges), strict=True
+        ):
+            cols = column_frames(t0, t1)
+            found = found_in_raw_frame(
+                cols[["frame", "x_px", "y_px"]], drift_px, px_raw, scale, geo.n_sum
+            )
+            scorer.add(found, true_cols, [(t, t * geo.n_sum) for t in range(t0, t1)])
+        table, overall = scorer.result()
         write_table(out / "truth_columns.csv", table, metadata=metadata)
         files["truth_columns"] = "truth_columns.csv"
         block["columns"] = overall
