@@ -254,11 +254,28 @@ def presence_rates(
 ) -> PresenceRates:
     """Estimate :class:`PresenceRates` from the tracks' detections ``n_frames`` and spans
     (last - first + 1) over a movie of ``movie_frames`` frames of ``area_px2`` [px^2]."""
-    n = np.asarray(n_frames, dtype=np.float64)
-    sp = np.asarray(span, dtype=np.float64)
+    n = np.asarray(n_frames, dtype=np.int64)
+    sp = np.asarray(span, dtype=np.int64)
     long_ = n >= LONG_TRACK
-    q_real = float(n[long_].sum() / sp[long_].sum()) if long_.any() else 0.9
-    rho = float(n[n <= SHORT_TRACK].sum()) / max(movie_frames * area_px2, 1e-9)
+    return presence_rates_from_sums(
+        int(n[long_].sum()), int(sp[long_].sum()), int(n[n <= SHORT_TRACK].sum()),
+        movie_frames, area_px2, radius_px,
+    )
+
+
+def presence_rates_from_sums(
+    long_detections: int,
+    long_span: int,
+    short_detections: int,
+    movie_frames: int,
+    area_px2: float,
+    radius_px: float,
+) -> PresenceRates:
+    """:func:`presence_rates` from the sums it needs (accumulated over a track table read in
+    blocks): detections and summed spans of the tracks of at least :data:`LONG_TRACK`
+    detections, detections of the tracks of at most :data:`SHORT_TRACK`."""
+    q_real = long_detections / long_span if long_detections else 0.9
+    rho = float(short_detections) / max(movie_frames * area_px2, 1e-9)
     q_noise = 1.0 - math.exp(-rho * math.pi * radius_px**2)
     q_real = min(max(q_real, 0.5), 0.99)
     q_noise = min(max(q_noise, 1e-3), 0.5 * q_real)
