@@ -121,9 +121,10 @@ def iter_truth_columns(
         has_cols, lattice = _layout(f)
         if lattice and px:
             names = {int(name): name for name in g}
+            order = np.array(sorted(names), dtype=np.int64)
             for lo, hi in frame_ranges:
-                parts = [_lattice_frame(t, g[names[t]][...], px)
-                         for t in range(lo, hi) if t in names]
+                sel = order[np.searchsorted(order, lo) : np.searchsorted(order, hi)]
+                parts = [_lattice_frame(int(t), g[names[int(t)]][...], px) for t in sel]
                 yield (pd.concat(parts, ignore_index=True) if parts
                        else _lattice_frame(lo, np.zeros((0, 2)), px))
             return
