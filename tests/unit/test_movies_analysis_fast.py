@@ -157,3 +157,56 @@ def test_column_store_buffers_rows_and_reads_them_back(tmp_path, monkeypatch) ->
         pd.testing.assert_frame_equal(got, allrows, check_dtype=False)
         assert h5["columns/frame_offsets"][()].tolist() == [0, 3, 3, 8, 12, 21, 21, 23]
         pd.testing.assert_frame_equal(store.frame(4), frames[4], check_dtype=False)
+
+
+def test_column_store_frames_reads_a_frame_range(tmp_path) -> None:
+    """ColumnStore.frames(a, b): the rows of frames a..b-1 (the truth scoring's blocks)."""
+    import h5py
+    import pandas as pd
+
+    from etem.movies.outputs import ColumnStore
+
+    frames = [pd.DataFrame({"frame": np.full(k, t), "x_px": np.arange(k) + 0.5 * t,
+                            "y_px": np.zeros(k)}) for t, k in enumerate([2, 0, 3, 1])]
+    with h5py.File(tmp_path / "c.h5", "w") as h5:
+        store = ColumnStore(h5, len(frames))
+        for t, df in enumerate(frames):
+            store.append(t, df)
+        want = pd.concat(frames[1:3], ignore_index=True)
+        pd.testing.assert_frame_equal(store.frames(1, 3), want, check_dtype=False)
+        assert len(store.frames(1, 2)) == 0 and list(store.frames(1, 2)) == ["frame", "x_px",
+                                                                              "y_px"]
+
+
+def test_track_confidence_in_blocks_equals_one_block(tmp_path) -> None:
+    """TrackStore.confidence reading the track table in small blocks (bounded memory)
+    writes and returns exactly what one block gives, and the presence rates of the whole
+    table."""
+    import h5py
+    import pandas as pd
+
+    from etem.analysis.tracks import TRACK_FIELDS, presence_rates
+    from etem.movies.outputs import TrackStore
+
+    rng = np.random.default_rng(5)
+    k = 257
+    first = rng.integers(0, 90, k)
+    n = np.where(rng.random(k) < 0.3, rng.integers(5, 40, k), rng.integers(1, 3, k))
+    tracks = pd.DataFrame({
+        "track_id": rng.permutation(k + 3)[:k], "first_frame": first,
+        "last_frame": first + n + rng.integers(0, 3, k), "n_frames": n,
+        "evidence": rng.random(k), "x_px": rng.random(k), "y_px": rng.random(k),
+    })[list(TRACK_FIELDS)]
+    out = {}
+    for rows in (10, 10_000):
+        with h5py.File(tmp_path / f"t{rows}.h5", "w") as h5:
+            store = TrackStore(h5)
+            store.append(tracks.iloc[:100])
+            store.append(tracks.iloc[100:])
+            by_id, rates = store.confidence(k + 3, 100, 2, 64 * 64, 3.0, rows=rows)
+            out[rows] = (by_id, rates, h5["tracks/log_odds"][()], h5["tracks/confidence"][()])
+    (b1, r1, lo1, c1), (b2, r2, lo2, c2) = out[10], out[10_000]
+    assert r1 == r2 and np.array_equal(b1, b2) and np.array_equal(lo1, lo2)
+    assert np.array_equal(c1, c2) and len(b1) == k + 3
+    span = tracks["last_frame"] - tracks["first_frame"] + 1
+    assert r1 == presence_rates(tracks["n_frames"], span, 100, 64 * 64, 3.0)

@@ -271,12 +271,29 @@ def presence_rates(
     """Estimate :class:`PresenceRates` from the tracks' detections ``n_frames`` and spans
     (last - first + 1) over a movie of ``movie_frames`` frames of ``area_px2`` [px^2];
     ``window_frames``: frames per independent look (the denoiser's temporal window)."""
-    n = np.asarray(n_frames, dtype=np.float64)
-    sp = np.asarray(span, dtype=np.float64)
+    n = np.asarray(n_frames, dtype=np.int64)
+    sp = np.asarray(span, dtype=np.int64)
     w = max(int(window_frames), 1)
     long_ = n >= LONG_TRACK * w
-    q_real = float(n[long_].sum() / sp[long_].sum()) if long_.any() else 0.9
-    rho = float(n[n <= SHORT_TRACK * w].sum()) / max(movie_frames * area_px2, 1e-9)
+    return presence_rates_from_sums(
+        int(n[long_].sum()), int(sp[long_].sum()), int(n[n <= SHORT_TRACK * w].sum()),
+        movie_frames, area_px2, radius_px,
+    )
+
+
+def presence_rates_from_sums(
+    long_detections: int,
+    long_span: int,
+    short_detections: int,
+    movie_frames: int,
+    area_px2: float,
+    radius_px: float,
+) -> PresenceRates:
+    """:func:`presence_rates` from the sums it needs (accumulated over a track table read in
+    blocks): detections and summed spans of the long tracks (at least :data:`LONG_TRACK`
+    looks), detections of the short ones (at most :data:`SHORT_TRACK` looks)."""
+    q_real = long_detections / long_span if long_detections else 0.9
+    rho = float(short_detections) / max(movie_frames * area_px2, 1e-9)
     q_noise = 1.0 - math.exp(-rho * math.pi * radius_px**2)
     q_real = min(max(q_real, 0.5), 0.99)
     q_noise = min(max(q_noise, 1e-3), 0.5 * q_real)
@@ -326,7 +343,8 @@ def track_persistence(
     """How persistently the tracks follow the true columns they were matched to.
 
     ``pairs``: one row per matched detection, ``true_id`` (persistent identity of the true
-    column), ``track_id`` (of the detection), ``frame``. ``track_spans``: indexed by
+    column), ``track_id`` (of the detection), ``frame``; or aggregated, one row per (true_id,
+    track_id) with ``n`` detections from frame ``first`` to ``last``. ``track_spans``: indexed by
     ``track_id``, ``first_frame`` and ``last_frame`` of every track (all its detections).
     ``lifetimes`` (optional): indexed by ``true_id``, ``first_frame`` and ``last_frame`` of
     each true column's presence in the scored area.
@@ -338,7 +356,10 @@ def track_persistence(
     spanning their column's lifetime"), ``tracks_per_column`` (distinct tracks among a true
     column's matched detections, mean) and ``n_columns``.
     """
-    n = len(pairs)
+    if "n" not in pairs.columns:
+        pairs = pairs.groupby(["true_id", "track_id"])["frame"].agg(
+            n="size", first="min", last="max").reset_index()
+    n = int(pairs["n"].sum()) if len(pairs) else 0
     out: dict[str, float] = {
         "spanning_fraction": float("nan"),
         "tracks_per_column": float("nan"),
@@ -348,11 +369,11 @@ def track_persistence(
         out["spanning_fraction_lifetime"] = float("nan")
     if not n:
         return out
-    counts = pairs.groupby(["true_id", "track_id"]).size().rename("n").reset_index()
+    counts = pairs[["true_id", "track_id", "n"]]
     # own track: most detections, ties to the smallest track id (deterministic)
     counts = counts.sort_values(["true_id", "n", "track_id"], ascending=[True, False, True])
     own = counts.drop_duplicates("true_id").set_index("true_id")
-    matched = pairs.groupby("true_id")["frame"].agg(["min", "max"])
+    matched = pairs.groupby("true_id").agg(min=("first", "min"), max=("last", "max"))
     lo = track_spans["first_frame"].reindex(own["track_id"]).to_numpy()
     hi = track_spans["last_frame"].reindex(own["track_id"]).to_numpy()
     n_own = own["n"].to_numpy()

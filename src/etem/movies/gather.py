@@ -207,7 +207,7 @@ def gather_results(
             ):
                 files["preview"] = "preview.gif"
             truth, truth_files = score_apply(
-                movie.path, store.iter_tables(), prep.drift_px, events.events, geo, a.truth, out,
+                movie.path, store.frames, prep.drift_px, events.events, geo, a.truth, out,
                 prep.provenance,
             )
             files.update(truth_files)

@@ -40,9 +40,11 @@ import pyarrow.parquet as pq
 import tifffile
 
 from etem.analysis.tracks import (
+    LONG_TRACK,
+    SHORT_TRACK,
     TRACK_FIELDS,
     PresenceRates,
-    presence_rates,
+    presence_rates_from_sums,
     track_confidence,
     track_log_odds,
 )
@@ -215,6 +217,17 @@ class ColumnStore:
             return pd.DataFrame({"x_aligned_px": [], "y_aligned_px": []})
         return pd.DataFrame({k: self.group[k][a:b] for k in self.fields})
 
+    def frames(self, a: int, b: int) -> pd.DataFrame:
+        """The column tables of frames ``a <= t < b`` (one read per field; empty with
+        ``frame, x_px, y_px`` when none)."""
+        self._flush()
+        lo, hi = int(self.offsets[a]), int(self.offsets[b])
+        if self.fields is None or hi <= lo:
+            return pd.DataFrame(
+                {"frame": np.zeros(0, np.int64), "x_px": np.zeros(0), "y_px": np.zeros(0)}
+            )
+        return pd.DataFrame({k: self.group[k][lo:hi] for k in self.fields})
+
     def iter_tables(self, rows: int = 200_000) -> Iterator[pd.DataFrame]:
         """All column tables in blocks of ``rows`` rows (bounded memory)."""
         if self.fields is None:
@@ -250,20 +263,40 @@ class TrackStore:
     def confidence(
         self, n_tracks: int, movie_frames: int, memory: int, area_px2: float, radius_px: float,
         window_frames: int = 1,
+        rows: int = 200_000,
     ) -> tuple[np.ndarray, PresenceRates]:
         """Track log odds and confidence (module :mod:`etem.analysis.tracks`; ``window_frames``
         = the denoiser's temporal window) written to ``/tracks``; returns the confidence
-        indexed by track id (8 bytes per track) and the presence rates."""
+        indexed by track id (8 bytes per track) and the presence rates. The track table is
+        read in blocks of ``rows`` tracks (two passes: the presence rates' integer sums, then
+        each block's log odds)."""
         g = self.group
-        tracks = pd.DataFrame({k: g[k][()] for k in TRACK_FIELDS})
-        span = tracks["last_frame"] - tracks["first_frame"] + 1
-        rates = presence_rates(
-            tracks["n_frames"].to_numpy(), span.to_numpy(), movie_frames, area_px2, radius_px,
-            window_frames)
-        lo = track_log_odds(tracks, movie_frames, memory, rates, window_frames)
-        conf = track_confidence(lo)
-        g.create_dataset("log_odds", data=lo, track_times=False)
-        g.create_dataset("confidence", data=conf, track_times=False)
+        k_n = self.n
+        w = max(int(window_frames), 1)
+        sums = np.zeros(3, dtype=np.int64)  # detections and span of long tracks, short dets
+        for a in range(0, k_n, rows):
+            n = g["n_frames"][a : a + rows]
+            span = g["last_frame"][a : a + rows] - g["first_frame"][a : a + rows] + 1
+            long_ = n >= LONG_TRACK * w
+            sums += (n[long_].sum(), span[long_].sum(), n[n <= SHORT_TRACK * w].sum())
+        rates = presence_rates_from_sums(
+            int(sums[0]), int(sums[1]), int(sums[2]), movie_frames, area_px2, radius_px
+        )
+        lo_ds = g.create_dataset("log_odds", shape=(k_n,), dtype=np.float64, track_times=False)
+        conf_ds = g.create_dataset(
+            "confidence", shape=(k_n,), dtype=np.float64, track_times=False
+        )
+        size = n_tracks
+        for a in range(0, k_n, rows):
+            size = max(size, int(g["track_id"][a : a + rows].max()) + 1)
+        by_id = np.zeros(size)
+        for a in range(0, k_n, rows):
+            tracks = pd.DataFrame({k: g[k][a : a + rows] for k in TRACK_FIELDS})
+            lo = track_log_odds(tracks, movie_frames, memory, rates, window_frames)
+            conf = track_confidence(lo)
+            lo_ds[a : a + len(lo)] = lo
+            conf_ds[a : a + len(lo)] = conf
+            by_id[tracks["track_id"].to_numpy()] = conf
         g.attrs["q_real"] = rates.q_real
         g.attrs["q_noise"] = rates.q_noise
         g.attrs["window_frames"] = window_frames
@@ -271,8 +304,6 @@ class TrackStore:
             "one row per column track; confidence = posterior probability of a real column "
             "(etem.analysis.tracks)"
         )
-        by_id = np.zeros(max(n_tracks, int(tracks["track_id"].max()) + 1 if len(tracks) else 0))
-        by_id[tracks["track_id"].to_numpy()] = conf
         return by_id, rates
 
 

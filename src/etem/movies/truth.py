@@ -35,6 +35,7 @@ row per frame), ``truth_events.csv`` (one row per true event and per false alarm
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,7 @@ from etem.analysis.tracks import frame_spans, track_persistence
 from etem.config.apply import TruthConfig
 from etem.frames.geometry import FrameGeometry
 from etem.io import write_table
-from etem.simulation.movie_truth import read_movie_truth
+from etem.simulation.movie_truth import iter_truth_columns, read_movie_truth
 
 log = logging.getLogger("etem.movies.truth")
 
@@ -65,6 +66,8 @@ COLUMN_SCORE_FIELDS = (
     "precision",
     "rmse_A",
 )
+#: Output frames scored at a time by :func:`score_apply` (bounds its memory).
+SCORE_BLOCK_FRAMES = 64
 #: Columns of the event-scoring table (``truth_events.csv``).
 EVENT_SCORE_FIELDS = (
     "true_event",
@@ -87,17 +90,21 @@ class MovieTruth:
     pixel_size_A: float | None
     n_frames: int | None
     drift_px: np.ndarray | None = None
+    has_columns: bool = False  # the file carries true columns (read or not)
 
 
-def load_truth(path: str | Path) -> MovieTruth | None:
-    """The truth a movie file carries (an etem simulate-movie HDF5), else None."""
+def load_truth(path: str | Path, columns: bool = True) -> MovieTruth | None:
+    """The truth a movie file carries (an etem simulate-movie HDF5), else None; without
+    its column table with ``columns=False`` (read it with
+    :func:`etem.simulation.movie_truth.iter_truth_columns`)."""
 
-    t = read_movie_truth(path)
+    t = read_movie_truth(path, columns=columns)
     if t is None:
         return None
     ev = t["events"] if t["events"] is not None else np.zeros(0, dtype=np.int64)
     return MovieTruth(
-        t["columns"], ev, list(t["event_kinds"]), t["pixel_size_A"], t["n_frames"], t["drift_px"]
+        t["columns"], ev, list(t["event_kinds"]), t["pixel_size_A"], t["n_frames"],
+        t["drift_px"], t["has_columns"],
     )
 
 
@@ -118,43 +125,201 @@ def column_Z(columns: pd.DataFrame) -> np.ndarray:
 SAME_COLUMN_A = 0.1
 
 
-def persistent_column_ids(
-    columns: pd.DataFrame, drift_px: np.ndarray | None, pixel_size_A: float | None
-) -> np.ndarray:
+class ColumnIdentities:
     """A persistent identity of every true column over the movie (``column_id`` is only
-    unique within one structure state).
+    unique within one structure state), assigned block by block in frame order.
 
     Frame after frame, a column keeps its predecessor's identity when the previous frame
     has a column of the same element within :data:`SAME_COLUMN_A` of it after the true
     drift (``drift_px`` (x, y) [px] per frame) is taken off; other columns get new ones.
     """
-    columns = columns.reset_index(drop=True)
+
+    def __init__(self, drift_px: np.ndarray | None, pixel_size_A: float | None) -> None:
+        self.drift_px, self.pixel_size_A = drift_px, pixel_size_A
+        self.next_id = 0
+        self.prev: pd.DataFrame | None = None
+
+    def __call__(self, columns: pd.DataFrame) -> np.ndarray:
+        """Identities of ``columns`` (frames after those of earlier calls), in row order."""
+        columns = columns.reset_index(drop=True)
+        out = np.empty(len(columns), dtype=np.int64)
+        drift, px = self.drift_px, self.pixel_size_A
+        for _, g in columns.groupby("frame", sort=True):
+            t = int(g["frame"].iloc[0])
+            cur = pd.DataFrame({"x_A": g["x_A"].to_numpy(float),
+                                "y_A": g["y_A"].to_numpy(float),
+                                "element": g["element"].astype(str).to_numpy()})
+            if drift is not None and px and t < len(drift):
+                cur["x_A"] -= drift[t, 0] * px
+                cur["y_A"] -= drift[t, 1] * px
+            ids = np.full(len(cur), -1, dtype=np.int64)
+            prev = self.prev
+            if prev is not None:
+                i_c, i_p = match_columns(cur, prev, SAME_COLUMN_A)
+                same = cur["element"].to_numpy()[i_c] == prev["element"].to_numpy()[i_p]
+                ids[i_c[same]] = prev["id"].to_numpy()[i_p[same]]
+            new = ids < 0
+            ids[new] = np.arange(self.next_id, self.next_id + int(new.sum()))
+            self.next_id += int(new.sum())
+            cur["id"] = ids
+            out[g.index.to_numpy()] = ids
+            self.prev = cur
+        return out
+
+
+def persistent_column_ids(
+    columns: pd.DataFrame, drift_px: np.ndarray | None, pixel_size_A: float | None
+) -> np.ndarray:
+    """:class:`ColumnIdentities` of a whole column table (frames in any order)."""
+    order = np.argsort(columns["frame"].to_numpy(), kind="stable")
+    ids = ColumnIdentities(drift_px, pixel_size_A)(columns.iloc[order])
     out = np.empty(len(columns), dtype=np.int64)
-    next_id = 0
-    prev: pd.DataFrame | None = None
-    for _, g in columns.groupby("frame", sort=True):
-        t = int(g["frame"].iloc[0])
-        cur = pd.DataFrame({"x_A": g["x_A"].to_numpy(float), "y_A": g["y_A"].to_numpy(float),
-                            "element": g["element"].astype(str).to_numpy()})
-        if drift_px is not None and pixel_size_A and t < len(drift_px):
-            cur["x_A"] -= drift_px[t, 0] * pixel_size_A
-            cur["y_A"] -= drift_px[t, 1] * pixel_size_A
-        ids = np.full(len(cur), -1, dtype=np.int64)
-        if prev is not None:
-            i_c, i_p = match_columns(cur, prev, SAME_COLUMN_A)
-            same = cur["element"].to_numpy()[i_c] == prev["element"].to_numpy()[i_p]
-            ids[i_c[same]] = prev["id"].to_numpy()[i_p[same]]
-        new = ids < 0
-        ids[new] = np.arange(next_id, next_id + int(new.sum()))
-        next_id += int(new.sum())
-        cur["id"] = ids
-        out[g.index.to_numpy()] = ids
-        prev = cur
+    out[order] = ids
     return out
 
 
-# long (106 lines): matching found to true columns frame by frame and every summary figure
-# of that matching (precision, recall by site, RMSE) from the same arrays.
+class ColumnScorer:
+    """Found columns scored against the true ones, frame by frame, a block of frames at a
+    time (:meth:`add`; memory bounded by the block, not the movie); :meth:`result` gives the
+    table and the pooled figures of :func:`score_columns`. Parameters as there."""
+
+    def __init__(
+        self,
+        frame_shape_A: tuple[float, float],
+        radius_A: float,
+        min_column_Z: float,
+        border_A: float,
+    ) -> None:
+        self.h_A, self.w_A = frame_shape_A
+        self.radius_A, self.min_column_Z, self.border_A = radius_A, min_column_Z, border_A
+        self.rows: list[dict[str, Any]] = []  # one per scored frame
+        self.sites: set[str] = set()
+        self.n_site: dict[str, int] = {}
+        self.hit_site: dict[str, int] = {}
+        self.sq_sum = 0.0
+        # tracks (found with ``track_id``, truth with ``true_id``), aggregated per block so
+        # memory grows with the number of tracks, not of detections
+        self.with_tracks = False
+        self.pairs = pd.DataFrame(columns=["true_id", "track_id", "n", "first", "last"])
+        self.track_spans = pd.DataFrame(columns=["first_frame", "last_frame"])
+        self.lifetimes = pd.DataFrame(columns=["first_frame", "last_frame"])
+
+    @staticmethod
+    def _spans(old: pd.DataFrame, rows: pd.DataFrame, key: str) -> pd.DataFrame:
+        """``old`` spans (first/last frame per ``key``) extended by ``rows`` (frame, key)."""
+        new = frame_spans(rows, key)
+        both = pd.concat([old, new]) if len(old) else new
+        g = both.groupby(level=0)
+        return pd.DataFrame({"first_frame": g["first_frame"].min(),
+                             "last_frame": g["last_frame"].max()})
+
+    def _add_tracks(self, pairs: list[np.ndarray], alive: list[np.ndarray],
+                    found: pd.DataFrame) -> None:
+        p = pd.DataFrame(np.concatenate(pairs) if pairs else np.zeros((0, 3), np.int64),
+                         columns=["true_id", "track_id", "frame"])
+        agg = p.groupby(["true_id", "track_id"])["frame"].agg(["size", "min", "max"])
+        agg = agg.rename(columns={"size": "n", "min": "first", "max": "last"}).reset_index()
+        both = pd.concat([self.pairs, agg]) if len(self.pairs) else agg
+        self.pairs = both.groupby(["true_id", "track_id"]).agg(
+            n=("n", "sum"), first=("first", "min"), last=("last", "max")).reset_index()
+        self.track_spans = self._spans(self.track_spans, found, "track_id")
+        life = pd.DataFrame(np.concatenate(alive) if alive else np.zeros((0, 2), np.int64),
+                            columns=["true_id", "frame"])
+        self.lifetimes = self._spans(self.lifetimes, life, "true_id")
+
+    def _inside(self, df: pd.DataFrame) -> np.ndarray:
+        x, y = df["x_A"].to_numpy(), df["y_A"].to_numpy()
+        b = self.border_A
+        return (x >= b) & (x <= self.w_A - b) & (y >= b) & (y <= self.h_A - b)
+
+    # long (52 lines): one row per frame and the pooled sums, from the same arrays.
+    def add(self, found: pd.DataFrame, truth: pd.DataFrame, frames: list[tuple[int, int]]) -> None:
+        """Score ``frames`` ((output frame, raw frame), in order) with ``found`` and
+        ``truth`` holding (at least) all columns of those frames."""
+        self.sites.update(str(v) for v in truth["site"].unique())
+        truth = truth[self._inside(truth)].copy()
+        truth["visible"] = column_Z(truth) >= self.min_column_Z
+        found = found[self._inside(found)]
+        by_frame = dict(tuple(truth.groupby("frame", sort=False)))
+        found_by = dict(tuple(found.groupby("frame", sort=False)))
+        empty = found.iloc[:0]
+        with_tracks = "track_id" in found.columns and "true_id" in truth.columns
+        self.with_tracks |= with_tracks
+        pairs: list[np.ndarray] = []  # (true id, track id, output frame) of matched visible
+        alive: list[np.ndarray] = []  # (true id, output frame) of visible true columns
+        for frame, raw in frames:
+            tr = by_frame.get(raw)
+            if tr is None:
+                continue
+            tr = tr.reset_index(drop=True)
+            f = found_by.get(frame, empty).reset_index(drop=True)
+            i_f, i_t = match_columns(f, tr, self.radius_A)
+            hit = np.zeros(len(tr), dtype=bool)
+            hit[i_t] = True
+            vis = tr["visible"].to_numpy()
+            mv = vis[i_t]
+            d = f[["x_A", "y_A"]].to_numpy()[i_f[mv]] - tr[["x_A", "y_A"]].to_numpy()[i_t[mv]]
+            sq = float(np.sum(d**2))
+            if with_tracks:
+                tid = tr["true_id"].to_numpy()
+                pairs.append(np.stack([tid[i_t[mv]], f["track_id"].to_numpy()[i_f[mv]],
+                                       np.full(int(mv.sum()), frame)], axis=1))
+                alive.append(np.stack([tid[vis], np.full(int(vis.sum()), frame)], axis=1))
+            self.sq_sum += sq
+            n_vis = int(vis.sum())
+            row: dict[str, Any] = {
+                "frame": int(frame),
+                "raw_frame": int(raw),
+                "n_true": len(tr),
+                "n_visible": n_vis,
+                "n_found": len(f),
+                "n_matched": len(i_f),
+                "n_matched_visible": int(mv.sum()),
+                "recall": float(hit[vis].mean()) if n_vis else np.nan,
+                "precision": len(i_f) / len(f) if len(f) else np.nan,
+                "rmse_A": float(np.sqrt(sq / mv.sum())) if mv.any() else np.nan,
+            }
+            site = tr["site"].to_numpy()
+            for s in sorted(self.sites):
+                m = site == s
+                row[f"recall_{s}"] = float(hit[m].mean()) if m.any() else np.nan
+                self.n_site[s] = self.n_site.get(s, 0) + int(m.sum())
+                self.hit_site[s] = self.hit_site.get(s, 0) + int(hit[m].sum())
+            self.rows.append(row)
+        if with_tracks:
+            self._add_tracks(pairs, alive, found)
+
+    def result(self) -> tuple[pd.DataFrame, dict[str, Any]]:
+        """(per-frame table, pooled figures) of the frames added so far."""
+        sites = sorted(self.sites)
+        for row in self.rows:  # frames scored before a site's first appearance: none there
+            for s in sites:
+                row.setdefault(f"recall_{s}", np.nan)
+        table = pd.DataFrame(
+            self.rows, columns=[*COLUMN_SCORE_FIELDS, *(f"recall_{s}" for s in sites)]
+        )
+        n_vis = int(table["n_visible"].sum())
+        n_mv = int(table["n_matched_visible"].sum())
+        n_found = int(table["n_found"].sum())
+        n_site = {s: self.n_site.get(s, 0) for s in sites}
+        overall: dict[str, Any] = {
+            "n_frames_scored": len(table),
+            "n_visible": n_vis,
+            "n_found": n_found,
+            "recall": n_mv / n_vis if n_vis else None,
+            "recall_min_frame": float(table["recall"].min()) if len(table) else None,
+            "precision": int(table["n_matched"].sum()) / n_found if n_found else None,
+            "rmse_A": float(np.sqrt(self.sq_sum / n_mv)) if n_mv else None,
+            "recall_by_site": {s: self.hit_site[s] / n_site[s] for s in sites if n_site[s]},
+            "match_radius_A": self.radius_A,
+            "min_column_Z": self.min_column_Z,
+            "border_A": self.border_A,
+        }
+        if self.with_tracks:
+            overall["tracks"] = track_persistence(self.pairs, self.track_spans, self.lifetimes)
+        return table, overall
+
+
 def score_columns(
     found: pd.DataFrame,
     truth: pd.DataFrame,
@@ -164,7 +329,8 @@ def score_columns(
     min_column_Z: float,
     border_A: float,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Score found columns against the true ones, frame by frame.
+    """Score found columns against the true ones, frame by frame (all in memory; the apply
+    scores a block of frames at a time with :class:`ColumnScorer`, the same figures).
 
     Parameters
     ----------
@@ -195,92 +361,9 @@ def score_columns(
         matched visible columns (lifetime = first to last scored frame the column is
         visible).
     """
-
-    h_A, w_A = frame_shape_A
-    sites = sorted(truth["site"].unique()) if len(truth) else []
-
-    def inside(df: pd.DataFrame) -> np.ndarray:
-        x, y = df["x_A"].to_numpy(), df["y_A"].to_numpy()
-        return (x >= border_A) & (x <= w_A - border_A) & (y >= border_A) & (y <= h_A - border_A)
-
-    truth = truth[inside(truth)].copy()
-    truth["visible"] = column_Z(truth) >= min_column_Z
-    found = found[inside(found)]
-    with_tracks = "track_id" in found.columns and "true_id" in truth.columns
-    pairs: list[np.ndarray] = []  # (true id, track id, output frame) of matched visible
-    alive: list[np.ndarray] = []  # (true id, output frame) of visible true columns
-    by_frame = dict(tuple(truth.groupby("frame", sort=False)))
-    rows = []
-    n_site = dict.fromkeys(sites, 0)
-    hit_site = dict.fromkeys(sites, 0)
-    sq_sum = 0.0
-    found_by = dict(tuple(found.groupby("frame", sort=False)))
-    empty = found.iloc[:0]
-    for frame, raw in frames:
-        tr = by_frame.get(raw)
-        if tr is None:
-            continue
-        tr = tr.reset_index(drop=True)
-        f = found_by.get(frame, empty).reset_index(drop=True)
-        i_f, i_t = match_columns(f, tr, radius_A)
-        hit = np.zeros(len(tr), dtype=bool)
-        hit[i_t] = True
-        vis = tr["visible"].to_numpy()
-        mv = vis[i_t]
-        d = f[["x_A", "y_A"]].to_numpy()[i_f[mv]] - tr[["x_A", "y_A"]].to_numpy()[i_t[mv]]
-        sq = float(np.sum(d**2))
-        if with_tracks:
-            tid = tr["true_id"].to_numpy()
-            pairs.append(np.stack([tid[i_t[mv]], f["track_id"].to_numpy()[i_f[mv]],
-                                   np.full(int(mv.sum()), frame)], axis=1))
-            alive.append(np.stack([tid[vis], np.full(int(vis.sum()), frame)], axis=1))
-        sq_sum += sq
-        n_vis = int(vis.sum())
-        row: dict[str, Any] = {
-            "frame": int(frame),
-            "raw_frame": int(raw),
-            "n_true": len(tr),
-            "n_visible": n_vis,
-            "n_found": len(f),
-            "n_matched": len(i_f),
-            "n_matched_visible": int(mv.sum()),
-            "recall": float(hit[vis].mean()) if n_vis else np.nan,
-            "precision": len(i_f) / len(f) if len(f) else np.nan,
-            "rmse_A": float(np.sqrt(sq / mv.sum())) if mv.any() else np.nan,
-        }
-        site = tr["site"].to_numpy()
-        for s in sites:
-            m = site == s
-            row[f"recall_{s}"] = float(hit[m].mean()) if m.any() else np.nan
-            n_site[s] += int(m.sum())
-            hit_site[s] += int(hit[m].sum())
-        rows.append(row)
-    table = pd.DataFrame(rows, columns=[*COLUMN_SCORE_FIELDS, *(f"recall_{s}" for s in sites)])
-    n_vis = int(table["n_visible"].sum())
-    n_mv = int(table["n_matched_visible"].sum())
-    n_found = int(table["n_found"].sum())
-    overall: dict[str, Any] = {
-        "n_frames_scored": len(table),
-        "n_visible": n_vis,
-        "n_found": n_found,
-        "recall": n_mv / n_vis if n_vis else None,
-        "recall_min_frame": float(table["recall"].min()) if len(table) else None,
-        "precision": int(table["n_matched"].sum()) / n_found if n_found else None,
-        "rmse_A": float(np.sqrt(sq_sum / n_mv)) if n_mv else None,
-        "recall_by_site": {s: hit_site[s] / n_site[s] for s in sites if n_site[s]},
-        "match_radius_A": radius_A,
-        "min_column_Z": min_column_Z,
-        "border_A": border_A,
-    }
-    if with_tracks:
-        p = pd.DataFrame(np.concatenate(pairs) if pairs else np.zeros((0, 3), np.int64),
-                         columns=["true_id", "track_id", "frame"])
-        life = pd.DataFrame(np.concatenate(alive) if alive else np.zeros((0, 2), np.int64),
-                            columns=["true_id", "frame"])
-        overall["tracks"] = track_persistence(
-            p, frame_spans(found, "track_id"), frame_spans(life, "true_id")
-        )
-    return table, overall
+    scorer = ColumnScorer(frame_shape_A, radius_A, min_column_Z, border_A)
+    scorer.add(found, truth, frames)
+    return scorer.result()
 
 
 def score_events(
@@ -407,7 +490,7 @@ def metrics(truth_summary: dict[str, Any]) -> dict[str, float]:
 # writes the truth tables: a sequence, each step a few lines.
 def score_apply(
     movie_path: str | Path,
-    column_tables: Any,
+    column_frames: Callable[[int, int], pd.DataFrame],
     drift_px: np.ndarray,
     events: pd.DataFrame,
     geo: FrameGeometry,
@@ -421,8 +504,10 @@ def score_apply(
     ----------
     movie_path : path
         The movie file given to ``etem apply``.
-    column_tables : iterable of DataFrame
-        The found columns (``frame, x_px, y_px``), e.g. chunks of ``columns.parquet``.
+    column_frames : callable
+        ``column_frames(a, b)``: the found columns (``frame, x_px, y_px``) of output frames
+        ``a <= frame < b`` (e.g. :meth:`etem.movies.outputs.ColumnStore.frames`); called for
+        blocks of :data:`SCORE_BLOCK_FRAMES` frames, so memory does not grow with the movie.
     drift_px : ndarray (T, 2)
         Measured drift (dy, dx) per output frame [output px].
     events : DataFrame
@@ -442,7 +527,7 @@ def score_apply(
         The ``truth`` block of summary.json and the files written (name -> file name).
     """
 
-    truth = load_truth(movie_path)
+    truth = load_truth(movie_path, columns=False)
     if truth is None:
         return None, {}
     files: dict[str, str] = {}
@@ -457,34 +542,30 @@ def score_apply(
             px_raw,
         )
         px_raw = truth.pixel_size_A
-    if truth.columns is not None and len(truth.columns):
-        parts = [
-            found_in_raw_frame(
-                df[[c for c in ("frame", "x_px", "y_px", "track_id") if c in df.columns]],
+    if truth.has_columns:
+        shape_A = (geo.height * scale * px_raw, geo.width * scale * px_raw)
+        scorer = ColumnScorer(shape_A, a.match_radius_A, a.min_column_Z, a.border_A)
+        identities = ColumnIdentities(truth.drift_px, truth.pixel_size_A)
+        blocks = [
+            (t0, min(t0 + SCORE_BLOCK_FRAMES, geo.n_frames))
+            for t0 in range(0, geo.n_frames, SCORE_BLOCK_FRAMES)
+        ]
+        # raw frames of each block (the last open-ended: every true column is read once)
+        raw_ranges = [
+            (t0 * geo.n_sum, t1 * geo.n_sum if t1 < geo.n_frames else np.iinfo(np.int64).max)
+            for t0, t1 in blocks
+        ]
+        for (t0, t1), true_cols in zip(
+            blocks, iter_truth_columns(movie_path, raw_ranges), strict=True
+        ):
+            cols = column_frames(t0, t1)
+            found = found_in_raw_frame(
+                cols[[c for c in ("frame", "x_px", "y_px", "track_id") if c in cols.columns]],
                 drift_px, px_raw, scale, geo.n_sum,
             )
-            for df in column_tables
-            if len(df)
-        ]
-        found = (
-            pd.concat(parts, ignore_index=True)
-            if parts
-            else pd.DataFrame({"frame": [], "raw_frame": [], "x_A": [], "y_A": []})
-        )
-        frames = [(t, t * geo.n_sum) for t in range(geo.n_frames)]
-        shape_A = (geo.height * scale * px_raw, geo.width * scale * px_raw)
-        true_cols = truth.columns.assign(
-            true_id=persistent_column_ids(truth.columns, truth.drift_px, truth.pixel_size_A)
-        )
-        table, overall = score_columns(
-            found,
-            true_cols,
-            frames,
-            shape_A,
-            a.match_radius_A,
-            a.min_column_Z,
-            a.border_A,
-        )
+            true_cols = true_cols.assign(true_id=identities(true_cols))
+            scorer.add(found, true_cols, [(t, t * geo.n_sum) for t in range(t0, t1)])
+        table, overall = scorer.result()
         write_table(out / "truth_columns.csv", table, metadata=metadata)
         files["truth_columns"] = "truth_columns.csv"
         block["columns"] = overall
