@@ -303,8 +303,8 @@ def test_score_apply_reads_found_columns_in_bounded_blocks(
         return found[(found["frame"] >= a) & (found["frame"] < b)]
 
     monkeypatch.setattr(truth_mod, "SCORE_BLOCK_FRAMES", 3)
-    geo = SimpleNamespace(bin_total=1, upsample=1, scale=1.0, pixel_size_A=0.1, height=120, width=120,
-                          n_frames=n, n_sum=1)
+    geo = SimpleNamespace(bin_total=1, upsample=1, scale=1.0, pixel_size_A=0.1, height=120,
+                          width=120, n_frames=n, n_sum=1)
     cfg = TruthConfig()
     block, files = score_apply(path, column_frames, np.zeros((n, 2)), pd.DataFrame(
         {"onset_frame": [5]}), geo, cfg, tmp_path, {})  # type: ignore[arg-type]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from etem.config.base import StrictModel
@@ -303,8 +303,11 @@ class FinetuneConfig(StrictModel):
     )
 
 #: Former flat ``apply:`` keys and their home in the nested section.
-#: The sections of ``apply:`` (where a former flat key may be written by mistake).
-_SECTIONS = ("io", "preprocess", "inference", "tracks", "events", "truth", "finetune")
+def _section_fields(model: type[BaseModel], section: str) -> set[str]:
+    """The keys of one section (a sub-model field) of ``model``."""
+    sub = model.model_fields[section].annotation
+    return set(sub.model_fields) if isinstance(sub, type) and issubclass(sub, BaseModel) else set()
+
 
 MOVED_KEYS: dict[str, str] = {
     "chunk_frames": "io.chunk_frames",
@@ -381,9 +384,10 @@ class ApplyConfig(StrictModel):
         if isinstance(data, dict):
             old = [k for k in data if k in MOVED_KEYS]
             # an old key written inside a section (``events: {event_glr: ...}``) too
-            old += [f"{s}.{k}" for s, sub in data.items() if s in _SECTIONS
+            old += [f"{s}.{k}" for s, sub in data.items() if s in cls.model_fields
                     and isinstance(sub, dict) for k in sub
-                    if k in MOVED_KEYS and MOVED_KEYS[k] != f"{s}.{k}"]
+                    if k in MOVED_KEYS and MOVED_KEYS[k] != f"{s}.{k}"
+                    and k not in _section_fields(cls, s)]
             if old:
                 raise PydanticCustomError(
                     MOVED_KEY_ERROR,
