@@ -19,7 +19,17 @@ two calibrations (``apply.events.calibration``; results name it, :data:`CALIBRAT
   rest until it settles. The innovations of the first frames (an EWMA of few values) are
   scaled to the steady state's first (:func:`ewma_series`). Scoring starts at frame 1.
   Threshold z* = Phi^-1(1 - far / (4k)): a per-frame false-alarm rate ``far`` with a
-  Bonferroni correction over the 2k tests.
+  Bonferroni correction over the 2k tests. Null ("simulated under the fitted noise model",
+  :data:`NULL_SIMULATED`): a statistic with at least
+  :data:`etem.movies.evidence.WANDER_MIN_FRAMES` values gets the GLR's noise model
+  (:func:`etem.movies.evidence.fit_noise_model`: white + AR(1) wander); the Gaussian
+  threshold was designed for white noise, whose innovation exceedances rarely persist for
+  ``min_frames`` frames, while those of wander come in runs. Its innovation score is
+  divided by :func:`innovation_threshold_factor` (>= 1): the level that the persistence
+  statistic (:func:`persistent_score`) of the innovations, simulated under the model for
+  the movie's length (fixed seed, cached), exceeds at the per-test rate far / (4k), over
+  the same for white noise. Shorter statistics (and all with ``simulated_null=False``)
+  keep the Gaussian null (:data:`NULL_GAUSSIAN`); results name the null used.
 * ``leading_frames`` ("leading frames"): from the finite values of the first
   ``calibration_frames`` frames, which must be stable (the larger of 1.4826 MAD and the
   standard deviation); the threshold is z* but never below 1.05 x the largest score of that
@@ -277,6 +287,7 @@ def detect_events(
     floors: dict[str, float] | None = None,
     frame_time_s: float | None = None,
     calibration: str = "whole_movie",
+    simulated_null: bool = True,
 ) -> EventResult:
     """Detect events in a (T, k) table of frame statistics (one row per frame, in order).
 
@@ -304,6 +315,11 @@ def detect_events(
     calibration : {"whole_movie", "leading_frames"}
         Noise scales robustly over all frames (:func:`robust_scale`; no stable stretch
         assumed) or from the leading ``calibration_frames`` frames.
+    simulated_null : bool
+        With ``calibration="whole_movie"``: the threshold of each statistic's innovation
+        from its fitted noise model (:func:`innovation_threshold_factor`) where the
+        statistic has at least :data:`etem.movies.evidence.WANDER_MIN_FRAMES` values
+        (False: the Gaussian threshold for all).
     """
 
     if calibration not in CALIBRATION_NAMES:
@@ -356,7 +372,10 @@ def detect_events(
             if n_cal >= 2:
                 p = student_t.sf(np.nan_to_num(z), df=n_cal - 1)
                 z = np.where(np.isfinite(z), norm.isf(np.maximum(p, 1e-300)), 0.0)
-            if whole and j == 2 * k and int(np.isfinite(s).sum()) >= WANDER_MIN_FRAMES:
+            if (
+                whole and simulated_null and j == 2 * k
+                and int(np.isfinite(s).sum()) >= WANDER_MIN_FRAMES
+            ):
                 # threshold of the innovation from the statistic's fitted noise model: the
                 # score is divided by the factor (one threshold for all series)
                 model = fit_noise_model(s)
