@@ -61,6 +61,7 @@ def test_event_found_and_stable_stretch_quiet(tmp_path: Path) -> None:
     # movie; calibration_frames is then unused)
     ewma = s["event_ewma"]
     assert ewma["calibration"] == "whole-movie robust" and ewma["calibration_frames"] is None
+    assert ewma["null"] == "Gaussian"  # 40 frames: too short for the noise-model fit
     assert ewma["threshold"] == s["event_threshold"] and "n_columns_ewma" in ewma["noise_scales"]
     # drift 0.2 px/frame recovered (content moved by +drift)
     assert s["drift_total_px"] == pytest.approx([39 * 0.2, 39 * 0.2], abs=0.6)

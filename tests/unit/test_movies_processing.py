@@ -12,7 +12,15 @@ from scipy.stats import norm
 from etem.frames.preprocess import DriftCorrector, bin_frames, shift_integer, sum_frames
 from etem.models.inference import TiledRunner, tile_starts
 from etem.models.io import LoadedModel
-from etem.movies.events import detect_events, ewma_series
+from etem.movies.events import (
+    NULL_GAUSSIAN,
+    NULL_SIMULATED,
+    detect_events,
+    ewma_series,
+    innovation_threshold_factor,
+    persistent_score,
+)
+from etem.movies.evidence import NoiseModel, simulate_noise
 from etem.testing import lattice_movie
 from tests.movies_fixtures import BlurDenoiser
 
@@ -168,6 +176,46 @@ def test_whole_movie_false_alarms_without_a_representative_lead_in() -> None:
             frames[mode] += 120 - res.calibration_frames
     assert counts["whole_movie"] / frames["whole_movie"] <= far
     assert counts["leading_frames"] >= 50  # nearly every movie raises a false alarm
+
+
+def test_simulated_null_holds_the_false_alarm_rate_under_wander() -> None:
+    """Issue 15: long stable movies whose statistics wander (white + AR(1), as the fitted
+    noise model of frame statistics usually is): the Gaussian threshold's innovation
+    exceedances come in runs that pass the persistence rule, giving several times the false
+    alarms of white noise; the threshold simulated under the fitted model keeps them at
+    white noise's (the nominal the Gaussian threshold and the persistence rule give)."""
+    counts = {"white": 0, "gaussian": 0, "simulated": 0}
+    for seed in range(20):
+        white = pd.DataFrame(simulate_noise(2000, 3, seed=seed), columns=list("abc"))
+        wander = pd.DataFrame(simulate_noise(2000, 3, 1.0, 0.5, seed=seed), columns=list("abc"))
+        counts["white"] += len(detect_events(white).events)
+        counts["gaussian"] += len(detect_events(wander, simulated_null=False).events)
+        res = detect_events(wander)
+        counts["simulated"] += len(res.events)
+    assert counts["gaussian"] >= 3 * counts["white"] > 0
+    assert counts["simulated"] <= counts["white"]
+    assert res.null == NULL_SIMULATED
+    sc = res.noise_scales["a_ewma"]
+    assert sc["threshold_factor"] > 1.0 and "AR(1)" in sc["noise_model"]
+    assert "threshold_factor" not in res.noise_scales["a_diff"]
+
+
+def test_simulated_null_factor_and_short_movies() -> None:
+    """White noise keeps the Gaussian threshold (factor 1), wander raises it, more with
+    stronger wander; movies shorter than the model fit keep the Gaussian null."""
+    rate, f = 0.01 / 12, innovation_threshold_factor
+    assert f(NoiseModel(1.0), 0.1, 1000, rate, 2, 2) == 1.0
+    weak = f(NoiseModel(1.0, 0.3, 0.5), 0.1, 1000, rate, 2, 2)
+    strong = f(NoiseModel(1.0, 1.0, 0.5), 0.1, 1000, rate, 2, 2)
+    assert 1.0 <= weak < strong
+    assert strong == f(NoiseModel(1.0, 1.0, 0.5), 0.1, 1000, rate, 2, 2)  # fixed seed
+    # persistence: a frame scores the smaller of its value and the best of the 3 before it
+    z = np.array([[0.0], [5.0], [0.0], [0.0], [4.0], [1.0]])
+    assert persistent_score(z, 2, 2)[:, 0].tolist() == [0.0, 0.0, 0.0, 0.0, 4.0, 1.0]
+    assert persistent_score(z, 1, 2)[:, 0].tolist() == z[:, 0].tolist()
+    short = detect_events(pd.DataFrame(simulate_noise(150, 2, 1.0, 0.5), columns=["a", "b"]))
+    assert short.null == NULL_GAUSSIAN
+    assert "threshold_factor" not in short.noise_scales["a_ewma"]
 
 
 def test_whole_movie_warm_up_and_short_movies() -> None:

@@ -19,7 +19,17 @@ two calibrations (``apply.events.calibration``; results name it, :data:`CALIBRAT
   rest until it settles. The innovations of the first frames (an EWMA of few values) are
   scaled to the steady state's first (:func:`ewma_series`). Scoring starts at frame 1.
   Threshold z* = Phi^-1(1 - far / (4k)): a per-frame false-alarm rate ``far`` with a
-  Bonferroni correction over the 2k tests.
+  Bonferroni correction over the 2k tests. Null ("simulated under the fitted noise model",
+  :data:`NULL_SIMULATED`): a statistic with at least
+  :data:`etem.movies.evidence.WANDER_MIN_FRAMES` values gets the GLR's noise model
+  (:func:`etem.movies.evidence.fit_noise_model`: white + AR(1) wander); the Gaussian
+  threshold was designed for white noise, whose innovation exceedances rarely persist for
+  ``min_frames`` frames, while those of wander come in runs. Its innovation score is
+  divided by :func:`innovation_threshold_factor` (>= 1): the level that the persistence
+  statistic (:func:`persistent_score`) of the innovations, simulated under the model for
+  the movie's length (fixed seed, cached), exceeds at the per-test rate far / (4k), over
+  the same for white noise. Shorter statistics (and all with ``simulated_null=False``)
+  keep the Gaussian null (:data:`NULL_GAUSSIAN`); results name the null used.
 * ``leading_frames`` ("leading frames"): from the finite values of the first
   ``calibration_frames`` frames, which must be stable (the larger of 1.4826 MAD and the
   standard deviation); the threshold is z* but never below 1.05 x the largest score of that
@@ -46,6 +56,7 @@ and are not scored (a warning says so).
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from dataclasses import dataclass
@@ -53,15 +64,20 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.signal import lfilter
 from scipy.stats import norm
 from scipy.stats import t as student_t
 
 from etem.config.apply import EventsConfig
 from etem.movies.evidence import (
     SERIES_KIND,
+    WANDER_MIN_FRAMES,
     CusumResult,
+    NoiseModel,
     detect_glr,
+    fit_noise_model,
     group_alarms,
+    simulate_noise,
 )
 
 log = logging.getLogger("etem.movies.events")
@@ -83,6 +99,11 @@ ROBUST_ROUNDS = 8
 #: Whole-movie calibration: fewest values (fraction of the finite ones) a round of the
 #: robust scale fit may keep.
 MIN_KEPT_FRACTION = 0.25
+#: Nulls of the whole-movie threshold and how results name them.
+NULL_SIMULATED = "simulated under the fitted noise model"
+NULL_GAUSSIAN = "Gaussian"
+#: Simulated null of the EWMA innovation: frames in all (series x movie length; fixed seed).
+EWMA_NULL_FRAMES = 131072
 
 
 @dataclass
@@ -96,7 +117,10 @@ class EventResult:
     glr: CusumResult | None = None
     calibration: str = CALIBRATION_NAMES["whole_movie"]
     #: per scored series (``<stat>_ewma`` / ``<stat>_diff``): noise scale and values used
-    noise_scales: dict[str, dict[str, float]] | None = None
+    #: (and, for an innovation, ``threshold_factor`` and ``noise_model``)
+    noise_scales: dict[str, dict[str, Any]] | None = None
+    #: null of the whole-movie threshold: :data:`NULL_SIMULATED` or :data:`NULL_GAUSSIAN`
+    null: str = NULL_GAUSSIAN
 
 
 def ewma_series(s: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -193,6 +217,64 @@ def start_scales(s: np.ndarray, alpha: float) -> tuple[float, float]:
     return sig * math.sqrt(2.0 / (2.0 - alpha)), sig * math.sqrt(2.0)
 
 
+def persistent_score(z: np.ndarray, min_frames: int, merge_gap: int) -> np.ndarray:
+    """(T, M) |standardised innovations| -> the level each frame's innovation and
+    ``min_frames`` - 1 of the (``min_frames`` - 1) (``merge_gap`` + 1) frames before it
+    exceed: the event rule's persistence (an event needs ``min_frames`` innovation
+    exceedances with gaps <= ``merge_gap``), read as one statistic per frame."""
+    a = np.abs(z)
+    if min_frames <= 1:
+        return a
+    span = (min_frames - 1) * (merge_gap + 1)
+    pad = np.concatenate([np.zeros((span, a.shape[1])), a])
+    prev = np.stack([pad[span - i : span - i + len(a)] for i in range(1, span + 1)])
+    # the (min_frames - 1)-th largest of the previous span frames
+    kth = np.sort(prev, axis=0)[span - (min_frames - 1)]
+    return np.minimum(a, kth)
+
+
+@functools.lru_cache(maxsize=64)
+def persistent_null_level(
+    alpha: float, wander: float, phi: float, n_frames: int, rate: float, min_frames: int,
+    merge_gap: int,
+) -> float:
+    """Level that :func:`persistent_score` of the standardised EWMA innovations of the null
+    noise (:func:`etem.movies.evidence.simulate_noise`: white + a share ``wander`` of AR(1)
+    with ``phi``; series of ``n_frames`` frames, :data:`EWMA_NULL_FRAMES` in all, fixed seed)
+    exceeds at ``rate`` per frame; each series standardised by its own scale (the larger of
+    1.4826 median |e| and the root mean square: as :func:`robust_scale` of a stable series)."""
+    n = max(int(n_frames), 8)
+    m = max(EWMA_NULL_FRAMES // n, 4)
+    x = simulate_noise(n, m, wander, phi)
+    # EWMA m_t started at the first value; innovation e_t = x_t - m_{t-1}, t >= 1
+    ms = lfilter([alpha], [1.0, alpha - 1.0], x[1:], axis=0, zi=(1 - alpha) * x[:1])[0]
+    prev = np.concatenate([x[:1], ms[:-1]])
+    _, _, warm = ewma_series(np.zeros(n), alpha)
+    e = (x[1:] - prev) / warm[1:, None]
+    sig = np.maximum(1.4826 * np.median(np.abs(e), axis=0), np.sqrt(np.mean(e * e, axis=0)))
+    p = persistent_score(e / sig, min_frames, merge_gap)
+    return float(np.quantile(p, 1.0 - rate))
+
+
+def innovation_threshold_factor(
+    model: NoiseModel, alpha: float, n_frames: int, rate: float, min_frames: int,
+    merge_gap: int,
+) -> float:
+    """Factor (>= 1) on the Gaussian threshold of a statistic's EWMA innovation under its
+    fitted noise model (:func:`etem.movies.evidence.fit_noise_model`): the ratio of the
+    persistence levels (:func:`persistent_null_level`) exceeded at the per-test rate ``rate``
+    under the model and under white noise of the same movie length. White noise (for which
+    the Gaussian threshold and the persistence rule were designed) gets 1; wander, whose
+    innovations stay beyond a level for several frames, more."""
+    if model.wander <= 0:
+        return 1.0
+    h_model = persistent_null_level(
+        alpha, model.wander, model.phi, n_frames, rate, min_frames, merge_gap
+    )
+    h_white = persistent_null_level(alpha, 0.0, 0.0, n_frames, rate, min_frames, merge_gap)
+    return max(1.0, h_model / h_white)
+
+
 # long (~110 lines): the EWMA detector in one pass over shared arrays (innovation and
 # derivative per statistic, calibration, threshold, onsets).
 def detect_events(
@@ -205,6 +287,7 @@ def detect_events(
     floors: dict[str, float] | None = None,
     frame_time_s: float | None = None,
     calibration: str = "whole_movie",
+    simulated_null: bool = True,
 ) -> EventResult:
     """Detect events in a (T, k) table of frame statistics (one row per frame, in order).
 
@@ -232,6 +315,11 @@ def detect_events(
     calibration : {"whole_movie", "leading_frames"}
         Noise scales robustly over all frames (:func:`robust_scale`; no stable stretch
         assumed) or from the leading ``calibration_frames`` frames.
+    simulated_null : bool
+        With ``calibration="whole_movie"``: the threshold of each statistic's innovation
+        from its fitted noise model (:func:`innovation_threshold_factor`) where the
+        statistic has at least :data:`etem.movies.evidence.WANDER_MIN_FRAMES` values
+        (False: the Gaussian threshold for all).
     """
 
     if calibration not in CALIBRATION_NAMES:
@@ -244,7 +332,8 @@ def detect_events(
     n_tests = max(2 * len(names), 1)
     z_gauss = float(norm.isf(false_alarm_rate / (2.0 * n_tests)))
     z_all = np.zeros((t_n, 2 * len(names)))
-    scales: dict[str, dict[str, float]] = {}
+    scales: dict[str, dict[str, Any]] = {}
+    simulated = False
     for k, name in enumerate(names):
         s = stats[name].to_numpy(dtype=np.float64)
         s = np.where(np.isfinite(s), s, np.nan)
@@ -277,13 +366,26 @@ def detect_events(
                         "" if whole else "; raise apply.events.calibration_frames",
                     )
                 continue
-            scales[f"{name}_{'ewma' if j == 2 * k else 'diff'}"] = {
-                "sigma": sigma, "n_values": n_cal,
-            }
+            entry: dict[str, Any] = {"sigma": sigma, "n_values": n_cal}
+            scales[f"{name}_{'ewma' if j == 2 * k else 'diff'}"] = entry
             z = np.abs(v) / sigma
             if n_cal >= 2:
                 p = student_t.sf(np.nan_to_num(z), df=n_cal - 1)
                 z = np.where(np.isfinite(z), norm.isf(np.maximum(p, 1e-300)), 0.0)
+            if (
+                whole and simulated_null and j == 2 * k
+                and int(np.isfinite(s).sum()) >= WANDER_MIN_FRAMES
+            ):
+                # threshold of the innovation from the statistic's fitted noise model: the
+                # score is divided by the factor (one threshold for all series)
+                model = fit_noise_model(s)
+                factor = innovation_threshold_factor(
+                    model, alpha, t_n, false_alarm_rate / (2.0 * n_tests), min_frames,
+                    merge_gap,
+                )
+                z = z / factor
+                entry.update(threshold_factor=factor, noise_model=model.name)
+                simulated = True
             z_all[:, j] = np.nan_to_num(z)
     score = z_all.max(axis=1) if z_all.size else np.zeros(t_n)
     if whole:
@@ -315,7 +417,7 @@ def detect_events(
         )
     return EventResult(
         scores, events, threshold, cal, calibration=CALIBRATION_NAMES[calibration],
-        noise_scales=scales,
+        noise_scales=scales, null=NULL_SIMULATED if simulated else NULL_GAUSSIAN,
     )
 
 

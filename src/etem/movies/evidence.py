@@ -134,22 +134,31 @@ def _null_tail(window: int, wander: float, phi: float) -> tuple[np.ndarray, np.n
     """Upcrossing rate per frame and series of levels h by the null G_t, simulated (fixed
     seed) under the noise model (white noise + a share ``wander`` of AR(1) noise with
     coefficient ``phi``, unit variance) and scored with the model's split variances."""
-    rng = np.random.default_rng(NULL_SEED)
     m = NULL_SERIES_WANDER if wander > 0 else NULL_SERIES
-    x = rng.standard_normal((NULL_FRAMES, m))
-    var = None
-    if wander > 0:
-        e = rng.standard_normal((NULL_FRAMES, m))
-        zi = phi * rng.standard_normal((1, m))  # stationary start
-        ar = lfilter([math.sqrt(1 - phi * phi)], [1.0, -phi], e, axis=0, zi=zi)[0]
-        x = math.sqrt(1 - wander) * x + math.sqrt(wander) * ar
-        var = split_variance(window, wander, phi)
+    x = simulate_noise(NULL_FRAMES, m, wander, phi)
+    var = split_variance(window, wander, phi) if wander > 0 else None
     g, _ = glr_scan(hampel(x), window, var)
     g = g[window:]  # stationary part
     n_frames = g.size
     hs = np.linspace(2.0, float(np.quantile(g, 0.99999)), 60)
     up = np.array([((g[1:] > h) & (g[:-1] <= h)).sum() for h in hs]) / n_frames
     return hs, up
+
+
+def simulate_noise(
+    n_frames: int, n_series: int, wander: float = 0.0, phi: float = 0.0, seed: int = NULL_SEED
+) -> np.ndarray:
+    """(n_frames, n_series) unit-variance null series of a :class:`NoiseModel`: white noise
+    plus a share ``wander`` of stationary AR(1) noise with coefficient ``phi`` (fixed
+    ``seed``: the same draws every call)."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n_frames, n_series))
+    if wander > 0:
+        e = rng.standard_normal((n_frames, n_series))
+        zi = phi * rng.standard_normal((1, n_series))  # stationary start
+        ar = lfilter([math.sqrt(1 - phi * phi)], [1.0, -phi], e, axis=0, zi=zi)[0]
+        x = math.sqrt(1 - wander) * x + math.sqrt(wander) * ar
+    return x
 
 
 def glr_threshold(

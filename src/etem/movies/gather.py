@@ -283,6 +283,7 @@ def summarise(
         "event_ewma": {
             "threshold": events.threshold,
             "calibration": events.calibration,
+            "null": events.null,
             "calibration_frames": events.calibration_frames or None,
             "noise_scales": events.noise_scales,
         },
