@@ -4,12 +4,24 @@
 # captions in workflow/report/. The report reads the whole config (it shows it).
 
 
+# detection-power banks measured offline (benchmarks/detection_power.py), shown when present
+DETECTION_BANKS = [
+    p
+    for p in (
+        os.path.join(workflow.basedir, "benchmarks", f)
+        for f in ("detection_power.json", "detection_power_heldout.json")
+    )
+    if os.path.exists(p)
+]
+
+
 rule make_report:
     input:
         config=config_of("report"),
         benchmark=rules.evaluate.output.summary,
         calibration=rules.evaluate.output.calibration,
         apply=[str(LAYOUT.apply_summary(name)) for name in MOVIES],
+        detection=DETECTION_BANKS,
     output:
         report(
             str(LAYOUT.report),
@@ -31,4 +43,4 @@ rule make_report:
         ENV
     shell:
         "etem --tag rule=make_report report --config {input.config:q} --results {params.results:q}"
-        " --out {output:q} > {log:q} 2>&1"
+        " --out {output:q} --detection-power {input.detection:q} > {log:q} 2>&1"

@@ -25,6 +25,7 @@ from etem.paths import Layout
 from etem.plotting import plt
 from etem.provenance import provenance
 from etem.report import html as H
+from etem.report.detection import section_detection_power
 from etem.report.headline import read_json, read_table_or_none, section_headline
 from etem.runs import search_stage_runs, tracking_uri
 from etem.seeding import rng
@@ -418,8 +419,10 @@ def campaign_runs(config: EtemConfig) -> pd.DataFrame | None:
 
 
 def build_report(config: EtemConfig, results_dir: str | Path,
-                 runs: pd.DataFrame | None = None) -> tuple[str, dict[str, bool]]:
-    """The report HTML and which sections had results (name -> present)."""
+                 runs: pd.DataFrame | None = None,
+                 detection_power: list[Path] | None = None) -> tuple[str, dict[str, bool]]:
+    """The report HTML and which sections had results (name -> present);
+    ``detection_power``: detection-power bank files (:mod:`etem.report.detection`)."""
     layout = Layout(Path(results_dir))
     runs = campaign_runs(config) if runs is None else runs
     parts: list[tuple[str, str, Callable[[], str]]] = [
@@ -430,6 +433,8 @@ def build_report(config: EtemConfig, results_dir: str | Path,
         ("evaluation", "Evaluation", lambda: section_evaluation(layout)),
         ("calibration", "Likelihood calibration", lambda: section_calibration(layout)),
         ("movies", "Movies", lambda: section_movies(layout, config)),
+        ("detection", "Event detection power",
+         lambda: section_detection_power(list(detection_power or []))),
         ("provenance", "Config, provenance, MLflow", lambda: section_provenance(config, layout,
                                                                                 runs)),
     ]

@@ -27,4 +27,7 @@ def register(sub: Any) -> None:
     add_config_args(p)
     p.add_argument("--results", help="results folder (default: the config's results_dir)")
     p.add_argument("--out", help="output HTML (default: <results>/report/report.html)")
+    p.add_argument("--detection-power", nargs="*", default=[], metavar="FILE",
+                   help="detection-power bank results (JSON of benchmarks/detection_power.py) "
+                   "shown in the section 'Event detection power'")
     p.set_defaults(handler="etem.report.commands:report")

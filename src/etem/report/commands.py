@@ -19,9 +19,13 @@ def report(args: argparse.Namespace) -> int:
     if not results.is_dir():
         raise InputError(f"results folder {results}: no such folder")
     out = Path(args.out) if args.out else Layout(results).report
+    banks = [Path(p) for p in args.detection_power]
+    for p in banks:
+        if not p.is_file():
+            raise InputError(f"--detection-power {p}: no such file")
     with stage_run(args, cfg, "report", params={"results": str(results)}) as run_:
         runs = campaign_runs(cfg)  # one MLflow query: the report and its lineage sidecar
-        doc, present = build_report(cfg, results, runs)
+        doc, present = build_report(cfg, results, runs, banks)
         write_text(out, doc)
         if runs is not None and not runs.empty:  # lineage sidecar (run ids are not in the report)
             write_table(out.with_name(RUNS_FILE), runs_table(runs))
