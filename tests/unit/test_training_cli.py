@@ -25,6 +25,19 @@ TINY = {"steps": 8, "batch_size": 2, "patch_px": 32, "val_every_steps": 4, "val_
         "model": {"depth": 2, "base_channels": 8}}
 
 
+def _retrain_identical(run_id: str, cfg: Path, tmp_path: Path,
+                       capsys: pytest.CaptureFixture[str]) -> Path:
+    """``etem retrain`` of ``run_id`` into tmp_path/retrained.pt; asserts it succeeded and
+    reproduced the run's validation metrics."""
+    capsys.readouterr()
+    new_out = tmp_path / "retrained.pt"
+    assert main(["retrain", "--run-id", run_id, "--config", str(cfg), "--out", str(new_out),
+                 "--threads", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "identical validation metrics" in printed, printed
+    return new_out
+
+
 def _config(tmp_path: Path, tracking: bool) -> Path:
     cfg = {"name": "clitest", "seed": 1, "results_dir": str(tmp_path / "results"),
            "tracking": {"enabled": tracking},
@@ -61,12 +74,7 @@ def test_train_and_retrain_denoiser_tracked_in_mlflow(tmp_path: Path, capsys) ->
     assert {"config.yaml", "model", "figures", "model_meta.json"} <= arts
     assert [a.path for a in client.list_artifacts(run_id, "figures")] == [
         "figures/denoiser_samples.png"]
-    capsys.readouterr()
-    new_out = tmp_path / "retrained.pt"
-    assert main(["retrain", "--run-id", run_id, "--config", str(cfg), "--out", str(new_out),
-                 "--threads", "1"]) == 0
-    printed = capsys.readouterr().out
-    assert "identical validation metrics" in printed, printed
+    new_out = _retrain_identical(run_id, cfg, tmp_path, capsys)
     _, meta2 = load_model(new_out)
     assert meta2["metrics"] == meta["metrics"]
     assert file_digest(new_out) == file_digest(out)  # the retrained model file is byte-identical
@@ -149,12 +157,7 @@ def test_retrain_of_a_group_training_reopens_its_movies(tmp_path: Path, capsys) 
                                 filter_string=f"tags.`etem.model.sha256` = '{file_digest(out)}'")
     run_id = run.info.run_id
     assert json.loads(run.data.params["train.source"]) == [str(stack), pattern]
-    capsys.readouterr()
-    new_out = tmp_path / "retrained.pt"
-    assert main(["retrain", "--run-id", run_id, "--config", str(cfg), "--out", str(new_out),
-                 "--threads", "1"]) == 0
-    printed = capsys.readouterr().out
-    assert "identical validation metrics" in printed, printed
+    new_out = _retrain_identical(run_id, cfg, tmp_path, capsys)
     movies = [(m["path"], m["digest"], m.get("files")) for m in load_model(out)[1]["movies"]]
     assert movies[1][2] == [str(folder / f"f_{i}.tif") for i in range(8)]
     assert [(m["path"], m["digest"], m.get("files"))

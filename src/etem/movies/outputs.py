@@ -274,11 +274,13 @@ class TrackStore:
         k_n = self.n
         w = max(int(window_frames), 1)
         sums = np.zeros(3, dtype=np.int64)  # detections and span of long tracks, short dets
+        size = n_tracks  # of the array indexed by track id
         for a in range(0, k_n, rows):
             n = g["n_frames"][a : a + rows]
             span = g["last_frame"][a : a + rows] - g["first_frame"][a : a + rows] + 1
             long_ = n >= LONG_TRACK * w
             sums += (n[long_].sum(), span[long_].sum(), n[n <= SHORT_TRACK * w].sum())
+            size = max(size, int(g["track_id"][a : a + rows].max()) + 1)
         rates = presence_rates_from_sums(
             int(sums[0]), int(sums[1]), int(sums[2]), movie_frames, area_px2, radius_px
         )
@@ -286,9 +288,6 @@ class TrackStore:
         conf_ds = g.create_dataset(
             "confidence", shape=(k_n,), dtype=np.float64, track_times=False
         )
-        size = n_tracks
-        for a in range(0, k_n, rows):
-            size = max(size, int(g["track_id"][a : a + rows].max()) + 1)
         by_id = np.zeros(size)
         for a in range(0, k_n, rows):
             tracks = pd.DataFrame({k: g[k][a : a + rows] for k in TRACK_FIELDS})
