@@ -24,6 +24,7 @@ from etem.errors import InputError
 from etem.frames.preprocess import (
     DriftCorrector,
     bin_frames,
+    integer_counts,
     resample_by_overlap,
     resampled_size,
     shift_integer,
@@ -93,8 +94,7 @@ class FrameGeometry:
 
 def _integer_counts(movie: Movie, n_sum: int) -> bool:
     """Whether the first processed frame of ``movie`` holds integer counts (>= 0)."""
-    first = sum_frames(movie.read(0, n_sum), n_sum)[0]
-    return bool(np.all(np.rint(first) == first) and np.all(first >= 0))
+    return integer_counts(sum_frames(movie.read(0, n_sum), n_sum)[0])
 
 
 def _resample_to_model(

@@ -37,6 +37,12 @@ def bin_frames(frames: np.ndarray, factor: int) -> np.ndarray:
     return cut.reshape(n, hb, factor, wb, factor).sum(axis=(2, 4), dtype=np.float32)
 
 
+def integer_counts(frame: np.ndarray) -> bool:
+    """Whether ``frame`` holds counts (integers >= 0), which can be split multinomially
+    (else, e.g. gain-normalised data, values are spread deterministically)."""
+    return bool(np.all(np.rint(frame) == frame) and np.all(frame >= 0))
+
+
 def split_counts(frame: np.ndarray, k: int, seed: int, t: int) -> np.ndarray:
     """Upsample a frame of counts k x k by splitting each count over k² sub-pixels.
 
@@ -47,10 +53,9 @@ def split_counts(frame: np.ndarray, k: int, seed: int, t: int) -> np.ndarray:
     """
 
     h, w = frame.shape
-    rounded = np.rint(frame)
-    if np.all(rounded == frame) and np.all(frame >= 0):
+    if integer_counts(frame):
         parts = rng(seed, "apply", "split_counts", t).multinomial(
-            rounded.astype(np.int64), np.full(k * k, 1.0 / (k * k))
+            np.rint(frame).astype(np.int64), np.full(k * k, 1.0 / (k * k))
         )
         out = parts.reshape(h, w, k, k).transpose(0, 2, 1, 3).reshape(h * k, w * k)
         return out.astype(np.float32)
@@ -156,10 +161,9 @@ def resample_by_overlap(frame: np.ndarray, ratio: float, seed: int, t: int) -> n
     Non-integer values (gain-normalised data) are spread by the same fractions: sums
     conserved, but not Poisson.
     """
-    rounded = np.rint(frame)
-    if np.all(rounded == frame) and np.all(frame >= 0):
+    if integer_counts(frame):
         gen = rng(seed, "apply", "resample_by_overlap", t)
-        counts = rounded.astype(np.int64)
+        counts = np.rint(frame).astype(np.int64)
         shape = (resampled_size(frame.shape[0], ratio), resampled_size(frame.shape[1], ratio))
         draws = (shape[0] + 1) * frame.shape[1] + (shape[1] + 1) * shape[0]
         if counts.sum() <= SCATTER_PER_DRAW * draws:  # few counts: place each one
