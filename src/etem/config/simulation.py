@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from etem.config.base import (
     Defocus,
@@ -16,6 +16,7 @@ from etem.config.base import (
 )
 
 EventKind = Literal["surface_loss", "rotation", "vacancy"]
+ContrastRegime = Literal["bright", "dark", "intermediate"]
 
 
 class MicroscopeRanges(StrictModel):
@@ -63,6 +64,39 @@ class MicroscopeRanges(StrictModel):
     dose_e_per_A2: tuple[float, float] | None = Field(
         None, description="dose recorded per image [e/Å²] (None = noise.train_dose_e_per_A2)"
     )
+    c12_nm: tuple[float, float] = Field(
+        (0.0, 5.0),
+        description="two-fold astigmatism |C12| [nm] (abTEM C12; angle uniform in 0-180°): "
+        "residual after alignment, ~1-2 nm on a tuned microscope, the π/4 limit at 0.1 nm "
+        "resolution and 300 kV is ~1.3 nm",
+    )
+    c21_nm: tuple[float, float] = Field(
+        (0.0, 50.0),
+        description="axial coma |C21| [nm] (abTEM C21, Krivanek notation = 3 B2; angle "
+        "uniform in 0-360°): the π/4 limit at 0.1 nm resolution and 300 kV is ~100 nm",
+    )
+    dqe: tuple[float, float] | None = Field(
+        (0.7, 0.95),
+        description="detector DQE(0) drawn per image (K3-like counting detector): the "
+        "recorded counts have the mean of the dose and variance/mean = 1/DQE (None = ideal "
+        "Poisson counting)",
+    )
+    contrast_band_per_nm: tuple[float, float] = Field(
+        (2.0, 5.0),
+        description="spatial-frequency band [1/nm] over which the weak-phase transfer is "
+        "averaged to classify a microscope's atom contrast (lattice fringes, d = 0.2-0.5 nm)",
+    )
+    contrast_threshold: float = Field(
+        0.25, gt=0, lt=1,
+        description="contrast index (mean E sin χ over the band, in [-1, 1]) above which atoms "
+        "are 'bright', below minus which 'dark', else 'intermediate'",
+    )
+    contrast_balance: dict[ContrastRegime, float] | None = Field(
+        default_factory=lambda: {"bright": 1.0, "dark": 1.0, "intermediate": 1.0},
+        description="proportions of the contrast regimes among a structure's CTF draws "
+        "(relative weights, normalised; stratified, each draw redrawn until its regime comes "
+        "out; None = the ranges' own mix)",
+    )
     ctf_draws_per_structure: int | None = Field(
         None, ge=1,
         description="distinct CTF draws (voltage, aberrations, coherence, defocus) per "
@@ -74,7 +108,7 @@ class MicroscopeRanges(StrictModel):
     def _ordered(self) -> MicroscopeRanges:
         for name in ("cs_um", "cs_uncorrected_um", "c5_mm", "focal_spread_nm",
                      "convergence_mrad", "defocus_nm", "detector_pixel_A", "blur_fwhm_A",
-                     "dose_e_per_A2"):
+                     "dose_e_per_A2", "c12_nm", "c21_nm", "dqe", "contrast_band_per_nm"):
             v = getattr(self, name)
             if v is not None and v[0] > v[1]:
                 raise ValueError(f"microscope.{name}: low {v[0]} > high {v[1]}")
@@ -85,7 +119,22 @@ class MicroscopeRanges(StrictModel):
         if min(self.focal_spread_nm) < 0 or min(self.convergence_mrad) < 0 or min(
                 self.blur_fwhm_A) < 0:
             raise ValueError("microscope: focal spread, convergence and blur must be >= 0")
+        if min(self.c12_nm) < 0 or min(self.c21_nm) < 0:
+            raise ValueError("microscope: c12_nm and c21_nm are magnitudes, must be >= 0")
+        if self.dqe is not None and not (0 < self.dqe[0] and self.dqe[1] <= 1):
+            raise ValueError(f"microscope.dqe: {list(self.dqe)} must lie in (0, 1]")
+        if self.contrast_band_per_nm[0] <= 0:
+            raise ValueError("microscope.contrast_band_per_nm: must be > 0")
         return self
+
+    @field_validator("contrast_balance")
+    @classmethod
+    def _balance(cls, v: dict[str, float] | None) -> dict[str, float] | None:
+        if v is None:
+            return v
+        if any(p < 0 for p in v.values()) or sum(v.values()) <= 0:
+            raise ValueError(f"contrast_balance {v}: shares must be >= 0 with a positive sum")
+        return v
 
 
 class SimulationConfig(StrictModel):

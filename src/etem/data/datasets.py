@@ -28,7 +28,7 @@ from etem.errors import InputError
 from etem.frames.breaks import segment_window
 from etem.io import read_table
 from etem.seeding import rng as seeded_rng
-from etem.simulation.noise import apply_dose
+from etem.simulation.noise import apply_dose, row_dqe
 
 VAL_STEP = -1
 
@@ -206,7 +206,7 @@ class ImagePatchDataset:
         clean = np.asarray(f["clean"][sl], dtype=np.float32)
         px = float(row["pixel_size_A"])
         dose_px = dose * px**2
-        counts = apply_dose(clean, dose, px, r, self.read_noise_e, self.gain)
+        counts = apply_dose(clean, dose, px, r, self.read_noise_e, self.gain, row_dqe(row))
         norm = normalize(counts, dose_px * self.gain)  # counts per vacuum pixel
         out: dict[str, Any] = {
             "input": dihedral(image_input(norm, dose_px, self.dose_conditioned), k),

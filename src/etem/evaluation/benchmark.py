@@ -55,6 +55,7 @@ from etem.evaluation.tables import (
 )
 from etem.progress import progress
 from etem.seeding import rng
+from etem.simulation.noise import row_dqe
 
 log = logging.getLogger("etem.evaluation.benchmark")
 
@@ -132,7 +133,7 @@ def _image_rows(
     base = image_base(im)
     for dose in doses:
         dose_px = dose * px * px
-        counts = noisy_counts(im.clean, dose, px, cfg, im.image_id)
+        counts = noisy_counts(im.clean, dose, px, cfg, im.image_id, row_dqe(im.params))
         outs = {}
         for name, fn in methods.items():
             est = fn(counts, dose_px)

@@ -33,6 +33,7 @@ from etem.evaluation.tables import mean_sem
 from etem.models.inference import denoise_images, denoise_movie
 from etem.progress import progress
 from etem.seeding import rng
+from etem.simulation.noise import detector_counts, row_dqe
 
 METRICS = ("psnr_db", "ssim", "psnr_mohan_db", "ssim_mohan")
 
@@ -46,11 +47,13 @@ def _select(cfg: Any, images: list[TestImage]) -> list[TestImage]:
     return [images[i] for i in pick]
 
 
-def _blind_spot(model: Any, clean: np.ndarray, dose_px: float, key: str, seed: int) -> Any:
+def _blind_spot(
+    model: Any, clean: np.ndarray, dose_px: float, key: str, seed: int, dqe: float = 1.0
+) -> Any:
     n = int(getattr(model, "n_frames", 5) or 5)
     g = rng(seed, "benchmark", "conditions", "frames", key)
-    frames = g.poisson(np.clip(clean, 0, None) * (dose_px / n),
-                       size=(n, *clean.shape)).astype(np.float32)
+    lam = np.broadcast_to(np.clip(clean, 0, None) * (dose_px / n), (n, *clean.shape))
+    frames = detector_counts(lam, g, dqe).astype(np.float32)
     return np.asarray(denoise_movie(model, frames, dose_px / n)[n // 2], dtype=np.float64)
 
 
@@ -71,7 +74,7 @@ def _estimates(
             denoiser, counts.astype(np.float32), dose_px), dtype=np.float64), {})
     if unsupervised is not None:
         out["blind_spot"] = (_blind_spot(unsupervised, im.clean, dose_px, im.image_id,
-                                         cfg.seed), {})
+                                         cfg.seed, row_dqe(im.params)), {})
     return out
 
 
@@ -84,15 +87,16 @@ def conditions_table(
     rows = []
     for im in progress(_select(cfg, images), "cross-condition table"):
         clean = np.asarray(im.clean, dtype=np.float64)
-        counts = rng(cfg.seed, "benchmark", "conditions", im.image_id).poisson(
-            np.clip(clean, 0, None) * dose_px).astype(np.float64)
+        counts = detector_counts(np.clip(clean, 0, None) * dose_px,
+                                 rng(cfg.seed, "benchmark", "conditions", im.image_id),
+                                 row_dqe(im.params))
         rng_ = data_range(clean)
         base = {"image_id": im.image_id, "split": im.params.get("split"),
                 "condition": str(im.params.get("condition", "") or ""),
                 "dose_e_per_px": dose_px}
         base.update({k: im.params.get(k) for k in (
             "structure_id", "family", "energy_kv", "cs_um", "defocus_nm", "detector_pixel_A",
-            "blur_fwhm_A", "pixel_size_A")})
+            "blur_fwhm_A", "pixel_size_A", "dqe", "contrast_regime")})
         for name, (est, extra) in _estimates(cfg, im, counts, dose_px, denoiser,
                                              unsupervised).items():
             rows.append({**base, **extra, "method": name,

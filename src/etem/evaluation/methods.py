@@ -47,10 +47,15 @@ def primary_method(methods: dict[str, Method]) -> str:
     return gauss[len(gauss) // 2] if gauss else "noisy"
 
 
-def noisy_counts(clean: np.ndarray, dose_A2: float, px: float, cfg: Any, key: str) -> np.ndarray:
+def noisy_counts(
+    clean: np.ndarray, dose_A2: float, px: float, cfg: Any, key: str, dqe: float = 1.0
+) -> np.ndarray:
+    """The benchmark's noisy counts of an image at a dose, seeded by its key; ``dqe``: the
+    image's detector DQE(0) (:func:`etem.simulation.noise.row_dqe` of its parameters)."""
     g = rng(cfg.seed, "benchmark", "noise", key, f"{dose_A2:g}")
 
     return np.asarray(
-        apply_dose(clean, dose_A2, px, g, cfg.noise.read_noise_e, cfg.noise.gain), dtype=np.float64
+        apply_dose(clean, dose_A2, px, g, cfg.noise.read_noise_e, cfg.noise.gain, dqe),
+        dtype=np.float64,
     )
 

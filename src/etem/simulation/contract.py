@@ -59,20 +59,38 @@ PARAM_COLUMNS: dict[str, str] = {
     "detector_pixel_A": "float: detector pixel [Å] resampled to pixel_size_A (NaN: the same)",
     "blur_fwhm_A": "float: Gaussian source-size/vibration/detector blur, FWHM [Å] (0: none)",
     "dose_e_per_A2": "float: dose drawn for the image [e/Å²] (NaN: none drawn)",
+    "c12_nm": "float: two-fold astigmatism |C12| [nm] (abTEM C12; 0: none)",
+    "phi12_deg": "float: astigmatism angle φ12 [deg] from the image x axis toward +y "
+                 "(abTEM phi12): the effective defocus along φ12 is defocus_nm - c12_nm",
+    "c21_nm": "float: axial coma |C21| [nm] (abTEM C21, Krivanek notation = 3 B2; 0: none)",
+    "phi21_deg": "float: coma angle φ21 [deg] from the image x axis toward +y (abTEM phi21)",
+    "dqe": "float: detector DQE(0) of the image's noise: counts with mean dose x clean and "
+           "variance/mean 1/dqe (etem.simulation.noise.detector_counts; NaN or 0: 1, Poisson)",
+    "contrast_index": "float: weak-phase contrast of the microscope, mean E sin χ over "
+                      "simulation.microscope.contrast_band_per_nm, in [-1, 1] (+ bright atoms)",
+    "contrast_regime": "str: 'bright', 'dark' or 'intermediate' atoms (contrast_index vs "
+                       "simulation.microscope.contrast_threshold)",
 }
 
 #: Values of the parameter columns added after contract version 1 for shards (and parameter
 #: rows) that lack them: readers fill them in.
-PARAM_DEFAULTS: dict[str, float] = {
+PARAM_DEFAULTS: dict[str, float | str] = {
     "detector_pixel_A": float("nan"),
     "blur_fwhm_A": 0.0,
     "dose_e_per_A2": float("nan"),
+    "c12_nm": 0.0,
+    "phi12_deg": 0.0,
+    "c21_nm": 0.0,
+    "phi21_deg": 0.0,
+    "dqe": float("nan"),
+    "contrast_index": float("nan"),
+    "contrast_regime": "",
 }
 
 STRING_COLUMNS = frozenset(
     {
         "image_id", "structure_id", "family", "structure_path", "parametrization", "projection",
-        "detector_mtf",
+        "detector_mtf", "contrast_regime",
     }
 )
 

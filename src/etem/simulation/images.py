@@ -32,6 +32,7 @@ from etem.simulation.microscope import (
     Microscope,
     draw_microscopes,
     fixed_microscope,
+    microscope_regime,
     structure_energy_kv,
 )
 from etem.simulation.multislice import (
@@ -213,8 +214,11 @@ class ImageSimulator:
     ) -> dict[str, Any]:
         sim = self.sim
         mic = s.microscope or fixed_microscope(sim, s.defocus_nm)
+        index, regime = microscope_regime(mic, sim.microscope)
         return {
             **mic.as_row(),
+            "contrast_index": index,
+            "contrast_regime": regime,
             "image_id": image_id(structure_id, s),
             "structure_id": structure_id,
             "family": family,

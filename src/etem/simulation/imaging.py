@@ -3,10 +3,12 @@
 Conventions
 -----------
 * Defocus follows abTEM: ``defocus = -C10``; positive defocus is underfocus. ``Cs = C30``,
-  ``C5 = C50``. Partial coherence in the quasi-coherent approximation of abTEM's ``CTF``:
-  ``focal_spread`` is the 1/e width [Å] of the focal spread, ``angular_spread`` the standard
-  deviation of the beam angles [mrad]; the objective aperture is ``semiangle_cutoff`` [mrad]
-  (soft edge, abTEM default).
+  ``C5 = C50``; two-fold astigmatism ``C12``/``phi12`` and axial coma ``C21``/``phi21`` are
+  abTEM's polar coefficients (angles from the x axis, the image columns, toward +y).
+  Partial coherence in the quasi-coherent approximation of abTEM's ``CTF``: ``focal_spread``
+  is the 1/e width [Å] of the focal spread, ``angular_spread`` the standard deviation of the
+  beam angles [mrad]; the objective aperture is ``semiangle_cutoff`` [mrad] (soft edge,
+  abTEM default).
 * The clean image is ``|IFFT(FFT(psi_exit) * CTF)|**2`` with an incident wave of amplitude 1,
   so vacuum = 1, followed by :func:`detect`.
 * Detector: the intensity is resampled to the output grid by Fourier cropping (or zero
@@ -35,17 +37,24 @@ from etem.simulation.microscope import Microscope, fixed_microscope, wavelength_
 def ctf_parameters(m: Microscope) -> dict[str, Any]:
     """Keyword arguments of :class:`abtem.CTF` (without energy) for the microscope ``m``.
 
-    Units converted to abTEM's: lengths [Å], angles [mrad].
+    Units converted to abTEM's: lengths [Å], angles [mrad], aberration angles [rad].
+    Astigmatism (``C12``, ``phi12``) and coma (``C21``, ``phi21``) are passed when non-zero
+    (abTEM's default for every coefficient is 0: the same CTF either way).
     """
+    coefficients = {
+        "C10": -float(m.defocus_nm) * 10.0,
+        "C30": float(m.cs_um) * 1e4,
+        "C50": float(m.c5_mm) * 1e7,
+    }
+    if m.c12_nm:
+        coefficients.update(C12=float(m.c12_nm) * 10.0, phi12=math.radians(m.phi12_deg))
+    if m.c21_nm:
+        coefficients.update(C21=float(m.c21_nm) * 10.0, phi21=math.radians(m.phi21_deg))
     return {
         "semiangle_cutoff": float(m.aperture_mrad),
         "focal_spread": float(m.focal_spread_nm) * 10.0,
         "angular_spread": float(m.convergence_mrad),
-        "aberration_coefficients": {
-            "C10": -float(m.defocus_nm) * 10.0,
-            "C30": float(m.cs_um) * 1e4,
-            "C50": float(m.c5_mm) * 1e7,
-        },
+        "aberration_coefficients": coefficients,
     }
 
 

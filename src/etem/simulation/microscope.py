@@ -12,6 +12,17 @@ config seed; the voltage is drawn per structure (a new voltage needs a new multi
 per structure the exit waves of a structure stay shared by all its images, the CTF-reuse that
 makes the campaign fast). Defocus: with probability ``scherzer_fraction`` the Scherzer defocus
 of the drawn (Cs, voltage) plus a small jitter, otherwise uniform in ``defocus_nm``.
+
+Residual aberrations after alignment: two-fold astigmatism C12 and axial coma C21 (abTEM's
+polar coefficients, magnitudes uniform in their ranges, angles uniform), drawn from a stream of
+their own so that zero ranges give the draws of a campaign without them. The detector's
+DQE(0) is drawn per image (:func:`etem.simulation.noise.detector_counts` applies it).
+
+Contrast regime (:func:`contrast_index`, :func:`contrast_regime`): the weak-phase transfer
+of the drawn microscope, averaged over the lattice band of spatial frequencies, says whether
+atom columns come out bright, dark or neither; with ``contrast_balance`` the CTF draws of a
+structure are stratified over the regimes in the configured proportions (a seeded shuffle of
+the regime quotas, each slot redrawn until its regime comes out).
 """
 
 from __future__ import annotations
@@ -22,11 +33,22 @@ from typing import Any
 
 import numpy as np
 
+from etem.errors import ValidationError
 from etem.seeding import rng
 
 #: the fields the CTF kernel depends on (the rest is the detector step and the dose)
 CTF_FIELDS = ("energy_kv", "cs_um", "c5_mm", "focal_spread_nm", "convergence_mrad",
-              "aperture_mrad", "defocus_nm")
+              "aperture_mrad", "defocus_nm", "c12_nm", "phi12_deg", "c21_nm", "phi21_deg")
+
+#: contrast regimes of atom columns (:func:`contrast_regime`)
+CONTRAST_REGIMES = ("bright", "dark", "intermediate")
+
+#: redraws of one CTF slot before a regime is declared out of reach of the ranges
+MAX_REGIME_TRIES = 2000
+
+_FLOAT_FIELDS = ("energy_kv", "cs_um", "c5_mm", "focal_spread_nm", "convergence_mrad",
+                 "aperture_mrad", "defocus_nm", "dose_e_per_A2", "c12_nm", "phi12_deg",
+                 "c21_nm", "phi21_deg", "dqe")
 
 
 @dataclass(frozen=True)
@@ -36,6 +58,12 @@ class Microscope:
     ``detector_pixel_A`` None: the detector pixel is the output pixel (no resampling);
     ``blur_fwhm_A``: FWHM [Å] of the Gaussian source-size / vibration / detector blur (0: none);
     ``dose_e_per_A2``: the dose drawn for the image [e/Å²] (NaN: not drawn).
+    ``c12_nm``, ``phi12_deg``: two-fold astigmatism (abTEM ``C12``, ``phi12``): the phase
+    gains ½ α² C12 cos 2(φ - φ12), i.e. the effective defocus along φ12 is ``defocus - C12``.
+    ``c21_nm``, ``phi21_deg``: axial coma (abTEM ``C21``, ``phi21``; Krivanek notation,
+    C21 = 3 B2 of Haider's): the phase gains ⅓ α³ C21 cos(φ - φ21). Angles φ from the image
+    x axis (columns) toward +y (rows).
+    ``dqe``: the detector's DQE(0) (NaN: an ideal counting detector, Poisson counts).
     """
 
     energy_kv: float
@@ -49,6 +77,11 @@ class Microscope:
     detector_pixel_A: float | None = None
     blur_fwhm_A: float = 0.0
     dose_e_per_A2: float = math.nan
+    c12_nm: float = 0.0
+    phi12_deg: float = 0.0
+    c21_nm: float = 0.0
+    phi21_deg: float = 0.0
+    dqe: float = math.nan
 
     def with_defocus(self, defocus_nm: float) -> Microscope:
         """The same microscope at another defocus [nm]."""
@@ -72,8 +105,7 @@ class Microscope:
         blur = float(kw.get("blur_fwhm_A", 0.0))
         kw["blur_fwhm_A"] = blur if math.isfinite(blur) else 0.0
         kw["detector_mtf"] = str(kw.get("detector_mtf", "counting"))
-        for k in ("energy_kv", "cs_um", "c5_mm", "focal_spread_nm", "convergence_mrad",
-                  "aperture_mrad", "defocus_nm", "dose_e_per_A2"):
+        for k in _FLOAT_FIELDS:
             if k in kw:
                 kw[k] = float(kw[k])
         return cls(**kw)
@@ -96,6 +128,66 @@ def scherzer_defocus_nm(cs_um: float, energy_kv: float) -> float:
     """Scherzer defocus [nm] (abTEM convention, + = underfocus): sign(Cs) sqrt(1.5 |Cs| λ)."""
     cs_A = float(cs_um) * 1e4
     return math.copysign(math.sqrt(1.5 * abs(cs_A) * wavelength_A(energy_kv)), cs_A) / 10.0
+
+
+def transfer(m: Microscope, k_per_A: np.ndarray, phi: np.ndarray) -> np.ndarray:
+    """abTEM's CTF ``E exp(-iχ)`` of ``m`` without the aperture, at spatial frequencies
+    ``k_per_A`` [1/Å] and azimuths ``phi`` [rad] (from the image x axis toward +y), complex128.
+
+    The same formulas as abTEM's ``CTF`` (polar aberrations C10 = -defocus, C12, C21, C30,
+    C50; temporal envelope ``exp(-(π Δ α² / 2λ)²)`` of the focal spread Δ; spatial envelope
+    ``exp(-(β/2)² |∇χ|²)`` of the angular spread β), evaluated anywhere without a grid (a test
+    holds it to :func:`etem.simulation.imaging.ctf_kernel`).
+    """
+    lam = wavelength_A(m.energy_kv)
+    a = np.asarray(k_per_A, dtype=np.float64) * lam
+    phi = np.asarray(phi, dtype=np.float64)
+    c10, c30, c50 = -m.defocus_nm * 10.0, m.cs_um * 1e4, m.c5_mm * 1e7
+    c12, c21 = m.c12_nm * 10.0, m.c21_nm * 10.0
+    d12, d21 = 2.0 * (phi - math.radians(m.phi12_deg)), phi - math.radians(m.phi21_deg)
+    f = 2.0 * math.pi / lam
+    chi = f * (0.5 * a**2 * (c10 + c12 * np.cos(d12)) + a**3 / 3.0 * c21 * np.cos(d21)
+               + 0.25 * a**4 * c30 + a**6 / 6.0 * c50)
+    dchi_da = f * (a * (c10 + c12 * np.cos(d12)) + a**2 * c21 * np.cos(d21) + a**3 * c30
+                   + a**5 * c50)
+    dchi_dphi = f * (a * c12 * np.sin(d12) + a**2 / 3.0 * c21 * np.sin(d21))
+    beta = m.convergence_mrad * 1e-3
+    env = np.exp(-(beta / 2.0) ** 2 * (dchi_da**2 + dchi_dphi**2))
+    env *= np.exp(-((0.5 * math.pi / lam * m.focal_spread_nm * 10.0 * a**2) ** 2))
+    return env * np.exp(-1j * chi)
+
+
+def contrast_index(
+    m: Microscope, band_per_nm: tuple[float, float] = (2.0, 5.0), n_k: int = 24,
+    n_phi: int = 48,
+) -> float:
+    """Weak-phase contrast of atom columns under ``m``, in [-1, 1]: + bright, - dark atoms.
+
+    A weak phase object ψ = 1 + iσV (σV > 0 at the atoms) imaged through the CTF
+    H = E exp(-iχ) has I = 1 + σ V ⊗ t with FT(t) = T(k) = i[H(k) - H*(-k)], which is
+    2 E sin χ for an even χ (coma, odd in k, adds a factor cos χ_odd and a shift). The index
+    is the mean of T/2 over the annulus ``band_per_nm`` [1/nm] (uniform in area; 2-5 nm⁻¹
+    holds the lattice fringes of the campaign's oxides and Pt, d = 0.2-0.5 nm), with the
+    objective aperture: +1 = every frequency of the band transferred as bright atoms, -1 as
+    dark atoms; near 0 = mixed transfer over the band or damped by the envelopes. It is the
+    microscope's regime: thick crystals (dynamical scattering) can still reverse contrast.
+    """
+    lo, hi = (float(v) / 10.0 for v in band_per_nm)  # 1/Å
+    k2 = lo**2 + (hi**2 - lo**2) * (np.arange(n_k) + 0.5) / n_k
+    k = np.sqrt(k2)[:, None]
+    phi = (2.0 * math.pi * (np.arange(n_phi) + 0.5) / n_phi)[None, :]
+    t = 1j * (transfer(m, k, phi) - np.conj(transfer(m, k, phi + math.pi)))
+    inside = k * wavelength_A(m.energy_kv) <= m.aperture_mrad * 1e-3
+    return float(np.mean(np.where(inside, t.real, 0.0)) / 2.0)
+
+
+def contrast_regime(index: float, threshold: float) -> str:
+    """``'bright'`` (index > threshold), ``'dark'`` (< -threshold) or ``'intermediate'``."""
+    if index > threshold:
+        return "bright"
+    if index < -threshold:
+        return "dark"
+    return "intermediate"
 
 
 def fixed_microscope(sim: Any, defocus_nm: float = 0.0) -> Microscope:
@@ -128,9 +220,14 @@ def structure_energy_kv(sim: Any, seed: int, structure_id: str) -> float:
 
 
 def draw_microscope(
-    r: np.random.Generator, ranges: Any, energy_kv: float, sim: Any, dose_range: Any
+    r: np.random.Generator, ranges: Any, energy_kv: float, sim: Any, dose_range: Any,
+    r_aberr: np.random.Generator | None = None,
 ) -> Microscope:
-    """One randomised microscope at ``energy_kv`` [kV] from ``ranges`` (MicroscopeRanges)."""
+    """One randomised microscope at ``energy_kv`` [kV] from ``ranges`` (MicroscopeRanges).
+
+    ``r_aberr``: the generator of the astigmatism and coma draws (default ``r``); no draw is
+    made for a range of zero width at 0 (a campaign without them draws as before).
+    """
     if r.uniform() < ranges.uncorrected_fraction:
         cs_um = _uniform(r, ranges.cs_uncorrected_um)
     else:
@@ -140,7 +237,7 @@ def draw_microscope(
             r, (-ranges.scherzer_jitter_nm, ranges.scherzer_jitter_nm))
     else:
         defocus = _uniform(r, ranges.defocus_nm)
-    return Microscope(
+    m = Microscope(
         energy_kv=float(energy_kv), cs_um=cs_um, c5_mm=_uniform(r, ranges.c5_mm),
         focal_spread_nm=_uniform(r, ranges.focal_spread_nm),
         convergence_mrad=_uniform(r, ranges.convergence_mrad),
@@ -150,6 +247,34 @@ def draw_microscope(
         blur_fwhm_A=_uniform(r, ranges.blur_fwhm_A),
         dose_e_per_A2=_log_uniform(r, ranges.dose_e_per_A2 or dose_range),
     )
+    ra = r if r_aberr is None else r_aberr
+    aberr: dict[str, float] = {}
+    if max(ranges.c12_nm) > 0:
+        aberr.update(c12_nm=_uniform(ra, ranges.c12_nm), phi12_deg=float(ra.uniform(0, 180)))
+    if max(ranges.c21_nm) > 0:
+        aberr.update(c21_nm=_uniform(ra, ranges.c21_nm), phi21_deg=float(ra.uniform(0, 360)))
+    return replace(m, **aberr) if aberr else m
+
+
+def regime_quotas(
+    balance: dict[str, float], n: int, r: np.random.Generator
+) -> list[str]:
+    """``n`` contrast regimes in the proportions ``balance`` (relative weights), in a seeded
+    random order: largest-remainder quotas, so every regime gets its share within one."""
+    names = [k for k in CONTRAST_REGIMES if balance.get(k, 0.0) > 0]
+    w = np.array([float(balance[k]) for k in names])
+    exact = n * w / w.sum()
+    count = np.floor(exact).astype(int)
+    for j in np.argsort(-(exact - count), kind="stable")[: n - int(count.sum())]:
+        count[j] += 1
+    out = [name for name, c in zip(names, count, strict=True) for _ in range(int(c))]
+    return [out[i] for i in r.permutation(n)]
+
+
+def microscope_regime(m: Microscope, ranges: Any) -> tuple[float, str]:
+    """The contrast index and regime of ``m`` under the band and threshold of ``ranges``."""
+    idx = contrast_index(m, tuple(ranges.contrast_band_per_nm))
+    return idx, contrast_regime(idx, float(ranges.contrast_threshold))
 
 
 def draw_microscopes(
@@ -158,13 +283,35 @@ def draw_microscopes(
     """``n`` randomised microscopes of a structure's images (a function of seed and id).
 
     With ``microscope.ctf_draws_per_structure = k`` only k CTF draws are made and image i
-    takes CTF draw i mod k; its detector pixel, blur and dose are its own.
+    takes CTF draw i mod k; its detector pixel, blur, dose and DQE are its own. With
+    ``microscope.contrast_balance`` the CTF draws get their regimes from
+    :func:`regime_quotas` and each is redrawn (same generators) until it has its regime.
     """
+    ranges = sim.microscope
     energy = structure_energy_kv(sim, seed, structure_id)
     r = rng(seed, "simulation", "microscope", structure_id)
-    draws = [draw_microscope(r, sim.microscope, energy, sim, dose_range) for _ in range(n)]
-    k = sim.microscope.ctf_draws_per_structure
-    if k is None or k >= n:
+    ra = rng(seed, "simulation", "microscope", structure_id, "aberrations")
+    k = n if ranges.ctf_draws_per_structure is None else min(ranges.ctf_draws_per_structure, n)
+    quotas: list[str | None] = [None] * n
+    if ranges.contrast_balance is not None:
+        rq = rng(seed, "simulation", "microscope", structure_id, "regimes")
+        quotas[:k] = regime_quotas(ranges.contrast_balance, k, rq)
+    draws = []
+    for i in range(n):
+        for _ in range(MAX_REGIME_TRIES):
+            m = draw_microscope(r, ranges, energy, sim, dose_range, ra)
+            if quotas[i] is None or microscope_regime(m, ranges)[1] == quotas[i]:
+                break
+        else:
+            raise ValidationError(
+                f"simulation.microscope.contrast_balance: no {quotas[i]!r} microscope at "
+                f"{energy:g} kV in {MAX_REGIME_TRIES} draws from the ranges (widen defocus_nm "
+                f"or cs_um, or give {quotas[i]!r} no share)")
+        draws.append(m)
+    if ranges.dqe is not None:
+        rd = rng(seed, "simulation", "microscope", structure_id, "dqe")
+        draws = [replace(m, dqe=_uniform(rd, ranges.dqe)) for m in draws]
+    if k >= n:
         return draws
     return [replace(draws[i], **{f: getattr(draws[i % k], f) for f in CTF_FIELDS})
             for i in range(n)]
