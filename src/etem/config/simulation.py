@@ -19,6 +19,10 @@ EventKind = Literal["surface_loss", "rotation", "vacancy"]
 ContrastRegime = Literal["bright", "dark", "intermediate"]
 
 
+def _equal_regimes() -> dict[ContrastRegime, float]:
+    return {"bright": 1.0, "dark": 1.0, "intermediate": 1.0}
+
+
 class MicroscopeRanges(StrictModel):
     """Microscope randomisation: per image, parameters drawn from these ranges (config seed).
 
@@ -92,7 +96,7 @@ class MicroscopeRanges(StrictModel):
         "are 'bright', below minus which 'dark', else 'intermediate'",
     )
     contrast_balance: dict[ContrastRegime, float] | None = Field(
-        default_factory=lambda: {"bright": 1.0, "dark": 1.0, "intermediate": 1.0},
+        default_factory=_equal_regimes,
         description="proportions of the contrast regimes among a structure's CTF draws "
         "(relative weights, normalised; stratified, each draw redrawn until its regime comes "
         "out; None = the ranges' own mix)",

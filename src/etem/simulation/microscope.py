@@ -248,7 +248,7 @@ def draw_microscope(
         dose_e_per_A2=_log_uniform(r, ranges.dose_e_per_A2 or dose_range),
     )
     ra = r if r_aberr is None else r_aberr
-    aberr: dict[str, float] = {}
+    aberr: dict[str, Any] = {}
     if max(ranges.c12_nm) > 0:
         aberr.update(c12_nm=_uniform(ra, ranges.c12_nm), phi12_deg=float(ra.uniform(0, 180)))
     if max(ranges.c21_nm) > 0:
@@ -260,13 +260,18 @@ def regime_quotas(
     balance: dict[str, float], n: int, r: np.random.Generator
 ) -> list[str]:
     """``n`` contrast regimes in the proportions ``balance`` (relative weights), in a seeded
-    random order: largest-remainder quotas, so every regime gets its share within one."""
+    random order: each regime gets the floor of its share, the few slots left go to regimes
+    drawn (seeded, without replacement) with the weights of their remainders, so every
+    regime is within one of its share and the expected count is its share (a structure of
+    8 images does not always give the extra ones to the same regimes)."""
     names = [k for k in CONTRAST_REGIMES if balance.get(k, 0.0) > 0]
     w = np.array([float(balance[k]) for k in names])
     exact = n * w / w.sum()
     count = np.floor(exact).astype(int)
-    for j in np.argsort(-(exact - count), kind="stable")[: n - int(count.sum())]:
-        count[j] += 1
+    rest = exact - count
+    left = n - int(count.sum())
+    if left:
+        count[r.choice(len(names), size=left, replace=False, p=rest / rest.sum())] += 1
     out = [name for name, c in zip(names, count, strict=True) for _ in range(int(c))]
     return [out[i] for i in r.permutation(n)]
 
