@@ -104,8 +104,8 @@ class MicroscopeRanges(StrictModel):
     ctf_draws_per_structure: int | None = Field(
         None, ge=1,
         description="distinct CTF draws (voltage, aberrations, coherence, defocus) per "
-        "structure, cycled over its images (None = one per image); detector pixel, blur and "
-        "dose stay per image. Fewer draws = fewer CTF kernels to evaluate (faster)",
+        "structure, cycled over its images (None = one per image); detector pixel, blur, DQE "
+        "and dose stay per image. Fewer draws = fewer CTF kernels to evaluate (faster)",
     )
 
     @model_validator(mode="after")
