@@ -1,10 +1,13 @@
 """Campaign throughput with per-image microscope randomisation vs the fixed microscope.
 
-The same structures and grid are simulated by the campaign path twice: with the config's
-single microscope (CTF kernels cached per defocus) and with ``simulation.microscope.enabled``
-(every image its own CTF kernel, detector pixel and blur; voltage per structure). A few
-randomised images are recomputed with plain abTEM (:func:`etem.simulation.reference.abtem_image`
-with the row's microscope) to check them and to give the speed-up over the naive path.
+The same structures and grid are simulated by the campaign path: with the config's single
+microscope (CTF kernels cached per defocus), with ``simulation.microscope.enabled`` as it was
+before astigmatism, coma, DQE and the contrast-regime balance (those set to zero / None), and
+with everything (the defaults: every image its own CTF kernel with C12 and C21, detector
+pixel, blur and DQE; CTF draws stratified over the contrast regimes; voltage per structure).
+A few randomised images are recomputed with plain abTEM
+(:func:`etem.simulation.reference.abtem_image` with the row's microscope) to check them and
+to give the speed-up over the naive path.
 
     python benchmarks/microscope.py --config config/config.yaml --structures 6
 """
@@ -74,16 +77,24 @@ def main() -> None:
     fixed = load_config(args.config, {"tracking.enabled": False})
     rand = load_config(args.config, {"tracking.enabled": False,
                                      "simulation.microscope.enabled": True})
+    rand_0 = load_config(args.config, {"tracking.enabled": False,
+                                       "simulation.microscope.enabled": True,
+                                       "simulation.microscope.c12_nm": [0.0, 0.0],
+                                       "simulation.microscope.c21_nm": [0.0, 0.0],
+                                       "simulation.microscope.dqe": None,
+                                       "simulation.microscope.contrast_balance": None})
     rand_k = load_config(args.config, {"tracking.enabled": False,
                                        "simulation.microscope.enabled": True,
                                        "simulation.microscope.ctf_draws_per_structure": 7})
     structures = _structures(fixed, args.structures + 1)
     t_f, n_f, _ = _time(fixed, structures)
+    t_0, n_0, _ = _time(rand_0, structures)
     t_r, n_r, res_r = _time(rand, structures)
     t_k, n_k, _ = _time(rand_k, structures)
     t_n, err, k = _naive(rand, res_r, args.naive_images)
     g = fixed.simulation
     ips_f, ips_r, ips_n, ips_k = n_f / t_f, n_r / t_r, k / t_n, n_k / t_k
+    ips_0 = n_0 / t_0
     cmd = f"`python benchmarks/microscope.py --config {args.config} --structures {args.structures}`"
     mach = f"{platform.node() or 'vm'} ({os.cpu_count()} cores), cpu"
     date = datetime.date.today().isoformat()
@@ -92,8 +103,13 @@ def main() -> None:
         ("grid", f"{g.output_size_px}² output, sampling {g.sampling_A} Å, "
                  f"{g.images_per_structure} images/structure, {args.structures} structures timed"),
         ("(a) fixed microscope, campaign path with labels", f"{ips_f:.1f} images/s"),
-        ("(b) randomised microscope, campaign path with labels", f"{ips_r:.1f} images/s"),
+        ("(b0) randomised, without astigmatism, coma, DQE, regime balance",
+         f"{ips_0:.1f} images/s ({ips_0 / ips_f:.2f}x of (a))"),
+        ("(b) randomised microscope (defaults: C12, C21, DQE, regime balance), campaign path "
+         "with labels", f"{ips_r:.1f} images/s"),
         ("(b)/(a)", f"**{ips_r / ips_f:.2f}x**"),
+        ("(b)/(b0): cost of astigmatism, coma, DQE and the regime balance",
+         f"**{ips_r / ips_0:.2f}x**"),
         ("(b7) randomised, 7 CTF draws per structure (ctf_draws_per_structure: 7)",
          f"{ips_k:.1f} images/s ({ips_k / ips_f:.2f}x of (a), {ips_k / ips_n:.1f}x of (c))"),
         ("(c) randomised rows recomputed with plain abTEM", f"{ips_n:.2f} images/s (n={k})"),

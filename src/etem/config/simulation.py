@@ -98,8 +98,8 @@ class MicroscopeRanges(StrictModel):
     contrast_balance: dict[ContrastRegime, float] | None = Field(
         default_factory=_equal_regimes,
         description="proportions of the contrast regimes among a structure's CTF draws "
-        "(relative weights, normalised; stratified, each draw redrawn until its regime comes "
-        "out; None = the ranges' own mix)",
+        "(relative weights, normalised; stratified, each filled by the next seeded candidate "
+        "draw of its regime; None = the ranges' own mix)",
     )
     ctf_draws_per_structure: int | None = Field(
         None, ge=1,

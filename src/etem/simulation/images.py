@@ -32,7 +32,7 @@ from etem.simulation.microscope import (
     Microscope,
     draw_microscopes,
     fixed_microscope,
-    microscope_regime,
+    microscope_regimes,
     structure_energy_kv,
 )
 from etem.simulation.multislice import (
@@ -176,9 +176,11 @@ class ImageSimulator:
         assert specs is not None and acc is not None
         if len(configs) > 1:
             acc /= len(configs)
+        regimes = microscope_regimes(
+            [s.microscope or fixed_microscope(sim, s.defocus_nm) for s in specs], sim.microscope)
         params = [
-            self._row(structure_id, family, structure_path, s, grid, seed, n_slices)
-            for s in specs
+            self._row(structure_id, family, structure_path, s, grid, seed, n_slices, regime)
+            for s, regime in zip(specs, regimes, strict=True)
         ]
         labels: dict[str, list[np.ndarray]] = {}
         col_rows: list[Any] = []
@@ -210,15 +212,15 @@ class ImageSimulator:
 
     def _row(
         self, structure_id: str, family: str, structure_path: str, s: ImageSpec,
-        grid: ImageGrid, seed: int, n_slices: int,
+        grid: ImageGrid, seed: int, n_slices: int, regime: tuple[float, str],
     ) -> dict[str, Any]:
         sim = self.sim
         mic = s.microscope or fixed_microscope(sim, s.defocus_nm)
-        index, regime = microscope_regime(mic, sim.microscope)
+        index, regime_name = regime
         return {
             **mic.as_row(),
             "contrast_index": index,
-            "contrast_regime": regime,
+            "contrast_regime": regime_name,
             "image_id": image_id(structure_id, s),
             "structure_id": structure_id,
             "family": family,

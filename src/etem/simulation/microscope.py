@@ -22,7 +22,7 @@ Contrast regime (:func:`contrast_index`, :func:`contrast_regime`): the weak-phas
 of the drawn microscope, averaged over the lattice band of spatial frequencies, says whether
 atom columns come out bright, dark or neither; with ``contrast_balance`` the CTF draws of a
 structure are stratified over the regimes in the configured proportions (a seeded shuffle of
-the regime quotas, each slot redrawn until its regime comes out).
+the regime quotas, each filled by the next seeded candidate draw of its regime).
 """
 
 from __future__ import annotations
@@ -43,8 +43,11 @@ CTF_FIELDS = ("energy_kv", "cs_um", "c5_mm", "focal_spread_nm", "convergence_mra
 #: contrast regimes of atom columns (:func:`contrast_regime`)
 CONTRAST_REGIMES = ("bright", "dark", "intermediate")
 
-#: redraws of one CTF slot before a regime is declared out of reach of the ranges
-MAX_REGIME_TRIES = 2000
+#: candidate draws of a structure before a regime is declared out of reach of the ranges
+MAX_REGIME_TRIES = 2048
+
+#: candidates drawn and classified at once by the regime balance
+REGIME_BATCH = 32
 
 _FLOAT_FIELDS = ("energy_kv", "cs_um", "c5_mm", "focal_spread_nm", "convergence_mrad",
                  "aperture_mrad", "defocus_nm", "dose_e_per_A2", "c12_nm", "phi12_deg",
@@ -130,6 +133,39 @@ def scherzer_defocus_nm(cs_um: float, energy_kv: float) -> float:
     return math.copysign(math.sqrt(1.5 * abs(cs_A) * wavelength_A(energy_kv)), cs_A) / 10.0
 
 
+def _phase_and_envelope(
+    mics: list[Microscope], k_per_A: np.ndarray, phi: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """χ and log E of :func:`transfer` for several microscopes at once, float64 arrays
+    (len(mics), *broadcast(k, phi))."""
+    k = np.asarray(k_per_A, dtype=np.float64)
+    phi = np.asarray(phi, dtype=np.float64)
+    shape = (len(mics),) + (1,) * max(k.ndim, phi.ndim)
+
+    def col(values: Any) -> np.ndarray:
+        return np.asarray(list(values), dtype=np.float64).reshape(shape)
+
+    lam = col(wavelength_A(m.energy_kv) for m in mics)
+    a = k * lam
+    c10 = col(-m.defocus_nm * 10.0 for m in mics)
+    c30, c50 = col(m.cs_um * 1e4 for m in mics), col(m.c5_mm * 1e7 for m in mics)
+    c12, c21 = col(m.c12_nm * 10.0 for m in mics), col(m.c21_nm * 10.0 for m in mics)
+    d12 = 2.0 * (phi - col(math.radians(m.phi12_deg) for m in mics))
+    d21 = phi - col(math.radians(m.phi21_deg) for m in mics)
+    f = 2.0 * math.pi / lam
+    a2 = a * a
+    defocus = c10 + c12 * np.cos(d12)
+    coma = c21 * np.cos(d21)
+    chi = f * a2 * (0.5 * defocus + a / 3.0 * coma + 0.25 * a2 * c30 + a2 * a2 / 6.0 * c50)
+    dchi_da = f * a * (defocus + a * coma + a2 * c30 + a2 * a2 * c50)
+    dchi_dphi = f * a * (c12 * np.sin(d12) + a / 3.0 * c21 * np.sin(d21))
+    beta = col(m.convergence_mrad * 1e-3 for m in mics)
+    spread = col(m.focal_spread_nm * 10.0 for m in mics)
+    log_env = -(beta / 2.0) ** 2 * (dchi_da**2 + dchi_dphi**2) - (0.5 * math.pi / lam
+                                                                   * spread * a2) ** 2
+    return chi, log_env
+
+
 def transfer(m: Microscope, k_per_A: np.ndarray, phi: np.ndarray) -> np.ndarray:
     """abTEM's CTF ``E exp(-iχ)`` of ``m`` without the aperture, at spatial frequencies
     ``k_per_A`` [1/Å] and azimuths ``phi`` [rad] (from the image x axis toward +y), complex128.
@@ -139,46 +175,44 @@ def transfer(m: Microscope, k_per_A: np.ndarray, phi: np.ndarray) -> np.ndarray:
     ``exp(-(β/2)² |∇χ|²)`` of the angular spread β), evaluated anywhere without a grid (a test
     holds it to :func:`etem.simulation.imaging.ctf_kernel`).
     """
-    lam = wavelength_A(m.energy_kv)
-    a = np.asarray(k_per_A, dtype=np.float64) * lam
-    phi = np.asarray(phi, dtype=np.float64)
-    c10, c30, c50 = -m.defocus_nm * 10.0, m.cs_um * 1e4, m.c5_mm * 1e7
-    c12, c21 = m.c12_nm * 10.0, m.c21_nm * 10.0
-    d12, d21 = 2.0 * (phi - math.radians(m.phi12_deg)), phi - math.radians(m.phi21_deg)
-    f = 2.0 * math.pi / lam
-    chi = f * (0.5 * a**2 * (c10 + c12 * np.cos(d12)) + a**3 / 3.0 * c21 * np.cos(d21)
-               + 0.25 * a**4 * c30 + a**6 / 6.0 * c50)
-    dchi_da = f * (a * (c10 + c12 * np.cos(d12)) + a**2 * c21 * np.cos(d21) + a**3 * c30
-                   + a**5 * c50)
-    dchi_dphi = f * (a * c12 * np.sin(d12) + a**2 / 3.0 * c21 * np.sin(d21))
-    beta = m.convergence_mrad * 1e-3
-    env = np.exp(-(beta / 2.0) ** 2 * (dchi_da**2 + dchi_dphi**2))
-    env *= np.exp(-((0.5 * math.pi / lam * m.focal_spread_nm * 10.0 * a**2) ** 2))
-    return env * np.exp(-1j * chi)
+    chi, log_env = _phase_and_envelope([m], k_per_A, phi)
+    return np.exp(log_env[0] - 1j * chi[0])
+
+
+def contrast_indices(
+    mics: list[Microscope], band_per_nm: tuple[float, float] = (2.0, 5.0), n_k: int = 32,
+    n_phi: int = 16,
+) -> np.ndarray:
+    """:func:`contrast_index` of several microscopes (one vectorised evaluation), float64."""
+    if not mics:
+        return np.zeros(0)
+    lo, hi = (float(v) / 10.0 for v in band_per_nm)  # 1/Å
+    k = np.sqrt(lo**2 + (hi**2 - lo**2) * (np.arange(n_k) + 0.5) / n_k)[:, None]
+    phi = (2.0 * math.pi * (np.arange(n_phi) + 0.5) / n_phi)[None, :]  # holds -k with k
+    chi, log_env = _phase_and_envelope(mics, k, phi)
+    lam = np.array([wavelength_A(m.energy_kv) for m in mics])[:, None, None]
+    ap = np.array([m.aperture_mrad * 1e-3 for m in mics])[:, None, None]
+    t = np.where(k[None] * lam <= ap, np.exp(log_env) * np.sin(chi), 0.0)
+    return np.asarray(t.mean(axis=(1, 2)), dtype=np.float64)
 
 
 def contrast_index(
-    m: Microscope, band_per_nm: tuple[float, float] = (2.0, 5.0), n_k: int = 24,
-    n_phi: int = 48,
+    m: Microscope, band_per_nm: tuple[float, float] = (2.0, 5.0), n_k: int = 32,
+    n_phi: int = 16,
 ) -> float:
     """Weak-phase contrast of atom columns under ``m``, in [-1, 1]: + bright, - dark atoms.
 
     A weak phase object ψ = 1 + iσV (σV > 0 at the atoms) imaged through the CTF
     H = E exp(-iχ) has I = 1 + σ V ⊗ t with FT(t) = T(k) = i[H(k) - H*(-k)], which is
     2 E sin χ for an even χ (coma, odd in k, adds a factor cos χ_odd and a shift). The index
-    is the mean of T/2 over the annulus ``band_per_nm`` [1/nm] (uniform in area; 2-5 nm⁻¹
+    is the mean of T/2 over the annulus ``band_per_nm`` [1/nm], i.e. the mean of E sin χ
+    over it (k and -k both in it; uniform in area; ``n_k`` x ``n_phi`` points; 2-5 nm⁻¹
     holds the lattice fringes of the campaign's oxides and Pt, d = 0.2-0.5 nm), with the
     objective aperture: +1 = every frequency of the band transferred as bright atoms, -1 as
     dark atoms; near 0 = mixed transfer over the band or damped by the envelopes. It is the
     microscope's regime: thick crystals (dynamical scattering) can still reverse contrast.
     """
-    lo, hi = (float(v) / 10.0 for v in band_per_nm)  # 1/Å
-    k2 = lo**2 + (hi**2 - lo**2) * (np.arange(n_k) + 0.5) / n_k
-    k = np.sqrt(k2)[:, None]
-    phi = (2.0 * math.pi * (np.arange(n_phi) + 0.5) / n_phi)[None, :]
-    t = 1j * (transfer(m, k, phi) - np.conj(transfer(m, k, phi + math.pi)))
-    inside = k * wavelength_A(m.energy_kv) <= m.aperture_mrad * 1e-3
-    return float(np.mean(np.where(inside, t.real, 0.0)) / 2.0)
+    return float(contrast_indices([m], band_per_nm, n_k, n_phi)[0])
 
 
 def contrast_regime(index: float, threshold: float) -> str:
@@ -276,10 +310,41 @@ def regime_quotas(
     return [out[i] for i in r.permutation(n)]
 
 
+def microscope_regimes(mics: list[Microscope], ranges: Any) -> list[tuple[float, str]]:
+    """The contrast index and regime of each microscope under the band and threshold of
+    ``ranges`` (MicroscopeRanges)."""
+    idx = contrast_indices(mics, tuple(ranges.contrast_band_per_nm))
+    t = float(ranges.contrast_threshold)
+    return [(float(v), contrast_regime(float(v), t)) for v in idx]
+
+
 def microscope_regime(m: Microscope, ranges: Any) -> tuple[float, str]:
-    """The contrast index and regime of ``m`` under the band and threshold of ``ranges``."""
-    idx = contrast_index(m, tuple(ranges.contrast_band_per_nm))
-    return idx, contrast_regime(idx, float(ranges.contrast_threshold))
+    """The contrast index and regime of ``m`` (:func:`microscope_regimes`)."""
+    return microscope_regimes([m], ranges)[0]
+
+
+def _balanced_draws(
+    quotas: list[str], draw: Any, ranges: Any, energy_kv: float
+) -> list[Microscope]:
+    """One microscope per quota: candidates are drawn in batches of ``REGIME_BATCH`` from
+    ``draw()`` and classified at once; each quota takes the earliest unused candidate of its
+    regime (so each regime's draws are independent draws from the ranges given the regime,
+    as by rejection, with every candidate a later quota can use kept for it)."""
+    pool: dict[str, list[Microscope]] = {name: [] for name in CONTRAST_REGIMES}
+    out, made = [], 0
+    for q in quotas:
+        while not pool[q]:
+            if made >= MAX_REGIME_TRIES:
+                raise ValidationError(
+                    f"simulation.microscope.contrast_balance: no {q!r} microscope at "
+                    f"{energy_kv:g} kV in {MAX_REGIME_TRIES} draws from the ranges (widen "
+                    f"defocus_nm or cs_um, or give {q!r} no share)")
+            batch = [draw() for _ in range(REGIME_BATCH)]
+            made += REGIME_BATCH
+            for m, (_, regime) in zip(batch, microscope_regimes(batch, ranges), strict=True):
+                pool[regime].append(m)
+        out.append(pool[q].pop(0))
+    return out
 
 
 def draw_microscopes(
@@ -290,29 +355,23 @@ def draw_microscopes(
     With ``microscope.ctf_draws_per_structure = k`` only k CTF draws are made and image i
     takes CTF draw i mod k; its detector pixel, blur, dose and DQE are its own. With
     ``microscope.contrast_balance`` the CTF draws get their regimes from
-    :func:`regime_quotas` and each is redrawn (same generators) until it has its regime.
+    :func:`regime_quotas` and are filled from seeded candidates (:func:`_balanced_draws`).
     """
     ranges = sim.microscope
     energy = structure_energy_kv(sim, seed, structure_id)
     r = rng(seed, "simulation", "microscope", structure_id)
     ra = rng(seed, "simulation", "microscope", structure_id, "aberrations")
     k = n if ranges.ctf_draws_per_structure is None else min(ranges.ctf_draws_per_structure, n)
-    quotas: list[str | None] = [None] * n
-    if ranges.contrast_balance is not None:
+    def draw() -> Microscope:
+        return draw_microscope(r, ranges, energy, sim, dose_range, ra)
+
+    if ranges.contrast_balance is None:
+        draws = [draw() for _ in range(n)]
+    else:
         rq = rng(seed, "simulation", "microscope", structure_id, "regimes")
-        quotas[:k] = regime_quotas(ranges.contrast_balance, k, rq)
-    draws = []
-    for i in range(n):
-        for _ in range(MAX_REGIME_TRIES):
-            m = draw_microscope(r, ranges, energy, sim, dose_range, ra)
-            if quotas[i] is None or microscope_regime(m, ranges)[1] == quotas[i]:
-                break
-        else:
-            raise ValidationError(
-                f"simulation.microscope.contrast_balance: no {quotas[i]!r} microscope at "
-                f"{energy:g} kV in {MAX_REGIME_TRIES} draws from the ranges (widen defocus_nm "
-                f"or cs_um, or give {quotas[i]!r} no share)")
-        draws.append(m)
+        draws = _balanced_draws(regime_quotas(ranges.contrast_balance, k, rq), draw, ranges,
+                                energy)
+        draws += [draw() for _ in range(n - k)]  # detector draws of the cycled images
     if ranges.dqe is not None:
         rd = rng(seed, "simulation", "microscope", structure_id, "dqe")
         draws = [replace(m, dqe=_uniform(rd, ranges.dqe)) for m in draws]
