@@ -26,7 +26,7 @@ from etem.movies.sheet import campaign_movies
 from etem.paths import Layout
 from etem.runs import campaign_key, search_stage_runs, tracking_uri
 from etem.simulation.contract import CONTRACT_VERSION as SIMULATION_CONTRACT_VERSION
-from etem.simulation.contract import MOVIE_CONTRACT_VERSION, PARAM_COLUMNS
+from etem.simulation.contract import MOVIE_CONTRACT_VERSION, PARAM_COLUMNS, PARAM_DEFAULTS
 from etem.structures.contract import CONTRACT_VERSION as STRUCTURES_CONTRACT_VERSION
 
 #: Stages that every complete campaign has recorded in MLflow.
@@ -71,7 +71,9 @@ def _check_images(cfg: EtemConfig, lay: Layout) -> str:
                 raise InputError(f"{path}: /clean has shape {clean.shape}")
             if clean.shape[0] and not np.isfinite(clean[: min(4, clean.shape[0])]).all():
                 raise InputError(f"{path}: /clean has non-finite values")
-            absent = [c for c in PARAM_COLUMNS if f"params/{c}" not in f]
+            # columns added later (PARAM_DEFAULTS) are filled in by the readers
+            absent = [c for c in PARAM_COLUMNS
+                      if f"params/{c}" not in f and c not in PARAM_DEFAULTS]
             if absent:
                 raise InputError(f"{path}: params missing {absent}")
             for key in ("labels/class", "labels/cation_occupancy", "labels/anion_occupancy"):

@@ -339,3 +339,50 @@ def test_new_parameters_round_trip_through_shard_and_index(tmp_path):
     for r in rows:
         assert r["c12_nm"] == r["c21_nm"] == 0.0 and math.isnan(r["dqe"])
         assert r["contrast_regime"] in ("bright", "dark", "intermediate")
+
+
+def test_shards_written_before_the_new_columns_still_read_and_check(tmp_path):
+    """An older shard without the new /params columns: read_params fills them in (0, NaN,
+    ''), Microscope.from_row gives the fixed microscope, and `etem check` accepts it; a
+    missing original column is still reported."""
+    import h5py
+
+    from etem.check import CHECKS
+    from etem.paths import Layout
+    from etem.simulation.contract import PARAM_COLUMNS, PARAM_DEFAULTS, STRING_COLUMNS
+    from etem.simulation.labels import LABEL_MAPS
+    from etem.simulation.shard import read_params
+
+    cfg = make_tiny_config(tmp_path / "res", simulation={"n_shards": 1})
+    lay = Layout(cfg.results_path)
+    n, px = 2, cfg.simulation.output_size_px
+    rows = []
+    for i in range(n):
+        row = {c: ("x" if c in STRING_COLUMNS else 0.0) for c in PARAM_COLUMNS}
+        row.update(image_id=f"s_{i}", detector_mtf="none", energy_kv=300.0)
+        rows.append(row)
+    cols = pd.DataFrame({c: [] for c in ("image_index", "column_id", "x_A", "y_A", "element",
+                                         "site", "n_atoms", "n_sites", "occupancy")})
+    path = lay.simulation_shard(0)
+    path.parent.mkdir(parents=True)
+    write_shard(path, np.ones((n, px, px), np.float32),
+                {k: np.zeros((n, px, px), dt) for k, dt in LABEL_MAPS.items()}, rows, cols, {})
+    new = ("c12_nm", "phi12_deg", "c21_nm", "phi21_deg", "dqe", "contrast_index",
+           "contrast_regime")
+    with h5py.File(path, "a") as f:
+        for c in new:
+            del f["params"][c]
+    build_index([path], lay.simulation_index)
+    back = read_params(path)
+    for c in new:
+        d = PARAM_DEFAULTS[c]
+        assert all((v == d) or (isinstance(d, float) and math.isnan(d) and math.isnan(v))
+                   for v in back[c]), c
+    m = Microscope.from_row(back.iloc[0])
+    assert (m.c12_nm, m.c21_nm) == (0.0, 0.0) and math.isnan(m.dqe)
+    assert row_dqe(back.iloc[0]) == 1.0
+    assert "images in 1 shards" in CHECKS["images"](cfg, lay)
+    with h5py.File(path, "a") as f:
+        del f["params"]["cs_um"]
+    with pytest.raises(InputError, match=r"params missing \['cs_um'\]"):
+        CHECKS["images"](cfg, lay)
