@@ -224,7 +224,33 @@ def test_contrast_index_has_the_sign_of_the_column_contrast(sim):
     idx = [contrast_index(m) for m in mics]
     assert idx[0] > 0.25 and idx[1] < -0.25 and idx[2] < -0.25
     assert imgs[0][c, c] > 1.05 and imgs[1][c, c] < 0.95 and imgs[2][c, c] < 0.95
-    assert contrast_index(fixed_microscope(sim, 0.0)) == pytest.approx(0.0, abs=0.1)
+    # at Gaussian focus a corrected microscope transfers little phase contrast: intermediate
+    assert abs(contrast_index(fixed_microscope(sim, 0.0))) < 0.25
+
+
+def test_regime_agrees_with_the_simulated_column_contrast(tmp_path):
+    """On thin CeO2 slabs (randomised microscopes, 80-300 kV, fine detector pixels, little
+    blur) the mean clean intensity on the labelled columns minus elsewhere has the sign of the
+    drawn regime for most bright and dark images (the regime is the microscope's; dynamical
+    scattering and the particular lattice frequencies can still flip a few)."""
+    cfg = make_tiny_config(tmp_path / "res", simulation={
+        "images_per_structure": 8, "output_size_px": 96, "sampling_A": 0.1,
+        "microscope": {"enabled": True, "energy_kv": [80.0, 200.0, 300.0],
+                       "blur_fwhm_A": [0.0, 0.3], "detector_pixel_A": [0.03, 0.05]}})
+    sim = ImageSimulator(cfg)
+    agree, total, regimes = 0, 0, Counter()
+    for s in range(6):
+        out = sim.simulate(fx.ceo2_slab(), f"s{s}", "oxide")
+        for i, row in enumerate(out.params):
+            regimes[row["contrast_regime"]] += 1
+            if row["contrast_regime"] == "intermediate":
+                continue
+            on = out.labels["class"][i] > 0
+            c = float(out.clean[i][on].mean() - out.clean[i][~on].mean())
+            total += 1
+            agree += (c > 0) == (row["contrast_regime"] == "bright")
+    assert set(regimes) == {"bright", "dark", "intermediate"}
+    assert total >= 24 and agree / total >= 0.85, (agree, total)
 
 
 def test_regime_quotas_are_exact_and_seeded():

@@ -86,9 +86,9 @@ class MicroscopeRanges(StrictModel):
         "Poisson counting)",
     )
     contrast_band_per_nm: tuple[float, float] = Field(
-        (2.0, 5.0),
+        (2.0, 8.0),
         description="spatial-frequency band [1/nm] over which the weak-phase transfer is "
-        "averaged to classify a microscope's atom contrast (lattice fringes, d = 0.2-0.5 nm)",
+        "averaged to classify a microscope's atom contrast (lattice fringes, d = 0.125-0.5 nm)",
     )
     contrast_threshold: float = Field(
         0.25, gt=0, lt=1,
