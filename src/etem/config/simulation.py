@@ -28,7 +28,9 @@ class MicroscopeRanges(StrictModel):
 
     Disabled by default (the fixed microscope of the simulation section). Ranges are
     ``(low, high)``, drawn uniformly (detector pixel and dose log-uniformly); the voltage is
-    drawn per structure from ``energy_kv``. See :mod:`etem.simulation.microscope`.
+    drawn per structure from ``energy_kv``; astigmatism and coma angles uniformly; the CTF
+    draws are balanced over the contrast regimes by ``contrast_balance``. See
+    :mod:`etem.simulation.microscope`.
     """
 
     enabled: bool = Field(False, description="draw a microscope per image")
