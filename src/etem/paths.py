@@ -11,6 +11,8 @@
       structures/gallery.png         projected views of a sample of the library
       simulation/shard_NNN.h5        HDF5 image shards (see etem.simulation.contract)
       simulation/index.csv           gathered image index
+      simulation/code_paths/<name>/  shard_NNN.h5 + index.csv: the evaluated structures made
+                                     through another abTEM code path (evaluation.code_paths)
       movies/synthetic.h5            synthetic movie with ground truth
       models/{denoiser,unsupervised,segmenter}.pt
       evaluation/                    tables (csv/parquet) and figures of the evaluation stage
@@ -69,6 +71,16 @@ class Layout:
     @property
     def simulation_index(self) -> Path:
         return self.root / "simulation" / "index.csv"
+
+    def code_path_dir(self, name: str) -> Path:
+        """Images of the evaluated structures made through code path ``name``."""
+        return self.root / "simulation" / "code_paths" / name
+
+    def code_path_shard(self, name: str, i: int) -> Path:
+        return self.code_path_dir(name) / f"shard_{i:03d}.h5"
+
+    def code_path_index(self, name: str) -> Path:
+        return self.code_path_dir(name) / "index.csv"
 
     @property
     def synthetic_movie(self) -> Path:

@@ -45,10 +45,12 @@ UPSTREAM: dict[str, tuple[str, ...]] = {
     "structures": (),
     "simulation": ("structures",),
     "simulate-movie": ("structures",),
+    "simulate-code-path": ("structures",),
     "train-denoiser": ("simulation",),
     "train-segmenter": ("simulation",),
     "train-unsupervised": ("simulate-movie",),
-    "evaluation": ("train-denoiser", "train-unsupervised", "train-segmenter", "simulation"),
+    "evaluation": ("train-denoiser", "train-unsupervised", "train-segmenter", "simulation",
+                   "simulate-code-path"),
     "apply": ("train-denoiser", "train-unsupervised", "train-segmenter", "simulate-movie"),
     "report": ("evaluation", "apply"),
 }

@@ -109,6 +109,16 @@ class EtemConfig(StrictModel):
         """Hash of the validated config (all defaults filled in)."""
         return config_hash(self.model_dump(mode="json"))
 
+    def with_code_path(self, name: str) -> EtemConfig:
+        """This config with the ``simulation`` overrides of code path ``name``
+        (``evaluation.code_paths``) applied; ConfigError if there is no such code path."""
+        data = self.model_dump(mode="json")
+        data["simulation"].update(self.evaluation.code_path(name).overrides())
+        try:
+            return type(self).model_validate(data)
+        except pydantic.ValidationError as err:
+            raise ConfigError(f"code path {name!r}: {format_validation_error(err)}") from None
+
     def section(self, dotted: str) -> dict[str, Any]:
         """The JSON-able dict of one section, e.g. ``"training.denoiser"``."""
         obj: Any = self

@@ -2,11 +2,68 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from etem.config.base import Fraction, Positive, StrictModel
+from etem.errors import ConfigError
+
+#: The simulation keys a code path may override (see :class:`CodePath`).
+CODE_PATH_KEYS = ("parametrization", "projection", "frozen_phonons", "frozen_phonon_sigma_A",
+                  "slice_thickness_A", "images_per_structure", "n_shards")
+#: The keys of those that change the physics (a code path sets at least one).
+CODE_PATH_PHYSICS = CODE_PATH_KEYS[:5]
+
+
+class CodePath(StrictModel):
+    """A test set made through another abTEM code path: the evaluated structures (splits
+    ``test`` and ``held_out``) simulated again with these ``simulation`` keys overridden
+    (``etem simulate-code-path``); the cross-condition table scores them as the group
+    ``split=code_path|condition=<name>``. A key left unset (None) keeps the campaign's value.
+    """
+
+    name: str = Field(description="name of the set (a folder and a table group)")
+    parametrization: Literal["lobato", "kirkland"] | None = Field(
+        None, description="abTEM atomic potential parametrisation"
+    )
+    projection: Literal["infinite", "finite"] | None = Field(
+        None, description="potential projection (finite: integrated along each slice)"
+    )
+    frozen_phonons: int | None = Field(
+        None, ge=0, description="frozen-phonon configurations (0 = static)"
+    )
+    frozen_phonon_sigma_A: float | None = Field(
+        None, ge=0, description="thermal displacement rms [Å]"
+    )
+    slice_thickness_A: float | None = Field(
+        None, gt=0, description="multislice slice thickness [Å]"
+    )
+    images_per_structure: int | None = Field(
+        None, ge=1, description="images kept per structure (None = the campaign's)"
+    )
+    n_shards: int | None = Field(
+        None, ge=1, description="Snakemake jobs of this set (None = simulation.n_shards)"
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_path_component(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", v):
+            raise ValueError("use letters, digits, '_', '.', '-' only (it names a folder)")
+        return v
+
+    @model_validator(mode="after")
+    def _changes_the_physics(self) -> CodePath:
+        if all(getattr(self, k) is None for k in CODE_PATH_PHYSICS):
+            raise ValueError(f"code path {self.name!r}: set at least one of "
+                             f"{', '.join(CODE_PATH_PHYSICS)}")
+        return self
+
+    def overrides(self) -> dict[str, Any]:
+        """The ``simulation`` keys this set overrides (unset keys left out)."""
+        return {k: getattr(self, k) for k in CODE_PATH_KEYS if getattr(self, k) is not None}
 
 
 class EvaluationConfig(StrictModel):
@@ -57,13 +114,31 @@ class EvaluationConfig(StrictModel):
         description="widths [px] the oracle Gaussian chooses from (best on the clean image)",
     )
     condition_max_images: int = Field(
-        200, ge=1, description="cap on images of the cross-condition table"
+        200, ge=1, description="cap on images of the cross-condition table (and, apart, on "
+        "those of each code path)"
     )
+    code_paths: list[CodePath] = Field(
+        default_factory=list,
+        description="test sets simulated through other abTEM code paths (parametrisation, "
+        "projection, frozen phonons, slice thickness) on the evaluated structures; each a "
+        "group of the cross-condition table",
+    )
+
+    def code_path(self, name: str) -> CodePath:
+        """The code path called ``name``; ConfigError naming the configured ones if none."""
+        for cp in self.code_paths:
+            if cp.name == name:
+                return cp
+        known = ", ".join(cp.name for cp in self.code_paths) or "none configured"
+        raise ConfigError(f"code path {name!r}: not in evaluation.code_paths ({known})")
 
     @model_validator(mode="after")
     def _check(self) -> EvaluationConfig:
         if any(not 0 < c < 1 for c in self.confidence_levels):
             raise ValueError("confidence_levels must lie strictly between 0 and 1")
+        names = [cp.name for cp in self.code_paths]
+        if len(set(names)) != len(names):
+            raise ValueError(f"code_paths: names must be unique (got {names})")
         return self
 
 

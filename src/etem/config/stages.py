@@ -17,11 +17,17 @@ from etem.errors import ConfigError
 #: Top-level keys every stage file carries (identity, seed, outputs, MLflow).
 COMMON = ("name", "seed", "results_dir", "tracking")
 
-#: Config sections each stage reads (besides :data:`COMMON`); ``report`` reads them all.
+#: Config sections each stage reads (besides :data:`COMMON`); ``report`` reads them all. A
+#: dotted entry (``training.split``) carries that key of its section only (the rest of the
+#: section is defaults when the file is loaded).
 STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
     "structures": ("structures",),
     "simulation": ("structures", "simulation", "noise"),
     "simulate-movie": ("structures", "simulation", "noise", "synthetic_movie"),
+    # the evaluated structures (training.split) simulated through another code path
+    # (evaluation.code_paths); an evaluation setting does not re-run it
+    "simulate-code-path": ("structures", "simulation", "noise", "training.split",
+                           "evaluation.code_paths"),
     "training": ("structures", "simulation", "noise", "synthetic_movie", "training"),
     "evaluation": ("structures", "simulation", "noise", "synthetic_movie", "training", "evaluation",
                   "columns"),
@@ -44,8 +50,14 @@ def stage_dict(config: Any, stage: str) -> dict[str, Any]:
     if stage not in STAGE_SECTIONS:
         raise ConfigError(f"stage {stage!r}: not one of {', '.join(STAGE_SECTIONS)}")
     full = config.model_dump(mode="json")
-    keys = (*COMMON, *STAGE_SECTIONS[stage])
-    return {**{k: full[k] for k in keys}, "stage": stage}
+    out: dict[str, Any] = {k: full[k] for k in COMMON}
+    for key in STAGE_SECTIONS[stage]:
+        *parents, leaf = key.split(".")
+        src, dst = full, out
+        for part in parents:
+            src, dst = src[part], dst.setdefault(part, {})
+        dst[leaf] = src[leaf]
+    return {**out, "stage": stage}
 
 
 def stage_yaml(config: Any, stage: str) -> str:

@@ -19,7 +19,8 @@ Outputs (all under ``out_dir``; see ``docs/evaluation.md``)::
     conditions_per_image.csv     cross-condition table: one row per (image, method): PSNR/SSIM
                                  (etem's metric and Mohan et al.'s) at benchmark.condition_dose
     conditions_summary.csv       the same per (method, split, condition): held-out structures,
-                                 held-out microscope conditions, in-distribution test
+                                 held-out microscope conditions, in-distribution test, and
+                                 each code path (split=code_path|condition=<name>)
     figures/*.png                metric vs dose, heat maps, examples, calibration
     summary.json                 headline numbers and the list of files
 """
@@ -99,8 +100,11 @@ def run_benchmark(
     segmenter: Any | None = None,
     movie: dict[str, Any] | None = None,
     unsupervised: Any | None = None,
+    code_paths: dict[str, list[TestImage]] | None = None,
 ) -> BenchmarkResult:
-    """Evaluate every method on ``images`` at every benchmark dose (see module docstring)."""
+    """Evaluate every method on ``images`` at every benchmark dose (see module docstring);
+    the images of each code path (``code_paths``: name -> images) enter the cross-condition
+    table only."""
     methods = make_methods(cfg, denoiser)
     primary = primary_method(methods)
     acc = _Rows()
@@ -112,7 +116,8 @@ def run_benchmark(
     if movie is not None:
         res.tables["movie"] = movie_table(cfg, movie, methods, unsupervised)
     if cfg.evaluation.conditions and images:
-        cond = conditions_table(cfg, images, denoiser, unsupervised)
+        cond = pd.concat([conditions_table(cfg, ims, denoiser, unsupervised)
+                          for ims in (images, *(code_paths or {}).values())], ignore_index=True)
         res.tables["conditions_per_image"] = cond
         res.tables["conditions_summary"] = summarise_conditions(cond)
     res.summary = headline_summary(res, primary, methods)

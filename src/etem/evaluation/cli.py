@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from etem.cliutils import add_config_args
+from etem.cliutils import add_config_args, add_shard_arg
 
 HELP = """\
 Benchmark the denoisers on the test and held-out images of a campaign.
@@ -14,6 +14,8 @@ inputs : --index  simulation/index.csv (image index; shards beside it, contract 
                   etem.simulation.contract); images are split by structure_id
          --denoiser / --unsupervised / --segmenter  model files (optional)
          --movie  synthetic movie HDF5 (/frames counts, /clean expected counts; optional)
+         --code-path NAME=INDEX  images of code path NAME (evaluation.code_paths) made by
+                  etem simulate-code-path + simulate-index (repeatable; optional)
 outputs: --out DIR with per_image.parquet, denoising_summary.csv (one row per
          (method, subset); PSNR [dB], SSIM), columns_summary.csv (precision, recall,
          position RMSE [pm]), likelihood_columns.parquet, likelihood_calibration.json
@@ -39,5 +41,33 @@ def register(sub: Any) -> None:
     p.add_argument("--unsupervised", help="unsupervised (multi-frame) model file (.pt)")
     p.add_argument("--segmenter", help="segmenter model file (.pt)")
     p.add_argument("--movie", help="synthetic movie HDF5 with ground truth")
+    p.add_argument("--code-path", dest="code_paths", action="append", default=[],
+                   metavar="NAME=INDEX",
+                   help="image index of code path NAME (evaluation.code_paths), scored as the "
+                   "group split=code_path|condition=NAME of the cross-condition table "
+                   "(repeatable)")
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(handler="etem.evaluation.commands:evaluate")
+
+    p = sub.add_parser(
+        "simulate-code-path",
+        help="simulate the evaluated structures through another abTEM code path",
+        description=(
+            "Simulate the images of the structures the benchmark evaluates (splits test and "
+            "held_out of the structures manifest) with the simulation overrides of code path "
+            "NAME (evaluation.code_paths: parametrization, projection, frozen_phonons, "
+            "frozen_phonon_sigma_A, slice_thickness_A, images_per_structure), by the code of "
+            "`etem simulate`. Output: one HDF5 image shard (the contract of `etem simulate`; "
+            "attrs code_path and code_path_overrides); gather the shards with `etem "
+            "simulate-index` and pass the index to `etem evaluate --code-path NAME=INDEX`."
+        ),
+    )
+    add_config_args(p)
+    p.add_argument("--code-path", required=True, metavar="NAME",
+                   help="name of the code path (evaluation.code_paths)")
+    p.add_argument("--manifest", help="structures manifest (default: <results>/structures/"
+                   "manifest.csv)")
+    add_shard_arg(p)
+    p.add_argument("--out", help="output shard .h5 (default: <results>/simulation/code_paths/"
+                   "NAME/shard_I.h5)")
+    p.set_defaults(handler="etem.evaluation.codepaths:simulate_code_path")

@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from etem.cliutils import config_from_args, stage_run
+from etem.errors import ConfigError
 from etem.evaluation.benchmark import load_test_images, read_movie, run_benchmark, write_outputs
+from etem.evaluation.inputs import TestImage, load_code_path_images
 from etem.io import require_file
 from etem.models.io import load_model
 from etem.runs import StageRun
@@ -25,12 +27,14 @@ def evaluate(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     require_file(args.index, "image index")
     images = load_test_images(args.index, cfg)
+    code_paths = _code_paths(args, cfg)
     denoiser, unsup, seg = _load(args.denoiser), _load(args.unsupervised), _load(args.segmenter)
     movie = read_movie(args.movie) if args.movie else None
     params = {"n_images": len(images), "denoiser": args.denoiser, "unsupervised": args.unsupervised,
-              "segmenter": args.segmenter, "movie": args.movie}
+              "segmenter": args.segmenter, "movie": args.movie,
+              **{f"code_path.{k}": len(v) for k, v in code_paths.items()}}
     with stage_run(args, cfg, "evaluation", params=params) as run_:
-        res = run_benchmark(cfg, images, denoiser, seg, movie, unsup)
+        res = run_benchmark(cfg, images, denoiser, seg, movie, unsup, code_paths)
         files = write_outputs(cfg, res, Path(args.out))
         _log_mlflow(run_, res, files)
     s = res.summary
@@ -47,6 +51,21 @@ def evaluate(args: argparse.Namespace) -> int:
         parts = [f"{m} {v['psnr_db']:.2f}/{v['psnr_mohan_db']:.2f}" for m, v in by_method.items()]
         print(f"  cross-condition {group} (PSNR etem/Mohan dB): {', '.join(parts)}")
     return 0
+
+
+def _code_paths(args: argparse.Namespace, cfg: Any) -> dict[str, list[TestImage]]:
+    """The images of every ``--code-path NAME=INDEX``, by name."""
+    out: dict[str, list[TestImage]] = {}
+    for item in getattr(args, "code_paths", None) or []:
+        name, sep, index = item.partition("=")
+        if not sep or not name or not index:
+            raise ConfigError(f"--code-path {item!r}: expected NAME=INDEX")
+        if name in out:
+            raise ConfigError(f"--code-path {name}: given twice")
+        cfg.evaluation.code_path(name)  # ConfigError if not configured
+        require_file(index, f"code path {name}: image index")
+        out[name] = load_code_path_images(index, cfg, name, args.index)
+    return out
 
 
 def _log_mlflow(run_: StageRun, res: Any, files: list[Path]) -> None:

@@ -2,7 +2,9 @@
 
 Every test image (splits ``test``, ``held_out`` = unseen structures under seen conditions,
 ``held_out_condition`` = images whose microscope parameters lie in a band of
-``training.split.held_out_conditions``, never trained on) is made noisy at
+``training.split.held_out_conditions``, never trained on; ``code_path`` = the evaluated
+structures simulated through another abTEM code path, ``evaluation.code_paths``, the
+condition being its name) is made noisy at
 ``evaluation.condition_dose_e_per_px`` [e/px in vacuum] and denoised by:
 
 * ``noisy``: the counts / dose;
@@ -36,6 +38,8 @@ from etem.seeding import rng
 from etem.simulation.noise import detector_counts, row_dqe
 
 METRICS = ("psnr_db", "ssim", "psnr_mohan_db", "ssim_mohan")
+#: Splits whose conditions (held-out bands, code-path names) are groups of their own.
+CONDITION_SPLITS = ("held_out_condition", "code_path")
 
 
 def _select(cfg: Any, images: list[TestImage]) -> list[TestImage]:
@@ -107,11 +111,12 @@ def conditions_table(
 
 
 def summarise_conditions(per_image: pd.DataFrame) -> pd.DataFrame:
-    """One row per (method, group): group = each split, and each held-out condition band.
+    """One row per (method, group): group = each split, and each condition of a split.
 
     Groups: ``split=test`` (in distribution), ``split=held_out`` (held-out structures),
-    ``split=held_out_condition`` (all held-out conditions) and
-    ``split=held_out_condition|condition=<band>`` (each band); n, mean and sem of
+    ``split=held_out_condition`` (all held-out conditions),
+    ``split=held_out_condition|condition=<band>`` (each band), ``split=code_path`` (all code
+    paths) and ``split=code_path|condition=<name>`` (each code path); n, mean and sem of
     :data:`METRICS`.
     """
     rows: list[dict[str, Any]] = []
@@ -119,9 +124,10 @@ def summarise_conditions(per_image: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(rows)
     for method, g_m in per_image.groupby("method", sort=False):
         groups = [(f"split={s}", g) for s, g in g_m.groupby("split", sort=True)]
-        hc = g_m[g_m["split"] == "held_out_condition"]
-        groups += [(f"split=held_out_condition|condition={c!s}", g)
-                   for c, g in hc.groupby("condition", sort=True) if c]
+        for split in CONDITION_SPLITS:
+            hc = g_m[g_m["split"] == split]
+            groups += [(f"split={split}|condition={c!s}", g)
+                       for c, g in hc.groupby("condition", sort=True) if c]
         for name, g in groups:
             rows.append({"method": method, "group": name, "n": len(g), **mean_sem(g, METRICS)})
     return pd.DataFrame(rows)

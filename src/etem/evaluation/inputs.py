@@ -36,22 +36,71 @@ def load_test_images(index_path: str | Path, cfg: Any) -> list[TestImage]:
     deterministically (see :mod:`etem.data.splits`); ``params["condition"]`` names the
     held-out condition band of an image (empty if none)."""
     index_path = Path(index_path)
-    idx = read_table(index_path)
-    for col in ("image_id", "structure_id", "shard", "index_in_shard", "pixel_size_A"):
-        if col not in idx.columns:
-            raise InputError(f"image index {index_path}: missing column {col!r}")
-    idx = _with_manifest_columns(idx, index_path, cfg)
-    idx["split"] = _splits(idx, cfg)
-    bands = list(cfg.training.split.held_out_conditions)
-    idx["condition"] = [condition_label(r, bands) for r in idx.to_dict("records")]
+    idx = split_index(index_path, cfg)
     sel = idx[idx["split"].isin(list(EVALUATED_SPLITS))].sort_values("image_id")
     if sel.empty:
         raise InputError(f"image index {index_path}: no test, held-out or held-out-condition "
                          "images")
+    return _read_images(index_path, _capped(sel, cfg, "select"))
+
+
+def load_code_path_images(
+    index_path: str | Path, cfg: Any, name: str, campaign_index: str | Path,
+) -> list[TestImage]:
+    """The images of code path ``name`` (``evaluation.code_paths``; index written by
+    ``etem simulate-code-path``), all with ``split = "code_path"`` and ``condition = name``.
+
+    Their structures must never have been trained on: InputError if one has a train or
+    validation image in ``campaign_index`` (the campaign's image index).
+    """
+    cfg.evaluation.code_path(name)  # ConfigError if not configured
+    index_path = Path(index_path)
+    idx = _read_index(index_path)
+    if idx.empty:
+        raise InputError(f"code path {name}: image index {index_path} has no images")
+    campaign = split_index(Path(campaign_index), cfg)
+    trained = set(campaign.loc[campaign["split"].isin(["train", "val"]), "structure_id"]
+                  .astype(str))
+    seen = sorted(set(idx["structure_id"].astype(str)) & trained)
+    if seen:
+        raise InputError(f"code path {name}: image index {index_path} holds structures trained "
+                         f"on ({', '.join(seen[:5])}); simulate it for this campaign with "
+                         "etem simulate-code-path")
+    idx["split"] = "code_path"
+    idx["condition"] = name
+    return _read_images(index_path, _capped(idx.sort_values("image_id"), cfg, "select", name))
+
+
+def split_index(index_path: Path, cfg: Any) -> pd.DataFrame:
+    """The image index with its ``split`` and held-out ``condition`` per image."""
+    idx = _with_manifest_columns(_read_index(index_path), index_path, cfg)
+    idx["split"] = _splits(idx, cfg)
+    bands = list(cfg.training.split.held_out_conditions)
+    idx["condition"] = [condition_label(r, bands) for r in idx.to_dict("records")]
+    return idx
+
+
+def _read_index(index_path: Path) -> pd.DataFrame:
+    if not index_path.exists():
+        raise InputError(f"image index {index_path}: no such file")
+    idx = read_table(index_path)
+    for col in ("image_id", "structure_id", "shard", "index_in_shard", "pixel_size_A"):
+        if col not in idx.columns:
+            raise InputError(f"image index {index_path}: missing column {col!r}")
+    return idx
+
+
+def _capped(sel: pd.DataFrame, cfg: Any, *key: str) -> pd.DataFrame:
+    """At most ``evaluation.max_test_images`` rows, drawn from the seed and ``key``."""
     cap = cfg.evaluation.max_test_images
     if len(sel) > cap:
-        pick = np.sort(rng(cfg.seed, "benchmark", "select").choice(len(sel), cap, replace=False))
+        pick = np.sort(rng(cfg.seed, "benchmark", *key).choice(len(sel), cap, replace=False))
         sel = sel.iloc[pick]
+    return sel
+
+
+def _read_images(index_path: Path, sel: pd.DataFrame) -> list[TestImage]:
+    """The clean images, labels and parameters of the index rows ``sel``."""
     out: list[TestImage] = []
     handles: dict[str, Any] = {}
     try:

@@ -37,6 +37,19 @@ def simulate(args: argparse.Namespace) -> int:
     manifest, layout = _paths(cfg, args)
     out = Path(args.out) if args.out else layout.simulation_shard(args.shard[0])
     df = read_manifest(manifest, MANIFEST_REQUIRED)
+    simulate_rows(args, cfg, manifest, df, out)
+    return 0
+
+
+def simulate_rows(
+    args: argparse.Namespace, cfg: EtemConfig, manifest: Path, df: pd.DataFrame, out: Path,
+    stage: str = "simulation", extra: dict[str, Any] | None = None,
+) -> None:
+    """Simulate shard ``args.shard`` of the manifest rows ``df`` into the image shard ``out``.
+
+    ``stage`` names the MLflow run; ``extra`` goes into the run's params and the shard's
+    attributes (e.g. a code path and its overrides).
+    """
     rows = df.iloc[list(shard_slice(len(df), args.shard))]
     sim = ImageSimulator(cfg)
     n_px = cfg.simulation.output_size_px
@@ -44,7 +57,7 @@ def simulate(args: argparse.Namespace) -> int:
     columns: list[pd.DataFrame] = []
     start = time.perf_counter()
     shard = f"{args.shard[0]}/{args.shard[1]}"
-    with stage_run(args, cfg, "simulation", params={"shard": shard}) as run, \
+    with stage_run(args, cfg, stage, params={"shard": shard, **(extra or {})}) as run, \
             open_shard(out, n_px, cfg.simulation.compression) as writer:
         for _, row in progress(list(rows.iterrows()), "simulate structures"):
             atoms = read_structure(manifest.parent / row["path"])
@@ -55,7 +68,7 @@ def simulate(args: argparse.Namespace) -> int:
             params.extend(res.params)
             columns.extend(c.assign(image_index=c["image_index"] + offset) for c in res.columns)
         cols = pd.concat(columns, ignore_index=True) if columns else pd.DataFrame()
-        attrs = {**provenance(cfg, "simulation"), "shard": args.shard[0],
+        attrs = {**provenance(cfg, "simulation"), **(extra or {}), "shard": args.shard[0],
                  "n_shards": args.shard[1]}
         writer.finish(params, cols, attrs)
         seconds = time.perf_counter() - start
@@ -63,7 +76,6 @@ def simulate(args: argparse.Namespace) -> int:
                          "seconds": seconds,
                          "images_per_s": len(params) / max(seconds, 1e-9)})
     print(f"{out}: {len(params)} images of {len(rows)} structures in {seconds:.1f} s")
-    return 0
 
 
 def index(args: argparse.Namespace) -> int:
