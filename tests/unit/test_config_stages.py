@@ -18,7 +18,8 @@ def test_stage_files_carry_their_sections_and_load_back() -> None:
     cfg = load_config(SMOKE)
     for stage, sections in STAGE_SECTIONS.items():
         data = yaml.safe_load(stage_yaml(cfg, stage))
-        assert set(data) == {"name", "seed", "results_dir", "tracking", "stage", *sections}
+        tops = {s.split(".")[0] for s in sections}
+        assert set(data) == {"name", "seed", "results_dir", "tracking", "stage", *tops}
         back = load_config(data)  # valid on its own (e.g. movie without apply)
         assert back.stage == stage
         for s in sections:
@@ -31,11 +32,14 @@ def test_a_setting_changes_only_the_stages_that_read_it() -> None:
     changed = {
         "apply.events.false_alarm_rate": 0.02,
         "training.denoiser.steps": 21,
+        "training.split.test_fraction": 0.3,
         "movies.synthetic": False,
     }
     expect = {
         "apply.events.false_alarm_rate": {"apply", "report"},
         "training.denoiser.steps": {"training", "evaluation", "apply", "report"},
+        "training.split.test_fraction": {"training", "evaluation", "apply", "report",
+                                         "simulate-code-path"},
         "movies.synthetic": {"report"},
     }
     for key, value in changed.items():

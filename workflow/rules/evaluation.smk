@@ -5,6 +5,16 @@
 import os
 
 EVALUATION = LAYOUT.evaluation_dir
+# The code paths' image indexes (rules simulate_code_path, index_code_path) and their
+# --code-path NAME=INDEX arguments; none configured: the rule is as without them.
+CODE_PATH_INPUTS = {"code_paths": [str(LAYOUT.code_path_index(name)) for name in CODE_PATHS]}
+CODE_PATH_PARAMS = {
+    "code_paths": lambda wildcards, input: [
+        f"--code-path={name}={index}" for name, index in zip(CODE_PATHS, input.code_paths)
+    ]
+}
+if not CODE_PATHS:
+    CODE_PATH_INPUTS, CODE_PATH_PARAMS = {}, {}
 
 
 rule evaluate:
@@ -15,6 +25,7 @@ rule evaluate:
         unsupervised=str(LAYOUT.model("unsupervised")),
         segmenter=str(LAYOUT.model("segmenter")),
         movie=str(LAYOUT.synthetic_movie),
+        **CODE_PATH_INPUTS,
     output:
         summary=str(EVALUATION / "summary.json"),
         calibration=str(EVALUATION / "likelihood_calibration.json"),
@@ -61,6 +72,7 @@ rule evaluate:
         f"{RESULTS}/runtime/evaluate/evaluate.tsv"
     params:
         out=lambda wildcards, output: os.path.dirname(output.summary),
+        **CODE_PATH_PARAMS,
     threads: 2
     resources:
         mem_mb=mem_mb(4000),
@@ -71,4 +83,5 @@ rule evaluate:
         "etem --tag rule=evaluate evaluate --config {input.config:q} --index {input.index:q}"
         " --denoiser {input.denoiser:q} --unsupervised {input.unsupervised:q}"
         " --segmenter {input.segmenter:q} --movie {input.movie:q}"
-        " --out {params.out:q} > {log:q} 2>&1"
+        + (" {params.code_paths:q}" if CODE_PATHS else "")
+        + " --out {params.out:q} > {log:q} 2>&1"

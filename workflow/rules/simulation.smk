@@ -69,3 +69,61 @@ rule simulate_movie:
     shell:
         "etem --tag rule=simulate_movie simulate-movie --config {input.config:q} --manifest {input.manifest:q}"
         " --out {output.movie:q} > {log:q} 2>&1"
+
+
+# Code paths (evaluation.code_paths): the evaluated structures simulated again through another
+# abTEM code path (parametrisation, projection, frozen phonons, slice thickness), one job per
+# shard of the set, gathered into <results>/simulation/code_paths/<name>/index.csv for the
+# cross-condition table. No code path configured: no such jobs.
+CODE_PATHS = {cp.name: cp.n_shards or ETEM.simulation.n_shards for cp in ETEM.evaluation.code_paths}
+
+
+def code_path_shards(name):
+    return [str(LAYOUT.code_path_shard(name, i)) for i in range(CODE_PATHS[name])]
+
+
+rule simulate_code_path:
+    input:
+        config=config_of("simulate-code-path"),
+        manifest=str(LAYOUT.structures_manifest),
+    output:
+        shard=f"{RESULTS}/simulation/code_paths/{{code_path}}/shard_{{shard}}.h5",
+    params:
+        shard=lambda wildcards: f"{int(wildcards.shard)}/{CODE_PATHS[wildcards.code_path]}",
+    wildcard_constraints:
+        code_path="|".join(re.escape(name) for name in CODE_PATHS) or "(?!)",
+    log:
+        f"{RESULTS}/logs/simulate_code_path/{{code_path}}/{{shard}}.log",
+    benchmark:
+        f"{RESULTS}/runtime/simulate_code_path/{{code_path}}/{{shard}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=mem_mb(3000),
+        runtime=runtime_min(60),
+    conda:
+        ENV
+    shell:
+        "etem --tag rule=simulate_code_path --tag wildcards=code_path={wildcards.code_path:q},shard={wildcards.shard:q}"
+        " simulate-code-path --config {input.config:q} --manifest {input.manifest:q}"
+        " --code-path {wildcards.code_path:q} --shard {params.shard:q} --out {output.shard:q} > {log:q} 2>&1"
+
+
+rule index_code_path:
+    input:
+        shards=lambda wildcards: code_path_shards(wildcards.code_path),
+    output:
+        index=f"{RESULTS}/simulation/code_paths/{{code_path}}/index.csv",
+    wildcard_constraints:
+        code_path="|".join(re.escape(name) for name in CODE_PATHS) or "(?!)",
+    log:
+        f"{RESULTS}/logs/index_code_path/{{code_path}}.log",
+    benchmark:
+        f"{RESULTS}/runtime/index_code_path/{{code_path}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=mem_mb(1000),
+        runtime=runtime_min(10),
+    conda:
+        ENV
+    shell:
+        "etem --tag rule=index_code_path simulate-index --out {output.index:q} {input.shards:q} > {log:q} 2>&1"
