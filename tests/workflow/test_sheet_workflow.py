@@ -60,6 +60,29 @@ def test_dry_run_writes_nothing_into_results(tmp_path: Path) -> None:
     assert not res.exists(), sorted(p.name for p in res.rglob("*"))
 
 
+def test_code_paths_plan_their_jobs_and_feed_the_evaluation(tmp_path: Path) -> None:
+    res = tmp_path / "res"
+    plain = snakemake("-n", "-p", results=res)
+    assert plain.returncode == 0, plain.stderr[-2000:]
+    assert "rule simulate_code_path" not in plain.stdout and "--code-path" not in plain.stdout
+    extra = overlay(tmp_path, "evaluation:\n  code_paths:\n"
+                    "  - {name: kirk, parametrization: kirkland, projection: finite}\n"
+                    "  - {name: fp, frozen_phonons: 2, images_per_structure: 1, n_shards: 3}\n")
+    out = snakemake("-n", "-p", configs=(SMOKE, extra), results=res)
+    assert out.returncode == 0, out.stderr[-2000:]
+    counts, before = job_counts(out.stdout), job_counts(plain.stdout)
+    n_sim = yaml.safe_load(SMOKE.read_text())["simulation"]["n_shards"]
+    assert counts.pop("simulate_code_path") == n_sim + 3
+    assert counts.pop("index_code_path") == 2
+    counts["stage_config"] -= 1  # config/simulate-code-path.yaml
+    assert counts == before  # the rest of the campaign is planned as without code paths
+    cp = res / "simulation" / "code_paths"
+    for name in ("kirk", "fp"):
+        assert f"--code-path={name}={cp / name / 'index.csv'}" in out.stdout
+    assert f"--code-path fp --shard 2/3 --out {cp / 'fp' / 'shard_002.h5'}" in out.stdout
+    assert not res.exists()
+
+
 @pytest.fixture(scope="module")
 def done_campaign(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A smoke campaign whose outputs exist and are up to date: the stage configs written by
