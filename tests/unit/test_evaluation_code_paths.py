@@ -68,9 +68,9 @@ def test_code_path_config_is_checked(tmp_path):
                                                                "images_per_structure": 2}]})
     with pytest.raises(ConfigError, match="names must be unique"):
         make_tiny_config(tmp_path, evaluation={"code_paths": [SETS[0], SETS[0]]})
-    with pytest.raises(ConfigError, match="code_paths.0.name"):
+    with pytest.raises(ConfigError, match=r"code_paths\.0\.name"):
         make_tiny_config(tmp_path, evaluation={"code_paths": [{**SETS[0], "name": "a b"}]})
-    with pytest.raises(ConfigError, match=r"code_paths.0.projection"):
+    with pytest.raises(ConfigError, match=r"code_paths\.0\.projection"):
         make_tiny_config(tmp_path, evaluation={"code_paths": [{"name": "p",
                                                                "projection": "slanted"}]})
     cfg = make_tiny_config(tmp_path, evaluation={"code_paths": SETS})
