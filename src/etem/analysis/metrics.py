@@ -7,6 +7,10 @@ doses and contrast regimes.
 :func:`psnr_peak` / :func:`ssim_peak` implement Mohan et al.'s convention instead (images in
 counts [e/px], clamped to [0, peak], peak = 1 count): their 35-38 dB are in that convention
 and are not comparable with the range-normalised figures above.
+
+Segmentation (the segmenter's validation and the benchmark alike): per-class IoU
+(:func:`class_overlap`, :func:`iou_per_class`) and column-occupancy accuracy, exact or within
+±1 atom (:func:`occupancy_hits`, :func:`occupancy_accuracy`).
 """
 
 from __future__ import annotations
@@ -74,3 +78,36 @@ def ssim_peak(clean: np.ndarray, estimate: np.ndarray, peak: float = 1.0) -> flo
     a, b = _pair(clean, estimate)
     return float(structural_similarity(np.clip(a, 0.0, peak), np.clip(b, 0.0, peak),
                                        data_range=peak))
+
+
+# -- segmentation: class maps and column occupancies ------------------------------------
+def class_overlap(pred: np.ndarray, truth: np.ndarray, k: int) -> tuple[int, int]:
+    """(intersection, union) [px] of class ``k`` in two class maps: IoU = the ratio."""
+    p, t = np.asarray(pred) == k, np.asarray(truth) == k
+    return int(np.count_nonzero(p & t)), int(np.count_nonzero(p | t))
+
+
+def iou_per_class(pred: np.ndarray, truth: np.ndarray, n_classes: int) -> np.ndarray:
+    """Intersection over union per class (NaN where a class is absent from both)."""
+    out = np.full(n_classes, np.nan)
+    for c in range(n_classes):
+        inter, union = class_overlap(pred, truth, c)
+        if union:
+            out[c] = inter / union
+    return out
+
+
+def occupancy_hits(
+    pred: np.ndarray, truth: np.ndarray, mask: np.ndarray, tol: int
+) -> tuple[int, int]:
+    """(hits, pixels): masked pixels whose rounded predicted occupancy is within ``tol`` atoms
+    of the rounded true one, and the number of masked pixels (``tol`` 0 = exact)."""
+    m = np.asarray(mask, dtype=bool)
+    diff = np.abs(np.rint(np.asarray(pred)[m]) - np.rint(np.asarray(truth)[m]))
+    return int(np.count_nonzero(diff <= tol)), int(m.sum())
+
+
+def occupancy_accuracy(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray, tol: int) -> float:
+    """Fraction of masked pixels whose rounded occupancy is within ``tol`` atoms (NaN if empty)."""
+    hits, n = occupancy_hits(pred, truth, mask, tol)
+    return hits / n if n else float("nan")

@@ -124,6 +124,18 @@ class EvaluationConfig(StrictModel):
         "group of the cross-condition table",
     )
 
+    occupancy_baseline_neighbours: int = Field(
+        8, ge=1,
+        description="training images behind each test image's intensity-to-occupancy "
+        "curve in the segmenter's cross-condition table: those nearest in microscope "
+        "parameters (same family), i.e. the nearest condition bin seen in training",
+    )
+    occupancy_baseline_train_images: int = Field(
+        400, ge=1,
+        description="cap on training-split images loaded for the intensity-to-occupancy "
+        "curves (drawn from the seed)",
+    )
+
     def code_path(self, name: str) -> CodePath:
         """The code path called ``name``; ConfigError naming the configured ones if none."""
         for cp in self.code_paths:

@@ -21,6 +21,10 @@ Outputs (all under ``out_dir``; see ``docs/evaluation.md``)::
     conditions_summary.csv       the same per (method, split, condition): held-out structures,
                                  held-out microscope conditions, in-distribution test, and
                                  each code path (split=code_path|condition=<name>)
+    segmentation_conditions.csv  the segmenter per (method, split, condition) beside an
+                                 intensity-counting baseline: IoU per class, exact / ±1
+                                 occupancy of cation and anion columns (per image:
+                                 segmentation_conditions_per_image.csv)
     figures/*.png                metric vs dose, heat maps, examples, calibration
     summary.json                 headline numbers and the list of files
 """
@@ -42,11 +46,15 @@ from etem.analysis.metrics import data_range, mse, psnr, ssim
 from etem.analysis.umse import umse
 from etem.evaluation.calibrate import calibrate, find_kwargs, quartet_truth, skew
 from etem.evaluation.conditions import conditions_table, summarise_conditions
-from etem.evaluation.inputs import TestImage, load_test_images, read_movie
+from etem.evaluation.inputs import TestImage, load_test_images, load_train_images, read_movie
 from etem.evaluation.methods import Method, make_methods, noisy_counts, primary_method
 from etem.evaluation.movie import movie_table, temporal_mean
 from etem.evaluation.outputs import write_outputs
 from etem.evaluation.protocols import mohan_protocol, segmentation_rows
+from etem.evaluation.segmentation import (
+    segmentation_conditions_table,
+    summarise_segmentation_conditions,
+)
 from etem.evaluation.tables import (
     confidence_filtered,
     headline_summary,
@@ -101,10 +109,12 @@ def run_benchmark(
     movie: dict[str, Any] | None = None,
     unsupervised: Any | None = None,
     code_paths: dict[str, list[TestImage]] | None = None,
+    train_images: list[TestImage] | None = None,
 ) -> BenchmarkResult:
     """Evaluate every method on ``images`` at every benchmark dose (see module docstring);
     the images of each code path (``code_paths``: name -> images) enter the cross-condition
-    table only."""
+    table only; ``train_images``: training-split images, the calibration set of the
+    segmentation table's intensity baseline (:mod:`etem.evaluation.segmentation`)."""
     methods = make_methods(cfg, denoiser)
     primary = primary_method(methods)
     acc = _Rows()
@@ -120,6 +130,10 @@ def run_benchmark(
                           for ims in (images, *(code_paths or {}).values())], ignore_index=True)
         res.tables["conditions_per_image"] = cond
         res.tables["conditions_summary"] = summarise_conditions(cond)
+        seg = segmentation_conditions_table(cfg, images, train_images or [], segmenter)
+        if len(seg):
+            res.tables["segmentation_conditions_per_image"] = seg
+            res.tables["segmentation_conditions"] = summarise_segmentation_conditions(seg)
     res.summary = headline_summary(res, primary, methods)
     return res
 
@@ -256,6 +270,7 @@ def _calibration(
 
 
 __all__ = [
-    "BenchmarkResult", "Method", "TestImage", "load_test_images", "make_methods",
+    "BenchmarkResult", "Method", "TestImage", "load_test_images", "load_train_images",
+    "make_methods",
     "mohan_protocol", "read_movie", "run_benchmark", "temporal_mean", "write_outputs",
 ]

@@ -9,7 +9,7 @@ from typing import Any
 from etem.cliutils import config_from_args, stage_run
 from etem.errors import ConfigError
 from etem.evaluation.benchmark import load_test_images, read_movie, run_benchmark, write_outputs
-from etem.evaluation.inputs import TestImage, load_code_path_images
+from etem.evaluation.inputs import TestImage, load_code_path_images, load_train_images
 from etem.io import require_file
 from etem.models.io import load_model
 from etem.runs import StageRun
@@ -28,13 +28,14 @@ def evaluate(args: argparse.Namespace) -> int:
     require_file(args.index, "image index")
     images = load_test_images(args.index, cfg)
     code_paths = _code_paths(args, cfg)
+    train = load_train_images(args.index, cfg) if cfg.evaluation.conditions else []
     denoiser, unsup, seg = _load(args.denoiser), _load(args.unsupervised), _load(args.segmenter)
     movie = read_movie(args.movie) if args.movie else None
     params = {"n_images": len(images), "denoiser": args.denoiser, "unsupervised": args.unsupervised,
               "segmenter": args.segmenter, "movie": args.movie,
               **{f"code_path.{k}": len(v) for k, v in code_paths.items()}}
     with stage_run(args, cfg, "evaluation", params=params) as run_:
-        res = run_benchmark(cfg, images, denoiser, seg, movie, unsup, code_paths)
+        res = run_benchmark(cfg, images, denoiser, seg, movie, unsup, code_paths, train)
         files = write_outputs(cfg, res, Path(args.out))
         _log_mlflow(run_, res, files)
     s = res.summary
@@ -50,6 +51,11 @@ def evaluate(args: argparse.Namespace) -> int:
     for group, by_method in s.get("conditions", {}).items():
         parts = [f"{m} {v['psnr_db']:.2f}/{v['psnr_mohan_db']:.2f}" for m, v in by_method.items()]
         print(f"  cross-condition {group} (PSNR etem/Mohan dB): {', '.join(parts)}")
+    for group, by_method in s.get("segmentation_conditions", {}).items():
+        parts = [f"{m} {v.get('cation_occupancy_exact', float('nan')):.2f}/"
+                 f"{v.get('anion_occupancy_exact', float('nan')):.2f}"
+                 for m, v in by_method.items()]
+        print(f"  occupancy {group} (exact, cation/anion): {', '.join(parts)}")
     return 0
 
 

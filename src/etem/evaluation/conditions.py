@@ -42,13 +42,24 @@ METRICS = ("psnr_db", "ssim", "psnr_mohan_db", "ssim_mohan")
 CONDITION_SPLITS = ("held_out_condition", "code_path")
 
 
-def _select(cfg: Any, images: list[TestImage]) -> list[TestImage]:
+def select_images(cfg: Any, images: list[TestImage]) -> list[TestImage]:
+    """The images of the cross-condition tables: at most ``condition_max_images``, drawn
+    from the seed."""
     cap = cfg.evaluation.condition_max_images
     if len(images) <= cap:
         return images
     pick = np.sort(rng(cfg.seed, "benchmark", "conditions", "select").choice(
         len(images), cap, replace=False))
     return [images[i] for i in pick]
+
+
+def condition_counts(cfg: Any, im: TestImage, dose_px: float) -> np.ndarray:
+    """The noisy frame [e/px] of ``im`` at ``dose_px`` that every method of the cross-condition
+    tables sees (drawn from the seed and the image id, with the image's detector DQE)."""
+    return np.asarray(detector_counts(
+        np.clip(np.asarray(im.clean, dtype=np.float64), 0, None) * dose_px,
+        rng(cfg.seed, "benchmark", "conditions", im.image_id), row_dqe(im.params)),
+        dtype=np.float64)
 
 
 def _blind_spot(
@@ -89,11 +100,9 @@ def conditions_table(
     """One row per (image, method) with both metrics (see module docstring)."""
     dose_px = float(cfg.evaluation.condition_dose_e_per_px)
     rows = []
-    for im in progress(_select(cfg, images), "cross-condition table"):
+    for im in progress(select_images(cfg, images), "cross-condition table"):
         clean = np.asarray(im.clean, dtype=np.float64)
-        counts = detector_counts(np.clip(clean, 0, None) * dose_px,
-                                 rng(cfg.seed, "benchmark", "conditions", im.image_id),
-                                 row_dqe(im.params))
+        counts = condition_counts(cfg, im, dose_px)
         rng_ = data_range(clean)
         base = {"image_id": im.image_id, "split": im.params.get("split"),
                 "condition": str(im.params.get("condition", "") or ""),
@@ -123,11 +132,18 @@ def summarise_conditions(per_image: pd.DataFrame) -> pd.DataFrame:
     if per_image.empty:
         return pd.DataFrame(rows)
     for method, g_m in per_image.groupby("method", sort=False):
-        groups = [(f"split={s}", g) for s, g in g_m.groupby("split", sort=True)]
-        for split in CONDITION_SPLITS:
-            hc = g_m[g_m["split"] == split]
-            groups += [(f"split={split}|condition={c!s}", g)
-                       for c, g in hc.groupby("condition", sort=True) if c]
-        for name, g in groups:
+        for name, g in condition_groups(g_m):
             rows.append({"method": method, "group": name, "n": len(g), **mean_sem(g, METRICS)})
     return pd.DataFrame(rows)
+
+
+def condition_groups(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """The groups of the cross-condition tables: ``split=<s>`` for each split, then
+    ``split=<s>|condition=<c>`` for each condition of a split of :data:`CONDITION_SPLITS`
+    (held-out bands, code paths)."""
+    groups = [(f"split={s}", g) for s, g in df.groupby("split", sort=True)]
+    for split in CONDITION_SPLITS:
+        hc = df[df["split"] == split]
+        groups += [(f"split={split}|condition={c!s}", g)
+                   for c, g in hc.groupby("condition", sort=True) if c]
+    return groups

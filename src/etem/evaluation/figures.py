@@ -158,3 +158,31 @@ def conditions_bars(summary: pd.DataFrame) -> Any:
         ax.grid(alpha=0.3, axis="y")
     axes[0].legend(fontsize=6)
     return fig
+
+
+def segmentation_conditions_bars(summary: pd.DataFrame | None) -> Any:
+    """The segmenter per condition beside the intensity baselines: exact and ±1-atom
+    occupancy accuracy of cation and anion column pixels per group, one bar per method."""
+    if summary is None or summary.empty:
+        return None
+    groups = list(dict.fromkeys(summary["group"]))
+    methods = list(dict.fromkeys(summary["method"]))
+    fig, axes = plt.subplots(2, 2, figsize=(4 + 1.6 * len(groups), 6), sharey=True,
+                             squeeze=False)
+    width = 0.8 / max(len(methods), 1)
+    labels = [s.replace("split=", "").replace("|condition=", "\n") for s in groups]
+    for r, site in enumerate(("cation", "anion")):
+        for c, (tol, title) in enumerate((("exact", "exact"), ("within1", "within ±1 atom"))):
+            ax = axes[r, c]
+            for k, m in enumerate(methods):
+                g = summary[summary["method"] == m].set_index("group").reindex(groups)
+                ax.bar(np.arange(len(groups)) + k * width, g[f"{site}_occupancy_{tol}"], width,
+                       label=m)
+            ax.set_xticks(np.arange(len(groups)) + 0.4 - width / 2, labels, fontsize=6)
+            ax.set_ylim(0, 1)
+            ax.set_title(f"{site} occupancy, {title}", fontsize=8)
+            ax.grid(alpha=0.3, axis="y")
+    axes[0, 0].set_ylabel("fraction of column pixels")
+    axes[1, 0].set_ylabel("fraction of column pixels")
+    axes[0, 0].legend(fontsize=6)
+    return fig

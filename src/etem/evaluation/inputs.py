@@ -44,6 +44,18 @@ def load_test_images(index_path: str | Path, cfg: Any) -> list[TestImage]:
     return _read_images(index_path, _capped(sel, cfg, "select"))
 
 
+def load_train_images(index_path: str | Path, cfg: Any) -> list[TestImage]:
+    """Training-split images of the campaign (at most
+    ``evaluation.occupancy_baseline_train_images``, drawn from the seed; none if there are
+    none): the calibration set of the intensity baseline of
+    :mod:`etem.evaluation.segmentation`."""
+    index_path = Path(index_path)
+    idx = split_index(index_path, cfg)
+    sel = idx[idx["split"] == "train"].sort_values("image_id")
+    return _read_images(index_path, _capped(
+        sel, cfg, "select_train", cap=cfg.evaluation.occupancy_baseline_train_images))
+
+
 def load_code_path_images(
     index_path: str | Path, cfg: Any, name: str, campaign_index: str | Path,
 ) -> list[TestImage]:
@@ -90,9 +102,10 @@ def _read_index(index_path: Path) -> pd.DataFrame:
     return idx
 
 
-def _capped(sel: pd.DataFrame, cfg: Any, *key: str) -> pd.DataFrame:
-    """At most ``evaluation.max_test_images`` rows, drawn from the seed and ``key``."""
-    cap = cfg.evaluation.max_test_images
+def _capped(sel: pd.DataFrame, cfg: Any, *key: str, cap: int | None = None) -> pd.DataFrame:
+    """At most ``cap`` (default ``evaluation.max_test_images``) rows, drawn from the seed and
+    ``key``."""
+    cap = cfg.evaluation.max_test_images if cap is None else cap
     if len(sel) > cap:
         pick = np.sort(rng(cfg.seed, "benchmark", *key).choice(len(sel), cap, replace=False))
         sel = sel.iloc[pick]

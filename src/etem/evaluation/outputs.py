@@ -54,6 +54,9 @@ def write_outputs(cfg: Any, res: Any, out_dir: Path) -> list[Path]:
     fig = F.conditions_bars(t.get("conditions_summary"))
     if fig is not None:
         files.append(F.save(fig, fig_dir / "conditions_psnr.png"))
+    fig = F.segmentation_conditions_bars(t.get("segmentation_conditions"))
+    if fig is not None:
+        files.append(F.save(fig, fig_dir / "segmentation_conditions.png"))
     fig = F.examples(res.examples)
     if fig is not None:
         files.append(F.save(fig, fig_dir / "examples.png"))

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from etem.analysis.metrics import psnr_peak, ssim_peak
+from etem.analysis.metrics import class_overlap, occupancy_hits, psnr_peak, ssim_peak
 from etem.errors import InputError
 from etem.evaluation.inputs import TestImage
 from etem.evaluation.methods import Method
@@ -50,29 +50,43 @@ def mohan_protocol(cfg: Any, images: list[TestImage], methods: dict[str, Method]
     return pd.DataFrame(rows)
 
 
+def segmentation_counts(
+    true_class: np.ndarray, true_occ: dict[str, np.ndarray], pred_class: np.ndarray | None,
+    pred_occ: dict[str, np.ndarray],
+) -> list[dict[str, Any]]:
+    """The segmentation quantities of one image as pooled counts: ``quantity``, ``num``, ``den``.
+
+    ``iou_<class>``: intersection / union [px] of each class of
+    :data:`~etem.simulation.contract.CLASSES` (without ``pred_class``: none);
+    ``<site>_occupancy_exact`` / ``_within1``: column pixels (true occupancy > 0.5 atoms)
+    whose rounded predicted occupancy equals the rounded true one / is within ±1 atom, out of
+    the column pixels. A summary's value is sum(num) / sum(den) over images.
+    """
+    rows: list[dict[str, Any]] = []
+    if pred_class is not None:
+        for k, name in enumerate(CLASSES):
+            inter, union = class_overlap(pred_class, true_class, k)
+            rows.append({"quantity": f"iou_{name}", "num": float(inter), "den": float(union)})
+    for key, occ in true_occ.items():
+        if key not in pred_occ:
+            continue
+        sel = occ > 0.5
+        if not sel.any():
+            continue
+        site = key.removesuffix("_occupancy")
+        for tol, suffix in ((0, "exact"), (1, "within1")):
+            hits, n = occupancy_hits(pred_occ[key], occ, sel, tol)
+            rows.append({"quantity": f"{site}_occupancy_{suffix}", "num": float(hits),
+                         "den": float(n)})
+    return rows
+
+
 def segmentation_rows(
     model: Any, im: TestImage, counts: np.ndarray, dose_px: float, dose: float,
     base: dict[str, Any],
 ) -> list[dict[str, Any]]:
+    """The segmenter's :func:`segmentation_counts` on one noisy image (counts at ``dose``)."""
+    assert im.class_map is not None
     out = segment_images(model, counts.astype(np.float32), dose_px)
-    pred, true = out["class_map"], im.class_map
-    rows = []
-    for k, name in enumerate(CLASSES):
-        inter = float(np.sum((pred == k) & (true == k)))
-        union = float(np.sum((pred == k) | (true == k)))
-        rows.append({**base, "dose_e_per_A2": dose, "quantity": f"iou_{name}",
-                     "num": inter, "den": union})
-    for key, true_occ in im.occupancy.items():
-        if key not in out:
-            continue
-        sel = true_occ > 0.5
-        if not sel.any():
-            continue
-        err = np.abs(np.round(out[key][sel]) - np.round(true_occ[sel]))
-        site = key.removesuffix("_occupancy")
-        rows.append({**base, "dose_e_per_A2": dose, "quantity": f"{site}_occupancy_exact",
-                     "num": float(np.sum(err == 0)), "den": float(sel.sum())})
-        rows.append({**base, "dose_e_per_A2": dose, "quantity": f"{site}_occupancy_within1",
-                     "num": float(np.sum(err <= 1)), "den": float(sel.sum())})
-    return rows
-
+    return [{**base, "dose_e_per_A2": dose, **r} for r in segmentation_counts(
+        im.class_map, im.occupancy, out["class_map"], out)]

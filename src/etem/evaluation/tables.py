@@ -143,6 +143,13 @@ def headline_summary(res: Any, primary: str, methods: dict[str, Any]) -> dict[st
                            "n": int(r.n)} for r in grp.itertuples()}
             for g, grp in c.groupby("group", sort=True)
         }
+    if "segmentation_conditions" in res.tables:
+        c = res.tables["segmentation_conditions"]
+        out["segmentation_conditions"] = {
+            g: {r["method"]: {k: v for k, v in r.items() if k not in ("method", "group")
+                              and v == v} for r in grp.to_dict("records")}
+            for g, grp in c.groupby("group", sort=True)
+        }
     if "umse" in res.tables:
         u = res.tables["umse"]
         z = np.abs(u["z"].to_numpy(dtype=np.float64))

@@ -192,6 +192,7 @@ def section_evaluation(layout: Layout) -> str:
         body.append("<h3>By split (test vs held-out family)</h3>")
         body.append(H.table(s[s["subset"].str.startswith("split=")]))
     body.append(section_mohan(d))
+    body.append(section_conditions(d))
     for name, cap in (("psnr_vs_dose", "PSNR vs dose (mean ± s.e.m. over test images)"),
                       ("ssim_vs_dose", "SSIM vs dose"), ("examples", "Example outputs")):
         p = d / "figures" / f"{name}.png"
@@ -250,6 +251,41 @@ def section_mohan(d: Path) -> str:
             "(mean ~0.45 e/px); the tables above use the clean image's range as the peak "
             "instead. <code>mean_counts_per_px_mean</code>: mean of the scaled clean images "
             "[e/px].</p>" + H.table(sel[cols]))
+
+
+def section_conditions(d: Path) -> str:
+    """The cross-condition tables: denoisers (PSNR/SSIM) and the segmenter beside the
+    intensity-counting baseline (occupancy accuracy), per split and held-out condition."""
+    c = read_table_or_none(d / "conditions_summary.csv")
+    if c is None:
+        return H.missing("no cross-condition table (evaluation.conditions off)")
+    body = ["<h3>Held-out microscope conditions: denoisers</h3>",
+            "<p>Test structures (<code>split=test</code>), held-out structures and images "
+            "whose microscope parameters lie in a held-out band "
+            "(<code>training.split.held_out_conditions</code>), all at "
+            "<code>evaluation.condition_dose_e_per_px</code>; PSNR [dB] and SSIM in etem's "
+            "metric and Mohan et al.'s.</p>", H.table(c)]
+    p = d / "figures" / "conditions_psnr.png"
+    if p.exists():
+        body.append(H.png_file(p, "PSNR per split and held-out condition (mean ± s.e.m.)"))
+    s = read_table_or_none(d / "segmentation_conditions.csv")
+    body.append("<h3>Held-out microscope conditions: segmenter vs intensity counting</h3>")
+    if s is None:
+        body.append(H.missing("no segmentation table per condition (no occupancy labels)"))
+        return "".join(body)
+    body.append("<p>The same noisy frames. <code>segmenter</code>: the network's class map "
+                "and occupancies; <code>intensity</code>: each labelled column's mean "
+                "intensity in the noisy frame mapped to atoms by a monotone curve fitted on "
+                "the training images nearest in microscope parameters (given the true "
+                "columns, so no IoU); <code>intensity_clean</code>: the same on the "
+                "noise-free image (oracle); <code>majority</code>: the most frequent atom "
+                "count of those training columns (chance). Values: fraction of column pixels "
+                "(occupancy) or IoU, pooled over the group's images.</p>")
+    body.append(H.table(s))
+    p = d / "figures" / "segmentation_conditions.png"
+    if p.exists():
+        body.append(H.png_file(p, "Occupancy accuracy per split and held-out condition"))
+    return "".join(body)
 
 
 def section_calibration(layout: Layout) -> str:

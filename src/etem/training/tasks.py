@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from etem.analysis.domain import column_fwhm_A, training_distribution
+from etem.analysis.metrics import iou_per_class, occupancy_accuracy
 from etem.config import EtemConfig
 from etem.config.training import (
     DenoiserConfig,
@@ -51,7 +52,7 @@ from etem.models.unet import Segmenter
 from etem.plotting import plt
 from etem.seeding import rng
 from etem.simulation.contract import CLASSES
-from etem.training.metrics import iou_per_class, occupancy_accuracy, psnr, ssim
+from etem.training.metrics import psnr, ssim
 
 log = logging.getLogger("etem.training.tasks")
 
