@@ -61,6 +61,7 @@ def test_report_on_fake_results(tmp_path, capsys, tiny_config):
                  "event timeline", cfg.hash(), "Missing results",
                  "train-denoiser: training curves", "mlflow ui --backend-store-uri",
                  "Mohan et al.'s protocol", "split=test",
+                 "Held-out microscope conditions: denoisers",
                  "Movie <b>synthetic</b>: 16 frames", "Likelihood calibration: false-alarm",
                  "<details>"):
         assert text.lower() in html.lower(), text

@@ -72,11 +72,12 @@ def _num(v: Any) -> float:
 
 
 def _raw_vectors(images: list[TestImage], cols: list[str]) -> np.ndarray:
-    m = np.array([[_num(im.params.get(c)) for c in cols] for im in images], dtype=np.float64)
+    m = np.array([[_num(im.params.get(c)) for c in cols] for im in images],
+                 dtype=np.float64).reshape(len(images), len(cols))
     if "detector_pixel_A" in cols and "pixel_size_A" in cols:  # NaN: the pixel size itself
         d, p = cols.index("detector_pixel_A"), cols.index("pixel_size_A")
         m[:, d] = np.where(np.isfinite(m[:, d]), m[:, d], m[:, p])
-    return m.reshape(len(images), len(cols))
+    return m
 
 
 def _columns(cfg: Any, images: list[TestImage]) -> list[str]:
