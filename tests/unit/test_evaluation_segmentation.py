@@ -172,6 +172,8 @@ def test_benchmark_writes_the_table_figure_and_report_section(campaign, tmp_path
     images = load_test_images(paths["index"], cfg)[:6]
     res = run_benchmark(cfg, images, segmenter=segmenter_model().module,
                         train_images=load_train_images(paths["index"], cfg))
+    seg = res.tables["segmentation"]  # the all-doses table: the same counting
+    assert {"iou_cation", "cation_occupancy_exact"} <= set(seg["quantity"])
     assert "split=test" in res.summary["segmentation_conditions"]
     assert "intensity" in res.summary["segmentation_conditions"]["split=test"]
     out = tmp_path / "evaluation"

@@ -22,7 +22,10 @@ outputs: --out DIR with per_image.parquet, denoising_summary.csv (one row per
          (used by `etem apply`), calibration_far.csv, reliability.csv, umse.csv,
          segmentation.csv, movie.csv, mohan_summary.csv / mohan_per_image.csv (Mohan
          et al.'s protocol: clean scaled to a peak of 1 count, PSNR [dB] / SSIM with
-         peak 1 count after clamping; comparable with their 35-38 dB), figures/*.png
+         peak 1 count after clamping; comparable with their 35-38 dB),
+         conditions_summary.csv (denoisers per split and held-out microscope
+         condition), segmentation_conditions.csv (the segmenter per split and
+         condition beside occupancy from integrated column intensity), figures/*.png
          and summary.json.
 units  : doses [e/Å²] (noise.benchmark_doses_e_per_A2), lengths [Å], positions [pm],
          intensities normalised so that vacuum = 1, counts [e/px].
