@@ -86,9 +86,10 @@ def _columns(cfg: Any, images: list[TestImage]) -> list[str]:
             if any(c in im.params for im in images)]
 
 
-def _views(cfg: Any, im: TestImage, dose_px: float) -> dict[str, np.ndarray]:
-    return {"noisy": condition_counts(cfg, im, dose_px) / dose_px,
-            "clean": np.asarray(im.clean, dtype=np.float64)}
+def _views(im: TestImage, counts: np.ndarray, dose_px: float) -> dict[str, np.ndarray]:
+    """The images the baselines integrate: the noisy frame (intensity, vacuum = 1) and the
+    clean one."""
+    return {"noisy": counts / dose_px, "clean": np.asarray(im.clean, dtype=np.float64)}
 
 
 def _calibration(cfg: Any, train: list[TestImage], cols: list[str], dose_px: float
@@ -106,7 +107,7 @@ def _calibration(cfg: Any, train: list[TestImage], cols: list[str], dose_px: flo
         (v, s): [] for v in VIEWS.values() for s in SITES}
     for im in progress(train, "occupancy calibration images"):
         assert im.class_map is not None
-        for view, img in _views(cfg, im, dose_px).items():
+        for view, img in _views(im, condition_counts(cfg, im, dose_px), dose_px).items():
             for site, k in SITES.items():
                 columns[(view, site)].append(disc_columns(img, im.class_map, k,
                                                           im.occupancy.get(site)))
@@ -173,10 +174,10 @@ def segmentation_conditions_table(
                 "condition": str(im.params.get("condition", "") or ""),
                 "family": im.params.get("family"), "dose_e_per_px": dose_px,
                 "pixel_size_A": im.params.get("pixel_size_A")}
-        views = _views(cfg, im, dose_px)
+        counts = condition_counts(cfg, im, dose_px)
+        views = _views(im, counts, dose_px)
         if segmenter is not None:
-            out = segment_images(segmenter, (views["noisy"] * dose_px).astype(np.float32),
-                                 dose_px)
+            out = segment_images(segmenter, counts.astype(np.float32), dose_px)
             rows += [{**base, "method": "segmenter", **r} for r in segmentation_counts(
                 im.class_map, im.occupancy, out["class_map"], out)]
         if cal.images:
