@@ -120,6 +120,16 @@ def test_intensity_curve_is_near_chance_when_intensity_is_shuffled():
     assert hits / n < 0.35
 
 
+def test_intensity_curve_is_the_conditional_median_not_the_mean():
+    g = np.random.default_rng(3)
+    y = np.where(g.random(2000) < 0.8, 3.0, 8.0)  # one dominant count
+    x = g.normal(size=y.size) + 0.3 * (y == 8)  # intensity says little
+    pred = IntensityCurve.fit(x, y).predict(g.normal(size=500))
+    # a mean curve would round to 4 (3*0.8 + 8*0.2); the median is 3 almost everywhere
+    assert np.mean(pred == 3.0) > 0.9
+    assert np.all(np.diff(IntensityCurve.fit(x, y).predict(np.linspace(-3, 3, 50))) >= 0)
+
+
 # -- the per-condition table -------------------------------------------------------------
 @pytest.fixture(scope="module")
 def campaign(tmp_path_factory):

@@ -2,8 +2,9 @@
 
 Each labelled column (a connected disc of one class in a class map) gets one number, the
 mean intensity over its disc (its integrated intensity / disc area); a monotone curve fitted
-on columns of known atom count (isotonic regression, increasing or decreasing, whichever
-fits better: bright- and dark-atom contrast alike) maps it to an occupancy [atoms]. This is
+on columns of known atom count (isotonic regressions, increasing or decreasing, whichever
+fits better: bright- and dark-atom contrast alike; :class:`IntensityCurve`) maps it to an
+occupancy [atoms]. This is
 the classical "count atoms by integrated column intensity" route (e.g. scattering
 cross-sections in ADF-STEM); in HRTEM the intensity of a column is not monotone in its atom
 count over all thicknesses and defoci, which is what the segmenter is for.
@@ -64,16 +65,26 @@ def paint(columns: DiscColumns, values: np.ndarray) -> np.ndarray:
 
 @dataclass
 class IntensityCurve:
-    """Monotone map from column intensity to occupancy [atoms] (fit with :meth:`fit`)."""
+    """Monotone map from column intensity to occupancy [atoms] (fit with :meth:`fit`).
+
+    The conditional *median* atom count: for each count level v_j of the fit set, an
+    isotonic fit of P(n > v_j | intensity) (the ordinal form of the segmenter's occupancy
+    heads); the prediction is the lowest level whose exceedance probability is below one
+    half. Every fit runs in the same direction, so the map is monotone. The median, not the
+    mean: where intensity says little (noise, thickness-dependent contrast), it stays near
+    the most common count instead of spreading rounded means over its neighbours.
+    """
 
     x: np.ndarray  # sorted distinct intensities of the fit set
-    y: np.ndarray  # fitted occupancy at each (monotone in x)
+    exceed: np.ndarray  # (len(levels) - 1, len(x)): fitted P(n > levels[j]) at each x
+    levels: np.ndarray  # sorted distinct atom counts of the fit set
     increasing: bool
 
     @classmethod
     def fit(cls, intensity: np.ndarray, occupancy: np.ndarray) -> IntensityCurve:
-        """Isotonic least-squares fit, increasing or decreasing, whichever has the smaller
-        squared error; tied intensities are pooled (weighted by their count)."""
+        """Fit on columns of known atom count. Direction: increasing or decreasing, whichever
+        isotonic least-squares fit of the count itself has the smaller squared error; tied
+        intensities are pooled (weighted by their count)."""
         x = np.asarray(intensity, dtype=np.float64)
         y = np.asarray(occupancy, dtype=np.float64)
         ok = np.isfinite(x) & np.isfinite(y)
@@ -82,18 +93,28 @@ class IntensityCurve:
             raise InputError("intensity calibration: no column with a finite intensity and "
                              "a known occupancy")
         ux, inv, w = np.unique(x, return_inverse=True, return_counts=True)
-        ym = np.bincount(inv, weights=y) / w
-        best: IntensityCurve | None = None
-        best_err = np.inf
+        wf = w.astype(np.float64)
+
+        def pooled(v: np.ndarray) -> np.ndarray:
+            return np.bincount(inv, weights=v, minlength=len(ux)) / wf
+
+        ym = pooled(y)
+        err = {}
         for inc in (True, False):
-            fy = np.asarray(isotonic_regression(ym, weights=w.astype(np.float64),
-                                                increasing=inc).x)
-            err = float(np.sum(w * (fy - ym) ** 2))
-            if err < best_err:
-                best, best_err = cls(ux, fy, inc), err
-        assert best is not None
-        return best
+            fy = np.asarray(isotonic_regression(ym, weights=wf, increasing=inc).x)
+            err[inc] = float(np.sum(wf * (fy - ym) ** 2))
+        increasing = err[True] <= err[False]
+        levels = np.unique(y)
+        exceed = np.array([isotonic_regression(pooled((y > v).astype(np.float64)), weights=wf,
+                                               increasing=increasing).x for v in levels[:-1]],
+                          dtype=np.float64).reshape(len(levels) - 1, len(ux))
+        return cls(ux, exceed, levels, increasing)
 
     def predict(self, intensity: np.ndarray) -> np.ndarray:
-        """Occupancy [atoms] at ``intensity`` (linear between fitted points, constant beyond)."""
-        return np.interp(np.asarray(intensity, dtype=np.float64), self.x, self.y)
+        """Occupancy [atoms] at ``intensity`` (the exceedance probabilities linear between
+        fitted points, constant beyond)."""
+        xi = np.asarray(intensity, dtype=np.float64)
+        above = np.zeros(xi.shape, dtype=np.int64)
+        for p in self.exceed:
+            above += np.interp(xi, self.x, p) > 0.5
+        return self.levels[above]
