@@ -3,7 +3,9 @@
 # fixed-microscope campaign on the same structures, one supervised denoiser trained on each,
 # both scored on the randomised campaign's test / held-out-structure / held-out-condition
 # images (conditions_summary.csv), and on the evaluated structures simulated through the other
-# abTEM code paths of evaluation.code_paths (groups split=code_path|condition=NAME).
+# abTEM code paths of evaluation.code_paths (groups split=code_path|condition=NAME); likewise
+# one occupancy segmenter each, scored per condition beside intensity counting
+# (segmentation_conditions.csv).
 # Usage: bash benchmarks/cross_condition.sh [results dir]
 set -euo pipefail
 R=${1:-results/cross_condition}
@@ -38,5 +40,6 @@ for tag in "" fixed; do
   for i in 0 1; do etem simulate --config "$cfg" --manifest "$R/structures/manifest.csv" --shard $i/2 --out "$out/simulation/shard_00$i.h5"; done
   etem simulate-index --out "$out/simulation/index.csv" "$out/simulation/shard_000.h5" "$out/simulation/shard_001.h5"
   etem train denoiser --config "$cfg" --index "$out/simulation/index.csv" --out "$out/models/denoiser.pt" --threads 2
-  etem evaluate --config "$R/config_bench.yaml" --index "$R/simulation/index.csv" --denoiser "$out/models/denoiser.pt" "${CP_ARGS[@]}" --out "$out/evaluation"
+  etem train segmenter --config "$cfg" --index "$out/simulation/index.csv" --out "$out/models/segmenter.pt" --threads 2
+  etem evaluate --config "$R/config_bench.yaml" --index "$R/simulation/index.csv" --denoiser "$out/models/denoiser.pt" --segmenter "$out/models/segmenter.pt" "${CP_ARGS[@]}" --out "$out/evaluation"
 done

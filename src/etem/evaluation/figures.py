@@ -170,7 +170,8 @@ def segmentation_conditions_bars(summary: pd.DataFrame | None) -> Any:
     fig, axes = plt.subplots(2, 2, figsize=(4 + 1.6 * len(groups), 6), sharey=True,
                              squeeze=False)
     width = 0.8 / max(len(methods), 1)
-    labels = [s.replace("split=", "").replace("|condition=", "\n") for s in groups]
+    labels = [s.replace("split=held_out_condition|condition=", "").replace("split=", "")
+              for s in groups]  # a band's label alone: it is a held-out condition
     for r, site in enumerate(("cation", "anion")):
         for c, (tol, title) in enumerate((("exact", "exact"), ("within1", "within ±1 atom"))):
             ax = axes[r, c]
@@ -185,4 +186,5 @@ def segmentation_conditions_bars(summary: pd.DataFrame | None) -> Any:
     axes[0, 0].set_ylabel("fraction of column pixels")
     axes[1, 0].set_ylabel("fraction of column pixels")
     axes[0, 0].legend(fontsize=6)
+    fig.tight_layout()
     return fig
