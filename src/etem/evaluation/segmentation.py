@@ -45,7 +45,8 @@ SITES = {"cation_occupancy": CLASSES.index("cation"), "anion_occupancy": CLASSES
 
 #: image parameters that make a microscope condition (those present in the index are used)
 MICROSCOPE_COLUMNS = ("energy_kv", "cs_um", "c5_mm", "focal_spread_nm", "convergence_mrad",
-                      "defocus_nm", "pixel_size_A", "detector_pixel_A", "blur_fwhm_A")
+                      "defocus_nm", "c12_nm", "c21_nm", "contrast_index", "pixel_size_A",
+                      "detector_pixel_A", "blur_fwhm_A", "dqe")
 
 #: the quantities of the summary, in column order
 QUANTITIES = tuple(f"iou_{c}" for c in CLASSES) + tuple(
