@@ -26,6 +26,7 @@ pooled values sum(num) / sum(den), and the column pixels behind each occupancy f
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,7 +100,8 @@ def _calibration(cfg: Any, train: list[TestImage], cols: list[str], dose_px: flo
     scale used to standardise (so that test images are placed in the same space)."""
     train = [im for im in train if im.class_map is not None and im.occupancy]
     raw = _raw_vectors(train, cols)
-    with np.errstate(invalid="ignore"):
+    with warnings.catch_warnings():  # an all-NaN parameter column: no distance (below)
+        warnings.simplefilter("ignore", RuntimeWarning)
         mu = np.nanmean(raw, axis=0) if len(raw) else np.zeros(len(cols))
         sd = np.nanstd(raw, axis=0) if len(raw) else np.ones(len(cols))
     mu = np.nan_to_num(mu)
