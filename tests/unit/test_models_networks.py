@@ -7,11 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from etem.config import load_config
-from etem.errors import InputError
+from etem.errors import ConfigError, InputError
 from etem.models.blindspot import BlindSpotDenoiser
-from etem.models.factory import architecture, build_model, count_parameters
+from etem.models.factory import architecture, build_model, count_parameters, flops_per_frame
 from etem.models.inference import denoise_images, denoise_movie, normalize, segment_images
 from etem.models.io import load_model, save_model
 from etem.models.unet import Denoiser
@@ -69,6 +70,23 @@ def test_factory_builds_each_network_from_config() -> None:
     assert uns(torch.zeros(2, 5, 16, 16)).shape == (2, 1, 16, 16)
     # the default denoiser: 4 scales, 32 -> 256 channels (Mohan et al.: 4 scales, 5.6 M)
     assert 1e6 < count_parameters(den) < 1e7
+
+
+def test_flops_per_frame_counts_every_convolution_once() -> None:
+    # one scale, 4 channels: 3x3 conv 1->4, 3x3 conv 4->4, 1x1 head 4->1 (2 FLOP per MAC)
+    arch = {"kind": "denoiser", "depth": 1, "base_channels": 4}
+    assert flops_per_frame(arch, 16) == 2 * 16 * 16 * (1 * 4 * 9 + 4 * 4 * 9 + 4 * 1)
+    assert flops_per_frame(arch, 32) == 4 * flops_per_frame(arch, 16)
+    # the blind-spot network: one output frame from its window of n_frames frames, the four
+    # rotations of the blind branch and the other-frames U-Net all counted; as a real forward
+    bs = {"kind": "unsupervised", "n_frames": 3, "depth": 2, "base_channels": 4}
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        build_model(bs)(torch.zeros(1, 3, 16, 16))
+    assert flops_per_frame(bs, 16) == counter.get_total_flops() > 0
+    wider = flops_per_frame({**bs, "n_frames": 5}, 16)
+    assert wider > flops_per_frame(bs, 16)  # more frames in, more first-layer work
+    with pytest.raises(ConfigError, match="multiple of 2"):
+        flops_per_frame(bs, 15)
 
 
 def test_model_file_round_trip_and_bad_files(tmp_path: Path) -> None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from etem.config.training import (
     DenoiserConfig,
@@ -59,3 +61,26 @@ def build_model(arch: dict[str, Any]) -> nn.Module:
 def count_parameters(model: nn.Module) -> int:
     """Trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def flops_per_frame(arch: dict[str, Any], size_px: int = 1024) -> int:
+    """Floating-point operations of one output frame of ``size_px``² [FLOP], counted exactly.
+
+    Counted by :class:`torch.utils.flop_counter.FlopCounterMode` on a meta-device copy of
+    :func:`build_model` ``(arch)`` (no arithmetic is run): convolutions and matrix products,
+    2 FLOP per multiply-add; activations, pooling, padding and additions are not counted
+    (they are a small fraction). One output frame takes one input of ``in_channels``
+    channels: a single frame for the denoiser and the segmenter, the window of ``n_frames``
+    frames for the blind-spot network (``kind`` unsupervised). ``size_px`` must be a
+    multiple of the network's size multiple (2**(depth-1)).
+    """
+    model = build_model(arch).to("meta").eval()
+    mult = int(getattr(model, "multiple", 1))
+    if size_px < 1 or size_px % mult:
+        raise ConfigError(f"frame size {size_px} px: must be a positive multiple of {mult} "
+                          f"for a network of depth {arch.get('depth')}")
+    channels = int(getattr(model, "in_channels", 1))
+    x = torch.empty(1, channels, size_px, size_px, device="meta")
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        model(x)
+    return int(counter.get_total_flops())
