@@ -14,7 +14,7 @@ import yaml
 from etem.config import EtemConfig, load_config
 from etem.errors import ConfigError
 from etem.io import write_text
-from etem.runs import StageRun
+from etem.runs import StageRun, is_registry_uri
 
 
 def add_config_args(parser: argparse.ArgumentParser, required: bool = False) -> None:
@@ -100,6 +100,12 @@ def existing_path(text: str) -> str:
     if not Path(text).exists() and not glob.glob(text):
         raise argparse.ArgumentTypeError(f"{text}: no such file or folder")
     return text
+
+
+def model_arg(text: str) -> str:
+    """argparse type: a model file that exists, or a model registry URI ``models:/NAME/VERSION``
+    (resolved later, with the config's tracking store: :func:`etem.runs.model_file`)."""
+    return text if is_registry_uri(text) else existing_path(text)
 
 
 def output_folder(text: str) -> str:

@@ -17,6 +17,16 @@ The default store is ``sqlite:///<results_dir>/mlflow.db`` with artifacts in
 ``<results_dir>/mlartifacts``; ``MLFLOW_TRACKING_URI`` overrides it (e.g. an ``mlflow server``
 with PostgreSQL for multi-node runs). For sqlite, every write holds an advisory file lock so
 concurrent local jobs do not collide; metrics are buffered and written in batches.
+
+Model registry
+--------------
+Each training run also registers its model file in MLflow's model registry
+(:meth:`StageRun.register_model`): an MLflow 3 *logged model* (name = the network kind, source
+run = the training run) holding the etem model file byte for byte, registered as a new version
+of ``<campaign name>-<kind>`` (e.g. ``demo-denoiser``). :func:`model_file` turns
+``models:/NAME/VERSION`` (or ``models:/NAME/latest``) back into a local copy of that file, so
+every ``--denoiser/--unsupervised/--segmenter/--init-from`` accepts a registry URI beside a
+path and gives the same results.
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -35,7 +46,8 @@ import yaml
 
 from etem import __version__
 from etem.config import EtemConfig
-from etem.io import host_tag, pid_alive
+from etem.errors import InputError
+from etem.io import file_digest, host_tag, pid_alive
 from etem.provenance import config_hash, git_commit, package_versions
 
 log = logging.getLogger("etem.runs")
@@ -198,6 +210,19 @@ class StageRun:
             p = Path(tmp) / name
             p.write_text(text, encoding="utf-8")
             self.log_artifact(p)
+
+    def register_model(self, path: str | os.PathLike[str], kind: str) -> str | None:
+        """Register the model file ``path`` (a network of ``kind``) in the model registry as a
+        new version of :func:`registered_name`; its ``models:/NAME/VERSION`` URI (also set as
+        tag ``etem.registered_model``), or None when tracking is off."""
+        if not (self.enabled and self.run_id):
+            return None
+        name = registered_name(self.config, kind)
+        version = self._call(self._register, Path(path), name, kind)
+        uri = f"{MODELS_SCHEME}{name}/{version}"
+        self.set_tags({"etem.registered_model": uri})
+        log.info("registered %s as %s", path, uri)
+        return uri
 
     def flush(self) -> None:
         """Write buffered metrics."""
@@ -366,6 +391,31 @@ class StageRun:
         for i in range(0, len(metrics), 500):
             self._client.log_batch(self.run_id, metrics=metrics[i : i + 500])
 
+    def _register(self, path: Path, name: str, kind: str) -> str:
+        from mlflow.entities import LoggedModelStatus  # lazy: `etem --help` imports runs
+        from mlflow.exceptions import MlflowException
+
+        client = self._client
+        tags = {"etem.model.kind": kind, "etem.model.sha256": file_digest(path),
+                "etem.campaign": self.config.name}
+        model = client.create_logged_model(self.experiment_id, name=kind,
+                                           source_run_id=self.run_id, tags=tags)
+        with tempfile.TemporaryDirectory() as tmp:
+            shutil.copyfile(path, Path(tmp) / registry_file(kind))  # the same bytes
+            client.log_model_artifacts(model.model_id, tmp)
+        client.finalize_logged_model(model.model_id, LoggedModelStatus.READY)
+        try:
+            client.create_registered_model(name, tags={"etem.model.kind": kind})
+        except MlflowException as exc:  # registered by an earlier training
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        # the source is the logged model's artifact folder: a ``models:/<model id>`` source
+        # would be looked up in MLflow's global tracking URI, not this store
+        version = client.create_model_version(
+            name, source=model.artifact_location, run_id=self.run_id, tags=tags,
+            model_id=model.model_id)
+        return str(version.version)
+
     def _end(self, status: str) -> None:
         if self._metrics:
             batch, self._metrics = self._metrics, []
@@ -422,6 +472,93 @@ def search_stage_runs(config: EtemConfig, stage: str | None = None) -> Any:
     if stage:
         flt += f" and tags.`etem.stage` = '{stage}'"
     return mlflow.search_runs(experiment_names=[experiment_name(config)], filter_string=flt)
+
+
+#: The scheme of a model registry URI: ``models:/NAME/VERSION``.
+MODELS_SCHEME = "models:/"
+
+
+def registered_name(config: EtemConfig, kind: str) -> str:
+    """Name in the model registry of a campaign's network: ``<campaign name>-<kind>``."""
+    return f"{config.name}-{kind}"
+
+
+def registry_file(kind: str) -> str:
+    """Name of the model file inside a registered model's artifacts."""
+    return f"{kind}.pt"
+
+
+def is_registry_uri(spec: str | os.PathLike[str] | None) -> bool:
+    """Whether a model argument is a registry URI (``models:/...``), not a path."""
+    return spec is not None and str(spec).startswith(MODELS_SCHEME)
+
+
+def model_file(spec: str, config: EtemConfig) -> str:
+    """A model argument as a local model file: a path unchanged, a registry URI
+    ``models:/NAME/VERSION`` or ``models:/NAME/latest`` resolved in the store of
+    :func:`tracking_uri` and its file downloaded (once per version, checked against the
+    digest recorded at registration) into ``<store folder>/registry/NAME/VERSION/``.
+
+    Raises :class:`InputError` (one line) for a malformed URI, no tracking store, or a name or
+    version the registry does not hold. Starts no MLflow run.
+    """
+    if not is_registry_uri(spec):
+        return spec
+    name, sep, version = spec.removeprefix(MODELS_SCHEME).rpartition("/")
+    if not sep or not name or not (version.isdigit() or version == "latest"):
+        raise InputError(f"{spec}: expected models:/NAME/VERSION (a number) or "
+                         "models:/NAME/latest")
+    uri = tracking_uri(config)
+    db = Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+    if db is not None and not db.is_file():
+        raise InputError(f"{spec}: no MLflow tracking store at {uri} (give the campaign's "
+                         "--config, tracking.uri or MLFLOW_TRACKING_URI)")
+    from mlflow.exceptions import MlflowException  # lazy: `etem --help` imports runs
+    from mlflow.tracking import MlflowClient
+
+    missing = f"{spec}: the model registry of {uri} has no model {name!r}"
+    with _store_lock(uri):
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        try:
+            if version == "latest":
+                versions = client.search_model_versions(f"name = '{name}'")
+                if not versions:
+                    raise InputError(missing)
+                found = max(versions, key=lambda v: int(v.version))
+            else:
+                found = client.get_model_version(name, version)
+        except MlflowException:
+            raise InputError(f"{missing} version {version}" if version != "latest"
+                             else missing) from None
+        cache = ((db.parent if db else Path(tempfile.gettempdir()) / "etem-registry"
+                  / config_hash({"uri": uri})[:12]) / "registry" / name / str(found.version))
+        return str(_download_version(client, found, cache, spec))
+
+
+def _download_version(client: Any, version: Any, cache: Path, spec: str) -> Path:
+    """The model file of a registered version, downloaded into ``cache`` unless there."""
+    import mlflow  # lazy: `etem --help` imports runs
+
+    kind = version.tags.get("etem.model.kind", "")
+    digest = version.tags.get("etem.model.sha256", "")
+    target = cache / registry_file(kind)
+    if target.is_file() and (not digest or file_digest(target) == digest):
+        return target
+    source = str(version.source)
+    if source.startswith(MODELS_SCHEME):  # an MLflow 3 logged model: its artifact folder
+        source = client.get_logged_model(source.removeprefix(MODELS_SCHEME)).artifact_location
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache.parent) as tmp:
+        got = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=tmp))
+        files = sorted(got.rglob("*.pt")) if got.is_dir() else [got]
+        if len(files) != 1:
+            raise InputError(f"{spec}: the registered model holds no single etem model file")
+        if digest and file_digest(files[0]) != digest:
+            raise InputError(f"{spec}: the downloaded model file differs from the registered "
+                             f"one (digest {file_digest(files[0])}, registered {digest})")
+        cache.mkdir(parents=True, exist_ok=True)
+        os.replace(files[0], target)
+    return target
 
 
 def _clean_key(key: str) -> str:

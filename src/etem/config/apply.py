@@ -110,6 +110,12 @@ class InferenceConfig(StrictModel):
         "(movies too short to score: supervised if given, else unsupervised); raw/gaussian = "
         "no network",
     )
+    pretrained: bool = Field(
+        True,
+        description="with no --denoiser given (and denoise_with auto or supervised), use the "
+        "pretrained general denoiser shipped in the package (etem.models.pretrained; its "
+        "model card beside it); under auto it is one more candidate",
+    )
     score_targets: int = Field(
         8,
         ge=0,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from etem.cliutils import add_config_args, add_shard_arg
+from etem.cliutils import add_config_args, add_shard_arg, model_arg
 
 HELP = """\
 Benchmark the denoisers on the test and held-out images of a campaign.
@@ -40,9 +40,12 @@ def register(sub: Any) -> None:
                        description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_args(p)
     p.add_argument("--index", required=True, help="simulation index CSV")
-    p.add_argument("--denoiser", help="supervised denoiser model file (.pt)")
-    p.add_argument("--unsupervised", help="unsupervised (multi-frame) model file (.pt)")
-    p.add_argument("--segmenter", help="segmenter model file (.pt)")
+    p.add_argument("--denoiser", type=model_arg,
+                   help="supervised denoiser model file (.pt) or models:/NAME/VERSION")
+    p.add_argument("--unsupervised", type=model_arg,
+                   help="unsupervised (multi-frame) model file (.pt) or models:/NAME/VERSION")
+    p.add_argument("--segmenter", type=model_arg,
+                   help="segmenter model file (.pt) or models:/NAME/VERSION")
     p.add_argument("--movie", help="synthetic movie HDF5 with ground truth")
     p.add_argument("--code-path", dest="code_paths", action="append", default=[],
                    metavar="NAME=INDEX",

@@ -7,18 +7,20 @@ from pathlib import Path
 from typing import Any
 
 from etem.cliutils import config_from_args, stage_run
+from etem.config import EtemConfig
 from etem.errors import ConfigError
 from etem.evaluation.benchmark import load_test_images, read_movie, run_benchmark, write_outputs
 from etem.evaluation.inputs import TestImage, load_code_path_images, load_train_images
 from etem.io import require_file
 from etem.models.io import load_model
-from etem.runs import StageRun
+from etem.runs import StageRun, model_file
 
 
-def _load(path: str | None) -> Any:
-    if not path:
+def _load(spec: str | None, cfg: EtemConfig) -> Any:
+    """A model argument (file or ``models:/NAME/VERSION``) loaded, or None."""
+    if not spec:
         return None
-    model, _ = load_model(path)
+    model, _ = load_model(model_file(spec, cfg))
     return model
 
 
@@ -29,7 +31,8 @@ def evaluate(args: argparse.Namespace) -> int:
     images = load_test_images(args.index, cfg)
     code_paths = _code_paths(args, cfg)
     train = load_train_images(args.index, cfg) if cfg.evaluation.conditions else []
-    denoiser, unsup, seg = _load(args.denoiser), _load(args.unsupervised), _load(args.segmenter)
+    denoiser, unsup, seg = (_load(args.denoiser, cfg), _load(args.unsupervised, cfg),
+                         _load(args.segmenter, cfg))
     movie = read_movie(args.movie) if args.movie else None
     params = {"n_images": len(images), "denoiser": args.denoiser, "unsupervised": args.unsupervised,
               "segmenter": args.segmenter, "movie": args.movie,

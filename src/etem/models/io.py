@@ -111,6 +111,9 @@ class LoadedModel:
     module: Any
     meta: dict[str, Any] = field(default_factory=dict)
     path: str | None = None
+    #: where the file came from when not a path given: ``models:/NAME/VERSION`` or the
+    #: packaged pretrained model (recorded in the apply summary)
+    source: str | None = None
 
     @property
     def kind(self) -> str:

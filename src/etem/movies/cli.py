@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from etem.cliutils import add_config_args, existing_path, output_file, output_folder
+from etem.cliutils import add_config_args, existing_path, model_arg, output_file, output_folder
 
 _APPLY_HELP = """\
 Denoise an experimental movie and quantify it, streaming in chunks at bounded memory.
@@ -60,12 +60,15 @@ def _positive(text: str) -> float:
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--denoiser", type=existing_path, metavar="MODEL",
-                   help="supervised denoiser model file (.pt)")
-    p.add_argument("--unsupervised", type=existing_path, metavar="MODEL",
-                   help="blind-spot multi-frame model file (.pt)")
-    p.add_argument("--segmenter", type=existing_path, metavar="MODEL",
-                   help="occupancy segmenter model file (.pt)")
+    p.add_argument("--denoiser", type=model_arg, metavar="MODEL",
+                   help="supervised denoiser: model file (.pt) or registered model "
+                   "models:/NAME/VERSION (or models:/NAME/latest) in the config's tracking "
+                   "store; default: the pretrained denoiser shipped in the package "
+                   "(apply.inference.pretrained)")
+    p.add_argument("--unsupervised", type=model_arg, metavar="MODEL",
+                   help="blind-spot multi-frame model: file (.pt) or models:/NAME/VERSION")
+    p.add_argument("--segmenter", type=model_arg, metavar="MODEL",
+                   help="occupancy segmenter: model file (.pt) or models:/NAME/VERSION")
     p.add_argument(
         "--calibration",
         type=existing_path,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,9 @@ from etem.config import EtemConfig
 from etem.errors import InputError
 from etem.frames.files import movie_name
 from etem.frames.readers import Movie, open_movie
-from etem.models.io import load
+from etem.models.io import LoadedModel, load
+from etem.models.pretrained import SOURCE as PRETRAINED
+from etem.models.pretrained import pretrained_path
 from etem.movies.apply import apply_movie
 from etem.movies.gather import gather_results, summarise
 from etem.movies.outputs import clear_outputs, output_lock
@@ -22,7 +25,7 @@ from etem.movies.prepare import ApplyModels, prepare_movie, read_prepared, write
 from etem.movies.shard import run_shard
 from etem.movies.sheet import read_sheet, sheet_schema
 from etem.movies.truth import metrics as truth_metrics
-from etem.runs import StageRun
+from etem.runs import StageRun, is_registry_uri, model_file
 from etem.training.finetune import FINETUNED_NAME
 
 
@@ -54,11 +57,44 @@ def movie_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_models(args: argparse.Namespace) -> ApplyModels:
+log = logging.getLogger("etem.movies.commands")
+
+
+def _model(spec: str | None, cfg: EtemConfig, kind: str) -> LoadedModel | None:
+    """A model argument loaded: a file, or a registry URI ``models:/NAME/VERSION`` resolved in
+    the config's tracking store (one-line error when it holds no such model)."""
+    if not spec:
+        return None
+    model = load(model_file(spec, cfg), kind=kind)
+    if is_registry_uri(spec):
+        model.source = spec
+    return model
+
+
+def _uses_pretrained(args: argparse.Namespace, cfg: EtemConfig) -> bool:
+    """Whether the packaged pretrained denoiser stands in for a missing --denoiser: when
+    ``apply.inference.pretrained`` is on, the package ships one, and the choice can use it
+    (supervised, or auto scoring the candidates or given no --unsupervised)."""
+    inf = cfg.apply.inference
+    if args.denoiser or not inf.pretrained or pretrained_path() is None:
+        return False
+    if inf.denoise_with == "supervised":
+        return True
+    return inf.denoise_with == "auto" and (inf.score_targets > 0 or not args.unsupervised)
+
+
+def _load_models(args: argparse.Namespace, cfg: EtemConfig) -> ApplyModels:
+    denoiser = _model(args.denoiser, cfg, "denoiser")
+    if _uses_pretrained(args, cfg):
+        path = pretrained_path()
+        denoiser = load(str(path), kind="denoiser")
+        denoiser.source = PRETRAINED
+        log.info("no --denoiser given: using the pretrained general denoiser shipped in the "
+                 "package (%s; model card %s)", path, Path(str(path)).with_name("MODEL_CARD.md"))
     models = ApplyModels(
-        denoiser=load(args.denoiser, kind="denoiser") if args.denoiser else None,
-        unsupervised=load(args.unsupervised, kind="unsupervised") if args.unsupervised else None,
-        segmenter=load(args.segmenter, kind="segmenter") if args.segmenter else None,
+        denoiser=denoiser,
+        unsupervised=_model(args.unsupervised, cfg, "unsupervised"),
+        segmenter=_model(args.segmenter, cfg, "segmenter"),
     )
     if args.calibration:
         models.calibration = Calibration.load(args.calibration)
@@ -107,8 +143,9 @@ def _config(args: argparse.Namespace) -> EtemConfig:
             raise InputError(f"--finetune-steps {args.finetune_steps}: must be >= 0")
         args.overrides = [*(args.overrides or []), f"apply.finetune.steps={args.finetune_steps}"]
     cfg = config_from_args(args)
-    if not (args.denoiser or args.unsupervised):
-        raise InputError(f"etem {args.command} needs --denoiser and/or --unsupervised")
+    if not (args.denoiser or args.unsupervised or _uses_pretrained(args, cfg)):
+        raise InputError(f"etem {args.command} needs --denoiser and/or --unsupervised (no "
+                         "pretrained denoiser is used: apply.inference.pretrained, denoise_with)")
     return cfg
 
 
@@ -144,7 +181,7 @@ def _done(name: str, summary: dict[str, Any], out: str) -> None:
 def apply(args: argparse.Namespace) -> int:
     """``etem apply``: the movie stage on one movie (the three passes in one process)."""
     cfg = _config(args)
-    models = _load_models(args)
+    models = _load_models(args, cfg)
     name = args.name or movie_name(args.movie[0])
     out = Path(args.out)
     with _tracked(args, cfg, models, name) as run:
@@ -158,7 +195,7 @@ def apply(args: argparse.Namespace) -> int:
 def apply_prepare(args: argparse.Namespace) -> int:
     """``etem apply-prepare``: geometry, drift, dose, fine-tuning, polarity -> prepare.h5."""
     cfg = _config(args)
-    models = _load_models(args)
+    models = _load_models(args, cfg)
     out = Path(args.out)
     ft_dir = Path(args.finetuned_dir) if args.finetuned_dir else out.parent
     with _open(args.movie, args.frame_time_s) as movie:
@@ -173,7 +210,7 @@ def apply_prepare(args: argparse.Namespace) -> int:
 def apply_shard(args: argparse.Namespace) -> int:
     """``etem apply-shard``: denoise, segment and find columns in one frame range."""
     cfg = _config(args)
-    models = _load_models(args)
+    models = _load_models(args, cfg)
     prep = read_prepared(args.prepared)
     start, stop = args.frames
     with _open(args.movie, args.frame_time_s) as movie:
@@ -185,7 +222,7 @@ def apply_shard(args: argparse.Namespace) -> int:
 def apply_gather(args: argparse.Namespace) -> int:
     """``etem apply-gather``: tracks, statistics, events and outputs of a movie's shards."""
     cfg = _config(args)
-    models = _load_models(args)
+    models = _load_models(args, cfg)
     prep = read_prepared(args.prepared)
     name = args.name or movie_name(args.movie[0])
     out = Path(args.out)

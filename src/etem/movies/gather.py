@@ -300,7 +300,9 @@ def summarise(
         "n_events": len(events.events),
         "events": events.events.to_dict(orient="records"),
         "truth": gathered.truth,
-        "models": {k: {"path": m.path, "sha256": m.sha256} for k, m in models.loaded().items()},
+        "models": {k: {"path": m.path, "sha256": m.sha256, **({"source": m.source} if m.source
+                                                                else {})}
+                   for k, m in models.loaded().items()},
         "files": dict(sorted(files.items())),
         "provenance": prep.provenance,
     }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from etem.cliutils import add_config_args
+from etem.cliutils import add_config_args, model_arg
 
 _COMMON_EPILOG = (
     "Doses: training doses are drawn log-uniformly from training.<net>.dose_e_per_A2 "
@@ -54,8 +54,9 @@ def register(sub: Any) -> None:
                    "<results>/movies/synthetic.h5); several movies of one condition train one "
                    "network on all of them, patches streamed from each without loading them "
                    "whole")
-    q.add_argument("--init-from", metavar="MODEL",
-                   help="fine-tune: start from this unsupervised model file (its architecture "
+    q.add_argument("--init-from", metavar="MODEL", type=model_arg,
+                   help="fine-tune: start from this unsupervised model file or registered model "
+                   "models:/NAME/VERSION (its architecture "
                    "and window n_frames are kept) instead of random weights; the new model "
                    "records the parent's path, sha256 and MLflow run id")
     q.add_argument("--steps", type=int, default=None, metavar="N",

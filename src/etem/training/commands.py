@@ -19,7 +19,7 @@ from etem.config import load_config
 from etem.errors import ConfigError, InputError
 from etem.frames.files import is_pattern, movie_files
 from etem.paths import Layout
-from etem.runs import StageRun, tracking_uri
+from etem.runs import StageRun, model_file, tracking_uri
 from etem.training.run import (
     SOURCES_ARTIFACT,
     STAGES,
@@ -59,6 +59,8 @@ def train(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else layout.model(kind)
     _set_threads(args.threads)
     manifest = getattr(args, "manifest", None)
+    if getattr(args, "init_from", None):  # a file, or models:/NAME/VERSION resolved here
+        args.init_from = model_file(args.init_from, cfg)
     # inputs opened and checked before the MLflow run starts: a bad one starts nothing
     task = prepare_task(kind, cfg, source, manifest, getattr(args, "init_from", None))
     with stage_run(args, cfg, STAGES[kind]) as run:

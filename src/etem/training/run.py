@@ -221,6 +221,7 @@ def train_network(
             tracker.log_figure(fig, f"{kind}_samples.png")
             plt.close(fig)
         tracker.log_artifact(out, "model")
+        tracker.register_model(out, kind)  # models:/<campaign>-<kind>/<version>
 
         tracker.log_text(json.dumps(meta, indent=2, sort_keys=True, default=str), "model_meta.json")
         tracker.flush()
