@@ -110,6 +110,18 @@ def markdown(card: dict[str, Any]) -> str:
     rows = "\n".join(f"| {r['step']} | {r['val_psnr']:.2f} | {r['val_ssim']:.3f} | "
                      f"{r['train_loss_mean']:.4g} | {r['lr']:.3g} |" for r in card["curve"])
     arch = card["architecture"]
+    table = "\n".join([
+        f"| recipe | `{t['recipe']}` (config `benchmarks/pretrained.yaml`, seed {t['seed']}) |",
+        f"| data | {d['images']} simulated images of {d['structures']} structures (train "
+        f"{t['train_images']}, validation {t['val_images']}); content sha256 "
+        f"`{d['sha256'][:16]}` |",
+        f"| steps | {t['steps']} of batch {t['batch_size']} x {t['patch_px']}² (best step "
+        f"{t['best_step']}, stopped early: {t['stopped_early']}) |",
+        f"| wall time | {t['wall_hours']:.2f} h on {card['machine']['cpu'] or 'CPU'}, 1 torch "
+        f"thread, nice 15 ({card['machine']['note']}) |",
+        f"| MLflow | run `{t['mlflow_run_id']}`, registered `{t['registered_model']}` in the "
+        "recipe's store |",
+    ])
     return f"""# etem pretrained general denoiser
 
 A supervised, dose-conditioned U-Net denoiser (depth {arch['depth']}, {arch['base_channels']}
@@ -126,11 +138,7 @@ on the movie). Input: counts / dose [e/px] (vacuum = 1) plus the noise-level cha
 
 | | |
 |---|---|
-| recipe | `{t['recipe']}` (config `benchmarks/pretrained.yaml`, seed {t['seed']}) |
-| data | {d['images']} simulated images of {d['structures']} structures (train {t['train_images']}, validation {t['val_images']}); content sha256 `{d['sha256'][:16]}` |
-| steps | {t['steps']} of batch {t['batch_size']} x {t['patch_px']}² (best step {t['best_step']}, stopped early: {t['stopped_early']}) |
-| wall time | {t['wall_hours']:.2f} h on {card['machine']['cpu'] or 'CPU'}, 1 torch thread, nice 15 ({card['machine']['note']}) |
-| MLflow | run `{t['mlflow_run_id']}`, registered `{t['registered_model']}` in the recipe's store |
+{table}
 
 ## Metrics (validation images, held-out structures; doses spread over the training range)
 
