@@ -51,11 +51,11 @@ def data_digest(results: Path) -> dict[str, Any]:
 
 
 def training_run(client: MlflowClient, digest: str) -> Any:
-    """The training run that wrote the model file of this digest (newest)."""
+    """The first training run that wrote the model file of this digest (not a retrain)."""
     runs = client.search_runs(
         [e.experiment_id for e in client.search_experiments()],
         filter_string=f"tags.`etem.model.sha256` = '{digest}'",
-        order_by=["attributes.start_time DESC"], max_results=1)
+        order_by=["attributes.start_time ASC"], max_results=1)
     if not runs:
         raise SystemExit(f"no training run with model digest {digest} in the store")
     return runs[0]

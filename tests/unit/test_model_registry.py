@@ -140,3 +140,28 @@ def test_apply_without_a_denoiser_uses_the_packaged_model(tmp_path: Path, capsys
                  *APPLY]) == 3
     err = capsys.readouterr().err
     assert "needs --denoiser and/or --unsupervised" in err and "Traceback" not in err
+
+
+def test_auto_scores_the_packaged_model_beside_the_given_one(tmp_path: Path) -> None:
+    """``denoise_with: auto`` with only --unsupervised given: the packaged denoiser is one more
+    candidate scored by uPSNR on the movie (and recorded as the summary's denoiser model)."""
+    import torch
+
+    from etem.models.factory import build_model
+    from etem.models.io import save_model
+
+    arch = {"kind": "unsupervised", "depth": 2, "base_channels": 4, "n_frames": 5}
+    torch.manual_seed(0)
+    unsup = save_model(tmp_path / "u.pt", build_model(arch),
+                       {"kind": "unsupervised", "arch": arch, "pixel_size_A": 0.2})
+    lm = lattice_movie(n_frames=32, size_px=96, event_frame=None, dose_e_per_px_per_frame=0.5,
+                       seed=11)
+    movie = write_h5(lm, tmp_path / "m.h5")
+    out = tmp_path / "out"
+    assert main(["apply", "--movie", str(movie), "--out", str(out), "--unsupervised", str(unsup),
+                 "--set", "tracking.enabled=false", "--set", "apply.inference.tile_px=96",
+                 "--set", "apply.inference.precision=fp32",
+                 "--set", "apply.events.calibration_frames=8"]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert {"supervised", "unsupervised", "raw", "gaussian"} <= set(s["denoiser_upsnr_dB"])
+    assert s["models"]["denoiser"]["source"] == SOURCE
