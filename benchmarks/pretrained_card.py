@@ -115,6 +115,24 @@ def markdown(card: dict[str, Any]) -> str:
     trend = (f"The validation PSNR still rose by {gain:.2f} dB over its last four validations "
              "when it stopped." if gain > 0.1 else
              f"The validation PSNR changed by {gain:+.2f} dB over its last four validations.")
+    bench = ""
+    if "benchmark" in card:
+        rows_b = card["benchmark"]["rows"]
+        groups = list(dict.fromkeys(r["group"] for r in rows_b))
+        methods = list(dict.fromkeys(r["method"] for r in rows_b))
+        cell = {(r["group"], r["method"]): r for r in rows_b}
+        lines = ["| group (n) | " + " | ".join(methods) + " |",
+                 "|---|" + "---|" * len(methods)]
+        for g in groups:
+            n = cell[(g, methods[0])]["n"]
+            label = g.replace("|", ", ")  # a '|' would split the table cell
+            lines.append(f"| {label} ({n}) | " + " | ".join(
+                f"{cell[(g, m)]['psnr_mohan_db_mean']:.2f} / {cell[(g, m)]['psnr_db_mean']:.2f}"
+                for m in methods) + " |")
+        bench = ("Benchmark (`etem evaluate`, 12.5 e/Å², the campaign's test, held-out-structure "
+                 "and held-out-condition images, capped at 40 + 80): PSNR [dB], Mohan et al.'s "
+                 "metric / etem's; means over the group's images (s.e.m. 0.2-0.9 dB, in "
+                 "model_card.json):\n\n" + "\n".join(lines) + "\n")
     table = "\n".join([
         f"| recipe | `{t['recipe']}` (config `benchmarks/pretrained.yaml`, seed {t['seed']}) |",
         f"| data | {d['images']} simulated images of {d['structures']} structures (train "
@@ -154,6 +172,7 @@ on the movie). Input: counts / dose [e/px] (vacuum = 1) plus the noise-level cha
 | val SSIM | {m['val_ssim']:.3f} |
 | val MSE | {m['val_loss']:.4g} |
 
+{bench}
 Learning curve (`learning_curve.csv`, `learning_curve.png`):
 
 | step | val PSNR [dB] | val SSIM | train MSE | lr |
@@ -183,6 +202,9 @@ def main() -> None:
     ap.add_argument("--wall-hours", type=float, default=None,
                     help="training wall time [h] when it spanned several runs (default: the "
                     "training run's own start to end)")
+    ap.add_argument("--evaluation", type=Path, default=None,
+                    help="an `etem evaluate` folder of this model: its conditions_summary.csv "
+                    "goes into the card")
     ap.add_argument("--history", default="",
                     help="how the training ran, when not in one run (recorded in the card)")
     args = ap.parse_args()
@@ -242,6 +264,16 @@ def main() -> None:
         words = counts[-1].split()
         card["training"]["train_images"] = int(words[words.index("training") - 1])
         card["training"]["val_images"] = int(words[words.index("validation") - 1])
+    if args.evaluation is not None:
+        table = pd.read_csv(args.evaluation / "conditions_summary.csv")
+        card["benchmark"] = {
+            "command": "etem evaluate --config C --index results/pretrained/simulation/index.csv "
+                       "--denoiser models:/etem-pretrained-denoiser/N --out E (C: the recipe "
+                       "config with noise.benchmark_doses_e_per_A2 [12.5], evaluation "
+                       "max_test_images 40, condition_max_images 80, umse_images 0)",
+            "rows": table[["method", "group", "n", "psnr_db_mean", "psnr_mohan_db_mean",
+                           "psnr_mohan_db_sem", "ssim_mean"]].to_dict(orient="records"),
+        }
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(model_path, out / "denoiser.pt")
