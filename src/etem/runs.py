@@ -532,10 +532,10 @@ def model_file(spec: str, config: EtemConfig) -> str:
                              else missing) from None
         cache = ((db.parent if db else Path(tempfile.gettempdir()) / "etem-registry"
                   / config_hash({"uri": uri})[:12]) / "registry" / name / str(found.version))
-        return str(_download_version(client, found, cache, spec))
+        return str(_download_version(client, found, cache, spec, uri))
 
 
-def _download_version(client: Any, version: Any, cache: Path, spec: str) -> Path:
+def _download_version(client: Any, version: Any, cache: Path, spec: str, uri: str) -> Path:
     """The model file of a registered version, downloaded into ``cache`` unless there."""
     import mlflow  # lazy: `etem --help` imports runs
 
@@ -549,7 +549,8 @@ def _download_version(client: Any, version: Any, cache: Path, spec: str) -> Path
         source = client.get_logged_model(source.removeprefix(MODELS_SCHEME)).artifact_location
     cache.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache.parent) as tmp:
-        got = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=tmp))
+        got = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=tmp,
+                                                       tracking_uri=uri, registry_uri=uri))
         files = sorted(got.rglob("*.pt")) if got.is_dir() else [got]
         if len(files) != 1:
             raise InputError(f"{spec}: the registered model holds no single etem model file")
