@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from etem.cli import main
-from etem.cluster.resources import gpus, retrain_run_ids
+from etem.cluster.resources import gather_mem_mb, gather_runtime_min, gpus, retrain_run_ids
 from etem.cluster.server import ServerSpec
 from etem.errors import ConfigError
 
@@ -125,3 +125,17 @@ def test_slurm_profile_parses_and_keeps_squeue_semantics() -> None:
             assert eval(value, {"attempt": 2}) == 2 * eval(value, {"attempt": 1})
     assert "simulation" in parsed["group-components"][0]
     assert parsed["set-resource-scopes"] == ["sim_slots=local"]
+
+
+def test_gather_resources_grow_with_the_movie() -> None:
+    """The gather goes through every frame on one core: a long movie asks for more time and
+    (per-frame statistics) a little more memory; a short one the floor."""
+    assert gather_runtime_min(16, 256 * 256) == 60
+    assert gather_runtime_min(None, None) == 60
+    # 20,000 frames of 1024²: ~0.65 s/frame measured, x2 margin -> over 6 h
+    long = gather_runtime_min(20_000, 1024 * 1024)
+    assert 360 < long < 600
+    assert gather_runtime_min(20_000, 256 * 256) < long  # smaller frames, faster
+    assert gather_runtime_min(40_000, 1024 * 1024) >= 2 * long - 1
+    assert gather_mem_mb(0) == 4000
+    assert 4000 < gather_mem_mb(20_000) < 5000

@@ -18,6 +18,8 @@ import pytest
 import tifffile
 import yaml
 
+from etem.cluster.resources import gather_mem_mb, gather_runtime_min
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 SMOKE = ROOT / "config" / "smoke.yaml"
@@ -195,6 +197,26 @@ def test_sheet_movies_plan_sharded_apply_jobs(tmp_path: Path) -> None:
     assert not res.exists()
     cache = ROOT / ".snakemake" / "etem" / "movie_shapes.json"
     assert str((tmp_path / "stack.mrc").resolve()) in cache.read_text()
+
+
+def test_long_movie_gather_asks_for_time_by_its_length(tmp_path: Path) -> None:
+    """The gather goes through every frame on one core: its requested wall time and memory
+    follow the movie's frame count (a 60-min floor lets a 20,000-frame gather time out)."""
+    with mrcfile.new(tmp_path / "long.mrc") as m:
+        m.set_data(np.ones((20_000, 8, 8), np.uint8))
+    sheet = tmp_path / "movies.tsv"
+    sheet.write_text("name\tpath\tpixel_size_A\nlong\tlong.mrc\t0.5\n")
+    ov = overlay(tmp_path, f"movies:\n  sheet: {sheet}\n  synthetic: false\n")
+    out = snakemake("-n", configs=(SMOKE, ov), results=tmp_path / "res")
+    assert out.returncode == 0, out.stderr[-2000:]
+    blocks = out.stdout.split("rule ")
+    (gather,) = [b for b in blocks if b.startswith("apply_gather:")]
+    (shard,) = [b for b in blocks if b.startswith("apply_shard:")][:1]
+    runtime = int(re.search(r"runtime=(\d+)", gather).group(1))  # type: ignore[union-attr]
+    mem = int(re.search(r"mem_mb=(\d+)", gather).group(1))  # type: ignore[union-attr]
+    assert runtime == gather_runtime_min(20_000, 64) > 60
+    assert mem == gather_mem_mb(20_000) > 4000
+    assert "runtime=60" in shard  # a shard job's size does not depend on the movie
 
 
 @pytest.mark.skipif(GOLD is None, reason="../shared/data/real/gold_growth_movie/ is absent")

@@ -118,8 +118,8 @@ rule apply_gather:
         f"{RESULTS}/runtime/apply_gather/{{movie}}.tsv"
     threads: 1
     resources:
-        mem_mb=mem_mb(4000),
-        runtime=runtime_min(60),
+        mem_mb=gather_mem,
+        runtime=gather_runtime,
     conda:
         ENV
     shell:

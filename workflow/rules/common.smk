@@ -9,6 +9,7 @@ import shlex
 import shutil
 import sys
 
+from etem.cluster.resources import gather_mem_mb, gather_runtime_min
 from etem.config import STAGE_SECTIONS, stage_yaml
 from etem.errors import ConfigError
 from etem.movies.plan import shard_ranges
@@ -91,6 +92,20 @@ def movie_shards(name):
     a = ETEM.apply
     return shard_ranges(MOVIES[name].n_frames // a.preprocess.sum_frames, a.io.shard_frames,
                         a.io.chunk_frames)
+
+
+def gather_runtime(wildcards, attempt):
+    """Wall time [min] of a movie's gather job: it goes through every frame on one core, so
+    it grows with the movie (etem.cluster.resources), and with the attempt (--retries)."""
+    row = MOVIES[wildcards.movie]
+    frames = (row.n_frames or 0) // ETEM.apply.preprocess.sum_frames
+    return attempt * gather_runtime_min(frames, row.frame_px)
+
+
+def gather_mem(wildcards, attempt):
+    """Memory [MB] of a movie's gather job (per-frame statistics grow with the movie)."""
+    frames = (MOVIES[wildcards.movie].n_frames or 0) // ETEM.apply.preprocess.sum_frames
+    return attempt * gather_mem_mb(frames)
 
 
 def movie_files(wildcards):

@@ -98,6 +98,8 @@ class MovieRow(BaseModel):
                                    "files (etem.frames.files.movie_files)")
     line: int = Field(default=0, description="line of the sheet (0: not from a sheet)")
     n_frames: int | None = Field(default=None, description="raw frames (None: not known yet)")
+    frame_px: int | None = Field(default=None, description="raw pixels per frame, height x width "
+                                 "(None: not known yet)")
 
 
 #: Sheet columns, in order (``name`` and ``path`` required).
@@ -261,10 +263,11 @@ def read_sheet(
             what = "no file matches" if is_pattern(row.path) else "no such file or folder"
             raise _fail(sheet, line, "path", f"{what} {row.path!r}")
         try:
-            t, _, _ = shapes.shape(files)
+            t, h, w = shapes.shape(files)
         except (EtemError, OSError, ValueError) as exc:
             raise _fail(sheet, line, "path", f"unreadable movie {row.path!r}: {exc}") from None
-        rows.append(row.model_copy(update={"source": source, "files": files, "n_frames": t}))
+        rows.append(row.model_copy(update={"source": source, "files": files, "n_frames": t,
+                                           "frame_px": h * w}))
     shapes.save()
     return rows
 
@@ -294,7 +297,8 @@ def campaign_movies(
     if m.synthetic:
         rows.append(MovieRow(name=SYNTHETIC, path=str(synthetic_path),
                              source=str(synthetic_path), files=(str(synthetic_path),),
-                             n_frames=config.synthetic_movie.n_frames))
+                             n_frames=config.synthetic_movie.n_frames,
+                             frame_px=config.synthetic_movie.size_px ** 2))
     if not rows:
         raise ConfigError("movies: no movie to apply (movies.sheet unset and "
                           "movies.synthetic: false)")
