@@ -45,14 +45,7 @@ def make_campaign(root: Path, n_images: int = 6, size_px: int = 64, pixel_size_A
     with h5py.File(shard, "w") as fh:
         fh.create_dataset("clean", data=np.stack(cleans), track_times=False)
         fh.create_dataset("labels/class", data=np.stack(classes), track_times=False)
-    idx = pd.DataFrame(rows)
-    idx["shard"] = "shard_000.h5"
-    idx["index_in_shard"] = np.arange(n_images)
-    for c in STRING_COLUMNS:
-        idx[c] = idx[c].astype(str)
-    index = sim / "index.csv"
-    idx.to_csv(index, index=False)
-    return {"index": index, "shard": shard}
+    return {"index": _write_index(sim, rows), "shard": shard}
 
 
 #: Overrides of the tiny config for these campaigns: half the structures are test images.
@@ -112,11 +105,16 @@ def make_occupancy_campaign(root: Path, n_images: int = 16, seed: int = 0,
         for k in ("cation_occupancy", "anion_occupancy"):
             fh.create_dataset(f"labels/{k}",
                               data=np.stack([d[2][k] for d in data]).astype(np.float32))
+    return {"index": _write_index(sim, rows), "shard": shard}
+
+
+def _write_index(sim: Path, rows: list[dict[str, Any]]) -> Path:
+    """The image index of one shard (``shard_000.h5``, rows in shard order)."""
     idx = pd.DataFrame(rows)
     idx["shard"] = "shard_000.h5"
-    idx["index_in_shard"] = np.arange(n_images)
+    idx["index_in_shard"] = np.arange(len(rows))
     for c in STRING_COLUMNS:
         idx[c] = idx[c].astype(str)
     index = sim / "index.csv"
     idx.to_csv(index, index=False)
-    return {"index": index, "shard": shard}
+    return index

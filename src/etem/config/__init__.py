@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ import yaml
 from pydantic import Field, field_validator, model_validator
 
 from etem.config.apply import MOVED_KEY_ERROR, ApplyConfig
-from etem.config.base import StrictModel
+from etem.config.base import FolderName, StrictModel
 from etem.config.evaluation import ColumnsConfig, EvaluationConfig
 from etem.config.movies import MoviesConfig
 from etem.config.simulation import NoiseConfig, SimulationConfig, SyntheticMovieConfig
@@ -48,7 +47,9 @@ __all__ = [
 class EtemConfig(StrictModel):
     """A whole campaign: structures → images → networks → benchmarks → movies → report."""
 
-    name: str = Field("campaign", description="campaign name (MLflow experiment, results folder)")
+    name: FolderName = Field(
+        "campaign", description="campaign name (MLflow experiment, results folder)"
+    )
     seed: int = Field(0, ge=0, description="root seed: every random choice derives from it")
     results_dir: str | None = Field(None, description="output root; default results/<name>")
     structures: StructuresConfig = Field(default_factory=StructuresConfig)
@@ -66,13 +67,6 @@ class EtemConfig(StrictModel):
         description="set by the workflow in <results>/config/<stage>.yaml: the stage whose "
         "config sections the file carries (the others are defaults); leave unset",
     )
-
-    @field_validator("name")
-    @classmethod
-    def _name_is_a_path_component(cls, v: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", v):
-            raise ValueError("use letters, digits, '_', '.', '-' only (it names a folder)")
-        return v
 
     @field_validator("stage")
     @classmethod

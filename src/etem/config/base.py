@@ -8,6 +8,7 @@ NaN and infinity are refused everywhere.
 
 from __future__ import annotations
 
+import re
 import types
 import typing
 from typing import Annotated, Any, Union
@@ -34,6 +35,16 @@ Fraction = Annotated[float, Field(gt=0, lt=1)]
 PositiveRange = Annotated[tuple[Positive, Positive], AfterValidator(_ordered)]
 """(low, high) with 0 < low <= high."""
 FrameIndex = Annotated[int, Field(ge=0)]
+
+
+def _folder_name(v: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", v):
+        raise ValueError("use letters, digits, '_', '.', '-' only (it names a folder)")
+    return v
+
+
+#: a name that is also one folder name (campaign, code path)
+FolderName = Annotated[str, AfterValidator(_folder_name)]
 """A frame number (0-based)."""
 
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
-from etem.config.base import Fraction, Positive, StrictModel
+from etem.config.base import FolderName, Fraction, Positive, StrictModel
 from etem.errors import ConfigError
 
 #: The simulation keys a code path may override (see :class:`CodePath`).
@@ -24,7 +23,7 @@ class CodePath(StrictModel):
     ``split=code_path|condition=<name>``. A key left unset (None) keeps the campaign's value.
     """
 
-    name: str = Field(description="name of the set (a folder and a table group)")
+    name: FolderName = Field(description="name of the set (a folder and a table group)")
     parametrization: Literal["lobato", "kirkland"] | None = Field(
         None, description="abTEM atomic potential parametrisation"
     )
@@ -46,13 +45,6 @@ class CodePath(StrictModel):
     n_shards: int | None = Field(
         None, ge=1, description="Snakemake jobs of this set (None = simulation.n_shards)"
     )
-
-    @field_validator("name")
-    @classmethod
-    def _name_is_a_path_component(cls, v: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", v):
-            raise ValueError("use letters, digits, '_', '.', '-' only (it names a folder)")
-        return v
 
     @model_validator(mode="after")
     def _changes_the_physics(self) -> CodePath:
