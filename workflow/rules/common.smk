@@ -35,6 +35,15 @@ LAYOUT = Layout(ETEM.results_path)
 RESULTS = str(LAYOUT.root)
 STRUCTURE_SHARDS = [f"{i:03d}" for i in range(ETEM.structures.n_shards)]
 SIMULATION_SHARDS = [f"{i:03d}" for i in range(ETEM.simulation.n_shards)]
+# shards of each code path (evaluation.code_paths: name -> number of simulation jobs)
+CODE_PATHS = {cp.name: cp.n_shards or ETEM.simulation.n_shards for cp in ETEM.evaluation.code_paths}
+
+
+def code_path_shards(name):
+    """The shard files of code path ``name``."""
+    return [str(LAYOUT.code_path_shard(name, i)) for i in range(CODE_PATHS[name])]
+
+
 ENV = "../../envs/etem.yaml"
 # Rules call `etem --tag rule=<name> ...` so MLflow records the rule of each run.
 

@@ -75,11 +75,7 @@ rule simulate_movie:
 # abTEM code path (parametrisation, projection, frozen phonons, slice thickness), one job per
 # shard of the set, gathered into <results>/simulation/code_paths/<name>/index.csv for the
 # cross-condition table. No code path configured: no such jobs.
-CODE_PATHS = {cp.name: cp.n_shards or ETEM.simulation.n_shards for cp in ETEM.evaluation.code_paths}
-
-
-def code_path_shards(name):
-    return [str(LAYOUT.code_path_shard(name, i)) for i in range(CODE_PATHS[name])]
+# (CODE_PATHS, code_path_shards: common.smk)
 
 
 rule simulate_code_path:
