@@ -96,25 +96,27 @@ APPLY_MODELS = dict(
 MOVIE_NAMES = "|".join(re.escape(name) for name in MOVIES)
 
 
+def processed_frames(name):
+    """Frames of a movie after summing (apply.preprocess.sum_frames)."""
+    return (MOVIES[name].n_frames or 0) // ETEM.apply.preprocess.sum_frames
+
+
 def movie_shards(name):
     """Processed-frame ranges [start, stop) of a movie's shard jobs."""
     a = ETEM.apply
-    return shard_ranges(MOVIES[name].n_frames // a.preprocess.sum_frames, a.io.shard_frames,
-                        a.io.chunk_frames)
+    return shard_ranges(processed_frames(name), a.io.shard_frames, a.io.chunk_frames)
 
 
 def gather_runtime(wildcards, attempt):
     """Wall time [min] of a movie's gather job: it goes through every frame on one core, so
     it grows with the movie (etem.cluster.resources), and with the attempt (--retries)."""
-    row = MOVIES[wildcards.movie]
-    frames = (row.n_frames or 0) // ETEM.apply.preprocess.sum_frames
-    return attempt * gather_runtime_min(frames, row.frame_px)
+    frames = processed_frames(wildcards.movie)
+    return attempt * gather_runtime_min(frames, MOVIES[wildcards.movie].frame_px)
 
 
 def gather_mem(wildcards, attempt):
     """Memory [MB] of a movie's gather job (per-frame statistics grow with the movie)."""
-    frames = (MOVIES[wildcards.movie].n_frames or 0) // ETEM.apply.preprocess.sum_frames
-    return attempt * gather_mem_mb(frames)
+    return attempt * gather_mem_mb(processed_frames(wildcards.movie))
 
 
 def movie_files(wildcards):
