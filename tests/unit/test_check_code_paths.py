@@ -59,7 +59,7 @@ def test_check_finds_a_missing_or_damaged_code_path_shard(campaign, capsys) -> N
     assert CHECKS["code_paths"](cfg, lay) == "6 code-path images (kirk, thin)"
     gone = lay.code_path_shard("kirk", 1)
     gone.unlink()
-    with pytest.raises(InputError, match="code path kirk: .*shard_001.h5: missing"):
+    with pytest.raises(InputError, match=r"code path kirk: .*shard_001\.h5: missing"):
         CHECKS["code_paths"](cfg, lay)
     lay.code_path_shard("thin", 0).write_bytes(b"not hdf5")  # a truncated/damaged file
     with pytest.raises(InputError) as err:
