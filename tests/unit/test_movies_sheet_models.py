@@ -118,7 +118,7 @@ def test_config_models_checked_and_pinned(store) -> None:
     with pytest.raises(ConfigError, match=r"^apply.models.segmenter: models:/sheetreg-"
                        "segmenter/1: the model registry of .* has no model"):
         campaign_models(bad)
-    with pytest.raises(ConfigError, match="apply.models.denoiser: no such model file"):
+    with pytest.raises(ConfigError, match=r"apply\.models\.denoiser: no such model file"):
         campaign_models(_config(store, **{"apply.models.denoiser": "/no/such.pt"}))
 
 
