@@ -57,17 +57,17 @@ def _check_structures(cfg: EtemConfig, lay: Layout) -> str:
     return f"{len(df)} structures"
 
 
-def _check_images(cfg: EtemConfig, lay: Layout) -> str:
-
-    n = 0
-    for i in range(cfg.simulation.n_shards):
-        path = lay.simulation_shard(i)
-        if not path.exists():
-            raise InputError(f"{path}: missing")
+def _check_shard(path: Path, size_px: int) -> int:
+    """One simulation shard (the campaign's or a code path's): readable, of this etem's
+    contract, /clean of ``size_px`` frames and finite, every /params column and label map.
+    Returns its number of images."""
+    if not path.exists():
+        raise InputError(f"{path}: missing")
+    try:
         with h5py.File(path, "r") as f:
             _check_version(f, SIMULATION_CONTRACT_VERSION)
             clean = f["clean"]
-            if clean.ndim != 3 or clean.shape[1:] != (cfg.simulation.output_size_px,) * 2:
+            if clean.ndim != 3 or clean.shape[1:] != (size_px,) * 2:
                 raise InputError(f"{path}: /clean has shape {clean.shape}")
             if clean.shape[0] and not np.isfinite(clean[: min(4, clean.shape[0])]).all():
                 raise InputError(f"{path}: /clean has non-finite values")
@@ -79,11 +79,52 @@ def _check_images(cfg: EtemConfig, lay: Layout) -> str:
             for key in ("labels/class", "labels/cation_occupancy", "labels/anion_occupancy"):
                 if f[key].shape != clean.shape:
                     raise InputError(f"{path}: /{key} shape {f[key].shape} != {clean.shape}")
-            n += clean.shape[0]
+            return int(clean.shape[0])
+    except InputError:
+        raise
+    except Exception as exc:  # not HDF5, truncated, a dataset missing
+        raise InputError(f"{path}: unreadable ({type(exc).__name__}: {exc})") from None
+
+
+def _check_images(cfg: EtemConfig, lay: Layout) -> str:
+    size = cfg.simulation.output_size_px
+    n = sum(_check_shard(lay.simulation_shard(i), size) for i in range(cfg.simulation.n_shards))
     index = read_table(lay.simulation_index)
     if len(index) != n or n == 0:
         raise InputError(f"index has {len(index)} rows, shards hold {n} images")
     return f"{n} images in {cfg.simulation.n_shards} shards"
+
+
+def _check_code_paths(cfg: EtemConfig, lay: Layout) -> str:
+    """Every code path (``evaluation.code_paths``): its shards (as the workflow plans them:
+    ``n_shards``, else ``simulation.n_shards``) and its index, which lists their images."""
+    if not cfg.evaluation.code_paths:
+        return "no code paths configured"
+    problems, total = [], 0
+    for cp in cfg.evaluation.code_paths:
+        size = cfg.with_code_path(cp.name).simulation.output_size_px
+        n_shards = cp.n_shards or cfg.simulation.n_shards
+        n = 0
+        for i in range(n_shards):
+            try:
+                n += _check_shard(lay.code_path_shard(cp.name, i), size)
+            except InputError as exc:
+                problems.append(f"code path {cp.name}: {exc}")
+        index = lay.code_path_index(cp.name)
+        try:
+            rows = len(read_table(index))
+        except Exception as exc:  # missing or damaged
+            problems.append(f"code path {cp.name}: {index}: "
+                            f"{'missing' if not index.exists() else f'unreadable ({exc})'}")
+            continue
+        if rows != n or n == 0:
+            problems.append(f"code path {cp.name}: {index} has {rows} rows, its "
+                            f"{n_shards} shard(s) hold {n} images")
+        total += n
+    if problems:  # every damaged shard, not only the first
+        raise InputError("; ".join(problems))
+    names = ", ".join(cp.name for cp in cfg.evaluation.code_paths)
+    return f"{total} code-path images ({names})"
 
 
 def _check_movie(cfg: EtemConfig, lay: Layout) -> str:
@@ -160,6 +201,19 @@ EVALUATION_REQUIRED = ("per_image.parquet", "denoising_summary.csv", "likelihood
 
 def _check_evaluation(cfg: EtemConfig, lay: Layout) -> str:
     n = _check_listed(lay.evaluation_dir, EVALUATION_REQUIRED)
+    if cfg.evaluation.code_paths and cfg.evaluation.conditions:
+        # each code path is scored as its own group of the cross-condition table
+        path = lay.evaluation_dir / "conditions_summary.csv"
+        readable(path)
+        table = pd.read_csv(path)
+        groups = set(table["group"]) if "group" in table else set()
+        absent = [f"split=code_path|condition={cp.name}" for cp in cfg.evaluation.code_paths
+                  if f"split=code_path|condition={cp.name}" not in groups]
+        if absent:
+            raise InputError(f"{path}: no group {', '.join(absent)} (the evaluation ran "
+                             "without the code paths' images)")
+        return (f"{n} evaluation outputs readable, {len(cfg.evaluation.code_paths)} "
+                "code-path group(s)")
     return f"{n} evaluation outputs readable"
 
 
@@ -214,6 +268,7 @@ def _check_tracking(cfg: EtemConfig, lay: Layout) -> str:
 CHECKS: dict[str, Callable[[Any, Layout], str]] = {
     "structures": _check_structures,
     "images": _check_images,
+    "code_paths": _check_code_paths,
     "movie": _check_movie,
     "models": _check_models,
     "evaluation": _check_evaluation,

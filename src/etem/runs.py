@@ -504,6 +504,33 @@ def model_file(spec: str, config: EtemConfig) -> str:
     """
     if not is_registry_uri(spec):
         return spec
+    with _registry_version(spec, config) as (client, found, uri, db):
+        name = str(found.name)
+        cache = ((db.parent if db else Path(tempfile.gettempdir()) / "etem-registry"
+                  / config_hash({"uri": uri})[:12]) / "registry" / name / str(found.version))
+        return str(_download_version(client, found, cache, spec, uri))
+
+
+def pinned_model(spec: str, config: EtemConfig) -> str:
+    """A registry URI checked in the store of :func:`tracking_uri` and pinned to its version
+    (``models:/NAME/latest`` -> ``models:/NAME/<newest number>``), so every job of a campaign
+    uses the same model; nothing is downloaded. A path is returned unchanged.
+
+    Raises :class:`InputError` (one line) as :func:`model_file`: a malformed URI, no tracking
+    store, a name or version the registry does not hold.
+    """
+    if not is_registry_uri(spec):
+        return spec
+    with _registry_version(spec, config) as (_, found, _, _):
+        return f"{MODELS_SCHEME}{found.name}/{found.version}"
+
+
+@contextlib.contextmanager
+def _registry_version(spec: str, config: EtemConfig) -> Iterator[tuple[Any, Any, str,
+                                                                        Path | None]]:
+    """(client, model version, store URI, sqlite file or None) of a registry URI, under the
+    store's lock; :class:`InputError` (one line) when the URI is malformed, there is no store,
+    or the registry holds no such name or version."""
     name, sep, version = spec.removeprefix(MODELS_SCHEME).rpartition("/")
     if not sep or not name or not (version.isdigit() or version == "latest"):
         raise InputError(f"{spec}: expected models:/NAME/VERSION (a number) or "
@@ -527,12 +554,23 @@ def model_file(spec: str, config: EtemConfig) -> str:
                 found = max(versions, key=lambda v: int(v.version))
             else:
                 found = client.get_model_version(name, version)
-        except MlflowException:
-            raise InputError(f"{missing} version {version}" if version != "latest"
-                             else missing) from None
-        cache = ((db.parent if db else Path(tempfile.gettempdir()) / "etem-registry"
-                  / config_hash({"uri": uri})[:12]) / "registry" / name / str(found.version))
-        return str(_download_version(client, found, cache, spec, uri))
+        except InputError:
+            raise
+        except MlflowException as exc:
+            if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                raise InputError(f"{missing} version {version}" if version != "latest"
+                                 else missing) from None
+            raise InputError(f"{spec}: the model registry of {uri} is not reachable "
+                             f"({_first_line(exc)})") from None
+        except Exception as exc:  # a server that does not answer, a damaged store
+            raise InputError(f"{spec}: the model registry of {uri} is not reachable "
+                             f"({type(exc).__name__}: {_first_line(exc)})") from None
+        yield client, found, uri, db
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (MLflow's run over several)."""
+    return (str(exc).strip().splitlines() or [""])[0][:300]
 
 
 def _download_version(client: Any, version: Any, cache: Path, spec: str, uri: str) -> Path:

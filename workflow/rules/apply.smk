@@ -10,7 +10,9 @@
 #                  MLflow run (tagged etem.movie)              -> apply/<movie>/summary.json (last)
 # The sheet is validated while the rules are parsed (common.smk: MOVIES): a bad row fails
 # before any job. A job opens its movie by the row's one source (file, folder or quoted glob
-# pattern: params.movie); its inputs are every file of the movie (input.movie).
+# pattern: params.movie); its inputs are every file of the movie (input.movie). Its models
+# (common.smk: apply_model) reach it as params (a file or a pinned models:/NAME/VERSION);
+# only model files are inputs.
 
 rule apply_prepare:
     input:
@@ -20,6 +22,7 @@ rule apply_prepare:
     output:
         prepared=temp(str(LAYOUT.apply_prepared("{movie}"))),
     params:
+        **APPLY_MODEL_ARGS,
         movie=movie_source,
         row=movie_arguments,
         out=str(LAYOUT.apply_dir("{movie}")),
@@ -38,8 +41,8 @@ rule apply_prepare:
     shell:
         "etem --tag rule=apply_prepare --tag wildcards=movie={wildcards.movie:q} apply-prepare"
         " --config {input.config:q} --movie {params.movie:q} {params.row:q}"
-        " --denoiser {input.denoiser:q} --unsupervised {input.unsupervised:q}"
-        " --segmenter {input.segmenter:q} --calibration {input.calibration:q}"
+        " --denoiser {params.denoiser:q} --unsupervised {params.unsupervised:q}"
+        " --segmenter {params.segmenter:q} --calibration {input.calibration:q}"
         " --finetuned-dir {params.out:q} --out {output.prepared:q} > {log:q} 2>&1"
 
 
@@ -52,6 +55,7 @@ rule apply_shard:
     output:
         shard=temp(str(LAYOUT.apply_shard("{movie}", "{shard}"))),
     params:
+        **APPLY_MODEL_ARGS,
         movie=movie_source,
         row=movie_arguments,
         frames=shard_range,
@@ -71,8 +75,8 @@ rule apply_shard:
         "etem --tag rule=apply_shard --tag wildcards=movie={wildcards.movie:q},shard={wildcards.shard:q}"
         " apply-shard --config {input.config:q} --movie {params.movie:q} {params.row:q}"
         " --prepared {input.prepared:q} --frames {params.frames:q}"
-        " --denoiser {input.denoiser:q} --unsupervised {input.unsupervised:q}"
-        " --segmenter {input.segmenter:q} --calibration {input.calibration:q}"
+        " --denoiser {params.denoiser:q} --unsupervised {params.unsupervised:q}"
+        " --segmenter {params.segmenter:q} --calibration {input.calibration:q}"
         " --out {output.shard:q} > {log:q} 2>&1"
 
 
@@ -106,6 +110,7 @@ rule apply_gather:
             subcategory="{movie}",
         ),
     params:
+        **APPLY_MODEL_ARGS,
         movie=movie_source,
         row=movie_arguments,
         tags=movie_tags,
@@ -126,6 +131,6 @@ rule apply_gather:
         "etem --tag rule=apply_gather --tag wildcards=movie={wildcards.movie:q} {params.tags:q}"
         " apply-gather --config {input.config:q} --movie {params.movie:q} {params.row:q}"
         " --prepared {input.prepared:q} --shards {input.shards:q} --name {wildcards.movie:q}"
-        " --denoiser {input.denoiser:q} --unsupervised {input.unsupervised:q}"
-        " --segmenter {input.segmenter:q} --calibration {input.calibration:q}"
+        " --denoiser {params.denoiser:q} --unsupervised {params.unsupervised:q}"
+        " --segmenter {params.segmenter:q} --calibration {input.calibration:q}"
         " --out {params.out:q} > {log:q} 2>&1"

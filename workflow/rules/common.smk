@@ -13,9 +13,15 @@ from etem.cluster.resources import gather_mem_mb, gather_runtime_min
 from etem.config import STAGE_SECTIONS, stage_yaml
 from etem.errors import ConfigError
 from etem.movies.plan import shard_ranges
-from etem.movies.sheet import campaign_movies, movie_groups, row_arguments
+from etem.movies.sheet import (
+    MODEL_KINDS,
+    campaign_models,
+    campaign_movies,
+    movie_groups,
+    row_arguments,
+)
 from etem.paths import Layout
-from etem.runs import tracking_uri
+from etem.runs import is_registry_uri, tracking_uri
 
 # Jobs call the `etem` of the environment Snakemake runs in (e.g. .venv/bin/snakemake without
 # an activated venv): put its folder first on the jobs' PATH. Every job records its MLflow run
@@ -66,12 +72,18 @@ def config_of(stage):
 # The campaign's movies (etem.movies.sheet): the sheet's rows (validated, every movie opened or
 # found in the frame-count cache .snakemake/etem/movie_shapes.json) and the synthetic movie.
 # A bad row fails here, before any job, with one line naming the sheet line and column.
+# A model named by a row (<kind>_model) or by apply.models may be a registry URI
+# (models:/NAME/VERSION|latest): checked here in the campaign's store, passed to the jobs as
+# their argument (APPLY_MODEL_ARGS), never as an input file (APPLY_MODELS).
 # Groups of the sheet (movies.group_training): one blind-spot network per group, trained on
 # all its movies (rule train_group), denoises that group's movies. GROUP_MOVIES holds one
 # argument per movie (its file, folder or glob pattern, which the training expands like the
 # sheet), GROUP_FILES every file they name (the job's inputs).
 try:
     MOVIES = {row.name: row for row in campaign_movies(ETEM, LAYOUT.synthetic_movie)}
+    # apply.models: files checked, registry URIs checked in the store and pinned (one line
+    # naming the key when the store is unreachable or lacks the name or version)
+    CONFIG_MODELS = campaign_models(ETEM)
     GROUPS = movie_groups(list(MOVIES.values())) if ETEM.movies.group_training else {}
     GROUP_MOVIES = {g: [r.source for r in rows] for g, rows in GROUPS.items()}
     GROUP_FILES = {g: [f for r in rows for f in r.files] for g, rows in GROUPS.items()}
@@ -79,20 +91,37 @@ except ConfigError as exc:
     raise WorkflowError(str(exc))
 
 
-def unsupervised_model(wildcards):
-    """The blind-spot model of a movie: its group's, else the campaign's."""
-    group = MOVIES[wildcards.movie].group
-    if group in GROUPS:
-        return str(LAYOUT.group_model(group))
-    return str(LAYOUT.model("unsupervised"))
+def apply_model(kind, wildcards):
+    """The model of ``kind`` a movie is applied with (a file, or a registry URI pinned to its
+    version): the sheet row's ``<kind>_model``, its group's blind-spot network, the config's
+    apply.models, else the campaign's own network."""
+    row = MOVIES[wildcards.movie]
+    if kind in row.models:
+        return row.models[kind]
+    if kind == "unsupervised" and row.group in GROUPS:
+        return str(LAYOUT.group_model(row.group))
+    return CONFIG_MODELS.get(kind, str(LAYOUT.model(kind)))
+
+
+def model_input(kind):
+    """Input function: the model file of ``kind``; none for a registry URI (models:/...),
+    which is no file for Snakemake to make or wait for (the jobs resolve it: etem.runs)."""
+    def files(wildcards):
+        spec = apply_model(kind, wildcards)
+        return [] if is_registry_uri(spec) else [spec]
+    return files
+
+
+def model_argument(kind):
+    """Params function: what the jobs' --denoiser/--unsupervised/--segmenter get."""
+    return lambda wildcards: apply_model(kind, wildcards)
 
 
 APPLY_MODELS = dict(
-    denoiser=str(LAYOUT.model("denoiser")),
-    unsupervised=unsupervised_model,
-    segmenter=str(LAYOUT.model("segmenter")),
+    **{kind: model_input(kind) for kind in MODEL_KINDS},
     calibration=str(LAYOUT.evaluation_dir / "likelihood_calibration.json"),
 )
+APPLY_MODEL_ARGS = {kind: model_argument(kind) for kind in MODEL_KINDS}
 MOVIE_NAMES = "|".join(re.escape(name) for name in MOVIES)
 
 

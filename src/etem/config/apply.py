@@ -3,7 +3,8 @@
 ``apply:`` has one sub-section per concern: ``io`` (chunks, shards, output files),
 ``preprocess`` (raw frames to processed frames), ``inference`` (the denoising network),
 ``tracks`` (column tracks), ``events`` (frame statistics and event detection), ``truth``
-(ground-truth scoring) and ``finetune`` (fine-tuning the blind-spot model on the movie).
+(ground-truth scoring), ``finetune`` (fine-tuning the blind-spot model on the movie) and
+``models`` (networks other than the campaign's: files or ``models:/NAME/VERSION``).
 Column finding is the top-level ``columns:`` section (shared with the evaluation stage).
 A key of the former flat ``apply:`` block is refused with its new home
 (:data:`MOVED_KEYS`).
@@ -286,6 +287,29 @@ class TruthConfig(StrictModel):
     )
 
 
+class ModelsConfig(StrictModel):
+    """The networks the movies are applied with, when not the campaign's own.
+
+    Each is a model file (.pt) or a model registry URI ``models:/NAME/VERSION`` or
+    ``models:/NAME/latest`` (MLflow, the campaign's tracking store: the workflow checks it
+    when it plans and pins ``latest`` to its version). A sheet row's ``<kind>_model`` column
+    wins over these; a movie's group network (``movies.group_training``) over ``unsupervised``.
+    """
+
+    denoiser: str | None = Field(
+        None, min_length=1, description="supervised denoiser: model file or "
+        "models:/NAME/VERSION (default: the campaign's, <results>/models/denoiser.pt)"
+    )
+    unsupervised: str | None = Field(
+        None, min_length=1, description="blind-spot (multi-frame) network: model file or "
+        "models:/NAME/VERSION (default: the campaign's, <results>/models/unsupervised.pt)"
+    )
+    segmenter: str | None = Field(
+        None, min_length=1, description="occupancy segmenter: model file or "
+        "models:/NAME/VERSION (default: the campaign's, <results>/models/segmenter.pt)"
+    )
+
+
 class FinetuneConfig(StrictModel):
     """Fine-tuning of the unsupervised (blind-spot) model on the movie before it denoises."""
 
@@ -382,6 +406,7 @@ class ApplyConfig(StrictModel):
     events: EventsConfig = Field(default_factory=EventsConfig)
     truth: TruthConfig = Field(default_factory=TruthConfig)
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
+    models: ModelsConfig = Field(default_factory=ModelsConfig)
 
     @model_validator(mode="before")
     @classmethod

@@ -63,12 +63,14 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--denoiser", type=model_arg, metavar="MODEL",
                    help="supervised denoiser: model file (.pt) or registered model "
                    "models:/NAME/VERSION (or models:/NAME/latest) in the config's tracking "
-                   "store; default: the pretrained denoiser shipped in the package "
-                   "(apply.inference.pretrained)")
+                   "store; default: apply.models.denoiser, else the pretrained denoiser "
+                   "shipped in the package (apply.inference.pretrained)")
     p.add_argument("--unsupervised", type=model_arg, metavar="MODEL",
-                   help="blind-spot multi-frame model: file (.pt) or models:/NAME/VERSION")
+                   help="blind-spot multi-frame model: file (.pt) or models:/NAME/VERSION "
+                   "(default: apply.models.unsupervised)")
     p.add_argument("--segmenter", type=model_arg, metavar="MODEL",
-                   help="occupancy segmenter: model file (.pt) or models:/NAME/VERSION")
+                   help="occupancy segmenter: model file (.pt) or models:/NAME/VERSION "
+                   "(default: apply.models.segmenter)")
     p.add_argument(
         "--calibration",
         type=existing_path,
@@ -171,8 +173,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="The movie sheet (movies.sheet in the config): a TSV file, one row per "
         "movie, columns name, path (file, folder of frames or glob; relative to the sheet), "
         "and optional pixel_size_A [Å], dose_e_per_px [e/px per frame], frame_time_s [s], "
-        "group, denoiser (supervised|blindspot|auto), finetune (true|false). "
-        "'validate' opens every movie and prints its frame count; a bad row is one error "
+        "group, denoiser (supervised|blindspot|auto), finetune (true|false), "
+        "denoiser_model, unsupervised_model, segmenter_model (model file or "
+        "models:/NAME/VERSION). "
+        "'validate' opens every movie and prints its frame count, and checks every model "
+        "registry URI in the tracking store of --config; a bad row is one error "
         "line naming the line and the column. 'schema' prints the JSON schema of a row.",
     )
     q.add_argument("action", choices=["validate", "schema"])
@@ -181,6 +186,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="frame-count cache (default: none; the workflow uses "
                    ".snakemake/etem/movie_shapes.json)")
     q.add_argument("--out", metavar="FILE", help="with 'schema': write the JSON schema here")
+    add_config_args(q)  # the tracking store in which models:/ URIs of the sheet are checked
     q.set_defaults(handler="etem.movies.commands:sheet")
 
     q = sub.add_parser(

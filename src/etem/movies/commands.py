@@ -23,7 +23,7 @@ from etem.movies.gather import gather_results, summarise
 from etem.movies.outputs import clear_outputs, output_lock
 from etem.movies.prepare import ApplyModels, prepare_movie, read_prepared, write_prepared
 from etem.movies.shard import run_shard
-from etem.movies.sheet import read_sheet, sheet_schema
+from etem.movies.sheet import pin_models, read_sheet, sheet_schema
 from etem.movies.truth import metrics as truth_metrics
 from etem.runs import StageRun, is_registry_uri, model_file
 from etem.training.finetune import FINETUNED_NAME
@@ -44,8 +44,12 @@ def sheet(args: argparse.Namespace) -> int:
     if not args.sheet:
         raise InputError("etem sheet validate needs SHEET")
     rows = read_sheet(args.sheet, args.cache)
+    if any(is_registry_uri(spec) for r in rows for spec in r.models.values()):
+        rows = pin_models(rows, config_from_args(args), args.sheet)  # registry asked once each
     for r in rows:
-        print(f"{r.name}\t{r.n_frames} frames\t{r.path}\t{r.group or ''}")
+        models = " ".join(f"{k}={v}" for k, v in r.models.items())
+        print(f"{r.name}\t{r.n_frames} frames\t{r.path}\t{r.group or ''}"
+              + (f"\t{models}" if models else ""))
     print(f"{args.sheet}: valid ({len(rows)} movies)")
     return 0
 
@@ -137,12 +141,16 @@ def _log_run(run: StageRun, summary: dict[str, Any], out: Path) -> None:
 
 
 def _config(args: argparse.Namespace) -> EtemConfig:
-    """The config with ``--finetune-steps`` applied; checks that a denoiser is given."""
+    """The config with ``--finetune-steps`` applied, a network not given taken from
+    ``apply.models``; checks that a denoiser is given."""
     if args.finetune_steps is not None:
         if args.finetune_steps < 0:
             raise InputError(f"--finetune-steps {args.finetune_steps}: must be >= 0")
         args.overrides = [*(args.overrides or []), f"apply.finetune.steps={args.finetune_steps}"]
     cfg = config_from_args(args)
+    for kind in ("denoiser", "unsupervised", "segmenter"):  # the config's apply.models
+        if not getattr(args, kind, None) and getattr(cfg.apply.models, kind):
+            setattr(args, kind, getattr(cfg.apply.models, kind))
     if not (args.denoiser or args.unsupervised or _uses_pretrained(args, cfg)):
         raise InputError(f"etem {args.command} needs --denoiser and/or --unsupervised (no "
                          "pretrained denoiser is used: apply.inference.pretrained, denoise_with)")

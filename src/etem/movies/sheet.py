@@ -21,7 +21,18 @@ mean "not given"):
 * ``denoiser``: ``supervised``, ``blindspot`` (the unsupervised 5-frame network) or ``auto``
   (default: ``apply.inference.denoise_with``);
 * ``finetune``: ``true``/``false``, fine-tune the blind-spot network on this movie
-  (``apply.finetune.steps`` steps; default: ``apply.finetune.steps`` > 0).
+  (``apply.finetune.steps`` steps; default: ``apply.finetune.steps`` > 0);
+* ``denoiser_model``, ``unsupervised_model``, ``segmenter_model``: the movie's own networks
+  (supervised denoiser, blind-spot network, occupancy segmenter): a model file (relative
+  paths relative to the sheet's folder) or a model registry URI ``models:/NAME/VERSION`` or
+  ``models:/NAME/latest`` (MLflow, the campaign's tracking store). Default: its group's
+  blind-spot network (``movies.group_training``), else ``apply.models``, else the
+  campaign's own trained networks.
+
+A row's models reach its jobs as ``--denoiser``/``--unsupervised``/``--segmenter``
+(the workflow's apply rules); a registry URI is no input file of the jobs, it is checked
+when the workflow plans (:func:`campaign_movies`: the store reachable, the name and version
+registered, ``latest`` pinned to its number so every job of a movie uses one model).
 
 A row's settings reach its jobs as overrides (:func:`row_arguments`):
 ``pixel_size_A`` → ``apply.preprocess.pixel_size_A``, ``dose_e_per_px`` →
@@ -30,7 +41,7 @@ A row's settings reach its jobs as overrides (:func:`row_arguments`):
 
 :func:`read_sheet` validates every row and opens every movie (through
 :func:`etem.frames.readers.open_movie`) before any job runs: unknown columns, duplicate names,
-bad names or values, missing files and unreadable formats raise one
+bad names or values, missing movie or model files and unreadable formats raise one
 :class:`~etem.errors.ConfigError` line naming the sheet line and the column. The frame count
 of each movie (needed to plan its shard jobs) is cached in a JSON file keyed by path, size and
 modification time (:class:`ShapeCache`), so planning a campaign of long movies stays cheap.
@@ -52,13 +63,19 @@ from pydantic import BaseModel, ConfigDict, Field
 from etem.errors import ConfigError, EtemError
 from etem.frames.files import is_pattern, movie_files, movie_path
 from etem.io import write_text
+from etem.runs import is_registry_uri, pinned_model
 
 __all__ = [
     "COLUMNS",
+    "MODEL_KINDS",
     "SYNTHETIC",
     "MovieRow",
     "ShapeCache",
+    "campaign_models",
     "campaign_movies",
+    "model_spec",
+    "movie_groups",
+    "pin_models",
     "read_sheet",
     "row_arguments",
     "sheet_schema",
@@ -91,6 +108,20 @@ class MovieRow(BaseModel):
     finetune: bool | None = Field(
         default=None, description="fine-tune the blind-spot network on this movie"
     )
+    denoiser_model: str | None = Field(
+        default=None, description="supervised denoiser of this movie: a model file (relative "
+        "to the sheet's folder) or models:/NAME/VERSION (default: apply.models.denoiser, else "
+        "the campaign's)"
+    )
+    unsupervised_model: str | None = Field(
+        default=None, description="blind-spot network of this movie: a model file or "
+        "models:/NAME/VERSION (default: its group's, else apply.models.unsupervised, else the "
+        "campaign's)"
+    )
+    segmenter_model: str | None = Field(
+        default=None, description="occupancy segmenter of this movie: a model file or "
+        "models:/NAME/VERSION (default: apply.models.segmenter, else the campaign's)"
+    )
     # derived (not sheet columns)
     source: str = Field(default="", description="the path as opened from the current folder: "
                         "the file, the folder or the glob pattern (etem.frames.files.movie_path)")
@@ -100,12 +131,18 @@ class MovieRow(BaseModel):
     n_frames: int | None = Field(default=None, description="raw frames (None: not known yet)")
     frame_px: int | None = Field(default=None, description="raw pixels per frame, height x width "
                                  "(None: not known yet)")
+    models: dict[str, str] = Field(default_factory=dict, description="the row's own models by "
+                                   "kind (MODEL_KINDS): files as opened from the current "
+                                   "folder, registry URIs pinned by campaign_movies")
 
 
 #: Sheet columns, in order (``name`` and ``path`` required).
 COLUMNS = ("name", "path", "pixel_size_A", "dose_e_per_px", "frame_time_s", "group",
-           "denoiser", "finetune")
+           "denoiser", "finetune", "denoiser_model", "unsupervised_model", "segmenter_model")
 REQUIRED = ("name", "path")
+#: The networks a movie is applied with (the ``--denoiser``, ``--unsupervised`` and
+#: ``--segmenter`` of ``etem apply``; sheet columns ``<kind>_model``, ``apply.models.<kind>``).
+MODEL_KINDS = ("denoiser", "unsupervised", "segmenter")
 
 
 def sheet_schema() -> dict[str, Any]:
@@ -257,6 +294,15 @@ def read_sheet(
             raise _fail(sheet, line, "name",
                         f"duplicate name {row.name!r} (also line {seen[row.name]})")
         seen[row.name] = line
+        models = {}
+        for kind in MODEL_KINDS:
+            spec = getattr(row, f"{kind}_model")
+            if spec is None:
+                continue
+            try:
+                models[kind] = model_spec(spec, sheet.parent)
+            except ConfigError as exc:
+                raise _fail(sheet, line, f"{kind}_model", str(exc)) from None
         source = movie_path(row.path, sheet.parent)
         files = movie_files(source)
         if not files:
@@ -267,7 +313,7 @@ def read_sheet(
         except (EtemError, OSError, ValueError) as exc:
             raise _fail(sheet, line, "path", f"unreadable movie {row.path!r}: {exc}") from None
         rows.append(row.model_copy(update={"source": source, "files": files, "n_frames": t,
-                                           "frame_px": h * w}))
+                                           "frame_px": h * w, "models": models}))
     shapes.save()
     return rows
 
@@ -281,11 +327,15 @@ def campaign_movies(
 
     ``config`` is the campaign's :class:`~etem.config.EtemConfig`; ``synthetic_path`` where the
     workflow writes the synthetic movie (its frame count comes from ``synthetic_movie.n_frames``).
+    A row's registry URIs (``models:/...``) are checked in the campaign's tracking store
+    and pinned to their version (:func:`pin_models`).
     Raises :class:`ConfigError` (one line) on a bad sheet, a row named ``synthetic`` while
-    the synthetic movie runs, a ``finetune`` row without ``apply.finetune.steps``, or no movie.
+    the synthetic movie runs, a ``finetune`` row without ``apply.finetune.steps``, a model
+    the registry does not hold (or a store it cannot reach), or no movie.
     """
     m = config.movies
     rows = read_sheet(m.sheet, cache) if m.sheet else []
+    rows = pin_models(rows, config, m.sheet) if m.sheet else rows
     for r in rows:
         if r.finetune and config.apply.finetune.steps == 0:
             raise _fail(Path(m.sheet), r.line, "finetune",
@@ -303,6 +353,66 @@ def campaign_movies(
         raise ConfigError("movies: no movie to apply (movies.sheet unset and "
                           "movies.synthetic: false)")
     return rows
+
+
+def model_spec(spec: str, base: str | os.PathLike[str] | None = None) -> str:
+    """A model argument as the jobs take it: a registry URI (``models:/...``) unchanged, a
+    file joined to ``base`` when relative (``~`` expanded); ConfigError when the file does
+    not exist. The registry itself is asked by :func:`pin_models` / :func:`campaign_models`.
+    """
+    if is_registry_uri(spec):
+        return spec
+    text = os.path.expanduser(spec)
+    path = Path(text) if base is None or Path(text).is_absolute() else Path(base) / text
+    if not path.is_file():
+        raise ConfigError(f"no such model file {spec!r} (a model file .pt or "
+                          "models:/NAME/VERSION)")
+    return str(path)
+
+
+def _pinned(spec: str, config: Any, memo: dict[str, str]) -> str:
+    """:func:`etem.runs.pinned_model` once per URI (``memo``); its InputError a ConfigError."""
+    if spec not in memo:
+        try:
+            memo[spec] = pinned_model(spec, config)
+        except EtemError as exc:
+            raise ConfigError(str(exc)) from None
+    return memo[spec]
+
+
+def pin_models(rows: list[MovieRow], config: Any,
+               sheet: str | os.PathLike[str] | None = None) -> list[MovieRow]:
+    """The rows with their registry URIs checked in the tracking store of ``config`` and
+    pinned (``models:/NAME/latest`` -> ``models:/NAME/<number>``); one ConfigError line naming
+    the sheet line and column when the store is unreachable or lacks the name or version."""
+    memo: dict[str, str] = {}
+    out = []
+    for row in rows:
+        models = dict(row.models)
+        for kind, spec in row.models.items():
+            try:
+                models[kind] = _pinned(spec, config, memo)
+            except ConfigError as exc:
+                raise _fail(Path(sheet or "?"), row.line, f"{kind}_model", str(exc)) from None
+        out.append(row.model_copy(update={"models": models}))
+    return out
+
+
+def campaign_models(config: Any) -> dict[str, str]:
+    """The config's ``apply.models`` (kind -> model file or pinned registry URI; kinds left
+    unset are absent: the campaign's own networks). One ConfigError line naming the key when
+    a file is missing or the registry lacks the model (or cannot be reached)."""
+    memo: dict[str, str] = {}
+    out = {}
+    for kind in MODEL_KINDS:
+        spec = getattr(config.apply.models, kind)
+        if spec is None:
+            continue
+        try:
+            out[kind] = _pinned(model_spec(spec), config, memo)
+        except ConfigError as exc:
+            raise ConfigError(f"apply.models.{kind}: {exc}") from None
+    return out
 
 
 def movie_groups(rows: list[MovieRow]) -> dict[str, list[MovieRow]]:
