@@ -265,6 +265,7 @@ def summarise(
         "columns_analysed": prep.columns,
         "columns_reason": prep.columns_reason,
         "domain_warnings": list(prep.domain_warnings),
+        "contrast": dict(prep.contrast),
         "denoiser": prep.mode,
         "denoiser_candidate": prep.candidate,
         "gaussian_sigma_px": prep.gaussian_sigma_px,

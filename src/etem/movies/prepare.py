@@ -3,7 +3,9 @@
 :func:`prepare_movie` reads the movie once, sequentially, without the network on every frame:
 it resolves the frame geometry (summing, binning, resampling to the models' pixel size),
 measures the drift of every processed frame, fixes the dose normalisation, fine-tunes the
-blind-spot model when asked, and decides the column polarity from the denoised first frame.
+blind-spot model when asked, decides the column polarity from the denoised first frame and
+estimates the contrast regime of the raw frames (:func:`etem.analysis.domain.contrast_estimate`,
+checked against the model's training regimes with the rest of its domain).
 The result (:class:`PreparedMovie`) is written to ``prepare.h5``; every shard
 (:mod:`etem.movies.shard`) and the gather (:mod:`etem.movies.gather`) read it, so an N-shard
 run gives the same frames, columns and events as a 1-shard run.
@@ -28,7 +30,14 @@ import numpy as np
 import pandas as pd
 
 from etem.analysis.columns import guess_polarity
-from etem.analysis.domain import column_fwhm_A, domain_warnings, warning_line
+from etem.analysis.domain import (
+    ContrastEstimate,
+    column_fwhm_A,
+    contrast_estimate,
+    contrast_record,
+    domain_warnings,
+    warning_line,
+)
 from etem.analysis.lattice import columns_resolvable
 from etem.analysis.likelihood import Calibration
 from etem.config import EtemConfig
@@ -129,6 +138,7 @@ class PreparedMovie:
     columns: bool = True
     columns_reason: str = ""
     domain_warnings: list[str] = field(default_factory=list)
+    contrast: dict[str, Any] = field(default_factory=dict)
     candidate: str = ""
     gaussian_sigma_px: float | None = None
     scores: list[dict[str, Any]] = field(default_factory=list)
@@ -378,10 +388,15 @@ def prepare_movie(
             nets["finetuned"] = tuned
     choice = score_and_choose(a.inference, nets, scored, dose, list(breaks), geo.n_frames)
     model = choice.model
-    domain = []
+    domain: list[str] = []
+    contrast = contrast_estimate(leading, geo.pixel_size_A)
+    parent = None
     if model is not None:  # the training domain of a fine-tuned model is its parent's
         parent = nets["unsupervised"] if choice.candidate == "finetuned" else model
-        domain = _domain_warnings(movie, parent, choice.mode, leading, geo.pixel_size_A, dose)
+        domain = _domain_warnings(movie, parent, choice.mode, leading, geo.pixel_size_A, dose,
+                                  contrast)
+    log.info("%s: contrast regime %s (band skewness %.3g)", movie.path, contrast.regime,
+             contrast.skewness)
     if choice.warning:
         domain.append(choice.warning)
     seen = columns_resolvable(
@@ -411,6 +426,7 @@ def prepare_movie(
         columns=seen.resolvable,
         columns_reason=seen.reason,
         domain_warnings=domain,
+        contrast=contrast_record(None if parent is None else parent.meta, contrast),
         candidate=choice.candidate,
         gaussian_sigma_px=choice.sigma_px,
         scores=[] if choice.scores is None else json.loads(
@@ -420,11 +436,11 @@ def prepare_movie(
 
 def _domain_warnings(
     movie: Movie, model: LoadedModel, mode: str, leading: np.ndarray, pixel_size_A: float,
-    dose_e_per_px: float,
+    dose_e_per_px: float, contrast: ContrastEstimate,
 ) -> list[str]:
     """What of the movie lies outside the model's training distribution; warned in one line."""
-    width = column_fwhm_A(np.asarray(leading, dtype=np.float64).mean(axis=0), pixel_size_A)
-    found = domain_warnings(model.meta, pixel_size_A, dose_e_per_px, width)
+    width = column_fwhm_A(leading.mean(axis=0, dtype=np.float64), pixel_size_A)
+    found = domain_warnings(model.meta, pixel_size_A, dose_e_per_px, width, contrast)
     line = warning_line(mode, found)
     if line:
         log.warning("%s: %s", movie.path, line)

@@ -349,6 +349,21 @@ def movies_table(dirs: list[Path], groups: dict[str, str]) -> pd.DataFrame:
     return t.sort_values(["group", "movie"], kind="stable") if len(t) else t
 
 
+def _contrast_line(contrast: dict[str, Any] | None) -> str:
+    """The contrast regime of a movie against its model's training regimes ('' if none)."""
+    if not contrast or not contrast.get("regime"):
+        return ""
+    trained = contrast.get("trained_regimes")
+    if trained is None:
+        of_model = "no network denoised it"
+    elif trained == "unknown":
+        of_model = "the model file does not record its training regimes"
+    else:
+        of_model = "the model was trained on " + (", ".join(trained) or "none")
+    return f"Contrast regime of the atoms (estimated on the raw frames): {contrast['regime']}; " \
+        f"{of_model}."
+
+
 def section_movies(layout: Layout, config: EtemConfig) -> str:
     """Results of the movie stage: a table across movies (by condition), then one
     subsection per ``apply/<movie>/``."""
@@ -367,6 +382,9 @@ def section_movies(layout: Layout, config: EtemConfig) -> str:
         else:
             for w in summ.get("domain_warnings") or []:
                 out.append(f"<p><b>Warning:</b> {H.esc(w)}</p>")
+            contrast = _contrast_line(summ.get("contrast"))
+            if contrast:
+                out.append(f"<p>{H.esc(contrast)}</p>")
             flat = [(k, v) for k, v in _flat(summ) if not k.startswith("provenance")]
             out.append(H.folded("summary.json (every value)", H.table(
                 pd.DataFrame(flat, columns=["key", "value"]), max_rows=200)))

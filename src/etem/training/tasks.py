@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from etem.analysis.domain import column_fwhm_A, training_distribution
+from etem.analysis.domain import column_fwhm_A, contrast_estimate, training_distribution
 from etem.analysis.metrics import iou_per_class, occupancy_accuracy
 from etem.config import EtemConfig
 from etem.config.training import (
@@ -115,7 +115,8 @@ def _distribution(train: Any, dose_range: tuple[float, float], seed: int,
                   n_images: int = 12) -> dict[str, Any]:
     """The training distribution recorded in the model file (etem.analysis.domain): pixel
     sizes and doses of the training images, column widths measured on up to ``n_images``
-    clean training images (seeded choice)."""
+    clean training images (seeded choice), the contrast regimes of the training images
+    (index column ``contrast_regime``; none recorded for campaigns without it)."""
     pick = np.sort(rng(seed, "training", "distribution").choice(
         len(train), min(n_images, len(train)), replace=False))
     widths = []
@@ -125,7 +126,8 @@ def _distribution(train: Any, dose_range: tuple[float, float], seed: int,
             clean = np.asarray(f["clean"][int(row["index_in_shard"])], dtype=np.float64)
         widths.append(column_fwhm_A(clean, float(row["pixel_size_A"])))
     detector = train["detector_pixel_A"] if "detector_pixel_A" in train.columns else ()
-    return training_distribution(train["pixel_size_A"], dose_range, widths, detector)
+    regimes = train["contrast_regime"].fillna("") if "contrast_regime" in train.columns else ()
+    return training_distribution(train["pixel_size_A"], dose_range, widths, detector, regimes)
 
 
 def _hash(obj: Any) -> str:
@@ -437,10 +439,11 @@ class UnsupervisedTask(Task):
             self.has_clean = clean is not None
         summed = np.asarray(frames[: min(16, frames.shape[0])], dtype=np.float64).mean(axis=0)
         width = column_fwhm_A(summed, px) if np.isfinite(px) else float("nan")
+        regime = contrast_estimate(frames[: min(16, frames.shape[0])], px).regime
         doses = [m["dose_e_per_px"] for m in self.movies] or [self.scale]
         self.distribution = training_distribution(
             [px], (min(doses) / px**2, max(doses) / px**2) if np.isfinite(px) and px > 0
-            else (np.nan, np.nan), [width])
+            else (np.nan, np.nan), [width], contrast_regimes=[regime])
         self.distribution["dose_e_per_px"] = [float(min(doses)), float(max(doses))]
 
     def _open_group(self, campaign: EtemConfig, cfg: UnsupervisedConfig,
