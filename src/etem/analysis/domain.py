@@ -30,10 +30,10 @@ the differences of the copies; checked against the spread over noise draws). Reg
 ``intermediate``; ``unknown`` when the band holds no significant signal (m2 within
 3 (m2 + v_noise) / sqrt(N) of 0) or when skewness ± :data:`CONTRAST_Z` standard errors
 reaches both the bright and the dark side (bright and dark are undecided: a call of 'dark'
-is never within two standard errors of 'bright'). Thresholds and their agreement with the simulation's
-labels: see ``benchmarks/contrast_regime.py`` (dark is told from the rest reliably; bright
-and intermediate overlap, as their images do: an intermediate transfer often leaves sparse
-bright features between the atoms).
+is never within two standard errors of 'bright'). Thresholds and their agreement with the
+simulation's labels: ``benchmarks/contrast_regime.py`` (dark is told from the rest reliably;
+bright and intermediate overlap, as their images do: an intermediate transfer often leaves
+sparse bright features between the atoms).
 """
 
 from __future__ import annotations
