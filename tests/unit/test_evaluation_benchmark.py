@@ -117,3 +117,14 @@ def test_write_outputs_lists_files(campaign, tmp_path):
     files = write_outputs(cfg, res, tmp_path)
     assert all(f.exists() for f in files)
     assert (tmp_path / "figures" / "examples.png").exists()
+
+
+def test_likelihood_of_a_dqe_image_is_on_effective_poisson_counts(campaign):
+    """A test image recorded with detector DQE 0.7: its likelihood rows are computed on the
+    effective Poisson counts (vacuum level DQE x dose per pixel), the DQE recorded."""
+    _root, paths, cfg, _ = campaign
+    im = load_test_images(paths["index"], cfg)[0]
+    im.params["dqe"] = 0.7
+    lik = run_benchmark(cfg, [im]).tables["likelihood_columns"]
+    assert len(lik) and (lik["dqe"] == 0.7).all()
+    assert lik["lambda_vac"].to_numpy() == pytest.approx(0.7 * lik["dose_e_per_px"].to_numpy())

@@ -8,7 +8,7 @@ import pytest
 from scipy.special import gammaln
 
 from etem.analysis.baselines import gaussian
-from etem.analysis.calibration import held_out_report, vacuum_detections
+from etem.analysis.calibration import held_out_report, vacuum_detections, with_random_ties
 from etem.analysis.columns import find_columns
 from etem.analysis.likelihood import (
     Calibration,
@@ -17,6 +17,7 @@ from etem.analysis.likelihood import (
     raw_p_value,
 )
 from etem.errors import InputError
+from etem.simulation.noise import detector_counts
 
 H = W = 96
 RR, CC = np.mgrid[:H, :W].astype(float)
@@ -125,3 +126,86 @@ def test_calibration_errors(tmp_path):
     with pytest.raises(InputError):
         likelihood_table(np.ones((4, 4)), np.ones((5, 5)), pd.DataFrame({"x_px": [1.0],
                                                                           "y_px": [1.0]}), 1.0)
+
+
+# -- detector DQE -----------------------------------------------------------------------------
+DQE = 0.7
+
+
+def test_dqe_counts_need_effective_poisson_counts_for_a_uniform_tail():
+    """Disks at fixed places in vacuum (no selection) on counts of a detector with DQE 0.7
+    (variance/mean 1/0.7): the raw tail probability is uniform on the effective Poisson
+    counts (x DQE) and anti-conservative on the counts as recorded."""
+    g = np.random.default_rng(20)
+    lam_v = 3.0
+    yy, xx = np.mgrid[4:H - 4:6, 4:W - 4:6]
+    cols = pd.DataFrame({"x_px": xx.ravel().astype(float), "y_px": yy.ravel().astype(float)})
+    den = np.full((H, W), 1.3 * lam_v)  # every disk looks like a bright atom
+    us: dict[float, list[np.ndarray]] = {DQE: [], 1.0: []}
+    for _ in range(24):
+        counts = detector_counts(np.full((H, W), lam_v), g, DQE)
+        for q in us:
+            tab = with_random_ties(likelihood_table(counts, den, cols, 2.0, lambda_vac=lam_v,
+                                                    dqe=q), g)
+            us[q].append(tab["u"].to_numpy())
+    u_ok, u_naive = np.concatenate(us[DQE]), np.concatenate(us[1.0])
+    assert u_ok.size > 5000
+    for a in (0.01, 0.05, 0.1):
+        se = np.sqrt(a * (1 - a) / u_ok.size)
+        assert abs(np.mean(u_ok <= a) - a) < 4 * se
+        assert np.mean(u_naive <= a) > a + 8 * se  # overdispersed: too many small u
+    tab = likelihood_table(counts, den, cols, 2.0, lambda_vac=lam_v, dqe=DQE)
+    assert np.allclose(tab["lambda_vac"], DQE * lam_v)
+    assert np.allclose(tab["lambda_atom"], DQE * 1.3 * lam_v)
+    with pytest.raises(InputError, match="DQE"):
+        likelihood_table(counts, den, cols, 2.0, lambda_vac=lam_v, dqe=1.5)
+
+
+def test_calibrated_coverage_holds_on_dqe_counts_only_with_the_correction():
+    """A calibration fitted on Poisson vacuum at the effective dose (DQE x dose), applied to
+    spurious detections in the vacuum of a DQE-0.7 detector: the false-alarm rate is nominal
+    on effective counts and too high on the counts as recorded."""
+    find_kw = {"pixel_size_A": 0.2, "min_sigma_A": 0.3, "max_sigma_A": 0.6, "threshold": 0.05}
+
+    def den(c, d):
+        return gaussian(c, d, 1.5)
+
+    dose = 2.0
+    cal = Calibration.fit(vacuum_detections(den, DQE * dose, (64, 64), 40,
+                                            np.random.default_rng(21), find_kw, 2.5))
+    g = np.random.default_rng(22)
+    held: dict[float, list[pd.DataFrame]] = {DQE: [], 1.0: []}
+    for _ in range(40):
+        counts = detector_counts(np.full((64, 64), dose), g, DQE)
+        est = den(counts, dose) * dose
+        cols = find_columns(est, **find_kw)
+        for q in held:
+            held[q].append(with_random_ties(likelihood_table(
+                counts, est, cols, 2.5, vacuum_mask=np.ones((64, 64), bool), dqe=q), g))
+    levels = [0.9, 0.95, 0.99]
+    ok = held_out_report(cal, pd.concat(held[DQE]), levels)
+    naive = held_out_report(cal, pd.concat(held[1.0]), levels)
+    ok, naive = ok[ok["kind"] == "calibrated"], naive[naive["kind"] == "calibrated"]
+    assert ok["n"].iloc[0] > 500
+    assert ((ok["observed"] - ok["alpha"]).abs() <= 3 * ok["se"] + 0.005).all()
+    assert (naive["observed"] > naive["alpha"] + 3 * naive["se"]).all()
+
+
+def test_apply_uses_the_configured_detector_dqe():
+    """``apply.preprocess.detector_dqe`` reaches the per-frame likelihood of etem apply: the
+    same frame scored as effective Poisson counts (everything x DQE)."""
+    from etem.config import load_config
+    from etem.movies.frame_analysis import frame_columns
+
+    g = np.random.default_rng(23)
+    dose = 2.0
+    clean = 1.0 + _blob(30, 40) + _blob(60, 50)
+    counts = detector_counts(clean * dose, g, DQE)
+    zero = np.zeros(2)
+    tabs = [frame_columns(load_config(None, {"tracking.enabled": False,
+                                             "apply.preprocess.detector_dqe": q}),
+                          0, clean, counts, dose, zero, None, 0.2, "bright")
+            for q in (1.0, DQE)]
+    assert len(tabs[0]) == len(tabs[1]) >= 2
+    assert tabs[1]["lambda_vac"].to_numpy() == pytest.approx(DQE * tabs[0]["lambda_vac"])
+    assert tabs[1]["counts_sum"].to_numpy() == pytest.approx(DQE * tabs[0]["counts_sum"])

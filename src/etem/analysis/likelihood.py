@@ -25,6 +25,17 @@ transform): the calibrated p-value is uniform for spurious detections by constru
 the false-alarm rate at level alpha is alpha (checked on held-out simulations). It also keeps
 the distribution for true columns (detection power) and a logistic posterior
 P(true column | u) for a reliability diagram.
+
+Detector DQE
+------------
+Both the statistic and the tail probability assume Poisson counts. A counting detector with
+DQE(0) = q < 1 records counts with the dose as mean but variance/mean 1/q (in the simulation
+exactly Poisson(q x expected) / q, :func:`etem.simulation.noise.detector_counts`): the disk
+total is overdispersed and ``u`` too small (spurious columns look significant). Given
+``dqe``, :func:`likelihood_table` works on the *effective* Poisson counts: counts x q,
+denoised counts x q and vacuum level x q (then K = q x disk total is Poisson with mean
+n q lambda_vac under vacuum). The evaluation passes each simulated image's recorded ``dqe``;
+``etem apply`` the configured ``apply.preprocess.detector_dqe`` (default 1: Poisson).
 """
 
 from __future__ import annotations
@@ -131,6 +142,7 @@ def likelihood_table(
     vacuum_mask: np.ndarray | None = None,
     lambda_vac: float | None = None,
     calibration: Calibration | None = None,
+    dqe: float = 1.0,
 ) -> pd.DataFrame:
     """Per-column Mohan likelihood statistic.
 
@@ -148,22 +160,30 @@ def likelihood_table(
         Vacuum region (bool mask) or vacuum level [counts/px]; see :func:`vacuum_level`.
     calibration : Calibration, optional
         Adds ``p_value`` and ``confidence`` columns.
+    dqe : float
+        Detector DQE(0) in (0, 1] of the counts (variance/mean 1/dqe; 1: Poisson): the
+        statistic is computed on the effective Poisson counts (everything x dqe; see the
+        module docstring).
 
     Returns
     -------
     DataFrame
         ``columns_df``'s columns plus ``n_pixels``, ``counts_sum`` [e], ``mean_counts``
-        [e/px], ``lambda_atom``, ``lambda_vac`` [e/px], ``llr`` (mean log-likelihood ratio
-        per pixel [nats]), ``p_raw`` (uncalibrated Poisson tail probability) and, with a
-        calibration, ``p_value`` and ``confidence`` (= 1 - p_value).
+        [e/px], ``lambda_atom``, ``lambda_vac`` [e/px] (effective counts: x ``dqe``),
+        ``llr`` (mean log-likelihood ratio per pixel [nats]), ``p_raw`` (uncalibrated
+        Poisson tail probability) and, with a calibration, ``p_value`` and ``confidence``
+        (= 1 - p_value).
     """
     y, d = _check_pair(noisy_counts, denoised_counts, float64=False)
     if disk_radius_px <= 0:
         raise InputError(f"disk_radius_px must be > 0, got {disk_radius_px}")
+    q = float(dqe)
+    if not 0.0 < q <= 1.0:
+        raise InputError(f"detector DQE {dqe}: must lie in (0, 1]")
     for col in ("x_px", "y_px"):
         if col not in columns_df.columns:
             raise InputError(f"columns table lacks column {col!r}")
-    lv = vacuum_level(d, vacuum_mask, lambda_vac, columns_df, disk_radius_px)
+    lv = vacuum_level(d, vacuum_mask, lambda_vac, columns_df, disk_radius_px) * q
     off = _disk_offsets(disk_radius_px)
     rr, cc, inside = disk_pixels(
         y.shape, columns_df["x_px"].to_numpy(), columns_df["y_px"].to_numpy(), off
@@ -171,8 +191,9 @@ def likelihood_table(
     out = columns_df.reset_index(drop=True).copy()
     n = inside.sum(axis=1).astype(np.int64)
     # pixel values read in float64 (the images may be float32: no full-frame copies)
-    k = np.where(inside, y[rr, cc].astype(np.float64), 0.0).sum(axis=1)
-    lam = np.divide(np.where(inside, d[rr, cc].astype(np.float64), 0.0).sum(axis=1), n,
+    # (effective Poisson counts: x q, after the sums)
+    k = np.where(inside, y[rr, cc].astype(np.float64), 0.0).sum(axis=1) * q
+    lam = np.divide(np.where(inside, d[rr, cc].astype(np.float64), 0.0).sum(axis=1) * q, n,
                     out=np.full(len(n), lv), where=n > 0)
     la = np.maximum(lam, EPS)
     out["n_pixels"] = n

@@ -68,6 +68,12 @@ class PreprocessConfig(StrictModel):
         description="dose [e/px/frame] of the raw movie; default: file metadata, else the "
         "mean counts of the first chunk (vacuum-free fields then normalise to mean 1)",
     )
+    detector_dqe: float = Field(
+        1.0, gt=0, le=1,
+        description="DQE(0) of the detector: counts with variance/mean 1/DQE (a counting "
+        "detector's lost and miscounted events); the column likelihood and its confidence "
+        "use the effective Poisson counts, counts x DQE (1: Poisson counts)",
+    )
     pixel_size_tolerance: float = Field(
         0.1, gt=0, lt=1, description="relative pixel-size mismatch to the model accepted as is"
     )

@@ -7,6 +7,7 @@ Outputs (all under ``out_dir``; see ``docs/evaluation.md``)::
     columns_per_image.parquet    one row per (image, dose, method): column detection counts
     columns_summary.csv          one row per (method, subset): precision, recall, rmse [pm]
     likelihood_columns.parquet   one row per found column (primary method): llr, p-values
+                                 (effective Poisson counts x the image's detector dqe)
     likelihood_calibration.json  Calibration (used by the movie stage)
     calibration_far.csv          held-out false-alarm rates per confidence level
     reliability.csv              reliability diagram data
@@ -191,14 +192,17 @@ def _column_rows(
                         "n_matched": m["n_matched"], "sum_sq_err_A2": d2})
     if not is_primary:
         return
+    # the counts of a detector with DQE(0) < 1 are not Poisson: effective counts (x dqe)
+    q = row_dqe(im.params)
     tab = likelihood_table(counts, est * dose_px, found, cfg.columns.disk_radius_A / px,
-                           lambda_vac=dose_px)
+                           lambda_vac=dose_px, dqe=q)
     matched = np.zeros(len(tab), dtype=bool)
     matched[i_f] = True
     tab["is_true"] = matched
     tab["image_id"] = im.image_id
     tab["dose_e_per_A2"] = dose
     tab["dose_e_per_px"] = dose_px
+    tab["dqe"] = q
     g = rng(cfg.seed, "benchmark", "ties", im.image_id, f"{dose:g}")
     acc.likelihood.append(with_random_ties(tab, g))
 

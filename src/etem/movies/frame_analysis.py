@@ -5,7 +5,8 @@ whole series:
 
 * :func:`frame_columns` (in each shard): the atomic columns of one denoised frame
   (:func:`etem.analysis.columns.find_columns`), each scored with the Poisson log-likelihood
-  ratio of the raw counts and, given a calibration, a confidence
+  ratio of the raw counts (effective Poisson counts with ``apply.preprocess.detector_dqe``)
+  and, given a calibration, a confidence
   (:func:`etem.analysis.likelihood.likelihood_table`), with the segmenter's occupancy at
   each column;
 * :class:`FrameStatistics` (in the gather, frames in order): links the columns into
@@ -69,6 +70,7 @@ def frame_columns(
         cols = likelihood_table(
             counts, np.maximum(den_counts, 1e-6), cols,
             max(b.disk_radius_A / px, 1.0), calibration=calibration,
+            dqe=cfg.apply.preprocess.detector_dqe,
         )
     frac = drift - np.round(drift)
     iy, ix = (int(v) for v in np.round(drift))
