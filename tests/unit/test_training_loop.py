@@ -187,3 +187,26 @@ def test_unsupervised_blind_spot_training_denoises_a_movie(
     assert res.metrics["val_psnr"] > res.metrics["val_psnr_noisy"] + 3
     _, meta = load_model(tmp_path / "u.pt")
     assert meta["n_frames"] == 5 and meta["kind"] == "unsupervised"
+
+
+def test_training_records_the_contrast_regimes_of_its_images(
+    tmp_path: Path, tiny_config: TinyConfig
+) -> None:
+    """The model file's training distribution carries the regimes of the training images
+    (index column ``contrast_regime``, etem.analysis.domain); an index without them records
+    none (the domain check then says 'unknown')."""
+    from etem.io import read_table, write_table
+
+    index = write_campaign(tmp_path / "results", n_structures=6, images_per_structure=2)
+    cfg = tiny_config(tmp_path / "results")
+    assert "contrast_regimes" not in make_task("denoiser", cfg, index).meta()[
+        "training_distribution"]
+    df = read_table(index)
+    df["contrast_regime"] = ["bright" if i % 4 else "dark" for i in range(len(df))]
+    write_table(index, df)
+    task = make_task("denoiser", cfg, index)
+    got = task.meta()["training_distribution"]["contrast_regimes"]
+    train = df[df["structure_id"].astype(str).isin(task.train_structures)
+               & df["family"].isin(cfg.training.denoiser.families)]
+    want = train["contrast_regime"].value_counts(normalize=True)
+    assert got == pytest.approx({k: float(v) for k, v in want.items()})
