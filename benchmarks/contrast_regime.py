@@ -109,6 +109,10 @@ def main() -> None:
         "",
         pd.crosstab(d.label, d.estimate).to_markdown(),
         "",
+        "## Estimate (columns) by the sign of the column contrast (rows)",
+        "",
+        pd.crosstab(d.truth_sign, d.estimate).to_markdown(),
+        "",
         "## Skewness quantiles (25/50/75 %) by label",
         "",
         d.groupby("label")["skewness"].quantile([0.25, 0.5, 0.75]).unstack().round(2)
