@@ -61,7 +61,7 @@ def test_mohan_protocol_scales_to_one_count_peak(campaign):
     images = load_test_images(paths["index"], cfg)
     methods = make_methods(cfg)
     t = mohan_protocol(cfg, images, methods)
-    assert len(t) == len(images) * len(methods)
+    assert len(t) == len(images) * (len(methods) + 1)  # + the oracle Gaussian
     assert (t["peak_counts"] == 1.0).all()
     for im in images:  # the scaled clean image has max 1 count, so its mean is mean/max
         row = t[t["image_id"] == im.image_id].iloc[0]
@@ -71,6 +71,11 @@ def test_mohan_protocol_scales_to_one_count_peak(campaign):
     by = t.groupby("method")["psnr_db"].mean()
     # smoothing the single-frame counts beats the raw frame by a wide margin at ~0.5 e/px
     assert by["gaussian_1px"] > by["noisy"] + 5
+    # the oracle picks its width (least MSE) on the clean image: not below a fixed width it
+    # could pick (up to the clamping of the PSNR), and above it on the mean
+    per = t.pivot(index="image_id", columns="method", values="psnr_db")
+    assert (per["gaussian_oracle"] >= per["gaussian_1px"] - 0.1).all()
+    assert by["gaussian_oracle"] >= by["gaussian_1px"]
     assert mohan_protocol(cfg, images, methods).equals(t)  # noise drawn from the seed
     res = run_benchmark(cfg, images)
     s = res.tables["mohan_summary"]

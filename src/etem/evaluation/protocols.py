@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from etem.analysis.baselines import oracle_gaussian
 from etem.analysis.metrics import class_overlap, occupancy_hits, psnr_peak, ssim_peak
 from etem.errors import InputError
 from etem.evaluation.inputs import TestImage
@@ -27,7 +28,9 @@ def mohan_protocol(cfg: Any, images: list[TestImage], methods: dict[str, Method]
     experimenter can measure); its output intensity times that dose is its estimate of the
     scaled clean image [e/px]. PSNR and SSIM use the peak as data range after clamping both
     images to [0, peak] (``psnr_peak``, ``ssim_peak``), so the figures are comparable with
-    their 35-38 dB, not with the range-normalised PSNR of ``per_image.parquet``.
+    their 35-38 dB, not with the range-normalised PSNR of ``per_image.parquet``. Beside
+    ``methods``, ``gaussian_oracle``: the Gaussian filter whose width (among
+    ``evaluation.oracle_sigmas_px``) is closest to the scaled clean image (the bar to clear).
     """
     peak = float(cfg.evaluation.mohan_peak_counts)
     rows = []
@@ -43,8 +46,12 @@ def mohan_protocol(cfg: Any, images: list[TestImage], methods: dict[str, Method]
         base["tilt"] = f"({im.params.get('tilt_x_mrad', 0):g}, {im.params.get('tilt_y_mrad', 0):g})"
         base.update(mean_counts_per_px=float(clean.mean()), dose_e_per_px=dose,
                     peak_counts=peak)
-        for name, fn in methods.items():
-            est = counts if name == "noisy" else np.asarray(fn(counts, dose)) * dose
+        ests = {name: counts if name == "noisy" else np.asarray(fn(counts, dose)) * dose
+                for name, fn in methods.items()}
+        oracle, _ = oracle_gaussian(counts, dose, clean / dose,
+                                    list(cfg.evaluation.oracle_sigmas_px))
+        ests["gaussian_oracle"] = oracle * dose
+        for name, est in ests.items():
             rows.append({**base, "method": name, "psnr_db": psnr_peak(clean, est, peak),
                          "ssim": ssim_peak(clean, est, peak)})
     return pd.DataFrame(rows)
