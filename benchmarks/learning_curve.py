@@ -1,4 +1,4 @@
-"""Extrapolate a training's validation curve: a saturating fit, its asymptote, the budget to a target.
+"""Extrapolate a validation curve: a saturating fit, its asymptote, the budget to a target.
 
 Fits PSNR(s) = a - b * (s / s_last)^(-c) (b >= 0, c in [--c-min, --c-max]) by least squares to
 a validation history (steps s, PSNR [dB]): ``a`` is the asymptote at this network size and
@@ -148,7 +148,7 @@ def bootstrap(
 def percentiles(v: Any, q: tuple[float, ...] = (5, 50, 95)) -> list[float]:
     """Percentiles of ``v`` (inf kept: a percentile past the finite share is inf)."""
     arr = np.sort(np.asarray(v, dtype=float))
-    return [float(arr[min(int(math.floor(p / 100 * len(arr))), len(arr) - 1)]) for p in q]
+    return [float(arr[min(math.floor(p / 100 * len(arr)), len(arr) - 1)]) for p in q]
 
 
 def loglinear(n: Any, y: Any) -> dict[str, float]:
@@ -235,7 +235,7 @@ def analyse(
     last = float(x.max())
     at_last = float(fit(last))
     res: dict[str, Any] = {
-        "points": int(len(x)), "first_step": float(x.min()), "last_step": last,
+        "points": len(x), "first_step": float(x.min()), "last_step": last,
         "last_value": float(y[np.argmax(x)]), "fit_at_last_step": at_last,
         "fit": asdict(fit),
         "bootstrap": {"n": n_boot, "seed": seed,
