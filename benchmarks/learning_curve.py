@@ -277,10 +277,12 @@ def summary_markdown(res: dict[str, Any], source: str, hps: float | None, hsrc: 
     """A Markdown summary of :func:`analyse`'s result (and the data-volume part)."""
     f = res["fit"]
     bs = res["bootstrap"]
+    few = (" **Few points: the asymptote and the extrapolation are not determined.**"
+           if res["points"] < 6 else "")
     lines = [
         f"Learning curve: {source}; {res['points']} points, steps {res['first_step']:,.0f}-"
         f"{res['last_step']:,.0f} (last value {res['last_value']:.2f} dB, fit there "
-        f"{res['fit_at_last_step']:.2f} dB).",
+        f"{res['fit_at_last_step']:.2f} dB).{few}",
         f"Fit PSNR(s) = a - b (s / {f['x_ref']:,.0f})^(-c): a = {f['a']:.2f} ± {f['sd_a']:.2f} dB "
         f"(covariance), b = {f['b']:.2f} dB, c = {f['c']:.3f}"
         f"{' (at its bound: the asymptote is not determined)' if f['c_at_bound'] else ''}, "
@@ -291,7 +293,8 @@ def summary_markdown(res: dict[str, Any], source: str, hps: float | None, hsrc: 
         + " / ".join(f"{v:.2f}" for v in bs["gain_left_p5_p50_p95"]) + " dB.",
     ]
     if hps is not None:
-        lines.append(f"Hours per step: {hps:.3g} ({hsrc}).")
+        lines.append(f"Wall time per step: {hps * 3600:.3g} s ({hsrc}; hours below at that "
+                     "rate, on that machine).")
     t = res.get("target")
     if t:
         ref = (f" (target {t['target']:.2f} dB vs the final model's {t['reference']:.2f} dB in "
@@ -451,6 +454,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="output folder")
     args = p.parse_args(argv)
     steps, vals, source = read_curve(args)
+    if np.sum(steps >= args.min_step) < 3:
+        raise SystemExit(f"{source}: {np.sum(steps >= args.min_step)} validation points from "
+                         f"step {args.min_step:g}; the fit needs at least 3 (6 or more for a "
+                         "meaningful asymptote)")
     res = analyse(steps, vals, args.target, args.reference, args.bootstrap, args.seed,
                   args.c_min, args.c_max, args.min_step)
     if args.data_points:

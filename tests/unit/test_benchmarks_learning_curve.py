@@ -99,3 +99,10 @@ def test_cli_one_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     # the data target is the largest-N point plus the same gain: 22 + 15 dB
     assert res["data_volume"]["target"] == pytest.approx(37.0)
     assert (out / "learning_curve_fit.png").stat().st_size > 10_000
+
+
+def test_cli_refuses_too_short_a_curve(tmp_path: Path) -> None:
+    csv = tmp_path / "learning_curve.csv"
+    pd.DataFrame({"step": [250, 500], "val_psnr": [10.0, 11.0]}).to_csv(csv, index=False)
+    with pytest.raises(SystemExit, match="at least 3"):
+        lc.main(["--curve", str(csv), "--out", str(tmp_path / "out")])
