@@ -16,6 +16,7 @@ from etem.models.io import load_model
 from etem.training.loop import train
 from etem.training.metrics import psnr
 from etem.training.run import checkpoint_path, make_task, train_network
+from etem.training.tasks import DenoiserTask
 from tests.configs import TinyConfig
 from tests.training_fixtures import (
     PIXEL_A,
@@ -171,6 +172,42 @@ def test_early_stopping_when_validation_stops_improving(
     cfg = tiny_config(tmp_path / "results", training={"denoiser": loop})
     res = train(make_task("denoiser", cfg, campaign), cfg.training.denoiser, cfg.seed)
     assert res.stopped_early and res.steps < 40
+
+
+@pytest.mark.parametrize(("min_steps", "stop_step"), [(0, 6), (None, 20), (13, 14), (100, 40)])
+def test_early_stopping_waits_for_min_steps(
+    min_steps: int | None, stop_step: int, campaign: Path, tmp_path: Path,
+    tiny_config: TinyConfig, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A validation metric that never improves (a segmenter still at 'all background' has
+    the same mIoU at every validation) ends the training after ``early_stopping_patience``
+    validations, but never before ``early_stopping_min_steps`` (null: half of ``steps``)."""
+    loop = {"steps": 40, "val_every_steps": 2, "checkpoint_every_steps": 4,
+            "early_stopping_patience": 2, "early_stopping_min_steps": min_steps}
+    cfg = tiny_config(tmp_path / "results", training={"denoiser": loop})
+    flat = {"val_psnr": 10.0, "val_loss": 1.0}
+    monkeypatch.setattr(DenoiserTask, "validate", lambda self, *a: dict(flat))
+    res = train(make_task("denoiser", cfg, campaign), cfg.training.denoiser, cfg.seed)
+    # first validation (step 2) is the best; 2 without gain by step 6
+    assert res.steps == stop_step and res.best_step == 2
+    assert res.stopped_early == (stop_step < 40)
+    assert [h["step"] for h in res.history] == list(range(2, stop_step + 1, 2))
+    if min_steps is None:  # an interruption before the stop: the resumed run stops alike
+        ckpt = tmp_path / "a.ckpt"
+        part = train(make_task("denoiser", cfg, campaign), cfg.training.denoiser, cfg.seed,
+                     checkpoint=ckpt, stop_after_step=9)
+        assert part.interrupted and part.steps == 9
+        resumed = train(make_task("denoiser", cfg, campaign), cfg.training.denoiser, cfg.seed,
+                        checkpoint=ckpt)
+        assert (resumed.steps, resumed.stopped_early) == (20, True)
+        assert resumed.history == res.history
+
+
+def test_min_steps_before_stop_defaults_to_half_the_budget(tiny_config: TinyConfig) -> None:
+    cfg = tiny_config(None, training={"segmenter": {"steps": 1201}})
+    assert cfg.training.segmenter.min_steps_before_stop == 601
+    cfg = tiny_config(None, training={"segmenter": {"early_stopping_min_steps": 5000}})
+    assert cfg.training.segmenter.min_steps_before_stop == 5000  # may exceed steps: no stop
 
 
 def test_unsupervised_blind_spot_training_denoises_a_movie(

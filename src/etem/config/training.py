@@ -38,6 +38,12 @@ class LoopConfig(StrictModel):
     val_patch_px: int = Field(128, ge=16, description="centre crop of validation images [px]")
     checkpoint_every_steps: int = Field(200, ge=1, description="resumable checkpoint every N steps")
     early_stopping_patience: int = Field(10, ge=1, description="validations without gain")
+    early_stopping_min_steps: int | None = Field(
+        None, ge=0,
+        description="early stopping cannot end a training before this step (a plateau at the "
+        "start, such as a segmenter still predicting all background, is not the end); "
+        "null: half of steps",
+    )
     num_workers: int = Field(0, ge=0, description="DataLoader workers")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto = CUDA if present")
     amp: bool = Field(True, description="bf16 autocast + channels_last where supported")
@@ -51,6 +57,14 @@ class LoopConfig(StrictModel):
         description="image families (index column 'family') used for training",
     )
     model: UNetConfig = Field(default_factory=UNetConfig)
+
+    @property
+    def min_steps_before_stop(self) -> int:
+        """The step before which early stopping cannot end the training
+        (``early_stopping_min_steps``; null: half of ``steps``, rounded up)."""
+        if self.early_stopping_min_steps is None:
+            return -(-self.steps // 2)
+        return int(self.early_stopping_min_steps)
 
     @model_validator(mode="after")
     def _check(self) -> LoopConfig:

@@ -1,6 +1,7 @@
 """The one training loop (denoiser, unsupervised blind-spot denoiser, segmenter).
 
-* Adam, lr reduced on a validation plateau, early stopping, best-validation weights kept;
+* Adam, lr reduced on a validation plateau, early stopping (not before
+  ``early_stopping_min_steps``), best-validation weights kept;
 * bf16 autocast + channels_last when ``amp`` and the device supports it;
 * checkpoint every ``checkpoint_every_steps`` with model, optimizer, scheduler, early-stopping
   state and RNG states: an interrupted run resumes and ends with the same weights as an
@@ -191,7 +192,10 @@ def train(
             state["logged"].append((step, metrics_all))
             if tracker is not None:
                 tracker.log_metrics(metrics_all, step=step)
-            if state["bad"] >= cfg.early_stopping_patience:
+            # not before min_steps_before_stop: a plateau at the start (a segmenter still at
+            # "all background": the same mIoU at every validation) is not the end
+            stop_allowed = step >= cfg.min_steps_before_stop
+            if state["bad"] >= cfg.early_stopping_patience and stop_allowed:
                 log.info("%s: early stop at step %d (best %s %.4g at step %d)", task.kind, step,
                          task.primary, state["best"], state["best_step"])
                 state["stopped_early"] = True
