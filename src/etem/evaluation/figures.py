@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from etem.evaluation.tables import axis_levels
 from etem.plotting import plt, save_png
 
 
@@ -37,6 +38,7 @@ def metric_vs_dose(summary: pd.DataFrame, metric: str, ylabel: str) -> Any:
 def heatmap(per_image: pd.DataFrame, method: str, axis: str, metric: str = "psnr_db") -> Any:
     """Mean ``metric`` of ``method`` over dose (rows) x ``axis`` values (columns)."""
     g = per_image[per_image["method"] == method]
+    g = g.assign(**{axis: axis_levels(g[axis])})
     tab = g.pivot_table(index="dose_e_per_A2", columns=axis, values=metric, aggfunc="mean")
     fig, ax = plt.subplots(figsize=(1.2 + 0.9 * max(tab.shape[1], 1), 1.0 + 0.5 * tab.shape[0]))
     im = ax.imshow(tab.to_numpy(), aspect="auto", cmap="viridis")

@@ -11,6 +11,24 @@ import pandas as pd
 #: image parameters used to break the tables down (``tilt`` is derived from tilt_x/y)
 BREAKDOWN_AXES = ("dose_e_per_A2", "thickness_nm", "defocus_nm", "tilt", "family", "split",
                   "condition")
+#: a numeric axis with more distinct values than this (a randomised campaign's drawn defocus,
+#: thicknesses clipped per structure) is broken down by quantile bins instead of by value
+MAX_LEVELS = 10
+#: number of quantile bins of such an axis
+N_BINS = 4
+
+
+def axis_levels(values: pd.Series) -> pd.Series:
+    """The breakdown level of each value of an axis: the value itself, or for a numeric axis
+    with more than :data:`MAX_LEVELS` distinct values its quantile bin, labelled ``lo..hi``
+    (the bin's smallest and largest value, 3 significant digits)."""
+    if values.dtype.kind not in "fi" or values.nunique() <= MAX_LEVELS:
+        return values
+    bins = pd.qcut(values.rank(method="first"), N_BINS, labels=False)
+    lo = values.groupby(bins).transform("min")
+    hi = values.groupby(bins).transform("max")
+    return pd.Series([f"{a:.3g}..{b:.3g}" for a, b in zip(lo, hi, strict=True)],
+                     index=values.index, dtype=object)
 
 
 def summarise_segmentation(seg: pd.DataFrame) -> pd.DataFrame:
@@ -31,6 +49,7 @@ def _subsets(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     """Subsets: all, each value of each breakdown axis, and dose x each other axis."""
     out: list[tuple[str, pd.DataFrame]] = [("all", df)]
     axes = [a for a in BREAKDOWN_AXES if a in df.columns]
+    df = df.assign(**{a: axis_levels(df[a]) for a in axes if a != "dose_e_per_A2"})
     for a in axes:
         for v, g in df.groupby(a, sort=True):
             if isinstance(v, str) and not v:
