@@ -6,6 +6,7 @@ Reads the recipe's results folder (``bash benchmarks/pretrained.sh`` → ``resul
 ``model_card.json``, ``MODEL_CARD.md``, ``learning_curve.csv`` and ``learning_curve.png``.
 
 Usage: python benchmarks/pretrained_card.py [--results results/pretrained] [--out DIR]
+       [--evaluation EVAL_DIR] [--retrain RETRAINED_MODEL] [--nice N] [--machine-note TEXT]
 """
 
 from __future__ import annotations
@@ -77,7 +78,21 @@ def learning_curve(client: MlflowClient, run_id: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def machine() -> dict[str, Any]:
+def retrain_check(model_path: Path, retrain_path: Path) -> dict[str, Any]:
+    """The `etem retrain` of the training against the training: validation metrics of both
+    model files and whether every weight tensor is bitwise equal."""
+    a, meta_a = load_model(model_path)
+    b, meta_b = load_model(retrain_path)
+    sa, sb = a.state_dict(), b.state_dict()
+    equal = sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    keys = ("val_psnr", "val_ssim", "val_loss")
+    return {"retrain_model_sha256": file_digest(retrain_path), "weights_bitwise_equal": equal,
+            "metrics": {k: [meta_a["metrics"].get(k), meta_b["metrics"].get(k)] for k in keys},
+            "val_psnr_difference_db": float(meta_b["metrics"]["val_psnr"]
+                                            - meta_a["metrics"]["val_psnr"])}
+
+
+def machine(note: str, nice: int) -> dict[str, Any]:
     cpu = ""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -88,7 +103,7 @@ def machine() -> dict[str, Any]:
         pass
     return {"cpu": cpu, "cores": os.cpu_count(), "device": "cpu", "torch_threads": 1,
             "torch": torch.__version__, "python": platform.python_version(),
-            "note": "2-core VM shared with other jobs (load average 5-12 during training)"}
+            "nice": nice, "note": note}
 
 
 def figure(curve: pd.DataFrame, path: Path) -> None:
@@ -130,9 +145,17 @@ def markdown(card: dict[str, Any]) -> str:
                 f"{cell[(g, m)]['psnr_mohan_db_mean']:.2f} / {cell[(g, m)]['psnr_db_mean']:.2f}"
                 for m in methods) + " |")
         bench = ("Benchmark (`etem evaluate`, 12.5 e/Å², the campaign's test, held-out-structure "
-                 "and held-out-condition images, capped at 40 + 80): PSNR [dB], Mohan et al.'s "
-                 "metric / etem's; means over the group's images (s.e.m. 0.2-0.9 dB, in "
+                 "and held-out-condition images; command in model_card.json): PSNR [dB], "
+                 "Mohan et al.'s metric / etem's; means over the group's images (s.e.m. in "
                  "model_card.json):\n\n" + "\n".join(lines) + "\n")
+    retrain = ""
+    if "retrain" in card:
+        r = card["retrain"]
+        old, new = r["metrics"]["val_psnr"]
+        retrain = (f"\n\nChecked: `etem retrain` of this training (run alongside it on the same "
+                   f"machine) gave val PSNR {new:.4f} dB against {old:.4f} dB (difference "
+                   f"{r['val_psnr_difference_db']:+.4f} dB); weights bitwise equal: "
+                   f"{r['weights_bitwise_equal']}.")
     table = "\n".join([
         f"| recipe | `{t['recipe']}` (config `benchmarks/pretrained.yaml`, seed {t['seed']}) |",
         f"| data | {d['images']} simulated images of {d['structures']} structures (train "
@@ -141,7 +164,7 @@ def markdown(card: dict[str, Any]) -> str:
         f"| steps | {t['steps']} of batch {t['batch_size']} x {t['patch_px']}² (best step "
         f"{t['best_step']}, stopped early: {t['stopped_early']}) |",
         f"| wall time | {t['wall_hours']:.2f} h on {card['machine']['cpu'] or 'CPU'}, 1 torch "
-        f"thread, nice 15 ({card['machine']['note']}) |",
+        f"thread, nice {card['machine']['nice']} ({card['machine']['note']}) |",
         f"| how | {t['history']} |",
         f"| MLflow | run `{t['mlflow_run_id']}`, registered `{t['registered_model']}` in the "
         "recipe's store |",
@@ -151,8 +174,9 @@ def markdown(card: dict[str, Any]) -> str:
 A supervised, dose-conditioned U-Net denoiser (depth {arch['depth']}, {arch['base_channels']}
 channels at the first scale, {mf['parameters']:,} parameters, {mf['bytes'] / 1e6:.2f} MB)
 trained on simulated HRTEM images with **per-image microscope randomisation** (voltage,
-Cs/C5, defocus, focal spread, convergence, detector pixel, blur, dose: the default ranges of
-`simulation.microscope`). `etem apply` uses it when no `--denoiser` is given
+Cs/C5, defocus, two-fold astigmatism, coma, focal spread, convergence, detector pixel, blur,
+detector DQE(0), dose; bright, dark and intermediate atom contrast in equal proportions: the
+default ranges of `simulation.microscope`). `etem apply` uses it when no `--denoiser` is given
 (`apply.inference.pretrained`; with `denoise_with: auto` it is one candidate scored by uPSNR
 on the movie). Input: counts / dose [e/px] (vacuum = 1) plus the noise-level channel
 1/sqrt(dose); output: clean intensity (vacuum = 1). Model file sha256 (first 16 hex)
@@ -181,7 +205,7 @@ Learning curve (`learning_curve.csv`, `learning_curve.png`):
 
 ## Reproduce
 
-{card['reproduce']}
+{card['reproduce']}{retrain}
 
 ## Limits
 
@@ -205,6 +229,15 @@ def main() -> None:
     ap.add_argument("--evaluation", type=Path, default=None,
                     help="an `etem evaluate` folder of this model: its conditions_summary.csv "
                     "goes into the card")
+    ap.add_argument("--retrain", type=Path, default=None,
+                    help="the model file an `etem retrain` of the training run wrote: compared "
+                    "with the trained one (weights, validation metrics) in the card")
+    ap.add_argument("--machine-note", default="2-core VM shared with other jobs",
+                    help="the machine's load during the training (recorded in the card)")
+    ap.add_argument("--nice", type=int, default=0, help="the training's nice level")
+    ap.add_argument("--evaluation-settings",
+                    default="max_test_images 40, condition_max_images 80, umse_images 0",
+                    help="the evaluation section of the --evaluation run (recorded in the card)")
     ap.add_argument("--history", default="",
                     help="how the training ran, when not in one run (recorded in the card)")
     args = ap.parse_args()
@@ -242,7 +275,7 @@ def main() -> None:
             "registered_model": run.data.tags.get("etem.registered_model", ""),
         },
         "data": data_digest(results),
-        "machine": machine(),
+        "machine": machine(args.machine_note, args.nice),
         "metrics": meta["metrics"],
         "dose_e_per_A2": meta.get("train_dose_e_per_A2"),
         "provenance": meta.get("provenance", {}),
@@ -270,10 +303,12 @@ def main() -> None:
             "command": "etem evaluate --config C --index results/pretrained/simulation/index.csv "
                        "--denoiser models:/etem-pretrained-denoiser/N --out E (C: the recipe "
                        "config with noise.benchmark_doses_e_per_A2 [12.5], evaluation "
-                       "max_test_images 40, condition_max_images 80, umse_images 0)",
+                       f"{args.evaluation_settings})",
             "rows": table[["method", "group", "n", "psnr_db_mean", "psnr_mohan_db_mean",
                            "psnr_mohan_db_sem", "ssim_mean"]].to_dict(orient="records"),
         }
+    if args.retrain is not None:
+        card["retrain"] = retrain_check(model_path, args.retrain)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(model_path, out / "denoiser.pt")
