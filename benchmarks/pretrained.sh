@@ -4,16 +4,17 @@
 # simulate the randomised campaign, train the denoiser (one thread: deterministic, bitwise
 # reproducible on CPU). Then: python benchmarks/pretrained_card.py --results [results dir]
 # writes the packaged model file and its card.
-# Usage: bash benchmarks/pretrained.sh [results dir] [threads]
+# Usage: bash benchmarks/pretrained.sh [results dir] [threads] [recipe config]
 set -euo pipefail
 R=${1:-results/pretrained}
 T=${2:-1}
+Y=${3:-benchmarks/pretrained.yaml}
 C=$R/config.yaml
 mkdir -p "$R"
-python - "$R" <<'PY'
+python - "$R" "$Y" <<'PY'
 import sys, yaml
 r = sys.argv[1]
-d = yaml.safe_load(open("benchmarks/pretrained.yaml"))
+d = yaml.safe_load(open(sys.argv[2]))
 d["results_dir"] = r
 yaml.safe_dump(d, open(f"{r}/config.yaml", "w"), sort_keys=False)
 PY
