@@ -14,9 +14,10 @@ at several thicknesses, with Poisson noise at 0.45 e/px in vacuum (issue 14's do
 several seeds. Each clean image is simulated once per (structure, condition, defocus) and
 reused across seeds and models.
 
-Methods: the noisy counts, the oracle Gaussian (the width among
-``EtemConfig().evaluation.oracle_sigmas_px`` best on the clean image), NLM with an estimated
-noise level, and each ``--model NAME=PATH`` through :func:`etem.models.inference.denoise_images`.
+Methods: the noisy counts, ``flat`` (a constant image at the mean count: no structure at all,
+the floor that says how much contrast an image has left to recover), the oracle Gaussian (the
+width among ``EtemConfig().evaluation.oracle_sigmas_px`` best on the clean image, or
+``--oracle-sigmas``), NLM with an estimated noise level, and each ``--model NAME=PATH`` through :func:`etem.models.inference.denoise_images`.
 Metric: Mohan et al.'s PSNR, ``psnr_peak(clean * D, estimate * D, 1.0)`` (D = 0.45 e/px).
 
 Outputs (``--out DIR``): ``per_image.csv`` (one row per noisy image, a PSNR column per method),
@@ -66,7 +67,7 @@ A_PT = 3.924
 A_CEO2 = 5.411
 CONDITIONS = ("blur", "pixel", "in-range")
 HELD_OUT = ("blur", "pixel")
-BASELINES = ("noisy", "oracle_gaussian", "nlm")
+BASELINES = ("noisy", "flat", "oracle_gaussian", "nlm")
 PARTICLE = "Pt/CeO2"
 
 
@@ -173,9 +174,10 @@ def mohan(clean: np.ndarray, est: np.ndarray) -> float:
 
 
 def run_set(spec_list: list[Spec], seeds: list[int], models: dict[str, torch.nn.Module],
-            pixel_A: float, log: bool = True) -> pd.DataFrame:
-    """Per-image PSNR of every method (one row per (clean image, seed))."""
-    sigmas = list(EtemConfig().evaluation.oracle_sigmas_px)
+            pixel_A: float, sigmas: list[float] | None = None, log: bool = True) -> pd.DataFrame:
+    """Per-image PSNR of every method (one row per (clean image, seed)); ``sigmas``: the
+    oracle Gaussian's widths [px] (default the config's ``evaluation.oracle_sigmas_px``)."""
+    sigmas = sigmas or list(EtemConfig().evaluation.oracle_sigmas_px)
     rows = []
     for i, spec in enumerate(spec_list):
         t0 = time.perf_counter()
@@ -193,6 +195,7 @@ def run_set(spec_list: list[Spec], seeds: list[int], models: dict[str, torch.nn.
                 "seed": seed, "size_px": clean.shape[0], "clean_std": float(clean.std()),
                 "oracle_sigma_px": sigma,
                 "noisy": mohan(clean, counts[j] / DOSE_E_PER_PX),
+                "flat": mohan(clean, np.full_like(clean, counts[j].mean() / DOSE_E_PER_PX)),
                 "oracle_gaussian": mohan(clean, gauss),
                 "nlm": mohan(clean, baselines.nlm_estimated(counts[j], DOSE_E_PER_PX)),
             }
@@ -261,7 +264,7 @@ def _signed(mean: object, sem: object) -> str:
 def markdown(summary: pd.DataFrame, models: list[str]) -> str:
     """Two Markdown tables: PSNR per method, and each model's margins and counts."""
     lines = ["PSNR [dB] (Mohan's metric, 0.45 e/px), mean ± s.e.m. over images:", ""]
-    head = ["group", "n", "noisy", "oracle Gaussian", "NLM", *models]
+    head = ["group", "n", "noisy", "flat", "oracle Gaussian", "NLM", *models]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, r in summary.iterrows():
         cells = [str(r["group"]), str(r["n"])]
@@ -326,6 +329,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pixel", type=float, default=None,
                     help="pixel [Å] (default: the models' training pixel, else 0.2)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
+    ap.add_argument("--oracle-sigmas", type=float, nargs="+", default=None,
+                    help="the oracle Gaussian's widths [px] (default: the config's)")
     args = ap.parse_args(argv)
 
     names = [n for n, _ in args.model]
@@ -349,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
                            [scherzer + d for d in args.defocus_offsets], args.conditions,
                            not args.no_particle))
     t0 = time.perf_counter()
-    per_image = run_set(spec_list, args.seeds, models, pixel_A)
+    per_image = run_set(spec_list, args.seeds, models, pixel_A, args.oracle_sigmas)
     wall = time.perf_counter() - t0
     summary = summarize(per_image, names)
     text = (f"{len(spec_list)} clean images x {len(args.seeds)} seeds = {len(per_image)} "

@@ -28,10 +28,11 @@ def _toy() -> pd.DataFrame:
     CeO2 in-range: a = oracle + 1 on both; b = a + 1."""
     rows = []
     for i, (ga, gb) in enumerate([(1.0, -1.5), (2.0, 1.0), (3.0, 1.0)]):
-        rows.append({"material": "Pt", "condition": "blur", "noisy": 5.0, "oracle_gaussian": 20.0,
+        rows.append({"material": "Pt", "condition": "blur", "noisy": 5.0, "flat": 15.0,
+                     "oracle_gaussian": 20.0,
                      "nlm": 19.0 + i, "a": 20.0 + ga, "b": 20.0 + gb})
     for _ in range(2):
-        rows.append({"material": "CeO2", "condition": "in-range", "noisy": 6.0,
+        rows.append({"material": "CeO2", "condition": "in-range", "noisy": 6.0, "flat": 16.0,
                      "oracle_gaussian": 22.0, "nlm": 21.0, "a": 23.0, "b": 24.0})
     return pd.DataFrame(rows)
 
