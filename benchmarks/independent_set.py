@@ -17,7 +17,8 @@ reused across seeds and models.
 Methods: the noisy counts, ``flat`` (a constant image at the mean count: no structure at all,
 the floor that says how much contrast an image has left to recover), the oracle Gaussian (the
 width among ``EtemConfig().evaluation.oracle_sigmas_px`` best on the clean image, or
-``--oracle-sigmas``), NLM with an estimated noise level, and each ``--model NAME=PATH`` through :func:`etem.models.inference.denoise_images`.
+``--oracle-sigmas``), NLM with an estimated noise level, and each ``--model NAME=PATH``
+through :func:`etem.models.inference.denoise_images`.
 Metric: Mohan et al.'s PSNR, ``psnr_peak(clean * D, estimate * D, 1.0)`` (D = 0.45 e/px).
 
 Outputs (``--out DIR``): ``per_image.csv`` (one row per noisy image, a PSNR column per method),
@@ -173,6 +174,12 @@ def mohan(clean: np.ndarray, est: np.ndarray) -> float:
     return psnr_peak(clean * DOSE_E_PER_PX, np.asarray(est, np.float64) * DOSE_E_PER_PX, 1.0)
 
 
+def mean_matched(est: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """``est`` (intensity) scaled so that its mean is the noisy image's mean count / dose."""
+    mean = float(est.mean())
+    return est * (float(counts.mean()) / DOSE_E_PER_PX / mean) if mean > 0 else est
+
+
 def run_set(spec_list: list[Spec], seeds: list[int], models: dict[str, torch.nn.Module],
             pixel_A: float, sigmas: list[float] | None = None, log: bool = True) -> pd.DataFrame:
     """Per-image PSNR of every method (one row per (clean image, seed)); ``sigmas``: the
@@ -193,6 +200,7 @@ def run_set(spec_list: list[Spec], seeds: list[int], models: dict[str, torch.nn.
                 "thickness_A": round(float(atoms.cell[2, 2]), 2),
                 "condition": spec.condition, "defocus_nm": round(spec.defocus_nm, 3),
                 "seed": seed, "size_px": clean.shape[0], "clean_std": float(clean.std()),
+                "clean_mean": float(clean.mean()),
                 "oracle_sigma_px": sigma,
                 "noisy": mohan(clean, counts[j] / DOSE_E_PER_PX),
                 "flat": mohan(clean, np.full_like(clean, counts[j].mean() / DOSE_E_PER_PX)),
@@ -201,6 +209,11 @@ def run_set(spec_list: list[Spec], seeds: list[int], models: dict[str, torch.nn.
             }
             for name, out in outs.items():
                 row[name] = mohan(clean, out[j])
+                # diagnostics: the output's mean offset from the clean image (intensity, vacuum
+                # = 1), and the PSNR after scaling the output to the noisy image's mean count
+                # (no oracle: the counts alone)
+                row[f"{name}_bias"] = float(out[j].mean() - clean.mean())
+                row[f"{name}_meanfix"] = mohan(clean, mean_matched(out[j], counts[j]))
             rows.append(row)
         if log:
             print(f"[{i + 1}/{len(spec_list)}] {spec.key()} {time.perf_counter() - t0:.1f} s",
@@ -302,6 +315,24 @@ def breakdown(per_image: pd.DataFrame, models: list[str], by: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def bias_table(per_image: pd.DataFrame, models: list[str]) -> str:
+    """Each model's mean offset from the clean image and its PSNR scaled to the noisy image's
+    mean count, per material × condition (Markdown)."""
+    head = ["material", "condition", "n", "clean mean"]
+    for m in models:
+        head += [f"{m} offset", m, f"{m} mean-matched"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for (material, condition), g in per_image.groupby(["material", "condition"], sort=False):
+        cells = [str(material), str(condition), str(len(g)), "—"]
+        if "clean_mean" in g:
+            cells[3] = f"{g['clean_mean'].mean():.3f}"
+        for m in models:
+            cells += [_signed(*_mean_sem(g[f"{m}_bias"])), _pm(*_mean_sem(g[m])),
+                      _pm(*_mean_sem(g[f"{m}_meanfix"]))]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 # --- CLI ---------------------------------------------------------------------------------
 
 
@@ -365,6 +396,9 @@ def main(argv: list[str] | None = None) -> int:
         text += breakdown(per_image, names, "cells")
         text += "\nMargin over the oracle Gaussian by defocus [nm]:\n\n"
         text += breakdown(per_image, names, "defocus_nm")
+        text += ("\nMean offset of each model's output from the clean image (intensity, vacuum"
+                 " = 1) and its PSNR [dB] after scaling it to the noisy image's mean count:\n\n")
+        text += bias_table(per_image, names)
     args.out.mkdir(parents=True, exist_ok=True)
     for fname, frame in (("per_image.csv", per_image), ("summary.csv", summary)):
         with atomic_path(args.out / fname) as tmp:
