@@ -360,6 +360,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pixel", type=float, default=None,
                     help="pixel [Å] (default: the models' training pixel, else 0.2)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
+    ap.add_argument("--mean-matched", action="store_true",
+                    help="also summarize each model scaled to the noisy image's mean count "
+                         "(NAME_meanfix)")
     ap.add_argument("--oracle-sigmas", type=float, nargs="+", default=None,
                     help="the oracle Gaussian's widths [px] (default: the config's)")
     args = ap.parse_args(argv)
@@ -387,10 +390,11 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     per_image = run_set(spec_list, args.seeds, models, pixel_A, args.oracle_sigmas)
     wall = time.perf_counter() - t0
-    summary = summarize(per_image, names)
+    shown = names + [f"{n}_meanfix" for n in names] if args.mean_matched else names
+    summary = summarize(per_image, shown)
     text = (f"{len(spec_list)} clean images x {len(args.seeds)} seeds = {len(per_image)} "
             f"images, pixel {pixel_A} Å, Scherzer {scherzer:.2f} nm, {wall:.0f} s\n\n"
-            + markdown(summary, names))
+            + markdown(summary, shown))
     if names:
         text += "\nMargin over the oracle Gaussian by thickness:\n\n"
         text += breakdown(per_image, names, "cells")
