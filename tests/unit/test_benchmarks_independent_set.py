@@ -97,3 +97,15 @@ def test_model_argument() -> None:
     for bad in ("v1", "=x.pt", "nlm=x.pt", "v-1=x.pt"):
         with pytest.raises(argparse.ArgumentTypeError):
             ind.model_arg(bad)
+
+
+def test_mean_matched_output_takes_the_counts_mean() -> None:
+    est = np.full((8, 8), 2.0)
+    est[0, 0] = 4.0
+    counts = np.full((8, 8), 0.45 * 0.8)
+    out = ind.mean_matched(est, counts)
+    assert out.mean() == pytest.approx(0.8)  # intensity: mean count / dose
+    assert out[0, 0] / out[1, 1] == pytest.approx(2.0)  # a scale, not an offset
+    table = _toy().assign(a_bias=0.05, a_meanfix=30.0, clean_mean=0.8)
+    text = ind.bias_table(table, ["a"])
+    assert "| Pt | blur | 3 | 0.800 | +0.05 ± 0.00 | 22.00 ± 0.58 | 30.00 ± 0.00 |" in text
