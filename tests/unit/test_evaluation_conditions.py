@@ -45,7 +45,7 @@ def test_table_has_rows_per_split_condition_and_method(campaign):
     paths, cfg = campaign
     images = load_test_images(paths["index"], cfg)
     t = conditions_table(cfg, images, blur_model().module, window_model().module)
-    methods = {"noisy", "gaussian_oracle", "nlm", "supervised", "blind_spot"}
+    methods = {"noisy", "flat", "gaussian_oracle", "nlm", "supervised", "blind_spot"}
     assert set(t["method"]) == methods and len(t) == len(images) * len(methods)
     assert {"psnr_db", "ssim", "psnr_mohan_db", "ssim_mohan"} <= set(t.columns)
     s = summarise_conditions(t)
@@ -56,6 +56,9 @@ def test_table_has_rows_per_split_condition_and_method(campaign):
     # at 0.45 e/px the oracle Gaussian and NLM beat the raw counts on both metrics
     for m in ("gaussian_oracle", "nlm"):
         assert (by.loc[m] > by.loc["noisy"] + 3).all()
+    # the flat image: its Mohan-metric error is the clean image's variance (in counts) plus
+    # the mean's bias; the oracle Gaussian (widths up to 16 px) approaches it from above
+    assert by.loc["gaussian_oracle", "psnr_mohan_db"] >= by.loc["flat", "psnr_mohan_db"] - 0.5
     # the oracle chooses its width on the clean image: never worse than a fixed 1.5 px blur
     assert by.loc["gaussian_oracle", "psnr_db"] >= by.loc["supervised", "psnr_db"] - 1e-6
     assert conditions_table(cfg, images, blur_model().module, None).equals(

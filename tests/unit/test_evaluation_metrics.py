@@ -58,6 +58,12 @@ def test_baselines_improve_on_noisy_input_at_low_dose():
         assert est.shape == clean.shape
         assert psnr(clean, est) > p0 + 5.0
         assert abs(est.mean() - clean.mean()) < 0.05 * clean.mean()  # unbiased intensity
+    f = baselines.flat(counts, dose_px)
+    assert f.shape == clean.shape and np.ptp(f) == 0
+    assert f[0, 0] == pytest.approx(counts.mean() / dose_px)
+    # no structure: its MSE is the clean image's variance plus the squared bias of the mean
+    assert np.mean((f - clean) ** 2) == pytest.approx(
+        clean.var() + (f[0, 0] - clean.mean()) ** 2, rel=1e-9)
     z = baselines.anscombe(g.poisson(5.0, 100000).astype(float))
     assert z.std() == pytest.approx(1.0, abs=0.05)
     assert baselines.inverse_anscombe(baselines.anscombe(np.array([20.0])))[0] == pytest.approx(

@@ -27,6 +27,14 @@ def noisy_intensity(counts: np.ndarray, dose_e_per_px: float) -> np.ndarray:
     return _counts(counts, dose_e_per_px) / dose_e_per_px
 
 
+def flat(counts: np.ndarray, dose_e_per_px: float) -> np.ndarray:
+    """The image's mean count as intensity in every pixel: an estimate with no structure at
+    all, the bar below which a denoiser has recovered nothing (in MSE) — on low-contrast
+    images (heavily blurred columns at ~0.5 e/px) it is hard to beat."""
+    c = _counts(counts, dose_e_per_px)
+    return np.full(c.shape, float(c.mean()) / dose_e_per_px, dtype=np.float64)
+
+
 def gaussian(counts: np.ndarray, dose_e_per_px: float, sigma_px: float) -> np.ndarray:
     """Gaussian filter of width ``sigma_px`` [px] (reflecting borders), as intensity."""
 

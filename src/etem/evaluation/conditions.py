@@ -8,6 +8,8 @@ condition being its name) is made noisy at
 ``evaluation.condition_dose_e_per_px`` [e/px in vacuum] and denoised by:
 
 * ``noisy``: the counts / dose;
+* ``flat``: the image's mean count everywhere (no structure: the bar below which a method
+  recovered nothing; hard to beat on low-contrast images);
 * ``gaussian_oracle``: the Gaussian filter whose width is best on the clean image (an
   oracle baseline, the bar to clear);
 * ``nlm``: non-local means with the noise level estimated from the image
@@ -79,6 +81,7 @@ def _estimates(
     b = cfg.evaluation
     out: dict[str, tuple[np.ndarray, dict[str, Any]]] = {
         "noisy": (baselines.noisy_intensity(counts, dose_px), {}),
+        "flat": (baselines.flat(counts, dose_px), {}),
     }
     est, sigma = baselines.oracle_gaussian(counts, dose_px, im.clean, list(b.oracle_sigmas_px))
     out["gaussian_oracle"] = (est, {"oracle_sigma_px": sigma})
