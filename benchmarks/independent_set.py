@@ -47,9 +47,7 @@ import numpy as np
 import pandas as pd
 import torch
 from ase import Atoms
-from ase.build import bulk
 from ase.cluster import FaceCenteredCubic
-from ase.spacegroup import crystal
 
 from etem.analysis import baselines
 from etem.analysis.metrics import psnr_peak
@@ -57,43 +55,31 @@ from etem.config import EtemConfig
 from etem.io import atomic_path
 from etem.models.inference import denoise_images
 from etem.models.io import load_model
-from etem.simulation.grid import image_grid
-from etem.simulation.microscope import Microscope, scherzer_defocus_nm
-from etem.simulation.reference import abtem_image
+from etem.simulation.microscope import scherzer_defocus_nm
+from etem.simulation.reference import (
+    A_PT,
+    CONDITIONS,
+    CS_UM,
+    ENERGY_KV,
+    bulk_crystal,
+    ceo2_crystal,
+    corrected_microscope,
+    independent_image,
+)
 
 DOSE_E_PER_PX = 0.45
-ENERGY_KV = 300.0
-CS_UM = -15.0
-A_PT = 3.924
-A_CEO2 = 5.411
-CONDITIONS = ("blur", "pixel", "in-range")
 HELD_OUT = ("blur", "pixel")
 BASELINES = ("noisy", "flat", "oracle_gaussian", "nlm")
 PARTICLE = "Pt/CeO2"
 
 
-# --- structures and images (the recipe of tests/integration/test_pretrained_unseen.py) ------
-
-
-def ceo2(nx: int, nz: int) -> Atoms:
-    """Fluorite CeO2, cubic cell, ``nx`` x ``nx`` x ``nz`` unit cells, [001] along z."""
-    return crystal(["Ce", "O"], basis=[(0, 0, 0), (0.25, 0.25, 0.25)], spacegroup=225,
-                   cellpar=[A_CEO2, A_CEO2, A_CEO2, 90, 90, 90]) * (nx, nx, nz)
-
-
-def structure(material: str, cells: int) -> Atoms:
-    """Bulk Pt (7 x 7 cells) or CeO2 (5 x 5 cells) along [001], ``cells`` unit cells thick."""
-    if material == "Pt":
-        return bulk("Pt", "fcc", a=A_PT, cubic=True) * (7, 7, cells)
-    if material == "CeO2":
-        return ceo2(5, cells)
-    raise ValueError(f"unknown material {material!r}")
+# --- the particle (the bulk crystals, microscope and images: etem.simulation.reference) ---
 
 
 def particle(layers: tuple[int, int, int] = (4, 4, 3), support_cells: int = 2) -> Atoms:
     """A Pt cuboctahedral cluster ([001] along z) 2 Å above a 6 x 6 x ``support_cells`` CeO2
     (001) slab, centred, 3 Å of vacuum above it."""
-    slab = ceo2(6, support_cells)
+    slab = ceo2_crystal(6, support_cells)
     cluster = FaceCenteredCubic("Pt", [(1, 0, 0), (1, 1, 0), (1, 1, 1)], list(layers),
                                 latticeconstant=A_PT)
     pos = cluster.get_positions()
@@ -107,29 +93,6 @@ def particle(layers: tuple[int, int, int] = (4, 4, 3), support_cells: int = 2) -
     return atoms
 
 
-def microscope(condition: str, defocus_nm: float) -> Microscope:
-    """The corrected 300 kV microscope of the test at ``defocus_nm`` under ``condition``."""
-    if condition not in CONDITIONS:
-        raise ValueError(f"unknown condition {condition!r}")
-    return Microscope(
-        energy_kv=ENERGY_KV, cs_um=CS_UM, c5_mm=2.0, focal_spread_nm=3.0, convergence_mrad=0.2,
-        aperture_mrad=EtemConfig().simulation.aperture_mrad, defocus_nm=defocus_nm,
-        detector_pixel_A=0.18 if condition == "pixel" else None,
-        blur_fwhm_A=1.4 if condition == "blur" else 0.6,
-    )
-
-
-def clean_image(atoms: Atoms, mic: Microscope, pixel_A: float) -> np.ndarray:
-    """Clean image (vacuum = 1) at ``pixel_A`` [Å] of the whole cell, exit plane at the bottom."""
-    sim = EtemConfig().simulation
-    cell = (float(atoms.cell[0, 0]), float(atoms.cell[1, 1]))
-    grid = image_grid(cell, 0.1, round(cell[0] / pixel_A))
-    last = round(float(atoms.cell[2, 2]) / sim.slice_thickness_A) - 1
-    img = abtem_image(atoms, grid, sim, exit_plane=last, tilt_mrad=(0.0, 0.0),
-                      defocus_nm=mic.defocus_nm, microscope=mic)
-    return np.asarray(img, dtype=np.float64)
-
-
 @dataclass(frozen=True)
 class Spec:
     """One clean image of the set."""
@@ -140,7 +103,7 @@ class Spec:
     defocus_nm: float
 
     def atoms(self) -> Atoms:
-        return particle() if self.material == PARTICLE else structure(self.material, self.cells)
+        return particle() if self.material == PARTICLE else bulk_crystal(self.material, self.cells)
 
     def key(self) -> str:
         return f"{self.material}|{self.cells}|{self.condition}|{self.defocus_nm:.3f}"
@@ -189,7 +152,8 @@ def run_set(spec_list: list[Spec], seeds: list[int], models: dict[str, torch.nn.
     for i, spec in enumerate(spec_list):
         t0 = time.perf_counter()
         atoms = spec.atoms()
-        clean = clean_image(atoms, microscope(spec.condition, spec.defocus_nm), pixel_A)
+        clean = independent_image(atoms, corrected_microscope(spec.condition, spec.defocus_nm),
+                                  pixel_A)
         counts = np.stack([noise(clean, spec, s) for s in seeds])
         outs = {name: np.asarray(denoise_images(m, counts, DOSE_E_PER_PX), np.float64)
                 for name, m in models.items()}

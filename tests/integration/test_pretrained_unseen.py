@@ -1,8 +1,10 @@
 """The packaged pretrained denoiser on images etem did not make.
 
-Structures built here with ASE alone (bulk Pt and fluorite CeO2 along [001], not etem's
+Structures built with ASE alone (bulk Pt and fluorite CeO2 along [001], not etem's
 structure builder), imaged with abTEM alone (:func:`etem.simulation.reference.abtem_image`,
-the third-party recipe) under microscope conditions inside the held-out bands the model never
+the third-party recipe; the recipe of these images is shared with
+``benchmarks/independent_set.py`` in :mod:`etem.simulation.reference`) under microscope
+conditions inside the held-out bands the model never
 trained on (blur FWHM >= 1.3 Å; detector pixel >= 0.16 Å), with Poisson noise at 0.45 e/px in
 vacuum (issue 14's dose). The ordering asked of a denoiser that holds up elsewhere: above the
 oracle Gaussian (the width best on the clean image) and above NLM, in Mohan et al.'s metric.
@@ -15,9 +17,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from ase import Atoms
-from ase.build import bulk
-from ase.spacegroup import crystal
 
 from etem.analysis import baselines
 from etem.analysis.metrics import psnr_peak
@@ -25,38 +24,25 @@ from etem.config import EtemConfig
 from etem.models.inference import denoise_images
 from etem.models.io import load_model
 from etem.models.pretrained import pretrained_path
-from etem.simulation.grid import image_grid
-from etem.simulation.microscope import Microscope, scherzer_defocus_nm
-from etem.simulation.reference import abtem_image
+from etem.simulation.microscope import scherzer_defocus_nm
+from etem.simulation.reference import (
+    CS_UM,
+    ENERGY_KV,
+    bulk_crystal,
+    corrected_microscope,
+    independent_image,
+)
 
 DOSE_E_PER_PX = 0.45
+#: unit cells along [001] of the two crystals
+CELLS = {"Pt": 5, "CeO2": 4}
 
 
-def _structure(name: str) -> Atoms:
-    if name == "Pt":
-        return bulk("Pt", "fcc", a=3.924, cubic=True) * (7, 7, 5)
-    return crystal(["Ce", "O"], basis=[(0, 0, 0), (0.25, 0.25, 0.25)], spacegroup=225,
-                   cellpar=[5.411, 5.411, 5.411, 90, 90, 90]) * (5, 5, 4)
-
-
-def _image(atoms: Atoms, condition: str, pixel_A: float) -> np.ndarray:
-    """Clean image (vacuum = 1) at ``pixel_A`` [Å] of a corrected 300 kV microscope at its
+def _image(material: str, condition: str, pixel_A: float) -> np.ndarray:
+    """Clean image (vacuum = 1) at ``pixel_A`` [Å] of the corrected 300 kV microscope at its
     Scherzer defocus, blurred 1.4 Å (``blur``) or recorded on 0.18 Å pixels (``pixel``)."""
-    cfg = EtemConfig()
-    cs_um = -15.0
-    mic = Microscope(
-        energy_kv=300.0, cs_um=cs_um, c5_mm=2.0, focal_spread_nm=3.0, convergence_mrad=0.2,
-        aperture_mrad=cfg.simulation.aperture_mrad,
-        defocus_nm=scherzer_defocus_nm(cs_um, 300.0),
-        detector_pixel_A=0.18 if condition == "pixel" else None,
-        blur_fwhm_A=1.4 if condition == "blur" else 0.6,
-    )
-    cell = (float(atoms.cell[0, 0]), float(atoms.cell[1, 1]))
-    grid = image_grid(cell, 0.1, round(cell[0] / pixel_A))
-    last = round(float(atoms.cell[2, 2]) / cfg.simulation.slice_thickness_A) - 1
-    img = abtem_image(atoms, grid, cfg.simulation, exit_plane=last, tilt_mrad=(0.0, 0.0),
-                      defocus_nm=mic.defocus_nm, microscope=mic)
-    return np.asarray(img, dtype=np.float64)
+    mic = corrected_microscope(condition, scherzer_defocus_nm(CS_UM, ENERGY_KV))
+    return independent_image(bulk_crystal(material, CELLS[material]), mic, pixel_A)
 
 
 def _scores(material: str, condition: str) -> dict[str, float]:
@@ -65,7 +51,7 @@ def _scores(material: str, condition: str) -> dict[str, float]:
     path = pretrained_path()
     assert path is not None, "the package ships no pretrained denoiser"
     model, meta = load_model(path)
-    clean = _image(_structure(material), condition, float(meta["pixel_size_A"]))
+    clean = _image(material, condition, float(meta["pixel_size_A"]))
     assert clean.std() > 0.01  # some contrast left to recover
     counts = np.random.default_rng(7).poisson(np.clip(clean, 0, None) * DOSE_E_PER_PX)
     counts = counts.astype(np.float32)

@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from etem.simulation.reference import corrected_microscope
+
 ROOT = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("independent_set",
                                                ROOT / "benchmarks" / "independent_set.py")
@@ -78,12 +80,12 @@ def test_markdown_shows_margins_and_counts() -> None:
 
 
 def test_conditions_and_noise_streams() -> None:
-    assert ind.microscope("blur", -6.0).blur_fwhm_A == 1.4
-    pixel = ind.microscope("pixel", -6.0)
+    assert corrected_microscope("blur", -6.0).blur_fwhm_A == 1.4
+    pixel = corrected_microscope("pixel", -6.0)
     assert pixel.detector_pixel_A == 0.18 and pixel.blur_fwhm_A == 0.6
-    assert ind.microscope("in-range", -6.0).detector_pixel_A is None
+    assert corrected_microscope("in-range", -6.0).detector_pixel_A is None
     with pytest.raises(ValueError):
-        ind.microscope("tilt", 0.0)
+        corrected_microscope("tilt", 0.0)
     clean = np.full((32, 32), 1.0)
     a, b = ind.Spec("Pt", 3, "blur", -6.0), ind.Spec("Pt", 5, "blur", -6.0)
     # the same seed gives independent noise for two images, the same noise for one image
