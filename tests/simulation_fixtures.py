@@ -6,6 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
+
+from etem.simulation.contract import PARAM_COLUMNS, STRING_COLUMNS
+from etem.simulation.labels import LABEL_MAPS
+from etem.simulation.shard import write_shard
 
 
 def ceo2_slab(reps: int = 2, extent_A: float = 10.82, depth_cells: int = 2) -> Any:
@@ -69,3 +74,19 @@ def write_manifest(folder: Path, structures: dict[str, tuple[str, Any]]) -> Path
     path = folder / "manifest.csv"
     write_table(path, pd.DataFrame(rows))
     return path
+
+
+def write_blank_shard(path: Path, n: int, px: int, prefix: str) -> None:
+    """A shard of ``n`` uniform (vacuum) ``px`` x ``px`` images with every /params column at
+    a neutral value (ids ``<prefix>_<i>``), empty label maps and no columns: the contract's
+    layout without a simulation."""
+    rows = []
+    for i in range(n):
+        row = {c: ("x" if c in STRING_COLUMNS else 0.0) for c in PARAM_COLUMNS}
+        row.update(image_id=f"{prefix}_{i}", detector_mtf="none", energy_kv=300.0)
+        rows.append(row)
+    cols = pd.DataFrame({c: [] for c in ("image_index", "column_id", "x_A", "y_A", "element",
+                                         "site", "n_atoms", "n_sites", "occupancy")})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_shard(path, np.ones((n, px, px), np.float32),
+                {k: np.zeros((n, px, px), dt) for k, dt in LABEL_MAPS.items()}, rows, cols, {})

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -15,26 +14,12 @@ from etem.check import CHECKS
 from etem.cli import main
 from etem.errors import InputError
 from etem.paths import Layout
-from etem.simulation.contract import PARAM_COLUMNS, STRING_COLUMNS
-from etem.simulation.labels import LABEL_MAPS
-from etem.simulation.shard import build_index, write_shard
+from etem.simulation.shard import build_index
 from tests.configs import make_tiny_config
+from tests.simulation_fixtures import write_blank_shard
 
 CODE_PATHS = [{"name": "kirk", "parametrization": "kirkland", "n_shards": 2},
               {"name": "thin", "slice_thickness_A": 1.0}]
-
-
-def _shard(path: Path, n: int, px: int, prefix: str) -> None:
-    rows = []
-    for i in range(n):
-        row = {c: ("x" if c in STRING_COLUMNS else 0.0) for c in PARAM_COLUMNS}
-        row.update(image_id=f"{prefix}_{i}", detector_mtf="none", energy_kv=300.0)
-        rows.append(row)
-    cols = pd.DataFrame({c: [] for c in ("image_index", "column_id", "x_A", "y_A", "element",
-                                         "site", "n_atoms", "n_sites", "occupancy")})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_shard(path, np.ones((n, px, px), np.float32),
-                {k: np.zeros((n, px, px), dt) for k, dt in LABEL_MAPS.items()}, rows, cols, {})
 
 
 @pytest.fixture
@@ -47,7 +32,7 @@ def campaign(tmp_path: Path):
         name = str(cp["name"])
         shards = [lay.code_path_shard(name, i) for i in range(int(cp.get("n_shards", 1)))]
         for i, path in enumerate(shards):
-            _shard(path, 2, px, f"{name}{i}")
+            write_blank_shard(path, 2, px, f"{name}{i}")
         build_index(shards, lay.code_path_index(name))
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))

@@ -375,24 +375,13 @@ def test_shards_written_before_the_new_columns_still_read_and_check(tmp_path):
 
     from etem.check import CHECKS
     from etem.paths import Layout
-    from etem.simulation.contract import PARAM_COLUMNS, PARAM_DEFAULTS, STRING_COLUMNS
-    from etem.simulation.labels import LABEL_MAPS
+    from etem.simulation.contract import PARAM_DEFAULTS
     from etem.simulation.shard import read_params
 
     cfg = make_tiny_config(tmp_path / "res", simulation={"n_shards": 1})
     lay = Layout(cfg.results_path)
-    n, px = 2, cfg.simulation.output_size_px
-    rows = []
-    for i in range(n):
-        row = {c: ("x" if c in STRING_COLUMNS else 0.0) for c in PARAM_COLUMNS}
-        row.update(image_id=f"s_{i}", detector_mtf="none", energy_kv=300.0)
-        rows.append(row)
-    cols = pd.DataFrame({c: [] for c in ("image_index", "column_id", "x_A", "y_A", "element",
-                                         "site", "n_atoms", "n_sites", "occupancy")})
     path = lay.simulation_shard(0)
-    path.parent.mkdir(parents=True)
-    write_shard(path, np.ones((n, px, px), np.float32),
-                {k: np.zeros((n, px, px), dt) for k, dt in LABEL_MAPS.items()}, rows, cols, {})
+    fx.write_blank_shard(path, 2, cfg.simulation.output_size_px, "s")
     new = ("c12_nm", "phi12_deg", "c21_nm", "phi21_deg", "dqe", "contrast_index",
            "contrast_regime")
     with h5py.File(path, "a") as f:
