@@ -5,8 +5,6 @@ toy per-image table, its subsets, the Markdown, the conditions and the noise str
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,14 +12,9 @@ import pandas as pd
 import pytest
 
 from etem.simulation.reference import corrected_microscope
+from tests.benchmark_scripts import load_benchmark
 
-ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("independent_set",
-                                               ROOT / "benchmarks" / "independent_set.py")
-assert _spec is not None and _spec.loader is not None
-ind = importlib.util.module_from_spec(_spec)
-sys.modules["independent_set"] = ind  # its dataclass looks its module up
-_spec.loader.exec_module(ind)
+ind = load_benchmark("independent_set")
 
 
 def _toy() -> pd.DataFrame:

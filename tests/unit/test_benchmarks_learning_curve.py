@@ -3,23 +3,17 @@ target is reported as such, the data-volume line, the one-command CLI (issue 14)
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("learning_curve",
-                                               ROOT / "benchmarks" / "learning_curve.py")
-assert _spec is not None and _spec.loader is not None
-lc = importlib.util.module_from_spec(_spec)
-sys.modules["learning_curve"] = lc  # its dataclass looks its module up
-_spec.loader.exec_module(lc)
+from tests.benchmark_scripts import load_benchmark
+
+lc = load_benchmark("learning_curve")
 
 A, B, C = 30.0, 6.0, 0.4  # PSNR(s) = A - B (s / 1000)^(-C)
 

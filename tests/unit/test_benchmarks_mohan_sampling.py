@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("mohan_sampling",
-                                               ROOT / "benchmarks" / "mohan_sampling.py")
-assert _spec is not None and _spec.loader is not None
-ms = importlib.util.module_from_spec(_spec)
-sys.modules["mohan_sampling"] = ms
-_spec.loader.exec_module(ms)
+from tests.benchmark_scripts import load_benchmark
+
+ms = load_benchmark("mohan_sampling")
 
 
 def test_binning_keeps_the_counts_and_interpolation_the_image() -> None:
