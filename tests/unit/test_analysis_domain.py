@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -21,6 +23,7 @@ from etem.analysis.domain import (
     training_distribution,
     warning_line,
 )
+from etem.config import load_config
 from etem.models.io import LoadedModel
 from tests.movies_fixtures import BlurDenoiser, write_movie_file
 
@@ -33,6 +36,20 @@ def _lattice(n: int, px: float, fwhm: float, spacing: float = 4.0) -> np.ndarray
         for cy in np.arange(spacing / 2, n * px, spacing):
             img += np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (2 * s * s))
     return img
+
+
+def _supervised_apply_config(tmp_path: Path, px: float, dose_e_per_px: float,
+                             chunk_frames: int) -> Any:
+    """An apply config that denoises with the supervised network whatever its domain."""
+    return load_config({"name": "t", "seed": 1, "results_dir": str(tmp_path / "res"),
+                        "tracking": {"enabled": False},
+                        "apply": {"events": {"calibration_frames": 3},
+                                  "io": {"chunk_frames": chunk_frames, "preview_max_frames": 0,
+                                         "write_tiff": False},
+                                  "inference": {"precision": "fp32",
+                                                "denoise_with": "supervised"},
+                                  "preprocess": {"dose_e_per_px_per_frame": dose_e_per_px,
+                                                 "pixel_size_A": px}}})
 
 
 @pytest.mark.parametrize("px", [0.05, 0.1, 0.2])
@@ -64,7 +81,6 @@ def test_warnings_name_what_is_outside():
 
 
 def test_apply_warns_once_and_records_in_summary(tmp_path, caplog):
-    from etem.config import load_config
     from etem.frames.readers import open_movie
     from etem.movies.apply import ApplyModels, apply_movie
 
@@ -75,16 +91,8 @@ def test_apply_warns_once_and_records_in_summary(tmp_path, caplog):
     path = write_movie_file("npy", tmp_path, frames, px)
     meta = {"kind": "denoiser", "pixel_size_A": px, "mlflow_run_id": "r",
             "training_distribution": training_distribution([px], (25.0, 500.0), [0.8, 1.0])}
-    cfg = load_config({"name": "t", "seed": 1, "results_dir": str(tmp_path / "res"),
-                       "tracking": {"enabled": False},
-                       "apply": {"events": {"calibration_frames": 3},
-                                 "io": {"chunk_frames": 5, "preview_max_frames": 0,
-                                        "write_tiff": False},
-                                 # the network out of its domain denoises (named)
-                                 "inference": {"precision": "fp32",
-                                               "denoise_with": "supervised"},
-                                 "preprocess": {"dose_e_per_px_per_frame": 0.05,
-                                                "pixel_size_A": px}}})
+    # the network out of its domain denoises (named)
+    cfg = _supervised_apply_config(tmp_path, px, dose_e_per_px=0.05, chunk_frames=5)
     with caplog.at_level(logging.WARNING):
         s = apply_movie(open_movie(path), tmp_path / "out", cfg,
                         ApplyModels(denoiser=LoadedModel(BlurDenoiser(), meta)))
@@ -226,7 +234,6 @@ def test_apply_reports_a_dark_movie_outside_a_bright_model(tmp_path):
     """etem apply on a dark-atom movie with a model trained only on bright atoms: the
     summary records the estimated regime against the trained ones and warns; the report's
     movie section shows both."""
-    from etem.config import load_config
     from etem.frames.readers import open_movie
     from etem.movies.apply import ApplyModels, apply_movie
     from etem.paths import Layout
@@ -238,15 +245,7 @@ def test_apply_reports_a_dark_movie_outside_a_bright_model(tmp_path):
     path = write_movie_file("npy", tmp_path, _movie(dark, 2.0, 12, 6).astype(np.uint16), px)
     dist = training_distribution([px], (10.0, 500.0), [0.8, 1.0],
                                  contrast_regimes=["bright"] * 4)
-    cfg = load_config({"name": "t", "seed": 1, "results_dir": str(tmp_path / "res"),
-                       "tracking": {"enabled": False},
-                       "apply": {"events": {"calibration_frames": 3},
-                                 "io": {"chunk_frames": 12, "preview_max_frames": 0,
-                                        "write_tiff": False},
-                                 "inference": {"precision": "fp32",
-                                               "denoise_with": "supervised"},
-                                 "preprocess": {"dose_e_per_px_per_frame": 2.0,
-                                                "pixel_size_A": px}}})
+    cfg = _supervised_apply_config(tmp_path, px, dose_e_per_px=2.0, chunk_frames=12)
     for name, meta_dist in (("dark", dist), ("old", {})):
         meta = {"kind": "denoiser", "pixel_size_A": px, "mlflow_run_id": "r",
                 "training_distribution": meta_dist}
