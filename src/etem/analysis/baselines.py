@@ -1,4 +1,5 @@
-"""Classical denoisers used as baselines: Gaussian filter and Anscombe + non-local means.
+"""Classical denoisers used as baselines: flat, Gaussian filter, Anscombe + non-local means,
+and the empirical Wiener filter of HRTEM (Kilaas 1998).
 
 Every baseline maps raw counts [e/px] at a known dose per pixel to intensity normalised so
 that vacuum = 1, like the supervised denoiser (``etem.models.inference.denoise_images``).
@@ -7,7 +8,7 @@ that vacuum = 1, like the supervised denoiser (``etem.models.inference.denoise_i
 from __future__ import annotations
 
 import numpy as np
-from scipy.ndimage import gaussian_filter
+from scipy.ndimage import gaussian_filter, uniform_filter
 from skimage.restoration import denoise_nl_means
 
 from etem.errors import InputError
@@ -39,6 +40,42 @@ def gaussian(counts: np.ndarray, dose_e_per_px: float, sigma_px: float) -> np.nd
     """Gaussian filter of width ``sigma_px`` [px] (reflecting borders), as intensity."""
 
     return gaussian_filter(_counts(counts, dose_e_per_px), sigma_px, mode="reflect") / dose_e_per_px
+
+
+#: Over-subtraction factor and periodogram smoothing [frequency px] of :func:`wiener`, chosen on
+#: training images of a randomised campaign (``benchmarks/wiener_tuning.py``).
+WIENER_ALPHA = 4.0
+WIENER_SMOOTH_PX = 3
+
+
+def wiener(
+    counts: np.ndarray, dose_e_per_px: float, alpha: float = WIENER_ALPHA,
+    smooth_px: int = WIENER_SMOOTH_PX, dqe: float = 1.0,
+) -> np.ndarray:
+    """Empirical Wiener filter of the counts (Kilaas, J. Microsc. 190, 45 (1998)), as intensity.
+
+    The image is mirror-extended to twice its size (a cosine transform: no streaks from the
+    non-periodic borders); the signal power of each spatial frequency is the periodogram
+    smoothed over ``smooth_px`` x ``smooth_px`` frequencies; the noise power is flat, the
+    total counts / ``dqe`` (Poisson counts: E|N_k|^2 = sum of the variances). Gain
+    ``max(0, 1 - alpha * noise / power)``, 1 at zero frequency, so the mean count is kept
+    exactly. No training and no clean image: it keeps the frequencies that stand above the
+    noise — the lattice's Bragg reflections of a crystal, whatever the microscope.
+    """
+    y = _counts(counts, dose_e_per_px)
+    if alpha <= 0 or smooth_px < 1 or dqe <= 0:
+        raise InputError(f"wiener: alpha, smooth_px and dqe must be > 0, got {alpha}, "
+                         f"{smooth_px}, {dqe}")
+    h, w = y.shape
+    ext = np.block([[y, y[:, ::-1]], [y[::-1, :], y[::-1, ::-1]]])
+    f = np.fft.fft2(ext)
+    power = np.abs(f) ** 2
+    if smooth_px > 1:
+        power = uniform_filter(power, int(smooth_px), mode="wrap")
+    noise = float(ext.sum()) / dqe
+    gain = np.clip(1.0 - alpha * noise / np.maximum(power, 1e-30), 0.0, 1.0)
+    gain[0, 0] = 1.0
+    return np.real(np.fft.ifft2(f * gain))[:h, :w] / dose_e_per_px
 
 
 def anscombe(y: np.ndarray) -> np.ndarray:
