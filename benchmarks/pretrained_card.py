@@ -33,7 +33,7 @@ from etem.models.io import load_model
 from etem.plotting import plt
 
 OUT = Path(__file__).resolve().parents[1] / "src" / "etem" / "models" / "pretrained"
-CURVE_KEYS = ("val_psnr", "val_ssim", "val_loss", "val_psnr_noisy", "lr")
+CURVE_KEYS = ("val_psnr", "val_ssim", "val_loss", "val_psnr_noisy", "val_psnr_mohan", "lr")
 
 
 def data_digest(results: Path) -> dict[str, Any]:

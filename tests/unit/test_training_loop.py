@@ -247,3 +247,34 @@ def test_training_records_the_contrast_regimes_of_its_images(
                & df["family"].isin(cfg.training.denoiser.families)]
     want = train["contrast_regime"].value_counts(normalize=True)
     assert got == pytest.approx({k: float(v) for k, v in want.items()})
+
+
+class _Noisy(torch.nn.Module):
+    """The normalised counts as the estimate (no denoising)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, :1]
+
+
+class _Flat(torch.nn.Module):
+    """Each patch's mean as the estimate (no structure)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, :1].mean(dim=(2, 3), keepdim=True).expand_as(x[:, :1])
+
+
+def test_denoiser_validation_at_the_cross_condition_dose(
+    campaign: Path, tmp_path: Path, tiny_config: TinyConfig
+) -> None:
+    """``val_psnr_mohan``: the validation patches at ``evaluation.condition_dose_e_per_px``
+    in Mohan et al.'s metric; at ~0.5 e/px the raw counts are far below a flat image there
+    (the noise exceeds the contrast)."""
+    cfg = tiny_config(tmp_path / "results")
+    task = make_task("denoiser", cfg, campaign)
+    assert isinstance(task, DenoiserTask)
+    doses = task.fixed_dose_batch()["dose_e_per_px"].numpy()
+    assert doses == pytest.approx(cfg.evaluation.condition_dose_e_per_px, rel=1e-5)
+    cpu = torch.device("cpu")
+    noisy, flat = (task.validate(m, False, cpu) for m in (_Noisy(), _Flat()))
+    assert np.isfinite(noisy["val_psnr_mohan"]) and np.isfinite(flat["val_psnr_mohan"])
+    assert flat["val_psnr_mohan"] > noisy["val_psnr_mohan"] + 10

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from etem.analysis.domain import column_fwhm_A, contrast_estimate, training_distribution
-from etem.analysis.metrics import iou_per_class, occupancy_accuracy
+from etem.analysis.metrics import iou_per_class, occupancy_accuracy, psnr_peak
 from etem.config import EtemConfig
 from etem.config.training import (
     DenoiserConfig,
@@ -169,6 +169,7 @@ class _ImageTask(Task):
         )
         self.train_set = ImagePatchDataset(train, purpose=f"{self.kind}-train", **common)
         self.val_set = ImagePatchDataset(val, purpose=f"{self.kind}-val", **common)
+        self._val_rows, self._common = val, common
         self._ids = {"train": sorted(train["image_id"].astype(str)),
                      "val": sorted(val["image_id"].astype(str))}
         log.info("%s: %d training images (%d structures), %d validation images (%d structures)",
@@ -198,19 +199,52 @@ class DenoiserTask(_ImageTask):
     primary = "val_psnr"
     mode = "max"
 
+    def __init__(
+        self, campaign: EtemConfig, cfg: DenoiserConfig, index_path: str | Path,
+        manifest_path: str | None = None,
+    ) -> None:
+        super().__init__(campaign, cfg, index_path, manifest_path)
+        #: the cross-condition table's dose [e/px in vacuum] (``evaluation.
+        #: condition_dose_e_per_px``): a second validation at that one dose
+        self.fixed_dose_e_per_px = float(campaign.evaluation.condition_dose_e_per_px)
+        self._fixed: dict[str, torch.Tensor] | None = None
+
+    def fixed_dose_batch(self) -> dict[str, torch.Tensor]:
+        """The validation patches again, all at :attr:`fixed_dose_e_per_px` (own noise seed;
+        computed once): ``val_psnr_mohan`` follows the learning curve at the dose of the
+        cross-condition table, where the dose mix of ``val_psnr`` (the training range) does
+        not say where a model stands."""
+        if self._fixed is None:
+            d = self.fixed_dose_e_per_px / self.pixel_size_A**2
+            fixed: Any = ImagePatchDataset(self._val_rows, purpose=f"{self.kind}-val-fixed-dose",
+                                      **{**self._common, "dose_range_e_per_A2": (d, d)})
+            n = self.cfg.val_samples
+            fixed.n_val = n
+            self._fixed = collate([fixed[(VAL_STEP, k)] for k in range(n)])
+        return self._fixed
+
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return F.mse_loss(model(batch["input"]).float(), batch["target"])
 
     def validate(self, model: nn.Module, amp: bool, device: torch.device) -> dict[str, float]:
+        """etem's metrics over the training dose range, and Mohan et al.'s PSNR (clean in
+        e/px clamped to [0, 1], data range 1) at the cross-condition table's dose."""
         v = self.val_batch()
         pred = self.predict_val(model, amp, device).numpy()[:, 0]
         clean = v["target"].numpy()[:, 0]
         noisy = v["input"].numpy()[:, 0]
+        fx = self.fixed_dose_batch()
+        fpred = autocast_predict(model, fx["input"], self.cfg.batch_size, amp,
+                                 device).numpy()[:, 0]
+        fclean, fdose = fx["target"].numpy()[:, 0], fx["dose_e_per_px"].numpy()
+        mohan = [psnr_peak(c * d, p * d, 1.0) for c, p, d in zip(fclean, fpred, fdose,
+                                                                   strict=True)]
         return {
             "val_loss": float(np.mean((pred - clean) ** 2)),
             "val_psnr": _mean(psnr, pred, clean),
             "val_ssim": _mean(ssim, pred, clean),
             "val_psnr_noisy": _mean(psnr, noisy, clean),
+            "val_psnr_mohan": float(np.mean(mohan)),
         }
 
     def panels(self, model: nn.Module, amp: bool, device: torch.device) -> Any:
