@@ -8,9 +8,9 @@ reference the campaign path is tested against.
 
 It also holds the recipe of the *independent* test images (structures built with ASE alone,
 not etem's structure builder, imaged by :func:`abtem_image` under a fixed corrected
-microscope): :func:`bulk_crystal`, :func:`ceo2_crystal`, :func:`corrected_microscope` and
-:func:`independent_image`, shared by ``tests/integration/test_pretrained_unseen.py`` and
-``benchmarks/independent_set.py``.
+microscope): :func:`bulk_crystal`, :func:`ceo2_crystal`, :func:`corrected_microscope`,
+:func:`uncorrected_microscope` and :func:`independent_image`, shared by
+``tests/integration/test_pretrained_unseen.py`` and ``benchmarks/independent_set.py``.
 """
 
 from __future__ import annotations
@@ -89,6 +89,10 @@ CS_UM = -15.0
 #: its imaging conditions: ``blur`` (FWHM 1.4 Å), ``pixel`` (0.18 Å detector pixels, blur
 #: 0.6 Å) — both outside the pretrained campaigns' ranges — and ``in-range`` (blur 0.6 Å)
 CONDITIONS = ("blur", "pixel", "in-range")
+#: an uncorrected 200 kV microscope (FEG): voltage [kV], Cs [µm], focal spread [nm] (1/e)
+UNCORRECTED_KV = 200.0
+UNCORRECTED_CS_UM = 1200.0
+UNCORRECTED_FOCAL_SPREAD_NM = 4.0
 
 
 def ceo2_crystal(nx: int, nz: int) -> Atoms:
@@ -98,13 +102,15 @@ def ceo2_crystal(nx: int, nz: int) -> Atoms:
                    cellpar=[A_CEO2, A_CEO2, A_CEO2, 90, 90, 90]) * (nx, nx, nz)
 
 
-def bulk_crystal(material: str, cells: int) -> Atoms:
+def bulk_crystal(material: str, cells: int, lateral: int | None = None) -> Atoms:
     """Bulk Pt fcc (7 x 7 cells) or CeO2 (5 x 5 cells) along [001], ``cells`` unit cells
-    thick, built with ASE alone."""
+    thick, built with ASE alone; ``lateral`` cells along x and y instead of 7 / 5 (a smaller
+    field for fine pixels)."""
     if material == "Pt":
-        return bulk("Pt", "fcc", a=A_PT, cubic=True) * (7, 7, cells)
+        n = lateral or 7
+        return bulk("Pt", "fcc", a=A_PT, cubic=True) * (n, n, cells)
     if material == "CeO2":
-        return ceo2_crystal(5, cells)
+        return ceo2_crystal(lateral or 5, cells)
     raise ValueError(f"unknown material {material!r}")
 
 
@@ -121,13 +127,25 @@ def corrected_microscope(condition: str, defocus_nm: float) -> Microscope:
     )
 
 
+def uncorrected_microscope(defocus_nm: float) -> Microscope:
+    """An uncorrected 200 kV FEG microscope (Cs 1.2 mm, no C5, focal spread 4 nm,
+    convergence 0.2 mrad, blur 0.6 Å) at ``defocus_nm`` [nm] (its Scherzer defocus:
+    ``scherzer_defocus_nm(UNCORRECTED_CS_UM, UNCORRECTED_KV)``, 67 nm)."""
+    return Microscope(
+        energy_kv=UNCORRECTED_KV, cs_um=UNCORRECTED_CS_UM, c5_mm=0.0,
+        focal_spread_nm=UNCORRECTED_FOCAL_SPREAD_NM, convergence_mrad=0.2,
+        aperture_mrad=SimulationConfig().aperture_mrad, defocus_nm=defocus_nm,
+        blur_fwhm_A=0.6,
+    )
+
+
 def independent_image(atoms: Atoms, mic: Microscope, pixel_A: float) -> np.ndarray:
     """Clean image (vacuum = 1, float64) at ``pixel_A`` [Å] of the whole cell of ``atoms``,
     exit plane at the bottom, made by :func:`abtem_image` with the default simulation
-    settings and ``mic``."""
+    settings and ``mic``; simulated at 0.1 Å or, for finer pixels, at ``pixel_A``."""
     sim = SimulationConfig()
     cell = (float(atoms.cell[0, 0]), float(atoms.cell[1, 1]))
-    grid = image_grid(cell, 0.1, round(cell[0] / pixel_A))
+    grid = image_grid(cell, min(0.1, float(pixel_A)), round(cell[0] / pixel_A))
     last = round(float(atoms.cell[2, 2]) / sim.slice_thickness_A) - 1
     img = abtem_image(atoms, grid, sim, exit_plane=last, tilt_mrad=(0.0, 0.0),
                       defocus_nm=mic.defocus_nm, microscope=mic)
