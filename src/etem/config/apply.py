@@ -109,13 +109,16 @@ class InferenceConfig(StrictModel):
         "auto = bf16 on CUDA and on CPUs with native bf16",
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="inference device")
-    denoise_with: Literal["auto", "supervised", "unsupervised", "raw", "gaussian"] = Field(
-        "auto",
-        description="which denoiser: auto = the candidate of the highest uPSNR on the movie "
-        "itself (the networks given, the fine-tuned blind-spot model, the raw frames and a "
-        "Gaussian filter; etem.movies.selection), so a network that hurts is never used "
-        "(movies too short to score: supervised if given, else unsupervised); raw/gaussian = "
-        "no network",
+    denoise_with: Literal["auto", "supervised", "unsupervised", "raw", "gaussian", "wiener"] = (
+        Field(
+            "auto",
+            description="which denoiser: auto = the candidate of the highest uPSNR on the movie "
+            "itself (the networks given, the fine-tuned blind-spot model, the raw frames, a "
+            "Gaussian filter and the empirical Wiener filter of HRTEM; etem.movies.selection), "
+            "so a network that hurts is never used (movies too short to score: supervised if "
+            "given, else unsupervised); raw/gaussian/wiener = no network (none needs to be "
+            "given)",
+        )
     )
     pretrained: bool = Field(
         True,

@@ -22,6 +22,7 @@ from etem.movies.apply import apply_movie
 from etem.movies.gather import gather_results, summarise
 from etem.movies.outputs import clear_outputs, output_lock
 from etem.movies.prepare import ApplyModels, prepare_movie, read_prepared, write_prepared
+from etem.movies.selection import CLASSICAL
 from etem.movies.shard import run_shard
 from etem.movies.sheet import pin_models, read_sheet, sheet_schema
 from etem.movies.truth import metrics as truth_metrics
@@ -142,7 +143,8 @@ def _log_run(run: StageRun, summary: dict[str, Any], out: Path) -> None:
 
 def _config(args: argparse.Namespace) -> EtemConfig:
     """The config with ``--finetune-steps`` applied, a network not given taken from
-    ``apply.models``; checks that a denoiser is given."""
+    ``apply.models``; checks that a denoiser is given (none needed for a classical
+    ``denoise_with``: raw, gaussian, wiener)."""
     if args.finetune_steps is not None:
         if args.finetune_steps < 0:
             raise InputError(f"--finetune-steps {args.finetune_steps}: must be >= 0")
@@ -151,7 +153,8 @@ def _config(args: argparse.Namespace) -> EtemConfig:
     for kind in ("denoiser", "unsupervised", "segmenter"):  # the config's apply.models
         if not getattr(args, kind, None) and getattr(cfg.apply.models, kind):
             setattr(args, kind, getattr(cfg.apply.models, kind))
-    if not (args.denoiser or args.unsupervised or _uses_pretrained(args, cfg)):
+    classical = cfg.apply.inference.denoise_with in CLASSICAL
+    if not (args.denoiser or args.unsupervised or classical or _uses_pretrained(args, cfg)):
         raise InputError(f"etem {args.command} needs --denoiser and/or --unsupervised (no "
                          "pretrained denoiser is used: apply.inference.pretrained, denoise_with)")
     return cfg

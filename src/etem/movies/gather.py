@@ -269,6 +269,7 @@ def summarise(
         "denoiser": prep.mode,
         "denoiser_candidate": prep.candidate,
         "gaussian_sigma_px": prep.gaussian_sigma_px,
+        "wiener_alpha": prep.wiener_alpha,
         "denoiser_upsnr_dB": {str(r["candidate"]): r["upsnr_dB"] for r in prep.scores},
         "finetune": None if ft is None else {k: v for k, v in ft.items() if k != "seconds"},
         "segmenter": models.segmenter is not None,

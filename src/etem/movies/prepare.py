@@ -29,6 +29,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
+from etem.analysis.baselines import WIENER_ALPHA
 from etem.analysis.columns import guess_polarity
 from etem.analysis.domain import (
     ContrastEstimate,
@@ -58,9 +59,10 @@ from etem.models.inference import TiledRunner, window_inputs
 from etem.models.io import LoadedModel, load
 from etem.movies.selection import (
     CLASSICAL,
+    FrameFilter,
     best_candidate,
+    classical_filter,
     frames_needed,
-    gaussian_denoise,
     hurting,
     score_candidates,
     target_frames,
@@ -115,7 +117,7 @@ def default_network(nets: dict[str, LoadedModel]) -> str:
         return "supervised"
     if "unsupervised" not in nets:
         raise InputError("no denoiser given (use --denoiser and/or --unsupervised, or "
-                         "apply.inference.denoise_with: gaussian)")
+                         "apply.inference.denoise_with: wiener or gaussian)")
     return "finetuned" if "finetuned" in nets else "unsupervised"
 
 
@@ -141,6 +143,7 @@ class PreparedMovie:
     contrast: dict[str, Any] = field(default_factory=dict)
     candidate: str = ""
     gaussian_sigma_px: float | None = None
+    wiener_alpha: float | None = None
     scores: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -247,12 +250,13 @@ def first_frame_polarity(
     breaks: list[int],
     n_frames: int,
     inference: InferenceConfig,
-    sigma_px: float | None = None,
+    classical: FrameFilter | None = None,
 ) -> str:
     """Column polarity (``bright``/``dark``) of the denoised first frame (skewness); without
-    a network, of the first frame filtered by a Gaussian of ``sigma_px`` (default 1) [px]."""
+    a network, of the first frame filtered by ``classical`` (default: a Gaussian of 1 px)."""
     if model is None:
-        return guess_polarity(gaussian_denoise(sigma_px or 1.0)(leading[0] / np.float32(dose)))
+        filt = classical or classical_filter("gaussian", dose)
+        return guess_polarity(filt(leading[0] / np.float32(dose)))
     return guess_polarity(
         network_outputs(model, leading, dose, breaks, n_frames, [0], inference)[0])
 
@@ -267,13 +271,22 @@ class Choice:
     sigma_px: float | None
     scores: pd.DataFrame | None
     warning: str = ""
+    wiener_alpha: float | None = None
 
     @property
     def mode(self) -> str:
-        """``supervised``, ``unsupervised`` (the fine-tuned model too), ``raw``, ``gaussian``."""
+        """``supervised``, ``unsupervised`` (the fine-tuned model too), ``raw``, ``gaussian``,
+        ``wiener``."""
         if self.model is None:
             return self.candidate
         return "supervised" if self.model.n_frames == 1 else "unsupervised"
+
+    def classical(self, dose_e_per_px: float, dqe: float) -> FrameFilter | None:
+        """The classical filter chosen (None: a network denoises)."""
+        if self.model is not None:
+            return None
+        return classical_filter(self.candidate, dose_e_per_px, self.sigma_px, self.wiener_alpha,
+                                dqe)
 
 
 def score_and_choose(
@@ -283,8 +296,9 @@ def score_and_choose(
     dose: float,
     breaks: list[int],
     n_frames: int,
+    dqe: float = 1.0,
 ) -> Choice:
-    """Score every candidate on the leading frames ``scored`` [counts]
+    """Score every candidate on the leading frames ``scored`` [counts, detector DQE ``dqe``]
     (:mod:`etem.movies.selection`), then choose: ``auto`` the lowest uMSE, networks and
     classical alike; otherwise the one named. ``nets``: candidate name -> network."""
     half = max([m.n_frames // 2 for m in nets.values()], default=0)
@@ -294,7 +308,8 @@ def score_and_choose(
         outs = {name: network_outputs(m, scored, dose, breaks, n_frames, targets, inference)
                 for name, m in nets.items()}
         scores = score_candidates({k: v.__getitem__ for k, v in outs.items()},
-                                  scored / np.float32(dose), targets, half)
+                                  scored / np.float32(dose), targets, half,
+                                  dose_e_per_px=dose, dqe=dqe)
     elif inference.score_targets:
         log.warning("fewer than %d frames in the movie's first segment: denoisers not scored",
                     frames_needed(half))
@@ -307,11 +322,14 @@ def score_and_choose(
         name = want
     if name not in nets and name not in CLASSICAL:
         raise InputError(f"no {name} denoiser given (use --denoiser and/or --unsupervised)")
-    sigma, warning = None, ""
+    sigma = alpha = None
+    warning = ""
     if scores is not None:
         scores["chosen"] = scores.candidate == name
         if name == "gaussian":
             sigma = float(scores.sigma_px[scores.candidate == "gaussian"].iloc[0])
+        if name == "wiener":
+            alpha = float(scores.wiener_alpha[scores.candidate == "wiener"].iloc[0])
         warning = hurting(scores, name)
         log.info("uPSNR on the movie [dB]: %s; denoising with %s", ", ".join(
             f"{c} {u:.2f}" for c, u in zip(scores.candidate, scores.upsnr_dB, strict=True)),
@@ -320,7 +338,9 @@ def score_and_choose(
             log.warning("%s", warning)
     elif name == "gaussian":
         sigma = 1.0
-    return Choice(name, nets.get(name), sigma, scores, warning)
+    elif name == "wiener":
+        alpha = WIENER_ALPHA
+    return Choice(name, nets.get(name), sigma, scores, warning, alpha)
 
 
 # long (~100 lines): one sequence (geometry, drift and breaks, leading frames, dose,
@@ -386,7 +406,8 @@ def prepare_movie(
         )
         if finetune.get("kept"):
             nets["finetuned"] = tuned
-    choice = score_and_choose(a.inference, nets, scored, dose, list(breaks), geo.n_frames)
+    choice = score_and_choose(a.inference, nets, scored, dose, list(breaks), geo.n_frames,
+                              pre.detector_dqe)
     model = choice.model
     domain: list[str] = []
     contrast = contrast_estimate(leading, geo.pixel_size_A)
@@ -408,7 +429,7 @@ def prepare_movie(
     polarity: str = a.tracks.polarity
     if polarity == "auto":
         polarity = first_frame_polarity(model, leading, dose, list(breaks), geo.n_frames,
-                                        a.inference, choice.sigma_px)
+                                        a.inference, choice.classical(dose, pre.detector_dqe))
         log.info("column polarity from frame 0: %s", polarity)
     return PreparedMovie(
         geometry=geo,
@@ -429,6 +450,7 @@ def prepare_movie(
         contrast=contrast_record(None if parent is None else parent.meta, contrast),
         candidate=choice.candidate,
         gaussian_sigma_px=choice.sigma_px,
+        wiener_alpha=choice.wiener_alpha,
         scores=[] if choice.scores is None else json.loads(
             choice.scores.to_json(orient="records")),
     )
@@ -449,13 +471,13 @@ def _domain_warnings(
 
 def calibration_of(prep: PreparedMovie, models: ApplyModels) -> Calibration | None:
     """The likelihood calibration to apply: fitted on a network's output, so None when no
-    network denoises (``raw``/``gaussian``)."""
+    network denoises (``raw``/``gaussian``/``wiener``)."""
     return None if prep.mode in CLASSICAL else models.calibration
 
 
 def denoiser_of(prep: PreparedMovie, models: ApplyModels) -> LoadedModel | None:
     """The network that denoises: the fine-tuned one when prepare chose it, the chosen one
-    given, or None (``raw``/``gaussian``: no network)."""
+    given, or None (``raw``/``gaussian``/``wiener``: no network)."""
     if prep.mode in CLASSICAL:
         return None
     if prep.candidate == "finetuned" and prep.denoiser_path:

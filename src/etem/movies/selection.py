@@ -18,10 +18,13 @@ units of the dose (vacuum = 1); uPSNR [dB] = 10 log10(peak² / uMSE) with ``peak
 frame (``gain_dB``) does not depend on the peak.
 
 Candidates: the raw frame (no denoising), a Gaussian filter (its width chosen by the same
-uMSE over :data:`GAUSSIAN_SIGMAS_PX`, the classical bar), and each network given (supervised,
-blind-spot, fine-tuned blind-spot). ``apply.inference.denoise_with: auto`` denoises with the
-candidate of the lowest uMSE, networks and classical alike, so a network that hurts on this movie is
-never used.
+uMSE over :data:`GAUSSIAN_SIGMAS_PX`, the classical bar), the empirical Wiener filter of HRTEM
+(:func:`etem.analysis.baselines.wiener`, Kilaas 1998: no training, it keeps the spatial
+frequencies that stand above the Poisson noise, a crystal's Bragg reflections; its
+over-subtraction ``alpha`` chosen by the same uMSE over :data:`WIENER_ALPHAS`), and each
+network given (supervised, blind-spot, fine-tuned blind-spot).
+``apply.inference.denoise_with: auto`` denoises with the candidate of the lowest uMSE, networks
+and classical alike, so a denoiser that hurts on this movie is never used.
 """
 
 from __future__ import annotations
@@ -32,21 +35,28 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from etem.analysis.baselines import WIENER_ALPHA, WIENER_SMOOTH_PX, wiener
 from etem.analysis.umse import UMSEResult, block_se, upsnr
 from etem.errors import InputError
 
 #: Widths [px] of the Gaussian-filter candidates; the best one is reported as ``gaussian``.
 GAUSSIAN_SIGMAS_PX = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
+#: Over-subtraction factors of the Wiener-filter candidates (smoothing fixed at
+#: :data:`etem.analysis.baselines.WIENER_SMOOTH_PX`); the best one is reported as ``wiener``.
+WIENER_ALPHAS = (2.0, 4.0, 8.0)
 #: Candidates that are not networks (``denoise_with: auto`` may choose them too).
-CLASSICAL = ("raw", "gaussian")
+CLASSICAL = ("raw", "gaussian", "wiener")
 #: Targets scored per movie at most (spread evenly over the frames available).
 MAX_TARGETS = 8
-#: Columns of the score table (``denoiser_scores.csv``).
+#: Columns of the score table (``denoiser_scores.csv``): ``sigma_px`` the Gaussian's width
+#: [px] and ``wiener_alpha`` the Wiener filter's over-subtraction, NaN on the other rows.
 SCORE_COLUMNS = ("candidate", "network", "umse", "umse_se", "upsnr_dB", "gain_dB",
-                 "sigma_px", "n_targets", "chosen")
+                 "sigma_px", "wiener_alpha", "n_targets", "chosen")
 
 #: A candidate: target frame index -> its denoised intensity (H, W), vacuum = 1.
 DenoiseTarget = Callable[[int], np.ndarray]
+#: A classical candidate: intensity frame (H, W) -> its denoised intensity.
+FrameFilter = Callable[[np.ndarray], np.ndarray]
 
 
 def frames_needed(half_window: int) -> int:
@@ -97,7 +107,7 @@ def umse_targets(
     return UMSEResult(float(np.mean(means)), float(np.mean(ses) / np.sqrt(len(targets))), n_px)
 
 
-def gaussian_denoise(sigma_px: float) -> Callable[[np.ndarray], np.ndarray]:
+def gaussian_denoise(sigma_px: float) -> FrameFilter:
     """The classical candidate: a Gaussian filter of width ``sigma_px`` [px] (reflect)."""
 
     def run(frame: np.ndarray) -> np.ndarray:
@@ -107,14 +117,52 @@ def gaussian_denoise(sigma_px: float) -> Callable[[np.ndarray], np.ndarray]:
     return run
 
 
+def wiener_denoise(
+    alpha: float, dose_e_per_px: float, dqe: float = 1.0
+) -> FrameFilter:
+    """The Wiener candidate on an intensity frame (vacuum = 1): the frame x the dose are its
+    counts (:func:`etem.analysis.baselines.wiener`, smoothing :data:`WIENER_SMOOTH_PX`,
+    detector DQE ``dqe``); the whole frame at once (the filter is global, no tiles)."""
+
+    def run(frame: np.ndarray) -> np.ndarray:
+        counts = np.asarray(frame, dtype=np.float64) * dose_e_per_px
+        return wiener(counts, dose_e_per_px, alpha, WIENER_SMOOTH_PX, dqe).astype(np.float32)
+
+    return run
+
+
+def classical_filter(
+    name: str,
+    dose_e_per_px: float,
+    sigma_px: float | None = None,
+    wiener_alpha: float | None = None,
+    dqe: float = 1.0,
+) -> FrameFilter:
+    """The classical candidate ``name`` (:data:`CLASSICAL`) as a filter of an intensity frame:
+    the raw frame, a Gaussian of ``sigma_px`` (default 1 px), or the Wiener filter of
+    ``wiener_alpha`` (default :data:`etem.analysis.baselines.WIENER_ALPHA`)."""
+    if name == "raw":
+        return lambda frame: np.asarray(frame, dtype=np.float32)
+    if name == "gaussian":
+        return gaussian_denoise(sigma_px or 1.0)
+    if name == "wiener":
+        return wiener_denoise(wiener_alpha or WIENER_ALPHA, dose_e_per_px, dqe)
+    raise InputError(f"{name!r} is not a classical denoiser (one of {', '.join(CLASSICAL)})")
+
+
 def score_candidates(
     networks: Mapping[str, DenoiseTarget],
     frames: np.ndarray | Mapping[int, np.ndarray],
     targets: Sequence[int],
     half_window: int,
     block_px: int = 16,
+    *,
+    dose_e_per_px: float,
+    dqe: float = 1.0,
 ) -> pd.DataFrame:
-    """Score the raw frame, the best Gaussian filter and every network (name -> denoiser).
+    """Score the raw frame, the best Gaussian filter, the best Wiener filter and every network
+    (name -> denoiser) on ``frames`` (intensity, vacuum = 1; their counts are the frames x
+    ``dose_e_per_px``, with detector DQE ``dqe``: the Wiener filter's noise power).
 
     Returns the table of :data:`SCORE_COLUMNS`, best candidate first (lowest uMSE); the
     column ``chosen`` is left False (set by the caller for the candidate it uses).
@@ -124,25 +172,28 @@ def score_candidates(
     if not peak > 0:
         raise InputError(f"uPSNR: the frames' 99.9th percentile is {peak} (no signal)")
     rows: list[dict[str, object]] = []
+    nan = float("nan")
 
-    def add(name: str, r: UMSEResult, network: bool, sigma: float = float("nan")) -> None:
+    def add(name: str, r: UMSEResult, network: bool, sigma: float = nan,
+            alpha: float = nan) -> None:
         rows.append({"candidate": name, "network": network, "umse": r.umse, "umse_se": r.se,
-                     "upsnr_dB": upsnr(r.umse, peak), "sigma_px": sigma,
+                     "upsnr_dB": upsnr(r.umse, peak), "sigma_px": sigma, "wiener_alpha": alpha,
                      "n_targets": len(targets), "chosen": False})
 
-    def filtered(sigma: float) -> DenoiseTarget:
-        g = gaussian_denoise(sigma)
-        return lambda t: g(frames[t])
+    def score(filt: FrameFilter) -> UMSEResult:
+        return umse_targets(lambda t: filt(frames[t]), frames, targets, half_window, block_px)
 
-    def score(fn: DenoiseTarget) -> UMSEResult:
-        return umse_targets(fn, frames, targets, half_window, block_px)
+    def best_of(grid: Sequence[float], make: Callable[[float], FrameFilter]
+                ) -> tuple[UMSEResult, float]:
+        return min(((score(make(p)), p) for p in grid), key=lambda rp: rp[0].umse)
 
-    add("raw", score(lambda t: np.asarray(frames[t])), False)
-    gauss = [(score(filtered(s)), s) for s in GAUSSIAN_SIGMAS_PX]
-    best, best_sigma = min(gauss, key=lambda g: g[0].umse)
-    add("gaussian", best, False, best_sigma)
+    add("raw", score(np.asarray), False)
+    best, sigma = best_of(GAUSSIAN_SIGMAS_PX, gaussian_denoise)
+    add("gaussian", best, False, sigma=sigma)
+    best, alpha = best_of(WIENER_ALPHAS, lambda a: wiener_denoise(a, dose_e_per_px, dqe))
+    add("wiener", best, False, alpha=alpha)
     for name, fn in networks.items():
-        add(name, score(fn), True)
+        add(name, umse_targets(fn, frames, targets, half_window, block_px), True)
     table = pd.DataFrame(rows, columns=list(SCORE_COLUMNS))
     raw = float(table.loc[table.candidate == "raw", "umse"].iloc[0])
     table["gain_dB"] = [

@@ -41,7 +41,7 @@ from etem.models.io import LoadedModel
 from etem.movies.frame_analysis import frame_columns
 from etem.movies.outputs import ColumnStore, create_frame_datasets
 from etem.movies.prepare import ApplyModels, PreparedMovie, calibration_of, denoiser_of
-from etem.movies.selection import gaussian_denoise
+from etem.movies.selection import classical_filter
 from etem.progress import progress
 
 #: Version of the shard file layout.
@@ -76,15 +76,17 @@ def denoise_chunk(
     runner: TiledRunner | None,
     frames: dict[int, np.ndarray],
     centre: range,
+    dqe: float = 1.0,
 ) -> np.ndarray:
-    """Denoised intensity (vacuum = 1) of the ``centre`` frames (N, H, W) float32."""
+    """Denoised intensity (vacuum = 1) of the ``centre`` frames (N, H, W) float32; ``dqe``:
+    the detector's DQE (the Wiener filter's noise power)."""
     dose = prep.dose_e_per_px
-    if model is None or runner is None:  # raw or gaussian: no network
+    if model is None or runner is None:  # raw, gaussian or wiener: no network, whole frames
         raw = np.stack([frames[t] for t in centre]).astype(np.float32) / np.float32(dose)
-        if prep.mode == "gaussian":
-            g = gaussian_denoise(prep.gaussian_sigma_px or 1.0)
-            return np.stack([g(f) for f in raw]).astype(np.float32)
-        return raw
+        if prep.mode == "raw":
+            return raw
+        filt = classical_filter(prep.mode, dose, prep.gaussian_sigma_px, prep.wiener_alpha, dqe)
+        return np.stack([filt(f) for f in raw]).astype(np.float32)
     if prep.mode == "supervised":
         counts = np.stack([frames[t] for t in centre])
         x = image_input(normalize(counts, dose), dose, model.dose_conditioned)
@@ -134,7 +136,8 @@ def run_shard(
         store = ColumnStore(h5, n, first_frame=start)
         batches = _chunks(movie, prep, chunk, start, stop)
         for centre, frames in progress(batches, "apply", total=math.ceil(n / chunk)):
-            intensity = denoise_chunk(prep, model, runner, frames, centre)
+            intensity = denoise_chunk(prep, model, runner, frames, centre,
+                                      cfg.apply.preprocess.detector_dqe)
             counts = np.stack([frames[t] for t in centre])
             seg = None
             if seg_runner is not None and seg_model is not None:

@@ -18,8 +18,9 @@ mean "not given"):
 * ``pixel_size_A`` [Å], ``dose_e_per_px`` [e/px per frame], ``frame_time_s`` [s]: override
   (or supply) what the file records;
 * ``group``: the condition (temperature, gas, ...) the report groups movies by;
-* ``denoiser``: ``supervised``, ``blindspot`` (the unsupervised 5-frame network) or ``auto``
-  (default: ``apply.inference.denoise_with``);
+* ``denoiser``: ``supervised``, ``blindspot`` (the unsupervised 5-frame network), ``auto``,
+  or a classical filter ``raw``, ``gaussian``, ``wiener`` (default:
+  ``apply.inference.denoise_with``);
 * ``finetune``: ``true``/``false``, fine-tune the blind-spot network on this movie
   (``apply.finetune.steps`` steps; default: ``apply.finetune.steps`` > 0);
 * ``denoiser_model``, ``unsupervised_model``, ``segmenter_model``: the movie's own networks
@@ -101,7 +102,8 @@ class MovieRow(BaseModel):
     dose_e_per_px: float | None = Field(default=None, gt=0, description="dose [e/px per frame]")
     frame_time_s: float | None = Field(default=None, gt=0, description="time between frames [s]")
     group: str | None = Field(default=None, description="condition (temperature, gas, ...)")
-    denoiser: Literal["supervised", "blindspot", "auto", "raw", "gaussian"] | None = Field(
+    denoiser: Literal["supervised", "blindspot", "auto", "raw", "gaussian",
+                      "wiener"] | None = Field(
         default=None, description="which denoiser (default: apply.inference.denoise_with; auto "
         "= the highest uPSNR on the movie)"
     )

@@ -335,6 +335,11 @@ def movies_table(dirs: list[Path], groups: dict[str, str]) -> pd.DataFrame:
         scores = summ.get("denoiser_upsnr_dB") or {}
         chosen = summ.get("denoiser_candidate") or summ.get("denoiser", "")
         gain = (scores[chosen] - scores["raw"]) if chosen in scores and "raw" in scores else None
+        label = chosen
+        if chosen == "gaussian" and summ.get("gaussian_sigma_px") is not None:
+            label = f"gaussian (sigma {summ['gaussian_sigma_px']:g} px)"
+        elif chosen == "wiener" and summ.get("wiener_alpha") is not None:
+            label = f"wiener (alpha {summ['wiener_alpha']:g})"
         onsets = ""
         if ev is not None and len(ev):
             col = "onset_time_s" if "onset_time_s" in ev else "onset_frame"
@@ -342,7 +347,7 @@ def movies_table(dirs: list[Path], groups: dict[str, str]) -> pd.DataFrame:
             onsets = ", ".join(f"{v:.3g}{unit} ({k})" for v, k in zip(
                 ev[col], ev.get("kind", [""] * len(ev)), strict=True))
         rows.append({"movie": d.name, "group": groups.get(d.name, ""),
-                     "frames": summ.get("n_frames"), "denoiser": chosen,
+                     "frames": summ.get("n_frames"), "denoiser": label,
                      "uPSNR gain over raw [dB]": gain, "events": summ.get("n_events"),
                      "onsets (kind)": onsets})
     t = pd.DataFrame(rows)
@@ -391,7 +396,7 @@ def section_movies(layout: Layout, config: EtemConfig) -> str:
         scores = read_table_or_none(d / "denoiser_scores.csv")
         if scores is not None:
             keep = [c for c in ("candidate", "upsnr_dB", "gain_dB", "umse_se", "sigma_px",
-                                "chosen") if c in scores]
+                                "wiener_alpha", "chosen") if c in scores]
             out.append("<p>Denoisers scored on this movie (uPSNR from neighbouring frames, no "
                        "ground truth; gain over the raw frames):</p>" + H.table(scores[keep]))
         ev = d / "events.csv"
