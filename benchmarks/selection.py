@@ -30,7 +30,7 @@ from etem.frames.readers import open_movie
 from etem.io import atomic_path
 from etem.models.io import load
 from etem.movies.prepare import ApplyModels, network_outputs, prepare_movie
-from etem.movies.selection import gaussian_denoise, target_frames
+from etem.movies.selection import classical_filter, target_frames
 
 
 def _clean_movie(path: Path, out: Path) -> Path:
@@ -70,9 +70,11 @@ def compare(movie_path: Path, config: Path | None, models: ApplyModels) -> pd.Da
     truth = clean / np.float32(dose)
     outs: dict[str, dict[int, np.ndarray]] = {
         "raw": {t: noisy[t] / np.float32(dose) for t in targets}}
-    sigma = float(scores.sigma_px[scores.candidate == "gaussian"].iloc[0])
-    g = gaussian_denoise(sigma)
-    outs["gaussian"] = {t: g(noisy[t] / np.float32(dose)) for t in targets}
+    row = scores.set_index("candidate")
+    for name in ("gaussian", "wiener"):  # the parameter uMSE chose
+        f = classical_filter(name, dose, float(row.sigma_px["gaussian"]),
+                             float(row.wiener_alpha["wiener"]), cfg.apply.preprocess.detector_dqe)
+        outs[name] = {t: f(noisy[t] / np.float32(dose)) for t in targets}
     for name, model in (("supervised", models.denoiser), ("unsupervised", models.unsupervised)):
         if model is not None:
             outs[name] = network_outputs(model, noisy, dose, prep.breaks, geo.n_frames, targets,
@@ -84,8 +86,11 @@ def compare(movie_path: Path, config: Path | None, models: ApplyModels) -> pd.Da
     scores["true_gain_dB"] = 10 * np.log10(true["raw"] / scores.true_mse)
     scores["chosen_by_umse"] = scores.umse == scores.umse.min()
     scores["best_by_true_mse"] = scores.true_mse == scores.true_mse.min()
-    return scores[["candidate", "umse", "umse_se", "true_mse", "gain_dB", "true_gain_dB",
-                   "chosen_by_umse", "best_by_true_mse"]]
+    scores["parameter"] = [
+        f"sigma {s:g} px" if c == "gaussian" else f"alpha {a:g}" if c == "wiener" else ""
+        for c, s, a in zip(scores.candidate, scores.sigma_px, scores.wiener_alpha, strict=True)]
+    return scores[["candidate", "parameter", "umse", "umse_se", "true_mse", "gain_dB",
+                   "true_gain_dB", "chosen_by_umse", "best_by_true_mse"]]
 
 
 def main() -> None:

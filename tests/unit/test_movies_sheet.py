@@ -233,7 +233,7 @@ def test_schema_lists_the_sheet_columns_only() -> None:
     assert list(s["properties"]) == list(sheet_mod.COLUMNS)
     assert s["required"] == ["name", "path"]
     assert s["properties"]["denoiser"]["anyOf"][0]["enum"] == ["supervised", "blindspot", "auto",
-                                                               "raw", "gaussian"]
+                                                               "raw", "gaussian", "wiener"]
 
 
 def test_cli_validate_and_schema(movies: Path, tmp_path: Path) -> None:

@@ -140,6 +140,7 @@ def test_movies_table_by_condition(tmp_path: Path) -> None:
         d.mkdir()
         (d / "summary.json").write_text(json.dumps({
             "n_frames": 100, "n_events": n_ev, "denoiser": chosen, "denoiser_candidate": chosen,
+            "gaussian_sigma_px": 1.5 if chosen == "gaussian" else None,
             "denoiser_upsnr_dB": {"raw": 10.0, "gaussian": 14.5, "unsupervised": 17.0}}))
         pd.DataFrame({"onset_frame": [40] * n_ev, "onset_time_s": [1.0] * n_ev,
                       "kind": ["rotation"] * n_ev}).to_csv(d / "events.csv", index=False)
@@ -149,3 +150,14 @@ def test_movies_table_by_condition(tmp_path: Path) -> None:
     assert t.loc["b_hot", "group"] == "600C" and t.loc["b_hot", "onsets (kind)"] == "1 s (rotation)"
     assert t.loc["a_cold", "uPSNR gain over raw [dB]"] == 7.0
     assert t.loc["b_hot", "uPSNR gain over raw [dB]"] == 4.5
+    # a classical filter is named with the parameter its uMSE chose
+    assert t.loc["b_hot", "denoiser"] == "gaussian (sigma 1.5 px)"
+    assert t.loc["a_cold", "denoiser"] == "unsupervised"
+    w = tmp_path / "w"
+    w.mkdir()
+    (w / "summary.json").write_text(json.dumps({
+        "denoiser": "wiener", "denoiser_candidate": "wiener", "wiener_alpha": 4.0,
+        "denoiser_upsnr_dB": {"raw": 10.0, "wiener": 16.0}}))
+    t = movies_table([w], {}).set_index("movie")
+    assert t.loc["w", "denoiser"] == "wiener (alpha 4)"
+    assert t.loc["w", "uPSNR gain over raw [dB]"] == 6.0
