@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import ndimage
 
@@ -117,6 +118,17 @@ def test_classical_filter_is_the_wiener_of_the_counts(static_movie) -> None:
     np.testing.assert_array_equal(classical_filter("raw", DOSE)(frame), frame)
     with pytest.raises(InputError, match="not a classical denoiser"):
         classical_filter("supervised", DOSE)
+
+
+def test_hurting_message_names_an_error_below_the_noise() -> None:
+    """A Wiener filter on a clean lattice can score uMSE <= 0 (uPSNR NaN): said in words."""
+    t = pd.DataFrame({"candidate": ["wiener", "unsupervised", "raw"],
+                      "umse": [-0.01, 0.05, 2.0], "upsnr_dB": [float("nan"), 20.0, 8.0]})
+    msg = hurting(t, "unsupervised")
+    assert "below 'wiener'" in msg and "uMSE <= 0" in msg and "nan" not in msg
+    assert "denoising hurts" not in msg  # a better filter, not worse than no denoising
+    assert "denoising hurts here" in hurting(t[t.candidate != "wiener"].assign(
+        umse=[3.0, 2.0]), "unsupervised")
 
 
 def test_no_target_is_one_clear_error(static_movie) -> None:

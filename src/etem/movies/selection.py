@@ -211,7 +211,8 @@ def best_candidate(scores: pd.DataFrame, allowed: Sequence[str] | None = None) -
 
 
 def hurting(scores: pd.DataFrame, chosen: str) -> str:
-    """A warning when the chosen candidate scores worse than no network ('' otherwise)."""
+    """A warning when the chosen candidate scores worse than a classical one: the raw
+    frames, a Gaussian or the Wiener filter ('' otherwise)."""
     umse = {str(c): float(u) for c, u in zip(scores.candidate, scores.umse, strict=True)}
     db = {str(c): float(u) for c, u in zip(scores.candidate, scores.upsnr_dB, strict=True)}
     if chosen not in umse:
@@ -220,6 +221,13 @@ def hurting(scores: pd.DataFrame, chosen: str) -> str:
     if not worse:
         return ""
     best = min(worse, key=umse.__getitem__)
+    hurts = ": denoising hurts here" if best == "raw" else ""
     return (f"the {chosen} denoiser scores below '{best}' on this movie (uPSNR "
-            f"{db[chosen]:.2f} vs {db[best]:.2f} dB): denoising hurts here; use "
+            f"{_db(db[chosen])} vs {_db(db[best])}){hurts}; use "
             "apply.inference.denoise_with: auto")
+
+
+def _db(upsnr_dB: float) -> str:
+    """A uPSNR for a message: NaN when the uMSE estimate is <= 0 (an error below its noise,
+    e.g. a Wiener filter on a clean lattice)."""
+    return "(uMSE <= 0: above the measurable)" if np.isnan(upsnr_dB) else f"{upsnr_dB:.2f} dB"
