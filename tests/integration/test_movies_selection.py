@@ -19,7 +19,12 @@ from etem.config.base import StrictModel
 from etem.frames.readers import Movie, open_movie
 from etem.models.io import LoadedModel
 from etem.movies.apply import ApplyModels, apply_movie
-from etem.movies.selection import GAUSSIAN_SIGMAS_PX, WIENER_ALPHAS, classical_filter
+from etem.movies.selection import (
+    GAUSSIAN_SIGMAS_PX,
+    WIENER_ALPHAS,
+    WIENER_CAVEAT,
+    classical_filter,
+)
 from etem.testing import LatticeMovie, lattice_movie, write_h5
 from tests.movies_fixtures import window_model
 
@@ -62,17 +67,22 @@ def test_best_never_uses_a_network_that_hurts(tmp_path: Path) -> None:
     # better than the raw frame; the eraser is worse than the Gaussian filter
     assert scores["unsupervised"] > scores["gaussian"] > scores["raw"]
     assert scores["supervised"] < scores["gaussian"]
-    # the best is used (on this perfect lattice: the Wiener filter, even over 5 frames' mean)
-    best = max(scores, key=scores.__getitem__)
+    # the best of apply.inference.auto_candidates is used; the Wiener filter (best on this
+    # perfect lattice, even over 5 frames' mean) is scored but not among them by default
+    allowed = {k: v for k, v in scores.items() if k != "wiener"}
+    best = max(allowed, key=allowed.__getitem__)
+    assert scores["wiener"] > scores[best]
     assert best != "supervised" and s["denoiser_candidate"] == best
     table = pd.read_csv(tmp_path / "auto" / "denoiser_scores.csv")
     assert table.loc[table.chosen, "candidate"].tolist() == [best]
     assert (tmp_path / "auto" / "denoiser_scores.csv.meta.json").is_file()
-    # the explicit choice of the eraser is kept, but the summary says it hurts
+    # the explicit choice of the eraser is kept, but the summary says it hurts, naming the
+    # better candidate to use (wiener by name: auto would not take it)
     s2 = apply_movie(movie, tmp_path / "sup", _cfg(**{"inference.denoise_with": "supervised"}),
                      models)
     assert s2["denoiser_candidate"] == "supervised"
-    assert any("scores below 'wiener'" in w for w in s2["domain_warnings"])
+    assert any("scores below 'wiener'" in w and "denoise_with: wiener" in w
+               for w in s2["domain_warnings"])
     assert s2["denoiser_upsnr_dB"] == scores  # same frames, same scores
 
 
@@ -81,14 +91,16 @@ def test_classical_denoiser_without_network(tmp_path: Path) -> None:
     models = ApplyModels(denoiser=LoadedModel(Eraser(), {"kind": "denoiser",
                                                          "pixel_size_A": 0.2}))
     still = {"preprocess.drift_correction": False}
-    s = apply_movie(movie, tmp_path / "w", _cfg(**{"inference.denoise_with": "auto", **still}),
-                    models)
-    # a lattice's power is in its Bragg peaks: the Wiener filter beats every Gaussian width
+    wiener_ok = {"inference.auto_candidates": ["supervised", "raw", "gaussian", "wiener"]}
+    s = apply_movie(movie, tmp_path / "w", _cfg(**{"inference.denoise_with": "auto", **still,
+                                                 **wiener_ok}), models)
+    # a lattice's power is in its Bragg peaks: the Wiener filter beats every Gaussian width;
+    # auto takes it once it is among the candidates, and the summary says what it does
     assert s["denoiser_candidate"] == "wiener" and s["denoiser"] == "wiener"
     assert s["denoiser_upsnr_dB"]["wiener"] > s["denoiser_upsnr_dB"]["gaussian"]
     alpha = s["wiener_alpha"]
     assert alpha in WIENER_ALPHAS and s["gaussian_sigma_px"] is None
-    assert s["calibration"] is None and s["domain_warnings"] == []
+    assert s["calibration"] is None and s["domain_warnings"] == [WIENER_CAVEAT]
     with h5py.File(tmp_path / "w" / "results.h5") as h5:
         den = h5["denoised"][5]
     raw = lm.counts[5].astype(np.float32) / 0.5

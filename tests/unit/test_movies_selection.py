@@ -135,3 +135,13 @@ def test_no_target_is_one_clear_error(static_movie) -> None:
     _, noisy = static_movie
     with pytest.raises(InputError, match="too short"):
         umse_targets(lambda t: noisy[t], noisy[:6], target_frames(6, 2), 2)
+
+
+def test_auto_chooses_only_among_its_candidates() -> None:
+    """``apply.inference.auto_candidates``: the best allowed candidate, not the best scored;
+    none allowed is one error line naming the key."""
+    t = pd.DataFrame({"candidate": ["wiener", "gaussian", "raw"], "umse": [0.1, 0.2, 0.9]})
+    assert best_candidate(t) == "wiener"
+    assert best_candidate(t, ["raw", "gaussian", "supervised"]) == "gaussian"
+    with pytest.raises(InputError, match="auto_candidates"):
+        best_candidate(t, ["supervised"])

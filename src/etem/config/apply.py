@@ -120,6 +120,16 @@ class InferenceConfig(StrictModel):
             "given)",
         )
     )
+    auto_candidates: list[Literal["supervised", "unsupervised", "finetuned", "raw", "gaussian",
+                                  "wiener"]] = Field(
+        default_factory=lambda: ["supervised", "unsupervised", "finetuned", "raw", "gaussian"],
+        min_length=1,
+        description="the candidates denoise_with: auto may choose (every candidate is scored "
+        "and shown); the Wiener filter is left out by default: it keeps only what is periodic, "
+        "so a vacancy or the vacuum around a particle comes out with lattice painted in "
+        "(benchmarks/selection.md: 10-38 % of a vacancy's change kept), which the whole-frame "
+        "uPSNR cannot see; add wiener here, or name it in denoise_with, for crystals",
+    )
     pretrained: bool = Field(
         True,
         description="with no --denoiser given (and denoise_with auto or supervised), use the "

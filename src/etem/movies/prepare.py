@@ -59,6 +59,7 @@ from etem.models.inference import TiledRunner, window_inputs
 from etem.models.io import LoadedModel, load
 from etem.movies.selection import (
     CLASSICAL,
+    WIENER_CAVEAT,
     FrameFilter,
     best_candidate,
     classical_filter,
@@ -315,7 +316,8 @@ def score_and_choose(
                     frames_needed(half))
     want = inference.denoise_with
     if want == "auto":
-        name = best_candidate(scores) if scores is not None else default_network(nets)
+        name = (best_candidate(scores, inference.auto_candidates) if scores is not None
+                else default_network(nets))
     elif want == "unsupervised" and "finetuned" in nets:
         name = "finetuned"
     else:
@@ -330,7 +332,7 @@ def score_and_choose(
             sigma = float(scores.sigma_px[scores.candidate == "gaussian"].iloc[0])
         if name == "wiener":
             alpha = float(scores.wiener_alpha[scores.candidate == "wiener"].iloc[0])
-        warning = hurting(scores, name)
+        warning = hurting(scores, name, inference.auto_candidates)
         log.info("uPSNR on the movie [dB]: %s; denoising with %s", ", ".join(
             f"{c} {u:.2f}" for c, u in zip(scores.candidate, scores.upsnr_dB, strict=True)),
             name)
@@ -340,6 +342,10 @@ def score_and_choose(
         sigma = 1.0
     elif name == "wiener":
         alpha = WIENER_ALPHA
+    if name == "wiener":
+        caveat = WIENER_CAVEAT
+        log.warning("%s", caveat)
+        warning = f"{warning}; {caveat}" if warning else caveat
     return Choice(name, nets.get(name), sigma, scores, warning, alpha)
 
 

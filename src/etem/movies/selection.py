@@ -206,13 +206,24 @@ def best_candidate(scores: pd.DataFrame, allowed: Sequence[str] | None = None) -
     """The candidate of the lowest uMSE (among ``allowed``; all by default)."""
     t = scores if allowed is None else scores[scores.candidate.isin(list(allowed))]
     if t.empty:
-        raise InputError("no denoiser candidate to choose from")
+        raise InputError("no denoiser candidate to choose from (scored: "
+                         f"{', '.join(map(str, scores.candidate))}; allowed: "
+                         f"{', '.join(allowed or [])}: apply.inference.auto_candidates)")
     return str(t.sort_values("umse", kind="stable").candidate.iloc[0])
 
 
-def hurting(scores: pd.DataFrame, chosen: str) -> str:
+#: Said in the summary and the log whenever the Wiener filter denoises a movie.
+WIENER_CAVEAT = (
+    "the Wiener filter keeps only periodic signal: vacancies, surface changes and the vacuum "
+    "around a particle come out with lattice painted in (benchmarks/selection.md); check "
+    "local defects on the raw frame sums or with denoise_with gaussian or a network")
+
+
+def hurting(scores: pd.DataFrame, chosen: str,
+            auto_candidates: Sequence[str] | None = None) -> str:
     """A warning when the chosen candidate scores worse than a classical one: the raw
-    frames, a Gaussian or the Wiener filter ('' otherwise)."""
+    frames, a Gaussian or the Wiener filter ('' otherwise). The advice names ``auto`` when
+    auto may choose the better one (``auto_candidates``; all by default), else that one."""
     umse = {str(c): float(u) for c, u in zip(scores.candidate, scores.umse, strict=True)}
     db = {str(c): float(u) for c, u in zip(scores.candidate, scores.upsnr_dB, strict=True)}
     if chosen not in umse:
@@ -222,9 +233,10 @@ def hurting(scores: pd.DataFrame, chosen: str) -> str:
         return ""
     best = min(worse, key=umse.__getitem__)
     hurts = ": denoising hurts here" if best == "raw" else ""
+    advice = ("auto" if auto_candidates is None or best in auto_candidates else best)
     return (f"the {chosen} denoiser scores below '{best}' on this movie (uPSNR "
             f"{_db(db[chosen])} vs {_db(db[best])}){hurts}; use "
-            "apply.inference.denoise_with: auto")
+            f"apply.inference.denoise_with: {advice}")
 
 
 def _db(upsnr_dB: float) -> str:
