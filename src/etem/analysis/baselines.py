@@ -11,6 +11,8 @@ import numpy as np
 from scipy.ndimage import gaussian_filter, uniform_filter
 from skimage.restoration import denoise_nl_means
 
+# the Wiener filter's tuned defaults live with the config that defaults to them (a lower layer)
+from etem.config.evaluation import WIENER_ALPHA, WIENER_SMOOTH_PX
 from etem.errors import InputError
 
 
@@ -40,12 +42,6 @@ def gaussian(counts: np.ndarray, dose_e_per_px: float, sigma_px: float) -> np.nd
     """Gaussian filter of width ``sigma_px`` [px] (reflecting borders), as intensity."""
 
     return gaussian_filter(_counts(counts, dose_e_per_px), sigma_px, mode="reflect") / dose_e_per_px
-
-
-#: Over-subtraction factor and periodogram smoothing [frequency px] of :func:`wiener`, chosen on
-#: training images of a randomised campaign (``benchmarks/wiener_tuning.py``).
-WIENER_ALPHA = 4.0
-WIENER_SMOOTH_PX = 3
 
 
 def wiener(

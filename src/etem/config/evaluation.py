@@ -14,6 +14,12 @@ CODE_PATH_KEYS = ("parametrization", "projection", "frozen_phonons", "frozen_pho
                   "slice_thickness_A", "images_per_structure", "n_shards")
 #: The keys of those that change the physics (a code path sets at least one).
 CODE_PATH_PHYSICS = CODE_PATH_KEYS[:5]
+#: Over-subtraction factor and periodogram smoothing [frequency px] of the empirical Wiener
+#: filter (:func:`etem.analysis.baselines.wiener`, which takes them as its defaults), chosen
+#: on training images of a randomised campaign (``benchmarks/wiener_tuning.py``). Their one
+#: home is here, below the analysis layer, so that the config sections can default to them.
+WIENER_ALPHA = 4.0
+WIENER_SMOOTH_PX = 3
 
 
 class CodePath(StrictModel):
@@ -70,6 +76,22 @@ class EvaluationConfig(StrictModel):
     nlm_patch_distance_px: int = Field(6, ge=1, description="NLM search distance [px]")
     nlm_h: float = Field(
         0.8, gt=0, description="NLM strength on Anscombe-stabilised counts (noise sd = 1)"
+    )
+    wiener: bool = Field(
+        True,
+        description="include the empirical Wiener filter of HRTEM (Kilaas 1998; "
+        "etem.analysis.baselines.wiener): no training, no clean image, Poisson noise power "
+        "from the counts",
+    )
+    wiener_alpha: float = Field(
+        WIENER_ALPHA, gt=0,
+        description="Wiener over-subtraction factor (dimensionless): gain max(0, 1 - alpha "
+        "x noise power / smoothed periodogram) per spatial frequency",
+    )
+    wiener_smooth_px: int = Field(
+        WIENER_SMOOTH_PX, ge=1,
+        description="side [frequency px of the mirror-extended image's FFT] of the square "
+        "over which the Wiener filter smooths the periodogram (1 = none)",
     )
     confidence_levels: list[Fraction] = Field(
         default_factory=lambda: [0.9, 0.95, 0.99], description="nominal confidence levels"

@@ -14,6 +14,10 @@ condition being its name) is made noisy at
   oracle baseline, the bar to clear);
 * ``nlm``: non-local means with the noise level estimated from the image
   (:func:`etem.analysis.baselines.nlm_estimated`);
+* ``wiener``: the empirical Wiener filter of HRTEM (Kilaas 1998,
+  :func:`etem.analysis.baselines.wiener`; ``evaluation.wiener``, ``wiener_alpha``,
+  ``wiener_smooth_px``): no training and no clean image, Poisson noise power (``dqe`` 1:
+  like the networks it sees only the counts and the dose);
 * ``supervised``: the supervised denoiser (with a model);
 * ``blind_spot``: the blind-spot multi-frame network (with a model) on ``n_frames``
   independent frames of the static scene, each with 1/n of the dose (same electrons in all).
@@ -87,6 +91,9 @@ def _estimates(
     out["gaussian_oracle"] = (est, {"oracle_sigma_px": sigma})
     out["nlm"] = (baselines.nlm_estimated(counts, dose_px, b.nlm_patch_size_px,
                                           b.nlm_patch_distance_px), {})
+    if b.wiener:
+        out["wiener"] = (baselines.wiener(counts, dose_px, b.wiener_alpha,
+                                          b.wiener_smooth_px), {})
     if denoiser is not None:
         out["supervised"] = (np.asarray(denoise_images(
             denoiser, counts.astype(np.float32), dose_px), dtype=np.float64), {})

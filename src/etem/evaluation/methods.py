@@ -21,7 +21,9 @@ Method = Callable[[np.ndarray, float], np.ndarray]
 
 
 def make_methods(cfg: Any, denoiser: Any | None = None) -> dict[str, Method]:
-    """Methods compared: noisy input, Gaussian filters, NLM, and the supervised denoiser."""
+    """Methods compared: noisy input, Gaussian filters, NLM, the empirical Wiener filter
+    (Poisson noise, ``dqe`` 1: like the networks it sees only the counts and the dose), and
+    the supervised denoiser."""
     b = cfg.evaluation
     methods: dict[str, Method] = {"noisy": baselines.noisy_intensity}
     for s in b.gaussian_sigma_px:
@@ -30,6 +32,9 @@ def make_methods(cfg: Any, denoiser: Any | None = None) -> dict[str, Method]:
         methods["nlm"] = lambda c, d: baselines.nlm(
             c, d, b.nlm_patch_size_px, b.nlm_patch_distance_px, b.nlm_h
         )
+    if b.wiener:
+        methods["wiener"] = functools.partial(
+            baselines.wiener, alpha=b.wiener_alpha, smooth_px=b.wiener_smooth_px)
     if denoiser is not None:
         methods["supervised"] = lambda c, d: np.asarray(
             denoise_images(denoiser, c.astype(np.float32), d), dtype=np.float64

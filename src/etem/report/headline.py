@@ -44,7 +44,7 @@ def read_table_or_none(path: Path) -> pd.DataFrame | None:
 #: peak-1 PSNR): see SCIENCE.md and section_mohan.
 PUBLISHED_PSNR_DB = (35.0, 38.0)
 #: Methods that are baselines in the benchmark tables (everything else is a network).
-BASELINE_PREFIXES = ("noisy", "flat", "gaussian", "nlm", "temporal_mean")
+BASELINE_PREFIXES = ("noisy", "flat", "gaussian", "nlm", "wiener", "temporal_mean")
 
 
 def _overall(table: pd.DataFrame) -> pd.DataFrame:
