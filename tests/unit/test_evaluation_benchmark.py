@@ -71,6 +71,8 @@ def test_mohan_protocol_scales_to_one_count_peak(campaign):
     by = t.groupby("method")["psnr_db"].mean()
     # smoothing the single-frame counts beats the raw frame by a wide margin at ~0.5 e/px
     assert by["gaussian_1px"] > by["noisy"] + 5
+    # the Wiener filter is among the methods, and keeps the lattice: above the fixed Gaussian
+    assert "wiener" in methods and by["wiener"] > by["gaussian_1px"]
     # the oracle picks its width (least MSE) on the clean image: not below a fixed width it
     # could pick (up to the clamping of the PSNR), and above it on the mean
     per = t.pivot(index="image_id", columns="method", values="psnr_db")

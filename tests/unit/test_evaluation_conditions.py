@@ -10,6 +10,7 @@ from etem.analysis.baselines import estimate_noise_sigma, nlm_estimated, oracle_
 from etem.config.training import ConditionBand
 from etem.evaluation.benchmark import load_test_images, run_benchmark, write_outputs
 from etem.evaluation.conditions import conditions_table, summarise_conditions
+from etem.evaluation.methods import make_methods
 from tests.configs import make_tiny_config
 from tests.evaluation_fixtures import BENCHMARK_SPLIT, make_campaign
 from tests.movies_fixtures import blur_model, window_model
@@ -45,16 +46,18 @@ def test_table_has_rows_per_split_condition_and_method(campaign):
     paths, cfg = campaign
     images = load_test_images(paths["index"], cfg)
     t = conditions_table(cfg, images, blur_model().module, window_model().module)
-    methods = {"noisy", "flat", "gaussian_oracle", "nlm", "supervised", "blind_spot"}
+    methods = {"noisy", "flat", "gaussian_oracle", "nlm", "wiener", "supervised", "blind_spot"}
     assert set(t["method"]) == methods and len(t) == len(images) * len(methods)
-    assert {"psnr_db", "ssim", "psnr_mohan_db", "ssim_mohan"} <= set(t.columns)
+    metrics = ["psnr_db", "ssim", "psnr_mohan_db", "ssim_mohan"]
+    assert set(metrics) <= set(t.columns)
+    assert np.isfinite(t.loc[t["method"] == "wiener", metrics].to_numpy(float)).all()
     s = summarise_conditions(t)
     groups = set(s["group"])
     assert {"split=held_out", "split=held_out_condition",
             "split=held_out_condition|condition=blur_fwhm_A=[1.3,1.5]"} <= groups
     by = t.groupby("method")[["psnr_db", "psnr_mohan_db"]].mean()
-    # at 0.45 e/px the oracle Gaussian and NLM beat the raw counts on both metrics
-    for m in ("gaussian_oracle", "nlm"):
+    # at 0.45 e/px the oracle Gaussian, NLM and the Wiener filter beat the raw counts
+    for m in ("gaussian_oracle", "nlm", "wiener"):
         assert (by.loc[m] > by.loc["noisy"] + 3).all()
     # the flat image: its Mohan-metric error is the clean image's variance (in counts) plus
     # the mean's bias; the oracle Gaussian (widths up to 16 px) approaches it from above
@@ -63,6 +66,16 @@ def test_table_has_rows_per_split_condition_and_method(campaign):
     assert by.loc["gaussian_oracle", "psnr_db"] >= by.loc["supervised", "psnr_db"] - 1e-6
     assert conditions_table(cfg, images, blur_model().module, None).equals(
         conditions_table(cfg, images, blur_model().module, None))  # seeded noise
+
+
+def test_wiener_is_left_out_when_switched_off(campaign):
+    paths, cfg = campaign
+    images = load_test_images(paths["index"], cfg)[:2]
+    off = cfg.model_copy(deep=True)
+    off.evaluation.wiener = False
+    assert "wiener" in set(conditions_table(cfg, images)["method"])
+    assert "wiener" not in set(conditions_table(off, images)["method"])
+    assert "wiener" in make_methods(cfg) and "wiener" not in make_methods(off)
 
 
 def test_benchmark_reports_held_out_condition_rows(campaign, tmp_path):
