@@ -195,6 +195,8 @@ HOSTILE = [
     ({"training": {"segmenter": {"dose_e_per_A2": [-1.0, 5.0]}}}, "segmenter.dose_e_per_A2.0"),
     ({"noise": {"benchmark_doses_e_per_A2": [0.0]}}, "benchmark_doses_e_per_A2.0: Input should"),
     ({"simulation": {"cs_um": 1e9}}, "simulation.cs_um: Input should be less than or equal"),
+    ({"evaluation": {"wiener_smooth_px": 4}}, "wiener_smooth_px: expected an odd integer"),
+    ({"evaluation": {"wiener_alpha": 0.0}}, "wiener_alpha: Input should be greater than 0"),
 ]
 
 

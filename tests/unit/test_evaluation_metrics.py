@@ -101,7 +101,7 @@ def test_wiener_flattens_pure_poisson_noise():
 
 
 @pytest.mark.parametrize("kw", [{"alpha": 0.0}, {"alpha": -1.0}, {"smooth_px": 0},
-                                {"dqe": 0.0}, {"dqe": -0.5}])
+                                {"smooth_px": 4}, {"dqe": 0.0}, {"dqe": -0.5}])
 def test_wiener_bad_parameters_are_one_line_input_errors(kw):
     counts = np.ones((16, 16))
     with pytest.raises(InputError) as exc:

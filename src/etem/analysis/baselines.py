@@ -52,16 +52,17 @@ def wiener(
 
     The image is mirror-extended to twice its size (a cosine transform: no streaks from the
     non-periodic borders); the signal power of each spatial frequency is the periodogram
-    smoothed over ``smooth_px`` x ``smooth_px`` frequencies; the noise power is flat, the
+    smoothed over ``smooth_px`` x ``smooth_px`` frequencies (odd: a centred window keeps the
+    gain symmetric, k and -k alike, so the output is real); the noise power is flat, the
     total counts / ``dqe`` (Poisson counts: E|N_k|^2 = sum of the variances). Gain
     ``max(0, 1 - alpha * noise / power)``, 1 at zero frequency, so the mean count is kept
     exactly. No training and no clean image: it keeps the frequencies that stand above the
     noise — the lattice's Bragg reflections of a crystal, whatever the microscope.
     """
     y = _counts(counts, dose_e_per_px)
-    if alpha <= 0 or smooth_px < 1 or dqe <= 0:
-        raise InputError(f"wiener: alpha, smooth_px and dqe must be > 0, got {alpha}, "
-                         f"{smooth_px}, {dqe}")
+    if alpha <= 0 or smooth_px < 1 or smooth_px % 2 == 0 or dqe <= 0:
+        raise InputError(f"wiener: alpha and dqe must be > 0 and smooth_px odd >= 1, got "
+                         f"{alpha}, {smooth_px}, {dqe}")
     h, w = y.shape
     ext = np.block([[y, y[:, ::-1]], [y[::-1, :], y[::-1, ::-1]]])
     f = np.fft.fft2(ext)

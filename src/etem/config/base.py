@@ -37,6 +37,16 @@ PositiveRange = Annotated[tuple[Positive, Positive], AfterValidator(_ordered)]
 FrameIndex = Annotated[int, Field(ge=0)]
 
 
+def _odd(v: int) -> int:
+    if v % 2 == 0:
+        raise ValueError(f"expected an odd integer (a window centred on its pixel), got {v}")
+    return v
+
+
+OddPositiveInt = Annotated[int, Field(ge=1), AfterValidator(_odd)]
+"""An odd integer >= 1 (the side of a centred window)."""
+
+
 def _folder_name(v: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", v):
         raise ValueError("use letters, digits, '_', '.', '-' only (it names a folder)")

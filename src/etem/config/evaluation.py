@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from etem.config.base import FolderName, Fraction, Positive, StrictModel
+from etem.config.base import FolderName, Fraction, OddPositiveInt, Positive, StrictModel
 from etem.errors import ConfigError
 
 #: The simulation keys a code path may override (see :class:`CodePath`).
@@ -88,10 +88,11 @@ class EvaluationConfig(StrictModel):
         description="Wiener over-subtraction factor (dimensionless): gain max(0, 1 - alpha "
         "x noise power / smoothed periodogram) per spatial frequency",
     )
-    wiener_smooth_px: int = Field(
-        WIENER_SMOOTH_PX, ge=1,
+    wiener_smooth_px: OddPositiveInt = Field(
+        WIENER_SMOOTH_PX,
         description="side [frequency px of the mirror-extended image's FFT] of the square "
-        "over which the Wiener filter smooths the periodogram (1 = none)",
+        "over which the Wiener filter smooths the periodogram (odd: centred, so the gain is "
+        "symmetric and the mean kept; 1 = none)",
     )
     confidence_levels: list[Fraction] = Field(
         default_factory=lambda: [0.9, 0.95, 0.99], description="nominal confidence levels"
