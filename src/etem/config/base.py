@@ -39,7 +39,7 @@ FrameIndex = Annotated[int, Field(ge=0)]
 
 def _odd(v: int) -> int:
     if v % 2 == 0:
-        raise ValueError(f"expected an odd integer (a window centred on its pixel), got {v}")
+        raise ValueError("expected an odd integer (a window centred on its pixel)")
     return v
 
 
