@@ -16,10 +16,12 @@ CODE_PATH_KEYS = ("parametrization", "projection", "frozen_phonons", "frozen_pho
 CODE_PATH_PHYSICS = CODE_PATH_KEYS[:5]
 #: Over-subtraction factor and periodogram smoothing [frequency px] of the empirical Wiener
 #: filter (:func:`etem.analysis.baselines.wiener`, which takes them as its defaults), chosen
-#: on training images of a randomised campaign (``benchmarks/wiener_tuning.py``). Their one
-#: home is here, below the analysis layer, so that the config sections can default to them.
-WIENER_ALPHA = 4.0
-WIENER_SMOOTH_PX = 3
+#: on 200 training images of the randomised campaign ``results/pretrained2`` at 0.45 e/px
+#: (``benchmarks/wiener_tuning.py``: best mean Mohan PSNR of a grid alpha 2-8 x smooth 1-9;
+#: +0.47 dB over the prototype's 4 / 3, see benchmarks/pretrained.md). Their one home is
+#: here, below the analysis layer, so that the config sections can default to them.
+WIENER_ALPHA = 2.5
+WIENER_SMOOTH_PX = 5
 
 
 class CodePath(StrictModel):
