@@ -92,6 +92,13 @@ class PreprocessConfig(StrictModel):
     drift_smooth_px: float = Field(2.0, gt=0, description="smoothing before registration [px]")
 
 
+#: A denoiser candidate of apply's choice (etem.movies.selection).
+Candidate = Literal["supervised", "unsupervised", "finetuned", "raw", "gaussian", "wiener"]
+#: The candidates ``denoise_with: auto`` may choose by default (not the Wiener filter).
+AUTO_CANDIDATES: tuple[Candidate, ...] = ("supervised", "unsupervised", "finetuned", "raw",
+                                          "gaussian")
+
+
 class InferenceConfig(StrictModel):
     """Inference: which denoiser, and its tiles, batches, precision and device."""
 
@@ -120,9 +127,8 @@ class InferenceConfig(StrictModel):
             "given)",
         )
     )
-    auto_candidates: list[Literal["supervised", "unsupervised", "finetuned", "raw", "gaussian",
-                                  "wiener"]] = Field(
-        default_factory=lambda: ["supervised", "unsupervised", "finetuned", "raw", "gaussian"],
+    auto_candidates: list[Candidate] = Field(
+        default_factory=lambda: list(AUTO_CANDIDATES),
         min_length=1,
         description="the candidates denoise_with: auto may choose (every candidate is scored "
         "and shown); the Wiener filter is left out by default: it keeps only what is periodic, "
