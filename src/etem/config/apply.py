@@ -100,7 +100,8 @@ AUTO_CANDIDATES: tuple[Candidate, ...] = ("supervised", "unsupervised", "finetun
 
 
 class InferenceConfig(StrictModel):
-    """Inference: which denoiser, and its tiles, batches, precision and device."""
+    """Inference: which denoiser, its tiles, batches, precision and device, and the mean
+    constraint on its output."""
 
     batch_size: int = Field(4, ge=1, description="tiles per forward pass")
     tile_px: int = Field(
@@ -116,6 +117,14 @@ class InferenceConfig(StrictModel):
         "auto = bf16 on CUDA and on CPUs with native bf16",
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="inference device")
+    match_mean: bool = Field(
+        True,
+        description="the mean constraint: scale each whole denoised frame of a network so its "
+        "mean equals the frame's mean count / dose (an unbiased estimate of the clean mean "
+        "for Poisson counts; etem.models.inference.match_mean); the blind-spot network's "
+        "output takes the mean of its centre frame. The evaluation (etem evaluate) follows "
+        "the same switch",
+    )
     denoise_with: Literal["auto", "supervised", "unsupervised", "raw", "gaussian", "wiener"] = (
         Field(
             "auto",

@@ -69,13 +69,15 @@ def condition_counts(cfg: Any, im: TestImage, dose_px: float) -> np.ndarray:
 
 
 def _blind_spot(
-    model: Any, clean: np.ndarray, dose_px: float, key: str, seed: int, dqe: float = 1.0
+    model: Any, clean: np.ndarray, dose_px: float, key: str, seed: int, dqe: float = 1.0,
+    match: bool = True,
 ) -> Any:
     n = int(getattr(model, "n_frames", 5) or 5)
     g = rng(seed, "benchmark", "conditions", "frames", key)
     lam = np.broadcast_to(np.clip(clean, 0, None) * (dose_px / n), (n, *clean.shape))
     frames = detector_counts(lam, g, dqe).astype(np.float32)
-    return np.asarray(denoise_movie(model, frames, dose_px / n)[n // 2], dtype=np.float64)
+    return np.asarray(denoise_movie(model, frames, dose_px / n, match=match)[n // 2],
+                      dtype=np.float64)
 
 
 def _estimates(
@@ -83,6 +85,7 @@ def _estimates(
     unsupervised: Any | None,
 ) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
     b = cfg.evaluation
+    match = cfg.apply.inference.match_mean  # the same mean constraint as etem apply
     out: dict[str, tuple[np.ndarray, dict[str, Any]]] = {
         "noisy": (baselines.noisy_intensity(counts, dose_px), {}),
         "flat": (baselines.flat(counts, dose_px), {}),
@@ -96,10 +99,10 @@ def _estimates(
                                           b.wiener_smooth_px), {})
     if denoiser is not None:
         out["supervised"] = (np.asarray(denoise_images(
-            denoiser, counts.astype(np.float32), dose_px), dtype=np.float64), {})
+            denoiser, counts.astype(np.float32), dose_px, match=match), dtype=np.float64), {})
     if unsupervised is not None:
         out["blind_spot"] = (_blind_spot(unsupervised, im.clean, dose_px, im.image_id,
-                                         cfg.seed, row_dqe(im.params)), {})
+                                         cfg.seed, row_dqe(im.params), match), {})
     return out
 
 

@@ -36,8 +36,9 @@ def make_methods(cfg: Any, denoiser: Any | None = None) -> dict[str, Method]:
         methods["wiener"] = functools.partial(
             baselines.wiener, alpha=b.wiener_alpha, smooth_px=b.wiener_smooth_px)
     if denoiser is not None:
+        match = cfg.apply.inference.match_mean  # the same mean constraint as etem apply
         methods["supervised"] = lambda c, d: np.asarray(
-            denoise_images(denoiser, c.astype(np.float32), d), dtype=np.float64
+            denoise_images(denoiser, c.astype(np.float32), d, match=match), dtype=np.float64
         )
     return methods
 

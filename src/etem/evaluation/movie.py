@@ -41,7 +41,8 @@ def movie_table(
     if unsupervised is not None:
         n_win = int(getattr(unsupervised, "n_frames", 5) or 5)
         outs[f"temporal_mean_{n_win}"] = temporal_mean(frames, n_win) / dose_px
-        outs["unsupervised"] = np.asarray(denoise_movie(unsupervised, frames, dose_px))
+        outs["unsupervised"] = np.asarray(denoise_movie(
+            unsupervised, frames, dose_px, match=cfg.apply.inference.match_mean))
     rows = []
     for name, est in outs.items():
         row: dict[str, Any] = {"method": name, "n_frames": n, "n_static_frames": n_static}

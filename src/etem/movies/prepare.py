@@ -55,7 +55,7 @@ from etem.frames.geometry import (
 )
 from etem.frames.readers import Movie
 from etem.io import atomic_path
-from etem.models.inference import TiledRunner, window_inputs
+from etem.models.inference import TiledRunner, match_mean, window_inputs
 from etem.models.io import LoadedModel, load
 from etem.movies.selection import (
     CLASSICAL,
@@ -241,6 +241,8 @@ def network_outputs(
                                                       n_frames))
 
         out = runner.run(window, n=len(targets))[:, 0]
+    if i.match_mean:  # scored as the shards will denoise
+        out = match_mean(out, leading[targets], dose)
     return {t: out[k] for k, t in enumerate(targets)}
 
 

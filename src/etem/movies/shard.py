@@ -36,7 +36,12 @@ from etem.frames.breaks import segment_window
 from etem.frames.geometry import aligned_frames
 from etem.frames.readers import Movie
 from etem.io import atomic_path
-from etem.models.inference import TiledRunner, decode_segmentation, window_inputs
+from etem.models.inference import (
+    TiledRunner,
+    decode_segmentation,
+    match_mean,
+    window_inputs,
+)
 from etem.models.io import LoadedModel
 from etem.movies.frame_analysis import frame_columns
 from etem.movies.outputs import ColumnStore, create_frame_datasets
@@ -77,9 +82,12 @@ def denoise_chunk(
     frames: dict[int, np.ndarray],
     centre: range,
     dqe: float = 1.0,
+    match: bool = True,
 ) -> np.ndarray:
     """Denoised intensity (vacuum = 1) of the ``centre`` frames (N, H, W) float32; ``dqe``:
-    the detector's DQE (the Wiener filter's noise power)."""
+    the detector's DQE (the Wiener filter's noise power); ``match``: a network's whole output
+    frames scaled to their counts' mean / dose (:func:`match_mean`,
+    ``apply.inference.match_mean``)."""
     dose = prep.dose_e_per_px
     if model is None or runner is None:  # raw, gaussian or wiener: no network, whole frames
         raw = np.stack([frames[t] for t in centre]).astype(np.float32) / np.float32(dose)
@@ -87,18 +95,21 @@ def denoise_chunk(
             return raw
         filt = classical_filter(prep.mode, dose, prep.gaussian_sigma_px, prep.wiener_alpha, dqe)
         return np.stack([filt(f) for f in raw]).astype(np.float32)
+    counts = np.stack([frames[t] for t in centre])
     if prep.mode == "supervised":
-        counts = np.stack([frames[t] for t in centre])
         x = image_input(normalize(counts, dose), dose, model.dose_conditioned)
-        return runner.run(x)[:, 0]
-    norm = {t: fr / np.float32(dose) for t, fr in frames.items()}
-    ts = list(centre)
-    n_frames = prep.geometry.n_frames
+        out = runner.run(x)[:, 0]
+    else:
+        norm = {t: fr / np.float32(dose) for t, fr in frames.items()}
+        ts = list(centre)
+        n_frames = prep.geometry.n_frames
 
-    def window(i: int) -> np.ndarray:
-        return window_inputs(norm, segment_window(ts[i], prep.n_window, prep.breaks, n_frames))
+        def window(i: int) -> np.ndarray:
+            return window_inputs(norm, segment_window(ts[i], prep.n_window, prep.breaks,
+                                                      n_frames))
 
-    return runner.run(window, n=len(ts))[:, 0]
+        out = runner.run(window, n=len(ts))[:, 0]
+    return match_mean(out, counts, dose) if match else out
 
 
 def runner_for(model: LoadedModel, inference: InferenceConfig) -> TiledRunner:
@@ -137,7 +148,8 @@ def run_shard(
         batches = _chunks(movie, prep, chunk, start, stop)
         for centre, frames in progress(batches, "apply", total=math.ceil(n / chunk)):
             intensity = denoise_chunk(prep, model, runner, frames, centre,
-                                      cfg.apply.preprocess.detector_dqe)
+                                      cfg.apply.preprocess.detector_dqe,
+                                      cfg.apply.inference.match_mean)
             counts = np.stack([frames[t] for t in centre])
             seg = None
             if seg_runner is not None and seg_model is not None:
