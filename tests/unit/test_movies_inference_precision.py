@@ -75,8 +75,8 @@ def test_non_residual_network_and_predict_helpers_match_float32() -> None:
     assert np.abs(out - ref).max() < 0.03 * scale
     # denoise_images: bf16 (amp=True) vs float32 (amp=False) on counts [e/px]
     counts = _counts() * 2.0
-    a = denoise_images(net, counts, 2.0, amp=True)
-    b = denoise_images(net, counts, 2.0, amp=False)
+    a = denoise_images(net, counts, 2.0, amp=True, match=False)
+    b = denoise_images(net, counts, 2.0, amp=False, match=False)
     assert np.abs(a - b).max() < 0.03 * np.abs(b).max()
     # float32 path equals the module itself
     assert np.allclose(b[:, None], _fp32(net, x), atol=1e-5)
