@@ -39,7 +39,9 @@ its defaults), all at the image's own pixel, and each ``--model NAME=PATH`` thro
 counts resampled to the model's pixel by apply's own geometry
 (:func:`etem.frames.geometry.resolve_geometry` and :func:`~etem.frames.geometry.collect_frames`:
 4 x 4 binning from 0.05 Å, count splitting by overlap from 0.3 Å, at the dose per processed
-pixel), and the estimate brought back to the image's pixel (:func:`to_native`).
+pixel), and the estimate brought back to the image's pixel (:func:`to_native`); with the
+mean constraint of ``apply.inference.match_mean`` (:func:`etem.models.inference.match_mean`)
+unless ``--no-match-mean`` (``--no-match-mean --mean-matched`` gives both, paired).
 Metric: Mohan et al.'s PSNR, ``psnr_peak(clean * D, estimate * D, 1.0)`` (D = 0.45 e/px).
 
 Outputs (``--out DIR``): ``per_image.csv`` (one row per noisy image, a PSNR column per method),
@@ -82,7 +84,7 @@ from etem.frames.geometry import collect_frames, resolve_geometry
 from etem.frames.preprocess import resample_by_overlap
 from etem.frames.readers import Movie
 from etem.io import atomic_path
-from etem.models.inference import denoise_images
+from etem.models.inference import denoise_images, match_mean
 from etem.models.io import load_model
 from etem.simulation.microscope import Microscope, scherzer_defocus_nm
 from etem.simulation.reference import (
@@ -205,9 +207,9 @@ def mohan(clean: np.ndarray, est: np.ndarray) -> float:
 
 
 def mean_matched(est: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """``est`` (intensity) scaled so that its mean is the noisy image's mean count / dose."""
-    mean = float(est.mean())
-    return est * (float(counts.mean()) / DOSE_E_PER_PX / mean) if mean > 0 else est
+    """``est`` (intensity) scaled so that its mean is the noisy image's mean count / dose
+    (the inference's mean constraint, :func:`etem.models.inference.match_mean`)."""
+    return np.asarray(match_mean(est, counts, DOSE_E_PER_PX), dtype=np.float64)
 
 
 def to_native(est: np.ndarray, scale: float, shape: tuple[int, int]) -> np.ndarray:
@@ -244,12 +246,13 @@ def to_native(est: np.ndarray, scale: float, shape: tuple[int, int]) -> np.ndarr
 
 
 def through_apply(model: torch.nn.Module, model_pixel_A: float, counts: np.ndarray,
-                  pixel_A: float, seed: int) -> tuple[np.ndarray, float]:
+                  pixel_A: float, seed: int, match: bool = True) -> tuple[np.ndarray, float]:
     """A model's estimates (N, H, W) of noisy ``counts`` (N, H, W) at ``pixel_A`` [Å] the way
     ``etem apply`` gives it the frames: apply's geometry resamples the counts to
     ``model_pixel_A`` (binning, count splitting, or overlap resampling; no drift correction,
     seeded by ``seed``), the model denoises them at the dose per processed pixel, and
-    :func:`to_native` brings each estimate back. Returns the estimates and that dose [e/px]."""
+    :func:`to_native` brings each estimate back; ``match``: with the mean constraint
+    (``apply.inference.match_mean``). Returns the estimates and that dose [e/px]."""
     movie = Movie(frames=counts, pixel_size_A=pixel_A, frame_time_s=None,
                   dose_e_per_px_per_frame=DOSE_E_PER_PX, source_format="npy",
                   path=Path("independent_set"))
@@ -257,16 +260,18 @@ def through_apply(model: torch.nn.Module, model_pixel_A: float, counts: np.ndarr
     geo = resolve_geometry(movie, settings, [model_pixel_A], seed)
     frames = collect_frames(movie, geo, settings, len(counts), len(counts))
     dose = geo.processed_dose(DOSE_E_PER_PX)
-    est = np.asarray(denoise_images(model, frames, dose), np.float64)
+    est = np.asarray(denoise_images(model, frames, dose, match=match), np.float64)
     shape = (counts.shape[1], counts.shape[2])
     return np.stack([to_native(e, geo.scale, shape) for e in est]), dose
 
 
 def run_set(spec_list: list[Spec], seeds: list[int], models: dict[str, torch.nn.Module],
-            pixel_A: float, sigmas: list[float] | None = None, log: bool = True) -> pd.DataFrame:
+            pixel_A: float, sigmas: list[float] | None = None, log: bool = True,
+            match: bool = True) -> pd.DataFrame:
     """Per-image PSNR of every method (one row per (clean image, seed)); ``pixel_A``: the
     models' pixel [Å] (the conditions other than ``pixel-*`` are imaged at it); ``sigmas``:
-    the oracle Gaussian's widths [px] (default the config's ``evaluation.oracle_sigmas_px``)."""
+    the oracle Gaussian's widths [px] (default the config's ``evaluation.oracle_sigmas_px``);
+    ``match``: the models with the mean constraint (as ``etem apply`` runs them)."""
     sigmas = sigmas or list(EtemConfig().evaluation.oracle_sigmas_px)
     rows = []
     for i, spec in enumerate(spec_list):
@@ -278,7 +283,8 @@ def run_set(spec_list: list[Spec], seeds: list[int], models: dict[str, torch.nn.
         key_seed = zlib.crc32(spec.key().encode())
         outs, doses = {}, {}
         for name, m in models.items():
-            outs[name], doses[name] = through_apply(m, pixel_A, counts, px, key_seed)
+            outs[name], doses[name] = through_apply(m, pixel_A, counts, px, key_seed,
+                                                        match)
         for j, seed in enumerate(seeds):
             gauss, sigma = baselines.oracle_gaussian(counts[j], DOSE_E_PER_PX, clean, sigmas)
             row: dict[str, object] = {
@@ -498,7 +504,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
     ap.add_argument("--mean-matched", action="store_true",
                     help="also summarize each model scaled to the noisy image's mean count "
-                         "(NAME_meanfix)")
+                         "(NAME_meanfix; with --no-match-mean: the constraint's effect, paired)")
+    ap.add_argument("--no-match-mean", action="store_true",
+                    help="run the models without the mean constraint (apply.inference."
+                         "match_mean: false; the outputs before it existed)")
     ap.add_argument("--oracle-sigmas", type=float, nargs="+", default=None,
                     help="the oracle Gaussian's widths [px] (default: the config's)")
     args = ap.parse_args(argv)
@@ -524,7 +533,8 @@ def main(argv: list[str] | None = None) -> int:
     spec_list = list(specs(args.pt_cells, args.ceo2_cells, args.defocus_offsets,
                            args.conditions, not args.no_particle))
     t0 = time.perf_counter()
-    per_image = run_set(spec_list, args.seeds, models, pixel_A, args.oracle_sigmas)
+    per_image = run_set(spec_list, args.seeds, models, pixel_A, args.oracle_sigmas,
+                        match=not args.no_match_mean)
     wall = time.perf_counter() - t0
     shown = names + [f"{n}_meanfix" for n in names] if args.mean_matched else names
     summary = summarize(per_image, shown)

@@ -64,7 +64,7 @@ from etem.data.datasets import read_index
 from etem.data.splits import assign_splits
 from etem.evaluation.inputs import load_test_images
 from etem.models.factory import build_model, count_parameters, flops_per_frame
-from etem.models.inference import TiledRunner, denoise_images, denoise_movie
+from etem.models.inference import TiledRunner, denoise_images, denoise_movie, match_mean
 from etem.models.io import LoadedModel, load_model
 from etem.seeding import rng
 from etem.training.run import train_network
@@ -221,14 +221,17 @@ def _metrics(clean: np.ndarray, est: np.ndarray, dose: float) -> dict[str, float
 def _middle_frame(model: Any, frames: np.ndarray, dose: float, check: bool) -> np.ndarray:
     """The blind-spot output for the middle frame of an ``n_frames`` movie: the one window
     (all n frames) that :func:`denoise_movie` feeds the network for it, through the same
-    whole-frame runner, without the other n - 1 outputs; ``check``: compare with
+    whole-frame runner, without the other n - 1 outputs, with the mean constraint of the
+    middle frame (:func:`match_mean`, as :func:`denoise_movie` does); ``check``: compare with
     ``denoise_movie(...)[n // 2]`` (the cross-condition table's call)."""
     mult = int(model.multiple)
     size = max(frames.shape[-2:])
     runner = TiledRunner(LoadedModel(model, {"size_multiple": mult}),
                          tile_px=-(-size // mult) * mult, overlap_px=0, max_batch_px=2**62,
                          device=next(model.parameters()).device.type)
-    est = np.asarray(runner.run((frames / dose)[None])[0, 0], dtype=np.float64)
+    raw = runner.run((frames / dose)[None])[0, 0]
+    mid = np.asarray(frames[len(frames) // 2], dtype=np.float32)
+    est = np.asarray(match_mean(raw, mid, dose), dtype=np.float64)
     if check:
         ref = denoise_movie(model, frames, dose)[len(frames) // 2]
         if not np.allclose(est, ref, atol=1e-4, rtol=1e-4):
