@@ -18,9 +18,10 @@ too bright), Poisson counts at ``--dose`` e/px per frame, in three variants:
 - ``step``: ``--cells`` unit cells in the first half, ``--cells-after`` in the second (a
   thickness change inside some windows; no scene break declared).
 
-A blind-spot network (``--depth``/``--base-channels``) is trained on each movie from a random
-start by :func:`etem.training.finetune.finetune_unsupervised` (the ``etem apply`` code path,
-``--steps`` steps), or ``--model`` is fine-tuned instead. Its output
+A blind-spot network (``--depth``/``--base-channels``) is trained once, on the first seed's
+static movie, from a random start by :func:`etem.training.finetune.finetune_unsupervised` (the
+``etem apply`` code path, ``--steps`` steps), or ``--model`` is fine-tuned there instead; the
+same network then denoises every movie. Its output
 (:func:`etem.models.inference.denoise_movie`, ``match=False``) is scored as it is, matched to
 the centre frame's mean and matched to the window's mean: MSE to the clean frames
 [intensity², vacuum = 1], PSNR [dB] (etem's: the clean frame's range as peak), and the mean
@@ -62,14 +63,16 @@ from etem.simulation.reference import (
 VARIANTS = ("static", "flicker", "step")
 
 
-def clean_frames(variant: str, n: int, cells: int, cells_after: int, pixel_A: float
-                 ) -> np.ndarray:
-    """(n, H, W) clean intensity (vacuum = 1) of a static scene, or a thickness step."""
+def clean_frames(variant: str, n: int, cells: int, cells_after: int, pixel_A: float,
+                 repeat: int = 1) -> np.ndarray:
+    """(n, H, W) clean intensity (vacuum = 1) of a static scene, or a thickness step; the
+    (periodic) crystal image tiled ``repeat`` x ``repeat`` (larger frames: a less noisy mean)."""
     mic = corrected_microscope("in-range", scherzer_defocus_nm(CS_UM, ENERGY_KV))
-    first = independent_image(bulk_crystal("Pt", cells), mic, pixel_A)
+    first = np.tile(independent_image(bulk_crystal("Pt", cells), mic, pixel_A), (repeat, repeat))
     if variant != "step":
         return np.broadcast_to(first, (n, *first.shape)).astype(np.float64)
-    second = independent_image(bulk_crystal("Pt", cells_after), mic, pixel_A)
+    second = np.tile(independent_image(bulk_crystal("Pt", cells_after), mic, pixel_A),
+                     (repeat, repeat))
     h, w = min(first.shape[0], second.shape[0]), min(first.shape[1], second.shape[1])
     return np.stack([first[:h, :w]] * (n // 2) + [second[:h, :w]] * (n - n // 2))
 
@@ -132,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cells", type=int, default=5)
     ap.add_argument("--cells-after", type=int, default=8)
     ap.add_argument("--pixel", type=float, default=0.2, help="pixel [Å]")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="tile the crystal image repeat x repeat (larger frames)")
     ap.add_argument("--model", help="blind-spot model file to fine-tune (default: random start)")
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--lr", type=float, default=1e-3)
@@ -144,18 +149,22 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = []
     t0 = time.perf_counter()
+    static = clean_frames("static", args.frames, args.cells, args.cells_after, args.pixel,
+                          args.repeat)
+    train_frames, _ = movie("static", static, args.dose, args.flicker, args.seeds[0])
+    module, secs = network(args, train_frames, args.dose, args.pixel, args.seeds[0])
     for variant in args.variants:
-        clean = clean_frames(variant, args.frames, args.cells, args.cells_after, args.pixel)
+        clean = clean_frames(variant, args.frames, args.cells, args.cells_after, args.pixel,
+                             args.repeat)
         for seed in args.seeds:
             print(f"{variant}, seed {seed}", file=sys.stderr, flush=True)
-            frames, level = movie(variant, clean, args.dose, args.flicker, seed)
-            # the clean frame each output should recover: the scene under the nominal beam
-            module, secs = network(args, frames, args.dose, args.pixel, seed)
+            frames, level = movie(variant, clean, args.dose, args.flicker, seed + 1000)
             raw = np.asarray(denoise_movie(module, frames, args.dose, match=False), np.float64)
             assert np.allclose(match_mean(raw.astype(np.float32), frames, args.dose),
                                denoise_movie(module, frames, args.dose), rtol=1e-4, atol=1e-5)
             n_win = int(getattr(module, "n_frames", 5))
-            target = clean * level[:, None, None]  # what the counts / dose can tell
+            # the target: the clean frame under the frame's beam (what counts / dose estimate)
+            target = clean * level[:, None, None]
             outs = {"unmatched": raw,
                     "centre": np.asarray(match_mean(raw, frames.astype(np.float64),
                                                     args.dose)),
@@ -170,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     with atomic_path(args.out / "per_movie.csv") as tmp:
         table.to_csv(tmp, index=False)
-    text = (f"{len(table) // 3} movies, {args.frames} frames at {args.dose} e/px/frame, "
+    text = (f"{len(table) // 3} movies, {args.frames} frames of {clean.shape[1]}x"
+            f"{clean.shape[2]} px at {args.dose} e/px/frame, "
             f"{time.perf_counter() - t0:.0f} s, load {os.getloadavg()[0]:.1f}\n\n"
             + summary.to_markdown(index=False, floatfmt=".5g") + "\n")
     with atomic_path(args.out / "summary.md") as tmp:
