@@ -132,3 +132,21 @@ def test_apply_chunk_scales_whole_frames_and_the_switch_off_keeps_the_network_ou
         lit = off[t] > 0
         assert np.ptp(on[t][lit] / off[t][lit]) < 1e-5  # one factor per whole frame
         assert on[t].mean() == pytest.approx(counts[t].mean() / 2.0, rel=1e-5)
+
+
+def test_apply_scores_the_networks_as_its_shards_denoise() -> None:
+    """The uPSNR scoring of ``etem apply`` (prepare.network_outputs) sees the matched output
+    under the switch, the network's own output without it."""
+    from etem.movies.prepare import network_outputs
+
+    model = LoadedModel(Squared(), {"kind": "denoiser"})
+    rng = np.random.default_rng(3)
+    leading = rng.poisson(2.0 * np.ones((4, 40, 40))).astype(np.float32)
+    outs = {}
+    for match in (True, False):
+        i = load_config(None, {"apply.inference.match_mean": match,
+                               "apply.inference.precision": "fp32"}).apply.inference
+        outs[match] = network_outputs(model, leading, 2.0, [], 4, [1, 3], i)
+    for t in (1, 3):
+        np.testing.assert_allclose(outs[False][t], 1.1 * (leading[t] / 2.0) ** 2, rtol=1e-5)
+        assert outs[True][t].mean() == pytest.approx(leading[t].mean() / 2.0, rel=1e-5)
