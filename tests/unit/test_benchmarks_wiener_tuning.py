@@ -3,10 +3,12 @@ pair, the refusal of held-out images (issue 14)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
+from etem.analysis.baselines import wiener
 from etem.errors import InputError
 from etem.evaluation.inputs import load_test_images, load_train_images
 from tests.benchmark_scripts import load_benchmark
@@ -59,3 +61,23 @@ def test_held_out_images_are_refused(campaign):
     held = load_test_images(paths["index"], cfg)[:1]
     with pytest.raises(InputError, match="training images only"):
         wt.tuning_table(cfg, held, [4.0], [3], 0.45)
+
+
+def test_wiener_input_arms_see_the_same_frame() -> None:
+    """benchmarks/wiener_input.py: the plain arm gets counts / dose and the dose channel, the
+    Wiener arm the whole frame's Wiener estimate and counts / dose; training pairs are crops of
+    one frame (shapes, and the clean target inside the clean image)."""
+    wi = load_benchmark("wiener_input")
+    g = np.random.default_rng(0)
+    yy, xx = np.indices((64, 64))
+    clean = 1 + 0.3 * np.cos(2 * np.pi * yy / 6.3) * np.cos(2 * np.pi * xx / 5.7)
+    counts = g.poisson(clean * 0.5).astype(np.float64)
+    plain, filt = wi.net_input("plain", counts, 0.5), wi.net_input("wiener_input", counts, 0.5)
+    assert plain.shape == filt.shape == (2, 64, 64)
+    np.testing.assert_allclose(plain[0], counts / 0.5, rtol=1e-6)
+    assert np.all(plain[1] == np.float32(0.5))
+    np.testing.assert_allclose(filt[0], wiener(counts, 0.5), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(filt[1], plain[0])
+    x, y = wi.batch("wiener_input", [clean], [1.0], 0.5, 32, g, 3)
+    assert tuple(x.shape) == (3, 2, 32, 32) and tuple(y.shape) == (3, 1, 32, 32)
+    assert float(y.min()) >= clean.min() - 1e-6 and float(y.max()) <= clean.max() + 1e-6
