@@ -105,7 +105,7 @@ class MovieRow(BaseModel):
     denoiser: Literal["supervised", "blindspot", "auto", "raw", "gaussian",
                       "wiener"] | None = Field(
         default=None, description="which denoiser (default: apply.inference.denoise_with; auto "
-        "= the highest uPSNR on the movie)"
+        "= the highest uPSNR on the movie among apply.inference.auto_candidates)"
     )
     finetune: bool | None = Field(
         default=None, description="fine-tune the blind-spot network on this movie"
