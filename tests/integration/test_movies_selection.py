@@ -23,6 +23,7 @@ from etem.movies.selection import (
     GAUSSIAN_SIGMAS_PX,
     WIENER_ALPHAS,
     WIENER_CAVEAT,
+    WIENER_SMOOTHS_PX,
     classical_filter,
 )
 from etem.testing import LatticeMovie, lattice_movie, write_h5
@@ -98,19 +99,22 @@ def test_classical_denoiser_without_network(tmp_path: Path) -> None:
     # auto takes it once it is among the candidates, and the summary says what it does
     assert s["denoiser_candidate"] == "wiener" and s["denoiser"] == "wiener"
     assert s["denoiser_upsnr_dB"]["wiener"] > s["denoiser_upsnr_dB"]["gaussian"]
-    alpha = s["wiener_alpha"]
-    assert alpha in WIENER_ALPHAS and s["gaussian_sigma_px"] is None
+    alpha, smooth = s["wiener_alpha"], s["wiener_smooth_px"]
+    assert alpha in WIENER_ALPHAS and smooth in WIENER_SMOOTHS_PX
+    assert s["gaussian_sigma_px"] is None
     assert s["calibration"] is None and s["domain_warnings"] == [WIENER_CAVEAT]
     with h5py.File(tmp_path / "w" / "results.h5") as h5:
         den = h5["denoised"][5]
     raw = lm.counts[5].astype(np.float32) / 0.5
-    np.testing.assert_allclose(den, classical_filter("wiener", 0.5, wiener_alpha=alpha)(raw),
+    np.testing.assert_allclose(den, classical_filter("wiener", 0.5, wiener_alpha=alpha,
+                                                     wiener_smooth_px=smooth)(raw),
                                atol=1e-5)
     assert np.mean((den - lm.clean[5]) ** 2) < 0.1 * np.mean((raw - lm.clean[5]) ** 2)
     # named: the Gaussian of the width its uMSE chose
     s = apply_movie(movie, tmp_path / "g",
                     _cfg(**{"inference.denoise_with": "gaussian", **still}), models)
     assert s["denoiser_candidate"] == "gaussian" and s["wiener_alpha"] is None
+    assert s["wiener_smooth_px"] is None
     sigma = s["gaussian_sigma_px"]
     assert sigma in GAUSSIAN_SIGMAS_PX
     with h5py.File(tmp_path / "g" / "results.h5") as h5:
@@ -136,6 +140,7 @@ def test_cli_wiener_needs_no_network(tmp_path: Path) -> None:
     table = pd.read_csv(out / "denoiser_scores.csv")
     row = table[table.chosen]
     assert row.candidate.tolist() == ["wiener"] and row.wiener_alpha.iloc[0] == s["wiener_alpha"]
+    assert row.wiener_smooth_px.iloc[0] == s["wiener_smooth_px"] in WIENER_SMOOTHS_PX
     with h5py.File(out / "results.h5") as h5:
         den = h5["denoised"][()]
     raw = lm.counts.astype(np.float32) / 0.5

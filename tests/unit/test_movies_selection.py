@@ -13,6 +13,7 @@ from etem.movies.selection import (
     CLASSICAL,
     GAUSSIAN_SIGMAS_PX,
     WIENER_ALPHAS,
+    WIENER_SMOOTHS_PX,
     best_candidate,
     classical_filter,
     frames_needed,
@@ -20,6 +21,7 @@ from etem.movies.selection import (
     score_candidates,
     target_frames,
     umse_targets,
+    wiener_denoise,
 )
 from etem.testing import lattice_movie
 
@@ -93,12 +95,22 @@ def test_wiener_beats_the_gaussian_on_a_lattice(static_movie) -> None:
     by = scores.set_index("candidate")
     assert np.isfinite(by.loc["wiener", "umse"]) and np.isfinite(by.loc["wiener", "upsnr_dB"])
     assert by.loc["wiener", "wiener_alpha"] in WIENER_ALPHAS
+    assert by.loc["wiener", "wiener_smooth_px"] in WIENER_SMOOTHS_PX
     assert np.isnan(by.loc["wiener", "sigma_px"]) and np.isnan(by.loc["gaussian", "wiener_alpha"])
+    assert np.isnan(by.loc["gaussian", "wiener_smooth_px"])
     assert by.loc["wiener", "umse"] < by.loc["gaussian", "umse"]
+    # the reported pair is the best of the whole (alpha, smoothing) grid
+    grid = {(a, s): umse_targets(lambda t, f=wiener_denoise(a, DOSE, 1.0, s): f(noisy[t]),
+                                 noisy, targets, 2).umse
+            for a in WIENER_ALPHAS for s in WIENER_SMOOTHS_PX}
+    assert min(grid, key=grid.__getitem__) == (by.loc["wiener", "wiener_alpha"],
+                                               by.loc["wiener", "wiener_smooth_px"])
+    assert by.loc["wiener", "umse"] == pytest.approx(min(grid.values()))
 
     def true_mse(name: str) -> float:
         f = classical_filter(name, DOSE, by.loc["gaussian", "sigma_px"],
-                             by.loc["wiener", "wiener_alpha"])
+                             by.loc["wiener", "wiener_alpha"], 1.0,
+                             int(by.loc["wiener", "wiener_smooth_px"]))
         return float(np.mean([np.mean((f(noisy[t]) - clean[t]) ** 2) for t in targets]))
 
     assert true_mse("wiener") < 0.6 * true_mse("gaussian")

@@ -164,7 +164,7 @@ def test_movies_table_by_condition(tmp_path: Path) -> None:
     w.mkdir()
     (w / "summary.json").write_text(json.dumps({
         "denoiser": "wiener", "denoiser_candidate": "wiener", "wiener_alpha": 4.0,
-        "denoiser_upsnr_dB": {"raw": 10.0, "wiener": 16.0}}))
+        "wiener_smooth_px": 3, "denoiser_upsnr_dB": {"raw": 10.0, "wiener": 16.0}}))
     t = movies_table([w], {}).set_index("movie")
-    assert t.loc["w", "denoiser"] == "wiener (alpha 4)"
+    assert t.loc["w", "denoiser"] == "wiener (alpha 4, smoothing 3 px)"
     assert t.loc["w", "uPSNR gain over raw [dB]"] == 6.0

@@ -270,6 +270,7 @@ def summarise(
         "denoiser_candidate": prep.candidate,
         "gaussian_sigma_px": prep.gaussian_sigma_px,
         "wiener_alpha": prep.wiener_alpha,
+        "wiener_smooth_px": prep.wiener_smooth_px,
         "denoiser_upsnr_dB": {str(r["candidate"]): r["upsnr_dB"] for r in prep.scores},
         "finetune": None if ft is None else {k: v for k, v in ft.items() if k != "seconds"},
         "segmenter": models.segmenter is not None,

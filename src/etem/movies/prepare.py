@@ -29,7 +29,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from etem.analysis.baselines import WIENER_ALPHA
+from etem.analysis.baselines import WIENER_ALPHA, WIENER_SMOOTH_PX
 from etem.analysis.columns import guess_polarity
 from etem.analysis.domain import (
     ContrastEstimate,
@@ -145,6 +145,7 @@ class PreparedMovie:
     candidate: str = ""
     gaussian_sigma_px: float | None = None
     wiener_alpha: float | None = None
+    wiener_smooth_px: int | None = None
     scores: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -275,6 +276,7 @@ class Choice:
     scores: pd.DataFrame | None
     warning: str = ""
     wiener_alpha: float | None = None
+    wiener_smooth_px: int | None = None
 
     @property
     def mode(self) -> str:
@@ -289,7 +291,7 @@ class Choice:
         if self.model is not None:
             return None
         return classical_filter(self.candidate, dose_e_per_px, self.sigma_px, self.wiener_alpha,
-                                dqe)
+                                dqe, self.wiener_smooth_px)
 
 
 def score_and_choose(
@@ -326,14 +328,15 @@ def score_and_choose(
         name = want
     if name not in nets and name not in CLASSICAL:
         raise InputError(f"no {name} denoiser given (use --denoiser and/or --unsupervised)")
-    sigma = alpha = None
+    sigma = alpha = smooth = None
     warning = ""
     if scores is not None:
         scores["chosen"] = scores.candidate == name
         if name == "gaussian":
             sigma = float(scores.sigma_px[scores.candidate == "gaussian"].iloc[0])
         if name == "wiener":
-            alpha = float(scores.wiener_alpha[scores.candidate == "wiener"].iloc[0])
+            row = scores[scores.candidate == "wiener"].iloc[0]
+            alpha, smooth = float(row.wiener_alpha), int(row.wiener_smooth_px)
         warning = hurting(scores, name, inference.auto_candidates)
         log.info("uPSNR on the movie [dB]: %s; denoising with %s", ", ".join(
             f"{c} {u:.2f}" for c, u in zip(scores.candidate, scores.upsnr_dB, strict=True)),
@@ -343,12 +346,12 @@ def score_and_choose(
     elif name == "gaussian":
         sigma = 1.0
     elif name == "wiener":
-        alpha = WIENER_ALPHA
+        alpha, smooth = WIENER_ALPHA, WIENER_SMOOTH_PX
     if name == "wiener":
         caveat = WIENER_CAVEAT
         log.warning("%s", caveat)
         warning = f"{warning}; {caveat}" if warning else caveat
-    return Choice(name, nets.get(name), sigma, scores, warning, alpha)
+    return Choice(name, nets.get(name), sigma, scores, warning, alpha, smooth)
 
 
 # long (~100 lines): one sequence (geometry, drift and breaks, leading frames, dose,
@@ -459,6 +462,7 @@ def prepare_movie(
         candidate=choice.candidate,
         gaussian_sigma_px=choice.sigma_px,
         wiener_alpha=choice.wiener_alpha,
+        wiener_smooth_px=choice.wiener_smooth_px,
         scores=[] if choice.scores is None else json.loads(
             choice.scores.to_json(orient="records")),
     )

@@ -30,6 +30,7 @@ and classical alike, so a denoiser that hurts on this movie is never used.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -41,17 +42,24 @@ from etem.errors import InputError
 
 #: Widths [px] of the Gaussian-filter candidates; the best one is reported as ``gaussian``.
 GAUSSIAN_SIGMAS_PX = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
-#: Over-subtraction factors of the Wiener-filter candidates (smoothing fixed at
-#: :data:`etem.analysis.baselines.WIENER_SMOOTH_PX`); the best one is reported as ``wiener``.
+#: Over-subtraction factors and periodogram smoothings [frequency px] of the Wiener-filter
+#: candidates (every pair is scored); the best pair is reported as ``wiener``. The smoothing
+#: is chosen per movie too: etem's campaign favours 5, bulk crystals of other fields 3
+#: (benchmarks/pretrained.md: a fixed choice loses 1.5-1.9 dB on one or the other).
 WIENER_ALPHAS = (2.0, 4.0, 8.0)
+WIENER_SMOOTHS_PX = (3, 5)
 #: Candidates that are not networks (``denoise_with: auto`` may choose them too).
 CLASSICAL = ("raw", "gaussian", "wiener")
 #: Targets scored per movie at most (spread evenly over the frames available).
 MAX_TARGETS = 8
 #: Columns of the score table (``denoiser_scores.csv``): ``sigma_px`` the Gaussian's width
-#: [px] and ``wiener_alpha`` the Wiener filter's over-subtraction, NaN on the other rows.
+#: [px], ``wiener_alpha`` and ``wiener_smooth_px`` the Wiener filter's over-subtraction and
+#: periodogram smoothing [frequency px], NaN on the other rows.
 SCORE_COLUMNS = ("candidate", "network", "umse", "umse_se", "upsnr_dB", "gain_dB",
-                 "sigma_px", "wiener_alpha", "n_targets", "chosen")
+                 "sigma_px", "wiener_alpha", "wiener_smooth_px", "n_targets", "chosen")
+
+#: A grid point of a classical candidate's parameter search.
+_P = TypeVar("_P")
 
 #: A candidate: target frame index -> its denoised intensity (H, W), vacuum = 1.
 DenoiseTarget = Callable[[int], np.ndarray]
@@ -118,15 +126,15 @@ def gaussian_denoise(sigma_px: float) -> FrameFilter:
 
 
 def wiener_denoise(
-    alpha: float, dose_e_per_px: float, dqe: float = 1.0
+    alpha: float, dose_e_per_px: float, dqe: float = 1.0, smooth_px: int = WIENER_SMOOTH_PX
 ) -> FrameFilter:
     """The Wiener candidate on an intensity frame (vacuum = 1): the frame x the dose are its
-    counts (:func:`etem.analysis.baselines.wiener`, smoothing :data:`WIENER_SMOOTH_PX`,
+    counts (:func:`etem.analysis.baselines.wiener`, periodogram smoothing ``smooth_px``,
     detector DQE ``dqe``); the whole frame at once (the filter is global, no tiles)."""
 
     def run(frame: np.ndarray) -> np.ndarray:
         counts = np.asarray(frame, dtype=np.float64) * dose_e_per_px
-        return wiener(counts, dose_e_per_px, alpha, WIENER_SMOOTH_PX, dqe).astype(np.float32)
+        return wiener(counts, dose_e_per_px, alpha, smooth_px, dqe).astype(np.float32)
 
     return run
 
@@ -137,16 +145,19 @@ def classical_filter(
     sigma_px: float | None = None,
     wiener_alpha: float | None = None,
     dqe: float = 1.0,
+    wiener_smooth_px: int | None = None,
 ) -> FrameFilter:
     """The classical candidate ``name`` (:data:`CLASSICAL`) as a filter of an intensity frame:
     the raw frame, a Gaussian of ``sigma_px`` (default 1 px), or the Wiener filter of
-    ``wiener_alpha`` (default :data:`etem.analysis.baselines.WIENER_ALPHA`)."""
+    ``wiener_alpha`` and ``wiener_smooth_px`` (defaults :data:`etem.analysis.baselines.
+    WIENER_ALPHA`, ``WIENER_SMOOTH_PX``)."""
     if name == "raw":
         return lambda frame: np.asarray(frame, dtype=np.float32)
     if name == "gaussian":
         return gaussian_denoise(sigma_px or 1.0)
     if name == "wiener":
-        return wiener_denoise(wiener_alpha or WIENER_ALPHA, dose_e_per_px, dqe)
+        return wiener_denoise(wiener_alpha or WIENER_ALPHA, dose_e_per_px, dqe,
+                              int(wiener_smooth_px or WIENER_SMOOTH_PX))
     raise InputError(f"{name!r} is not a classical denoiser (one of {', '.join(CLASSICAL)})")
 
 
@@ -175,23 +186,25 @@ def score_candidates(
     nan = float("nan")
 
     def add(name: str, r: UMSEResult, network: bool, sigma: float = nan,
-            alpha: float = nan) -> None:
+            alpha: float = nan, smooth: float = nan) -> None:
         rows.append({"candidate": name, "network": network, "umse": r.umse, "umse_se": r.se,
                      "upsnr_dB": upsnr(r.umse, peak), "sigma_px": sigma, "wiener_alpha": alpha,
-                     "n_targets": len(targets), "chosen": False})
+                     "wiener_smooth_px": smooth, "n_targets": len(targets), "chosen": False})
 
     def score(filt: FrameFilter) -> UMSEResult:
         return umse_targets(lambda t: filt(frames[t]), frames, targets, half_window, block_px)
 
-    def best_of(grid: Sequence[float], make: Callable[[float], FrameFilter]
-                ) -> tuple[UMSEResult, float]:
+    def best_of(grid: Sequence[_P], make: Callable[[_P], FrameFilter]
+                ) -> tuple[UMSEResult, _P]:
         return min(((score(make(p)), p) for p in grid), key=lambda rp: rp[0].umse)
 
     add("raw", score(np.asarray), False)
     best, sigma = best_of(GAUSSIAN_SIGMAS_PX, gaussian_denoise)
     add("gaussian", best, False, sigma=sigma)
-    best, alpha = best_of(WIENER_ALPHAS, lambda a: wiener_denoise(a, dose_e_per_px, dqe))
-    add("wiener", best, False, alpha=alpha)
+    pairs = [(a, s) for s in WIENER_SMOOTHS_PX for a in WIENER_ALPHAS]
+    best, (alpha, smooth) = best_of(
+        pairs, lambda p: wiener_denoise(p[0], dose_e_per_px, dqe, p[1]))
+    add("wiener", best, False, alpha=alpha, smooth=smooth)
     for name, fn in networks.items():
         add(name, umse_targets(fn, frames, targets, half_window, block_px), True)
     table = pd.DataFrame(rows, columns=list(SCORE_COLUMNS))

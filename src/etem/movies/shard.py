@@ -93,7 +93,8 @@ def denoise_chunk(
         raw = np.stack([frames[t] for t in centre]).astype(np.float32) / np.float32(dose)
         if prep.mode == "raw":
             return raw
-        filt = classical_filter(prep.mode, dose, prep.gaussian_sigma_px, prep.wiener_alpha, dqe)
+        filt = classical_filter(prep.mode, dose, prep.gaussian_sigma_px, prep.wiener_alpha, dqe,
+                                prep.wiener_smooth_px)
         return np.stack([filt(f) for f in raw]).astype(np.float32)
     counts = np.stack([frames[t] for t in centre])
     if prep.mode == "supervised":

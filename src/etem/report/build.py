@@ -339,7 +339,9 @@ def movies_table(dirs: list[Path], groups: dict[str, str]) -> pd.DataFrame:
         if chosen == "gaussian" and summ.get("gaussian_sigma_px") is not None:
             label = f"gaussian (sigma {summ['gaussian_sigma_px']:g} px)"
         elif chosen == "wiener" and summ.get("wiener_alpha") is not None:
-            label = f"wiener (alpha {summ['wiener_alpha']:g})"
+            smooth = summ.get("wiener_smooth_px")
+            label = (f"wiener (alpha {summ['wiener_alpha']:g}"
+                     + (f", smoothing {smooth} px)" if smooth is not None else ")"))
         onsets = ""
         if ev is not None and len(ev):
             col = "onset_time_s" if "onset_time_s" in ev else "onset_frame"
@@ -396,7 +398,7 @@ def section_movies(layout: Layout, config: EtemConfig) -> str:
         scores = read_table_or_none(d / "denoiser_scores.csv")
         if scores is not None:
             keep = [c for c in ("candidate", "upsnr_dB", "gain_dB", "umse_se", "sigma_px",
-                                "wiener_alpha", "chosen") if c in scores]
+                                "wiener_alpha", "wiener_smooth_px", "chosen") if c in scores]
             out.append("<p>Denoisers scored on this movie (uPSNR from neighbouring frames, no "
                        "ground truth; gain over the raw frames):</p>" + H.table(scores[keep]))
         ev = d / "events.csv"
