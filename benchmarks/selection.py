@@ -73,7 +73,8 @@ def compare(movie_path: Path, config: Path | None, models: ApplyModels) -> pd.Da
     row = scores.set_index("candidate")
     for name in ("gaussian", "wiener"):  # the parameter uMSE chose
         f = classical_filter(name, dose, float(row.sigma_px["gaussian"]),
-                             float(row.wiener_alpha["wiener"]), cfg.apply.preprocess.detector_dqe)
+                             float(row.wiener_alpha["wiener"]), cfg.apply.preprocess.detector_dqe,
+                             int(row.wiener_smooth_px["wiener"]))
         outs[name] = {t: f(noisy[t] / np.float32(dose)) for t in targets}
     for name, model in (("supervised", models.denoiser), ("unsupervised", models.unsupervised)):
         if model is not None:
@@ -87,8 +88,10 @@ def compare(movie_path: Path, config: Path | None, models: ApplyModels) -> pd.Da
     scores["chosen_by_umse"] = scores.umse == scores.umse.min()
     scores["best_by_true_mse"] = scores.true_mse == scores.true_mse.min()
     scores["parameter"] = [
-        f"sigma {s:g} px" if c == "gaussian" else f"alpha {a:g}" if c == "wiener" else ""
-        for c, s, a in zip(scores.candidate, scores.sigma_px, scores.wiener_alpha, strict=True)]
+        f"sigma {s:g} px" if c == "gaussian" else f"alpha {a:g}, smoothing {m:g} px"
+        if c == "wiener" else ""
+        for c, s, a, m in zip(scores.candidate, scores.sigma_px, scores.wiener_alpha,
+                              scores.wiener_smooth_px, strict=True)]
     return scores[["candidate", "parameter", "umse", "umse_se", "true_mse", "gain_dB",
                    "true_gain_dB", "chosen_by_umse", "best_by_true_mse"]]
 

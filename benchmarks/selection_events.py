@@ -91,7 +91,7 @@ def run(name: str, lm: LatticeMovie, mode: str, tmp: Path) -> str:
     db = s["denoiser_upsnr_dB"]
     gain = "uMSE <= 0" if db[mode] is None else f"{db[mode] - db['raw']:.2f}"
     param = (f"sigma {s['gaussian_sigma_px']:g} px" if mode == "gaussian"
-             else f"alpha {s['wiener_alpha']:g}")
+             else f"alpha {s['wiener_alpha']:g}, smoothing {s['wiener_smooth_px']} px")
     ev = s.get("truth", {}).get("events", {})
     cols = s.get("truth", {}).get("columns", {})
     pr = "/".join("?" if cols.get(k) is None else f"{cols[k]:.3f}" for k in ("recall",
