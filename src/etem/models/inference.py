@@ -51,6 +51,7 @@ __all__ = [
     "normalize",
     "precision_dtype",
     "resolve_device",
+    "scaled_to_means",
     "segment_images",
     "window_inputs",
 ]

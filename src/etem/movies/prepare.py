@@ -304,8 +304,9 @@ def score_and_choose(
     dqe: float = 1.0,
 ) -> Choice:
     """Score every candidate on the leading frames ``scored`` [counts, detector DQE ``dqe``]
-    (:mod:`etem.movies.selection`), then choose: ``auto`` the lowest uMSE, networks and
-    classical alike; otherwise the one named. ``nets``: candidate name -> network."""
+    (:mod:`etem.movies.selection`), then choose: ``auto`` the lowest uMSE among
+    ``inference.auto_candidates``, networks and classical alike; otherwise the one named.
+    ``nets``: candidate name -> network."""
     half = max([m.n_frames // 2 for m in nets.values()], default=0)
     targets = target_frames(len(scored), half, breaks, inference.score_targets)
     scores = None

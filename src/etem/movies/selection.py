@@ -21,10 +21,12 @@ Candidates: the raw frame (no denoising), a Gaussian filter (its width chosen by
 uMSE over :data:`GAUSSIAN_SIGMAS_PX`, the classical bar), the empirical Wiener filter of HRTEM
 (:func:`etem.analysis.baselines.wiener`, Kilaas 1998: no training, it keeps the spatial
 frequencies that stand above the Poisson noise, a crystal's Bragg reflections; its
-over-subtraction ``alpha`` chosen by the same uMSE over :data:`WIENER_ALPHAS`), and each
-network given (supervised, blind-spot, fine-tuned blind-spot).
-``apply.inference.denoise_with: auto`` denoises with the candidate of the lowest uMSE, networks
-and classical alike, so a denoiser that hurts on this movie is never used.
+over-subtraction and periodogram smoothing chosen by the same uMSE over :data:`WIENER_ALPHAS`
+x :data:`WIENER_SMOOTHS_PX`), and each network given (supervised, blind-spot, fine-tuned
+blind-spot). ``apply.inference.denoise_with: auto`` denoises with the candidate of the lowest
+uMSE among ``apply.inference.auto_candidates`` (networks and classical alike; the Wiener filter
+only when listed: it paints lattice into vacancies, :data:`WIENER_CAVEAT`), so a denoiser that
+hurts on this movie is never used.
 """
 
 from __future__ import annotations

@@ -83,20 +83,23 @@ def denoise_chunk(
     centre: range,
     dqe: float = 1.0,
     match: bool = True,
+    counts: np.ndarray | None = None,
 ) -> np.ndarray:
     """Denoised intensity (vacuum = 1) of the ``centre`` frames (N, H, W) float32; ``dqe``:
     the detector's DQE (the Wiener filter's noise power); ``match``: a network's whole output
     frames scaled to their counts' mean / dose (:func:`match_mean`,
-    ``apply.inference.match_mean``)."""
+    ``apply.inference.match_mean``); ``counts``: the ``centre`` frames of ``frames`` stacked
+    (N, H, W), when the caller has them already (stacked here otherwise)."""
     dose = prep.dose_e_per_px
+    if counts is None:
+        counts = np.stack([frames[t] for t in centre])
     if model is None or runner is None:  # raw, gaussian or wiener: no network, whole frames
-        raw = np.stack([frames[t] for t in centre]).astype(np.float32) / np.float32(dose)
+        raw = counts.astype(np.float32) / np.float32(dose)
         if prep.mode == "raw":
             return raw
         filt = classical_filter(prep.mode, dose, prep.gaussian_sigma_px, prep.wiener_alpha, dqe,
                                 prep.wiener_smooth_px)
         return np.stack([filt(f) for f in raw]).astype(np.float32)
-    counts = np.stack([frames[t] for t in centre])
     if prep.mode == "supervised":
         x = image_input(normalize(counts, dose), dose, model.dose_conditioned)
         out = runner.run(x)[:, 0]
@@ -148,10 +151,10 @@ def run_shard(
         store = ColumnStore(h5, n, first_frame=start)
         batches = _chunks(movie, prep, chunk, start, stop)
         for centre, frames in progress(batches, "apply", total=math.ceil(n / chunk)):
+            counts = np.stack([frames[t] for t in centre])
             intensity = denoise_chunk(prep, model, runner, frames, centre,
                                       cfg.apply.preprocess.detector_dqe,
-                                      cfg.apply.inference.match_mean)
-            counts = np.stack([frames[t] for t in centre])
+                                      cfg.apply.inference.match_mean, counts)
             seg = None
             if seg_runner is not None and seg_model is not None:
                 dose = prep.dose_e_per_px
