@@ -76,10 +76,14 @@ class Task:
     def val_batch(self) -> dict[str, torch.Tensor]:
         """The fixed validation samples (computed once)."""
         if self._val is None:
-            n = self.cfg.val_samples
-            self.val_set.n_val = n
-            self._val = collate([self.val_set[(VAL_STEP, k)] for k in range(n)])
+            self._val = self.validation_samples(self.val_set)
         return self._val
+
+    def validation_samples(self, dataset: Any) -> dict[str, torch.Tensor]:
+        """``cfg.val_samples`` fixed validation samples of ``dataset``, collated."""
+        n = self.cfg.val_samples
+        dataset.n_val = n
+        return collate([dataset[(VAL_STEP, k)] for k in range(n)])
 
     def fingerprint(self) -> str:
         """Identity of the data (a resumed checkpoint must match it)."""
@@ -216,11 +220,9 @@ class DenoiserTask(_ImageTask):
         not say where a model stands."""
         if self._fixed is None:
             d = self.fixed_dose_e_per_px / self.pixel_size_A**2
-            fixed: Any = ImagePatchDataset(self._val_rows, purpose=f"{self.kind}-val-fixed-dose",
+            fixed = ImagePatchDataset(self._val_rows, purpose=f"{self.kind}-val-fixed-dose",
                                       **{**self._common, "dose_range_e_per_A2": (d, d)})
-            n = self.cfg.val_samples
-            fixed.n_val = n
-            self._fixed = collate([fixed[(VAL_STEP, k)] for k in range(n)])
+            self._fixed = self.validation_samples(fixed)
         return self._fixed
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
