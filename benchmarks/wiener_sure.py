@@ -15,8 +15,9 @@ where the gain is 0 or 1, and ``G_k + 2 (1 - G_k) / smooth_px^2`` where it is in
 
 The noise level must be right: with each image's DQE(0) SURE works; taking the counts as
 Poisson when the detector's DQE is 0.82 makes it pick the weakest filter (21 dB instead of
-28). This script measures the choice on ``--n-train`` training images of a campaign (noise as
-in the cross-condition table, each image's DQE) and on independent ASE + abTEM images
+28). This script measures the choice on ``--n-train`` training images of a campaign (drawn from
+the config seed like the evaluation's training images; noise as in the cross-condition table,
+each image's DQE) and on independent ASE + abTEM images
 (``benchmarks/independent_set.py``'s recipe, Poisson counts): per-image SURE choice vs both
 fixed pairs vs the per-image best (an oracle). Prototype; not wired into etem.
 
@@ -87,14 +88,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", required=True)
     p.add_argument("--index", required=True)
     p.add_argument("--n-train", type=int, default=60)
-    p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     cfg = load_config(args.config)
-    train = load_train_images(args.index, cfg)
-    pick = np.sort(np.random.default_rng(args.seed).choice(
-        len(train), min(args.n_train, len(train)), replace=False))
-    campaign = [(np.asarray(train[i].clean, dtype=np.float64),
-                 condition_counts(cfg, train[i], DOSE), row_dqe(train[i].params)) for i in pick]
+    # the evaluation's own draw of training images (config seed; only those are read), as in
+    # benchmarks/wiener_tuning.py
+    cfg.evaluation.occupancy_baseline_train_images = args.n_train
+    campaign = [(np.asarray(im.clean, dtype=np.float64), condition_counts(cfg, im, DOSE),
+                 row_dqe(im.params)) for im in load_train_images(args.index, cfg)]
     independent = []
     for spec in ind.specs([5], [4], [-4.0, 0.0, 4.0],
                           ["in-range", "pixel-0.05", "uncorrected", "pixel-0.3", "blur"], False):
