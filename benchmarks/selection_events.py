@@ -7,9 +7,12 @@ crystal, its Bragg reflections. A local change (vacancies, lost surface columns)
 periodic: its power is spread over all frequencies, under the noise, and the filter fills
 the lattice back in. This script measures that on generated movies with one known event
 (:func:`etem.testing.lattice_movie`: a vacancy patch; :func:`etem.testing.particle_movie`:
-surface loss, rotation), running ``etem apply`` (no network) once per classical denoiser:
+surface loss, rotation), running ``etem apply`` once per classical denoiser (no network) and
+once with ``auto`` (the packaged network a candidate; the choice made with the column
+agreement of :mod:`etem.movies.selection`):
 
-* the parameter and uPSNR gain the movie's own uMSE gave (the score table);
+* the parameter and uPSNR gain the movie's own uMSE gave (the score table), and the F1 of
+  the columns found on the chosen denoiser's frames against the raw frames' mean;
 * true MSE against the clean frames after the event, over the frame and over the event
   region (pixels whose clean intensity changes by > 0.05 at the event, dilated 3 px);
 * ``change kept``: the projection of the denoised change (mean of 4 frames after minus
@@ -43,7 +46,8 @@ from etem.frames.readers import open_movie
 from etem.movies.apply import ApplyModels, apply_movie
 from etem.testing import LatticeMovie, lattice_movie, particle_movie, write_h5
 
-MODES = ("gaussian", "wiener")
+#: ``auto``: apply's own choice (the packaged network is a candidate: no --denoiser given).
+MODES = ("gaussian", "wiener", "auto")
 
 
 def movies(size: int, frames: int) -> dict[str, Callable[[], LatticeMovie]]:
@@ -89,16 +93,22 @@ def run(name: str, lm: LatticeMovie, mode: str, tmp: Path) -> str:
         den = np.asarray(h5["denoised"][()], dtype=np.float64)
     m = measure(lm, den)
     db = s["denoiser_upsnr_dB"]
-    gain = "uMSE <= 0" if db[mode] is None else f"{db[mode] - db['raw']:.2f}"
-    param = (f"sigma {s['gaussian_sigma_px']:g} px" if mode == "gaussian"
-             else f"alpha {s['wiener_alpha']:g}, smoothing {s['wiener_smooth_px']} px")
+    chosen = s["denoiser_candidate"]
+    gain = "uMSE <= 0" if db[chosen] is None else f"{db[chosen] - db['raw']:.2f}"
+    param = (f"sigma {s['gaussian_sigma_px']:g} px" if chosen == "gaussian"
+             else f"alpha {s['wiener_alpha']:g}, smoothing {s['wiener_smooth_px']} px"
+             if chosen == "wiener" else "")
+    if mode == "auto":
+        param = f"{chosen}{', ' + param if param else ''}"
+    f1 = (s.get("denoiser_column_f1") or {}).get(chosen)
     ev = s.get("truth", {}).get("events", {})
     cols = s.get("truth", {}).get("columns", {})
     pr = "/".join("?" if cols.get(k) is None else f"{cols[k]:.3f}" for k in ("recall",
                                                                              "precision"))
     found = ", ".join(f"{'missed' if v is None else f'{v:+d}'}"
                       for v in (ev.get("by_kind") or {}).values()) or "?"
-    return (f"| {name} | {mode} ({param}) | {gain} | {m['mse']:.4f} | "
+    return (f"| {name} | {mode} ({param}) | {gain} | "
+            f"{'-' if f1 is None else f'{f1:.2f}'} | {m['mse']:.4f} | "
             f"{m['mse_region']:.4f} ({m['region']:.0%}) | {m['kept']:.2f} | {pr} | "
             f"{found} | {ev.get('n_false_alarms', '?')} |")
 
@@ -122,10 +132,10 @@ def main() -> int:
         f"{platform.machine()}, {os.cpu_count()} cores, load {load:.1f}; "
         f"{dt.date.today().isoformat()}.",
         "",
-        "| movie | denoiser (uMSE's choice) | uPSNR gain [dB] | true MSE after | "
-        "true MSE, event region (its area) | change kept | columns recall/precision | "
-        "event onset error | false alarms |",
-        "|---|---|--:|--:|--:|--:|--:|---|--:|",
+        "| movie | denoiser (apply's choice) | uPSNR gain [dB] | column F1 vs raw mean | "
+        "true MSE after | true MSE, event region (its area) | change kept | "
+        "columns recall/precision | event onset error | false alarms |",
+        "|---|---|--:|--:|--:|--:|--:|--:|---|--:|",
         *rows, ""])
     if args.out:
         args.out.write_text(text)

@@ -9,6 +9,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 from scipy import ndimage
 from torch import nn
@@ -76,6 +77,11 @@ def test_best_never_uses_a_network_that_hurts(tmp_path: Path) -> None:
     assert best != "supervised" and s["denoiser_candidate"] == best
     table = pd.read_csv(tmp_path / "auto" / "denoiser_scores.csv")
     assert table.loc[table.chosen, "candidate"].tolist() == [best]
+    # the eraser's flat image shows no columns: they disagree with the raw frames' mean
+    by = table.set_index("candidate")
+    assert not by.loc["supervised", "columns_agree"] and by.loc[best, "columns_agree"]
+    assert by.loc["supervised", "column_f1"] < 0.1 < by.loc[best, "column_f1"]
+    assert s["denoiser_column_f1"] == pytest.approx(by.column_f1.to_dict())
     assert (tmp_path / "auto" / "denoiser_scores.csv.meta.json").is_file()
     # the explicit choice of the eraser is kept, but the summary says it hurts, naming the
     # better candidate to use (wiener by name: auto would not take it)
@@ -84,6 +90,7 @@ def test_best_never_uses_a_network_that_hurts(tmp_path: Path) -> None:
     assert s2["denoiser_candidate"] == "supervised"
     assert any("scores below 'wiener'" in w and "denoise_with: wiener" in w
                for w in s2["domain_warnings"])
+    assert any("columns disagree" in w for w in s2["domain_warnings"])
     assert s2["denoiser_upsnr_dB"] == scores  # same frames, same scores
 
 

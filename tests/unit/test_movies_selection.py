@@ -8,22 +8,27 @@ import pytest
 from scipy import ndimage
 
 from etem.analysis.baselines import WIENER_SMOOTH_PX, wiener
+from etem.analysis.matching import detection_metrics
+from etem.config import ColumnsConfig
 from etem.errors import InputError
 from etem.movies.selection import (
     CLASSICAL,
     GAUSSIAN_SIGMAS_PX,
     WIENER_ALPHAS,
     WIENER_SMOOTHS_PX,
+    ColumnCheck,
     best_candidate,
     classical_filter,
+    column_reference,
     frames_needed,
+    gaussian_denoise,
     hurting,
     score_candidates,
     target_frames,
     umse_targets,
     wiener_denoise,
 )
-from etem.testing import lattice_movie
+from etem.testing import lattice_movie, particle_movie
 
 DOSE = 0.5
 
@@ -157,3 +162,86 @@ def test_auto_chooses_only_among_its_candidates() -> None:
     assert best_candidate(t, ["raw", "gaussian", "supervised"]) == "gaussian"
     with pytest.raises(InputError, match="auto_candidates"):
         best_candidate(t, ["supervised"])
+
+
+# --- column agreement (the columns a candidate lets the analysis find) ---------------------
+
+def _truth_recall(m, frame: np.ndarray, t: int, check: ColumnCheck, polarity: str) -> float:
+    p = np.asarray(m.columns[t]) * m.pixel_size_A
+    truth = pd.DataFrame({"x_A": p[:, 0], "y_A": p[:, 1]})
+    return detection_metrics(check.find(frame, polarity), truth, 0.5)["recall"]
+
+
+@pytest.fixture(scope="module")
+def particle() -> tuple[object, np.ndarray]:
+    """A sparse particle in vacuum at 0.5 e/px: a wide Gaussian has the lowest uMSE and
+    erases the columns (benchmarks/selection.md)."""
+    m = particle_movie(n_frames=24, size_px=96, event=None, dose_e_per_px_per_frame=DOSE,
+                       seed=11)
+    assert m.counts is not None
+    return m, m.counts.astype(np.float32) / DOSE
+
+
+def test_columns_keep_the_gaussian_from_erasing_a_particle(particle) -> None:
+    m, noisy = particle
+    targets = target_frames(len(noisy), 0)
+    check = ColumnCheck(ColumnsConfig(), m.pixel_size_A)
+    by_umse = score_candidates({}, noisy, targets, 0, dose_e_per_px=DOSE).set_index("candidate")
+    assert by_umse.loc["gaussian", "sigma_px"] >= 4  # uMSE alone: the columns blur away
+    assert np.isnan(by_umse.loc["gaussian", "column_f1"])
+    scores = score_candidates({}, noisy, targets, 0, dose_e_per_px=DOSE, columns=check)
+    by = scores.set_index("candidate")
+    sigma = by.loc["gaussian", "sigma_px"]
+    assert sigma <= 2
+    ref = column_reference(check, noisy, targets, 0)
+    assert ref is not None and ref.polarity == "bright"
+
+    def recall(s: float) -> float:
+        return float(np.mean([_truth_recall(m, gaussian_denoise(s)(noisy[t]), t, check, "bright")
+                              for t in ref.columns]))
+
+    # against the true columns: the width chosen with the columns keeps most, the other few
+    assert recall(sigma) > 0.5 > 0.2 > recall(by_umse.loc["gaussian", "sigma_px"])
+    assert best_candidate(scores, ["raw", "gaussian"]) == "gaussian"
+
+
+def test_a_network_that_paints_a_smooth_image_is_not_chosen(particle) -> None:
+    """A network out of its domain that returns a smooth image close to the mean: lowest
+    uMSE of all, no columns; auto does not use it and choosing it is warned about."""
+    m, noisy = particle
+    targets = target_frames(len(noisy), 0)
+    smooth = {"supervised": lambda t: ndimage.gaussian_filter(m.clean[t], 4.0)}
+    check = ColumnCheck(ColumnsConfig(), m.pixel_size_A)
+    scores = score_candidates(smooth, noisy, targets, 0, dose_e_per_px=DOSE, columns=check)
+    by = scores.set_index("candidate")
+    assert by.loc["supervised", "umse"] < by.loc["gaussian", "umse"]
+    assert not by.loc["supervised", "columns_agree"]
+    assert by.loc["supervised", "column_recall"] < 0.2
+    assert by.loc["supervised", "column_f1"] < by.loc["gaussian", "column_f1"] - 0.1
+    assert best_candidate(scores, ["supervised", "raw", "gaussian"]) != "supervised"
+    msg = hurting(scores, "supervised", ["supervised", "raw", "gaussian"])
+    assert "columns disagree" in msg and "erases or invents columns" in msg
+
+
+def test_no_columns_no_agreement_measured() -> None:
+    """Vacuum (pure Poisson noise): too few columns on the raw mean; uMSE alone decides."""
+    rng = np.random.default_rng(0)
+    noisy = rng.poisson(DOSE, (24, 64, 64)).astype(np.float32) / DOSE
+    targets = target_frames(len(noisy), 0)
+    check = ColumnCheck(ColumnsConfig(), 0.2)
+    assert column_reference(check, noisy, targets, 0) is None
+    scores = score_candidates({}, noisy, targets, 0, dose_e_per_px=DOSE, columns=check)
+    assert scores.column_f1.isna().all() and scores.columns_agree.all()
+
+
+def test_column_agreement_is_chance_corrected(static_movie) -> None:
+    """Blobs of an unrelated noise image agree with the lattice by chance only: about 0 after
+    the correction, while the true frames agree almost perfectly."""
+    clean, noisy = static_movie
+    targets = target_frames(len(noisy), 0)
+    ref = column_reference(ColumnCheck(ColumnsConfig(), 0.2), noisy, targets, 0)
+    assert ref is not None
+    rng = np.random.default_rng(1)
+    unrelated = ref.agreement(lambda t: rng.poisson(DOSE, noisy[t].shape).astype(np.float32))
+    assert abs(unrelated.recall) < 0.1 and abs(unrelated.f1) < 0.1
+    assert ref.agreement(lambda t: clean[t]).f1 > 0.9

@@ -145,6 +145,16 @@ class InferenceConfig(StrictModel):
         "(benchmarks/selection.md: 10-38 % of a vacancy's change kept), which the whole-frame "
         "uPSNR cannot see; add wiener here, or name it in denoise_with, for crystals",
     )
+    column_f1_margin: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="auto uses no candidate whose columns disagree with the raw frames': the F1 "
+        "of the columns found on its denoised frames against those of the mean of the "
+        "neighbouring raw frames more than this below the best candidate's (also how a "
+        "Gaussian's width and the Wiener filter's parameters are chosen; etem.movies."
+        "selection); 1 = uMSE alone",
+    )
     pretrained: bool = Field(
         True,
         description="with no --denoiser given (and denoise_with auto or supervised), use the "

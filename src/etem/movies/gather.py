@@ -272,6 +272,7 @@ def summarise(
         "wiener_alpha": prep.wiener_alpha,
         "wiener_smooth_px": prep.wiener_smooth_px,
         "denoiser_upsnr_dB": {str(r["candidate"]): r["upsnr_dB"] for r in prep.scores},
+        "denoiser_column_f1": {str(r["candidate"]): r.get("column_f1") for r in prep.scores},
         "finetune": None if ft is None else {k: v for k, v in ft.items() if k != "seconds"},
         "segmenter": models.segmenter is not None,
         "calibration": models.calibration_path if calibration_of(prep, models) else None,

@@ -60,6 +60,7 @@ from etem.models.io import LoadedModel, load
 from etem.movies.selection import (
     CLASSICAL,
     WIENER_CAVEAT,
+    ColumnCheck,
     FrameFilter,
     best_candidate,
     classical_filter,
@@ -302,11 +303,13 @@ def score_and_choose(
     breaks: list[int],
     n_frames: int,
     dqe: float = 1.0,
+    columns: ColumnCheck | None = None,
 ) -> Choice:
     """Score every candidate on the leading frames ``scored`` [counts, detector DQE ``dqe``]
-    (:mod:`etem.movies.selection`), then choose: ``auto`` the lowest uMSE among
-    ``inference.auto_candidates``, networks and classical alike; otherwise the one named.
-    ``nets``: candidate name -> network."""
+    (:mod:`etem.movies.selection`; with ``columns``, their column agreement too), then
+    choose: ``auto`` the lowest uMSE among ``inference.auto_candidates`` whose columns agree,
+    networks and classical alike; otherwise the one named. ``nets``: candidate name ->
+    network."""
     half = max([m.n_frames // 2 for m in nets.values()], default=0)
     targets = target_frames(len(scored), half, breaks, inference.score_targets)
     scores = None
@@ -315,7 +318,8 @@ def score_and_choose(
                 for name, m in nets.items()}
         scores = score_candidates({k: v.__getitem__ for k, v in outs.items()},
                                   scored / np.float32(dose), targets, half,
-                                  dose_e_per_px=dose, dqe=dqe)
+                                  dose_e_per_px=dose, dqe=dqe, columns=columns,
+                                  breaks=breaks, allowed=inference.auto_candidates)
     elif inference.score_targets:
         log.warning("fewer than %d frames in the movie's first segment: denoisers not scored",
                     frames_needed(half))
@@ -418,8 +422,13 @@ def prepare_movie(
         )
         if finetune.get("kept"):
             nets["finetuned"] = tuned
+    seen = columns_resolvable(
+        leading.mean(axis=0), geo.pixel_size_A, cfg.columns.max_pixel_size_A
+    )
+    check = ColumnCheck(cfg.columns, geo.pixel_size_A, a.tracks.polarity,
+                        a.inference.column_f1_margin)
     choice = score_and_choose(a.inference, nets, scored, dose, list(breaks), geo.n_frames,
-                              pre.detector_dqe)
+                              pre.detector_dqe, check)
     model = choice.model
     domain: list[str] = []
     contrast = contrast_estimate(leading, geo.pixel_size_A)
@@ -432,9 +441,6 @@ def prepare_movie(
              contrast.skewness)
     if choice.warning:
         domain.append(choice.warning)
-    seen = columns_resolvable(
-        leading.mean(axis=0), geo.pixel_size_A, cfg.columns.max_pixel_size_A
-    )
     if not seen.resolvable:
         log.warning("%s: no column analysis: %s; frame-level statistics only",
                     movie.path, seen.reason)

@@ -398,9 +398,14 @@ def section_movies(layout: Layout, config: EtemConfig) -> str:
         scores = read_table_or_none(d / "denoiser_scores.csv")
         if scores is not None:
             keep = [c for c in ("candidate", "upsnr_dB", "gain_dB", "umse_se", "sigma_px",
-                                "wiener_alpha", "wiener_smooth_px", "chosen") if c in scores]
+                                "wiener_alpha", "wiener_smooth_px", "column_recall",
+                                "column_precision", "column_f1", "columns_agree", "chosen")
+                    if c in scores]
             out.append("<p>Denoisers scored on this movie (uPSNR from neighbouring frames, no "
-                       "ground truth; gain over the raw frames):</p>" + H.table(scores[keep]))
+                       "ground truth; gain over the raw frames; columns found on a denoised "
+                       "frame against those of the mean of its neighbouring raw frames: "
+                       "recall, precision, F1, and whether the F1 is within apply.inference."
+                       "column_f1_margin of the best):</p>" + H.table(scores[keep]))
         ev = d / "events.csv"
         if ev.exists():
             t = read_table_or_none(ev)
