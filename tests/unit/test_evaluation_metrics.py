@@ -100,6 +100,47 @@ def test_wiener_flattens_pure_poisson_noise():
     assert w.mean() == pytest.approx(counts.mean() / dose_px, rel=1e-12)
 
 
+def _wiener_mirror_fft(counts, dose_px, alpha, smooth_px, dqe):
+    """The filter as first written: the FFT of the image mirror-extended to 2H x 2W."""
+    from scipy.ndimage import uniform_filter
+
+    y = np.asarray(counts, dtype=np.float64)
+    h, w = y.shape
+    ext = np.block([[y, y[:, ::-1]], [y[::-1, :], y[::-1, ::-1]]])
+    f = np.fft.fft2(ext)
+    power = np.abs(f) ** 2
+    if smooth_px > 1:
+        power = uniform_filter(power, int(smooth_px), mode="wrap")
+    noise = float(ext.sum()) / dqe
+    gain = np.clip(1.0 - alpha * noise / np.maximum(power, 1e-30), 0.0, 1.0)
+    gain[0, 0] = 1.0
+    return np.real(np.fft.ifft2(f * gain))[:h, :w] / dose_px
+
+
+@pytest.mark.parametrize("shape", [(16, 16), (15, 15), (12, 17), (21, 8), (1, 9), (2, 5)])
+@pytest.mark.parametrize("smooth_px", [1, 3, 5])
+def test_wiener_dct_form_equals_the_mirror_extended_fft(shape, smooth_px):
+    """The DCT-II form (H x W arrays; mirror-mode smoothing of the DCT power with the zero
+    frequency-N row and column appended) gives the extension's output and leaves the caller's
+    counts alone (float64 counts are not copied, and not overwritten either)."""
+    rng = np.random.default_rng(sum(shape) + smooth_px)
+    dose_px = 0.8
+    clean = 1.0 + 0.5 * np.cos(2 * np.pi * np.arange(shape[1]) / 4.3)[None, :]
+    counts = rng.poisson(clean * dose_px, shape).astype(np.float64)
+    kept = counts.copy()
+    for alpha, dqe in ((2.5, 1.0), (1.0, 0.8)):
+        ref = _wiener_mirror_fft(counts, dose_px, alpha, smooth_px, dqe)
+        got = baselines.wiener(counts, dose_px, alpha, smooth_px, dqe)
+        assert got.dtype == np.float64 and got.shape == shape
+        scale = max(float(np.ptp(ref)), float(np.abs(ref).max()))
+        assert np.abs(got - ref).max() <= 1e-6 * scale
+        np.testing.assert_array_equal(counts, kept)
+    # integer counts (a detector's) give the same
+    got16 = baselines.wiener(counts.astype(np.uint16), dose_px, 2.5, smooth_px)
+    np.testing.assert_allclose(got16, baselines.wiener(counts, dose_px, 2.5, smooth_px),
+                               rtol=0, atol=1e-12 * scale)
+
+
 @pytest.mark.parametrize("kw", [{"alpha": 0.0}, {"alpha": -1.0}, {"smooth_px": 0},
                                 {"smooth_px": 4}, {"dqe": 0.0}, {"dqe": -0.5}])
 def test_wiener_bad_parameters_are_one_line_input_errors(kw):
