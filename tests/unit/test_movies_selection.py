@@ -157,3 +157,24 @@ def test_auto_chooses_only_among_its_candidates() -> None:
     assert best_candidate(t, ["raw", "gaussian", "supervised"]) == "gaussian"
     with pytest.raises(InputError, match="auto_candidates"):
         best_candidate(t, ["supervised"])
+
+
+def test_auto_among_classical_candidates_needs_no_network() -> None:
+    """``auto`` whose ``auto_candidates`` list no network needs none given (the workflow gives
+    such a movie none): an unscored movie takes the first candidate listed, never a network;
+    with a network listed, the unscored fallback is the network it was."""
+    from etem.config.apply import CLASSICAL, InferenceConfig, uses_network
+    from etem.movies.prepare import score_and_choose, unscored_choice
+
+    assert CLASSICAL == ("raw", "gaussian", "wiener")
+    assert not uses_network("wiener", ["supervised"]) and uses_network("supervised", ["raw"])
+    assert not uses_network("auto", ["gaussian", "raw"]) and uses_network("auto", ["finetuned"])
+    inf = InferenceConfig(auto_candidates=["gaussian", "raw"], score_targets=0)
+    assert not inf.uses_network and InferenceConfig().uses_network
+    counts = np.random.default_rng(0).poisson(2.0, (12, 16, 16)).astype(np.float32)
+    choice = score_and_choose(inf, {}, counts, 2.0, [], 12)
+    assert choice.candidate == "gaussian" and choice.model is None and choice.scores is None
+    assert choice.sigma_px == 1.0
+    assert unscored_choice(InferenceConfig(auto_candidates=["wiener", "raw"]), {}) == "wiener"
+    with pytest.raises(InputError, match="no denoiser given"):
+        unscored_choice(InferenceConfig(auto_candidates=["unsupervised", "raw"]), {})
