@@ -152,3 +152,26 @@ def test_cli_wiener_needs_no_network(tmp_path: Path) -> None:
         den = h5["denoised"][()]
     raw = lm.counts.astype(np.float32) / 0.5
     assert np.mean((den - lm.clean) ** 2) < 0.2 * np.mean((raw - lm.clean) ** 2)
+
+
+def test_cli_auto_among_classical_candidates_needs_no_network(tmp_path: Path) -> None:
+    """``denoise_with: auto`` with no network among ``auto_candidates``: ``etem apply`` with
+    no network given and the packaged one switched off (the workflow gives such a movie
+    none) chooses among the classical filters; scored or not (``score_targets: 0``)."""
+    lm = lattice_movie(n_frames=16, size_px=64, event_frame=None, dose_e_per_px_per_frame=0.5,
+                       seed=2)
+    path = write_h5(lm, tmp_path / "m.h5")
+    for targets in (8, 0):
+        out = tmp_path / f"out{targets}"
+        assert main(["apply", "--movie", str(path), "--out", str(out),
+                     "--set", "tracking.enabled=false",
+                     "--set", "apply.events.calibration_frames=4",
+                     "--set", "apply.io.preview_max_frames=0",
+                     "--set", "apply.inference.pretrained=false",
+                     "--set", "apply.inference.auto_candidates=[gaussian, raw]",
+                     "--set", f"apply.inference.score_targets={targets}"]) == 0
+        s = json.loads((out / "summary.json").read_text())
+        assert s["models"] == {} and s["calibration"] is None
+        assert s["denoiser"] in ("gaussian", "raw")
+        if targets == 0:  # not scored: the first candidate listed
+            assert s["denoiser"] == "gaussian" and s["gaussian_sigma_px"] == 1.0

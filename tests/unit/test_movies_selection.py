@@ -10,7 +10,9 @@ from scipy import ndimage
 from etem.analysis.baselines import WIENER_SMOOTH_PX, wiener
 from etem.analysis.matching import detection_metrics
 from etem.config import ColumnsConfig
+from etem.config.apply import InferenceConfig, uses_network
 from etem.errors import InputError
+from etem.movies.prepare import score_and_choose, unscored_choice
 from etem.movies.selection import (
     CLASSICAL,
     GAUSSIAN_SIGMAS_PX,
@@ -245,3 +247,21 @@ def test_column_agreement_is_chance_corrected(static_movie) -> None:
     unrelated = ref.agreement(lambda t: rng.poisson(DOSE, noisy[t].shape).astype(np.float32))
     assert abs(unrelated.recall) < 0.1 and abs(unrelated.f1) < 0.1
     assert ref.agreement(lambda t: clean[t]).f1 > 0.9
+
+
+def test_auto_among_classical_candidates_needs_no_network() -> None:
+    """``auto`` whose ``auto_candidates`` list no network needs none given (the workflow gives
+    such a movie none): an unscored movie takes the first candidate listed, never a network;
+    with a network listed, the unscored fallback is the network it was."""
+    assert CLASSICAL == ("raw", "gaussian", "wiener")
+    assert not uses_network("wiener", ["supervised"]) and uses_network("supervised", ["raw"])
+    assert not uses_network("auto", ["gaussian", "raw"]) and uses_network("auto", ["finetuned"])
+    inf = InferenceConfig(auto_candidates=["gaussian", "raw"], score_targets=0)
+    assert not inf.uses_network and InferenceConfig().uses_network
+    counts = np.random.default_rng(0).poisson(2.0, (12, 16, 16)).astype(np.float32)
+    choice = score_and_choose(inf, {}, counts, 2.0, [], 12)
+    assert choice.candidate == "gaussian" and choice.model is None and choice.scores is None
+    assert choice.sigma_px == 1.0
+    assert unscored_choice(InferenceConfig(auto_candidates=["wiener", "raw"]), {}) == "wiener"
+    with pytest.raises(InputError, match="no denoiser given"):
+        unscored_choice(InferenceConfig(auto_candidates=["unsupervised", "raw"]), {})

@@ -19,11 +19,16 @@ from etem.frames import readers
 from etem.frames.files import movie_files, movie_name
 from etem.movies import sheet as sheet_mod
 from etem.movies.sheet import (
+    MODEL_KINDS,
     ShapeCache,
     campaign_movies,
+    evaluated_networks,
     movie_groups,
+    network_denoised,
     read_sheet,
     row_arguments,
+    row_denoiser,
+    row_networks,
     sheet_schema,
 )
 
@@ -215,6 +220,48 @@ def test_campaign_movies_add_the_synthetic_row(movies: Path, tmp_path: Path) -> 
         campaign_movies(load_config(None, {"movies.sheet": str(ft)}), "s.h5", cache=None)
     ok = load_config(None, {"movies.sheet": str(ft), "apply.finetune.steps": 5})
     assert campaign_movies(ok, "s.h5", cache=None)[0].finetune is True
+
+
+def test_a_movie_a_classical_filter_denoises_is_given_no_denoising_network(
+    movies: Path, tmp_path: Path
+) -> None:
+    """A row's denoiser (else apply.inference.denoise_with) decides which networks its jobs
+    get: none of the denoising ones for raw/gaussian/wiener, nor for auto among classical
+    auto_candidates; the segmenter always (occupancy). The campaign's evaluation benchmarks
+    (so trains) the denoising networks only when one may denoise a movie."""
+    sheet = _sheet(tmp_path, "w\tdata/stack.mrc\t\t\t\t\twiener\n"
+                   "b\tdata/stack.mrc\t\t\t\t\tblindspot\n"
+                   "a\tdata/stack.mrc\n")
+    cfg = load_config(None, {"movies.sheet": str(sheet), "movies.synthetic": False})
+    w, b, a = read_sheet(sheet, None)
+    assert [row_denoiser(r, cfg) for r in (w, b, a)] == ["wiener", "unsupervised", "auto"]
+    assert [network_denoised(r, cfg) for r in (w, b, a)] == [False, True, True]
+    assert row_networks(w, cfg) == ("segmenter",)
+    assert row_networks(b, cfg) == row_networks(a, cfg) == MODEL_KINDS
+    assert evaluated_networks([w, b, a], cfg) == MODEL_KINDS
+    assert evaluated_networks([w], cfg) == ("segmenter",)
+    # auto among classical candidates only needs no network either
+    only = load_config(None, {"apply.inference.auto_candidates": ["raw", "gaussian", "wiener"]})
+    assert row_networks(a, only) == row_networks(w, only) == ("segmenter",)
+    assert evaluated_networks([a, w], only) == ("segmenter",)
+    tuned = load_config(None, {"apply.inference.auto_candidates": ["finetuned", "raw"]})
+    assert row_networks(a, tuned) == MODEL_KINDS and row_networks(w, tuned) == ("segmenter",)
+    raw = load_config(None, {"apply.inference.denoise_with": "raw"})
+    assert not network_denoised(a, raw) and network_denoised(b, raw)
+    assert evaluated_networks([a, w], raw) == ("segmenter",)
+    # classical only, the segmenter from elsewhere: the campaign trains nothing
+    seg = movies / "seg.pt"
+    seg.write_bytes(b"")
+    elsewhere = load_config(None, {"apply.inference.denoise_with": "raw",
+                                   "apply.models.segmenter": str(seg)})
+    assert evaluated_networks([a, w], elsewhere) == ()
+    own = _sheet(tmp_path, "w\tdata/stack.mrc\t\t\t\t\twiener\t\tmine.pt\n",
+                 header=HEADER.rstrip("\n") + "\tsegmenter_model\n")
+    (tmp_path / "mine.pt").write_bytes(b"")
+    (mine,) = read_sheet(own, None)
+    assert mine.models == {"segmenter": str(tmp_path / "mine.pt")}
+    assert evaluated_networks([mine], cfg) == ()
+    assert evaluated_networks([mine, w], cfg) == ("segmenter",)
 
 
 def test_planning_from_the_cache_does_not_import_the_readers(movies: Path, tmp_path: Path) -> None:

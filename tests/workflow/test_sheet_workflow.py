@@ -219,6 +219,89 @@ def test_long_movie_gather_asks_for_time_by_its_length(tmp_path: Path) -> None:
     assert "runtime=60" in shard  # a shard job's size does not depend on the movie
 
 
+def _commands(text: str, word: str) -> list[str]:
+    """The dry run's shell commands (``-p``) that contain ``word``."""
+    return [ln for ln in text.splitlines() if "etem --tag rule=" in ln and word in ln]
+
+
+def test_classical_movies_train_no_denoising_network(tmp_path: Path) -> None:
+    """A movie that a classical filter denoises (raw, gaussian, wiener; auto among classical
+    auto_candidates) is given no denoising network and no calibration, so a campaign whose
+    movies are all such trains none: the segmenter only (occupancy, and the benchmark's
+    segmentation), nothing when the segmenter comes from elsewhere."""
+    res = tmp_path / "res"
+    plain = job_counts(snakemake("-n", results=res).stdout)
+    assert plain["train_denoiser"] == plain["train_unsupervised"] == 1  # control
+    for inference in ("denoise_with: wiener", "auto_candidates: [raw, gaussian, wiener]"):
+        ov = overlay(tmp_path, f"apply:\n  inference:\n    {inference}\n")
+        out = snakemake("-n", "-p", configs=(SMOKE, ov), results=res)
+        assert out.returncode == 0, out.stderr[-2000:]
+        counts = job_counts(out.stdout)
+        assert "train_denoiser" not in counts and "train_unsupervised" not in counts, counts
+        assert counts["train_segmenter"] == counts["evaluate"] == counts["make_report"] == 1
+        (evaluate,) = _commands(out.stdout, " evaluate ")
+        assert f"--segmenter {res}/models/segmenter.pt --movie" in evaluate
+        assert "--denoiser" not in evaluate and "--unsupervised" not in evaluate
+        apply = _commands(out.stdout, " apply-")
+        assert len(apply) == 3 and all(f"--segmenter {res}/models/segmenter.pt" in c
+                                       for c in apply)
+        for word in ("--denoiser", "--unsupervised", "--calibration"):
+            assert not any(word in c for c in apply), word
+    # the movies alone: no benchmark either (the calibration is no input of theirs)
+    target = str(res / "apply" / "synthetic" / "summary.json")
+    counts = job_counts(snakemake("-n", target, configs=(SMOKE, ov), results=res).stdout)
+    assert "evaluate" not in counts and counts["train_segmenter"] == 1
+    assert not any(k.startswith("train_") for k in counts if k != "train_segmenter")
+    # the segmenter from elsewhere: nothing is trained (the benchmark scores the classical
+    # baselines on the simulated images); the movies alone simulate no image
+    seg = tmp_path / "seg.pt"
+    seg.write_bytes(b"")
+    ov = overlay(tmp_path, f"apply:\n  inference:\n    denoise_with: raw\n"
+                 f"  models:\n    segmenter: {seg}\n")
+    out = snakemake("-n", "-p", configs=(SMOKE, ov), results=res)
+    assert out.returncode == 0, out.stderr[-2000:]
+    counts = job_counts(out.stdout)
+    assert not any(k.startswith("train_") for k in counts), counts
+    (evaluate,) = _commands(out.stdout, " evaluate ")
+    assert "--segmenter" not in evaluate and "--denoiser" not in evaluate
+    counts = job_counts(snakemake("-n", target, configs=(SMOKE, ov), results=res).stdout)
+    assert set(counts) == {"stage_config", "build_structures", "gather_structures",
+                           "simulate_movie", "apply_prepare", "apply_shard", "apply_gather"}
+    assert not res.exists()
+
+
+def test_classical_sheet_rows_train_no_group_network(tmp_path: Path) -> None:
+    """Rows of the sheet: a group whose movies classical filters denoise gets no blind-spot
+    network; a row that a network may denoise keeps its own (and the campaign's networks)."""
+    sheet = _two_movies(tmp_path)
+    ov = overlay(tmp_path, f"movies:\n  sheet: {sheet}\n  synthetic: false\n")
+    res = tmp_path / "res"
+    out = snakemake("-n", configs=(SMOKE, ov), results=res)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert job_counts(out.stdout)["train_group"] == 2  # control: a network may denoise both
+    sheet.write_text("name\tpath\tpixel_size_A\tgroup\tdenoiser\n"
+                     "tiff_run\ttiffs\t0.5\t600C\twiener\n"
+                     "mrc_run\tstack.mrc\t\tO2\tgaussian\n")
+    out = snakemake("-n", "-p", configs=(SMOKE, ov), results=res)
+    assert out.returncode == 0, out.stderr[-2000:]
+    counts = job_counts(out.stdout)
+    assert [k for k in counts if k.startswith("train_")] == ["train_segmenter"], counts
+    assert "--set apply.inference.denoise_with=wiener" in out.stdout
+    sheet.write_text(sheet.read_text().replace("gaussian", "blindspot"))
+    out = snakemake("-n", "-p", configs=(SMOKE, ov), results=res)
+    assert out.returncode == 0, out.stderr[-2000:]
+    counts = job_counts(out.stdout)
+    assert counts["train_group"] == 1 and counts["train_denoiser"] == 1
+    assert f"--out {res}/models/groups/O2.pt" in out.stdout
+    assert f"{res}/models/groups/600C.pt" not in out.stdout
+    (prepare,) = [c for c in _commands(out.stdout, " apply-prepare ") if "tiff_run" in c]
+    assert "--unsupervised" not in prepare and "--calibration" not in prepare
+    (prepare,) = [c for c in _commands(out.stdout, " apply-prepare ") if "mrc_run" in c]
+    assert f"--unsupervised {res}/models/groups/O2.pt" in prepare
+    assert f"--calibration {res}/evaluation/likelihood_calibration.json" in prepare
+    assert not res.exists()
+
+
 @pytest.mark.skipif(GOLD is None, reason="../shared/data/real/gold_growth_movie/ is absent")
 def test_real_gold_movie_plans(tmp_path: Path) -> None:
     assert GOLD is not None

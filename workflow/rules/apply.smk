@@ -11,18 +11,20 @@
 # The sheet is validated while the rules are parsed (common.smk: MOVIES): a bad row fails
 # before any job. A job opens its movie by the row's one source (file, folder or quoted glob
 # pattern: params.movie); its inputs are every file of the movie (input.movie). Its models
-# (common.smk: apply_model) reach it as params (a file or a pinned models:/NAME/VERSION);
-# only model files are inputs.
+# (common.smk: movie_models) reach it as params (a file or a pinned models:/NAME/VERSION);
+# only model files are inputs. A movie that a classical filter denoises (denoiser raw,
+# gaussian, wiener; auto among classical auto_candidates) gets no denoising network and no
+# likelihood calibration (etem.movies.sheet.row_networks), so none is trained for it.
 
 rule apply_prepare:
     input:
-        **APPLY_MODELS,
+        models=model_files,
         config=config_of("apply"),
         movie=movie_files,
     output:
         prepared=temp(str(LAYOUT.apply_prepared("{movie}"))),
     params:
-        **APPLY_MODEL_ARGS,
+        models=model_arguments,
         movie=movie_source,
         row=movie_arguments,
         out=str(LAYOUT.apply_dir("{movie}")),
@@ -41,21 +43,20 @@ rule apply_prepare:
     shell:
         "etem --tag rule=apply_prepare --tag wildcards=movie={wildcards.movie:q} apply-prepare"
         " --config {input.config:q} --movie {params.movie:q} {params.row:q}"
-        " --denoiser {params.denoiser:q} --unsupervised {params.unsupervised:q}"
-        " --segmenter {params.segmenter:q} --calibration {input.calibration:q}"
-        " --finetuned-dir {params.out:q} --out {output.prepared:q} > {log:q} 2>&1"
+        " {params.models:q} --finetuned-dir {params.out:q} --out {output.prepared:q}"
+        " > {log:q} 2>&1"
 
 
 rule apply_shard:
     input:
-        **APPLY_MODELS,
+        models=model_files,
         config=config_of("apply"),
         movie=movie_files,
         prepared=rules.apply_prepare.output.prepared,
     output:
         shard=temp(str(LAYOUT.apply_shard("{movie}", "{shard}"))),
     params:
-        **APPLY_MODEL_ARGS,
+        models=model_arguments,
         movie=movie_source,
         row=movie_arguments,
         frames=shard_range,
@@ -75,14 +76,12 @@ rule apply_shard:
         "etem --tag rule=apply_shard --tag wildcards=movie={wildcards.movie:q},shard={wildcards.shard:q}"
         " apply-shard --config {input.config:q} --movie {params.movie:q} {params.row:q}"
         " --prepared {input.prepared:q} --frames {params.frames:q}"
-        " --denoiser {params.denoiser:q} --unsupervised {params.unsupervised:q}"
-        " --segmenter {params.segmenter:q} --calibration {input.calibration:q}"
-        " --out {output.shard:q} > {log:q} 2>&1"
+        " {params.models:q} --out {output.shard:q} > {log:q} 2>&1"
 
 
 rule apply_gather:
     input:
-        **APPLY_MODELS,
+        models=model_files,
         config=config_of("apply"),
         movie=movie_files,
         prepared=rules.apply_prepare.output.prepared,
@@ -110,7 +109,7 @@ rule apply_gather:
             subcategory="{movie}",
         ),
     params:
-        **APPLY_MODEL_ARGS,
+        models=model_arguments,
         movie=movie_source,
         row=movie_arguments,
         tags=movie_tags,
@@ -131,6 +130,4 @@ rule apply_gather:
         "etem --tag rule=apply_gather --tag wildcards=movie={wildcards.movie:q} {params.tags:q}"
         " apply-gather --config {input.config:q} --movie {params.movie:q} {params.row:q}"
         " --prepared {input.prepared:q} --shards {input.shards:q} --name {wildcards.movie:q}"
-        " --denoiser {params.denoiser:q} --unsupervised {params.unsupervised:q}"
-        " --segmenter {params.segmenter:q} --calibration {input.calibration:q}"
-        " --out {params.out:q} > {log:q} 2>&1"
+        " {params.models:q} --out {params.out:q} > {log:q} 2>&1"

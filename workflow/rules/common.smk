@@ -14,11 +14,13 @@ from etem.config import STAGE_SECTIONS, stage_yaml
 from etem.errors import ConfigError
 from etem.movies.plan import shard_ranges
 from etem.movies.sheet import (
-    MODEL_KINDS,
     campaign_models,
     campaign_movies,
+    evaluated_networks,
     movie_groups,
+    network_denoised,
     row_arguments,
+    row_networks,
 )
 from etem.paths import Layout
 from etem.runs import is_registry_uri, tracking_uri
@@ -74,7 +76,7 @@ def config_of(stage):
 # A bad row fails here, before any job, with one line naming the sheet line and column.
 # A model named by a row (<kind>_model) or by apply.models may be a registry URI
 # (models:/NAME/VERSION|latest): checked here in the campaign's store, passed to the jobs as
-# their argument (APPLY_MODEL_ARGS), never as an input file (APPLY_MODELS).
+# their argument (model_arguments), never as an input file (model_files).
 # Groups of the sheet (movies.group_training): one blind-spot network per group, trained on
 # all its movies (rule train_group), denoises that group's movies. GROUP_MOVIES holds one
 # argument per movie (its file, folder or glob pattern, which the training expands like the
@@ -91,11 +93,10 @@ except ConfigError as exc:
     raise WorkflowError(str(exc))
 
 
-def apply_model(kind, wildcards):
-    """The model of ``kind`` a movie is applied with (a file, or a registry URI pinned to its
-    version): the sheet row's ``<kind>_model``, its group's blind-spot network, the config's
-    apply.models, else the campaign's own network."""
-    row = MOVIES[wildcards.movie]
+def apply_model(kind, row):
+    """The model of ``kind`` movie ``row`` is applied with (a file, or a registry URI pinned to
+    its version): the sheet row's ``<kind>_model``, its group's blind-spot network, the
+    config's apply.models, else the campaign's own network."""
     if kind in row.models:
         return row.models[kind]
     if kind == "unsupervised" and row.group in GROUPS:
@@ -103,25 +104,36 @@ def apply_model(kind, wildcards):
     return CONFIG_MODELS.get(kind, str(LAYOUT.model(kind)))
 
 
-def model_input(kind):
-    """Input function: the model file of ``kind``; none for a registry URI (models:/...),
-    which is no file for Snakemake to make or wait for (the jobs resolve it: etem.runs)."""
-    def files(wildcards):
-        spec = apply_model(kind, wildcards)
-        return [] if is_registry_uri(spec) else [spec]
-    return files
+CALIBRATION = str(LAYOUT.evaluation_dir / "likelihood_calibration.json")
 
 
-def model_argument(kind):
-    """Params function: what the jobs' --denoiser/--unsupervised/--segmenter get."""
-    return lambda wildcards: apply_model(kind, wildcards)
+def movie_models(name):
+    """A movie's models by the jobs' option (--denoiser, --unsupervised, --segmenter,
+    --calibration): the networks etem.movies.sheet.row_networks gives it (a movie that a
+    classical filter denoises gets the segmenter only, so no denoising network is trained
+    for it) and the likelihood calibration when a network may denoise it."""
+    row = MOVIES[name]
+    models = {kind: apply_model(kind, row) for kind in row_networks(row, ETEM)}
+    if network_denoised(row, ETEM):
+        models["calibration"] = CALIBRATION
+    return models
 
 
-APPLY_MODELS = dict(
-    **{kind: model_input(kind) for kind in MODEL_KINDS},
-    calibration=str(LAYOUT.evaluation_dir / "likelihood_calibration.json"),
-)
-APPLY_MODEL_ARGS = {kind: model_argument(kind) for kind in MODEL_KINDS}
+def model_files(wildcards):
+    """Input function: the movie's model files; none for a registry URI (models:/...), which
+    is no file for Snakemake to make or wait for (the jobs resolve it: etem.runs)."""
+    return [m for m in movie_models(wildcards.movie).values() if not is_registry_uri(m)]
+
+
+def model_arguments(wildcards):
+    """Params function: the jobs' model options, each option and its value one word."""
+    return [w for kind, m in movie_models(wildcards.movie).items() for w in (f"--{kind}", m)]
+
+
+# The campaign's own networks its evaluation benchmarks (models/<kind>.pt, so trained): all
+# three when a network may denoise a movie, else only the segmenter the movies use (none when
+# classical filters denoise every movie and the segmenter comes from elsewhere).
+EVALUATED_NETWORKS = evaluated_networks(list(MOVIES.values()), ETEM)
 MOVIE_NAMES = "|".join(re.escape(name) for name in MOVIES)
 
 

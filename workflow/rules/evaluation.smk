@@ -1,6 +1,9 @@
 # Evaluation stage: denoising tables (PSNR/SSIM by dose, thickness, defocus, tilt, family,
 # held-out family), column detection, likelihood-map calibration and uMSE validation.
 # Outputs are under LAYOUT.evaluation_dir; likelihood_calibration.json feeds the apply stage.
+# The networks benchmarked are the campaign's own of EVALUATED_NETWORKS (common.smk): all three
+# when a network may denoise a movie; a campaign that classical filters denoise trains no
+# denoising network for its benchmark (the classical baselines are scored all the same).
 
 import os
 
@@ -21,9 +24,7 @@ rule evaluate:
     input:
         config=config_of("evaluation"),
         index=str(LAYOUT.simulation_index),
-        denoiser=str(LAYOUT.model("denoiser")),
-        unsupervised=str(LAYOUT.model("unsupervised")),
-        segmenter=str(LAYOUT.model("segmenter")),
+        **{kind: str(LAYOUT.model(kind)) for kind in EVALUATED_NETWORKS},
         movie=str(LAYOUT.synthetic_movie),
         **CODE_PATH_INPUTS,
     output:
@@ -72,6 +73,9 @@ rule evaluate:
         f"{RESULTS}/runtime/evaluate/evaluate.tsv"
     params:
         out=lambda wildcards, output: os.path.dirname(output.summary),
+        networks=lambda wildcards, input: [
+            w for kind in EVALUATED_NETWORKS for w in (f"--{kind}", input[kind])
+        ],
         **CODE_PATH_PARAMS,
     threads: 2
     resources:
@@ -81,7 +85,6 @@ rule evaluate:
         ENV
     shell:
         "etem --tag rule=evaluate evaluate --config {input.config:q} --index {input.index:q}"
-        " --denoiser {input.denoiser:q} --unsupervised {input.unsupervised:q}"
-        " --segmenter {input.segmenter:q} --movie {input.movie:q}"
+        " {params.networks:q} --movie {input.movie:q}"
         + (" {params.code_paths:q}" if CODE_PATHS else "")
         + " --out {params.out:q} > {log:q} 2>&1"

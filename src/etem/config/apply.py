@@ -12,6 +12,7 @@ A key of the former flat ``apply:`` block is refused with its new home
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
@@ -97,6 +98,18 @@ Candidate = Literal["supervised", "unsupervised", "finetuned", "raw", "gaussian"
 #: The candidates ``denoise_with: auto`` may choose by default (not the Wiener filter).
 AUTO_CANDIDATES: tuple[Candidate, ...] = ("supervised", "unsupervised", "finetuned", "raw",
                                           "gaussian")
+#: The denoisers that are no network (classical filters, :mod:`etem.movies.selection`).
+CLASSICAL: tuple[Candidate, ...] = ("raw", "gaussian", "wiener")
+
+
+def uses_network(denoise_with: str, auto_candidates: Sequence[str]) -> bool:
+    """Whether a movie denoised under ``denoise_with`` may be denoised by a network: one named
+    (``supervised``, ``unsupervised``), or ``auto`` with a network among ``auto_candidates``.
+    A classical filter (:data:`CLASSICAL`), or ``auto`` among classical filters only, needs
+    no network given (and the workflow trains none for such a movie)."""
+    if denoise_with == "auto":
+        return any(c not in CLASSICAL for c in auto_candidates)
+    return denoise_with not in CLASSICAL
 
 
 class InferenceConfig(StrictModel):
@@ -132,8 +145,9 @@ class InferenceConfig(StrictModel):
             "itself (the networks given, the fine-tuned blind-spot model, the raw frames, a "
             "Gaussian filter and the empirical Wiener filter of HRTEM; etem.movies.selection), "
             "so a network that hurts is never used (movies too short to score: supervised if "
-            "given, else unsupervised); raw/gaussian/wiener = no network (none needs to be "
-            "given)",
+            "given, else unsupervised; the first of auto_candidates when none of them is a "
+            "network); raw/gaussian/wiener = no network (none needs to be given, and the "
+            "workflow trains no denoising network for such a movie)",
         )
     )
     auto_candidates: list[Candidate] = Field(
@@ -143,7 +157,8 @@ class InferenceConfig(StrictModel):
         "and shown); the Wiener filter is left out by default: it keeps only what is periodic, "
         "so a vacancy or the vacuum around a particle comes out with lattice painted in "
         "(benchmarks/selection.md: 10-38 % of a vacancy's change kept), which the whole-frame "
-        "uPSNR cannot see; add wiener here, or name it in denoise_with, for crystals",
+        "uPSNR cannot see; add wiener here, or name it in denoise_with, for crystals; with no "
+        "network listed, auto needs no network given (as a classical denoise_with)",
     )
     column_f1_margin: float = Field(
         0.1,
@@ -157,7 +172,8 @@ class InferenceConfig(StrictModel):
     )
     pretrained: bool = Field(
         True,
-        description="with no --denoiser given (and denoise_with auto or supervised), use the "
+        description="with no --denoiser given (and denoise_with supervised, or auto with a "
+        "network among auto_candidates), use the "
         "pretrained general denoiser shipped in the package (etem.models.pretrained; its "
         "model card beside it); under auto it is one more candidate",
     )
@@ -166,8 +182,14 @@ class InferenceConfig(StrictModel):
         ge=0,
         description="frames at the movie's start on which every denoiser is scored by uPSNR "
         "(denoiser_scores.csv; each needs the 2 x half-window + 4 static frames around it; 0 = "
-        "no scoring, auto then takes supervised if given, else unsupervised)",
+        "no scoring, auto then takes supervised if given, else unsupervised; the first of "
+        "auto_candidates when none of them is a network)",
     )
+
+    @property
+    def uses_network(self) -> bool:
+        """Whether a network may denoise (:func:`uses_network`; else none needs to be given)."""
+        return uses_network(self.denoise_with, self.auto_candidates)
 
 
 class TracksConfig(StrictModel):

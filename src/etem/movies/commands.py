@@ -22,7 +22,6 @@ from etem.movies.apply import apply_movie
 from etem.movies.gather import gather_results, summarise
 from etem.movies.outputs import clear_outputs, output_lock
 from etem.movies.prepare import ApplyModels, prepare_movie, read_prepared, write_prepared
-from etem.movies.selection import CLASSICAL
 from etem.movies.shard import run_shard
 from etem.movies.sheet import pin_models, read_sheet, sheet_schema
 from etem.movies.truth import metrics as truth_metrics
@@ -79,9 +78,10 @@ def _model(spec: str | None, cfg: EtemConfig, kind: str) -> LoadedModel | None:
 def _uses_pretrained(args: argparse.Namespace, cfg: EtemConfig) -> bool:
     """Whether the packaged pretrained denoiser stands in for a missing --denoiser: when
     ``apply.inference.pretrained`` is on, the package ships one, and the choice can use it
-    (supervised, or auto scoring the candidates or given no --unsupervised)."""
+    (supervised, or auto with a network among its candidates, scoring them or given no
+    --unsupervised)."""
     inf = cfg.apply.inference
-    if args.denoiser or not inf.pretrained or pretrained_path() is None:
+    if args.denoiser or not inf.pretrained or not inf.uses_network or pretrained_path() is None:
         return False
     if inf.denoise_with == "supervised":
         return True
@@ -144,7 +144,8 @@ def _log_run(run: StageRun, summary: dict[str, Any], out: Path) -> None:
 def _config(args: argparse.Namespace) -> EtemConfig:
     """The config with ``--finetune-steps`` applied, a network not given taken from
     ``apply.models``; checks that a denoiser is given (none needed for a classical
-    ``denoise_with``: raw, gaussian, wiener)."""
+    ``denoise_with``, raw, gaussian, wiener, nor for ``auto`` among classical
+    ``auto_candidates`` only: :func:`etem.config.apply.uses_network`)."""
     if args.finetune_steps is not None:
         if args.finetune_steps < 0:
             raise InputError(f"--finetune-steps {args.finetune_steps}: must be >= 0")
@@ -153,7 +154,7 @@ def _config(args: argparse.Namespace) -> EtemConfig:
     for kind in ("denoiser", "unsupervised", "segmenter"):  # the config's apply.models
         if not getattr(args, kind, None) and getattr(cfg.apply.models, kind):
             setattr(args, kind, getattr(cfg.apply.models, kind))
-    classical = cfg.apply.inference.denoise_with in CLASSICAL
+    classical = not cfg.apply.inference.uses_network
     if not (args.denoiser or args.unsupervised or classical or _uses_pretrained(args, cfg)):
         raise InputError(f"etem {args.command} needs --denoiser and/or --unsupervised (no "
                          "pretrained denoiser is used: apply.inference.pretrained, denoise_with)")

@@ -123,6 +123,15 @@ def default_network(nets: dict[str, LoadedModel]) -> str:
     return "finetuned" if "finetuned" in nets else "unsupervised"
 
 
+def unscored_choice(inference: InferenceConfig, nets: dict[str, LoadedModel]) -> str:
+    """What ``auto`` takes when the movie is not scored (too short, or ``score_targets: 0``):
+    the network :func:`default_network` names, or the first of ``auto_candidates`` when none
+    of them is a network (no network needs to be given then)."""
+    if not inference.uses_network:
+        return inference.auto_candidates[0]
+    return default_network(nets)
+
+
 @dataclass
 class PreparedMovie:
     """What every pass of one apply shares (see the module docstring)."""
@@ -326,7 +335,7 @@ def score_and_choose(
     want = inference.denoise_with
     if want == "auto":
         name = (best_candidate(scores, inference.auto_candidates) if scores is not None
-                else default_network(nets))
+                else unscored_choice(inference, nets))
     elif want == "unsupervised" and "finetuned" in nets:
         name = "finetuned"
     else:
@@ -376,7 +385,8 @@ def prepare_movie(
     if want in ("supervised", "unsupervised") and want not in nets:
         raise InputError(f"no {want} denoiser given (use --denoiser and/or --unsupervised)")
     if want == "auto" and a.inference.score_targets == 0:  # no scoring: the fallback only
-        nets = {k: v for k, v in nets.items() if k == default_network(nets)}
+        fallback = unscored_choice(a.inference, nets)
+        nets = {k: v for k, v in nets.items() if k == fallback}
     pixel_sizes = [m.pixel_size_A for m in models.loaded().values() if m.pixel_size_A]
     geo = resolve_geometry(movie, pre, pixel_sizes, int(cfg.seed))
     half = max([m.n_frames // 2 for m in nets.values()], default=0)

@@ -70,6 +70,7 @@ from etem.analysis.lattice import columns_resolvable
 from etem.analysis.matching import match_columns
 from etem.analysis.umse import UMSEResult, block_se, upsnr
 from etem.config import ColumnsConfig
+from etem.config.apply import CLASSICAL
 from etem.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -82,8 +83,8 @@ GAUSSIAN_SIGMAS_PX = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
 #: (benchmarks/pretrained.md: a fixed choice loses 1.5-1.9 dB on one or the other).
 WIENER_ALPHAS = (2.0, 4.0, 8.0)
 WIENER_SMOOTHS_PX = (3, 5)
-#: Candidates that are not networks (``denoise_with: auto`` may choose them too).
-CLASSICAL = ("raw", "gaussian", "wiener")
+# CLASSICAL (etem.config.apply, imported above): the candidates that are not networks
+# (``denoise_with: auto`` may choose them too).
 #: Targets scored per movie at most (spread evenly over the frames available).
 MAX_TARGETS = 8
 #: Columns of the score table (``denoiser_scores.csv``): ``sigma_px`` the Gaussian's width

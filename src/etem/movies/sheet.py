@@ -31,7 +31,9 @@ mean "not given"):
   campaign's own trained networks.
 
 A row's models reach its jobs as ``--denoiser``/``--unsupervised``/``--segmenter``
-(the workflow's apply rules); a registry URI is no input file of the jobs, it is checked
+(the workflow's apply rules; a row that a classical filter denoises gets the segmenter only,
+:func:`row_networks`, and the campaign's benchmark the networks of
+:func:`evaluated_networks`); a registry URI is no input file of the jobs, it is checked
 when the workflow plans (:func:`campaign_movies`: the store reachable, the name and version
 registered, ``latest`` pinned to its number so every job of a movie uses one model).
 
@@ -61,6 +63,7 @@ from typing import Any, Literal
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
+from etem.config.apply import uses_network
 from etem.errors import ConfigError, EtemError
 from etem.frames.files import is_pattern, movie_files, movie_path
 from etem.io import write_text
@@ -74,11 +77,15 @@ __all__ = [
     "ShapeCache",
     "campaign_models",
     "campaign_movies",
+    "evaluated_networks",
     "model_spec",
     "movie_groups",
+    "network_denoised",
     "pin_models",
     "read_sheet",
     "row_arguments",
+    "row_denoiser",
+    "row_networks",
     "sheet_schema",
 ]
 
@@ -429,6 +436,48 @@ def movie_groups(rows: list[MovieRow]) -> dict[str, list[MovieRow]]:
     return groups
 
 
+#: Sheet ``denoiser`` values named otherwise in ``apply.inference.denoise_with``.
+_MODES = {"blindspot": "unsupervised"}
+
+
+def row_denoiser(row: MovieRow, config: Any) -> str:
+    """The ``apply.inference.denoise_with`` of a row: its ``denoiser`` (``blindspot`` is
+    ``unsupervised``), else the config's."""
+    if row.denoiser is None:
+        return str(config.apply.inference.denoise_with)
+    return _MODES.get(row.denoiser, row.denoiser)
+
+
+def network_denoised(row: MovieRow, config: Any) -> bool:
+    """Whether a network may denoise the row's movie (:func:`etem.config.apply.uses_network`
+    of its denoiser): not for a classical filter (``raw``, ``gaussian``, ``wiener``), nor for
+    ``auto`` when ``apply.inference.auto_candidates`` lists no network."""
+    return uses_network(row_denoiser(row, config), config.apply.inference.auto_candidates)
+
+
+def row_networks(row: MovieRow, config: Any) -> tuple[str, ...]:
+    """The networks (:data:`MODEL_KINDS`) the row's apply jobs are given: all three when a
+    network may denoise it (:func:`network_denoised`; the likelihood calibration, fitted on a
+    network's output, goes with them), else the segmenter only (occupancy does not depend on
+    the denoiser), so the workflow trains no denoising network for a movie that a classical
+    filter denoises."""
+    return MODEL_KINDS if network_denoised(row, config) else ("segmenter",)
+
+
+def evaluated_networks(rows: list[MovieRow], config: Any) -> tuple[str, ...]:
+    """The campaign's own networks its evaluation benchmarks (so the campaign trains them):
+    all three when a network may denoise any of its movies (the calibration those movies use
+    is fitted on the campaign's denoiser); when classical filters denoise every movie, the
+    segmenter if a movie is applied with the campaign's own (no ``segmenter_model`` of its
+    row, no ``apply.models.segmenter``), else none (the benchmark then scores the classical
+    baselines only, and nothing is trained)."""
+    if any(network_denoised(r, config) for r in rows):
+        return MODEL_KINDS
+    own = config.apply.models.segmenter is None and any("segmenter" not in r.models
+                                                        for r in rows)
+    return ("segmenter",) if own else ()
+
+
 def row_arguments(row: MovieRow) -> list[str]:
     """The ``etem apply-*`` arguments of a row's own settings (each one shell word)."""
     args: list[str] = []
@@ -437,8 +486,7 @@ def row_arguments(row: MovieRow) -> list[str]:
     if row.dose_e_per_px is not None:
         args += ["--set", f"apply.preprocess.dose_e_per_px_per_frame={row.dose_e_per_px!r}"]
     if row.denoiser is not None:
-        mode = {"blindspot": "unsupervised"}.get(row.denoiser, row.denoiser)
-        args += ["--set", f"apply.inference.denoise_with={mode}"]
+        args += ["--set", f"apply.inference.denoise_with={_MODES.get(row.denoiser, row.denoiser)}"]
     if row.finetune is False:
         args += ["--finetune-steps", "0"]
     if row.frame_time_s is not None:
