@@ -78,6 +78,12 @@ def test_warnings_name_what_is_outside():
     old = {"pixel_size_A": 0.1, "train_dose_e_per_px": [0.2, 4.0]}
     assert domain_warnings(old, 0.1, 0.1, None) == [
         "dose 0.1 e/px below the lowest training dose 0.2 e/px"]
+    # a scanned-probe (STEM) movie, as its file says, is outside every etem network's HRTEM
+    # training; TEM or a file that does not say: nothing
+    stem = domain_warnings(meta, 0.11, 1.0, 0.7, imaging_mode="STEM")
+    assert len(stem) == 1 and "imaging mode STEM" in stem[0] and "HRTEM" in stem[0]
+    assert domain_warnings(meta, 0.11, 1.0, 0.7, imaging_mode="TEM") == []
+    assert domain_warnings(meta, 0.11, 1.0, 0.7, imaging_mode=None) == []
 
 
 def test_apply_warns_once_and_records_in_summary(tmp_path, caplog):

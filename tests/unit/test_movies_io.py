@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from etem.errors import InputError
-from etem.frames.readers import open_movie
+from etem.frames.readers import imaging_mode, open_movie
 from tests.movies_fixtures import write_movie_file
 
 REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "real"
@@ -73,13 +73,13 @@ def test_list_of_frame_files(tmp_path: Path, stack: np.ndarray) -> None:
 
 # -- real microscope files (skipped when the shared folder is absent) -----------------------
 REAL_FILES = {
-    # name: (shape (T, H, W), pixel size [Å] or None, format)
-    "ncem_16_STOimage_1.ser": ((1, 1024, 1024), 0.10013, "tia"),
-    "ncem_16_STOimage.emi": ((1, 1024, 1024), 0.10013, "tia"),
-    "ncem_Acquisition_18.emd": ((1, 1024, 1024), 0.12247, "emd-ncem"),
-    "rsciio_fei_example_tem_stack.emd": ((2, 3, 3), None, "emd-velox"),
-    "rsciio_test_stackbuilder_imagestack.dm3": ((3, 2, 16), None, "dm"),
-    "gold_growth_movie": ((4, 1917, 1851), 1.6349, "tiff-folder"),
+    # name: (shape (T, H, W), pixel size [Å] or None, format, imaging mode the file records)
+    "ncem_16_STOimage_1.ser": ((1, 1024, 1024), 0.10013, "tia", "STEM"),  # from its .emi
+    "ncem_16_STOimage.emi": ((1, 1024, 1024), 0.10013, "tia", "STEM"),
+    "ncem_Acquisition_18.emd": ((1, 1024, 1024), 0.12247, "emd-ncem", None),
+    "rsciio_fei_example_tem_stack.emd": ((2, 3, 3), None, "emd-velox", "TEM"),
+    "rsciio_test_stackbuilder_imagestack.dm3": ((3, 2, 16), None, "dm", None),
+    "gold_growth_movie": ((4, 1917, 1851), 1.6349, "tiff-folder", None),
 }
 
 
@@ -88,10 +88,11 @@ def test_real_files_open(name: str) -> None:
     p = REAL / name
     if not p.exists():
         pytest.skip(f"{p} not present")
-    shape, px, fmt = REAL_FILES[name]
+    shape, px, fmt, mode = REAL_FILES[name]
     with open_movie(p) as movie:
         assert movie.shape == shape
         assert movie.source_format == fmt
+        assert movie.metadata.get("imaging_mode") == mode
         if px is not None:
             assert movie.pixel_size_A == pytest.approx(px, rel=1e-3)
         first = movie.read(0, 1)
@@ -210,3 +211,22 @@ def test_hdf5_without_frames(tmp_path: Path) -> None:
         fh["images"] = np.zeros((2, 8, 8))
     with pytest.raises(InputError, match="without a /frames dataset"):
         open_movie(tmp_path / "x.h5")
+
+
+@pytest.mark.parametrize(("om", "mode"), [
+    ({"BinaryResult": {"AcquisitionUnit": "CameraImage"}, "Optics": {"OperatingMode": "2"}},
+     "TEM"),  # Velox: the acquisition unit says what made this image
+    ({"BinaryResult": {"AcquisitionUnit": "ScanImage"}}, "STEM"),
+    ({"Optics": {"OperatingMode": "2"}}, "STEM"),
+    ({"ImageList": {"TagGroup0": {"ImageTags": {"Microscope Info": {
+        "Illumination Mode": "STEM", "Operation Mode": "SCANNING"}}}}}, "STEM"),
+    ({"ImageList": {"TagGroup0": {"ImageTags": {"Microscope Info": {
+        "Illumination Mode": "TEM", "Operation Mode": "IMAGING"}}}}}, "TEM"),
+    ({"ObjectInfo": {"ExperimentalDescription": {"Mode": " STEM nP Mh Zoom Diffraction"}}},
+     "STEM"),
+    ({"ObjectInfo": {"ExperimentalDescription": {"Mode": "TEM HM Imaging"}}}, "TEM"),
+    ({"ImageList": {"TagGroup0": {"ImageTags": {"DataBar": {}}}}}, None),
+    ({}, None),
+])
+def test_imaging_mode_from_vendor_metadata(om: dict, mode: str | None) -> None:
+    assert imaging_mode(om) == mode

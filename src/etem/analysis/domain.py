@@ -51,6 +51,9 @@ from scipy.signal import windows
 PIXEL_MARGIN = 0.10
 COLUMN_MARGIN = 0.25
 
+#: the imaging mode of every etem training image: HRTEM (a camera image of the transmitted
+#: beam; etem's campaign simulates multislice HRTEM only), as etem.frames.readers names it
+TRAINING_IMAGING_MODE = "TEM"
 #: the contrast regimes of atom columns (as etem.simulation.microscope.CONTRAST_REGIMES)
 CONTRAST_REGIMES = ("bright", "dark", "intermediate")
 #: band [1/nm] of the contrast estimate (the simulation's ``contrast_band_per_nm`` default)
@@ -260,16 +263,24 @@ def _range_of(meta: dict[str, Any], key: str) -> tuple[float, float] | None:
 def domain_warnings(
     meta: dict[str, Any], pixel_size_A: float | None, dose_e_per_px: float | None,
     column_fwhm: float | None = None, contrast: ContrastEstimate | None = None,
+    imaging_mode: str | None = None,
 ) -> list[str]:
     """What about a movie lies outside the model's training distribution (empty: nothing).
 
     ``pixel_size_A`` [Å] and ``dose_e_per_px`` [e/px per frame] as the network sees them
     (after binning); ``column_fwhm`` [Å] measured by :func:`column_fwhm_A` on the movie;
     ``contrast``: the movie's :func:`contrast_estimate` (no warning when it or the model's
-    regimes are unknown). Models without a recorded distribution fall back to their
-    ``pixel_size_A`` and ``train_dose_e_per_px``.
+    regimes are unknown); ``imaging_mode``: ``TEM``/``STEM`` as the movie's file records it
+    (:func:`etem.frames.readers.imaging_mode`; None: not recorded, nothing said). Models
+    without a recorded distribution fall back to their ``pixel_size_A`` and
+    ``train_dose_e_per_px``; every etem model is trained on HRTEM images
+    (:data:`TRAINING_IMAGING_MODE`).
     """
     out: list[str] = []
+    if imaging_mode is not None and imaging_mode != TRAINING_IMAGING_MODE:
+        out.append(f"imaging mode {imaging_mode} (the file's metadata): the network was "
+                   f"trained on {TRAINING_IMAGING_MODE} (HRTEM phase-contrast) images, not "
+                   "scanned-probe images")
     r = _range_of(meta, "pixel_size_A")
     if r and pixel_size_A and not (
             r[0] * (1 - PIXEL_MARGIN) <= pixel_size_A <= r[1] * (1 + PIXEL_MARGIN)):

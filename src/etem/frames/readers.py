@@ -27,6 +27,7 @@ format is added in one place; each reader is a short function.
 from __future__ import annotations
 
 import logging
+import re
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -110,6 +111,9 @@ class Movie:
         ``hdf5``.
     path : Path
         The file or folder read.
+    metadata : dict
+        What else the file says: ``title``; ``imaging_mode`` (``TEM``, ``STEM`` or None: not
+        recorded; :func:`imaging_mode`) for vendor files read through rosettasciio.
     """
 
     frames: Any
@@ -419,8 +423,63 @@ def _open_rsciio(p: Path, fmt: str) -> Movie:
         None,
         source,
         p,
-        metadata={"title": sig.get("metadata", {}).get("General", {}).get("title")},
+        metadata={"title": sig.get("metadata", {}).get("General", {}).get("title"),
+                  "imaging_mode": imaging_mode(sig.get("original_metadata", {}))
+                  or _ser_imaging_mode(p, fmt)},
     )
+
+
+def _ser_imaging_mode(p: Path, fmt: str) -> str | None:
+    """The imaging mode of a TIA ``NAME_N.ser`` from its ``NAME.emi`` (which holds the
+    microscope's description) when that file lies beside it."""
+    if fmt != "tia" or p.suffix.lower() != ".ser":
+        return None
+    emi = p.with_name(re.sub(r"_\d+$", "", p.stem) + ".emi")
+    if not emi.is_file():
+        return None
+    try:
+        signals = _rsciio_reader(fmt)(str(emi), lazy=True)
+    except Exception as exc:  # an unreadable .emi only loses the mode
+        log.info("%s: imaging mode not read (%s)", emi, exc)
+        return None
+    return next((m for s in signals if (m := imaging_mode(s.get("original_metadata", {})))),
+                None)
+
+
+def imaging_mode(om: dict[str, Any]) -> str | None:
+    """``TEM`` (a camera image of the transmitted beam: HRTEM) or ``STEM`` (a scanned
+    probe) as a vendor file records it in its original metadata, None when it does not say:
+    Thermo Velox EMD ``BinaryResult.AcquisitionUnit`` (``CameraImage``/``ScanImage``, else
+    ``Optics.OperatingMode`` 1 / 2), Gatan DM ``ImageTags.Microscope Info`` (``Illumination
+    Mode``, ``Operation Mode``), FEI TIA ``ObjectInfo.ExperimentalDescription.Mode``."""
+    unit = str(_get(om, "BinaryResult", "AcquisitionUnit") or "").lower()
+    if "camera" in unit:
+        return "TEM"
+    if "scan" in unit:
+        return "STEM"
+    op = str(_get(om, "Optics", "OperatingMode") or "").strip()
+    if op in ("1", "2"):
+        return "TEM" if op == "1" else "STEM"
+    tags = _get(om, "ImageList", "TagGroup0", "ImageTags")
+    info = _get(tags, "Microscope Info") or _get(tags, "Microscope_Info")
+    words = [_get(info, k) for k in ("Illumination Mode", "Illumination_Mode", "Operation Mode",
+                                     "Operation_Mode")]
+    words.append(_get(om, "ObjectInfo", "ExperimentalDescription", "Mode"))
+    for w in (str(v).upper() for v in words if v is not None):
+        if "STEM" in w or "SCANNING" in w:
+            return "STEM"
+        if "TEM" in w.split() or w.strip() in ("TEM", "IMAGING"):
+            return "TEM"
+    return None
+
+
+def _get(d: Any, *keys: str) -> Any:
+    """``d[k1][k2]...`` or None when a level is missing or not a mapping."""
+    for k in keys:
+        if not isinstance(d, dict) or k not in d:
+            return None
+        d = d[k]
+    return d
 
 
 def _mark_time_axis(sig: dict[str, Any]) -> None:

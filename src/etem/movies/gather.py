@@ -264,6 +264,7 @@ def summarise(
         ],
         "columns_analysed": prep.columns,
         "columns_reason": prep.columns_reason,
+        "imaging_mode": movie.metadata.get("imaging_mode"),
         "domain_warnings": list(prep.domain_warnings),
         "contrast": dict(prep.contrast),
         "denoiser": prep.mode,

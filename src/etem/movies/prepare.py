@@ -491,7 +491,8 @@ def _domain_warnings(
 ) -> list[str]:
     """What of the movie lies outside the model's training distribution; warned in one line."""
     width = column_fwhm_A(leading.mean(axis=0, dtype=np.float64), pixel_size_A)
-    found = domain_warnings(model.meta, pixel_size_A, dose_e_per_px, width, contrast)
+    found = domain_warnings(model.meta, pixel_size_A, dose_e_per_px, width, contrast,
+                            movie.metadata.get("imaging_mode"))
     line = warning_line(mode, found)
     if line:
         log.warning("%s: %s", movie.path, line)
