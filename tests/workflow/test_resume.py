@@ -105,7 +105,8 @@ def test_killed_campaign_resumes_with_the_same_command_to_identical_files(
 
     a, b = _digests(tmp_path / "a" / "results"), _digests(results)
     assert sorted(a) == sorted(b)
-    assert [k for k in a if a[k] != b[k]] == []  # byte-identical outside VARYING_OUTPUTS
+    differ = [k for k in a if a[k] != b[k]]
+    assert differ == [], f"{len(differ)} files differ: {differ}"  # outside VARYING_OUTPUTS
 
     # damage that `etem check` must name, one line each
     (results / "apply" / "synthetic" / "results.h5").unlink()
