@@ -33,8 +33,11 @@ Methods: the noisy counts, ``flat`` (a constant image at the mean count: no stru
 the floor that says how much contrast an image has left to recover), the oracle Gaussian (the
 width among ``EtemConfig().evaluation.oracle_sigmas_px`` best on the clean image, or
 ``--oracle-sigmas``; ``oracle_at_edge`` marks images where it chose the list's widest),
-NLM with an estimated noise level and ``wiener`` (:func:`etem.analysis.baselines.wiener`,
-its defaults), all at the image's own pixel, and each ``--model NAME=PATH`` through
+NLM with an estimated noise level, ``wiener`` (:func:`etem.analysis.baselines.wiener`,
+its defaults) and ``wiener_sure`` (the same filter, its pair chosen per image by SURE with
+the counts' Poisson noise, :func:`etem.analysis.baselines.wiener_sure`; the pair in
+``wiener_sure_alpha``, ``wiener_sure_smooth_px``), all at the image's own pixel, and each
+``--model NAME=PATH`` through
 :func:`etem.models.inference.denoise_images` on the frame ``etem apply`` would give it: the
 counts resampled to the model's pixel by apply's own geometry
 (:func:`etem.frames.geometry.resolve_geometry` and :func:`~etem.frames.geometry.collect_frames`:
@@ -111,9 +114,9 @@ ALL_CONDITIONS = (*CONDITIONS, *WIDENED)
 #: field (~320 px)
 LATERAL = {"pixel-0.05": {"Pt": 4, "CeO2": 3}, "pixel-0.3": {"Pt": 8, "CeO2": 6},
            "uncorrected": {"Pt": 8, "CeO2": 6}}
-BASELINES = ("noisy", "flat", "oracle_gaussian", "nlm", "wiener")
+BASELINES = ("noisy", "flat", "oracle_gaussian", "nlm", "wiener", "wiener_sure")
 #: methods whose margins over the oracle Gaussian and NLM are given besides the models
-CLASSICAL = ("wiener",)
+CLASSICAL = ("wiener", "wiener_sure")
 PARTICLE = "Pt/CeO2"
 #: issue 14's targets [dB]: the best etem denoiser over the oracle Gaussian and over NLM
 TARGET_OVER_GAUSS = 3.0
@@ -302,6 +305,10 @@ def run_set(spec_list: list[Spec], seeds: list[int], models: dict[str, torch.nn.
                 "nlm": mohan(clean, baselines.nlm_estimated(counts[j], DOSE_E_PER_PX)),
                 "wiener": mohan(clean, baselines.wiener(counts[j], DOSE_E_PER_PX)),
             }
+            # Poisson counts (dqe 1): the noise level SURE needs
+            sure, alpha, smooth = baselines.wiener_sure(counts[j], DOSE_E_PER_PX, 1.0)
+            row.update(wiener_sure=mohan(clean, sure), wiener_sure_alpha=alpha,
+                       wiener_sure_smooth_px=smooth)
             for name, out in outs.items():
                 row[name] = mohan(clean, out[j])
                 row[f"{name}_dose"] = doses[name]
@@ -346,7 +353,7 @@ def groups(per_image: pd.DataFrame) -> Iterator[tuple[str, pd.DataFrame]]:
 
 
 def methods(per_image: pd.DataFrame) -> list[str]:
-    """The baselines the table holds (older tables have no ``wiener``)."""
+    """The baselines the table holds (older tables have no ``wiener``, ``wiener_sure``)."""
     return [m for m in BASELINES if m in per_image]
 
 
@@ -394,7 +401,7 @@ def _signed(mean: object, sem: object) -> str:
 
 
 _LABELS = {"noisy": "noisy", "flat": "flat", "oracle_gaussian": "oracle Gaussian",
-           "nlm": "NLM", "wiener": "Wiener"}
+           "nlm": "NLM", "wiener": "Wiener", "wiener_sure": "Wiener SURE"}
 
 
 def markdown(summary: pd.DataFrame, models: list[str]) -> str:

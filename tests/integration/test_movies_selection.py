@@ -14,6 +14,7 @@ import torch
 from scipy import ndimage
 from torch import nn
 
+from etem.analysis.baselines import wiener_sure_choice
 from etem.cli import main
 from etem.config import load_config
 from etem.config.base import StrictModel
@@ -152,6 +153,30 @@ def test_cli_wiener_needs_no_network(tmp_path: Path) -> None:
         den = h5["denoised"][()]
     raw = lm.counts.astype(np.float32) / 0.5
     assert np.mean((den - lm.clean) ** 2) < 0.2 * np.mean((raw - lm.clean) ** 2)
+
+
+def test_cli_wiener_on_a_single_image_takes_its_pair_by_sure(tmp_path: Path) -> None:
+    """A single HRTEM image (a 1-frame movie: no uMSE score) named ``denoise_with: wiener``:
+    the filter's pair is the least SURE of the image at the detector's DQE, recorded in the
+    summary (no score table), and the frame denoised with it."""
+    lm = lattice_movie(n_frames=1, size_px=128, spacing_px=9.0, sigma_px=1.6, event_frame=None,
+                       dose_e_per_px_per_frame=0.45, seed=4)
+    assert lm.counts is not None
+    path = write_h5(lm, tmp_path / "m.h5")
+    out = tmp_path / "out"
+    assert main(["apply", "--movie", str(path), "--out", str(out),
+                 "--set", "tracking.enabled=false", "--set", "apply.io.preview_max_frames=0",
+                 "--set", "apply.preprocess.detector_dqe=0.9",
+                 "--set", "apply.inference.denoise_with=wiener"]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    pair = (s["wiener_alpha"], s["wiener_smooth_px"])
+    assert s["denoiser"] == "wiener" and not s["denoiser_upsnr_dB"]
+    assert pair == wiener_sure_choice(lm.counts.astype(np.float64), 0.9)
+    with h5py.File(out / "results.h5") as h5:
+        den = h5["denoised"][0]
+    raw = lm.counts[0].astype(np.float32) / 0.45
+    np.testing.assert_allclose(den, classical_filter("wiener", 0.45, None, pair[0], 0.9,
+                                                     pair[1])(raw), atol=1e-5)
 
 
 def test_cli_auto_among_classical_candidates_needs_no_network(tmp_path: Path) -> None:

@@ -112,6 +112,15 @@ def test_markdown_reads_a_table_without_wiener() -> None:
     assert "Wiener" not in text and "a − oracle G" in text
 
 
+def test_wiener_sure_gets_its_column_and_margins() -> None:
+    t = _toy().assign(wiener_sure=lambda d: d["wiener"] + 1.0)
+    s = ind.summarize(t, ["a"]).set_index("group")
+    assert s.loc["Pt, blur", "wiener_sure_over_gauss_mean"] == pytest.approx(5.0)
+    assert s.loc["CeO2, in-range", "best"] == "wiener_sure"
+    text = ind.markdown(s.reset_index(), ["a"])
+    assert "Wiener SURE − oracle G" in text and "| Wiener SURE |" in text.splitlines()[2]
+
+
 def test_conditions_and_noise_streams() -> None:
     assert corrected_microscope("blur", -6.0).blur_fwhm_A == 1.4
     pixel = corrected_microscope("pixel", -6.0)

@@ -42,6 +42,7 @@ def test_tables_have_one_row_per_method_and_subset(campaign):
         assert {"all", "dose_e_per_A2=50", "dose_e_per_A2=400"} <= set(t["subset"])
     per = res.tables["per_image"]
     assert len(per) == len(images) * 2 * len(res.summary["methods"])
+    assert {"wiener", "wiener_sure"} <= set(res.summary["methods"])  # fixed and chosen by SURE
     s = res.tables["denoising_summary"].set_index(["method", "subset"])
     # denoising beats the noisy input, and everything improves with dose
     assert s.loc[("gaussian_1px", "all"), "psnr_db_mean"] > s.loc[("noisy", "all"),
@@ -73,6 +74,7 @@ def test_mohan_protocol_scales_to_one_count_peak(campaign):
     assert by["gaussian_1px"] > by["noisy"] + 5
     # the Wiener filter is among the methods, and keeps the lattice: above the fixed Gaussian
     assert "wiener" in methods and by["wiener"] > by["gaussian_1px"]
+    assert "wiener_sure" in methods and by["wiener_sure"] > by["gaussian_1px"]
     # the oracle picks its width (least MSE) on the clean image: not below a fixed width it
     # could pick (up to the clamping of the PSNR), and above it on the mean
     per = t.pivot(index="image_id", columns="method", values="psnr_db")

@@ -6,7 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from etem.analysis.baselines import estimate_noise_sigma, nlm_estimated, oracle_gaussian
+from etem.analysis.baselines import (
+    WIENER_SURE_ALPHAS,
+    WIENER_SURE_SMOOTHS_PX,
+    estimate_noise_sigma,
+    nlm_estimated,
+    oracle_gaussian,
+)
 from etem.config.training import ConditionBand
 from etem.evaluation.benchmark import load_test_images, run_benchmark, write_outputs
 from etem.evaluation.conditions import conditions_table, summarise_conditions
@@ -46,18 +52,25 @@ def test_table_has_rows_per_split_condition_and_method(campaign):
     paths, cfg = campaign
     images = load_test_images(paths["index"], cfg)
     t = conditions_table(cfg, images, blur_model().module, window_model().module)
-    methods = {"noisy", "flat", "gaussian_oracle", "nlm", "wiener", "supervised", "blind_spot"}
+    methods = {"noisy", "flat", "gaussian_oracle", "nlm", "wiener", "wiener_sure", "supervised",
+               "blind_spot"}
     assert set(t["method"]) == methods and len(t) == len(images) * len(methods)
     metrics = ["psnr_db", "ssim", "psnr_mohan_db", "ssim_mohan"]
     assert set(metrics) <= set(t.columns)
     assert np.isfinite(t.loc[t["method"] == "wiener", metrics].to_numpy(float)).all()
+    assert np.isfinite(t.loc[t["method"] == "wiener_sure", metrics].to_numpy(float)).all()
+    # the pair SURE chose for each image is recorded on its rows (NaN on the others)
+    sure = t[t["method"] == "wiener_sure"]
+    assert sure["wiener_alpha"].isin(WIENER_SURE_ALPHAS).all()
+    assert sure["wiener_smooth_px"].isin(WIENER_SURE_SMOOTHS_PX).all()
+    assert t.loc[t["method"] == "wiener", "wiener_alpha"].isna().all()
     s = summarise_conditions(t)
     groups = set(s["group"])
     assert {"split=held_out", "split=held_out_condition",
             "split=held_out_condition|condition=blur_fwhm_A=[1.3,1.5]"} <= groups
     by = t.groupby("method")[["psnr_db", "psnr_mohan_db"]].mean()
     # at 0.45 e/px the oracle Gaussian, NLM and the Wiener filter beat the raw counts
-    for m in ("gaussian_oracle", "nlm", "wiener"):
+    for m in ("gaussian_oracle", "nlm", "wiener", "wiener_sure"):
         assert (by.loc[m] > by.loc["noisy"] + 3).all()
     # the flat image: its Mohan-metric error is the clean image's variance (in counts) plus
     # the mean's bias; the oracle Gaussian (widths up to 16 px) approaches it from above
@@ -68,14 +81,49 @@ def test_table_has_rows_per_split_condition_and_method(campaign):
         conditions_table(cfg, images, blur_model().module, None))  # seeded noise
 
 
-def test_wiener_is_left_out_when_switched_off(campaign):
+@pytest.mark.parametrize("method", ["wiener", "wiener_sure"])
+def test_wiener_is_left_out_when_switched_off(campaign, method):
     paths, cfg = campaign
     images = load_test_images(paths["index"], cfg)[:2]
     off = cfg.model_copy(deep=True)
-    off.evaluation.wiener = False
-    assert "wiener" in set(conditions_table(cfg, images)["method"])
-    assert "wiener" not in set(conditions_table(off, images)["method"])
-    assert "wiener" in make_methods(cfg) and "wiener" not in make_methods(off)
+    setattr(off.evaluation, method, False)
+    assert method in set(conditions_table(cfg, images)["method"])
+    assert method not in set(conditions_table(off, images)["method"])
+    assert method in make_methods(cfg) and method not in make_methods(off)
+    other = "wiener_sure" if method == "wiener" else "wiener"
+    assert other in set(conditions_table(off, images)["method"]) and other in make_methods(off)
+
+
+def test_wiener_sure_gets_each_images_dqe(campaign, monkeypatch):
+    """The noise level SURE needs: the cross-condition table and the benchmark's per-image
+    rows give wiener_sure the image's detector DQE (its counts' variance / mean is 1 / dqe);
+    the Mohan protocol's Poisson counts, dqe 1."""
+    from etem.analysis import baselines
+    from etem.evaluation import benchmark, methods
+
+    paths, cfg = campaign
+    images = load_test_images(paths["index"], cfg)[:2]
+    for k, im in enumerate(images):
+        im.params["dqe"] = 0.5 + 0.1 * k
+    seen: list[float] = []
+    real = baselines.wiener_sure
+
+    def spy(counts, dose, dqe=1.0, *a, **kw):
+        seen.append(dqe)
+        return real(counts, dose, dqe, *a, **kw)
+
+    monkeypatch.setattr(baselines, "wiener_sure", spy)
+    conditions_table(cfg, images)
+    assert seen == [0.5, 0.6]
+    seen.clear()
+    fn = methods.make_methods(cfg)["wiener_sure"]
+    est = methods.run_method("wiener_sure", fn, np.ones((16, 16)), 1.0, 0.7)
+    assert seen == [0.7] and est.shape == (16, 16)
+    seen.clear()
+    methods.run_method("wiener", methods.make_methods(cfg)["wiener"], np.ones((16, 16)), 1.0,
+                       0.7)  # the fixed filter takes no dqe
+    assert seen == []
+    assert benchmark.run_method is methods.run_method
 
 
 def test_benchmark_reports_held_out_condition_rows(campaign, tmp_path):

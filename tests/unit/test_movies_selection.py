@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import ndimage
 
-from etem.analysis.baselines import WIENER_SMOOTH_PX, wiener
+from etem.analysis.baselines import WIENER_ALPHA, WIENER_SMOOTH_PX, wiener, wiener_sure_choice
 from etem.analysis.matching import detection_metrics
 from etem.config import ColumnsConfig
 from etem.config.apply import InferenceConfig, uses_network
@@ -16,6 +16,7 @@ from etem.movies.prepare import score_and_choose, unscored_choice
 from etem.movies.selection import (
     CLASSICAL,
     GAUSSIAN_SIGMAS_PX,
+    SURE_FRAMES,
     WIENER_ALPHAS,
     WIENER_SMOOTHS_PX,
     ColumnCheck,
@@ -265,3 +266,37 @@ def test_auto_among_classical_candidates_needs_no_network() -> None:
     assert unscored_choice(InferenceConfig(auto_candidates=["wiener", "raw"]), {}) == "wiener"
     with pytest.raises(InputError, match="no denoiser given"):
         unscored_choice(InferenceConfig(auto_candidates=["unsupervised", "raw"]), {})
+
+
+def test_an_unscored_wiener_takes_its_pair_by_sure_not_the_default() -> None:
+    """A movie too short for uMSE (3 frames < 2h + 4) named ``denoise_with: wiener``, and a
+    long one under ``auto`` with ``score_targets: 0`` falling back on the Wiener filter: the
+    pair is the least SURE of the leading frames with the detector's DQE, not the fixed
+    default (here a pair of lower true MSE)."""
+    m = lattice_movie(n_frames=12, size_px=128, spacing_px=9.0, sigma_px=1.6,
+                      dose_e_per_px_per_frame=0.45, event_frame=None, seed=4)
+    assert m.counts is not None
+    counts = m.counts.astype(np.float32)
+    short = counts[:3]
+    for dqe in (1.0, 0.8):
+        choice = score_and_choose(InferenceConfig(denoise_with="wiener"), {}, short, 0.45, [],
+                                  3, dqe)
+        assert choice.scores is None and choice.candidate == "wiener"
+        assert (choice.wiener_alpha, choice.wiener_smooth_px) == wiener_sure_choice(short, dqe)
+        if dqe == 1.0:  # Poisson counts, the right noise level: better than the default
+            pair = (choice.wiener_alpha, choice.wiener_smooth_px)
+            assert pair != (WIENER_ALPHA, WIENER_SMOOTH_PX)
+
+            def true_mse(a: float, s: int) -> float:
+                return float(np.mean([np.mean((wiener(f, 0.45, a, s) - m.clean[0]) ** 2)
+                                      for f in short]))
+
+            assert true_mse(*pair) < true_mse(WIENER_ALPHA, WIENER_SMOOTH_PX)
+    inf = InferenceConfig(auto_candidates=["wiener", "raw"], score_targets=0)
+    choice = score_and_choose(inf, {}, counts, 0.45, [], 12)
+    assert choice.candidate == "wiener" and choice.scores is None
+    assert (choice.wiener_alpha, choice.wiener_smooth_px) == wiener_sure_choice(
+        counts[:SURE_FRAMES], 1.0)
+    # scored, the uMSE grid chooses as before
+    scored = score_and_choose(InferenceConfig(denoise_with="wiener"), {}, counts, 0.45, [], 12)
+    assert scored.scores is not None and scored.wiener_alpha in WIENER_ALPHAS

@@ -96,6 +96,15 @@ class EvaluationConfig(StrictModel):
         "over which the Wiener filter smooths the periodogram (odd: centred, so the gain is "
         "symmetric and the mean kept; 1 = none)",
     )
+    wiener_sure: bool = Field(
+        True,
+        description="also include wiener_sure: the empirical Wiener filter with its alpha and "
+        "periodogram smoothing [frequency px] chosen per image, without the clean image, by "
+        "Stein's unbiased risk estimate of its MSE [counts² per pixel] over alpha 1.5-8 x "
+        "smoothing 3, 5, 7 px (etem.analysis.baselines.wiener_sure; what etem apply uses on "
+        "movies too short to score); its noise level is each image's detector DQE(0) "
+        "(counts of variance counts / dqe), which SURE needs (the fixed wiener: dqe 1)",
+    )
     confidence_levels: list[Fraction] = Field(
         default_factory=lambda: [0.9, 0.95, 0.99], description="nominal confidence levels"
     )

@@ -48,7 +48,13 @@ from etem.analysis.umse import umse
 from etem.evaluation.calibrate import calibrate, find_kwargs, quartet_truth, skew
 from etem.evaluation.conditions import conditions_table, summarise_conditions
 from etem.evaluation.inputs import TestImage, load_test_images, load_train_images, read_movie
-from etem.evaluation.methods import Method, make_methods, noisy_counts, primary_method
+from etem.evaluation.methods import (
+    Method,
+    make_methods,
+    noisy_counts,
+    primary_method,
+    run_method,
+)
 from etem.evaluation.movie import movie_table, temporal_mean
 from etem.evaluation.outputs import write_outputs
 from etem.evaluation.protocols import mohan_protocol, segmentation_rows
@@ -156,7 +162,7 @@ def _image_rows(
         counts = noisy_counts(im.clean, dose, px, cfg, im.image_id, row_dqe(im.params))
         outs = {}
         for name, fn in methods.items():
-            est = fn(counts, dose_px)
+            est = run_method(name, fn, counts, dose_px, row_dqe(im.params))
             outs[name] = est
             acc.denoise.append({**base, "dose_e_per_A2": dose, "method": name,
                                 "psnr_db": psnr(im.clean, est, rng_),

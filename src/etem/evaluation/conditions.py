@@ -18,6 +18,10 @@ condition being its name) is made noisy at
   :func:`etem.analysis.baselines.wiener`; ``evaluation.wiener``, ``wiener_alpha``,
   ``wiener_smooth_px``): no training and no clean image, Poisson noise power (``dqe`` 1:
   like the networks it sees only the counts and the dose);
+* ``wiener_sure``: the same filter with its (alpha, smoothing) chosen per image by Stein's
+  unbiased risk estimate (:func:`etem.analysis.baselines.wiener_sure`; ``evaluation.
+  wiener_sure``), no clean image but the image's detector DQE as the noise level SURE needs;
+  the pair chosen in the columns ``wiener_alpha``, ``wiener_smooth_px``;
 * ``supervised``: the supervised denoiser (with a model);
 * ``blind_spot``: the blind-spot multi-frame network (with a model) on ``n_frames``
   independent frames of the static scene, each with 1/n of the dose (same electrons in all).
@@ -97,6 +101,9 @@ def _estimates(
     if b.wiener:
         out["wiener"] = (baselines.wiener(counts, dose_px, b.wiener_alpha,
                                           b.wiener_smooth_px), {})
+    if b.wiener_sure:
+        est, alpha, smooth = baselines.wiener_sure(counts, dose_px, row_dqe(im.params))
+        out["wiener_sure"] = (est, {"wiener_alpha": alpha, "wiener_smooth_px": smooth})
     if denoiser is not None:
         out["supervised"] = (np.asarray(denoise_images(
             denoiser, counts.astype(np.float32), dose_px, match=match), dtype=np.float64), {})

@@ -18,12 +18,31 @@ from etem.simulation.noise import apply_dose
 
 #: maps counts [e/px] and dose per pixel [e/px] to intensity (vacuum = 1)
 Method = Callable[[np.ndarray, float], np.ndarray]
+#: Methods that also take the image's detector DQE(0) as the keyword ``dqe`` (their noise
+#: level; default 1, Poisson counts): call them through :func:`run_method`.
+DQE_METHODS = frozenset({"wiener_sure"})
+
+
+def run_method(name: str, fn: Method, counts: np.ndarray, dose_e_per_px: float,
+               dqe: float = 1.0) -> np.ndarray:
+    """``fn`` (the method ``name``) on ``counts`` at ``dose_e_per_px``; a method of
+    :data:`DQE_METHODS` gets the image's detector DQE(0) ``dqe`` too."""
+    if name in DQE_METHODS:
+        return fn(counts, dose_e_per_px, dqe=dqe)  # type: ignore[call-arg]
+    return fn(counts, dose_e_per_px)
+
+
+def wiener_sure(counts: np.ndarray, dose_e_per_px: float, dqe: float = 1.0) -> np.ndarray:
+    """The Wiener filter at the pair SURE chooses for this image
+    (:func:`etem.analysis.baselines.wiener_sure`), as intensity."""
+    return baselines.wiener_sure(counts, dose_e_per_px, dqe)[0]
 
 
 def make_methods(cfg: Any, denoiser: Any | None = None) -> dict[str, Method]:
     """Methods compared: noisy input, Gaussian filters, NLM, the empirical Wiener filter
-    (Poisson noise, ``dqe`` 1: like the networks it sees only the counts and the dose), and
-    the supervised denoiser."""
+    (Poisson noise, ``dqe`` 1: like the networks it sees only the counts and the dose), the
+    Wiener filter with its pair chosen per image by SURE (``wiener_sure``: given the image's
+    DQE through :func:`run_method`), and the supervised denoiser."""
     b = cfg.evaluation
     methods: dict[str, Method] = {"noisy": baselines.noisy_intensity}
     for s in b.gaussian_sigma_px:
@@ -35,6 +54,8 @@ def make_methods(cfg: Any, denoiser: Any | None = None) -> dict[str, Method]:
     if b.wiener:
         methods["wiener"] = functools.partial(
             baselines.wiener, alpha=b.wiener_alpha, smooth_px=b.wiener_smooth_px)
+    if b.wiener_sure:
+        methods["wiener_sure"] = wiener_sure
     if denoiser is not None:
         match = cfg.apply.inference.match_mean  # the same mean constraint as etem apply
         methods["supervised"] = lambda c, d: np.asarray(

@@ -29,7 +29,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from etem.analysis.baselines import WIENER_ALPHA, WIENER_SMOOTH_PX
+from etem.analysis.baselines import wiener_sure_choice
 from etem.analysis.columns import guess_polarity
 from etem.analysis.domain import (
     ContrastEstimate,
@@ -59,6 +59,7 @@ from etem.models.inference import TiledRunner, match_mean, window_inputs
 from etem.models.io import LoadedModel, load
 from etem.movies.selection import (
     CLASSICAL,
+    SURE_FRAMES,
     WIENER_CAVEAT,
     ColumnCheck,
     FrameFilter,
@@ -275,6 +276,19 @@ def first_frame_polarity(
         network_outputs(model, leading, dose, breaks, n_frames, [0], inference)[0])
 
 
+def unscored_wiener(frames: np.ndarray, dqe: float) -> tuple[float, int]:
+    """The Wiener filter's (alpha, smooth_px) for a movie that uMSE cannot score (too short,
+    a single image, or ``score_targets: 0``): the pair of the least Stein's unbiased risk
+    estimate summed over its first :data:`SURE_FRAMES` frames ``frames`` [counts, detector
+    DQE ``dqe``] (:func:`etem.analysis.baselines.wiener_sure_choice`; no clean image and no
+    neighbouring frames needed, but the noise level is: ``apply.preprocess.detector_dqe``)."""
+    use = frames[:SURE_FRAMES]
+    alpha, smooth = wiener_sure_choice(use, dqe)
+    log.info("movie not scored by uMSE: the Wiener filter's alpha %g and smoothing %d px "
+             "chosen by SURE on %d frame(s) (detector DQE %g)", alpha, smooth, len(use), dqe)
+    return alpha, smooth
+
+
 @dataclass
 class Choice:
     """The denoiser chosen for a movie (a candidate of :mod:`etem.movies.selection`) and the
@@ -318,7 +332,8 @@ def score_and_choose(
     (:mod:`etem.movies.selection`; with ``columns``, their column agreement too), then
     choose: ``auto`` the lowest uMSE among ``inference.auto_candidates`` whose columns agree,
     networks and classical alike; otherwise the one named. ``nets``: candidate name ->
-    network."""
+    network. The Wiener filter of a movie not scored takes its parameters by SURE
+    (:func:`unscored_wiener`)."""
     half = max([m.n_frames // 2 for m in nets.values()], default=0)
     targets = target_frames(len(scored), half, breaks, inference.score_targets)
     scores = None
@@ -360,7 +375,7 @@ def score_and_choose(
     elif name == "gaussian":
         sigma = 1.0
     elif name == "wiener":
-        alpha, smooth = WIENER_ALPHA, WIENER_SMOOTH_PX
+        alpha, smooth = unscored_wiener(scored, dqe)
     if name == "wiener":
         caveat = WIENER_CAVEAT
         log.warning("%s", caveat)

@@ -26,7 +26,11 @@ x :data:`WIENER_SMOOTHS_PX`), and each network given (supervised, blind-spot, fi
 blind-spot). ``apply.inference.denoise_with: auto`` denoises with the candidate of the lowest
 uMSE among ``apply.inference.auto_candidates`` (networks and classical alike; the Wiener filter
 only when listed: it paints lattice into vacancies, :data:`WIENER_CAVEAT`), so a denoiser that
-hurts on this movie is never used.
+hurts on this movie is never used. A movie too short to be scored (fewer than ``2h + 4``
+frames; a single image) that the Wiener filter denoises gets its pair by Stein's unbiased risk
+estimate on its first :data:`SURE_FRAMES` frames instead
+(:func:`etem.analysis.baselines.wiener_sure_choice`, over ``WIENER_SURE_ALPHAS`` x
+``WIENER_SURE_SMOOTHS_PX``; it needs the detector's DQE, ``apply.preprocess.detector_dqe``).
 
 Column agreement
 ----------------
@@ -83,6 +87,9 @@ GAUSSIAN_SIGMAS_PX = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
 #: (benchmarks/pretrained.md: a fixed choice loses 1.5-1.9 dB on one or the other).
 WIENER_ALPHAS = (2.0, 4.0, 8.0)
 WIENER_SMOOTHS_PX = (3, 5)
+#: Leading frames whose summed SURE chooses the Wiener filter's pair on a movie uMSE cannot
+#: score (:func:`etem.analysis.baselines.wiener_sure_choice`; :mod:`etem.movies.prepare`).
+SURE_FRAMES = 8
 # CLASSICAL (etem.config.apply, imported above): the candidates that are not networks
 # (``denoise_with: auto`` may choose them too).
 #: Targets scored per movie at most (spread evenly over the frames available).
