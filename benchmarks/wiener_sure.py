@@ -18,12 +18,15 @@ the config seed like the evaluation's training images; noise as in the cross-con
 each image's DQE) and on independent ASE + abTEM images
 (``benchmarks/independent_set.py``'s recipe, Poisson counts): per-image SURE choice vs both
 fixed pairs vs the per-image best (an oracle). Without ``--config``/``--index`` only the
-independent images.
+independent images. ``--grids``: the grids of :data:`GRIDS` compared on the whole widened
+independent set (378 images; every pair's SURE and PSNR), chosen on noise seed 7 and checked
+on seeds 8, 9: etem's 5 x 2 grid came out of it.
 
 Usage:
   python benchmarks/wiener_sure.py --config results/mohan_eval/config.yaml \\
       --index results/pretrained2/simulation/index.csv --n-train 60
   python benchmarks/wiener_sure.py   # the independent images only
+  python benchmarks/wiener_sure.py --grids grid.csv   # the grids compared, 378 images
 """
 
 from __future__ import annotations
@@ -59,13 +62,14 @@ DOSE = 0.45
 
 
 def choose(pairs: list[tuple[np.ndarray, np.ndarray, float]]) -> pd.DataFrame:
-    """Per image: Mohan's PSNR of each fixed pair, the SURE choice and the oracle choice."""
+    """Per image: Mohan's PSNR of each fixed pair, the SURE choice and the oracle choice (the
+    best of the grid and the fixed pairs)."""
     rows = []
     for clean, y, dqe in pairs:
         y = np.asarray(y, dtype=np.float64)
         risk = wiener_sure_risks(y, dqe).ravel()  # (smooth, alpha) in GRID's order
         score = {p: psnr_peak(clean * DOSE, wiener(y, 1.0, p[0], p[1], dqe), 1.0)
-                 for p in GRID}
+                 for p in dict.fromkeys([*GRID, *FIXED])}
         pick = GRID[int(np.argmin(risk))]
         rows.append({**{f"fixed_{a:g}_{s}": score[(a, s)] for a, s in FIXED},
                      "sure": score[pick], "oracle": max(score.values()),
@@ -73,12 +77,67 @@ def choose(pairs: list[tuple[np.ndarray, np.ndarray, float]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+#: Grids compared by ``--grids`` (name -> alphas, smooths [frequency px]).
+GRIDS = {
+    "prototype 1.5-8 x 3,5,7": ((1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0), (3, 5, 7)),
+    "1.5-8 x 3,5": ((1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0), (3, 5)),
+    "2-8 x 3,5": ((2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0), (3, 5)),
+    "2.5-8 x 3,5": ((2.5, 3.0, 4.0, 5.0, 6.0, 8.0), (3, 5)),
+    "2,3,4,6,8 x 3,5 (etem)": ((2.0, 3.0, 4.0, 6.0, 8.0), (3, 5)),
+    "2,4,8 x 3,5 (apply's uMSE grid)": ((2.0, 4.0, 8.0), (3, 5)),
+}
+
+
+def grid_rows(key: str, seed: int, condition: str, clean: np.ndarray,
+              y: np.ndarray) -> list[dict[str, object]]:
+    """SURE [counts² per pixel] and Mohan's PSNR of every pair of every grid of :data:`GRIDS`
+    on one image (Poisson counts ``y``)."""
+    alphas = sorted({a for g in GRIDS.values() for a in g[0]})
+    smooths = sorted({s for g in GRIDS.values() for s in g[1]})
+    risk = wiener_sure_risks(y, 1.0, alphas, smooths)
+    return [{"key": key, "seed": seed, "condition": condition, "alpha": a, "smooth": s,
+             "sure": float(risk[i, j]),
+             "psnr": psnr_peak(clean * DOSE, wiener(y, 1.0, a, s), 1.0)}
+            for i, s in enumerate(smooths) for j, a in enumerate(alphas)]
+
+
+def compare_grids(rows: pd.DataFrame, dev_seeds: list[int]) -> pd.DataFrame:
+    """Per grid: the mean PSNR of the least-SURE pair on the ``dev_seeds`` images and on the
+    others (held out), and per condition on the held-out ones."""
+    out = []
+    for name, (alphas, smooths) in GRIDS.items():
+        sub = rows[rows.alpha.isin(alphas) & rows.smooth.isin(smooths)]
+        pick = sub.loc[sub.groupby(["key", "seed"]).sure.idxmin()]
+        dev = pick.seed.isin(dev_seeds)
+        row: dict[str, object] = {"grid": name, "dev": pick.psnr[dev].mean(),
+                                  "held_out": pick.psnr[~dev].mean()}
+        row.update(pick[~dev].groupby("condition").psnr.mean().to_dict())
+        out.append(row)
+    return pd.DataFrame(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--config", help="the campaign's config (with --index)")
     p.add_argument("--index", help="the campaign's simulation index.csv (with --config)")
     p.add_argument("--n-train", type=int, default=60)
+    p.add_argument("--grids", type=Path, default=None,
+                   help="instead: compare the grids of GRIDS on the whole independent set "
+                        "(independent_set.py's defaults, seeds 7 8 9; chosen on seed 7, held "
+                        "out 8 9); per-pair table written to this CSV")
     args = p.parse_args(argv)
+    if args.grids is not None:
+        rows = []
+        for spec in ind.specs([3, 5, 8], [2, 4, 6], [-4.0, 0.0, 4.0], list(ind.ALL_CONDITIONS),
+                              True):
+            clean = independent_image(spec.atoms(), spec.microscope(), spec.pixel_A(0.2))
+            for seed in (7, 8, 9):
+                y = ind.noise(clean, spec, seed).astype(np.float64)
+                rows += grid_rows(spec.key(), seed, spec.condition, clean, y)
+        table = pd.DataFrame(rows)
+        table.to_csv(args.grids, index=False)
+        print(compare_grids(table, [7]).round(3).to_string(index=False))
+        return 0
     if (args.config is None) != (args.index is None):
         p.error("--config and --index go together")
     campaign = []

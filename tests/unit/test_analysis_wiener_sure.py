@@ -51,8 +51,8 @@ def test_sure_is_steins_formula_with_the_exact_divergence(smooth_px: int) -> Non
 
 
 def test_sure_tracks_the_true_mse_over_the_grid_on_a_lattice() -> None:
-    """A generated lattice at 0.45 e/px, 8 noise draws: SURE ranks the 24 pairs as their true
-    MSE does (correlation over the grid), its choice is within 0.3 dB of the best pair's PSNR
+    """A generated lattice at 0.45 e/px, 8 noise draws: SURE ranks the pairs as their true
+    MSE does (correlation over the grid), its choice is within 0.3 dB of the grid's best pair's PSNR
     on average (and 1 dB on every draw) where the fixed default loses 1-2 dB, and averaged
     over the draws it is unbiased. On one 128² image its level is not within a few % of the
     filter's MSE: the realised noise power (its spread sqrt(2 / N) var = 0.006 counts²/px,
@@ -60,7 +60,6 @@ def test_sure_tracks_the_true_mse_over_the_grid_on_a_lattice() -> None:
     within 60 % of the true MSE at the chosen pair."""
     clean, _, _ = lattice_image(128, 0.2, sigma_A=0.5)
     lam = clean * DOSE
-    default = (WIENER_SURE_SMOOTHS_PX.index(5), WIENER_SURE_ALPHAS.index(2.5))
     loss, loss_default, sure, true = [], [], [], []
     for seed in range(8):
         y = np.random.default_rng(seed).poisson(lam).astype(np.float64)
@@ -69,7 +68,8 @@ def test_sure_tracks_the_true_mse_over_the_grid_on_a_lattice() -> None:
         assert np.corrcoef(risk.ravel(), mse.ravel())[0, 1] > 0.9
         pick = np.unravel_index(int(np.argmin(risk)), risk.shape)
         loss.append(10 * np.log10(mse[pick] / mse.min()))
-        loss_default.append(10 * np.log10(mse[default] / mse.min()))
+        fixed = np.mean((wiener(y, DOSE) * DOSE - lam) ** 2)  # the default pair, 2.5 / 5
+        loss_default.append(10 * np.log10(fixed / mse.min()))
         common = np.mean((y - lam) ** 2) - y.mean()  # the realised noise power's excess
         assert risk[pick] - common == pytest.approx(mse[pick], rel=0.6)
         sure.append(risk)
@@ -79,22 +79,27 @@ def test_sure_tracks_the_true_mse_over_the_grid_on_a_lattice() -> None:
     assert np.all(np.abs(diff.mean(0)) < 3 * diff.std(0, ddof=1) / np.sqrt(len(diff)))
 
 
-def test_the_noise_level_matters_a_wrong_dqe_picks_the_weakest_filter() -> None:
+def test_the_noise_level_matters_a_wrong_dqe_picks_a_weaker_filter() -> None:
     """Counts of a detector of DQE 0.82 (variance / mean 1 / 0.82): with the right DQE SURE
-    chooses as on Poisson counts; taken as Poisson (dqe 1) the noise looks 18 % weaker, the
-    residual's excess looks like signal and SURE picks the weakest filter (the least alpha),
-    several dB worse."""
+    chooses well; taken as Poisson (dqe 1) the noise looks 18 % weaker, the residual's excess
+    looks like signal and SURE picks a weaker filter (the least alpha, mostly), ~4 dB worse
+    on average over 4 noise draws."""
     clean, _, _ = lattice_image(128, 0.2, sigma_A=0.5)
     lam = clean * DOSE
-    y = np.random.default_rng(0).poisson(lam * 0.82) / 0.82
-    right, a_right, _ = wiener_sure(y, DOSE, 0.82)
-    wrong, a_wrong, _ = wiener_sure(y, DOSE, 1.0)
-    assert a_wrong == min(WIENER_SURE_ALPHAS) < a_right
 
     def db(est: np.ndarray) -> float:
         return float(10 * np.log10(np.max(clean) ** 2 / np.mean((est - clean) ** 2)))
 
-    assert db(right) > db(wrong) + 3
+    loss, least = [], 0
+    for seed in range(4):
+        y = np.random.default_rng(seed).poisson(lam * 0.82) / 0.82
+        right, a_right, _ = wiener_sure(y, DOSE, 0.82)
+        wrong, a_wrong, _ = wiener_sure(y, DOSE, 1.0)
+        # the wrong filter is weaker twice over: a lower alpha x a noise power 18 % low
+        assert a_wrong <= a_right
+        least += a_wrong == min(WIENER_SURE_ALPHAS)
+        loss.append(db(right) - db(wrong))
+    assert least >= 3 and np.mean(loss) > 3 and min(loss) > 0
 
 
 def test_wiener_sure_is_wiener_at_the_chosen_pair_and_frames_add_up() -> None:
@@ -103,8 +108,7 @@ def test_wiener_sure_is_wiener_at_the_chosen_pair_and_frames_add_up() -> None:
     frames = g.poisson(clean * DOSE, (3, *clean.shape)).astype(np.uint16)
     est, alpha, smooth = wiener_sure(frames[0], DOSE, 0.9)
     assert (alpha, smooth) == wiener_sure_choice(frames[0], 0.9)
-    np.testing.assert_allclose(est, wiener(frames[0], DOSE, alpha, smooth, 0.9), rtol=0,
-                               atol=1e-12)
+    np.testing.assert_array_equal(est, wiener(frames[0], DOSE, alpha, smooth, 0.9))
     assert est.dtype == np.float64 and est.shape == clean.shape
     # several frames: the pair of the least summed SURE (each frame filtered alone)
     total = sum(wiener_sure_risks(f, 0.9) for f in frames)

@@ -100,8 +100,8 @@ class EvaluationConfig(StrictModel):
         True,
         description="also include wiener_sure: the empirical Wiener filter with its alpha and "
         "periodogram smoothing [frequency px] chosen per image, without the clean image, by "
-        "Stein's unbiased risk estimate of its MSE [counts² per pixel] over alpha 1.5-8 x "
-        "smoothing 3, 5, 7 px (etem.analysis.baselines.wiener_sure; what etem apply uses on "
+        "Stein's unbiased risk estimate of its MSE [counts² per pixel] over alpha 2, 3, 4, 6, "
+        "8 x smoothing 3, 5 px (etem.analysis.baselines.wiener_sure; what etem apply uses on "
         "movies too short to score); its noise level is each image's detector DQE(0) "
         "(counts of variance counts / dqe), which SURE needs (the fixed wiener: dqe 1)",
     )
