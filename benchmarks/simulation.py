@@ -127,7 +127,7 @@ def main() -> None:
     from etem.simulation.shard import write_shard
 
     base = load_config(args.config, {"tracking.enabled": False})
-    configure_abtem(base.simulation.fft_threads)
+    configure_abtem(base.simulation.fft_threads, base.simulation.fft_backend)
     structures = _structures(base, args.structures + 1)
     per = max(1, args.naive_images // args.structures)
     date = _dt.date.today().isoformat()

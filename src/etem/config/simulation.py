@@ -207,9 +207,10 @@ class SimulationConfig(StrictModel):
     compression: Literal["none", "gzip", "lzf"] = "lzf"
     fft_backend: Literal["deterministic", "fftw"] = Field(
         "deterministic",
-        description="FFT library: 'deterministic' (pocketfft, byte-identical shards in any "
-        "process) or 'fftw' (FFTW_MEASURE, ~1.4x faster FFTs, last-bit differences between "
-        "processes)",
+        description="FFT library of etem's multislice and of abTEM's own code paths (finite "
+        "projection, reference images): 'deterministic' (pocketfft / numpy, byte-identical "
+        "shards in any process) or 'fftw' (FFTW_MEASURE, ~1.4x faster FFTs in the multislice, "
+        "last-bit differences between processes)",
     )
     fft_threads: int = Field(
         1, ge=1,

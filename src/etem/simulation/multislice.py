@@ -38,20 +38,26 @@ from etem.simulation.grid import ImageGrid
 
 log = logging.getLogger("etem.simulation.multislice")
 
-_ABTEM_CONFIGURED: dict[str, int] = {}
+_ABTEM_CONFIGURED: dict[str, object] = {}
+#: abTEM's FFT library for each ``simulation.fft_backend``: numpy's pocketfft is
+#: bit-reproducible; abTEM's FFTW plans are made with FFTW_MEASURE (timed: results may differ
+#: by ~1e-6 between processes, which also shifts the Poisson draws made from them)
+ABTEM_FFT: dict[str, str] = {"deterministic": "numpy", "fftw": "fftw"}
 
 
-def configure_abtem(fft_threads: int = 1) -> None:
-    """Set abTEM/dask for batch work: fftw threads, no progress bars, synchronous dask."""
-    if _ABTEM_CONFIGURED.get("threads") == fft_threads:
+def configure_abtem(fft_threads: int = 1, backend: Backend = "deterministic") -> None:
+    """Set abTEM/dask for batch work: the FFT library of ``backend`` (:data:`ABTEM_FFT`; used
+    by abTEM's own code paths: finite projection, the reference images of
+    :mod:`etem.simulation.reference`), fftw threads, no progress bars, synchronous dask."""
+    if _ABTEM_CONFIGURED == {"threads": fft_threads, "backend": backend}:
         return
 
     abtem.config.set(
         {"fftw.threads": int(fft_threads), "diagnostics.progress_bar": False,
-         "device": "cpu", "precision": "float32", "fft": "fftw"}
+         "device": "cpu", "precision": "float32", "fft": ABTEM_FFT[backend]}
     )
     dask.config.set(scheduler="synchronous")
-    _ABTEM_CONFIGURED["threads"] = fft_threads
+    _ABTEM_CONFIGURED.update(threads=fft_threads, backend=backend)
 
 
 def wavelength_A(energy_kv: float) -> float:
@@ -169,7 +175,7 @@ def build_sliced_potential(
     (abTEM's algorithm, fewer FFTs); finite projection uses ``abtem.Potential.build``.
     """
 
-    configure_abtem(fft_threads)
+    configure_abtem(fft_threads, sim.fft_backend)
     potential = abtem_potential(atoms, grid, sim)
     plans = complex_plan(grid.gpts, fft_threads, sim.fft_backend)
     if sim.projection == "infinite":

@@ -58,7 +58,7 @@ def abtem_image(
         The image's own microscope (a randomised campaign: the row's voltage, aberrations,
         coherence, detector pixel, blur); default the config's at ``defocus_nm``.
     """
-    configure_abtem(1)
+    configure_abtem(1, sim.fft_backend)
     mic = microscope or fixed_microscope(sim, defocus_nm)
     ctf = abtem.CTF(energy=mic.energy_kv * 1e3, **ctf_parameters(mic))
     total = None
