@@ -268,6 +268,21 @@ def test_auto_among_classical_candidates_needs_no_network() -> None:
         unscored_choice(InferenceConfig(auto_candidates=["unsupervised", "raw"]), {})
 
 
+def test_unscored_auto_takes_the_first_available_of_its_candidates() -> None:
+    """An unscored movie (too short, score_targets 0) never takes a network that
+    ``auto_candidates`` leaves out: the first listed that is available."""
+    nets = {"supervised": object(), "unsupervised": object()}
+    default = InferenceConfig()
+    assert unscored_choice(default, nets) == "supervised"  # the default order: as before
+    assert unscored_choice(default, {"unsupervised": object()}) == "unsupervised"
+    assert unscored_choice(default, {**nets, "finetuned": object()}) == "supervised"
+    blind = InferenceConfig(auto_candidates=["unsupervised", "raw"])
+    assert unscored_choice(blind, nets) == "unsupervised"  # supervised given, not allowed
+    assert unscored_choice(blind, {**nets, "finetuned": object()}) == "finetuned"
+    assert unscored_choice(InferenceConfig(auto_candidates=["supervised", "gaussian"]),
+                           {"unsupervised": object()}) == "gaussian"
+
+
 def test_an_unscored_wiener_takes_its_pair_by_sure_not_the_default() -> None:
     """A movie too short for uMSE (3 frames < 2h + 4) named ``denoise_with: wiener``, and a
     long one under ``auto`` with ``score_targets: 0`` falling back on the Wiener filter: the

@@ -142,12 +142,12 @@ class InferenceConfig(StrictModel):
         Field(
             "auto",
             description="which denoiser: auto = the candidate of the highest uPSNR on the movie "
-            "itself (the networks given, the fine-tuned blind-spot model, the raw frames, a "
-            "Gaussian filter and the empirical Wiener filter of HRTEM; etem.movies.selection), "
-            "so a network that hurts is never used (movies too short to score: supervised if "
-            "given, else unsupervised; the first of auto_candidates when none of them is a "
-            "network); raw/gaussian/wiener = no network (none needs to be given, and the "
-            "workflow trains no denoising network for such a movie)",
+            "itself among auto_candidates whose columns agree with the raw frames' (the "
+            "networks given, the fine-tuned blind-spot model, the raw frames, a Gaussian filter "
+            "and the empirical Wiener filter of HRTEM; etem.movies.selection), so a network "
+            "that hurts is never used (movies too short to score: the first of auto_candidates "
+            "that is available); raw/gaussian/wiener = no network (none needs to be given, and "
+            "the workflow trains no denoising network for such a movie)",
         )
     )
     auto_candidates: list[Candidate] = Field(
@@ -182,8 +182,8 @@ class InferenceConfig(StrictModel):
         ge=0,
         description="frames at the movie's start on which every denoiser is scored by uPSNR "
         "(denoiser_scores.csv; each needs the 2 x half-window + 4 static frames around it; 0 = "
-        "no scoring, auto then takes supervised if given, else unsupervised; the first of "
-        "auto_candidates when none of them is a network)",
+        "no scoring, auto then takes the first of auto_candidates that is available: a "
+        "classical filter, or a network given, unsupervised as the fine-tuned one when kept)",
     )
 
     @property

@@ -126,10 +126,16 @@ def default_network(nets: dict[str, LoadedModel]) -> str:
 
 def unscored_choice(inference: InferenceConfig, nets: dict[str, LoadedModel]) -> str:
     """What ``auto`` takes when the movie is not scored (too short, or ``score_targets: 0``):
-    the network :func:`default_network` names, or the first of ``auto_candidates`` when none
-    of them is a network (no network needs to be given then)."""
-    if not inference.uses_network:
-        return inference.auto_candidates[0]
+    the first of ``auto_candidates`` that is available (a classical filter always; a network
+    when given, ``unsupervised`` as the fine-tuned one when kept); when they list networks but
+    none is given, the error of :func:`default_network`."""
+    if inference.uses_network and not nets:
+        return default_network(nets)
+    for name in inference.auto_candidates:
+        if name == "unsupervised" and "finetuned" in nets:
+            return "finetuned"
+        if name in CLASSICAL or name in nets:
+            return name
     return default_network(nets)
 
 
