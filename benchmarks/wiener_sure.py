@@ -12,15 +12,19 @@ by SURE on a movie too short to be scored by uMSE (:mod:`etem.movies.prepare`) a
 (``evaluation.wiener_sure``); this script was its prototype and now calls them.
 
 The noise level must be right: with each image's DQE(0) SURE works; taking the counts as
-Poisson when the detector's DQE is 0.82 makes it pick the weakest filter (21 dB instead of
-28). This script measures the choice on ``--n-train`` training images of a campaign (drawn from
-the config seed like the evaluation's training images; noise as in the cross-condition table,
-each image's DQE) and on independent ASE + abTEM images
+Poisson when the detector's DQE is 0.82 made it pick the weakest filter (21 dB instead of
+28, before the noise-pass bound, ``WIENER_SURE_MAX_NOISE_PASS``, that now leaves alpha 2 /
+smoothing 3 out of the choice; not rerun). This script measures the choice on ``--n-train``
+training images of a campaign (drawn from the config seed like the evaluation's training
+images; noise as in the cross-condition table, each image's DQE) and on independent ASE +
+abTEM images
 (``benchmarks/independent_set.py``'s recipe, Poisson counts): per-image SURE choice vs both
 fixed pairs vs the per-image best (an oracle). Without ``--config``/``--index`` only the
 independent images. ``--grids``: the grids of :data:`GRIDS` compared on the whole widened
 independent set (378 images; every pair's SURE and PSNR), chosen on noise seed 7 and checked
-on seeds 8, 9: etem's 5 x 2 grid came out of it.
+on seeds 8, 9: etem's 5 x 2 grid came out of it; each grid also with the noise-pass bound
+(``*_bound``: its pairs that keep more than ``WIENER_SURE_MAX_NOISE_PASS`` of pure-noise
+coefficients left out, as etem chooses), with the held-out images below the fixed 2.5 / 5.
 
 Usage:
   python benchmarks/wiener_sure.py --config results/mohan_eval/config.yaml \\
@@ -40,8 +44,11 @@ import pandas as pd
 
 from etem.analysis.baselines import (
     WIENER_SURE_ALPHAS,
+    WIENER_SURE_MAX_NOISE_PASS,
     WIENER_SURE_SMOOTHS_PX,
+    noise_pass_rate,
     wiener,
+    wiener_sure_choice,
     wiener_sure_risks,
 )
 from etem.analysis.metrics import psnr_peak
@@ -67,10 +74,9 @@ def choose(pairs: list[tuple[np.ndarray, np.ndarray, float]]) -> pd.DataFrame:
     rows = []
     for clean, y, dqe in pairs:
         y = np.asarray(y, dtype=np.float64)
-        risk = wiener_sure_risks(y, dqe).ravel()  # (smooth, alpha) in GRID's order
         score = {p: psnr_peak(clean * DOSE, wiener(y, 1.0, p[0], p[1], dqe), 1.0)
                  for p in dict.fromkeys([*GRID, *FIXED])}
-        pick = GRID[int(np.argmin(risk))]
+        pick = wiener_sure_choice(y, dqe)  # etem's choice: the noise-pass bound applied
         rows.append({**{f"fixed_{a:g}_{s}": score[(a, s)] for a, s in FIXED},
                      "sure": score[pick], "oracle": max(score.values()),
                      "alpha": pick[0], "smooth_px": pick[1]})
@@ -103,15 +109,34 @@ def grid_rows(key: str, seed: int, condition: str, clean: np.ndarray,
 
 def compare_grids(rows: pd.DataFrame, dev_seeds: list[int]) -> pd.DataFrame:
     """Per grid: the mean PSNR of the least-SURE pair on the ``dev_seeds`` images and on the
-    others (held out), and per condition on the held-out ones."""
-    out = []
-    for name, (alphas, smooths) in GRIDS.items():
-        sub = rows[rows.alpha.isin(alphas) & rows.smooth.isin(smooths)]
+    others (held out), the held-out images below the fixed default 2.5 / 5 (``below``) and
+    the worst margin [dB] (``worst``), and per condition on the held-out ones; then
+    (``*_bound``) the same for the grid less its pairs that keep more than
+    ``WIENER_SURE_MAX_NOISE_PASS`` of pure-noise coefficients (etem's choice,
+    :func:`etem.analysis.baselines.noise_pass_rate`)."""
+    fixed = rows[(rows.alpha == 2.5) & (rows.smooth == 5)].set_index(["key", "seed"]).psnr
+    passes = {(a, s): noise_pass_rate(a, s) <= WIENER_SURE_MAX_NOISE_PASS
+              for a, s in rows[["alpha", "smooth"]].drop_duplicates().itertuples(index=False)}
+    bounded = rows[[passes[(a, s)] for a, s in zip(rows.alpha, rows.smooth, strict=True)]]
+
+    def score(table: pd.DataFrame, alphas: tuple[float, ...], smooths: tuple[int, ...],
+              tag: str) -> tuple[dict[str, object], pd.DataFrame]:
+        sub = table[table.alpha.isin(alphas) & table.smooth.isin(smooths)]
         pick = sub.loc[sub.groupby(["key", "seed"]).sure.idxmin()]
         dev = pick.seed.isin(dev_seeds)
-        row: dict[str, object] = {"grid": name, "dev": pick.psnr[dev].mean(),
-                                  "held_out": pick.psnr[~dev].mean()}
-        row.update(pick[~dev].groupby("condition").psnr.mean().to_dict())
+        held = pick[~dev].set_index(["key", "seed"]).psnr
+        margin = held - fixed.reindex(held.index)
+        return ({f"dev{tag}": pick.psnr[dev].mean(), f"held_out{tag}": held.mean(),
+                 f"below{tag}": int((margin < 0).sum()), f"worst{tag}": margin.min()},
+                pick[~dev])
+
+    out = []
+    for name, (alphas, smooths) in GRIDS.items():
+        row: dict[str, object] = {"grid": name}
+        figures, held = score(rows, alphas, smooths, "")
+        row.update(figures)
+        row.update(held.groupby("condition").psnr.mean().to_dict())
+        row.update(score(bounded, alphas, smooths, "_bound")[0])
         out.append(row)
     return pd.DataFrame(out)
 

@@ -79,27 +79,60 @@ def test_sure_tracks_the_true_mse_over_the_grid_on_a_lattice() -> None:
     assert np.all(np.abs(diff.mean(0)) < 3 * diff.std(0, ddof=1) / np.sqrt(len(diff)))
 
 
-def test_the_noise_level_matters_a_wrong_dqe_picks_a_weaker_filter() -> None:
+def test_the_noise_level_matters_and_the_noise_pass_bound_limits_a_wrong_one() -> None:
     """Counts of a detector of DQE 0.82 (variance / mean 1 / 0.82): with the right DQE SURE
     chooses well; taken as Poisson (dqe 1) the noise looks 18 % weaker, the residual's excess
-    looks like signal and SURE picks a weaker filter (the least alpha, mostly), ~4 dB worse
-    on average over 4 noise draws."""
+    looks like signal, and the least SURE over the whole grid is the weakest pair, alpha 2 /
+    smoothing 3, on 3 of 4 noise draws, ~5 dB worse. That pair keeps 3.5 % of pure-noise
+    coefficients and is not chosen (WIENER_SURE_MAX_NOISE_PASS): the wrong noise level then
+    costs < 1 dB (0.34 on average). Before the bound wiener_sure took it and lost ~5 dB."""
     clean, _, _ = lattice_image(128, 0.2, sigma_A=0.5)
     lam = clean * DOSE
 
     def db(est: np.ndarray) -> float:
         return float(10 * np.log10(np.max(clean) ** 2 / np.mean((est - clean) ** 2)))
 
-    loss, least = [], 0
+    weakest, loss = 0, []
     for seed in range(4):
         y = np.random.default_rng(seed).poisson(lam * 0.82) / 0.82
-        right, a_right, _ = wiener_sure(y, DOSE, 0.82)
-        wrong, a_wrong, _ = wiener_sure(y, DOSE, 1.0)
-        # the wrong filter is weaker twice over: a lower alpha x a noise power 18 % low
-        assert a_wrong <= a_right
-        least += a_wrong == min(WIENER_SURE_ALPHAS)
+        right, _, _ = wiener_sure(y, DOSE, 0.82)
+        wrong, a_wrong, s_wrong = wiener_sure(y, DOSE, 1.0)
+        risk = wiener_sure_risks(y, 1.0)  # every pair's SURE, the bound not applied
+        i, j = np.unravel_index(int(np.argmin(risk)), risk.shape)
+        if (WIENER_SURE_ALPHAS[j], WIENER_SURE_SMOOTHS_PX[i]) == (2.0, 3):
+            weakest += 1
+            assert db(right) - db(wiener(y, DOSE, 2.0, 3, 1.0)) > 3
+        assert (a_wrong, s_wrong) != (2.0, 3)
         loss.append(db(right) - db(wrong))
-    assert least >= 3 and np.mean(loss) > 3 and min(loss) > 0
+    assert weakest >= 3 and 0 <= min(loss) and max(loss) < 1 and np.mean(loss) < 0.5
+
+
+def test_noise_pass_rate_is_the_fraction_of_pure_noise_kept_and_bounds_the_choice() -> None:
+    """noise_pass_rate (chi² of s² degrees of freedom) is the fraction of a flat Poisson
+    image's coefficients with gain > 0 (to the few % the mirror-mode ends add); the default
+    grid has one pair above WIENER_SURE_MAX_NOISE_PASS, alpha 2 / smoothing 3, which is never
+    chosen, even where its SURE is the least; a grid of such pairs only is an input error."""
+    y = np.random.default_rng(0).poisson(0.45, (256, 256)).astype(np.float64)
+    coef = baselines.dctn(y, type=2)
+    noise = 4.0 * y.sum()
+    for a, s in [(2.0, 3), (3.0, 3), (2.0, 5), (1.5, 5)]:
+        power = baselines._smoothed_power(coef, s)[:256, :256]
+        kept = power > a * noise
+        kept[:3, :3] = False  # the mean's neighbours: its power leaks into their windows
+        assert kept.mean() == pytest.approx(baselines.noise_pass_rate(a, s), rel=0.3)
+    over = [(a, s) for s in WIENER_SURE_SMOOTHS_PX for a in WIENER_SURE_ALPHAS
+            if baselines.noise_pass_rate(a, s) > baselines.WIENER_SURE_MAX_NOISE_PASS]
+    assert over == [(2.0, 3)]
+    # where alpha 2 at smoothing 3 has the least SURE of alpha 2's pairs (the lattice of the
+    # test above, its noise level taken 18 % low)
+    clean, _, _ = lattice_image(128, 0.2, sigma_A=0.5)
+    y = np.random.default_rng(1).poisson(clean * DOSE * 0.82) / 0.82
+    risk = wiener_sure_risks(y, 1.0, [2.0], [3, 5])
+    assert risk[0, 0] < risk[1, 0]
+    assert wiener_sure_choice(y, 1.0, [2.0], [3, 5]) == (2.0, 5)
+    assert wiener_sure(y, DOSE, 1.0, [2.0], [3, 5])[1:] == (2.0, 5)
+    with pytest.raises(InputError, match="noise_pass_rate"):
+        wiener_sure_choice(y, 1.0, [1.5, 2.0], [3])
 
 
 def test_wiener_sure_is_wiener_at_the_chosen_pair_and_frames_add_up() -> None:

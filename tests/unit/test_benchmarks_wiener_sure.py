@@ -48,3 +48,12 @@ def test_grids_are_compared_by_the_psnr_of_their_sure_choice() -> None:
         sub.loc[sub.sure.idxmin(), "psnr"])
     assert out.loc["2,3,4,6,8 x 3,5 (etem)", "in-range"] == pytest.approx(
         out.loc["2,3,4,6,8 x 3,5 (etem)", "held_out"])
+    # the bounded figure: the least SURE among the pairs within the noise-pass bound
+    ok = [ws.noise_pass_rate(x, y) <= ws.WIENER_SURE_MAX_NOISE_PASS
+          for x, y in zip(sub.alpha, sub.smooth, strict=True)]
+    fixed = table[(table.seed == 8) & (table.alpha == 2.5) & (table.smooth == 5)].psnr.item()
+    best = sub[ok].loc[sub[ok].sure.idxmin(), "psnr"]
+    row = out.loc["2,3,4,6,8 x 3,5 (etem)"]
+    assert row["held_out_bound"] == pytest.approx(best)
+    assert row["worst_bound"] == pytest.approx(best - fixed)
+    assert row["below_bound"] == int(best < fixed)

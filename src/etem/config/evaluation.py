@@ -101,9 +101,11 @@ class EvaluationConfig(StrictModel):
         description="also include wiener_sure: the empirical Wiener filter with its alpha and "
         "periodogram smoothing [frequency px] chosen per image, without the clean image, by "
         "Stein's unbiased risk estimate of its MSE [counts² per pixel] over alpha 2, 3, 4, 6, "
-        "8 x smoothing 3, 5 px (etem.analysis.baselines.wiener_sure; what etem apply uses on "
-        "movies too short to score); its noise level is each image's detector DQE(0) "
-        "(counts of variance counts / dqe), which SURE needs (the fixed wiener: dqe 1)",
+        "8 x smoothing 3, 5 px less alpha 2 / smoothing 3 (it keeps 3.5 % of pure-noise "
+        "coefficients: SURE picks it by chance) (etem.analysis.baselines.wiener_sure; "
+        "what etem apply uses on movies too short to score); its noise level is each "
+        "image's detector DQE(0) (counts of variance counts / dqe), which SURE needs (the "
+        "fixed wiener: dqe 1)",
     )
     confidence_levels: list[Fraction] = Field(
         default_factory=lambda: [0.9, 0.95, 0.99], description="nominal confidence levels"

@@ -30,7 +30,8 @@ hurts on this movie is never used. A movie too short to be scored (fewer than ``
 frames; a single image) that the Wiener filter denoises gets its pair by Stein's unbiased risk
 estimate on its first :data:`SURE_FRAMES` frames instead
 (:func:`etem.analysis.baselines.wiener_sure_choice`, over ``WIENER_SURE_ALPHAS`` x
-``WIENER_SURE_SMOOTHS_PX``; it needs the detector's DQE, ``apply.preprocess.detector_dqe``).
+``WIENER_SURE_SMOOTHS_PX`` within ``WIENER_SURE_MAX_NOISE_PASS``; it needs the detector's
+DQE, ``apply.preprocess.detector_dqe``).
 
 Column agreement
 ----------------
