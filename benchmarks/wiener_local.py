@@ -150,10 +150,7 @@ def wiener_local(
     weight = wy[:, None] * wx[None, :]
     snr_g = None
     if mix > 0:
-        power = np.zeros((h + 1, w + 1))
-        np.square(dctn(y, type=2), out=power[:h, :w])
-        if smooth_px > 1:
-            uniform_filter(power, int(smooth_px), output=power, mode="mirror")
+        power = baselines._smoothed_power(dctn(y, type=2), smooth_px)  # baselines.wiener's
         ky = np.clip(np.rint(np.arange(th) * h / th).astype(int), 0, h - 1)
         kx = np.clip(np.rint(np.arange(tw) * w / tw).astype(int), 0, w - 1)
         snr_g = power[np.ix_(ky, kx)] / max(4.0 * float(y.sum()) / dqe, 1e-30)
@@ -238,12 +235,8 @@ def wiener_gated(
     h, w = y.shape
     noise = 4.0 * float(y.sum()) / dqe
     coef = dctn(y, type=2)
-    power = np.zeros((h + 1, w + 1))
-    gain = power[:h, :w]
-    np.square(coef, out=gain)
-    if smooth_px > 1:
-        uniform_filter(power, int(smooth_px), output=power, mode="mirror")
-    gain = np.clip(1.0 - alpha * noise / np.maximum(gain, 1e-30), 0.0, 1.0)
+    power = baselines._smoothed_power(coef, smooth_px)  # the zero frequency left out
+    gain = np.clip(1.0 - alpha * noise / np.maximum(power[:h, :w], 1e-30), 0.0, 1.0)
     gain[0, 0] = 1.0
     del power
     radius = np.hypot(np.arange(h)[:, None] / h, np.arange(w)[None, :] / w)

@@ -41,14 +41,20 @@ MIB = 1024.0**2
 
 def wiener_mirror_fft(counts: np.ndarray, dose_px: float, alpha: float = 2.5,
                       smooth_px: int = 5, dqe: float = 1.0) -> np.ndarray:
-    """The form replaced (etem before the DCT form): FFT of the 2H x 2W mirror extension."""
+    """The form replaced (etem before the DCT form): FFT of the 2H x 2W mirror extension;
+    as etem's filter is now, the zero frequency left out of the smoothed power (the mean over
+    each window's other frequencies)."""
     y = np.asarray(counts, dtype=np.float64)
     h, w = y.shape
     ext = np.block([[y, y[:, ::-1]], [y[::-1, :], y[::-1, ::-1]]])
     f = np.fft.fft2(ext)
     power = np.abs(f) ** 2
+    power[0, 0] = 0.0
     if smooth_px > 1:
+        mask = np.ones_like(power)
+        mask[0, 0] = 0.0
         power = uniform_filter(power, int(smooth_px), mode="wrap")
+        power /= uniform_filter(mask, int(smooth_px), mode="wrap")
     noise = float(ext.sum()) / dqe
     gain = np.clip(1.0 - alpha * noise / np.maximum(power, 1e-30), 0.0, 1.0)
     gain[0, 0] = 1.0

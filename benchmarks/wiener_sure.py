@@ -1,7 +1,9 @@
 """Choosing the Wiener filter's (alpha, smooth_px) per image without the clean image: SURE.
 
 The defaults of :func:`etem.analysis.baselines.wiener` (alpha 2.5, smooth 5 px) were tuned
-on etem's campaign and lose 1.5-1.9 dB on the independent set (benchmarks/pretrained.md). A
+on etem's campaign and lose 1.5-1.9 dB on the independent set (benchmarks/pretrained.md;
+before the zero frequency left the smoothed power, commit 48d1e49: 1.2 dB behind alpha 4 /
+smoothing 3 after it, held-out seeds 8, 9). A
 per-image choice by Stein's unbiased risk estimate needs no clean image: for counts ``y``
 with noise variance ``y / dqe`` per pixel (Gaussian approximation of the counting noise), the
 risk of each pair on :data:`etem.analysis.baselines.WIENER_SURE_ALPHAS` x

@@ -85,7 +85,9 @@ def test_the_noise_level_matters_and_the_noise_pass_bound_limits_a_wrong_one() -
     looks like signal, and the least SURE over the whole grid is the weakest pair, alpha 2 /
     smoothing 3, on 3 of 4 noise draws, ~5 dB worse. That pair keeps 3.5 % of pure-noise
     coefficients and is not chosen (WIENER_SURE_MAX_NOISE_PASS): the wrong noise level then
-    costs < 1 dB (0.34 on average). Before the bound wiener_sure took it and lost ~5 dB."""
+    moves the PSNR by < 1 dB (0.25 dB lost on average, -0.01 to +0.59 per draw, since the
+    zero frequency left the smoothed power; 0.34 dB lost before). Before the bound
+    wiener_sure took it and lost ~5 dB."""
     clean, _, _ = lattice_image(128, 0.2, sigma_A=0.5)
     lam = clean * DOSE
 
@@ -104,12 +106,13 @@ def test_the_noise_level_matters_and_the_noise_pass_bound_limits_a_wrong_one() -
             assert db(right) - db(wiener(y, DOSE, 2.0, 3, 1.0)) > 3
         assert (a_wrong, s_wrong) != (2.0, 3)
         loss.append(db(right) - db(wrong))
-    assert weakest >= 3 and 0 <= min(loss) and max(loss) < 1 and np.mean(loss) < 0.5
+    assert weakest >= 3 and max(np.abs(loss)) < 1 and np.mean(loss) < 0.5
 
 
 def test_noise_pass_rate_is_the_fraction_of_pure_noise_kept_and_bounds_the_choice() -> None:
     """noise_pass_rate (chi² of s² degrees of freedom) is the fraction of a flat Poisson
-    image's coefficients with gain > 0 (to the few % the mirror-mode ends add); the default
+    image's coefficients with gain > 0 (to the few % the mirror-mode ends add; the zero
+    frequency's neighbours included, the mean being left out of their windows); the default
     grid has one pair above WIENER_SURE_MAX_NOISE_PASS, alpha 2 / smoothing 3, which is never
     chosen, even where its SURE is the least; a grid of such pairs only is an input error."""
     y = np.random.default_rng(0).poisson(0.45, (256, 256)).astype(np.float64)
@@ -118,7 +121,6 @@ def test_noise_pass_rate_is_the_fraction_of_pure_noise_kept_and_bounds_the_choic
     for a, s in [(2.0, 3), (3.0, 3), (2.0, 5), (1.5, 5)]:
         power = baselines._smoothed_power(coef, s)[:256, :256]
         kept = power > a * noise
-        kept[:3, :3] = False  # the mean's neighbours: its power leaks into their windows
         assert kept.mean() == pytest.approx(baselines.noise_pass_rate(a, s), rel=0.3)
     over = [(a, s) for s in WIENER_SURE_SMOOTHS_PX for a in WIENER_SURE_ALPHAS
             if baselines.noise_pass_rate(a, s) > baselines.WIENER_SURE_MAX_NOISE_PASS]
