@@ -5,6 +5,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= all
+# test processes (pytest-xdist; one test file per process at a time: module fixtures, the
+# cluster tests' daemons and the resumed campaigns stay in one process)
+TEST_WORKERS ?= 2
 
 .PHONY: setup demo test smoke full lint schema clean-results
 
@@ -29,7 +32,7 @@ full: setup
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/etem run --cores $(CORES) --configfile config/config.yaml
 
 test: setup
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks
