@@ -18,11 +18,7 @@ Per movie (24 static frames, 8 targets), the candidates are the raw frames, the 
 Wiener filters and the packaged supervised network (``etem.models.pretrained``, mean-matched as
 apply runs it); ``auto`` may choose the network, raw and Gaussian (apply's default). For the
 choice made by uMSE alone and with the column agreement: the candidate, its true MSE and the
-recall / precision / F1 of its columns against the true ones (match radius 0.5 Å). Per
-movie, the reference the agreement compares with (the first target's mean of the other
-frames): the columns found on it and those kept by the significance filter
-(:func:`etem.movies.selection.significant_columns`), their recall / precision against the
-true columns.
+recall / precision / F1 of its columns against the true ones (match radius 0.5 Å).
 
 Usage::
 
@@ -52,7 +48,6 @@ from etem.movies.selection import (
     ColumnCheck,
     best_candidate,
     classical_filter,
-    column_reference,
     score_candidates,
     target_frames,
 )
@@ -141,7 +136,7 @@ def main() -> int:
     cfg = EtemConfig()
     model = load(pretrained_path())
     rng = np.random.default_rng(cfg.seed)
-    rows, refs = [], []
+    rows = []
     for name, make in cases(args.real, ColumnCheck(cfg.columns, 0.2)).items():
         clean, truth, px, dose = make()
         counts = rng.poisson(clean * dose).astype(np.float32)
@@ -150,16 +145,6 @@ def main() -> int:
         net = network_outputs(model, counts, dose, [], len(frames), targets,
                               cfg.apply.inference)
         check = ColumnCheck(cfg.columns, px)
-        t0 = targets[0]
-        ref = column_reference(check, frames, targets, 0)
-        others = np.mean([frames[i] for i in range(len(frames)) if i != t0], axis=0)
-        found = check.find(others, ref.polarity if ref is not None else "bright")
-        kept = ref.columns[t0] if ref is not None else found.iloc[:0]
-        dm = [detection_metrics(c, truth[t0], 0.5) for c in (found, kept)]
-        refs.append(f"| {name} | {len(truth[t0])} | {len(found)} | {dm[0]['recall']:.3f} | "
-                    f"{dm[0]['precision']:.3f} | {len(kept)} | {dm[1]['recall']:.3f} | "
-                    f"{dm[1]['precision']:.3f} |")
-        print(refs[-1], flush=True)
         for label, columns in (("uMSE alone", None), ("with columns", check)):
             s = score_candidates({"supervised": net.__getitem__}, frames, targets, 0,
                                  dose_e_per_px=dose, columns=columns, allowed=AUTO)
@@ -191,12 +176,7 @@ def main() -> int:
         f"{dt.date.today().isoformat()}.", "",
         "| movie | choice | candidate | true MSE | true column recall | precision | F1 | "
         "column F1 vs raw mean |",
-        "|---|---|---|--:|--:|--:|--:|--:|", *rows, "",
-        "Reference of the agreement (first target: mean of the other frames) vs the true "
-        "columns: all columns found on it, and those kept by the significance filter "
-        "(intensity above the 95th percentile of the noise blobs').", "",
-        "| movie | true columns | found | recall | precision | kept | recall | precision |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|", *refs, "", timing])
+        "|---|---|---|--:|--:|--:|--:|--:|", *rows, "", timing])
     if args.out:
         args.out.write_text(text)
     else:

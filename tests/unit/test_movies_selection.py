@@ -26,9 +26,7 @@ from etem.movies.selection import (
     frames_needed,
     gaussian_denoise,
     hurting,
-    noise_image,
     score_candidates,
-    significant_columns,
     target_frames,
     umse_targets,
     wiener_denoise,
@@ -250,52 +248,6 @@ def test_column_agreement_is_chance_corrected(static_movie) -> None:
     unrelated = ref.agreement(lambda t: rng.poisson(DOSE, noisy[t].shape).astype(np.float32))
     assert abs(unrelated.recall) < 0.1 and abs(unrelated.f1) < 0.1
     assert ref.agreement(lambda t: clean[t]).f1 > 0.9
-
-
-def test_noise_image_has_the_means_noise_and_no_signal() -> None:
-    """Alternate halves of 5 frames (3 and 2): the scaled half difference has the variance of
-    the 5 frames' mean, and a constant signal cancels; no noise image of one frame."""
-    rng = np.random.default_rng(2)
-    signal = np.linspace(0, 10, 200 * 200).reshape(200, 200)
-    frames = [signal + rng.normal(0, 1, signal.shape) for _ in range(5)]
-    noise = noise_image(frames)
-    assert noise is not None
-    assert abs(float(noise.mean())) < 0.01
-    assert noise.var() == pytest.approx(1 / 5, rel=0.03)
-    assert abs(np.corrcoef(noise.ravel(), signal.ravel())[0, 1]) < 0.02
-    assert noise_image(frames[:1]) is None
-
-
-def test_reference_keeps_the_columns_above_the_noise() -> None:
-    """A lattice at 0.1 e/px: the mean of the other 23 frames holds about as many noise blobs
-    as columns; the reference keeps those standing above the blobs of its noise image, with
-    clearly higher precision against the true columns and most of them still found."""
-    dose = 0.1
-    m = lattice_movie(n_frames=24, size_px=128, dose_e_per_px_per_frame=dose,
-                      event_frame=None, seed=3)
-    assert m.counts is not None
-    noisy = m.counts.astype(np.float32) / dose
-    targets = target_frames(len(noisy), 0)
-    check = ColumnCheck(ColumnsConfig(), m.pixel_size_A)
-    ref = column_reference(check, noisy, targets, 0)
-    assert ref is not None and ref.polarity == "bright"
-    for t, kept in ref.columns.items():
-        p = np.asarray(m.columns[t]) * m.pixel_size_A
-        truth = pd.DataFrame({"x_A": p[:, 0], "y_A": p[:, 1]})
-        mean = np.mean([noisy[i] for i in range(len(noisy)) if i != t], axis=0)
-        found = check.find(mean, "bright")
-        before = detection_metrics(found, truth, 0.5)
-        after = detection_metrics(kept, truth, 0.5)
-        assert before["precision"] < 0.7 < 0.75 < after["precision"]
-        assert after["recall"] > 0.75
-        assert 0 < len(kept) < len(found) and ref.intensity_threshold[t] > 0
-
-
-def test_one_frame_outside_the_window_no_filter() -> None:
-    """Without a noise image (one frame outside the window) every column found is kept."""
-    cols = pd.DataFrame({"x_A": [1.0, 2.0], "y_A": [1.0, 2.0], "intensity": [0.1, 5.0]})
-    kept, bar = significant_columns(ColumnCheck(ColumnsConfig(), 0.2), cols, None, "bright")
-    assert kept is cols and bar == -np.inf
 
 
 def test_auto_among_classical_candidates_needs_no_network() -> None:

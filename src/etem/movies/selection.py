@@ -42,19 +42,7 @@ analysis find (:class:`ColumnCheck`): the atomic columns of its denoised target 
 (:func:`etem.analysis.columns.find_columns` with the movie's ``columns`` settings) matched
 one to one (:func:`etem.analysis.matching.match_columns`, ``columns.match_radius_A``) to
 those found on the mean of the target's segment of raw frames *outside* its window (noise
-independent of the estimate), only those that stand above that mean's noise: at low dose the
-mean holds many noise blobs (a real SrTiO3 image at 0.5 e/px: ~850 blobs for 348 columns).
-The same frames split into alternate halves A and B; ``(mean_A - mean_B) / 2``, scaled by
-``sqrt(4 / (M (1/|A| + 1/|B|)))`` for ``M`` frames, has the mean's noise and no signal
-(:func:`noise_image`). The blobs found on it with the same settings and polarity are noise,
-and a reference column is kept only when its ``intensity`` (integrated above the local
-background) exceeds the :data:`NOISE_PERCENTILE` th percentile of theirs (95: a 5 %
-false-alarm rate per noise blob; :func:`significant_columns`). The integrated intensity
-rather than the one-pixel ``peak``: on the generated lattice and particle movies of the unit
-tests the ``peak`` of true columns is as noisy as the noise blobs' and the filter by it lost
-most of them (lattice at 0.1 e/px: recall 1.00 -> 0.17), by the intensity few (1.00 -> 0.87,
-precision 0.59 -> 0.80). With fewer than 2 frames outside the window there is no noise image
-and every column found is kept. Recall, precision and F1 pooled over the targets
+independent of the estimate); recall, precision and F1 pooled over the targets
 (``column_recall``, ``column_precision``, ``column_f1``), each corrected for chance like
 Cohen's kappa: the matches expected between unrelated point sets of the same numbers,
 ``m0 = n_ref (1 - exp(-n_found pi r² / A))`` (match radius r, frame area A), are removed from
@@ -66,8 +54,8 @@ what ``auto`` uses, and the width and parameters of a classical candidate are th
 ones among those whose columns agree. Measured on movies with known columns
 (``benchmarks/column_agreement.py``, ``benchmarks/selection_events.py``): it stops a wide
 Gaussian from erasing a particle's columns. Without columns (pixels too coarse, no fringes,
-fewer than :data:`MIN_REFERENCE_COLUMNS` significant
-ones on the raw mean) the agreement is not measured (NaN) and the choice is by uMSE alone.
+fewer than :data:`MIN_REFERENCE_COLUMNS` on the raw
+mean) the agreement is not measured (NaN) and the choice is by uMSE alone.
 """
 
 from __future__ import annotations
@@ -118,11 +106,6 @@ SCORE_COLUMNS = ("candidate", "network", "umse", "umse_se", "upsnr_dB", "gain_dB
                  "column_precision", "column_f1", "columns_agree", "chosen")
 #: Fewest columns on the raw frames' mean of a target for the column agreement to be measured.
 MIN_REFERENCE_COLUMNS = 10
-#: Percentile of the ``intensity`` of the blobs found on a reference's noise image (the
-#: frames' alternate-half difference) that a reference column's ``intensity`` must exceed: a
-#: 5 % false-alarm rate per noise blob (module docstring, Column agreement). Chosen a priori,
-#: not tuned on the benchmarks.
-NOISE_PERCENTILE = 95.0
 #: Reference columns compared per candidate at least: targets are added (evenly spread) until
 #: their reference columns reach this many (a 1024² frame holds thousands: one target).
 COLUMN_MATCHES = 1000
@@ -264,8 +247,6 @@ class ColumnReference:
     check: ColumnCheck
     polarity: str
     columns: dict[int, pd.DataFrame] = field(default_factory=dict)
-    #: Per target: the ``intensity`` its columns had to exceed (:func:`significant_columns`).
-    intensity_threshold: dict[int, float] = field(default_factory=dict)
 
     def agreement(self, denoise: DenoiseTarget) -> Agreement:
         """Recall, precision and F1 of the columns of ``denoise``'s targets, pooled over
@@ -287,37 +268,6 @@ class ColumnReference:
         return Agreement(recall, precision, f1)
 
 
-def noise_image(frames: Sequence[np.ndarray]) -> np.ndarray | None:
-    """The noise of the mean of ``frames`` without its signal: ``(mean_A - mean_B) / 2`` of
-    the alternate frames ``A = frames[0::2]``, ``B = frames[1::2]``, scaled by
-    ``sqrt(4 / (M (1/|A| + 1/|B|)))`` (``M`` frames) so that its noise variance is the full
-    mean's when the halves are unequal (independent frame noise of equal variance); the
-    signal, and a slow change of it, cancels. None with fewer than 2 frames."""
-    m = len(frames)
-    if m < 2:
-        return None
-    a = np.mean([np.asarray(f, dtype=np.float64) for f in frames[0::2]], axis=0)
-    b = np.mean([np.asarray(f, dtype=np.float64) for f in frames[1::2]], axis=0)
-    n_a, n_b = len(frames[0::2]), len(frames[1::2])
-    return np.asarray((a - b) / 2 * math.sqrt(4 / (m * (1 / n_a + 1 / n_b))))
-
-
-def significant_columns(
-    check: ColumnCheck, columns: pd.DataFrame, noise: np.ndarray | None, polarity: str
-) -> tuple[pd.DataFrame, float]:
-    """The ``columns`` of a raw frames' mean whose ``intensity`` (integrated above the local
-    background) exceeds the :data:`NOISE_PERCENTILE` th percentile of the intensities of the
-    blobs found on its ``noise`` (:func:`noise_image`, same settings and polarity), and that
-    threshold (-inf: no filter, without a noise image or when no blob is found on it)."""
-    if noise is None or columns.empty:
-        return columns, -math.inf
-    blobs = check.find(noise, polarity)
-    if blobs.empty:
-        return columns, -math.inf
-    bar = float(np.percentile(blobs.intensity.to_numpy(), NOISE_PERCENTILE))
-    return columns[columns.intensity.to_numpy() > bar].reset_index(drop=True), bar
-
-
 def column_reference(
     check: ColumnCheck,
     frames: np.ndarray | Mapping[int, np.ndarray],
@@ -326,52 +276,41 @@ def column_reference(
     breaks: Sequence[int] = (),
 ) -> ColumnReference | None:
     """Columns of the mean of each compared target's segment of ``frames`` without its window
-    ``t-h .. t+h``, only those standing above its noise (:func:`significant_columns`: the
-    intensities of the blobs of the frames' alternate-half difference, :func:`noise_image`; with
-    fewer than 2 frames outside the window, every column found is kept); targets evenly
-    spread, as many as :data:`COLUMN_MATCHES` columns need. None when the first target's mean
-    shows no columns to compare: too coarse pixels or no lattice fringes
-    (:func:`etem.analysis.lattice.columns_resolvable`), or fewer than
-    :data:`MIN_REFERENCE_COLUMNS` significant columns."""
+    ``t-h .. t+h``; targets evenly spread, as many as :data:`COLUMN_MATCHES` columns need.
+    None when the first target's mean shows no columns to compare: too coarse pixels or no
+    lattice fringes (:func:`etem.analysis.lattice.columns_resolvable`), or fewer than
+    :data:`MIN_REFERENCE_COLUMNS` columns."""
     available = list(range(len(frames))) if isinstance(frames, np.ndarray) else list(frames)
     cuts = sorted(breaks)
 
-    def outside_window(t: int) -> tuple[np.ndarray, np.ndarray | None] | None:
+    def mean_outside_window(t: int) -> np.ndarray | None:
         lo = max([b for b in cuts if b <= t], default=0)
         hi = min([b for b in cuts if b > t], default=math.inf)
-        use = [np.asarray(frames[i], dtype=np.float64)
-               for i in available if lo <= i < hi and abs(i - t) > half_window]
+        use = [i for i in available if lo <= i < hi and abs(i - t) > half_window]
         if not use:
             return None
-        return np.mean(use, axis=0), noise_image(use)
+        return np.mean([np.asarray(frames[i], dtype=np.float64) for i in use], axis=0)
 
     if not targets:
         return None
-    first = outside_window(targets[0])
+    first = mean_outside_window(targets[0])
     if first is None:
         return None
-    seen = columns_resolvable(first[0], check.pixel_size_A, check.settings.max_pixel_size_A)
+    seen = columns_resolvable(first, check.pixel_size_A, check.settings.max_pixel_size_A)
     if not seen.resolvable:
         return None
-    polarity = check.polarity if check.polarity != "auto" else guess_polarity(first[0])
+    polarity = check.polarity if check.polarity != "auto" else guess_polarity(first)
     ref = ColumnReference(check, polarity)
-
-    def add(t: int, mean: np.ndarray, noise: np.ndarray | None) -> None:
-        ref.columns[t], ref.intensity_threshold[t] = significant_columns(
-            check, check.find(mean, polarity), noise, polarity)
-
-    add(targets[0], *first)
+    ref.columns[targets[0]] = check.find(first, polarity)
     n_first = len(ref.columns[targets[0]])
     if n_first < MIN_REFERENCE_COLUMNS:
         return None
     k = min(len(targets), math.ceil(COLUMN_MATCHES / n_first))
     for i in sorted(set(np.linspace(0, len(targets) - 1, k).round().astype(int).tolist())):
         t = targets[i]
-        if t in ref.columns:
-            continue
-        got = outside_window(t)
-        if got is not None:
-            add(t, *got)
+        mean = first if t == targets[0] else mean_outside_window(t)
+        if mean is not None and t not in ref.columns:
+            ref.columns[t] = check.find(mean, polarity)
     return ref
 
 
