@@ -31,6 +31,7 @@ import argparse
 import datetime as dt
 import os
 import platform
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -87,6 +88,9 @@ def cases(real: Path, check: ColumnCheck
                 clean, truth, px = real_case(real, check)
                 return np.repeat(clean[None], N_FRAMES, 0), [truth] * N_FRAMES, px, dose
             out[f"SrTiO3 ADF (real), {dose:g} e/px"] = make
+    else:  # say so: the other movies' figures are not comparable with a run that had it
+        print(f"note: {real} not found: the SrTiO3 (real) movies are left out (give --real "
+              "PATH)", file=sys.stderr)
     for dose in (0.5, 1.0):
         def part(dose: float = dose) -> tuple[np.ndarray, list[pd.DataFrame], float, float]:
             m = particle_movie(n_frames=N_FRAMES, size_px=128, event=None, spacing_px=7.0,
