@@ -6,7 +6,7 @@ Doses are in e/Å² (converted to electrons per pixel through the image pixel si
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import Field, model_validator
 
@@ -75,10 +75,25 @@ class LoopConfig(StrictModel):
         return self
 
 
+#: Classical estimates a supervised denoiser can take as its first input channel and refine
+#: (:mod:`etem.data.inputs`).
+Prefilter = Literal["none", "wiener_sure"]
+PREFILTERS: tuple[str, ...] = get_args(Prefilter)
+
+
 class DenoiserConfig(LoopConfig):
     """Supervised denoiser trained on simulated clean/noisy pairs (MSE to the clean image)."""
 
-    residual: bool = Field(True, description="predict the correction to the noisy input")
+    residual: bool = Field(
+        True, description="predict the correction to the first input channel (the noisy "
+        "input, or the prefilter's estimate)")
+    prefilter: Prefilter = Field(
+        "none",
+        description="classical estimate of the whole frame given to the network as its first "
+        "input channel (beside the counts) to refine: 'wiener_sure' = the empirical Wiener "
+        "filter at the pair SURE chooses per frame (noise drawn on the whole training image, "
+        "then cropped); 'none' = the counts only",
+    )
 
 
 class UnsupervisedConfig(LoopConfig):

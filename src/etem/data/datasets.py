@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from etem.data.augment import dihedral
-from etem.data.inputs import image_input, normalize
+from etem.data.inputs import network_input
 from etem.data.noise import log_uniform
 from etem.errors import InputError
 from etem.frames.breaks import segment_window
@@ -137,6 +137,9 @@ class ImagePatchDataset:
         Segmenter: occupancy labels are clipped to 0..max_occupancy.
     val_patch_px : int
         Validation centre-crop size [px].
+    prefilter : str
+        Denoiser: the classical estimate given as the first input channel
+        (:mod:`etem.data.inputs`); its noise is drawn on the whole image, then cropped.
     """
 
     def __init__(
@@ -152,6 +155,7 @@ class ImagePatchDataset:
         purpose: str = "train",
         read_noise_e: float = 0.0,
         gain: float = 1.0,
+        prefilter: str = "none",
     ) -> None:
         if len(index) == 0:
             raise InputError(f"no images for the {task} {purpose} set")
@@ -166,6 +170,7 @@ class ImagePatchDataset:
         self.purpose = purpose
         self.read_noise_e = float(read_noise_e)
         self.gain = float(gain)
+        self.prefilter = prefilter
         self._files = _ShardFiles()
         self._shape: tuple[int, int] | None = None
 
@@ -203,13 +208,21 @@ class ImagePatchDataset:
         f = self._files.get(row["shard_path"])
         i = int(row["index_in_shard"])
         sl = (i, slice(y0, y0 + p), slice(x0, x0 + p))
-        clean = np.asarray(f["clean"][sl], dtype=np.float32)
         px = float(row["pixel_size_A"])
         dose_px = dose * px**2
-        counts = apply_dose(clean, dose, px, r, self.read_noise_e, self.gain, row_dqe(row))
-        norm = normalize(counts, dose_px * self.gain)  # counts per vacuum pixel
+        dqe = row_dqe(row)
+        if self.prefilter == "none":
+            clean = np.asarray(f["clean"][sl], dtype=np.float32)
+            counts = apply_dose(clean, dose, px, r, self.read_noise_e, self.gain, dqe)
+            x = network_input(counts, dose_px, self.dose_conditioned, gain=self.gain)
+        else:  # the prefilter sees the whole frame, as at inference: noise first, then crop
+            whole = np.asarray(f["clean"][i], dtype=np.float32)
+            counts = apply_dose(whole, dose, px, r, self.read_noise_e, self.gain, dqe)
+            x = network_input(counts, dose_px, self.dose_conditioned, self.prefilter, dqe,
+                               self.gain)[:, sl[1], sl[2]]
+            clean = whole[sl[1], sl[2]]
         out: dict[str, Any] = {
-            "input": dihedral(image_input(norm, dose_px, self.dose_conditioned), k),
+            "input": dihedral(x, k),
             "dose_e_per_px": np.float32(dose_px),
         }
         if self.task == "denoiser":

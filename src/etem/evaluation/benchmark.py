@@ -221,8 +221,9 @@ def _umse_rows(
     for name in ("noisy", primary):
         fn = methods[name]
 
-        def f_counts(z: np.ndarray, fn: Method = fn, d: float = dose_px) -> np.ndarray:
-            return fn(z, d) * d
+        def f_counts(z: np.ndarray, fn: Method = fn, d: float = dose_px,
+                     name: str = name) -> np.ndarray:
+            return run_method(name, fn, z, d, row_dqe(im.params)) * d
 
         r = umse(f_counts, counts)
         qs = quartet_truth(im.clean * dose_px, counts, f_counts)

@@ -106,7 +106,8 @@ def _estimates(
         out["wiener_sure"] = (est, {"wiener_alpha": alpha, "wiener_smooth_px": smooth})
     if denoiser is not None:
         out["supervised"] = (np.asarray(denoise_images(
-            denoiser, counts.astype(np.float32), dose_px, match=match), dtype=np.float64), {})
+            denoiser, counts.astype(np.float32), dose_px, match=match,
+            dqe=row_dqe(im.params)), dtype=np.float64), {})
     if unsupervised is not None:
         out["blind_spot"] = (_blind_spot(unsupervised, im.clean, dose_px, im.image_id,
                                          cfg.seed, row_dqe(im.params), match), {})

@@ -19,8 +19,9 @@ from etem.simulation.noise import apply_dose
 #: maps counts [e/px] and dose per pixel [e/px] to intensity (vacuum = 1)
 Method = Callable[[np.ndarray, float], np.ndarray]
 #: Methods that also take the image's detector DQE(0) as the keyword ``dqe`` (their noise
-#: level; default 1, Poisson counts): call them through :func:`run_method`.
-DQE_METHODS = frozenset({"wiener_sure"})
+#: level, default 1, Poisson counts; the supervised denoiser's prefilter, if it has one):
+#: call them through :func:`run_method`.
+DQE_METHODS = frozenset({"wiener_sure", "supervised"})
 
 
 def run_method(name: str, fn: Method, counts: np.ndarray, dose_e_per_px: float,
@@ -58,9 +59,11 @@ def make_methods(cfg: Any, denoiser: Any | None = None) -> dict[str, Method]:
         methods["wiener_sure"] = wiener_sure
     if denoiser is not None:
         match = cfg.apply.inference.match_mean  # the same mean constraint as etem apply
-        methods["supervised"] = lambda c, d: np.asarray(
-            denoise_images(denoiser, c.astype(np.float32), d, match=match), dtype=np.float64
-        )
+        def supervised(c: np.ndarray, d: float, dqe: float = 1.0) -> np.ndarray:
+            return np.asarray(denoise_images(denoiser, c.astype(np.float32), d, match=match,
+                                             dqe=dqe), dtype=np.float64)
+
+        methods["supervised"] = supervised
     return methods
 
 

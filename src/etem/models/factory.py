@@ -9,6 +9,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from etem.config.training import (
+    PREFILTERS,
     DenoiserConfig,
     LoopConfig,
     SegmenterConfig,
@@ -30,8 +31,11 @@ def architecture(kind: str, cfg: LoopConfig) -> dict[str, Any]:
         "kind": kind, "depth": m.depth, "base_channels": m.base_channels,
     }
     if kind == "denoiser":
+        dcfg = cast(DenoiserConfig, cfg)
         arch.update(bias_free=m.bias_free, dose_conditioned=m.dose_conditioned,
-                    residual=cast(DenoiserConfig, cfg).residual)
+                    residual=dcfg.residual)
+        if dcfg.prefilter != "none":  # absent in model files from before the prefilter
+            arch["prefilter"] = dcfg.prefilter
     elif kind == "segmenter":
         arch.update(bias_free=m.bias_free, dose_conditioned=m.dose_conditioned,
                     classes=list(CLASSES), max_occupancy=cast(SegmenterConfig, cfg).max_occupancy)
@@ -47,8 +51,13 @@ def build_model(arch: dict[str, Any]) -> nn.Module:
 
     kind = arch.get("kind")
     if kind == "denoiser":
+        prefilter = str(arch.get("prefilter", "none"))
+        if prefilter not in PREFILTERS:
+            raise ConfigError(f"denoiser prefilter {prefilter!r}: this etem knows "
+                              f"{list(PREFILTERS)}")
         return Denoiser(arch["depth"], arch["base_channels"], arch.get("bias_free", False),
-                        arch.get("dose_conditioned", False), arch.get("residual", True))
+                        arch.get("dose_conditioned", False), arch.get("residual", True),
+                        prefilter)
     if kind == "segmenter":
         return Segmenter(len(arch["classes"]), arch["max_occupancy"], arch["depth"],
                          arch["base_channels"], arch.get("bias_free", False),

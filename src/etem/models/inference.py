@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from etem.data.inputs import image_input, normalize
+from etem.data.inputs import network_input, normalize
 from etem.errors import InputError
 from etem.frames.breaks import segment_window
 from etem.models.io import LoadedModel
@@ -418,6 +418,7 @@ def denoise_images(
     batch_size: int = 4,
     amp: bool | None = None,
     match: bool = True,
+    dqe: float = 1.0,
 ) -> np.ndarray:
     """Denoise frames of counts [e/px] with a supervised denoiser.
 
@@ -434,6 +435,8 @@ def denoise_images(
     match : bool
         The mean constraint (:func:`match_mean`; ``apply.inference.match_mean``): each
         output frame scaled to its counts' mean / dose.
+    dqe : float
+        The detector's DQE(0): the noise level of a prefilter (:mod:`etem.data.inputs`).
 
     Returns
     -------
@@ -441,7 +444,8 @@ def denoise_images(
     """
     stack, single = _as_stack(counts)
     doses = _doses(dose_e_per_px, len(stack))
-    x = image_input(normalize(stack, doses), doses, getattr(model, "in_channels", 1) == 2)
+    x = network_input(stack, doses, bool(getattr(model, "dose_conditioned", False)),
+                       str(getattr(model, "prefilter", "none")), dqe)
     out = _whole_frames(model, x.shape, batch_size, amp).run(x)[:, 0]
     if match:
         out = match_mean(out, stack, doses)
@@ -480,7 +484,7 @@ def segment_images(
     """
     stack, single = _as_stack(counts)
     doses = _doses(dose_e_per_px, len(stack))
-    x = image_input(normalize(stack, doses), doses, getattr(model, "in_channels", 1) == 2)
+    x = network_input(stack, doses, bool(getattr(model, "dose_conditioned", False)))
     runner = _whole_frames(model, x.shape, batch_size, amp)
     y = runner.run(x, post=lambda z: decode_segmentation(z, model))
     out = {

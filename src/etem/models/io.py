@@ -145,8 +145,19 @@ class LoadedModel:
 
     @property
     def dose_conditioned(self) -> bool:
-        """Whether the network takes the noise level 1/sqrt(dose) as a second channel."""
-        return self.n_frames == 1 and int(getattr(self.module, "in_channels", 1)) == 2
+        """Whether the network takes the noise level 1/sqrt(dose) as an input channel."""
+        if self.n_frames != 1:
+            return False
+        flag = getattr(self.module, "dose_conditioned", None)
+        if flag is not None:
+            return bool(flag)
+        return int(getattr(self.module, "in_channels", 1)) == 2
+
+    @property
+    def prefilter(self) -> str:
+        """The classical estimate a supervised denoiser refines (its first input channel;
+        :mod:`etem.data.inputs`), 'none' for the others."""
+        return str(getattr(self.module, "prefilter", "none"))
 
 
 #: What each kind of model file is, for messages.

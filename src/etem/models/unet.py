@@ -70,16 +70,20 @@ class UNet(nn.Module):
 class Denoiser(nn.Module):
     """Supervised denoiser: normalised noisy frame (vacuum = 1) -> clean intensity.
 
-    Input channels: the normalised counts, plus the noise level 1/sqrt(dose [e/px]) when
-    dose-conditioned. With ``residual`` the U-Net predicts the correction to the input.
+    Input channels (:func:`etem.data.inputs.denoiser_input`): the prefilter's estimate of the
+    whole frame (``prefilter`` not 'none'), the normalised counts, the noise level
+    1/sqrt(dose [e/px]) when dose-conditioned. With ``residual`` the U-Net predicts the
+    correction to the first channel (the prefilter's estimate, else the noisy input).
     """
 
     def __init__(
         self, depth: int = 4, base_channels: int = 32, bias_free: bool = False,
-        dose_conditioned: bool = False, residual: bool = True,
+        dose_conditioned: bool = False, residual: bool = True, prefilter: str = "none",
     ) -> None:
         super().__init__()
-        self.in_channels = 2 if dose_conditioned else 1
+        self.dose_conditioned = dose_conditioned
+        self.prefilter = prefilter
+        self.in_channels = 1 + int(dose_conditioned) + int(prefilter != "none")
         self.residual = residual
         self.unet = UNet(self.in_channels, 1, depth, base_channels, bias=not bias_free)
         self.multiple = self.unet.multiple
@@ -103,6 +107,7 @@ class Segmenter(nn.Module):
         super().__init__()
         self.n_classes = n_classes
         self.max_occupancy = max_occupancy
+        self.dose_conditioned = dose_conditioned
         self.in_channels = 2 if dose_conditioned else 1
         self.unet = UNet(
             self.in_channels, n_classes + 2 * max_occupancy, depth, base_channels,

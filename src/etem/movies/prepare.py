@@ -43,7 +43,7 @@ from etem.analysis.lattice import columns_resolvable
 from etem.analysis.likelihood import Calibration
 from etem.config import EtemConfig
 from etem.config.apply import InferenceConfig
-from etem.data.inputs import image_input, normalize
+from etem.data.inputs import network_input
 from etem.errors import InputError
 from etem.frames.breaks import ChangeStatistic, segment_window
 from etem.frames.geometry import (
@@ -244,12 +244,15 @@ def network_outputs(
     n_frames: int,
     targets: list[int],
     inference: InferenceConfig,
+    dqe: float = 1.0,
 ) -> dict[int, np.ndarray]:
-    """Denoised intensity (vacuum = 1) of the ``targets`` frames of ``leading`` [counts]."""
+    """Denoised intensity (vacuum = 1) of the ``targets`` frames of ``leading`` [counts,
+    detector DQE(0) ``dqe``: a prefilter's noise level]."""
     i = inference
     runner = TiledRunner(model, i.tile_px, i.overlap_px, i.batch_size, i.precision, i.device)
     if model.n_frames == 1:
-        x = image_input(normalize(leading[targets], dose), dose, model.dose_conditioned)
+        x = network_input(leading[targets], dose, model.dose_conditioned, model.prefilter,
+                           dqe)
         out = runner.run(x)[:, 0]
     else:
         norm = leading / np.float32(dose)
@@ -272,6 +275,7 @@ def first_frame_polarity(
     n_frames: int,
     inference: InferenceConfig,
     classical: FrameFilter | None = None,
+    dqe: float = 1.0,
 ) -> str:
     """Column polarity (``bright``/``dark``) of the denoised first frame (skewness); without
     a network, of the first frame filtered by ``classical`` (default: a Gaussian of 1 px)."""
@@ -279,7 +283,7 @@ def first_frame_polarity(
         filt = classical or classical_filter("gaussian", dose)
         return guess_polarity(filt(leading[0] / np.float32(dose)))
     return guess_polarity(
-        network_outputs(model, leading, dose, breaks, n_frames, [0], inference)[0])
+        network_outputs(model, leading, dose, breaks, n_frames, [0], inference, dqe)[0])
 
 
 def unscored_wiener(frames: np.ndarray, dqe: float) -> tuple[float, int]:
@@ -344,7 +348,8 @@ def score_and_choose(
     targets = target_frames(len(scored), half, breaks, inference.score_targets)
     scores = None
     if targets:
-        outs = {name: network_outputs(m, scored, dose, breaks, n_frames, targets, inference)
+        outs = {name: network_outputs(m, scored, dose, breaks, n_frames, targets, inference,
+                                      dqe)
                 for name, m in nets.items()}
         scores = score_candidates({k: v.__getitem__ for k, v in outs.items()},
                                   scored / np.float32(dose), targets, half,
@@ -478,7 +483,8 @@ def prepare_movie(
     polarity: str = a.tracks.polarity
     if polarity == "auto":
         polarity = first_frame_polarity(model, leading, dose, list(breaks), geo.n_frames,
-                                        a.inference, choice.classical(dose, pre.detector_dqe))
+                                        a.inference, choice.classical(dose, pre.detector_dqe),
+                                        pre.detector_dqe)
         log.info("column polarity from frame 0: %s", polarity)
     return PreparedMovie(
         geometry=geo,

@@ -30,7 +30,7 @@ import pandas as pd
 
 from etem.config import EtemConfig
 from etem.config.apply import InferenceConfig
-from etem.data.inputs import image_input, normalize
+from etem.data.inputs import network_input
 from etem.errors import InputError
 from etem.frames.breaks import segment_window
 from etem.frames.geometry import aligned_frames
@@ -101,7 +101,7 @@ def denoise_chunk(
                                 prep.wiener_smooth_px)
         return np.stack([filt(f) for f in raw]).astype(np.float32)
     if prep.mode == "supervised":
-        x = image_input(normalize(counts, dose), dose, model.dose_conditioned)
+        x = network_input(counts, dose, model.dose_conditioned, model.prefilter, dqe)
         out = runner.run(x)[:, 0]
     else:
         norm = {t: fr / np.float32(dose) for t, fr in frames.items()}
@@ -158,7 +158,7 @@ def run_shard(
             seg = None
             if seg_runner is not None and seg_model is not None:
                 dose = prep.dose_e_per_px
-                xs = image_input(normalize(counts, dose), dose, seg_model.dose_conditioned)
+                xs = network_input(counts, dose, seg_model.dose_conditioned)
                 module = seg_model.module
                 seg = seg_runner.run(xs, post=functools.partial(decode_segmentation, module=module))
             i0 = centre.start - start

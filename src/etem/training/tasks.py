@@ -41,6 +41,7 @@ from etem.data.datasets import (
     collate,
     read_index,
 )
+from etem.data.inputs import noisy_channel
 from etem.data.splits import assign_splits
 from etem.errors import InputError
 from etem.frames.files import is_pattern, movie_files
@@ -170,6 +171,7 @@ class _ImageTask(Task):
             seed=campaign.seed, dose_conditioned=cfg.model.dose_conditioned,
             max_occupancy=getattr(cfg, "max_occupancy", 12), val_patch_px=cfg.val_patch_px,
             read_noise_e=campaign.noise.read_noise_e, gain=campaign.noise.gain,
+            prefilter=getattr(cfg, "prefilter", "none"),
         )
         self.train_set = ImagePatchDataset(train, purpose=f"{self.kind}-train", **common)
         self.val_set = ImagePatchDataset(val, purpose=f"{self.kind}-val", **common)
@@ -202,6 +204,7 @@ class DenoiserTask(_ImageTask):
     kind = "denoiser"
     primary = "val_psnr"
     mode = "max"
+    cfg: DenoiserConfig
 
     def __init__(
         self, campaign: EtemConfig, cfg: DenoiserConfig, index_path: str | Path,
@@ -234,7 +237,7 @@ class DenoiserTask(_ImageTask):
         v = self.val_batch()
         pred = self.predict_val(model, amp, device).numpy()[:, 0]
         clean = v["target"].numpy()[:, 0]
-        noisy = v["input"].numpy()[:, 0]
+        noisy = v["input"].numpy()[:, noisy_channel(self.cfg.prefilter)]
         fx = self.fixed_dose_batch()
         fpred = autocast_predict(model, fx["input"], self.cfg.batch_size, amp,
                                  device).numpy()[:, 0]
@@ -253,8 +256,11 @@ class DenoiserTask(_ImageTask):
         v = self.val_batch()
         pred = self.predict_val(model, amp, device).numpy()[:, 0]
         idx = _spread(len(pred), 3)
-        cols = [("noisy / dose", v["input"].numpy()[:, 0]), ("denoised", pred),
+        x = v["input"].numpy()
+        cols = [("noisy / dose", x[:, noisy_channel(self.cfg.prefilter)]), ("denoised", pred),
                 ("clean", v["target"].numpy()[:, 0])]
+        if self.cfg.prefilter != "none":
+            cols.insert(1, (self.cfg.prefilter, x[:, 0]))
         doses = v["dose_e_per_px"].numpy()
         return _grid(cols, idx, [f"{doses[i]:.2f} e/px" for i in idx])
 
