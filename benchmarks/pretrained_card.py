@@ -156,6 +156,15 @@ def markdown(card: dict[str, Any]) -> str:
                    f"machine) gave val PSNR {new:.4f} dB against {old:.4f} dB (difference "
                    f"{r['val_psnr_difference_db']:+.4f} dB); weights bitwise equal: "
                    f"{r['weights_bitwise_equal']}.")
+    if arch.get("prefilter", "none") == "wiener_sure":
+        inputs = ("Input: the empirical Wiener filter of the whole frame at the pair SURE "
+                  "chooses for it (`etem.analysis.baselines.wiener_sure`, intensity, vacuum = "
+                  "1), the counts / dose [e/px] (vacuum = 1) and the noise-level channel "
+                  "1/sqrt(dose); output: clean intensity (vacuum = 1), a correction added to "
+                  "the Wiener estimate (`training.denoiser.prefilter: wiener_sure`).")
+    else:
+        inputs = ("Input: counts / dose [e/px] (vacuum = 1) plus the noise-level channel "
+                  "1/sqrt(dose); output: clean intensity (vacuum = 1).")
     table = "\n".join([
         f"| recipe | `{t['recipe']}` (config `benchmarks/pretrained.yaml`, seed {t['seed']}) |",
         f"| data | {d['images']} simulated images of {d['structures']} structures (train "
@@ -178,9 +187,7 @@ Cs/C5, defocus, two-fold astigmatism, coma, focal spread, convergence, detector 
 detector DQE(0), dose; bright, dark and intermediate atom contrast in equal proportions: the
 default ranges of `simulation.microscope`). `etem apply` uses it when no `--denoiser` is given
 (`apply.inference.pretrained`; with `denoise_with: auto` it is one candidate scored by uPSNR
-on the movie). Input: counts / dose [e/px] (vacuum = 1) plus the noise-level channel
-1/sqrt(dose); output: clean intensity (vacuum = 1). Model file sha256 (first 16 hex)
-`{mf['sha256']}`.
+on the movie). {inputs} Model file sha256 (first 16 hex) `{mf['sha256']}`.
 
 ## Training
 

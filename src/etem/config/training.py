@@ -94,6 +94,16 @@ class DenoiserConfig(LoopConfig):
         "filter at the pair SURE chooses per frame (noise drawn on the whole training image, "
         "then cropped); 'none' = the counts only",
     )
+    erase_probability: float = Field(
+        0.0, ge=0, le=1,
+        description="fraction of training samples with the columns of a random disc of the "
+        "clean image removed (blended into its 2 Å blur) before the noise: non-periodic "
+        "content (vacancy patches, amorphous regions) that the Wiener prefilter paints "
+        "lattice into, so the network learns to take it from the counts; 0 = none",
+    )
+    erase_radius_A: PositiveRange = Field(
+        (3.0, 12.0), description="radius range of an erased disc [Å] (uniform); its centre "
+        "lies in the training crop")
 
 
 class UnsupervisedConfig(LoopConfig):

@@ -21,7 +21,7 @@ import h5py
 import numpy as np
 import torch
 
-from etem.data.augment import dihedral
+from etem.data.augment import dihedral, erase_disc
 from etem.data.inputs import network_input
 from etem.data.noise import log_uniform
 from etem.errors import InputError
@@ -140,6 +140,11 @@ class ImagePatchDataset:
     prefilter : str
         Denoiser: the classical estimate given as the first input channel
         (:mod:`etem.data.inputs`); its noise is drawn on the whole image, then cropped.
+    erase_probability, erase_radius_A : float, (float, float)
+        Denoiser: the fraction of samples whose clean image has the columns of a disc
+        (radius [Å] uniform in the range, centre in the crop) removed before the noise
+        (:func:`etem.data.augment.erase_disc`); training samples only (validation scores
+        the simulated images as they are).
     """
 
     def __init__(
@@ -156,6 +161,8 @@ class ImagePatchDataset:
         read_noise_e: float = 0.0,
         gain: float = 1.0,
         prefilter: str = "none",
+        erase_probability: float = 0.0,
+        erase_radius_A: tuple[float, float] = (3.0, 12.0),
     ) -> None:
         if len(index) == 0:
             raise InputError(f"no images for the {task} {purpose} set")
@@ -171,6 +178,8 @@ class ImagePatchDataset:
         self.read_noise_e = float(read_noise_e)
         self.gain = float(gain)
         self.prefilter = prefilter
+        self.erase_probability = float(erase_probability)
+        self.erase_radius_A = (float(erase_radius_A[0]), float(erase_radius_A[1]))
         self._files = _ShardFiles()
         self._shape: tuple[int, int] | None = None
 
@@ -185,6 +194,20 @@ class ImagePatchDataset:
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def _erased_disc(self, step: int, j: int, pixel_A: float,
+                     crop_px: int) -> tuple[float, float, float] | None:
+        """The erased disc of sample ``(step, j)`` (``erase_probability``): (y, x) [px] of
+        its centre in the crop and its radius [px]; None for most samples. Drawn from a
+        stream of its own, so the other draws of a sample do not depend on it."""
+        if self.erase_probability <= 0:
+            return None
+        g = seeded_rng(self.seed, self.purpose, "erase", step, j)
+        if g.random() >= self.erase_probability:
+            return None
+        lo, hi = self.erase_radius_A
+        cy, cx = g.uniform(0, crop_px, 2)
+        return float(cy), float(cx), float(g.uniform(lo, hi)) / pixel_A
 
     def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
         step, j = key
@@ -211,12 +234,18 @@ class ImagePatchDataset:
         px = float(row["pixel_size_A"])
         dose_px = dose * px**2
         dqe = row_dqe(row)
+        erase = (self._erased_disc(step, j, px, p)
+                 if self.task == "denoiser" and step != VAL_STEP else None)
         if self.prefilter == "none":
             clean = np.asarray(f["clean"][sl], dtype=np.float32)
+            if erase is not None:
+                clean = erase_disc(clean, (erase[0], erase[1]), erase[2], px)
             counts = apply_dose(clean, dose, px, r, self.read_noise_e, self.gain, dqe)
             x = network_input(counts, dose_px, self.dose_conditioned, gain=self.gain)
         else:  # the prefilter sees the whole frame, as at inference: noise first, then crop
             whole = np.asarray(f["clean"][i], dtype=np.float32)
+            if erase is not None:
+                whole = erase_disc(whole, (y0 + erase[0], x0 + erase[1]), erase[2], px)
             counts = apply_dose(whole, dose, px, r, self.read_noise_e, self.gain, dqe)
             x = network_input(counts, dose_px, self.dose_conditioned, self.prefilter, dqe,
                                self.gain)[:, sl[1], sl[2]]

@@ -172,6 +172,8 @@ class _ImageTask(Task):
             max_occupancy=getattr(cfg, "max_occupancy", 12), val_patch_px=cfg.val_patch_px,
             read_noise_e=campaign.noise.read_noise_e, gain=campaign.noise.gain,
             prefilter=getattr(cfg, "prefilter", "none"),
+            erase_probability=getattr(cfg, "erase_probability", 0.0),
+            erase_radius_A=getattr(cfg, "erase_radius_A", (3.0, 12.0)),
         )
         self.train_set = ImagePatchDataset(train, purpose=f"{self.kind}-train", **common)
         self.val_set = ImagePatchDataset(val, purpose=f"{self.kind}-val", **common)
