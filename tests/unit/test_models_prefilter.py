@@ -18,7 +18,7 @@ import torch
 from etem.analysis import baselines
 from etem.config import EtemConfig
 from etem.config.apply import InferenceConfig
-from etem.data.augment import dihedral
+from etem.data.augment import ERASE_BLUR_A, dihedral, erase_disc
 from etem.data.datasets import ImagePatchDataset, read_index
 from etem.data.inputs import network_input, noisy_channel, prefilter_estimate
 from etem.data.noise import log_uniform
@@ -139,3 +139,36 @@ def test_model_files_record_the_prefilter(tmp_path: Path) -> None:
     assert "prefilter" not in plain and build_model(plain).prefilter == "none"
     with pytest.raises(ConfigError, match="prefilter 'median'"):
         build_model({**arch, "prefilter": "median"})
+
+
+def test_erased_disc_removes_the_columns_and_keeps_the_local_mean() -> None:
+    clean = lattice_image(np.random.default_rng(2), 192, 9.0, False)["clean"]
+    out = erase_disc(clean, (96.0, 96.0), 50.0, PIXEL_A)
+    yy, xx = np.mgrid[:192, :192]
+    r = np.hypot(yy - 96, xx - 96)
+    inner, outer = r < 50 - ERASE_BLUR_A / PIXEL_A, r > 50 + ERASE_BLUR_A / PIXEL_A
+    assert out.dtype == np.float32 and np.array_equal(out[outer], clean[outer])
+    assert out[inner].std() < 0.2 * clean[inner].std()  # the lattice is gone
+    assert out[inner].mean() == pytest.approx(clean[inner].mean(), abs=0.01)
+
+
+def test_training_samples_erase_a_disc_in_the_crop_and_validation_none(tmp_path: Path) -> None:
+    index = write_campaign(tmp_path / "res", n_structures=2, images_per_structure=1)
+    df = read_index(index)
+    kw = dict(task="denoiser", patch_px=32, dose_range_e_per_A2=(20.0, 80.0), seed=3,
+              dose_conditioned=True, prefilter="wiener_sure")
+    plain = ImagePatchDataset(df, **kw)  # type: ignore[arg-type]
+    erased = ImagePatchDataset(df, erase_probability=0.5, erase_radius_A=(1.0, 2.0),
+                               **kw)  # type: ignore[arg-type]
+    changed = []
+    for step in range(24):
+        a, b = plain[(step, 0)], erased[(step, 0)]
+        # the erasure draws from its own stream: crop, transform and noise stay the same
+        assert np.array_equal(a["dose_e_per_px"], b["dose_e_per_px"])
+        if not np.array_equal(a["target"], b["target"]):
+            changed.append(step)
+            # flatter where erased: the target lost lattice contrast
+            assert b["target"].std() < a["target"].std()
+    assert 4 <= len(changed) <= 20
+    for k in range(4):  # validation images are scored as simulated
+        assert np.array_equal(plain[(-1, k)]["target"], erased[(-1, k)]["target"])
