@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -47,31 +48,33 @@ from etem.testing import LatticeMovie, lattice_movie, particle_movie
 EVENT_FRAME = 24
 
 
-def movies() -> dict[str, LatticeMovie]:
+def movies() -> dict[str, Callable[[], LatticeMovie]]:
+    """The movies by name, each made when called."""
     e = EVENT_FRAME
     return {
-        "lattice 96², vacancy patch": lattice_movie(
+        "lattice 96², vacancy patch": lambda: lattice_movie(
             n_frames=48, size_px=96, event_frame=e, dose_e_per_px_per_frame=0.5, seed=4),
-        "lattice 256², vacancy patch": lattice_movie(
+        "lattice 256², vacancy patch": lambda: lattice_movie(
             n_frames=48, size_px=256, event_frame=e, dose_e_per_px_per_frame=0.5, seed=4),
-        "particle 96², surface loss 12": particle_movie(
+        "particle 96², surface loss 12": lambda: particle_movie(
             n_frames=48, size_px=96, event="surface_loss", magnitude=12, event_frame=e,
             dose_e_per_px_per_frame=0.5, seed=7),
-        "particle 256², surface loss 40": particle_movie(
+        "particle 256², surface loss 40": lambda: particle_movie(
             n_frames=48, size_px=256, event="surface_loss", magnitude=40, event_frame=e,
             dose_e_per_px_per_frame=0.5, seed=7),
     }
 
 
-def _ms(x: np.ndarray) -> str:
-    return f"{x.mean():.2f} ± {x.std(ddof=1) / np.sqrt(len(x)):.2f}"
-
-
-def table(models: dict[str, tuple[torch.nn.Module, float]], pairs: int) -> str:
+def measure(models: dict[str, tuple[torch.nn.Module, float]], pairs: int,
+            names: list[str] | None = None) -> list[dict[str, object]]:
+    """One row per (movie, method): change kept (mean, s.e.m. over pairs), MSE after in the
+    event region, vacuum rms (particles); ``names``: a subset of :func:`movies`."""
     e = EVENT_FRAME
-    head = ["movie", "method", "change kept", "MSE after, region", "vacuum rms (clean 1)"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for name, lm in movies().items():
+    rows: list[dict[str, object]] = []
+    for name, make in movies().items():
+        if names is not None and name not in names:
+            continue
+        lm = make()
         assert lm.counts is not None
         counts = np.asarray(lm.counts, dtype=np.float32)
         clean = np.asarray(lm.clean, dtype=np.float64)
@@ -97,9 +100,22 @@ def table(models: dict[str, tuple[torch.nn.Module, float]], pairs: int) -> str:
                 mse.append(float(np.mean(((da - clean[a]) ** 2)[region])))
                 if vac is not None:
                     rms.append(float(np.sqrt(np.mean((db - clean[b])[vac] ** 2))))
-            lines.append(f"| {name} | {mname} | {_ms(np.array(kept))} | {np.mean(mse):.4f} | "
-                         f"{(f'{np.mean(rms):.3f}' if rms else '—')} |")
+            k_arr = np.array(kept)
+            rows.append({"movie": name, "method": mname, "kept": float(k_arr.mean()),
+                         "kept_sem": float(k_arr.std(ddof=1) / np.sqrt(len(k_arr))),
+                         "mse_after": float(np.mean(mse)),
+                         "vacuum_rms": float(np.mean(rms)) if rms else None})
         print(f"{name} done", file=sys.stderr, flush=True)
+    return rows
+
+
+def table(rows: list[dict[str, object]]) -> str:
+    head = ["movie", "method", "change kept", "MSE after, region", "vacuum rms (clean 1)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        rms = r["vacuum_rms"]
+        lines.append(f"| {r['movie']} | {r['method']} | {r['kept']:.2f} ± {r['kept_sem']:.2f} | "
+                     f"{r['mse_after']:.4f} | {(f'{rms:.3f}' if rms is not None else '—')} |")
     return "\n".join(lines) + "\n"
 
 
@@ -145,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, path in args.model:
         module, meta = load_model(path)
         models[name] = (module, float(meta["pixel_size_A"]))
-    print(timing(models) if args.timing else table(models, args.pairs))
+    print(timing(models) if args.timing else table(measure(models, args.pairs)))
     return 0
 
 
