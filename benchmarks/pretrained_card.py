@@ -156,6 +156,7 @@ def markdown(card: dict[str, Any]) -> str:
                    f"machine) gave val PSNR {new:.4f} dB against {old:.4f} dB (difference "
                    f"{r['val_psnr_difference_db']:+.4f} dB); weights bitwise equal: "
                    f"{r['weights_bitwise_equal']}.")
+    limits = f"{card['limits_note']} " if card.get("limits_note") else ""
     if arch.get("prefilter", "none") == "wiener_sure":
         inputs = ("Input: the empirical Wiener filter of the whole frame at the pair SURE "
                   "chooses for it (`etem.analysis.baselines.wiener_sure`, intensity, vacuum = "
@@ -216,7 +217,7 @@ Learning curve (`learning_curve.csv`, `learning_curve.png`):
 
 ## Limits
 
-Trained for what a shared 2-core CPU allowed ({t['wall_hours']:.1f} h). {trend}
+{limits}Trained for what a shared 2-core CPU allowed ({t['wall_hours']:.1f} h). {trend}
 A longer run of the same recipe (`training.denoiser.steps`, or a wider network under
 `training.denoiser.model`) on a GPU is the way to a better model. Images etem never
 simulated (other imaging modes, STEM, dark-atom
@@ -247,6 +248,8 @@ def main() -> None:
                     help="the evaluation section of the --evaluation run (recorded in the card)")
     ap.add_argument("--history", default="",
                     help="how the training ran, when not in one run (recorded in the card)")
+    ap.add_argument("--limits-note", default="",
+                    help="measured limits of this model (the card's Limits section)")
     args = ap.parse_args()
     results: Path = args.results
     model_path = results / "models" / "denoiser.pt"
@@ -281,6 +284,7 @@ def main() -> None:
             "mlflow_run_id": run.info.run_id,
             "registered_model": run.data.tags.get("etem.registered_model", ""),
         },
+        "limits_note": args.limits_note,
         "data": data_digest(results),
         "machine": machine(args.machine_note, args.nice),
         "metrics": meta["metrics"],

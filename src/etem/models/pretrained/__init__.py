@@ -1,7 +1,8 @@
 """The pretrained general denoiser shipped in the package (package data).
 
 ``denoiser.pt`` is an etem model file (:mod:`etem.models.io`) of a supervised,
-dose-conditioned denoiser trained on a campaign with per-image microscope randomisation
+dose-conditioned denoiser that refines the SURE-chosen Wiener estimate of the whole frame
+(``prefilter: wiener_sure``), trained on a campaign with per-image microscope randomisation
 (recipe ``bash benchmarks/pretrained.sh``, config ``benchmarks/pretrained.yaml``);
 ``MODEL_CARD.md`` / ``model_card.json`` beside it give its training config, data digest,
 steps, wall hours, machine, validation metrics and learning curve (``learning_curve.csv``,
