@@ -152,8 +152,8 @@ def markdown(card: dict[str, Any]) -> str:
     if "retrain" in card:
         r = card["retrain"]
         old, new = r["metrics"]["val_psnr"]
-        retrain = (f"\n\nChecked: `etem retrain` of this training (run alongside it on the same "
-                   f"machine) gave val PSNR {new:.4f} dB against {old:.4f} dB (difference "
+        retrain = (f"\n\nChecked: `etem retrain` of this training (on the same machine, "
+                   f"after it) gave val PSNR {new:.4f} dB against {old:.4f} dB (difference "
                    f"{r['val_psnr_difference_db']:+.4f} dB); weights bitwise equal: "
                    f"{r['weights_bitwise_equal']}.")
     limits = f"{card['limits_note']} " if card.get("limits_note") else ""

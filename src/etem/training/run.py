@@ -40,7 +40,9 @@ STAGES = {"denoiser": "train-denoiser", "unsupervised": "train-unsupervised",
 #: The input contract of each network's model file ("signature").
 SIGNATURES = {
     "denoiser": {
-        "input": "(N, C, H, W) float32: counts / dose [e/px] (vacuum = 1); C = 2 adds 1/sqrt(dose)",
+        "input": "(N, C, H, W) float32: [arch prefilter wiener_sure: the SURE-chosen Wiener "
+        "filter of the whole frame (vacuum = 1)], counts / dose [e/px] (vacuum = 1), "
+        "[dose_conditioned: 1/sqrt(dose)]; built by etem.data.inputs.network_input",
         "output": "(N, 1, H, W) float32: clean intensity, vacuum = 1",
         "helper": "etem.models.inference.denoise_images",
     },
