@@ -359,6 +359,13 @@ def _doses(dose_e_per_px: float | np.ndarray, n: int) -> np.ndarray:
     return d
 
 
+def _dose_conditioned(model: nn.Module) -> bool:
+    """Whether ``model`` takes the noise-level channel (its flag; a module without one: two
+    input channels, as before the flag)."""
+    flag = getattr(model, "dose_conditioned", None)
+    return bool(flag) if flag is not None else int(getattr(model, "in_channels", 1)) == 2
+
+
 def match_mean(
     out: np.ndarray, counts: np.ndarray, dose_e_per_px: float | np.ndarray
 ) -> np.ndarray:
@@ -444,7 +451,7 @@ def denoise_images(
     """
     stack, single = _as_stack(counts)
     doses = _doses(dose_e_per_px, len(stack))
-    x = network_input(stack, doses, bool(getattr(model, "dose_conditioned", False)),
+    x = network_input(stack, doses, _dose_conditioned(model),
                        str(getattr(model, "prefilter", "none")), dqe)
     out = _whole_frames(model, x.shape, batch_size, amp).run(x)[:, 0]
     if match:
@@ -484,7 +491,7 @@ def segment_images(
     """
     stack, single = _as_stack(counts)
     doses = _doses(dose_e_per_px, len(stack))
-    x = network_input(stack, doses, bool(getattr(model, "dose_conditioned", False)))
+    x = network_input(stack, doses, _dose_conditioned(model))
     runner = _whole_frames(model, x.shape, batch_size, amp)
     y = runner.run(x, post=lambda z: decode_segmentation(z, model))
     out = {

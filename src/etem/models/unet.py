@@ -70,7 +70,7 @@ class UNet(nn.Module):
 class Denoiser(nn.Module):
     """Supervised denoiser: normalised noisy frame (vacuum = 1) -> clean intensity.
 
-    Input channels (:func:`etem.data.inputs.denoiser_input`): the prefilter's estimate of the
+    Input channels (:func:`etem.data.inputs.network_input`): the prefilter's estimate of the
     whole frame (``prefilter`` not 'none'), the normalised counts, the noise level
     1/sqrt(dose [e/px]) when dose-conditioned. With ``residual`` the U-Net predicts the
     correction to the first channel (the prefilter's estimate, else the noisy input).
