@@ -249,20 +249,22 @@ def to_native(est: np.ndarray, scale: float, shape: tuple[int, int]) -> np.ndarr
 
 
 def through_apply(model: torch.nn.Module, model_pixel_A: float, counts: np.ndarray,
-                  pixel_A: float, seed: int, match: bool = True) -> tuple[np.ndarray, float]:
+                  pixel_A: float, seed: int, match: bool = True,
+                  dose_e_per_px: float = DOSE_E_PER_PX) -> tuple[np.ndarray, float]:
     """A model's estimates (N, H, W) of noisy ``counts`` (N, H, W) at ``pixel_A`` [Å] the way
     ``etem apply`` gives it the frames: apply's geometry resamples the counts to
     ``model_pixel_A`` (binning, count splitting, or overlap resampling; no drift correction,
     seeded by ``seed``), the model denoises them at the dose per processed pixel, and
     :func:`to_native` brings each estimate back; ``match``: with the mean constraint
-    (``apply.inference.match_mean``). Returns the estimates and that dose [e/px]."""
+    (``apply.inference.match_mean``); ``dose_e_per_px``: the counts' dose per frame [e/px in
+    vacuum]. Returns the estimates and that dose [e/px]."""
     movie = Movie(frames=counts, pixel_size_A=pixel_A, frame_time_s=None,
-                  dose_e_per_px_per_frame=DOSE_E_PER_PX, source_format="npy",
+                  dose_e_per_px_per_frame=dose_e_per_px, source_format="npy",
                   path=Path("independent_set"))
     settings = PreprocessConfig(drift_correction=False)
     geo = resolve_geometry(movie, settings, [model_pixel_A], seed)
     frames = collect_frames(movie, geo, settings, len(counts), len(counts))
-    dose = geo.processed_dose(DOSE_E_PER_PX)
+    dose = geo.processed_dose(dose_e_per_px)
     est = np.asarray(denoise_images(model, frames, dose, match=match), np.float64)
     shape = (counts.shape[1], counts.shape[2])
     return np.stack([to_native(e, geo.scale, shape) for e in est]), dose

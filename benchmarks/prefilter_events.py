@@ -91,9 +91,11 @@ def measure(models: dict[str, tuple[torch.nn.Module, float]], pairs: int,
             "Wiener SURE": np.stack([baselines.wiener_sure(counts[i], d)[0] for i in idx]),
         }
         for mname, (module, mpx) in models.items():
-            est[mname] = _through_apply_at(module, mpx, counts[idx], px, d)
+            est[mname] = ind.through_apply(module, mpx, counts[idx], px, 0,
+                                           dose_e_per_px=d)[0]
         region = ndimage.binary_dilation(np.abs(clean[e - 1] - clean[e]) > 0.05, iterations=3)
-        vac = (ndimage.binary_erosion(clean[0] > 0.999, iterations=6)
+        # the particle's vacuum (clean 1; its columns are brighter), as wiener_local.py's
+        vac = (ndimage.binary_erosion(clean[0] < 1.001, iterations=6)
                if "particle" in name else None)
         for mname, out in est.items():
             kept, mse, rms = [], [], []
@@ -122,17 +124,6 @@ def table(rows: list[dict[str, object]]) -> str:
         lines.append(f"| {r['movie']} | {r['method']} | {r['kept']:.2f} ± {r['kept_sem']:.2f} | "
                      f"{r['mse_after']:.4f} | {(f'{rms:.3f}' if rms is not None else '—')} |")
     return "\n".join(lines) + "\n"
-
-
-def _through_apply_at(module: torch.nn.Module, mpx: float, counts: np.ndarray, px: float,
-                      dose: float) -> np.ndarray:
-    """:func:`independent_set.through_apply` at another dose per frame [e/px]."""
-    old = ind.DOSE_E_PER_PX
-    ind.DOSE_E_PER_PX = dose
-    try:
-        return ind.through_apply(module, mpx, counts, px, 0)[0]
-    finally:
-        ind.DOSE_E_PER_PX = old
 
 
 def timing(models: dict[str, tuple[torch.nn.Module, float]], size: int = 1024) -> str:
