@@ -236,20 +236,18 @@ class ImagePatchDataset:
         dqe = row_dqe(row)
         erase = (self._erased_disc(step, j, px, p)
                  if self.task == "denoiser" and step != VAL_STEP else None)
-        if self.prefilter == "none":
-            clean = np.asarray(f["clean"][sl], dtype=np.float32)
-            if erase is not None:
-                clean = erase_disc(clean, (erase[0], erase[1]), erase[2], px)
-            counts = apply_dose(clean, dose, px, r, self.read_noise_e, self.gain, dqe)
-            x = network_input(counts, dose_px, self.dose_conditioned, gain=self.gain)
-        else:  # the prefilter sees the whole frame, as at inference: noise first, then crop
-            whole = np.asarray(f["clean"][i], dtype=np.float32)
-            if erase is not None:
-                whole = erase_disc(whole, (y0 + erase[0], x0 + erase[1]), erase[2], px)
-            counts = apply_dose(whole, dose, px, r, self.read_noise_e, self.gain, dqe)
-            x = network_input(counts, dose_px, self.dose_conditioned, self.prefilter, dqe,
-                               self.gain)[:, sl[1], sl[2]]
-            clean = whole[sl[1], sl[2]]
+        # only the crop is read, noised and fed; a prefilter sees the whole frame, as at
+        # inference: the whole image is read and noised, then the input cropped
+        whole = self.prefilter != "none"
+        oy, ox = (y0, x0) if whole else (0, 0)
+        img = np.asarray(f["clean"][i] if whole else f["clean"][sl], dtype=np.float32)
+        if erase is not None:
+            img = erase_disc(img, (oy + erase[0], ox + erase[1]), erase[2], px)
+        counts = apply_dose(img, dose, px, r, self.read_noise_e, self.gain, dqe)
+        crop = (slice(oy, oy + p), slice(ox, ox + p))
+        x = network_input(counts, dose_px, self.dose_conditioned, self.prefilter, dqe,
+                          self.gain)[:, crop[0], crop[1]]
+        clean = img[crop]
         out: dict[str, Any] = {
             "input": dihedral(x, k),
             "dose_e_per_px": np.float32(dose_px),

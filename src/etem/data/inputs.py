@@ -96,8 +96,10 @@ def network_input(
     of ``counts`` (detector counts, ``gain`` counts per electron, DQE(0) ``dqe``): (H, W) ->
     (C, H, W), (N, H, W) -> (N, C, H, W); channels in the module docstring's order."""
     norm = normalize(counts, np.asarray(dose_e_per_px, dtype=np.float64) * gain)
-    electrons = np.asarray(counts, dtype=np.float64) / gain if gain != 1 else counts
-    prior = prefilter_estimate(electrons, dose_e_per_px, prefilter, dqe)
+    prior = None
+    if prefilter != "none":  # the filter's noise model wants electrons
+        electrons = np.asarray(counts, dtype=np.float64) / gain if gain != 1 else counts
+        prior = prefilter_estimate(electrons, dose_e_per_px, prefilter, dqe)
     return image_input(norm, dose_e_per_px, dose_conditioned, prior)
 
 

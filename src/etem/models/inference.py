@@ -36,7 +36,7 @@ from torch import nn
 from etem.data.inputs import network_input, normalize
 from etem.errors import InputError
 from etem.frames.breaks import segment_window
-from etem.models.io import LoadedModel
+from etem.models.io import LoadedModel, takes_dose_channel
 
 __all__ = [
     "TiledRunner",
@@ -359,13 +359,6 @@ def _doses(dose_e_per_px: float | np.ndarray, n: int) -> np.ndarray:
     return d
 
 
-def _dose_conditioned(model: nn.Module) -> bool:
-    """Whether ``model`` takes the noise-level channel (its flag; a module without one: two
-    input channels, as before the flag)."""
-    flag = getattr(model, "dose_conditioned", None)
-    return bool(flag) if flag is not None else int(getattr(model, "in_channels", 1)) == 2
-
-
 def match_mean(
     out: np.ndarray, counts: np.ndarray, dose_e_per_px: float | np.ndarray
 ) -> np.ndarray:
@@ -451,7 +444,7 @@ def denoise_images(
     """
     stack, single = _as_stack(counts)
     doses = _doses(dose_e_per_px, len(stack))
-    x = network_input(stack, doses, _dose_conditioned(model),
+    x = network_input(stack, doses, takes_dose_channel(model),
                        str(getattr(model, "prefilter", "none")), dqe)
     out = _whole_frames(model, x.shape, batch_size, amp).run(x)[:, 0]
     if match:
@@ -491,7 +484,7 @@ def segment_images(
     """
     stack, single = _as_stack(counts)
     doses = _doses(dose_e_per_px, len(stack))
-    x = network_input(stack, doses, _dose_conditioned(model))
+    x = network_input(stack, doses, takes_dose_channel(model))
     runner = _whole_frames(model, x.shape, batch_size, amp)
     y = runner.run(x, post=lambda z: decode_segmentation(z, model))
     out = {

@@ -99,6 +99,14 @@ def _plain(obj: Any) -> Any:
     return str(obj)
 
 
+def takes_dose_channel(module: Any) -> bool:
+    """Whether a single-frame network takes the noise level 1/sqrt(dose) as an input channel:
+    its ``dose_conditioned`` flag; a module without one, two input channels (the rule before
+    the flag)."""
+    flag = getattr(module, "dose_conditioned", None)
+    return bool(flag) if flag is not None else int(getattr(module, "in_channels", 1)) == 2
+
+
 @dataclass
 class LoadedModel:
     """A network plus its model-file metadata (what :func:`load` returns).
@@ -146,12 +154,7 @@ class LoadedModel:
     @property
     def dose_conditioned(self) -> bool:
         """Whether the network takes the noise level 1/sqrt(dose) as an input channel."""
-        if self.n_frames != 1:
-            return False
-        flag = getattr(self.module, "dose_conditioned", None)
-        if flag is not None:
-            return bool(flag)
-        return int(getattr(self.module, "in_channels", 1)) == 2
+        return self.n_frames == 1 and takes_dose_channel(self.module)
 
     @property
     def prefilter(self) -> str:

@@ -171,10 +171,10 @@ class _ImageTask(Task):
             seed=campaign.seed, dose_conditioned=cfg.model.dose_conditioned,
             max_occupancy=getattr(cfg, "max_occupancy", 12), val_patch_px=cfg.val_patch_px,
             read_noise_e=campaign.noise.read_noise_e, gain=campaign.noise.gain,
-            prefilter=getattr(cfg, "prefilter", "none"),
-            erase_probability=getattr(cfg, "erase_probability", 0.0),
-            erase_radius_A=getattr(cfg, "erase_radius_A", (3.0, 12.0)),
         )
+        if isinstance(cfg, DenoiserConfig):
+            common.update(prefilter=cfg.prefilter, erase_probability=cfg.erase_probability,
+                          erase_radius_A=cfg.erase_radius_A)
         self.train_set = ImagePatchDataset(train, purpose=f"{self.kind}-train", **common)
         self.val_set = ImagePatchDataset(val, purpose=f"{self.kind}-val", **common)
         self._val_rows, self._common = val, common
