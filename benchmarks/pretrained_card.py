@@ -296,11 +296,13 @@ def main() -> None:
             f"{run.info.run_id} --tracking-uri sqlite:///results/pretrained/mlflow.db` reruns "
             "the logged training (same config, same images) and prints the old and new "
             "validation metrics. Anywhere: `bash benchmarks/pretrained.sh` rebuilds the "
-            "structures and images from the seed (check the data sha256 above with "
-            "`python benchmarks/pretrained_card.py --out /tmp/card`) and retrains. Training on "
-            "CPU with deterministic algorithms and one thread is bitwise reproducible (the "
-            "loop's resume test and `etem retrain` check it); a short-budget check is in "
-            "benchmarks/pretrained.md."),
+            "structures and images from the seed (the data sha256 above, from `python "
+            "benchmarks/pretrained_card.py --out /tmp/card`, is that of the training machine's "
+            "CPU: the simulation's floating point differs in the last bits between CPUs, so "
+            "another CPU gives another digest for images that agree to round-off) and "
+            "retrains. Training on CPU with deterministic algorithms and one thread is bitwise "
+            "reproducible on one machine (the loop's resume test and `etem retrain` check it); "
+            "across machines the metrics agree (benchmarks/pretrained.md)."),
     }
     counts = [ln for ln in (results / "train.log").read_text().splitlines()
               if "training images" in ln] if (results / "train.log").exists() else []

@@ -14,6 +14,7 @@ from etem.analysis.baselines import (
     oracle_gaussian,
 )
 from etem.config.training import ConditionBand
+from etem.errors import InputError
 from etem.evaluation.benchmark import load_test_images, run_benchmark, write_outputs
 from etem.evaluation.conditions import conditions_table, summarise_conditions
 from etem.evaluation.methods import make_methods
@@ -151,3 +152,43 @@ def test_oracle_gaussian_and_estimated_sigma():
     assert estimate_noise_sigma(r.normal(0, 0.7, (128, 128))) == pytest.approx(0.7, rel=0.1)
     out = nlm_estimated(counts, 20.0)
     assert np.mean((out - clean) ** 2) < np.mean((counts / 20.0 - clean) ** 2)
+
+
+def test_blind_spot_finetuned_rows_come_from_held_out_conditions_first(campaign, tmp_path):
+    """``evaluation.finetune_images``: the blind-spot network fine-tuned on an image's own
+    noisy frames (no clean image; kept only when its blind-spot loss on those frames falls)
+    denoises the first images of the table, held-out conditions first; not kept, its rows are
+    the parent's; the plain blind-spot rows do not change."""
+    from etem.models.io import load
+    from etem.training.run import train_network
+    from tests.training_fixtures import write_movie
+
+    paths, cfg = campaign
+    images = load_test_images(paths["index"], cfg)
+    held = [im for im in images if im.params["split"] == "held_out_condition"]
+    images = [next(im for im in images if im.params["split"] != "held_out_condition"), *held[:2]]
+    loop = {"steps": 6, "val_every_steps": 3, "batch_size": 4, "patch_px": 32,
+            "val_samples": 4, "val_patch_px": 32}
+    parent_cfg = make_tiny_config(tmp_path / "p", training={"unsupervised": loop})
+    movie = write_movie(tmp_path / "m.h5", n_frames=8, size=48, dose_e_per_px=2.0)
+    train_network("unsupervised", parent_cfg, movie, tmp_path / "parent.pt", panels=False)
+    parent = load(tmp_path / "parent.pt")
+    tuned = cfg.model_copy(deep=True)
+    tuned.evaluation.finetune_images = 2
+    tuned.evaluation.finetune_steps = 12
+    t = conditions_table(tuned, images, None, parent)
+    ft = t[t["method"] == "blind_spot_finetuned"].set_index("image_id")
+    base = t[t["method"] == "blind_spot"].set_index("image_id")
+    noisy = t[t["method"] == "noisy"].set_index("image_id")
+    assert sorted(ft.index) == sorted(im.image_id for im in held[:2])
+    kept = ft["finetune_kept"].astype(bool)
+    assert ft["finetune_kept"].isin([True, False]).all()
+    assert (ft["psnr_db"] > noisy.loc[ft.index, "psnr_db"] + 3).all()
+    same = ft.index[~kept.to_numpy()]
+    assert np.allclose(ft.loc[same, "psnr_db"], base.loc[same, "psnr_db"])
+    plain = conditions_table(cfg, images, None, parent)
+    assert "blind_spot_finetuned" not in set(plain["method"])
+    assert np.allclose(plain.loc[plain["method"] == "blind_spot", "psnr_db"].to_numpy(),
+                       t.loc[t["method"] == "blind_spot", "psnr_db"].to_numpy())
+    with pytest.raises(InputError, match="finetune_images"):
+        conditions_table(tuned, images, None, parent.module)

@@ -148,6 +148,18 @@ class EvaluationConfig(StrictModel):
         200, ge=1, description="cap on images of the cross-condition table (and, apart, on "
         "those of each code path)"
     )
+    finetune_images: int = Field(
+        0, ge=0,
+        description="cross-condition images (held-out conditions first) on which the "
+        "blind-spot network is also fine-tuned on its own noisy frames before denoising them "
+        "(method blind_spot_finetuned, as `etem apply` does with apply.finetune; 0 = off); "
+        "each costs finetune_steps optimizer steps",
+    )
+    finetune_steps: int = Field(
+        100, ge=1,
+        description="optimizer steps of each fine-tuning of blind_spot_finetuned (lr, batch "
+        "and patch size: apply.finetune's defaults)",
+    )
     code_paths: list[CodePath] = Field(
         default_factory=list,
         description="test sets simulated through other abTEM code paths (parametrisation, "

@@ -131,7 +131,8 @@ def run_benchmark(
     _tables(cfg, res, acc, images, methods)
     _calibration(cfg, res, acc, images, methods, primary)
     if movie is not None:
-        res.tables["movie"] = movie_table(cfg, movie, methods, unsupervised)
+        res.tables["movie"] = movie_table(cfg, movie, methods,
+                                          getattr(unsupervised, "module", unsupervised))
     if cfg.evaluation.conditions and images:
         cond = pd.concat([conditions_table(cfg, ims, denoiser, unsupervised)
                           for ims in (images, *(code_paths or {}).values())], ignore_index=True)

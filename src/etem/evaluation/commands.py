@@ -12,14 +12,18 @@ from etem.errors import ConfigError
 from etem.evaluation.benchmark import load_test_images, read_movie, run_benchmark, write_outputs
 from etem.evaluation.inputs import TestImage, load_code_path_images, load_train_images
 from etem.io import require_file
-from etem.models.io import load_model
+from etem.models.io import load, load_model
 from etem.runs import StageRun, model_file
 
 
-def _load(spec: str | None, cfg: EtemConfig) -> Any:
-    """A model argument (file or ``models:/NAME/VERSION``) loaded, or None."""
+def _load(spec: str | None, cfg: EtemConfig, meta: bool = False) -> Any:
+    """A model argument (file or ``models:/NAME/VERSION``) loaded, or None: the network, or
+    with ``meta`` the :class:`~etem.models.io.LoadedModel` (fine-tuning needs its file's
+    architecture)."""
     if not spec:
         return None
+    if meta:
+        return load(model_file(spec, cfg))
     model, _ = load_model(model_file(spec, cfg))
     return model
 
@@ -31,7 +35,7 @@ def evaluate(args: argparse.Namespace) -> int:
     images = load_test_images(args.index, cfg)
     code_paths = _code_paths(args, cfg)
     train = load_train_images(args.index, cfg) if cfg.evaluation.conditions else []
-    denoiser, unsup, seg = (_load(args.denoiser, cfg), _load(args.unsupervised, cfg),
+    denoiser, unsup, seg = (_load(args.denoiser, cfg), _load(args.unsupervised, cfg, meta=True),
                          _load(args.segmenter, cfg))
     movie = read_movie(args.movie) if args.movie else None
     params = {"n_images": len(images), "denoiser": args.denoiser, "unsupervised": args.unsupervised,

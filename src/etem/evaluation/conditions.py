@@ -24,7 +24,13 @@ condition being its name) is made noisy at
   the pair chosen in the columns ``wiener_alpha``, ``wiener_smooth_px``;
 * ``supervised``: the supervised denoiser (with a model);
 * ``blind_spot``: the blind-spot multi-frame network (with a model) on ``n_frames``
-  independent frames of the static scene, each with 1/n of the dose (same electrons in all).
+  independent frames of the static scene, each with 1/n of the dose (same electrons in all);
+* ``blind_spot_finetuned``: the same network fine-tuned first on those very frames (no
+  clean image: :func:`etem.training.finetune.finetune_unsupervised`, as ``etem apply`` does
+  with ``apply.finetune``; ``evaluation.finetune_steps`` steps, the other settings that
+  section's defaults, the fine-tuned weights kept
+  only when they lower the blind-spot validation loss, column ``finetune_kept``), on the
+  first ``evaluation.finetune_images`` images of the table, held-out conditions first.
 
 Two metrics per (image, method): etem's (intensity, vacuum = 1, data range of the clean
 image: ``psnr_db``, ``ssim``) and Mohan et al.'s (clean in e/px, both images clamped to
@@ -40,12 +46,16 @@ import pandas as pd
 
 from etem.analysis import baselines
 from etem.analysis.metrics import data_range, psnr, psnr_peak, ssim, ssim_peak
+from etem.config.apply import FinetuneConfig
+from etem.errors import InputError
 from etem.evaluation.inputs import TestImage
 from etem.evaluation.tables import mean_sem
 from etem.models.inference import denoise_images, denoise_movie
+from etem.models.io import LoadedModel
 from etem.progress import progress
 from etem.seeding import rng
 from etem.simulation.noise import detector_counts, row_dqe
+from etem.training.finetune import finetune_unsupervised
 
 METRICS = ("psnr_db", "ssim", "psnr_mohan_db", "ssim_mohan")
 #: Splits whose conditions (held-out bands, code-path names) are groups of their own.
@@ -72,21 +82,46 @@ def condition_counts(cfg: Any, im: TestImage, dose_px: float) -> np.ndarray:
         dtype=np.float64)
 
 
-def _blind_spot(
-    model: Any, clean: np.ndarray, dose_px: float, key: str, seed: int, dqe: float = 1.0,
-    match: bool = True,
-) -> Any:
-    n = int(getattr(model, "n_frames", 5) or 5)
+def _static_frames(clean: np.ndarray, dose_px: float, n: int, key: str, seed: int,
+                   dqe: float = 1.0) -> np.ndarray:
+    """``n`` independent noisy frames [e/px] (n, H, W) of the static scene ``clean``, each
+    with 1/n of the dose ``dose_px`` (drawn from the seed and ``key``)."""
     g = rng(seed, "benchmark", "conditions", "frames", key)
     lam = np.broadcast_to(np.clip(clean, 0, None) * (dose_px / n), (n, *clean.shape))
-    frames = detector_counts(lam, g, dqe).astype(np.float32)
-    return np.asarray(denoise_movie(model, frames, dose_px / n, match=match)[n // 2],
-                      dtype=np.float64)
+    return np.asarray(detector_counts(lam, g, dqe), dtype=np.float32)
+
+
+def _blind_spot(
+    cfg: Any, model: Any, im: TestImage, dose_px: float, finetune: bool, match: bool = True,
+) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
+    """``blind_spot`` (and, with ``finetune``, ``blind_spot_finetuned``) on the image's static
+    frames: the middle frame's estimate [intensity, vacuum = 1]."""
+    module = getattr(model, "module", model)  # a LoadedModel or its network
+    n = int(getattr(module, "n_frames", 5) or 5)
+    frames = _static_frames(im.clean, dose_px, n, im.image_id, cfg.seed, row_dqe(im.params))
+
+    def run(m: Any) -> np.ndarray:
+        return np.asarray(denoise_movie(getattr(m, "module", m), frames, dose_px / n,
+                                        match=match)[n // 2], dtype=np.float64)
+
+    out: dict[str, tuple[np.ndarray, dict[str, Any]]] = {"blind_spot": (run(module), {})}
+    if finetune:
+        if not isinstance(model, LoadedModel):
+            raise InputError("evaluation.finetune_images: fine-tuning needs the unsupervised "
+                             "model file (etem evaluate --unsupervised), not a bare network")
+        # apply.finetune's defaults but the steps: the evaluation stage does not read apply:
+        ft = cfg.apply.model_copy(update={"finetune": FinetuneConfig(
+            steps=int(cfg.evaluation.finetune_steps))})
+        tuned, record = finetune_unsupervised(
+            cfg.model_copy(update={"apply": ft}), model, frames, dose_px / n,
+            float(im.params["pixel_size_A"]), name=im.image_id)
+        out["blind_spot_finetuned"] = (run(tuned), {"finetune_kept": bool(record["kept"])})
+    return out
 
 
 def _estimates(
     cfg: Any, im: TestImage, counts: np.ndarray, dose_px: float, denoiser: Any | None,
-    unsupervised: Any | None,
+    unsupervised: Any | None, finetune: bool = False,
 ) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
     b = cfg.evaluation
     match = cfg.apply.inference.match_mean  # the same mean constraint as etem apply
@@ -109,8 +144,7 @@ def _estimates(
             denoiser, counts.astype(np.float32), dose_px, match=match,
             dqe=row_dqe(im.params)), dtype=np.float64), {})
     if unsupervised is not None:
-        out["blind_spot"] = (_blind_spot(unsupervised, im.clean, dose_px, im.image_id,
-                                         cfg.seed, row_dqe(im.params), match), {})
+        out.update(_blind_spot(cfg, unsupervised, im, dose_px, finetune, match))
     return out
 
 
@@ -120,8 +154,10 @@ def conditions_table(
 ) -> pd.DataFrame:
     """One row per (image, method) with both metrics (see module docstring)."""
     dose_px = float(cfg.evaluation.condition_dose_e_per_px)
+    selected = select_images(cfg, images)
+    tuned = finetuned_images(selected, cfg.evaluation.finetune_images)
     rows = []
-    for im in progress(select_images(cfg, images), "cross-condition table"):
+    for im in progress(selected, "cross-condition table"):
         clean = np.asarray(im.clean, dtype=np.float64)
         counts = condition_counts(cfg, im, dose_px)
         rng_ = data_range(clean)
@@ -131,13 +167,20 @@ def conditions_table(
         base.update({k: im.params.get(k) for k in (
             "structure_id", "family", "energy_kv", "cs_um", "defocus_nm", "detector_pixel_A",
             "blur_fwhm_A", "pixel_size_A", "dqe", "contrast_regime")})
-        for name, (est, extra) in _estimates(cfg, im, counts, dose_px, denoiser,
-                                             unsupervised).items():
+        for name, (est, extra) in _estimates(cfg, im, counts, dose_px, denoiser, unsupervised,
+                                             im.image_id in tuned).items():
             rows.append({**base, **extra, "method": name,
                          "psnr_db": psnr(clean, est, rng_), "ssim": ssim(clean, est, rng_),
                          "psnr_mohan_db": psnr_peak(clean * dose_px, est * dose_px, 1.0),
                          "ssim_mohan": ssim_peak(clean * dose_px, est * dose_px, 1.0)})
     return pd.DataFrame(rows)
+
+
+def finetuned_images(images: list[TestImage], n: int) -> set[str]:
+    """Ids of the images ``blind_spot_finetuned`` runs on: the first ``n`` of ``images``,
+    those of held-out conditions first (table order otherwise)."""
+    order = sorted(images, key=lambda im: im.params.get("split") != "held_out_condition")
+    return {im.image_id for im in order[:n]}
 
 
 def summarise_conditions(per_image: pd.DataFrame) -> pd.DataFrame:
