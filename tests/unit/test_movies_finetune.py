@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-from etem.data.datasets import VAL_STEP, MoviePatchDataset
 from etem.errors import InputError
 from etem.models.io import LoadedModel, load, load_model, save_model
 from etem.training.run import train_network
@@ -222,22 +221,3 @@ def test_train_unsupervised_init_from_on_the_command_line(
     _, meta = load_model(out)
     assert meta["steps"] == 3 and meta["config"]["steps"] == 3
     assert meta["init_from"]["path"] == str(parent["model"])
-
-
-def test_validation_frames_are_never_training_targets() -> None:
-    """The fine-tuning validates on frames whose noisy pixels it never trained on (its loss
-    is then an estimate of the true error, not of how well it learned that noise)."""
-    t_all = 8
-    frames = np.stack([np.full((24, 24), t + 1.0, np.float32) for t in range(t_all)])
-    ds = MoviePatchDataset(frames, n_frames=3, patch_px=16, scale_e_per_px=1.0, seed=3)
-    held = ds.val_frames(2)
-    assert held == [2, 6]
-    ds.hold_out(held)
-    centres = {round(float(ds[(s, j)]["target"].mean())) - 1
-               for s in range(60) for j in range(4)}
-    assert centres == set(range(t_all)) - set(held)
-    ds.n_val = 2  # the validation samples are centred on exactly those frames
-    assert sorted(round(float(ds[(VAL_STEP, k)]["target"].mean())) - 1
-                  for k in range(2)) == held
-    with pytest.raises(InputError, match="no training frame"):
-        ds.hold_out(list(range(t_all)))

