@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from etem.data.datasets import VAL_STEP, MoviePatchDataset
 from etem.errors import InputError
 from etem.models.io import LoadedModel, load, load_model, save_model
 from etem.training.run import train_network
@@ -221,3 +222,55 @@ def test_train_unsupervised_init_from_on_the_command_line(
     _, meta = load_model(out)
     assert meta["steps"] == 3 and meta["config"]["steps"] == 3
     assert meta["init_from"]["path"] == str(parent["model"])
+
+
+def test_validation_frames_are_never_training_targets() -> None:
+    """The fine-tuning validates on frames whose noisy pixels it never trained on (its loss
+    is then an estimate of the true error, not of how well it learned that noise)."""
+    t_all = 8
+    frames = np.stack([np.full((24, 24), t + 1.0, np.float32) for t in range(t_all)])
+    ds = MoviePatchDataset(frames, n_frames=3, patch_px=16, scale_e_per_px=1.0, seed=3)
+    held = ds.val_frames(2)
+    assert held == [2, 6]
+    ds.hold_out(held)
+    centres = {round(float(ds[(s, j)]["target"].mean())) - 1
+               for s in range(60) for j in range(4)}
+    assert centres == set(range(t_all)) - set(held)
+    ds.n_val = 2  # the validation samples are centred on exactly those frames
+    assert sorted(round(float(ds[(VAL_STEP, k)]["target"].mean())) - 1
+                  for k in range(2)) == held
+    with pytest.raises(InputError, match="no training frame"):
+        ds.hold_out(list(range(t_all)))
+
+
+def test_the_keep_criterion_ignores_what_the_mean_constraint_corrects(
+    parent: dict[str, Any], tmp_path: Path
+) -> None:
+    """With ``apply.inference.match_mean`` the fine-tuning is judged on mean-matched
+    predictions: a network whose only fault is its brightness scores as the network itself
+    (the output frames are scaled to their mean count anyway), while the raw loss punishes it."""
+    from etem.training.finetune import finetune_config, validation_loss
+    from etem.training.tasks import MovieFrames, UnsupervisedTask
+
+    cfg = _cfg(tmp_path)
+    model = load(parent["model"])
+    frames = _frames(parent["movie_b"])
+    arch = dict(model.meta["arch"])
+    ft = finetune_config(cfg.training.unsupervised, cfg.apply.finetune, "cpu", arch)
+    task = UnsupervisedTask(cfg, ft, MovieFrames(frames, 0.2, 1.0, "b"))
+
+    class Brighter(torch.nn.Module):
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner, self.n_frames = inner, inner.n_frames
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return 1.3 * self.inner(x)
+
+    net = model.module.eval()
+    cpu = torch.device("cpu")
+    plain = validation_loss(task, net, False, cpu, matched=True)
+    assert validation_loss(task, Brighter(net), False, cpu, matched=True) == pytest.approx(
+        plain, rel=1e-5)
+    assert validation_loss(task, Brighter(net), False, cpu, matched=False) > \
+        validation_loss(task, net, False, cpu, matched=False) + 0.01

@@ -296,6 +296,9 @@ class MoviePatchDataset:
         self.seed = seed
         self.purpose = purpose
         self.n_val = 1  # validation samples spread over the movie (set by the task)
+        #: frames never drawn as a training sample's centre (target) frame (:meth:`hold_out`)
+        self.held_out: tuple[int, ...] = ()
+        self._targets: np.ndarray | None = None
         self.clean_factor = 1.0
         if clean is not None:  # clean in its own units -> the units of the normalised frames
             m = min(int(frames.shape[0]), 8)
@@ -305,6 +308,22 @@ class MoviePatchDataset:
 
     def __len__(self) -> int:
         return int(self.frames.shape[0])
+
+    def val_frames(self, n: int) -> list[int]:
+        """The centre frames of ``n`` validation samples (``n_val`` = n; :meth:`__getitem__`)."""
+        t_all, n = int(self.frames.shape[0]), max(1, int(n))
+        return sorted({int((j + 0.5) * t_all / n) for j in range(n)})
+
+    def hold_out(self, frames: list[int]) -> None:
+        """Never draw ``frames`` as a training sample's centre frame, whose noisy pixels are
+        the targets: the validation frames of a fine-tuning on the very movie it denoises,
+        whose loss must not fall by the network learning their noise. Every frame held out
+        is refused (nothing would be left to train on)."""
+        keep = np.setdiff1d(np.arange(int(self.frames.shape[0])), np.asarray(frames, dtype=int))
+        if keep.size == 0:
+            raise InputError(f"holding out frames {sorted(frames)} leaves no training frame")
+        self.held_out = tuple(sorted(int(t) for t in frames))
+        self._targets = keep
 
     def window(self, t: int) -> list[int]:
         """Frame indices centred on ``t``, reflected at the movie ends."""
@@ -328,7 +347,10 @@ class MoviePatchDataset:
         else:
             r = seeded_rng(self.seed, self.purpose, step, j)
             p = min(self.patch_px, h, w)
-            t = int(r.integers(t_all))
+            if self._targets is None:
+                t = int(r.integers(t_all))
+            else:
+                t = int(self._targets[int(r.integers(self._targets.size))])
             y0, x0 = int(r.integers(h - p + 1)), int(r.integers(w - p + 1))
             k = int(r.integers(8))
         ys, xs = slice(y0, y0 + p), slice(x0, x0 + p)

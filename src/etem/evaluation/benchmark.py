@@ -134,8 +134,9 @@ def run_benchmark(
         res.tables["movie"] = movie_table(cfg, movie, methods,
                                           getattr(unsupervised, "module", unsupervised))
     if cfg.evaluation.conditions and images:
-        cond = pd.concat([conditions_table(cfg, ims, denoiser, unsupervised)
-                          for ims in (images, *(code_paths or {}).values())], ignore_index=True)
+        cond = pd.concat([conditions_table(cfg, ims, denoiser, unsupervised, finetune=k == 0)
+                          for k, ims in enumerate((images, *(code_paths or {}).values()))],
+                         ignore_index=True)
         res.tables["conditions_per_image"] = cond
         res.tables["conditions_summary"] = summarise_conditions(cond)
         seg = segmentation_conditions_table(cfg, images, train_images or [], segmenter)

@@ -150,12 +150,13 @@ def _estimates(
 
 def conditions_table(
     cfg: Any, images: list[TestImage], denoiser: Any | None = None,
-    unsupervised: Any | None = None,
+    unsupervised: Any | None = None, finetune: bool = True,
 ) -> pd.DataFrame:
-    """One row per (image, method) with both metrics (see module docstring)."""
+    """One row per (image, method) with both metrics (see module docstring); ``finetune``:
+    whether ``blind_spot_finetuned`` runs (on the evaluated images, not on a code path's)."""
     dose_px = float(cfg.evaluation.condition_dose_e_per_px)
     selected = select_images(cfg, images)
-    tuned = finetuned_images(selected, cfg.evaluation.finetune_images)
+    tuned = finetuned_images(selected, cfg.evaluation.finetune_images if finetune else 0)
     rows = []
     for im in progress(selected, "cross-condition table"):
         clean = np.asarray(im.clean, dtype=np.float64)
