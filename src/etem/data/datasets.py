@@ -296,8 +296,8 @@ class MoviePatchDataset:
         self.seed = seed
         self.purpose = purpose
         self.n_val = 1  # validation samples spread over the movie (set by the task)
-        #: frames never drawn as a training sample's centre (target) frame (:meth:`hold_out`)
-        self.held_out: tuple[int, ...] = ()
+        #: the frames a training sample's centre (target) frame is drawn from; None: all
+        #: (:meth:`hold_out`)
         self._targets: np.ndarray | None = None
         self.clean_factor = 1.0
         if clean is not None:  # clean in its own units -> the units of the normalised frames
@@ -322,7 +322,6 @@ class MoviePatchDataset:
         keep = np.setdiff1d(np.arange(int(self.frames.shape[0])), np.asarray(frames, dtype=int))
         if keep.size == 0:
             raise InputError(f"holding out frames {sorted(frames)} leaves no training frame")
-        self.held_out = tuple(sorted(int(t) for t in frames))
         self._targets = keep
 
     def window(self, t: int) -> list[int]:
