@@ -309,10 +309,14 @@ class MoviePatchDataset:
     def __len__(self) -> int:
         return int(self.frames.shape[0])
 
+    def _val_frame(self, j: int, n: int) -> int:
+        """The centre frame of validation sample ``j`` of ``n`` (spread over the movie)."""
+        return int((j % n + 0.5) * int(self.frames.shape[0]) / n)
+
     def val_frames(self, n: int) -> list[int]:
         """The centre frames of ``n`` validation samples (``n_val`` = n; :meth:`__getitem__`)."""
-        t_all, n = int(self.frames.shape[0]), max(1, int(n))
-        return sorted({int((j + 0.5) * t_all / n) for j in range(n)})
+        n = max(1, int(n))
+        return sorted({self._val_frame(j, n) for j in range(n)})
 
     def hold_out(self, frames: list[int]) -> None:
         """Never draw ``frames`` as a training sample's centre frame, whose noisy pixels are
@@ -340,8 +344,7 @@ class MoviePatchDataset:
         t_all, h, w = (int(s) for s in self.frames.shape)
         if step == VAL_STEP:
             p = min(self.val_patch_px, h, w)
-            n = max(1, getattr(self, "n_val", 1))
-            t = int((j % n + 0.5) * t_all / n)
+            t = self._val_frame(j, max(1, getattr(self, "n_val", 1)))
             y0, x0, k = (h - p) // 2, (w - p) // 2, 0
         else:
             r = seeded_rng(self.seed, self.purpose, step, j)

@@ -46,7 +46,7 @@ from etem.config.training import UnsupervisedConfig
 from etem.data.datasets import MoviePatchDataset
 from etem.errors import InputError
 from etem.models.factory import build_model
-from etem.models.inference import bf16_supported
+from etem.models.inference import bf16_supported, match_mean
 from etem.models.io import LoadedModel, save_model
 from etem.provenance import provenance
 from etem.training.loop import select_device, train
@@ -109,13 +109,11 @@ def validation_loss(task: UnsupervisedTask, model: torch.nn.Module, amp: bool,
     noisy middle frames; with ``matched`` each prediction first scaled to its target's mean,
     as ``apply.inference.match_mean`` scales the output frames (the mean count is known without
     the network: a fine-tuning that only corrects the network's brightness must not count)."""
-    target = task.val_batch()["target"]
-    pred = task.predict_val(model, amp, device)
+    target = task.val_batch()["target"].numpy()[:, 0]  # normalised counts: dose 1
+    pred = task.predict_val(model, amp, device).numpy()[:, 0]
     if matched:
-        dims = tuple(range(1, pred.ndim))
-        pred = pred * (target.mean(dim=dims, keepdim=True)
-                       / pred.mean(dim=dims, keepdim=True).clamp_min(1e-12))
-    return float(torch.mean((pred - target) ** 2))
+        pred = match_mean(pred, target, 1.0)
+    return float(np.mean((pred.astype(np.float64) - target) ** 2))
 
 
 # long (98 lines): one sequence (window, task, loss before, train, loss after, keep or
