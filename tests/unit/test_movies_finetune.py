@@ -274,3 +274,34 @@ def test_the_keep_criterion_ignores_what_the_mean_constraint_corrects(
         plain, rel=1e-5)
     assert validation_loss(task, Brighter(net), False, cpu, matched=False) > \
         validation_loss(task, net, False, cpu, matched=False) + 0.01
+
+
+def test_the_loop_keeps_the_step_of_the_least_mean_matched_loss(
+    parent: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fine-tuning's best step is picked by the loss its keep decision uses (the
+    mean-matched one with ``apply.inference.match_mean``), not by the raw loss: the returned
+    weights are those of the least matched loss among the validations, and the record's
+    ``loss_after`` is that loss."""
+    import etem.training.finetune as finetune
+
+    runs: list[Any] = []
+    train = finetune.train
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        runs.append(train(*args, **kwargs))
+        return runs[-1]
+
+    monkeypatch.setattr(finetune, "train", spy)
+    # at 0.2 e/px (the parent learned at 2) the raw loss prefers another step than the
+    # matched one (the raw loss's choice was the last validation, the matched one's the first)
+    movie = write_movie(tmp_path / "low.h5", n_frames=8, size=48, dose_e_per_px=0.2, seed=5)
+    cfg = _cfg(tmp_path, {"apply.finetune.steps": 40})
+    model = load(parent["model"])
+    _, record = finetune.finetune_unsupervised(cfg, model, _frames(movie), 0.2, 0.2)
+    (result,) = runs
+    matched = [h["val_loss_mean_matched"] for h in result.history]
+    raw = [h["val_loss"] for h in result.history]
+    assert len(matched) >= 3 and np.argmin(raw) != np.argmin(matched)
+    assert result.best_step == result.history[int(np.argmin(matched))]["step"]
+    assert record["loss_after"] == pytest.approx(min(matched), rel=1e-5)

@@ -16,7 +16,8 @@ unsupervised.val_samples, T // 4)`` of the T frames, at least one; the middle on
 5-frame window) are held out of the training targets
 (:meth:`etem.data.datasets.MoviePatchDataset.hold_out`); and (2) with
 ``apply.inference.match_mean`` each prediction is first scaled to its target's mean, as the
-output will be (:func:`validation_loss`): the mean count is known without the network. On
+output will be (:func:`validation_loss`; the loop picks its best step by the same loss): the
+mean count is known without the network. On
 the demo campaign's static 5-frame images (0.09 e/px per frame, 100 steps) without either
 every fine-tuning was kept and the PSNR fell by 7.9 dB (the network learned the validation
 frame's noise, and the parent's output, 30 % too bright there, gained from any brightness
@@ -46,7 +47,7 @@ from etem.config.training import UnsupervisedConfig
 from etem.data.datasets import MoviePatchDataset
 from etem.errors import InputError
 from etem.models.factory import build_model
-from etem.models.inference import bf16_supported, match_mean
+from etem.models.inference import bf16_supported
 from etem.models.io import LoadedModel, save_model
 from etem.provenance import provenance
 from etem.training.loop import select_device, train
@@ -108,12 +109,11 @@ def validation_loss(task: UnsupervisedTask, model: torch.nn.Module, amp: bool,
     """The blind-spot validation loss of ``model`` [intensity²]: MSE of its predictions to the
     noisy middle frames; with ``matched`` each prediction first scaled to its target's mean,
     as ``apply.inference.match_mean`` scales the output frames (the mean count is known without
-    the network: a fine-tuning that only corrects the network's brightness must not count)."""
-    target = task.val_batch()["target"].numpy()[:, 0]  # normalised counts: dose 1
-    pred = task.predict_val(model, amp, device).numpy()[:, 0]
-    if matched:
-        pred = match_mean(pred, target, 1.0)
-    return float(np.mean((pred.astype(np.float64) - target) ** 2))
+    the network: a fine-tuning that only corrects the network's brightness must not count).
+    The task's own validation metrics (``val_loss_mean_matched`` / ``val_loss``): the loop
+    picks its best step by the same loss (:func:`finetune_unsupervised`)."""
+    metrics = task.validate(model, amp, device)
+    return float(metrics["val_loss_mean_matched" if matched else "val_loss"])
 
 
 # long (98 lines): one sequence (window, task, loss before, train, loss after, keep or
@@ -169,8 +169,9 @@ def finetune_unsupervised(
     source = MovieFrames(np.asarray(frames, dtype=np.float32), float(pixel_size_A),
                          float(dose_e_per_px), name)
     task = UnsupervisedTask(cfg, ft_cfg, source, init=init)
-    if not isinstance(task.train_set, MoviePatchDataset):  # one movie: one dataset
-        raise InputError(f"movie {name}: fine-tuning takes one movie")
+    if not isinstance(task.train_set, MoviePatchDataset):  # frames in memory: one dataset
+        raise TypeError(f"fine-tuning on {name}: one movie's frames give one dataset, got "
+                        f"{type(task.train_set).__name__}")
     held_out = task.train_set.val_frames(n_val)
     task.train_set.hold_out(held_out)
     device = select_device(ft_cfg.device)
@@ -179,6 +180,8 @@ def finetune_unsupervised(
     parent.load_state_dict(init.state_dict)
     parent.to(device).train()
     matched = bool(cfg.apply.inference.match_mean)
+    # the loop keeps its best step by the loss the keep decision uses
+    task.primary = "val_loss_mean_matched" if matched else "val_loss"
     before = validation_loss(task, parent, amp, device, matched)
     result = train(task, ft_cfg, int(cfg.seed), checkpoint=None, tracker=None)
     after = validation_loss(task, result.model.to(device), amp, device, matched)

@@ -48,7 +48,7 @@ from etem.frames.files import is_pattern, movie_files
 from etem.frames.readers import open_movie
 from etem.io import sampled_digest
 from etem.models.factory import architecture
-from etem.models.inference import autocast_predict, movie_mean_counts
+from etem.models.inference import autocast_predict, match_mean, movie_mean_counts
 from etem.models.unet import Segmenter
 from etem.plotting import plt
 from etem.seeding import rng
@@ -424,6 +424,12 @@ class UnsupervisedTask(Task):
 
     With ``init`` the network starts from those weights (fine-tuning) and takes its
     architecture, including the window ``n_frames``, from the init model.
+
+    Validation metrics: ``val_loss`` (MSE of the predictions to the noisy middle frames) and
+    ``val_loss_mean_matched`` (the same with each prediction first scaled to its target's
+    mean, as ``apply.inference.match_mean`` scales the output); ``primary`` (the metric that
+    picks the best step) is ``val_loss``, the fine-tuning sets the matched one
+    (:func:`etem.training.finetune.finetune_unsupervised`).
     """
 
     kind = "unsupervised"
@@ -563,7 +569,13 @@ class UnsupervisedTask(Task):
     def validate(self, model: nn.Module, amp: bool, device: torch.device) -> dict[str, float]:
         v = self.val_batch()
         pred = self.predict_val(model, amp, device)
-        metrics = {"val_loss": float(F.mse_loss(pred, v["target"]))}
+        # each prediction scaled to its target's mean first, as apply.inference.match_mean
+        # scales the output frames (targets are normalised counts: dose 1)
+        target = v["target"].numpy()[:, 0]
+        matched = match_mean(pred.numpy()[:, 0], target, 1.0)
+        metrics = {"val_loss": float(F.mse_loss(pred, v["target"])),
+                   "val_loss_mean_matched": float(np.mean(
+                       (matched.astype(np.float64) - target) ** 2))}
         keep = self._with_clean(v)
         if keep.any():  # a group's samples of the movies with clean frames only
             clean = v["clean"].numpy()[keep, 0]
