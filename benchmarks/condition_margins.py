@@ -9,8 +9,14 @@ Gaussian, NLM and the SURE-chosen Wiener filter: mean ± s.e.m. over images [dB]
 number of images below. The baselines must agree between the folders (the same noisy
 frames): checked, to 1e-6 dB.
 
+With ``--by COLUMN --bins E0 E1 ...`` the groups are instead each split's images binned by an
+image parameter of the table (``blur_fwhm_A``, ``detector_pixel_A``, ``defocus_nm``, ...;
+bins (E0, E1], (E1, E2], ...): whether a held-out band's margin is the band's being unseen or
+the images' being hard shows in the same bins of the test split.
+
 Usage: python benchmarks/condition_margins.py --eval v3=DIR --eval v4=DIR2
-       [--metric psnr_mohan_db] [--csv OUT.csv]
+       [--metric psnr_mohan_db] [--by blur_fwhm_A --bins 0 0.6 0.9 1.1 1.3 2]
+       [--csv OUT.csv]
 """
 
 from __future__ import annotations
@@ -28,13 +34,19 @@ AGAINST = ("gaussian_oracle", "nlm", "wiener_sure")
 TABLE = "conditions_per_image.csv"
 
 
-def wide(evals: dict[str, Path], metric: str) -> pd.DataFrame:
-    """One row per image: the split, condition and ``metric`` of each baseline and of each
-    model (the ``supervised`` rows of the folder named by its label)."""
+def wide(evals: dict[str, Path], metric: str, by: str | None = None) -> pd.DataFrame:
+    """One row per image: the split, condition (and the image parameter ``by``) and
+    ``metric`` of each baseline and of each model (the ``supervised`` rows of the folder named
+    by its label)."""
     table: pd.DataFrame | None = None
+    param: pd.Series | None = None
     for label, folder in evals.items():
         df = pd.read_csv(folder / TABLE)
         df["condition"] = df["condition"].fillna("").astype(str)
+        if by is not None and param is None:
+            if by not in df:
+                raise SystemExit(f"{folder / TABLE}: no column {by!r} to bin by")
+            param = df.groupby("image_id")[by].first()
         pv = df.pivot_table(index=["image_id", "split", "condition"], columns="method",
                             values=metric, aggfunc="first")
         if "supervised" not in pv:
@@ -54,15 +66,32 @@ def wide(evals: dict[str, Path], metric: str) -> pd.DataFrame:
                 raise SystemExit(f"{folder}: baseline {b} differs (other noisy frames?)")
         table[label] = part.loc[table.index, label]
     assert table is not None
-    return table.reset_index()
+    out = table.reset_index()
+    if param is not None:
+        out[str(by)] = out["image_id"].map(param).astype(float)
+    return out
 
 
-def margins(table: pd.DataFrame, models: list[str]) -> pd.DataFrame:
-    """Per group: n, the mean of each method and, per model and baseline, the paired margin
-    (``<model>-<baseline>``: mean, ``_sem``, ``_below``: images where the model is lower)."""
+def binned_groups(table: pd.DataFrame, by: str, edges: list[float]
+                  ) -> list[tuple[str, pd.DataFrame]]:
+    """``split=<s>|<by> in (a, b]`` for each split and each bin of ``edges`` holding images
+    (images without the parameter, or outside the edges, in none)."""
+    groups = []
+    for split, g in table.groupby("split", sort=True):
+        cut = pd.cut(g[by], edges)
+        for interval, gb in g.groupby(cut, observed=True, sort=True):
+            groups.append((f"split={split}|{by} in {interval}", gb))
+    return groups
+
+
+def margins(table: pd.DataFrame, models: list[str],
+            groups: list[tuple[str, pd.DataFrame]] | None = None) -> pd.DataFrame:
+    """Per group (default :func:`etem.evaluation.conditions.condition_groups`): n, the mean of
+    each method and, per model and baseline, the paired margin (``<model>-<baseline>``: mean,
+    ``_sem``, ``_below``: images where the model is lower)."""
     rows = []
     methods = [b for b in BASELINES if b in table] + models
-    for group, g in condition_groups(table):
+    for group, g in (condition_groups(table) if groups is None else groups):
         row: dict[str, object] = {"group": group, "n": len(g)}
         row.update({m: float(g[m].mean()) for m in methods})
         for m in models:
@@ -97,8 +126,16 @@ def main() -> None:
                     help="an `etem evaluate --out` folder and the model's label (repeatable)")
     ap.add_argument("--metric", default="psnr_mohan_db",
                     help="column of the table (psnr_mohan_db: Mohan et al.'s PSNR)")
+    ap.add_argument("--by", metavar="COLUMN",
+                    help="group each split's images by this image parameter (with --bins)")
+    ap.add_argument("--bins", type=float, nargs="+", metavar="EDGE",
+                    help="bin edges of --by, ascending (bins (E0, E1], (E1, E2], ...)")
     ap.add_argument("--csv", type=Path, help="write the margins table here too")
     a = ap.parse_args()
+    if (a.by is None) != (a.bins is None):
+        raise SystemExit("--by and --bins go together")
+    if a.bins is not None and (len(a.bins) < 2 or any(np.diff(a.bins) <= 0)):
+        raise SystemExit(f"--bins {a.bins}: give at least two ascending edges")
     evals = {}
     for item in a.eval:
         label, sep, folder = item.partition("=")
@@ -108,7 +145,8 @@ def main() -> None:
             raise SystemExit(f"--eval {item}: no {TABLE} in {folder}")
         evals[label] = Path(folder)
     models = list(evals)
-    m = margins(wide(evals, a.metric), models)
+    table = wide(evals, a.metric, a.by)
+    m = margins(table, models, None if a.by is None else binned_groups(table, a.by, a.bins))
     print(markdown(m, models))
     if a.csv:
         m.to_csv(a.csv, index=False)
