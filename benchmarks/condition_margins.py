@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from etem.evaluation.conditions import condition_groups
+from etem.errors import InputError
+from etem.evaluation.conditions import binned_groups, condition_groups
 
 BASELINES = ("flat", "gaussian_oracle", "nlm", "wiener_sure")
 AGAINST = ("gaussian_oracle", "nlm", "wiener_sure")
@@ -70,18 +71,6 @@ def wide(evals: dict[str, Path], metric: str, by: str | None = None) -> pd.DataF
     if param is not None:
         out[str(by)] = out["image_id"].map(param).astype(float)
     return out
-
-
-def binned_groups(table: pd.DataFrame, by: str, edges: list[float]
-                  ) -> list[tuple[str, pd.DataFrame]]:
-    """``split=<s>|<by> in (a, b]`` for each split and each bin of ``edges`` holding images
-    (images without the parameter, or outside the edges, in none)."""
-    groups = []
-    for split, g in table.groupby("split", sort=True):
-        cut = pd.cut(g[by], edges)
-        for interval, gb in g.groupby(cut, observed=True, sort=True):
-            groups.append((f"split={split}|{by} in {interval}", gb))
-    return groups
 
 
 def margins(table: pd.DataFrame, models: list[str],
@@ -134,8 +123,6 @@ def main() -> None:
     a = ap.parse_args()
     if (a.by is None) != (a.bins is None):
         raise SystemExit("--by and --bins go together")
-    if a.bins is not None and (len(a.bins) < 2 or any(np.diff(a.bins) <= 0)):
-        raise SystemExit(f"--bins {a.bins}: give at least two ascending edges")
     evals = {}
     for item in a.eval:
         label, sep, folder = item.partition("=")
@@ -146,7 +133,11 @@ def main() -> None:
         evals[label] = Path(folder)
     models = list(evals)
     table = wide(evals, a.metric, a.by)
-    m = margins(table, models, None if a.by is None else binned_groups(table, a.by, a.bins))
+    try:
+        groups = None if a.by is None else binned_groups(table, a.by, a.bins)
+    except InputError as e:
+        raise SystemExit(str(e)) from None
+    m = margins(table, models, groups)
     print(markdown(m, models))
     if a.csv:
         m.to_csv(a.csv, index=False)

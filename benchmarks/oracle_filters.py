@@ -39,7 +39,13 @@ from scipy.fft import dctn, idctn
 from etem.analysis import baselines
 from etem.analysis.metrics import psnr_peak
 from etem.config import load_config
-from etem.evaluation.conditions import condition_counts, condition_groups, select_images
+from etem.errors import InputError
+from etem.evaluation.conditions import (
+    binned_groups,
+    condition_counts,
+    condition_groups,
+    select_images,
+)
 from etem.evaluation.inputs import load_test_images
 from etem.simulation.noise import row_dqe
 
@@ -101,13 +107,8 @@ def summary(per_image: pd.DataFrame, by: str | None = None,
             edges: list[float] | None = None) -> pd.DataFrame:
     """Per group: n, each method's mean PSNR and its margin over the oracle Gaussian, and the
     mean ``wiener_support_kept``."""
-    if by is None:
-        groups = condition_groups(per_image)
-    else:
-        groups = [(f"split={s}|{by} in {iv}", gb)
-                  for s, g in per_image.groupby("split", sort=True)
-                  for iv, gb in g.groupby(pd.cut(g[by].astype(float), edges or []),
-                                          observed=True, sort=True)]
+    groups = (condition_groups(per_image) if by is None
+              else binned_groups(per_image, by, list(edges or [])))
     rows = []
     for name, g in groups:
         row: dict[str, object] = {"group": name, "n": len(g)}
@@ -141,17 +142,17 @@ def main() -> None:
     a = ap.parse_args()
     if (a.by is None) != (a.bins is None):
         raise SystemExit("--by and --bins go together")
-    if a.bins is not None and (len(a.bins) < 2 or any(np.diff(a.bins) <= 0)):
-        raise SystemExit(f"--bins {a.bins}: give at least two ascending edges")
     for p in (a.config, a.index):
         if not p.is_file():
             raise SystemExit(f"{p}: no such file")
     per_image = table(a.config, a.index)
-    if a.by is not None and a.by not in per_image:
-        raise SystemExit(f"--by {a.by}: not one of the per-image columns")
+    try:
+        s = summary(per_image, a.by, a.bins)
+    except InputError as e:
+        raise SystemExit(str(e)) from None
     if a.csv:
         per_image.to_csv(a.csv, index=False)
-    print(markdown(summary(per_image, a.by, a.bins)))
+    print(markdown(s))
 
 
 if __name__ == "__main__":

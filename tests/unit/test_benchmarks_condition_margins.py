@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from etem.errors import InputError
 from tests.benchmark_scripts import load_benchmark
 
 cm = load_benchmark("condition_margins")
@@ -65,3 +66,5 @@ def test_margins_per_bin_of_an_image_parameter(tmp_path: Path) -> None:
     assert sorted(len(g) for _, g in narrow) == [2]
     with pytest.raises(SystemExit, match="no column 'defocus_nm'"):
         cm.wide({"v3": a}, "psnr_mohan_db", by="defocus_nm")
+    with pytest.raises(InputError, match="ascending"):
+        cm.binned_groups(table, "blur_fwhm_A", [1.3, 0.5])
