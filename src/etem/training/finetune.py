@@ -16,8 +16,11 @@ unsupervised.val_samples, T // 4)`` of the T frames, at least one; the middle on
 5-frame window) are held out of the training targets
 (:meth:`etem.data.datasets.MoviePatchDataset.hold_out`); and (2) with
 ``apply.inference.match_mean`` each prediction is first scaled to its target's mean, as the
-output will be (:func:`validation_loss`; the loop picks its best step by the same loss): the
-mean count is known without the network. On
+output will be (:func:`validation_loss`): the mean count is known without the network. The
+loop picks its best step by the same loss on one checkerboard half of the validation pixels
+and the keep decision takes the other half (independent noise): the least of
+:data:`VALIDATIONS` noisy losses is biased low, and judged on the pixels that chose it, it
+would keep a tuning that changed nothing. On
 the demo campaign's static 5-frame images (0.09 e/px per frame, 100 steps) without either
 every fine-tuning was kept and the PSNR fell by 7.9 dB (the network learned the validation
 frame's noise, and the parent's output, 30 % too bright there, gained from any brightness
@@ -60,11 +63,11 @@ log = logging.getLogger("etem.training.finetune")
 #: a few frames learns their noise within tens of steps: on the demo campaign's static 5-frame
 #: images at lr 1e-3 the loss (mean-matched) was least at the first of four validations of 25
 #: steps (step 7) and of 100 steps (step 25), where it was already above the parent's on 15 of
-#: 16 test images; with 16, 100 steps gain as much as 25 (+3.84 dB over the parent on the 16,
-#: +3.38 on the 6 code-path images, which kept none with four). Each costs about a training
-#: step or two (a forward pass over the validation crops). More validations are more chances
-#: for the loss's noise to pick a step: on the demo movie (48 frames) 100 steps gave -0.02 dB
-#: (kept: the loss fell by 2e-4 of itself), +0.07 with four.
+#: 16 test images; with 16, 100 steps gain as much as 25 (+3.79 dB over the parent on the 16,
+#: +3.38 on the 6 code-path images, which kept none with four; the step picked and judged on
+#: the two checkerboard halves of the pixels). Each costs about a training step or two (a
+#: forward pass over the validation crops). On the demo movie (48 frames) 100 steps give
+#: -0.01 dB (kept: the loss fell by 1e-4 of itself), +0.07 with four validations.
 VALIDATIONS = 16
 
 #: File name of the fine-tuned model in the apply output folder.
@@ -116,15 +119,18 @@ def _init_from_loaded(model: LoadedModel) -> InitModel:
 
 
 def validation_loss(task: UnsupervisedTask, model: torch.nn.Module, amp: bool,
-                    device: torch.device, matched: bool) -> float:
+                    device: torch.device, matched: bool, pixels: str = "") -> float:
     """The blind-spot validation loss of ``model`` [intensity²]: MSE of its predictions to the
     noisy middle frames; with ``matched`` each prediction first scaled to its target's mean,
     as ``apply.inference.match_mean`` scales the output frames (the mean count is known without
-    the network: a fine-tuning that only corrects the network's brightness must not count).
-    The task's own validation metrics (``val_loss_mean_matched`` / ``val_loss``): the loop
-    picks its best step by the same loss (:func:`finetune_unsupervised`)."""
+    the network: a fine-tuning that only corrects the network's brightness must not count);
+    ``pixels`` ``"even"`` / ``"odd"``: on that checkerboard half only (the task's
+    ``split_pixels``). The task's own validation metrics (``val_loss_mean_matched`` /
+    ``val_loss``, suffixed), which the loop picks its best step by
+    (:func:`finetune_unsupervised`)."""
     metrics = task.validate(model, amp, device)
-    return float(metrics["val_loss_mean_matched" if matched else "val_loss"])
+    name = "val_loss_mean_matched" if matched else "val_loss"
+    return float(metrics[f"{name}_{pixels}" if pixels else name])
 
 
 # long (98 lines): one sequence (window, task, loss before, train, loss after, keep or
@@ -191,11 +197,13 @@ def finetune_unsupervised(
     parent.load_state_dict(init.state_dict)
     parent.to(device).train()
     matched = bool(cfg.apply.inference.match_mean)
-    # the loop keeps its best step by the loss the keep decision uses
-    task.primary = "val_loss_mean_matched" if matched else "val_loss"
-    before = validation_loss(task, parent, amp, device, matched)
+    # the loop picks its best step by the keep decision's loss on the even checkerboard half
+    # of the validation pixels; the decision takes the odd half
+    task.split_pixels = True
+    task.primary = ("val_loss_mean_matched" if matched else "val_loss") + "_even"
+    before = validation_loss(task, parent, amp, device, matched, "odd")
     result = train(task, ft_cfg, int(cfg.seed), checkpoint=None, tracker=None)
-    after = validation_loss(task, result.model.to(device), amp, device, matched)
+    after = validation_loss(task, result.model.to(device), amp, device, matched, "odd")
     kept = bool(after < before)
     seconds = time.perf_counter() - t0
     log.info("fine-tuned %s on %s for %d steps: val loss %.5g -> %.5g (%s), %.1f s",
@@ -208,6 +216,7 @@ def finetune_unsupervised(
         "patch_px": int(ft_cfg.patch_px),
         "frames_used": int(frames.shape[0]),
         "loss_mean_matched": matched,
+        "loss_pixels": "odd",  # the step was picked on the even checkerboard half
         "validation_frames": len(held_out),
         "dose_e_per_px": float(dose_e_per_px),
         "loss_before": float(before),

@@ -427,14 +427,17 @@ class UnsupervisedTask(Task):
 
     Validation metrics: ``val_loss`` (MSE of the predictions to the noisy middle frames) and
     ``val_loss_mean_matched`` (the same with each prediction first scaled to its target's
-    mean, as ``apply.inference.match_mean`` scales the output); ``primary`` (the metric that
-    picks the best step) is ``val_loss``, the fine-tuning sets the matched one
-    (:func:`etem.training.finetune.finetune_unsupervised`).
+    mean, as ``apply.inference.match_mean`` scales the output); with ``split_pixels`` also
+    each on the two checkerboard halves of the pixels (suffixes ``_even``, ``_odd``: (row +
+    column) even or odd; the noise of the halves is independent). ``primary`` (the metric that
+    picks the best step) is ``val_loss``; the fine-tuning picks the step on one half and
+    judges it on the other (:func:`etem.training.finetune.finetune_unsupervised`).
     """
 
     kind = "unsupervised"
     primary = "val_loss"
     mode = "min"
+    split_pixels = False
     cfg: UnsupervisedConfig
 
     def __init__(self, campaign: EtemConfig, cfg: UnsupervisedConfig,
@@ -573,9 +576,16 @@ class UnsupervisedTask(Task):
         # scales the output frames (targets are normalised counts: dose 1)
         target = v["target"].numpy()[:, 0]
         matched = match_mean(pred.numpy()[:, 0], target, 1.0)
+        sq_matched = (matched.astype(np.float64) - target) ** 2
         metrics = {"val_loss": float(F.mse_loss(pred, v["target"])),
-                   "val_loss_mean_matched": float(np.mean(
-                       (matched.astype(np.float64) - target) ** 2))}
+                   "val_loss_mean_matched": float(np.mean(sq_matched))}
+        if self.split_pixels:
+            rows, cols = np.indices(target.shape[-2:])
+            even = (rows + cols) % 2 == 0
+            sq_raw = (pred.numpy()[:, 0].astype(np.float64) - target) ** 2
+            for name, sq in (("val_loss", sq_raw), ("val_loss_mean_matched", sq_matched)):
+                metrics[f"{name}_even"] = float(sq[:, even].mean())
+                metrics[f"{name}_odd"] = float(sq[:, ~even].mean())
         keep = self._with_clean(v)
         if keep.any():  # a group's samples of the movies with clean frames only
             clean = v["clean"].numpy()[keep, 0]
