@@ -69,7 +69,7 @@ def wide(evals: dict[str, Path], metric: str, by: str | None = None) -> pd.DataF
     assert table is not None
     out = table.reset_index()
     if param is not None:
-        out[str(by)] = out["image_id"].map(param).astype(float)
+        out[str(by)] = out["image_id"].map(param)  # binned_groups takes its numbers
     return out
 
 

@@ -69,8 +69,10 @@ def oracle_estimates(clean_counts: np.ndarray, counts: np.ndarray, dqe: float,
     # 1 keeps counts
     gauss, _ = baselines.oracle_gaussian(y, 1.0, lam, sigmas_px)
     wiener, _, _ = baselines.wiener_sure(y, 1.0, dqe)
-    cw = dctn(wiener, norm="ortho")
-    passed = np.abs(cw) > 1e-9 * np.abs(cy).max()
+    cw = dctn(wiener, norm="ortho")  # the Wiener filter is diagonal in this basis: gain cw / cy
+    nonzero = cy != 0
+    passed = np.zeros(cy.shape, dtype=bool)
+    passed[nonzero] = np.abs(cw[nonzero] / cy[nonzero]) > 1e-9
     on = support.astype(bool)
     on[0, 0] = False
     total = float(s2[on].sum())

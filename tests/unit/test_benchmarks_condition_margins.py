@@ -68,3 +68,5 @@ def test_margins_per_bin_of_an_image_parameter(tmp_path: Path) -> None:
         cm.wide({"v3": a}, "psnr_mohan_db", by="defocus_nm")
     with pytest.raises(InputError, match="ascending"):
         cm.binned_groups(table, "blur_fwhm_A", [1.3, 0.5])
+    with pytest.raises(InputError, match="no row has a number"):
+        cm.binned_groups(table.assign(regime="dark"), "regime", [0, 1])

@@ -216,18 +216,22 @@ def condition_groups(df: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
 
 def binned_groups(df: pd.DataFrame, by: str, edges: list[float]
                   ) -> list[tuple[str, pd.DataFrame]]:
-    """Each split's rows binned by the image parameter column ``by`` (``blur_fwhm_A``, ...):
-    ``split=<s>|<by> in (a, b]`` for each bin of ``edges`` (ascending, at least two) holding
-    rows; rows without the parameter, or outside the edges, in none. Whether a held-out band's
-    margin is the band's being unseen or its images' being hard shows in the same bins of
-    the test split."""
+    """Each split's rows binned by the numeric image parameter column ``by``
+    (``blur_fwhm_A``, ...): ``split=<s>|<by> in (a, b]`` for each bin of ``edges`` (finite,
+    ascending, at least two) holding rows; rows without the parameter, or outside the edges
+    (the first edge itself too: bins are open on the left), in none. Whether a held-out
+    band's margin is the band's being unseen or its images' being hard shows in the same bins
+    of the test split."""
     if by not in df:
         raise InputError(f"bin by {by!r}: no such column (columns: {', '.join(map(str, df))})")
-    if len(edges) < 2 or any(np.diff(edges) <= 0):
-        raise InputError(f"bin edges {list(edges)}: give at least two, ascending")
+    if len(edges) < 2 or not np.all(np.isfinite(edges)) or any(np.diff(edges) <= 0):
+        raise InputError(f"bin edges {list(edges)}: give at least two, finite and ascending")
+    values = pd.to_numeric(df[by], errors="coerce")
+    if not values.notna().any():
+        raise InputError(f"bin by {by!r}: no row has a number there")
     groups = []
     for split, g in df.groupby("split", sort=True):
-        cut = pd.cut(pd.to_numeric(g[by], errors="coerce"), list(edges))
+        cut = pd.cut(values.loc[g.index], list(edges))
         groups += [(f"split={split}|{by} in {interval}", gb)
                    for interval, gb in g.groupby(cut, observed=True, sort=True)]
     return groups

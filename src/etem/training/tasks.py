@@ -429,7 +429,8 @@ class UnsupervisedTask(Task):
     ``val_loss_mean_matched`` (the same with each prediction first scaled to its target's
     mean, as ``apply.inference.match_mean`` scales the output); with ``split_pixels`` also
     each on the two checkerboard halves of the pixels (suffixes ``_even``, ``_odd``: (row +
-    column) even or odd; the noise of the halves is independent). ``primary`` (the metric that
+    column) even or odd; the halves' target noise is independent, though each half's
+    predictions see the other's pixels as input). ``primary`` (the metric that
     picks the best step) is ``val_loss``; the fine-tuning picks the step on one half and
     judges it on the other (:func:`etem.training.finetune.finetune_unsupervised`).
     """
