@@ -96,6 +96,10 @@ def _point_hash(point: Any) -> int:
 # changes from run to run: the same detections gave 2-4 other track ids of 16,665 in a
 # 300-frame movie run twice in one process (tests/integration/test_movies_shards.py failed
 # now and then). Hashed by their uuid, the order is that of the detections: deterministic.
+# Upstream: soft-matter/trackpy issue #776; PR #802 (merged 2026-06-29, after 0.7, the latest
+# release on the package index here) sorts the subnet linkers' candidates by uuid instead:
+# with a release that holds it, this patch and its test can go (test_movies_shards.py's
+# test_the_same_movie_applied_twice_in_one_process_gives_the_same_tracks must stay green).
 Point.__hash__ = _point_hash
 
 
