@@ -250,7 +250,7 @@ def test_the_keep_criterion_ignores_what_the_mean_constraint_corrects(
     """With ``apply.inference.match_mean`` the fine-tuning is judged on mean-matched
     predictions: a network whose only fault is its brightness scores as the network itself
     (the output frames are scaled to their mean count anyway), while the raw loss punishes it."""
-    from etem.training.finetune import finetune_config, validation_loss
+    from etem.training.finetune import finetune_config
     from etem.training.tasks import MovieFrames, UnsupervisedTask
 
     cfg = _cfg(tmp_path)
@@ -270,11 +270,13 @@ def test_the_keep_criterion_ignores_what_the_mean_constraint_corrects(
 
     net = model.module.eval()
     cpu = torch.device("cpu")
-    plain = validation_loss(task, net, False, cpu, matched=True)
-    assert validation_loss(task, Brighter(net), False, cpu, matched=True) == pytest.approx(
-        plain, rel=1e-5)
-    assert validation_loss(task, Brighter(net), False, cpu, matched=False) > \
-        validation_loss(task, net, False, cpu, matched=False) + 0.01
+
+    def loss(m: torch.nn.Module, matched: bool) -> float:
+        return float(task.validation_errors(m, False, cpu, matched).mean())
+
+    plain = loss(net, True)
+    assert loss(Brighter(net), True) == pytest.approx(plain, rel=1e-5)
+    assert loss(Brighter(net), False) > loss(net, False) + 0.01
 
 
 def test_the_loop_picks_the_step_on_one_half_of_the_pixels_and_judges_it_on_the_other(
@@ -316,3 +318,42 @@ def test_the_loop_picks_the_step_on_one_half_of_the_pixels_and_judges_it_on_the_
     h = history[best]
     assert (h["val_loss_mean_matched_even"] + h["val_loss_mean_matched_odd"]) / 2 == \
         pytest.approx(h["val_loss_mean_matched"], rel=1e-6)
+
+
+def test_the_fall_of_the_loss_is_judged_against_its_block_standard_error() -> None:
+    """:func:`loss_change`: on the odd checkerboard half, the losses before and after and the
+    standard error of their paired difference from 16 px blocks: a uniform fall has none, a
+    fall made of noise has one about its spread over the blocks' number."""
+    from etem.training.finetune import loss_change
+
+    rng = np.random.default_rng(7)
+    before = rng.exponential(1.0, (2, 64, 64))
+    c = loss_change(before, before - 0.1)
+    assert c["after"] - c["before"] == pytest.approx(-0.1) and c["se"] == pytest.approx(0.0)
+    noise = rng.normal(0.0, 1.0, (2, 64, 64))
+    c = loss_change(before, before + noise)
+    odd = noise[:, (np.indices((64, 64)).sum(axis=0) % 2) == 1]
+    assert c["after"] - c["before"] == pytest.approx(odd.mean())
+    # 32 blocks of 128 odd pixels each: se ~ 1 / sqrt(128 * 32)
+    assert 0.5 / 64 < c["se"] < 2.0 / 64
+
+
+def test_a_fall_within_the_margin_keeps_the_parent(
+    parent: dict[str, Any], tmp_path: Path
+) -> None:
+    """``apply.finetune.keep_se``: the fine-tuning that is kept at 0 standard errors (any fall)
+    is not kept when its fall must exceed a huge number of them; the record says why."""
+    from etem.training.finetune import finetune_unsupervised
+
+    model = load(parent["model"])
+    frames = _frames(parent["movie_b"])
+    records = []
+    for keep_se in (0.0, 1e6):
+        cfg = _cfg(tmp_path, {"apply.finetune.keep_se": keep_se})
+        used, rec = finetune_unsupervised(cfg, model, frames, 1.0, 0.2)
+        records.append((used, rec))
+    (_, kept), (parent_back, refused) = records
+    assert kept["kept"] and kept["loss_after"] < kept["loss_before"]
+    assert kept["loss_change_se"] > 0 and kept["keep_se"] == 0.0
+    assert not refused["kept"] and parent_back is model
+    assert refused["loss_after"] == pytest.approx(kept["loss_after"])

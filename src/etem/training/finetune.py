@@ -8,30 +8,31 @@ frames after the same summing, binning, resampling and drift correction as the d
 pass, normalised by the same dose [e/px/frame].
 
 The validation loss (MSE of the blind-spot prediction to the noisy middle frame on fixed
-centre crops) is measured before and after. Because the prediction never sees the pixel it
-predicts, that loss is the true MSE plus the (constant) noise variance, so its decrease is
-an unbiased estimate of the decrease of the true MSE, provided (1) the fine-tuning never
-trained on those noisy pixels as targets: the validation frames (``min(training.
-unsupervised.val_samples, T // 4)`` of the T frames, at least one; the middle one of a
-5-frame window) are held out of the training targets
-(:meth:`etem.data.datasets.MoviePatchDataset.hold_out`); and (2) with
+centre crops) decides. Because the prediction never sees the pixel it predicts, that loss is
+the true MSE plus the (constant) noise variance, so its fall estimates the fall of the true
+MSE without clean data, provided (1) the fine-tuning never trained on those noisy pixels as
+targets: the validation frames (``min(training.unsupervised.val_samples, T // 4)`` of the T
+frames, at least one; the middle one of a 5-frame window) are held out of the training
+targets (:meth:`etem.data.datasets.MoviePatchDataset.hold_out`); and (2) with
 ``apply.inference.match_mean`` each prediction is first scaled to its target's mean, as the
-output will be (:func:`validation_loss`): the mean count is known without the network. The
-loop picks its best step by the same loss on one checkerboard half of the validation pixels
-and the keep decision takes the other half: the least of up to :data:`VALIDATIONS` noisy
-losses is biased low on the pixels that chose it. The halves' target noise is independent
-(the predictions do see the other half's pixels as input), so the split lessens that bias;
-it does not remove every coupling. The loop's other settings are the training's: the lr
-halves on plateaus and the tuning stops early after ``training.unsupervised.
-early_stopping_patience`` validations without gain (not before half its steps; the record's
-``steps`` are the steps done). On the demo campaign's static 5-frame images (0.09 e/px per
-frame, 100 steps, four validations, the step picked by the raw loss) without (1) and (2)
-every fine-tuning was kept and the PSNR fell by 7.9 dB (the network learned the validation
-frame's noise, and the parent's output, 30 % too bright there, gained from any brightness
-correction); with (1) alone by 1.7 dB; with both 1 of 16 was kept, +0.19 dB; with the step
-picked by the matched loss among 16 validations on one half, 16 of 16, +3.79 dB
-(:data:`VALIDATIONS`). The fine-tuned weights are kept only when they lower the loss;
-otherwise the parent model denoises (``kept: false`` in the summary).
+output will be (:meth:`UnsupervisedTask.validation_errors`): the mean count is known without
+the network. The loop picks its best step by that loss on the even checkerboard half of the
+validation pixels among up to :data:`VALIDATIONS` validations; the keep decision takes the
+odd half (the least of several noisy losses is biased low on the pixels that chose it; the
+halves' target noise is independent, their inputs are not, so the split lessens that bias
+without removing every coupling) and keeps the fine-tuned weights only when the loss falls
+by more than ``apply.finetune.keep_se`` standard errors of its paired fall
+(:func:`loss_change`); otherwise the parent model denoises (``kept: false`` in the summary).
+The loop's other settings are the training's: the lr halves on plateaus and the tuning stops
+early after ``training.unsupervised.early_stopping_patience`` validations without gain (not
+before half its steps; the record's ``steps`` are the steps done).
+
+Measured on the demo campaign's static 5-frame images (0.09 e/px per frame, lr 1e-3; PSNR
+over the parent): without (1) and (2), four validations and the step picked by the raw loss,
+every 100-step fine-tuning was kept and the PSNR fell by 7.9 dB (the network learned the
+validation frame's noise, and the parent's output, 30 % too bright there, gained from any
+brightness correction); with (1) alone by 1.7 dB; with both 1 of 16 was kept, +0.19 dB; with
+the step picked by the matched loss among 16 validations on one half, 16 of 16, +3.79 dB.
 
 The fine-tuned model is written atomically as ``<out>/finetuned_unsupervised.pt`` (an etem
 model file with provenance, the parent's path, sha256 and MLflow run id). Everything is
@@ -49,6 +50,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from etem.analysis.umse import block_se
 from etem.config import EtemConfig
 from etem.config.apply import FinetuneConfig
 from etem.config.training import UnsupervisedConfig
@@ -60,7 +62,7 @@ from etem.models.io import LoadedModel, save_model
 from etem.provenance import provenance
 from etem.training.loop import select_device, train
 from etem.training.run import SIGNATURES
-from etem.training.tasks import InitModel, MovieFrames, UnsupervisedTask
+from etem.training.tasks import InitModel, MovieFrames, UnsupervisedTask, checkerboard
 
 log = logging.getLogger("etem.training.finetune")
 
@@ -124,26 +126,23 @@ def _init_from_loaded(model: LoadedModel) -> InitModel:
                      digest)
 
 
-def _loss_name(matched: bool, pixels: str = "") -> str:
-    """The task's validation metric of the keep decision (:func:`validation_loss`)."""
-    name = "val_loss_mean_matched" if matched else "val_loss"
-    return f"{name}_{pixels}" if pixels else name
+#: Block size [px] of the standard error of the loss's fall (:func:`loss_change`): the
+#: predictions' errors are correlated over a few pixels; blocks of 16 px hold that within.
+CHANGE_BLOCK_PX = 16
 
 
-def validation_loss(task: UnsupervisedTask, model: torch.nn.Module, amp: bool,
-                    device: torch.device, matched: bool, pixels: str = "") -> float:
-    """The blind-spot validation loss of ``model`` [intensity²]: MSE of its predictions to the
-    noisy middle frames; with ``matched`` each prediction first scaled to its target's mean,
-    as ``apply.inference.match_mean`` scales the output frames (the mean count is known without
-    the network: a fine-tuning that only corrects the network's brightness must not count);
-    ``pixels`` ``"even"`` / ``"odd"``: on that checkerboard half only (sets the task's
-    ``split_pixels``). The task's own validation metrics, which the loop picks its best step
-    by (:func:`finetune_unsupervised`)."""
-    if pixels not in ("", "even", "odd"):
-        raise ValueError(f"validation_loss: pixels must be '', 'even' or 'odd', not {pixels!r}")
-    if pixels:
-        task.split_pixels = True
-    return float(task.validate(model, amp, device)[_loss_name(matched, pixels)])
+def loss_change(err_before: np.ndarray, err_after: np.ndarray) -> dict[str, float]:
+    """The keep decision's numbers from the squared errors (N, H, W) of the parent and of the
+    fine-tuned network on the validation samples (:meth:`UnsupervisedTask.validation_errors`),
+    on the odd checkerboard half (the even one picked the step): the losses ``before`` and
+    ``after`` [intensity²] and the standard error ``se`` of their paired difference, from the
+    means of :data:`CHANGE_BLOCK_PX`-wide blocks of every sample (the per-pixel differences
+    are correlated over the predictions' smoothing)."""
+    odd = ~checkerboard(err_before.shape[-2:])
+    diff = (err_after - err_before) * odd * 2.0  # block means = the odd pixels' means
+    se = block_se(np.concatenate(list(diff), axis=-1), CHANGE_BLOCK_PX) if len(diff) else 0.0
+    return {"before": float(err_before[:, odd].mean()), "after": float(err_after[:, odd].mean()),
+            "se": float(se)}
 
 
 # long (98 lines): one sequence (window, task, loss before, train, loss after, keep or
@@ -213,15 +212,19 @@ def finetune_unsupervised(
     # the loop picks its best step by the keep decision's loss on the even checkerboard half
     # of the validation pixels; the decision takes the odd half
     task.split_pixels = True
-    task.primary = _loss_name(matched, "even")
-    before = validation_loss(task, parent, amp, device, matched, "odd")
+    task.primary = ("val_loss_mean_matched" if matched else "val_loss") + "_even"
+    err_before = task.validation_errors(parent, amp, device, matched)
     result = train(task, ft_cfg, int(cfg.seed), checkpoint=None, tracker=None)
-    after = validation_loss(task, result.model.to(device), amp, device, matched, "odd")
-    kept = bool(after < before)
+    err_after = task.validation_errors(result.model.to(device), amp, device, matched)
+    change = loss_change(err_before, err_after)
+    before, after = change["before"], change["after"]
+    margin = float(cfg.apply.finetune.keep_se) * change["se"]
+    kept = bool(after - before < -margin)
     seconds = time.perf_counter() - t0
-    log.info("fine-tuned %s on %s for %d steps: val loss %.5g -> %.5g (%s), %.1f s",
-             model.path, name, result.steps, before, after,
-             "kept" if kept else "not lower: parent kept", seconds)
+    log.info("fine-tuned %s on %s for %d steps: val loss %.5g -> %.5g (fall %.3g, %.3g s.e.; "
+             "%s), %.1f s", model.path, name, result.steps, before, after, before - after,
+             (before - after) / change["se"] if change["se"] > 0 else float("inf"),
+             "kept" if kept else "not lower by the margin: parent kept", seconds)
     record: dict[str, Any] = {
         "steps": int(result.steps),
         "lr": float(ft_cfg.lr),
@@ -232,6 +235,8 @@ def finetune_unsupervised(
         "loss_pixels": "odd",  # the step was picked on the even checkerboard half
         "validation_frames": len(held_out),
         "dose_e_per_px": float(dose_e_per_px),
+        "loss_change_se": float(change["se"]),
+        "keep_se": float(cfg.apply.finetune.keep_se),
         "loss_before": float(before),
         "loss_after": float(after),
         "best_step": int(result.best_step),
@@ -240,8 +245,9 @@ def finetune_unsupervised(
         "model": None,
     }
     if not kept:
-        log.warning("fine-tuning did not lower the validation loss (%.5g -> %.5g): "
-                    "denoising with the parent model", before, after)
+        log.warning("fine-tuning did not lower the validation loss by %g standard errors "
+                    "(%.5g -> %.5g, s.e. %.3g): denoising with the parent model",
+                    cfg.apply.finetune.keep_se, before, after, change["se"])
     meta = {
         "kind": "unsupervised",
         "arch": init.arch,

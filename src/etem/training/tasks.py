@@ -570,20 +570,27 @@ class UnsupervisedTask(Task):
             return F.poisson_nll_loss(rate, batch["target"] * scale, log_input=False)
         return F.mse_loss(pred, batch["target"])
 
+    def validation_errors(self, model: nn.Module, amp: bool, device: torch.device,
+                          matched: bool, pred: torch.Tensor | None = None) -> np.ndarray:
+        """Squared errors (N, H, W) [intensity², float64] of the predictions (``pred``, else
+        the model's) to the noisy middle frames of the validation samples; with ``matched``
+        each prediction first scaled to its target's mean, as ``apply.inference.match_mean``
+        scales the output frames (targets are normalised counts: dose 1)."""
+        target = self.val_batch()["target"].numpy()[:, 0]
+        p = (self.predict_val(model, amp, device) if pred is None else pred).numpy()[:, 0]
+        if matched:
+            p = match_mean(p, target, 1.0)
+        return np.asarray((p.astype(np.float64) - target) ** 2)
+
     def validate(self, model: nn.Module, amp: bool, device: torch.device) -> dict[str, float]:
         v = self.val_batch()
         pred = self.predict_val(model, amp, device)
-        # each prediction scaled to its target's mean first, as apply.inference.match_mean
-        # scales the output frames (targets are normalised counts: dose 1)
-        target = v["target"].numpy()[:, 0]
-        matched = match_mean(pred.numpy()[:, 0], target, 1.0)
-        sq_matched = (matched.astype(np.float64) - target) ** 2
+        sq_matched = self.validation_errors(model, amp, device, True, pred)
         metrics = {"val_loss": float(F.mse_loss(pred, v["target"])),
                    "val_loss_mean_matched": float(np.mean(sq_matched))}
         if self.split_pixels:
-            rows, cols = np.indices(target.shape[-2:])
-            even = (rows + cols) % 2 == 0
-            sq_raw = (pred.numpy()[:, 0].astype(np.float64) - target) ** 2
+            even = checkerboard(sq_matched.shape[-2:])
+            sq_raw = self.validation_errors(model, amp, device, False, pred)
             for name, sq in (("val_loss", sq_raw), ("val_loss_mean_matched", sq_matched)):
                 metrics[f"{name}_even"] = float(sq[:, even].mean())
                 metrics[f"{name}_odd"] = float(sq[:, ~even].mean())
@@ -617,6 +624,13 @@ class UnsupervisedTask(Task):
         if self._with_clean(v)[idx].all():
             cols.append(("clean", v["clean"].numpy()[:, 0]))
         return _grid(cols, idx, [""] * len(idx))
+
+
+def checkerboard(shape: Sequence[int]) -> np.ndarray:
+    """The even checkerboard half of an (H, W) image: True where row + column is even (the
+    unsupervised task's ``_even`` validation metrics; ``~`` it for ``_odd``)."""
+    rows, cols = np.indices(tuple(int(n) for n in shape))
+    return np.asarray((rows + cols) % 2 == 0)
 
 
 #: Frames of a movie group held in memory at most [bytes]; larger groups are read per patch.
