@@ -145,7 +145,7 @@ def loss_change(err_before: np.ndarray, err_after: np.ndarray) -> dict[str, floa
             "se": float(se)}
 
 
-# long (98 lines): one sequence (window, task, loss before, train, loss after, keep or
+# long (123 lines): one sequence (window, task, loss before, train, loss after, keep or
 # not, record); about half is the record written into summary.json.
 def finetune_unsupervised(
     cfg: EtemConfig,
