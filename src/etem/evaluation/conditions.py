@@ -82,7 +82,7 @@ def condition_counts(cfg: Any, im: TestImage, dose_px: float) -> np.ndarray:
         dtype=np.float64)
 
 
-def _static_frames(clean: np.ndarray, dose_px: float, n: int, key: str, seed: int,
+def static_frames(clean: np.ndarray, dose_px: float, n: int, key: str, seed: int,
                    dqe: float = 1.0) -> np.ndarray:
     """``n`` independent noisy frames [e/px] (n, H, W) of the static scene ``clean``, each
     with 1/n of the dose ``dose_px`` (drawn from the seed and ``key``)."""
@@ -98,7 +98,7 @@ def _blind_spot(
     frames: the middle frame's estimate [intensity, vacuum = 1]."""
     module = getattr(model, "module", model)  # a LoadedModel or its network
     n = int(getattr(module, "n_frames", 5) or 5)
-    frames = _static_frames(im.clean, dose_px, n, im.image_id, cfg.seed, row_dqe(im.params))
+    frames = static_frames(im.clean, dose_px, n, im.image_id, cfg.seed, row_dqe(im.params))
 
     def run(m: Any) -> np.ndarray:
         return np.asarray(denoise_movie(getattr(m, "module", m), frames, dose_px / n,
