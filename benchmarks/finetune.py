@@ -8,9 +8,12 @@ code path, ``apply.finetune`` of the config), denoises the whole movie and repor
 * true MSE and PSNR [dB] vs the clean frames the movie file holds (intensity units,
   vacuum = 1; PSNR with the clean frame's range as peak, as in the benchmark stage);
 * uMSE (Morales et al., :mod:`etem.analysis.umse`) without the clean frames, at full
-  resolution: the blind spot makes the noisy frame itself an independent copy
-  (:func:`blindspot_umse`, static frames before the first event), with the true MSE of the
-  same frames next to it as a check; uPSNR with peak 1 (vacuum intensity);
+  resolution, as ``denoise_with: auto`` scores it (:func:`etem.movies.selection.umse_targets`:
+  the copies are frames outside the network's window, static frames before the first event),
+  with the true MSE of the same frames next to it as a check; uPSNR with peak 1 (vacuum
+  intensity). (Until 2026-12-07 the noisy frame t itself was the first copy: unbiased for
+  the parent, whose blind spot never sees it, but biased low for a fine-tuned model, which
+  trained on frame t as a target: -0.0003 on the demo movie.)
 * the wall-clock time of the fine-tuning [s].
 
 Usage::
@@ -48,41 +51,39 @@ def _movie(path: str) -> dict[str, Any]:
             "n_static": min(events) if events else n}
 
 
-def blindspot_umse(est: np.ndarray, frames: np.ndarray, clean: np.ndarray, dose: float,
-                   n_static: int) -> dict[str, float]:
-    """uMSE [intensity²] of a blind-spot model's full-resolution output, no clean data used.
+def movie_umse(est: np.ndarray, frames: np.ndarray, clean: np.ndarray, dose: float,
+               n_static: int, half_window: int) -> dict[str, float]:
+    """uMSE [intensity²] of the denoised static frames, no clean data used, with the true MSE
+    of the same target frames next to it as a check.
 
-    The output at a pixel never sees the noisy middle-frame value there, so with ``a`` = the
-    noisy frame t and ``b``, ``c`` = frames t+1, t+2 of the static stretch (same signal,
-    independent noise) the quartet estimate of :func:`etem.analysis.umse.umse_quartet`,
-    mean (a - f)² - mean (b - c)² / 2, is unbiased for the true MSE of frame t. The true MSE
-    of the same frames is returned next to it as a check.
+    The selection's estimate (:func:`etem.movies.selection.umse_targets`): for target t the
+    copies are frames t+h+1 (compared with the estimate), t-h-1 and t+h+2, outside the
+    window ``t-h .. t+h`` that made the estimate, so their noise is independent of it even
+    for a network fine-tuned on the movie (which learned frame t's noise as a target).
     """
-    from etem.analysis.umse import umse_quartet
+    from etem.movies.selection import target_frames, umse_targets
 
     norm = frames / dose
-    vals, ses, trues = [], [], []
-    for t in range(n_static - 2):
-        r = umse_quartet(lambda _y, e=est[t]: e, norm[t], norm[t], norm[t + 1], norm[t + 2])
-        vals.append(r.umse)
-        ses.append(r.se)
-        trues.append(float(np.mean((est[t] - clean[t]) ** 2)))
-    n = max(len(vals), 1)
-    return {"umse": float(np.mean(vals)), "umse_se": float(np.mean(ses) / np.sqrt(n)),
-            "mse_static": float(np.mean(trues))}
+    targets = target_frames(n_static, half_window, max_targets=n_static)
+    r = umse_targets(lambda t: est[t], norm, targets, half_window)
+    trues = [float(np.mean((est[t] - clean[t]) ** 2)) for t in targets]
+    return {"umse": r.umse, "umse_se": r.se, "mse_static": float(np.mean(trues))}
 
 
 def paired_delta(est: np.ndarray, base: np.ndarray, frames: np.ndarray, dose: float,
-                 n_static: int, block_px: int = 16) -> tuple[float, float]:
+                 n_static: int, half_window: int, block_px: int = 16) -> tuple[float, float]:
     """uMSE(est) - uMSE(base) [intensity²] and its standard error, no clean data used.
 
     The noise-variance term is common to both and cancels: the difference is
-    mean (a - f_est)² - (a - f_base)² over the static frames (a = the noisy frame), with
-    the standard error from per-block means (blocks of ``block_px`` px, all frames).
+    mean (a - f_est)² - (a - f_base)² over the targets of :func:`movie_umse` (a = the noisy
+    frame t+h+1, outside both estimates' windows), with the standard error from per-block
+    means (blocks of ``block_px`` px, all targets).
     """
+    from etem.movies.selection import target_frames
+
     blocks = []
-    for t in range(n_static - 2):
-        a = frames[t] / dose
+    for t in target_frames(n_static, half_window, max_targets=n_static):
+        a = frames[t + half_window + 1] / dose
         d = (a - est[t]) ** 2 - (a - base[t]) ** 2
         h, w = (d.shape[0] // block_px) * block_px, (d.shape[1] // block_px) * block_px
         blocks.append(d[:h, :w].reshape(h // block_px, block_px, w // block_px, block_px)
@@ -91,17 +92,18 @@ def paired_delta(est: np.ndarray, base: np.ndarray, frames: np.ndarray, dose: fl
     return float(b.mean()), float(b.std(ddof=1) / np.sqrt(len(b)))
 
 
-def evaluate(module: Any, mv: dict[str, Any]) -> dict[str, Any]:
-    """True MSE/PSNR of the denoised movie and the label-free blind-spot uMSE/uPSNR."""
+def evaluate(module: Any, mv: dict[str, Any], half_window: int) -> dict[str, Any]:
+    """True MSE/PSNR of the denoised movie and the label-free uMSE/uPSNR (:func:`movie_umse`,
+    copies outside the window ``2 half_window + 1``)."""
     from etem.analysis.metrics import psnr
     from etem.analysis.umse import upsnr
     from etem.models.inference import denoise_movie
 
     est = denoise_movie(module, mv["frames"], mv["dose"])
     c = mv["clean"]
-    out = {"mse": float(np.mean((est - c) ** 2)),
+    out: dict[str, Any] = {"mse": float(np.mean((est - c) ** 2)),
            "psnr_db": float(np.mean([psnr(c[t], est[t]) for t in range(len(c))]))}
-    out.update(blindspot_umse(est, mv["frames"], c, mv["dose"], mv["n_static"]))
+    out.update(movie_umse(est, mv["frames"], c, mv["dose"], mv["n_static"], half_window))
     out["upsnr_db"] = upsnr(out["umse"], 1.0)
     out["est"] = est
     return out
@@ -137,17 +139,18 @@ def main() -> None:
                     over["apply.finetune.lr"] = lr
                 cfg = load_config(args.config, over)
                 if steps == 0:
-                    model, rec, secs = parent, {}, 0.0
+                    model, rec, secs = parent, dict[str, Any](), 0.0
                 else:
                     t0 = time.perf_counter()
                     model, rec = finetune_unsupervised(cfg, parent, mv["frames"], mv["dose"],
                                                        mv["px"], None, name=Path(path).name)
                     secs = time.perf_counter() - t0
-                ev = evaluate(model.module, mv)
+                h = parent.n_frames // 2
+                ev = evaluate(model.module, mv, h)
                 if steps == 0:
                     mv["base_est"] = ev["est"]
                 d, d_se = paired_delta(ev.pop("est"), mv["base_est"], mv["frames"], mv["dose"],
-                                       mv["n_static"])
+                                       mv["n_static"], h)
                 ev["d_umse"], ev["d_umse_se"] = d, d_se
                 row = {"movie": Path(path).name, "steps": steps, "lr": cfg.apply.finetune.lr,
                        "seconds": secs, "loss_before": rec.get("loss_before"),

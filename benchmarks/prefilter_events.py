@@ -70,10 +70,36 @@ def movies() -> dict[str, Callable[[], LatticeMovie]]:
     }
 
 
-def measure(models: dict[str, tuple[torch.nn.Module, float]], pairs: int,
+#: A method of the table: (counts of the frames (N, H, W) [e/px], dose [e/px], pixel [Å])
+#: -> their denoised intensities (N, H, W), vacuum = 1; each frame denoised alone.
+Method = Callable[[np.ndarray, float, float], np.ndarray]
+
+
+def classical() -> dict[str, Method]:
+    """The classical bars every table carries: a 1.5 px Gaussian, the Wiener filter at its
+    defaults and the SURE-chosen Wiener filter."""
+    return {
+        "Gaussian 1.5 px": lambda c, d, _px: np.stack(
+            [baselines.gaussian(f, d, 1.5) for f in c]),
+        "Wiener 2.5 / 5": lambda c, d, _px: np.stack([baselines.wiener(f, d) for f in c]),
+        "Wiener SURE": lambda c, d, _px: np.stack([baselines.wiener_sure(f, d)[0] for f in c]),
+    }
+
+
+def model_methods(models: dict[str, tuple[torch.nn.Module, float]]) -> dict[str, Method]:
+    """Denoisers run the way ``etem apply`` gives them frames (resampled to the model's
+    pixel and back: :func:`independent_set.through_apply`)."""
+    return {name: (lambda c, d, px, m=module, mpx=mpx:
+                   ind.through_apply(m, mpx, c, px, 0, dose_e_per_px=d)[0])
+            for name, (module, mpx) in models.items()}
+
+
+def measure(methods: dict[str, Method], pairs: int,
             names: list[str] | None = None) -> list[dict[str, object]]:
-    """One row per (movie, method): change kept (mean, s.e.m. over pairs), MSE after in the
-    event region, vacuum rms (particles); ``names``: a subset of :func:`movies`."""
+    """One row per (movie, method) for :func:`classical` and ``methods``: change kept (mean,
+    s.e.m. over pairs), MSE after in the event region, vacuum rms (particles); ``names``: a
+    subset of :func:`movies`. The one home of the change-kept measure (also
+    ``wiener_local.py events``)."""
     e = EVENT_FRAME
     rows: list[dict[str, object]] = []
     for name, make in movies().items():
@@ -85,14 +111,7 @@ def measure(models: dict[str, tuple[torch.nn.Module, float]], pairs: int,
         clean = np.asarray(lm.clean, dtype=np.float64)
         d, px = float(lm.dose_e_per_px_per_frame), float(lm.pixel_size_A)
         idx = [i for k in range(pairs) for i in (e - 2 - k, e + 2 + k)]
-        est: dict[str, np.ndarray] = {
-            "Gaussian 1.5 px": np.stack([baselines.gaussian(counts[i], d, 1.5) for i in idx]),
-            "Wiener 2.5 / 5": np.stack([baselines.wiener(counts[i], d) for i in idx]),
-            "Wiener SURE": np.stack([baselines.wiener_sure(counts[i], d)[0] for i in idx]),
-        }
-        for mname, (module, mpx) in models.items():
-            est[mname] = ind.through_apply(module, mpx, counts[idx], px, 0,
-                                           dose_e_per_px=d)[0]
+        est = {mname: f(counts[idx], d, px) for mname, f in {**classical(), **methods}.items()}
         region = ndimage.binary_dilation(np.abs(clean[e - 1] - clean[e]) > 0.05, iterations=3)
         # the particle's vacuum (clean 1; its columns are brighter), as wiener_local.py's
         vac = (ndimage.binary_erosion(clean[0] < 1.001, iterations=6)
@@ -160,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         module, meta = load_model(path)
         models[name] = (module, float(meta["pixel_size_A"]))
     names = [n for n in movies() if args.large or n != LARGE]
-    print(timing(models) if args.timing else table(measure(models, args.pairs, names)))
+    print(timing(models) if args.timing
+          else table(measure(model_methods(models), args.pairs, names)))
     return 0
 
 

@@ -53,7 +53,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import ndimage
 from scipy.fft import dctn, idctn
 from scipy.ndimage import uniform_filter
 
@@ -62,10 +61,10 @@ from etem.config import EtemConfig
 from etem.config.evaluation import WIENER_ALPHA, WIENER_SMOOTH_PX
 from etem.errors import InputError
 from etem.simulation.reference import independent_image
-from etem.testing import lattice_movie, particle_movie
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import independent_set as ind
+import prefilter_events
 
 DOSE = ind.DOSE_E_PER_PX
 #: the held-out filters' window [Å], converted to pixels per image, and their other
@@ -411,47 +410,14 @@ def heldout_markdown(df: pd.DataFrame) -> str:
 
 
 def events(variants: list[str], pairs: int = 8) -> str:
-    e = 24
-    movies = {
-        "lattice, vacancy patch, 0.5 e/px": lattice_movie(
-            n_frames=48, size_px=96, event_frame=e, dose_e_per_px_per_frame=0.5, seed=4),
-        "lattice 256², vacancy patch, 0.5 e/px": lattice_movie(
-            n_frames=48, size_px=256, event_frame=e, dose_e_per_px_per_frame=0.5, seed=4),
-        "particle, surface_loss 12, 0.5 e/px": particle_movie(
-            n_frames=48, size_px=96, event="surface_loss", magnitude=12, event_frame=e,
-            dose_e_per_px_per_frame=0.5, seed=7),
-        "particle 256², surface_loss 40, 0.5 e/px": particle_movie(
-            n_frames=48, size_px=256, event="surface_loss", magnitude=40, event_frame=e,
-            dose_e_per_px_per_frame=0.5, seed=7),
-    }
-    methods = {"global Wiener": lambda c, d: baselines.wiener(c, d)}
-    for v in variants:
-        methods[f"local {v}"] = lambda c, d, v=v: local(c, v, dose=d)
-    head = ["movie", "method", "change kept (pairs)", "true MSE after, region",
-            "vacuum rms (clean 0)"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for name, lm in movies.items():
-        assert lm.counts is not None
-        d = lm.dose_e_per_px_per_frame
-        region = ndimage.binary_dilation(np.abs(lm.clean[e - 1] - lm.clean[e]) > 0.05,
-                                         iterations=3)
-        vac = ndimage.binary_erosion(lm.clean[0] < 1.001, iterations=6) \
-            if lm.event_kind == "surface_loss" else None
-        for mname, f in methods.items():
-            kept, mse, rms = [], [], []
-            for i in range(pairs):
-                b, a = e - 2 - i, e + 2 + i
-                db, da = f(lm.counts[b], d), f(lm.counts[a], d)
-                dc = lm.clean[a].astype(float) - lm.clean[b]
-                dd = da - db
-                kept.append(float((dd * dc)[region].sum() / (dc * dc)[region].sum()))
-                mse.append(float(np.mean(((da - lm.clean[a]) ** 2)[region])))
-                if vac is not None:
-                    rms.append(float(np.sqrt(np.mean((db - lm.clean[b])[vac] ** 2))))
-            lines.append(f"| {name} | {mname} | {_ms(np.array(kept))} | "
-                         f"{np.mean(mse):.4f} | "
-                         f"{(f'{np.mean(rms):.3f}' if rms else '—')} |")
-    return "\n".join(lines) + "\n"
+    """The change kept by each local variant beside the classical bars, on the 96² and 256²
+    movies of ``prefilter_events.py`` (its :func:`prefilter_events.measure`)."""
+    def method(v: str) -> prefilter_events.Method:
+        return lambda c, d, px: np.stack([local(f, v, px, dose=d) for f in c])
+
+    methods = {f"local {v}": method(v) for v in variants}
+    names = [n for n in prefilter_events.movies() if n != prefilter_events.LARGE]
+    return prefilter_events.table(prefilter_events.measure(methods, pairs, names))
 
 
 def timing(variants: list[str], size: int = 1024) -> str:

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from etem.analysis import baselines
+from etem.config.evaluation import WIENER_ALPHA, WIENER_SMOOTH_PX
 from etem.errors import InputError
 from tests.benchmark_scripts import load_benchmark
 from tests.evaluation_fixtures import lattice_image
@@ -113,3 +114,14 @@ def test_heldout_markdown_rows_and_paired_differences():
             "all"} <= set(lines)
     assert lines["all"] == ("| all | 4 | 28.00 | 29.00 | 29.00 | 29.50 | +0.00 ± 0.58 (2) | "
                             "+0.50 ± 0.00 (4) |")
+
+
+def test_events_share_the_change_kept_measure_of_prefilter_events() -> None:
+    """``events`` is prefilter_events' measure with the local variants added: the global
+    filter named as a variant at its defaults keeps what the classical row keeps."""
+    text = wl.events([f"G:{WIENER_ALPHA}:{WIENER_SMOOTH_PX}"], pairs=2)
+    rows = [line.split(" | ") for line in text.splitlines() if "lattice 256²" in line]
+    kept = {r[1]: r[2] for r in rows}
+    assert kept[f"local G:{WIENER_ALPHA}:{WIENER_SMOOTH_PX}"] == kept["Wiener 2.5 / 5"]
+    assert float(kept["Gaussian 1.5 px"].split()[0]) > 0.5 > float(
+        kept["Wiener 2.5 / 5"].split()[0])

@@ -180,6 +180,8 @@ class ImagePatchDataset:
         self.prefilter = prefilter
         self.erase_probability = float(erase_probability)
         self.erase_radius_A = (float(erase_radius_A[0]), float(erase_radius_A[1]))
+        #: validation samples, their doses spread over the range (set by the task)
+        self.n_val = 1
         self._files = _ShardFiles()
         self._shape: tuple[int, int] | None = None
 
@@ -217,7 +219,7 @@ class ImagePatchDataset:
             pos = j % len(self.rows)
             p = min(self.val_patch_px, h, w)
             y0, x0, k = (h - p) // 2, (w - p) // 2, 0
-            n = max(1, getattr(self, "n_val", 1))
+            n = max(1, self.n_val)
             lo, hi = self.dose_range
             dose = float(np.exp(np.log(lo) + (np.log(hi) - np.log(lo)) * ((j % n) + 0.5) / n))
         else:
@@ -344,7 +346,7 @@ class MoviePatchDataset:
         t_all, h, w = (int(s) for s in self.frames.shape)
         if step == VAL_STEP:
             p = min(self.val_patch_px, h, w)
-            t = self._val_frame(j, max(1, getattr(self, "n_val", 1)))
+            t = self._val_frame(j, max(1, self.n_val))
             y0, x0, k = (h - p) // 2, (w - p) // 2, 0
         else:
             r = seeded_rng(self.seed, self.purpose, step, j)
