@@ -298,7 +298,7 @@ def test_the_loop_picks_the_step_on_one_half_of_the_pixels_and_judges_it_on_the_
     monkeypatch.setattr(finetune, "train", spy)
     # at 0.2 e/px (the parent learned at 2) the raw loss prefers another step than the
     # matched one
-    movie = write_movie(tmp_path / "low.h5", n_frames=8, size=48, dose_e_per_px=0.2, seed=5)
+    movie = write_movie(tmp_path / "low.h5", n_frames=8, size=48, dose_e_per_px=0.2, seed=9)
     cfg = _cfg(tmp_path, {"apply.finetune.steps": 40})
     model = load(parent["model"])
     _, record = finetune.finetune_unsupervised(cfg, model, _frames(movie), 0.2, 0.2)
@@ -357,3 +357,36 @@ def test_a_fall_within_the_margin_keeps_the_parent(
     assert kept["loss_change_se"] > 0 and kept["keep_se"] == 0.0
     assert not refused["kept"] and parent_back is model
     assert refused["loss_after"] == pytest.approx(kept["loss_after"])
+
+
+def test_the_fine_tuning_holds_its_validation_frames_out_whole(
+    parent: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full blind-spot training holds out only the validation crops; the fine-tuning the
+    whole validation frames: on a short static stack the validation frame is the frame it
+    denoises, whose noise a network trained on it would keep. Frames of 96 px leave room for
+    a 32 px patch beside the 32 px crop, so only the fine-tuning's rule keeps them out."""
+    import etem.training.finetune as finetune
+
+    tasks: list[Any] = []
+    train = finetune.train
+
+    def spy(task: Any, *args: Any, **kwargs: Any) -> Any:
+        tasks.append(task)
+        return train(task, *args, **kwargs)
+
+    monkeypatch.setattr(finetune, "train", spy)
+    t, y, x = np.mgrid[:8, :96, :96]
+    frames = ((t + 1) * 10_000 + 100 * y + x).astype(np.float32)  # frame t marked t + 1
+    cfg = _cfg(tmp_path, {"apply.finetune.steps": 2})
+    _, record = finetune.finetune_unsupervised(cfg, load(parent["model"]), frames,
+                                               float(frames.mean()), 0.2)
+    (task,) = tasks
+    (held,) = task.validation_frames
+    assert record["validation_frames"] == len(held) == 2
+
+    def frame(sample: dict[str, np.ndarray]) -> int:
+        return int(np.rint(sample["target"] * sample["scale"]).max()) // 10_000 - 1
+
+    drawn = {frame(task.train_set[(s, j)]) for s in range(100) for j in range(4)}
+    assert drawn == set(range(8)) - set(held)

@@ -309,3 +309,78 @@ def test_a_movie_smaller_than_the_patch_is_one_error_before_any_run(
 
         client = mlflow.MlflowClient(f"sqlite:///{db.resolve()}")
         assert not client.search_runs([e.experiment_id for e in client.search_experiments()])
+
+
+def _marked_movie(n_frames: int, size: int = 48) -> np.ndarray:
+    """Frame t, pixel (y, x) holds the count (t + 1) 10⁴ + 100 y + x: a sample's target names
+    its frame and the pixels it covers (whatever its flip or rotation)."""
+    t, y, x = np.mgrid[:n_frames, :size, :size]
+    return ((t + 1) * 10_000 + 100 * y + x).astype(np.float32)
+
+
+def _target_pixels(sample: dict[str, np.ndarray]) -> tuple[int, set[tuple[int, int]]]:
+    """(frame, pixels (y, x)) of a sample's target."""
+    v = np.rint(sample["target"] * sample["scale"].mean()).astype(np.int64).ravel()
+    t = set((v // 10_000 - 1).tolist())
+    assert len(t) == 1
+    return t.pop(), set(zip(((v % 10_000) // 100).tolist(), (v % 100).tolist(), strict=True))
+
+
+def _target_frame(sample: dict[str, np.ndarray]) -> int:
+    return _target_pixels(sample)[0]
+
+
+@pytest.mark.parametrize("n_frames, size, val_samples, expected, whole", [
+    (48, 96, 8, 8, False),  # a patch fits beside the validation crop
+    (20, 96, 16, 5, False),  # at most a quarter of the frames
+    (20, 48, 4, 4, True),  # no patch fits beside it: the frames are held out whole
+])
+def test_a_blind_spot_training_never_trains_on_its_validation_pixels(
+        n_frames: int, size: int, val_samples: int, expected: int, whole: bool,
+        tiny_config: object, tmp_path: Path) -> None:
+    """The validation loss is measured against the noisy pixels of the validation crops (the
+    centre square of the validation frames); a network that had trained on them as targets
+    could learn their noise (measured: benchmarks/training.md). No training target covers
+    them."""
+    cfg: EtemConfig = tiny_config(  # type: ignore[operator]
+        tmp_path / "results", training={"unsupervised": {"val_samples": val_samples,
+                                                         "patch_px": 32, "val_patch_px": 32}})
+    source = tasks.MovieFrames(_marked_movie(n_frames, size), 0.2, None, "marked")
+    task = UnsupervisedTask(cfg, cfg.training.unsupervised, source)
+    (held,) = task.validation_frames
+    assert task.cfg.val_samples == expected == len(held)
+    val = [_target_pixels({k: v[i].numpy() for k, v in task.val_batch().items()})
+           for i in range(expected)]
+    assert {t for t, _ in val} == set(held)
+    crop = val[0][1]  # the same centre square in every frame
+    assert len(crop) == 32 * 32
+    drawn = [_target_pixels(task.train_set[(step, j)]) for step in range(150) for j in range(4)]
+    assert not [t for t, px in drawn if t in held and px & crop]
+    frames = {t for t, _ in drawn}
+    assert frames == (set(range(n_frames)) - set(held) if whole else set(range(n_frames)))
+
+
+def test_a_group_holds_out_validation_frames_of_every_movie(
+        tiny_config: object, tmp_path: Path) -> None:
+    paths = [tmp_path / "a.tif", tmp_path / "b.tif"]
+    for path, n in zip(paths, (20, 60), strict=True):
+        tifffile.imwrite(path, _marked_movie(n))
+    cfg: EtemConfig = tiny_config(  # type: ignore[operator]
+        tmp_path / "results", training={"unsupervised": {"val_samples": 16, "patch_px": 32,
+                                                         "val_patch_px": 32}})
+    task = UnsupervisedTask(cfg, cfg.training.unsupervised, paths)
+    # 16 samples over movies of 20 and 60 frames: 5 from each (a quarter of 20 at most)
+    assert task.cfg.val_samples == 10
+    assert [len(h) for h in task.validation_frames] == [5, 5]
+    scales = [m["dose_e_per_px"] for m in task.movies]  # the mean counts: 10.5, 30.5
+
+    def movie_frame(sample: dict[str, np.ndarray]) -> tuple[int, int]:
+        return int(np.argmin([abs(sample["scale"].mean() - s) for s in scales])), \
+            _target_frame(sample)
+
+    val = {movie_frame({k: v[i].numpy() for k, v in task.val_batch().items()})
+           for i in range(10)}
+    assert val == {(m, t) for m, held in enumerate(task.validation_frames) for t in held}
+    trained = {movie_frame(task.train_set[(step, j)]) for step in range(200) for j in range(4)}
+    assert not trained & val
+    assert {m for m, _ in trained} == {0, 1}

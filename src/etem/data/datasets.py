@@ -301,6 +301,8 @@ class MoviePatchDataset:
         #: the frames a training sample's centre (target) frame is drawn from; None: all
         #: (:meth:`hold_out`)
         self._targets: np.ndarray | None = None
+        #: frames whose validation crop no training target may cover (:meth:`hold_out`)
+        self._held: frozenset[int] = frozenset()
         self.clean_factor = 1.0
         if clean is not None:  # clean in its own units -> the units of the normalised frames
             m = min(int(frames.shape[0]), 8)
@@ -320,15 +322,46 @@ class MoviePatchDataset:
         n = max(1, int(n))
         return sorted({self._val_frame(j, n) for j in range(n)})
 
-    def hold_out(self, frames: list[int]) -> None:
-        """Never draw ``frames`` as a training sample's centre frame, whose noisy pixels are
-        the targets: the validation frames of a fine-tuning on the very movie it denoises,
-        whose loss must not fall by the network learning their noise. Every frame held out
-        is refused (nothing would be left to train on)."""
-        keep = np.setdiff1d(np.arange(int(self.frames.shape[0])), np.asarray(frames, dtype=int))
+    def hold_out(self, frames: list[int], whole_frames: bool = False) -> None:
+        """Never train on the validation pixels of ``frames``: the noisy pixels of their
+        validation crops (the centre ``val_patch_px`` square) are what the validation loss
+        is measured against, and a network that learned their noise as targets would see its
+        loss fall while its true error rose. A training sample centred on one of ``frames``
+        takes its patch outside that crop (:meth:`_corner_outside`); a frame with no patch
+        position outside it, or every one of ``frames`` with ``whole_frames``, is not drawn
+        at all. Every frame held out whole is refused (nothing would be left to train on)."""
+        _, h, w = (int(s) for s in self.frames.shape)
+        rows, cols = self._outside(h, w)
+        fits = (rows.size or cols.size) and not whole_frames
+        whole = [] if fits else sorted({int(t) for t in frames})
+        keep = np.setdiff1d(np.arange(int(self.frames.shape[0])), np.asarray(whole, dtype=int))
         if keep.size == 0:
             raise InputError(f"holding out frames {sorted(frames)} leaves no training frame")
-        self._targets = keep
+        self._targets = keep if whole else None
+        self._held = frozenset(int(t) for t in frames) - frozenset(whole)
+
+    def _outside(self, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+        """Training-patch corners whose rows (``rows``: y0) or columns (``cols``: x0) miss
+        those of the validation crop of an (``h``, ``w``) frame."""
+        p, v = min(self.patch_px, h, w), min(self.val_patch_px, h, w)
+        out = []
+        for n in (h, w):
+            c = np.arange(n - p + 1)
+            lo = (n - v) // 2
+            out.append(c[(c + p <= lo) | (c >= lo + v)])
+        return out[0], out[1]
+
+    def _corner_outside(self, r: np.random.Generator, h: int, w: int) -> tuple[int, int]:
+        """A training-patch corner (y0, x0) drawn uniformly among those whose patch misses the
+        validation crop (rows or columns outside it)."""
+        rows, cols = self._outside(h, w)
+        ny, nx = h - min(self.patch_px, h, w) + 1, w - min(self.patch_px, h, w) + 1
+        other_rows = np.setdiff1d(np.arange(ny), rows)
+        k = int(r.integers(rows.size * nx + other_rows.size * cols.size))
+        if k < rows.size * nx:  # rows outside, any column
+            return int(rows[k // nx]), k % nx
+        k -= rows.size * nx  # rows inside, columns outside
+        return int(other_rows[k // cols.size]), int(cols[k % cols.size])
 
     def window(self, t: int) -> list[int]:
         """Frame indices centred on ``t``, reflected at the movie ends."""
@@ -355,7 +388,10 @@ class MoviePatchDataset:
                 t = int(r.integers(t_all))
             else:
                 t = int(self._targets[int(r.integers(self._targets.size))])
-            y0, x0 = int(r.integers(h - p + 1)), int(r.integers(w - p + 1))
+            if t in self._held:
+                y0, x0 = self._corner_outside(r, h, w)
+            else:
+                y0, x0 = int(r.integers(h - p + 1)), int(r.integers(w - p + 1))
             k = int(r.integers(8))
         ys, xs = slice(y0, y0 + p), slice(x0, x0 + p)
         stack = np.stack([self._crop(i, ys, xs) for i in self.window(t)])
