@@ -30,6 +30,7 @@ import datetime
 import os
 import platform
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,10 @@ def movie_umse(est: np.ndarray, frames: np.ndarray, clean: np.ndarray, dose: flo
 
     norm = frames / dose
     targets = target_frames(n_static, half_window, max_targets=n_static)
+    if not targets:
+        print(f"uMSE: {n_static} static frames, fewer than the {2 * half_window + 4} a "
+              "target needs: not measured", file=sys.stderr)
+        return {"umse": float("nan"), "umse_se": float("nan"), "mse_static": float("nan")}
     r = umse_targets(lambda t: est[t], norm, targets, half_window)
     trues = [float(np.mean((est[t] - clean[t]) ** 2)) for t in targets]
     return {"umse": r.umse, "umse_se": r.se, "mse_static": float(np.mean(trues))}
@@ -82,7 +87,10 @@ def paired_delta(est: np.ndarray, base: np.ndarray, frames: np.ndarray, dose: fl
     from etem.movies.selection import target_frames
 
     blocks = []
-    for t in target_frames(n_static, half_window, max_targets=n_static):
+    targets = target_frames(n_static, half_window, max_targets=n_static)
+    if not targets:
+        return float("nan"), float("nan")
+    for t in targets:
         a = frames[t + half_window + 1] / dose
         d = (a - est[t]) ** 2 - (a - base[t]) ** 2
         h, w = (d.shape[0] // block_px) * block_px, (d.shape[1] // block_px) * block_px
@@ -139,7 +147,8 @@ def main() -> None:
                     over["apply.finetune.lr"] = lr
                 cfg = load_config(args.config, over)
                 if steps == 0:
-                    model, rec, secs = parent, dict[str, Any](), 0.0
+                    model, secs = parent, 0.0
+                    rec: dict[str, Any] = {}
                 else:
                     t0 = time.perf_counter()
                     model, rec = finetune_unsupervised(cfg, parent, mv["frames"], mv["dose"],

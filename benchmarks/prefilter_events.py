@@ -42,11 +42,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import independent_set as ind
 
 from etem.analysis import baselines
+from etem.config.evaluation import WIENER_ALPHA, WIENER_SMOOTH_PX
 from etem.models.inference import denoise_images
 from etem.models.io import load_model
 from etem.testing import LatticeMovie, lattice_movie, particle_movie
 
 EVENT_FRAME = 24
+#: The Wiener filter at its defaults (over-subtraction, periodogram smoothing [px]), by name.
+WIENER_DEFAULTS = f"Wiener {WIENER_ALPHA:g} / {WIENER_SMOOTH_PX}"
 #: A detector-sized frame (``--large``): the Wiener filter's Bragg peaks are sharper still.
 LARGE = "lattice 1024², vacancy patch"
 
@@ -81,7 +84,7 @@ def classical() -> dict[str, Method]:
     return {
         "Gaussian 1.5 px": lambda c, d, _px: np.stack(
             [baselines.gaussian(f, d, 1.5) for f in c]),
-        "Wiener 2.5 / 5": lambda c, d, _px: np.stack([baselines.wiener(f, d) for f in c]),
+        WIENER_DEFAULTS: lambda c, d, _px: np.stack([baselines.wiener(f, d) for f in c]),
         "Wiener SURE": lambda c, d, _px: np.stack([baselines.wiener_sure(f, d)[0] for f in c]),
     }
 

@@ -5,20 +5,22 @@ MSE plus the noise variance only if the network never trained on those noisy pix
 targets. Given blind-spot models trained on the same movie (``etem train unsupervised``;
 some on every frame, some with the validation crops held out:
 :class:`etem.training.tasks.UnsupervisedTask`), this script denoises the movie with each and
-reports, on the centre ``--crop`` square of every frame (the validation crop):
+reports, on the centre square of every frame that the validation crops cover (the task's
+``training.unsupervised.val_patch_px``):
 
 * the true MSE [intensity², vacuum = 1] and PSNR [dB, clean range as peak] of the whole
   movie, against the clean frames the movie file holds;
 * the *coupling*: loss − true MSE on the crop = noise variance − 2 cov(estimate error, noise),
   lower where the network learned the frame's noise. The noise variance is common to models
   on the same frames, so the paired difference to ``--reference`` (a model that never trained
-  on the validation crops) is compared between the validation frames (``--val-samples``,
-  spread over the movie as the task spreads them) and the other frames: a model that trained
-  on its validation frames shows a lower coupling there than elsewhere (difference in
-  differences, mean ± s.e. over frames).
+  on the validation crops) is compared between the validation frames (those of the training
+  task that ``--config`` makes for the movie: ``training.unsupervised.val_samples``) and the
+  other frames: a model that trained on its validation frames shows a lower coupling there
+  than elsewhere (difference in differences, mean ± s.e. over frames).
 
 Usage: python benchmarks/validation_holdout.py --movie results/demo/movies/synthetic.h5
-       --val-samples 8 --reference crop=PATH --model all=PATH [--model ...] [--threads 2]
+       --config results/demo/config/training.yaml --reference crop=PATH --model all=PATH
+       [--model ...] [--threads 2]
 """
 
 from __future__ import annotations

@@ -17,7 +17,9 @@ frequencies but scales each radial band by its local regression on the counts. F
   ``--seeds``; choose variants on seed 7, report seeds 8 and 9), per material x
   condition (mean ± s.e.m. and the paired difference to the global filter); clean images
   cached under ``--cache``;
-* ``events``: on :func:`etem.testing.lattice_movie` (vacancy patch) and
+* ``events`` (``prefilter_events.measure``, beside its classical rows: a 1.5 px Gaussian,
+  the Wiener filter at its defaults and SURE-chosen): on :func:`etem.testing.lattice_movie`
+  (vacancy patch) and
   :func:`etem.testing.particle_movie` (surface loss) movies, the change kept on single frame
   pairs (frame ``e - 2 - i`` before, ``e + 2 + i`` after the event, i = 0..7): the
   projection of the denoised change on the clean change over the event region (pixels whose

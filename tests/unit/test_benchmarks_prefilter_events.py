@@ -13,7 +13,7 @@ pe = load_benchmark("prefilter_events")
 def test_the_wiener_filter_paints_over_a_vacancy_patch_a_gaussian_keeps() -> None:
     rows = pe.measure({}, pairs=3, names=["lattice 256², vacancy patch"])
     kept = {r["method"]: r["kept"] for r in rows}
-    assert set(kept) == {"Gaussian 1.5 px", "Wiener 2.5 / 5", "Wiener SURE"}
+    assert set(kept) == {"Gaussian 1.5 px", pe.WIENER_DEFAULTS, "Wiener SURE"}
     assert kept["Gaussian 1.5 px"] > 0.5 > 0.3 > kept["Wiener SURE"]
-    assert kept["Wiener 2.5 / 5"] < 0.3
+    assert kept[pe.WIENER_DEFAULTS] < 0.3
     assert "| lattice 256², vacancy patch | Wiener SURE |" in pe.table(rows)

@@ -297,7 +297,9 @@ def test_the_loop_picks_the_step_on_one_half_of_the_pixels_and_judges_it_on_the_
 
     monkeypatch.setattr(finetune, "train", spy)
     # at 0.2 e/px (the parent learned at 2) the raw loss prefers another step than the
-    # matched one
+    # matched one. The three choices differ only in some data: the seed was moved (5 -> 9)
+    # when the parent fixture's training changed (validation frames held out); the
+    # assertions below are the test, this line only its precondition
     movie = write_movie(tmp_path / "low.h5", n_frames=8, size=48, dose_e_per_px=0.2, seed=9)
     cfg = _cfg(tmp_path, {"apply.finetune.steps": 40})
     model = load(parent["model"])
@@ -308,7 +310,8 @@ def test_the_loop_picks_the_step_on_one_half_of_the_pixels_and_judges_it_on_the_
     raw = [h["val_loss_even"] for h in history]
     whole = [h["val_loss_mean_matched"] for h in history]
     # in these data each choice differs: the raw loss's, the whole pixels', the even half's
-    assert len(even) >= 8 and np.argmin(raw) != np.argmin(even) != np.argmin(whole)
+    assert len(even) >= 8
+    assert len({int(np.argmin(raw)), int(np.argmin(even)), int(np.argmin(whole))}) == 3
     best = int(np.argmin(even))
     assert result.best_step == history[best]["step"]
     assert record["loss_pixels"] == "odd"

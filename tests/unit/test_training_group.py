@@ -360,27 +360,33 @@ def test_a_blind_spot_training_never_trains_on_its_validation_pixels(
     assert frames == (set(range(n_frames)) - set(held) if whole else set(range(n_frames)))
 
 
-def test_a_group_holds_out_validation_frames_of_every_movie(
+def test_a_group_holds_out_validation_crops_of_every_movie(
         tiny_config: object, tmp_path: Path) -> None:
+    """A group's validation sample j comes from movie j % n: each movie holds out the crops
+    of exactly the frames it validates on."""
     paths = [tmp_path / "a.tif", tmp_path / "b.tif"]
     for path, n in zip(paths, (20, 60), strict=True):
-        tifffile.imwrite(path, _marked_movie(n))
+        tifffile.imwrite(path, _marked_movie(n, 96))
     cfg: EtemConfig = tiny_config(  # type: ignore[operator]
-        tmp_path / "results", training={"unsupervised": {"val_samples": 16, "patch_px": 32,
+        tmp_path / "results", training={"unsupervised": {"val_samples": 5, "patch_px": 32,
                                                          "val_patch_px": 32}})
     task = UnsupervisedTask(cfg, cfg.training.unsupervised, paths)
-    # 16 samples over movies of 20 and 60 frames: 5 from each (a quarter of 20 at most)
-    assert task.cfg.val_samples == 10
-    assert [len(h) for h in task.validation_frames] == [5, 5]
-    scales = [m["dose_e_per_px"] for m in task.movies]  # the mean counts: 10.5, 30.5
+    # samples 0, 2, 4 from movie a, 1 and 3 from movie b
+    assert task.cfg.val_samples == 5
+    assert [len(h) for h in task.validation_frames] == [3, 2]
+    scales = [m["dose_e_per_px"] for m in task.movies]  # each movie's mean count
 
-    def movie_frame(sample: dict[str, np.ndarray]) -> tuple[int, int]:
-        return int(np.argmin([abs(sample["scale"].mean() - s) for s in scales])), \
-            _target_frame(sample)
+    def movie_pixels(sample: dict[str, np.ndarray]) -> tuple[int, int, set[tuple[int, int]]]:
+        m = int(np.argmin([abs(sample["scale"].mean() - s) for s in scales]))
+        return (m, *_target_pixels(sample))
 
-    val = {movie_frame({k: v[i].numpy() for k, v in task.val_batch().items()})
-           for i in range(10)}
-    assert val == {(m, t) for m, held in enumerate(task.validation_frames) for t in held}
-    trained = {movie_frame(task.train_set[(step, j)]) for step in range(200) for j in range(4)}
-    assert not trained & val
-    assert {m for m, _ in trained} == {0, 1}
+    val = [movie_pixels({k: v[i].numpy() for k, v in task.val_batch().items()})
+           for i in range(5)]
+    assert sorted((m, t) for m, t, _ in val) == sorted(
+        (m, t) for m, held in enumerate(task.validation_frames) for t in held)
+    crop = val[0][2]
+    drawn = [movie_pixels(task.train_set[(step, j)]) for step in range(200) for j in range(4)]
+    held = {(m, t) for m, t, _ in val}
+    assert not [1 for m, t, px in drawn if (m, t) in held and px & crop]
+    assert held & {(m, t) for m, t, _ in drawn}  # beside their crops, the frames are used
+    assert {m for m, _, _ in drawn} == {0, 1}

@@ -317,19 +317,21 @@ class MoviePatchDataset:
         """The centre frame of validation sample ``j`` of ``n`` (spread over the movie)."""
         return int((j % n + 0.5) * int(self.frames.shape[0]) / n)
 
-    def val_frames(self, n: int) -> list[int]:
-        """The centre frames of ``n`` validation samples (``n_val`` = n; :meth:`__getitem__`)."""
+    def val_frames(self, n: int, used: int | None = None) -> list[int]:
+        """The centre frames of validation samples ``0 .. used - 1`` (all ``n`` by default)
+        of ``n`` (``n_val`` = n; :meth:`__getitem__`)."""
         n = max(1, int(n))
-        return sorted({self._val_frame(j, n) for j in range(n)})
+        return sorted({self._val_frame(j, n) for j in range(n if used is None else used)})
 
-    def hold_out(self, frames: list[int], whole_frames: bool = False) -> None:
+    def hold_out(self, frames: list[int], whole_frames: bool = False) -> bool:
         """Never train on the validation pixels of ``frames``: the noisy pixels of their
         validation crops (the centre ``val_patch_px`` square) are what the validation loss
         is measured against, and a network that learned their noise as targets would see its
         loss fall while its true error rose. A training sample centred on one of ``frames``
         takes its patch outside that crop (:meth:`_corner_outside`); a frame with no patch
-        position outside it, or every one of ``frames`` with ``whole_frames``, is not drawn
-        at all. Every frame held out whole is refused (nothing would be left to train on)."""
+        position outside it (a side under ``val_patch_px + 2 patch_px``, about), or every one
+        of ``frames`` with ``whole_frames``, is not drawn at all. Every frame held out whole is
+        refused (nothing would be left to train on). Returns whether they are held out whole."""
         _, h, w = (int(s) for s in self.frames.shape)
         rows, cols = self._outside(h, w)
         fits = (rows.size or cols.size) and not whole_frames
@@ -339,6 +341,7 @@ class MoviePatchDataset:
             raise InputError(f"holding out frames {sorted(frames)} leaves no training frame")
         self._targets = keep if whole else None
         self._held = frozenset(int(t) for t in frames) - frozenset(whole)
+        return bool(whole)
 
     def _outside(self, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
         """Training-patch corners whose rows (``rows``: y0) or columns (``cols``: x0) miss
