@@ -84,20 +84,16 @@ def paired_delta(est: np.ndarray, base: np.ndarray, frames: np.ndarray, dose: fl
     frame t+h+1, outside both estimates' windows), with the standard error from per-block
     means (blocks of ``block_px`` px, all targets).
     """
+    from etem.analysis.umse import block_se
     from etem.movies.selection import target_frames
 
-    blocks = []
     targets = target_frames(n_static, half_window, max_targets=n_static)
     if not targets:
         return float("nan"), float("nan")
-    for t in targets:
-        a = frames[t + half_window + 1] / dose
-        d = (a - est[t]) ** 2 - (a - base[t]) ** 2
-        h, w = (d.shape[0] // block_px) * block_px, (d.shape[1] // block_px) * block_px
-        blocks.append(d[:h, :w].reshape(h // block_px, block_px, w // block_px, block_px)
-                      .mean(axis=(1, 3)).ravel())
-    b = np.concatenate(blocks)
-    return float(b.mean()), float(b.std(ddof=1) / np.sqrt(len(b)))
+    a = frames[[t + half_window + 1 for t in targets]] / dose
+    d = (a - est[targets]) ** 2 - (a - base[targets]) ** 2
+    # the targets side by side: their blocks pooled (frames of a multiple of block_px wide)
+    return float(d.mean()), block_se(np.concatenate(list(d), axis=-1), block_px)
 
 
 def evaluate(module: Any, mv: dict[str, Any], half_window: int) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from etem.config.apply import FinetuneConfig
 from etem.evaluation.conditions import finetuned_images, select_images, static_frames
 from etem.evaluation.inputs import load_code_path_images, load_test_images
 from etem.models.inference import denoise_movie
-from etem.models.io import load
+from etem.models.io import LoadedModel, load
 from etem.simulation.noise import row_dqe
 from etem.training.finetune import finetune_unsupervised
 
@@ -60,22 +60,30 @@ def main() -> None:
     model = load(a.unsupervised)
     n = int(model.n_frames)
     dose = float(cfg.evaluation.condition_dose_e_per_px)
+
+    def scored(m: LoadedModel, frames: np.ndarray, clean: np.ndarray) -> float:
+        """PSNR [dB] of ``m``'s middle-frame estimate (etem's: the clean range as peak)."""
+        est = denoise_movie(m.module, frames, dose / n)[n // 2]
+        return psnr(clean, est.astype(np.float64), data_range(clean))
+
+    # each image's frames and the parent's PSNR, the same for every number of steps
+    stacks = {}
+    for im in images:
+        frames = static_frames(im.clean, dose, n, im.image_id, cfg.seed, row_dqe(im.params))
+        clean = np.asarray(im.clean, dtype=np.float64)
+        stacks[im.image_id] = (frames, clean, scored(model, frames, clean))
     for steps in a.steps:
         ft = FinetuneConfig(steps=steps, keep_se=a.keep_se)
         run_cfg = cfg.model_copy(update={"apply": cfg.apply.model_copy(update={"finetune": ft})})
         gains, kept, best = [], 0, []
         for im in images:
-            frames = static_frames(im.clean, dose, n, im.image_id, cfg.seed, row_dqe(im.params))
+            frames, clean, p0 = stacks[im.image_id]
             tuned, rec = finetune_unsupervised(run_cfg, model, frames, dose / n,
                                                float(im.params["pixel_size_A"]), name=im.image_id)
-            clean = np.asarray(im.clean, dtype=np.float64)
-            peak = data_range(clean)
-            p0, p1 = (psnr(clean, denoise_movie(m.module, frames, dose / n)[n // 2]
-                           .astype(np.float64), peak) for m in (model, tuned))
             best.append(int(rec["best_step"]))
             if rec["kept"]:
                 kept += 1
-                gains.append(p1 - p0)
+                gains.append(scored(tuned, frames, clean) - p0)
         g = np.asarray(gains)
         sem = g.std(ddof=1) / np.sqrt(len(g)) if len(g) > 1 else float("nan")
         span = f"{g.min():+.2f} to {g.max():+.2f}" if len(g) else "-"

@@ -303,6 +303,9 @@ class MoviePatchDataset:
         self._targets: np.ndarray | None = None
         #: frames whose validation crop no training target may cover (:meth:`hold_out`)
         self._held: frozenset[int] = frozenset()
+        #: the patch corners beside the crop: rows outside it (any column), then rows inside
+        #: it with columns outside (:meth:`_corner_outside`; set by :meth:`hold_out`)
+        self._beside: tuple[np.ndarray, np.ndarray, np.ndarray, int] | None = None
         self.clean_factor = 1.0
         if clean is not None:  # clean in its own units -> the units of the normalised frames
             m = min(int(frames.shape[0]), 8)
@@ -334,6 +337,9 @@ class MoviePatchDataset:
         refused (nothing would be left to train on). Returns whether they are held out whole."""
         _, h, w = (int(s) for s in self.frames.shape)
         rows, cols = self._outside(h, w)
+        nx = w - min(self.patch_px, h, w) + 1
+        other_rows = np.setdiff1d(np.arange(h - min(self.patch_px, h, w) + 1), rows)
+        self._beside = (rows, other_rows, cols, nx)
         fits = (rows.size or cols.size) and not whole_frames
         whole = [] if fits else sorted({int(t) for t in frames})
         keep = np.setdiff1d(np.arange(int(self.frames.shape[0])), np.asarray(whole, dtype=int))
@@ -354,12 +360,11 @@ class MoviePatchDataset:
             out.append(c[(c + p <= lo) | (c >= lo + v)])
         return out[0], out[1]
 
-    def _corner_outside(self, r: np.random.Generator, h: int, w: int) -> tuple[int, int]:
+    def _corner_outside(self, r: np.random.Generator) -> tuple[int, int]:
         """A training-patch corner (y0, x0) drawn uniformly among those whose patch misses the
-        validation crop (rows or columns outside it)."""
-        rows, cols = self._outside(h, w)
-        ny, nx = h - min(self.patch_px, h, w) + 1, w - min(self.patch_px, h, w) + 1
-        other_rows = np.setdiff1d(np.arange(ny), rows)
+        validation crop (rows or columns outside it; the sets :meth:`hold_out` computed)."""
+        assert self._beside is not None, "hold_out sets the corners beside the crop"
+        rows, other_rows, cols, nx = self._beside
         k = int(r.integers(rows.size * nx + other_rows.size * cols.size))
         if k < rows.size * nx:  # rows outside, any column
             return int(rows[k // nx]), k % nx
@@ -392,7 +397,7 @@ class MoviePatchDataset:
             else:
                 t = int(self._targets[int(r.integers(self._targets.size))])
             if t in self._held:
-                y0, x0 = self._corner_outside(r, h, w)
+                y0, x0 = self._corner_outside(r)
             else:
                 y0, x0 = int(r.integers(h - p + 1)), int(r.integers(w - p + 1))
             k = int(r.integers(8))
