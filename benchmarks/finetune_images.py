@@ -10,10 +10,16 @@ parent of the kept ones (etem's PSNR, clean range as peak; mean ± s.e.m., range
 steps. Unlike ``etem evaluate``, it also runs on a code path's images (``--code-path``), which
 the evaluation does not fine-tune on.
 
+With ``--all-frames``, every frame of the stack is scored, as ``etem apply --finetune-steps``
+denoises them: the fine-tuning holds out only the validation frame (the middle one) and
+trains on the others' noise, so the gain per frame index (mean ± s.e.m. over the kept
+images) and the trained middle neighbours' gain less the held-out frame's show what that
+costs (the end frames gain most where the parent handled the stack's ends worst).
+
 Usage: python benchmarks/finetune_images.py --config results/demo/config/evaluation.yaml
        --index results/demo/simulation/index.csv --unsupervised results/demo/models/unsupervised.pt
        [--code-path kirkland_fp2=results/demo/simulation/code_paths/kirkland_fp2/index.csv]
-       [--images 16] [--steps 25 100] [--keep-se 0]
+       [--images 16] [--steps 25 100] [--keep-se 0] [--all-frames]
 """
 
 from __future__ import annotations
@@ -45,6 +51,8 @@ def main() -> None:
                     help="images of the table, held-out conditions first (as the column)")
     ap.add_argument("--steps", type=int, nargs="+", default=[25, 100])
     ap.add_argument("--keep-se", type=float, default=0.0, help="apply.finetune.keep_se")
+    ap.add_argument("--all-frames", action="store_true",
+                    help="score every frame of the stack, not only the middle one")
     a = ap.parse_args()
     for p in (a.config, a.index, a.unsupervised):
         if not p.is_file():
@@ -61,10 +69,13 @@ def main() -> None:
     n = int(model.n_frames)
     dose = float(cfg.evaluation.condition_dose_e_per_px)
 
-    def scored(m: LoadedModel, frames: np.ndarray, clean: np.ndarray) -> float:
-        """PSNR [dB] of ``m``'s middle-frame estimate (etem's: the clean range as peak)."""
-        est = denoise_movie(m.module, frames, dose / n)[n // 2]
-        return psnr(clean, est.astype(np.float64), data_range(clean))
+    def scored(m: LoadedModel, frames: np.ndarray, clean: np.ndarray) -> np.ndarray:
+        """PSNR [dB] of ``m``'s estimate of each frame (etem's: the clean range as peak); the
+        middle frame only unless ``--all-frames``."""
+        est = denoise_movie(m.module, frames, dose / n)
+        keep = range(n) if a.all_frames else [n // 2]
+        return np.array([psnr(clean, est[i].astype(np.float64), data_range(clean))
+                         for i in keep])
 
     # each image's frames and the parent's PSNR, the same for every number of steps
     stacks = {}
@@ -84,13 +95,23 @@ def main() -> None:
             if rec["kept"]:
                 kept += 1
                 gains.append(scored(tuned, frames, clean) - p0)
-        g = np.asarray(gains)
+        per_frame = np.asarray(gains).reshape(len(gains), n if a.all_frames else 1)
+        g = per_frame[:, n // 2 if a.all_frames else 0]
         sem = g.std(ddof=1) / np.sqrt(len(g)) if len(g) > 1 else float("nan")
         span = f"{g.min():+.2f} to {g.max():+.2f}" if len(g) else "-"
         print(f"steps {steps}: {len(images)} images, {kept} kept, gain of the kept "
               f"{g.mean() if len(g) else float('nan'):+.2f} ± {sem:.2f} dB ({span}); "
               f"best steps {best}", flush=True)
-
+        if a.all_frames and len(g) > 1:
+            fsem = per_frame.std(axis=0, ddof=1) / np.sqrt(len(g))
+            cells = ", ".join(f"{i}: {m:+.2f} ± {e:.2f}"
+                              for i, (m, e) in enumerate(zip(per_frame.mean(0), fsem,
+                                                             strict=True)))
+            print(f"  gain per frame (held out: {n // 2}): {cells}")
+            if n >= 3:
+                d = per_frame[:, [n // 2 - 1, n // 2 + 1]].mean(1) - g
+                print(f"  trained neighbours {n // 2 - 1}, {n // 2 + 1} less the held-out "
+                      f"frame: {d.mean():+.3f} ± {d.std(ddof=1) / np.sqrt(len(d)):.3f} dB")
 
 if __name__ == "__main__":
     main()

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from scipy.fft import dctn, idctn
 
+from etem.analysis import baselines
 from etem.analysis.metrics import psnr_peak
 from tests.benchmark_scripts import load_benchmark
 
@@ -58,3 +59,68 @@ def test_the_support_is_where_the_clean_power_exceeds_the_counts_noise_over_the_
     lin = dctn(est["linear_oracle"], norm="ortho")
     assert lin[3, 5] == pytest.approx(cy[3, 5] * 1.5 / 2.5)
     assert lin[7, 2] == pytest.approx(cy[7, 2] * 0.5 / 1.5)
+
+
+def test_the_bands_split_each_methods_squared_error_and_the_support() -> None:
+    """Orthonormal DCT: the bands' errors add up to the mean squared error [counts² per
+    pixel], their support coefficients to the support oracle's."""
+    lam = _lattice(64)
+    counts = np.random.default_rng(6).poisson(lam).astype(np.float64)
+    est, _ = of.oracle_estimates(lam, counts, 1.0, SIGMAS)
+    rows = of.band_errors(lam, est, 1.0, counts, [0.0, 0.05, 0.2, 1.5])
+    assert [r["band"] for r in rows] == ["0-0.05", "0.05-0.2", "0.2-1.5"]
+    for m, e in est.items():
+        assert sum(r[m] for r in rows) == pytest.approx(np.mean((e - lam) ** 2), rel=1e-9)
+    v = counts.sum() / counts.size
+    assert sum(r["support_coefficients"] for r in rows) == np.count_nonzero(
+        dctn(lam, norm="ortho") ** 2 > v)
+    assert sum(r["signal"] for r in rows) == pytest.approx(np.mean(lam ** 2), rel=1e-9)
+
+
+def test_splicing_takes_the_oracles_coefficients_in_the_band_only() -> None:
+    rng = np.random.default_rng(7)
+    a, b = rng.normal(size=(32, 48)), rng.normal(size=(32, 48))
+    np.testing.assert_allclose(of.spliced(a, b, (0.0, 2.0)), b, atol=1e-12)
+    np.testing.assert_allclose(of.spliced(a, b, (1.5, 2.0)), a, atol=1e-12)
+    mixed = dctn(of.spliced(a, b, (0.1, 0.3)), norm="ortho")
+    r = np.hypot(*np.meshgrid(np.arange(32) / 32, np.arange(48) / 48, indexing="ij"))
+    on = (r >= 0.1) & (r < 0.3)
+    np.testing.assert_allclose(mixed[on], dctn(b, norm="ortho")[on], atol=1e-12)
+    np.testing.assert_allclose(mixed[~on], dctn(a, norm="ortho")[~on], atol=1e-12)
+
+
+def test_welch_support_detects_at_its_false_detection_rate() -> None:
+    """WELCH_P_FALSE false detections per tile spectrum on structureless Poisson images (20
+    images: Poisson(20 x rate) in all); where nothing is found the estimate is the
+    SURE-chosen Wiener filter's."""
+    n_found = 0
+    for seed in range(20):
+        counts = np.random.default_rng(100 + seed).poisson(0.45, (128, 128)).astype(float)
+        found = of.welch_found(counts, 1.0)
+        n_found += int(found.sum())
+        if not found.any():
+            np.testing.assert_allclose(of.welch_support(counts, 1.0),
+                                       baselines.wiener_sure(counts, 1.0, 1.0)[0], atol=1e-9)
+    rate = 20 * of.WELCH_P_FALSE
+    assert rate - 4 * np.sqrt(rate) <= n_found <= rate + 4 * np.sqrt(rate)
+
+
+def test_welch_support_finds_an_incoherent_texture_that_no_single_coefficient_shows() -> None:
+    """A random-phase texture in the band 0.2-0.3 x Nyquist with as much power per coefficient
+    as the noise: the tiles' mean power finds most of the band, and the estimate beats the
+    SURE-chosen Wiener filter, which sees each coefficient alone (a crystal's reflection is
+    coherent over the field: there the single periodogram is the better detector)."""
+    n = 256
+    rng = np.random.default_rng(8)
+    band = (of._radius((n, n)) >= 0.2) & (of._radius((n, n)) < 0.3)
+    spec = rng.normal(size=(n, n)) * band * np.sqrt(2.0)  # variance = the noise's (2 e/px)
+    spec[0, 0] = 2.0 * n
+    lam = idctn(spec, norm="ortho")
+    counts = rng.poisson(lam).astype(float)
+    found = of.welch_found(counts, 1.0)
+    r = of._radius(found.shape)
+    on = (r >= 0.2) & (r < 0.3)
+    assert found[on].mean() > 0.4 and found[~on].sum() <= 10
+    wiener = baselines.wiener_sure(counts, 1.0, 1.0)[0]
+    assert np.mean((of.welch_support(counts, 1.0) - lam) ** 2) < 0.95 * np.mean(
+        (wiener - lam) ** 2)
