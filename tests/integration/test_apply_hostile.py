@@ -118,6 +118,24 @@ def test_folder_of_frames_with_mixed_sizes(inputs: dict[str, Path], tmp_path: Pa
     assert not (tmp_path / "o" / "summary.json").exists()
 
 
+def test_movie_the_model_cannot_take_starts_no_run_and_keeps_the_earlier_outputs(
+        inputs: dict[str, Path], tmp_path: Path) -> None:
+    """A movie 10x coarser than the model's pixels (more than it may be upsampled): refused
+    before the MLflow run (tracking on: the store would be in the output folder) and before
+    the folder is locked or cleared, so an earlier apply's outputs stay."""
+    coarse = write_h5(lattice_movie(n_frames=6, size_px=32, event_frame=None, seed=2,
+                                    pixel_size_A=2.0), tmp_path / "coarse.h5")
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "summary.json").write_text("{}")
+    r = subprocess.run([ETEM, "apply", "--movie", str(coarse), "--out", str(out),
+                        "--denoiser", str(inputs["denoiser"])],
+                       capture_output=True, text=True, timeout=300, check=False)
+    _one_line(r, "coarse.h5", "pixel size", "denoise_with=wiener")
+    assert sorted(p.name for p in out.iterdir()) == ["summary.json"]
+    assert (out / "summary.json").read_text() == "{}"
+
+
 def test_reused_out_keeps_nothing_of_the_earlier_movie(inputs: dict[str, Path],
                                                        tmp_path: Path) -> None:
     out = tmp_path / "o"

@@ -145,9 +145,13 @@ def _resample_to_model(
         return 1, 1, ratio
     why = (f"more than {MAX_UPSAMPLE}x coarser" if resample
            else "apply.preprocess.pixel_size_mismatch is 'refuse'")
+    # binning helps a finer movie only; a coarser one needs another model or none
+    hint = ("set apply.preprocess.bin_factor" if ratio > 1 else
+            "give a model trained near this pixel size, or apply.inference.denoise_with="
+            "wiener (no network)")
     raise InputError(
         f"movie {movie.path}: pixel size {px:.4g} Å does not match the model's "
-        f"{target:.4g} Å (ratio {ratio:.3g}; {why}); set apply.preprocess.bin_factor, "
+        f"{target:.4g} Å (ratio {ratio:.3g}; {why}); {hint}, "
         "or apply.preprocess.pixel_size_mismatch=ignore to force"
     )
 

@@ -27,7 +27,13 @@ from etem.frames.readers import Movie
 from etem.movies.gather import gather_results, summarise
 from etem.movies.outputs import clear_outputs, output_lock
 from etem.movies.plan import shard_ranges
-from etem.movies.prepare import ApplyModels, prepare_movie, write_prepared
+from etem.movies.prepare import (
+    ApplyModels,
+    CheckedMovie,
+    check_movie,
+    prepare_movie,
+    write_prepared,
+)
 from etem.movies.shard import run_shard
 
 __all__ = ["ApplyModels", "apply_movie", "shard_paths", "work_dir"]
@@ -52,8 +58,12 @@ def apply_movie(
     cfg: EtemConfig,
     models: ApplyModels,
     name: str | None = None,
+    checked: CheckedMovie | None = None,
 ) -> dict[str, Any]:
     """Run the whole movie stage on ``movie`` and write the outputs into ``out_dir``.
+
+    The inputs are checked (:func:`etem.movies.prepare.check_movie`) before ``out_dir`` is
+    locked or cleared: a movie the models cannot take changes nothing there.
 
     Parameters
     ----------
@@ -67,6 +77,9 @@ def apply_movie(
         Supervised and/or unsupervised denoiser, optional segmenter and calibration.
     name : str, optional
         Name of the movie in the summary (default: file stem).
+    checked : optional
+        What :func:`etem.movies.prepare.check_movie` returned for these arguments, if the
+        caller checked them already.
 
     Returns
     -------
@@ -74,9 +87,10 @@ def apply_movie(
         The summary (also written to ``out_dir/summary.json``, last).
     """
     out = Path(out_dir)
+    checked = checked or check_movie(movie, cfg, models)
     with output_lock(out):
         clear_outputs(out)
-        prep = prepare_movie(movie, cfg, models, out)
+        prep = prepare_movie(movie, cfg, models, out, checked)
         work = work_dir(out)
         write_prepared(work / "prepare.h5", prep)
         a = cfg.apply

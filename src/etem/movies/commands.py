@@ -21,7 +21,13 @@ from etem.models.pretrained import pretrained_path
 from etem.movies.apply import apply_movie
 from etem.movies.gather import gather_results, summarise
 from etem.movies.outputs import clear_outputs, output_lock
-from etem.movies.prepare import ApplyModels, prepare_movie, read_prepared, write_prepared
+from etem.movies.prepare import (
+    ApplyModels,
+    check_movie,
+    prepare_movie,
+    read_prepared,
+    write_prepared,
+)
 from etem.movies.shard import run_shard
 from etem.movies.sheet import pin_models, read_sheet, sheet_schema
 from etem.movies.truth import metrics as truth_metrics
@@ -196,10 +202,11 @@ def apply(args: argparse.Namespace) -> int:
     models = _load_models(args, cfg)
     name = args.name or movie_name(args.movie[0])
     out = Path(args.out)
-    with _tracked(args, cfg, models, name) as run:
-        with _open(args.movie, args.frame_time_s) as movie:
-            summary = apply_movie(movie, out, cfg, models, name=name)
-        _log_run(run, summary, out)
+    with _open(args.movie, args.frame_time_s) as movie:
+        checked = check_movie(movie, cfg, models)  # a movie they cannot take starts nothing
+        with _tracked(args, cfg, models, name) as run:
+            summary = apply_movie(movie, out, cfg, models, name=name, checked=checked)
+            _log_run(run, summary, out)
     _done(name, summary, args.out)
     return 0
 

@@ -396,17 +396,18 @@ def score_and_choose(
 
 # long (~100 lines): one sequence (geometry, drift and breaks, leading frames, dose,
 # fine-tuning, scoring and choice, domain, polarity) whose steps share the leading frames.
-def prepare_movie(
-    movie: Movie, cfg: EtemConfig, models: ApplyModels, out_dir: str | Path
-) -> PreparedMovie:
-    """Geometry, drift, dose, fine-tuning, denoiser choice and polarity of ``movie`` (first
-    pass of apply).
+#: What :func:`check_movie` returns: the networks of the first pass, by mode, and the geometry.
+CheckedMovie = tuple[dict[str, LoadedModel], FrameGeometry]
 
-    Writes ``out_dir/finetuned_unsupervised.pt`` when the blind-spot model is fine-tuned
-    and lowered its validation loss; the prepared state is returned (the caller writes it).
-    """
+
+def check_movie(movie: Movie, cfg: EtemConfig, models: ApplyModels) -> CheckedMovie:
+    """The inputs of an apply checked against each other before anything starts (no MLflow
+    run, no output): the networks for ``apply.inference.denoise_with`` and the movie's frames
+    and pixel size for the models' (:func:`etem.frames.geometry.resolve_geometry`; reads at
+    most the first frames). The networks the first pass uses and the geometry; an
+    :class:`InputError` naming the movie or the model otherwise."""
     a = cfg.apply
-    pre, chunk, want = a.preprocess, a.io.chunk_frames, a.inference.denoise_with
+    want = a.inference.denoise_with
     nets = check_networks(models)
     if want in ("supervised", "unsupervised") and want not in nets:
         raise InputError(f"no {want} denoiser given (use --denoiser and/or --unsupervised)")
@@ -414,10 +415,28 @@ def prepare_movie(
         fallback = unscored_choice(a.inference, nets)
         nets = {k: v for k, v in nets.items() if k == fallback}
     pixel_sizes = [m.pixel_size_A for m in models.loaded().values() if m.pixel_size_A]
-    geo = resolve_geometry(movie, pre, pixel_sizes, int(cfg.seed))
-    half = max([m.n_frames // 2 for m in nets.values()], default=0)
+    geo = resolve_geometry(movie, a.preprocess, pixel_sizes, int(cfg.seed))
     if want == "unsupervised" and geo.n_frames < 2:
         raise InputError(f"movie {movie.path}: the unsupervised model needs >= 2 frames")
+    return nets, geo
+
+
+def prepare_movie(
+    movie: Movie, cfg: EtemConfig, models: ApplyModels, out_dir: str | Path,
+    checked: CheckedMovie | None = None,
+) -> PreparedMovie:
+    """Geometry, drift, dose, fine-tuning, denoiser choice and polarity of ``movie`` (first
+    pass of apply).
+
+    Writes ``out_dir/finetuned_unsupervised.pt`` when the blind-spot model is fine-tuned
+    and lowered its validation loss; the prepared state is returned (the caller writes it).
+    ``checked``: what :func:`check_movie` returned for these arguments, if the caller
+    checked them already (else checked here).
+    """
+    a = cfg.apply
+    pre, chunk, want = a.preprocess, a.io.chunk_frames, a.inference.denoise_with
+    nets, geo = checked or check_movie(movie, cfg, models)
+    half = max([m.n_frames // 2 for m in nets.values()], default=0)
     out = Path(out_dir)
     drift, sudden = measure_frames(movie, geo, pre, chunk)
     breaks = scene_breaks(movie, geo, sudden)
