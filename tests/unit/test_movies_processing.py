@@ -252,3 +252,16 @@ def test_glitch_bridged_to_a_step_does_not_set_the_onset() -> None:
 def test_short_movie_has_no_events_after_a_leading_calibration() -> None:
     res = detect_events(_stats(10, 5, 0), calibration_frames=20, calibration="leading_frames")
     assert res.events.empty and res.calibration_frames == 10
+
+
+def test_a_movie_too_short_for_event_statistics_says_so_in_one_line(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Two frames leave every statistic without a noise scale: one warning naming them all
+    (and how many values each had), no event."""
+    stats = pd.DataFrame({"n_columns": [10.0, 11.0], "change": [np.nan, 0.2]})
+    with caplog.at_level("WARNING", logger="etem.movies.events"):
+        res = detect_events(stats)
+    lines = [r.getMessage() for r in caplog.records if "not scored" in r.getMessage()]
+    assert len(lines) == 1, lines
+    assert "n_columns (" in lines[0] and "change (" in lines[0] and "2 frames" in lines[0]
+    assert res.events.empty

@@ -334,6 +334,7 @@ def detect_events(
     z_all = np.zeros((t_n, 2 * len(names)))
     scales: dict[str, dict[str, Any]] = {}
     simulated = False
+    unscored: list[str] = []  # "name (values)" of the statistics without a noise scale
     for k, name in enumerate(names):
         s = stats[name].to_numpy(dtype=np.float64)
         s = np.where(np.isfinite(s), s, np.nan)
@@ -358,13 +359,7 @@ def detect_events(
             if n_cal < MIN_CALIBRATION_VALUES:
                 # no noise scale: the statistic cannot be scored (it starts too late)
                 if j == 2 * k:
-                    log.warning(
-                        "event statistic %s has %d values %s (< %d): not scored%s",
-                        name, n_cal,
-                        "in the movie" if whole else f"in the {cal} calibration frames",
-                        MIN_CALIBRATION_VALUES,
-                        "" if whole else "; raise apply.events.calibration_frames",
-                    )
+                    unscored.append(f"{name} ({n_cal})")
                 continue
             entry: dict[str, Any] = {"sigma": sigma, "n_values": n_cal}
             scales[f"{name}_{'ewma' if j == 2 * k else 'diff'}"] = entry
@@ -387,6 +382,14 @@ def detect_events(
                 entry.update(threshold_factor=factor, noise_model=model.name)
                 simulated = True
             z_all[:, j] = np.nan_to_num(z)
+    if unscored:  # one line for all: a short movie leaves every statistic without a scale
+        log.warning(
+            "event statistics with fewer than %d values %s, not scored: %s%s",
+            MIN_CALIBRATION_VALUES,
+            f"in the movie ({t_n} frames)" if whole else f"in the {cal} calibration frames",
+            ", ".join(unscored),
+            "" if whole else "; raise apply.events.calibration_frames",
+        )
     score = z_all.max(axis=1) if z_all.size else np.zeros(t_n)
     if whole:
         threshold = z_gauss
