@@ -394,8 +394,6 @@ def score_and_choose(
     return Choice(name, nets.get(name), sigma, scores, warning, alpha, smooth)
 
 
-# long (~100 lines): one sequence (geometry, drift and breaks, leading frames, dose,
-# fine-tuning, scoring and choice, domain, polarity) whose steps share the leading frames.
 #: What :func:`check_movie` returns: the networks of the first pass, by mode, and the geometry.
 CheckedMovie = tuple[dict[str, LoadedModel], FrameGeometry]
 
@@ -421,6 +419,8 @@ def check_movie(movie: Movie, cfg: EtemConfig, models: ApplyModels) -> CheckedMo
     return nets, geo
 
 
+# long (~100 lines): one sequence (geometry, drift and breaks, leading frames, dose,
+# fine-tuning, scoring and choice, domain, polarity) whose steps share the leading frames.
 def prepare_movie(
     movie: Movie, cfg: EtemConfig, models: ApplyModels, out_dir: str | Path,
     checked: CheckedMovie | None = None,
