@@ -20,10 +20,12 @@ oracle's coefficients in the radial band [R0, R1) (what knowing the support ther
 would add to the network; bands as ``--bands``); and
 ``welch_support``, an empirical path to the support (no clean image; tried for issue 14, not a
 method of etem): the signal's support detected on the periodogram averaged over the image's
-``WELCH_TILE_PX``-square tiles (a crystal's reflections and any stationary texture stand in
-every tile: their averaged power rises above the noise where one periodogram's does not; a
-tile frequency is kept where its mean power exceeds the chi²(K) / K quantile of
-``WELCH_P_FALSE`` false detections per tile spectrum, K tiles), there the Wiener gain ``1 -
+``WELCH_TILE_PX``-square tiles (a random-phase texture, an amorphous support, has the same
+spectral density in every tile, so its averaged power rises above the noise where no single
+coefficient does; a crystal's coherent reflection gains nothing, the single periodogram being
+its matched detector: benchmarks/pretrained.md; a tile frequency is kept where its mean power
+exceeds the chi²(K) / K quantile of ``WELCH_P_FALSE`` false detections per tile spectrum, K
+tiles), there the Wiener gain ``1 -
 WELCH_ALPHA v / P`` on the full-resolution power P smoothed over ``WELCH_SMOOTH_PX``
 frequencies, elsewhere the SURE-chosen Wiener filter's
 (the larger of the two where they overlap). And ``wiener_support_kept``: the share of the
