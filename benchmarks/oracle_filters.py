@@ -100,8 +100,10 @@ def welch_found(counts: np.ndarray, dqe: float) -> np.ndarray:
     return found
 
 
-def welch_support(counts: np.ndarray, dqe: float) -> np.ndarray:
-    """The ``welch_support`` estimate [e/px] of ``counts`` (H, W) [e/px] (module docstring)."""
+def welch_support(counts: np.ndarray, dqe: float,
+                  wiener: np.ndarray | None = None) -> np.ndarray:
+    """The ``welch_support`` estimate [e/px] of ``counts`` (H, W) [e/px] (module docstring);
+    ``wiener``: the SURE-chosen Wiener estimate of the counts [e/px] if the caller has it."""
     y = np.asarray(counts, dtype=np.float64)
     h, w = y.shape
     found = welch_found(y, dqe)
@@ -116,7 +118,9 @@ def welch_support(counts: np.ndarray, dqe: float) -> np.ndarray:
     p[0, 0] = 0.0
     p = uniform_filter(p, WELCH_SMOOTH_PX, mode="mirror")
     inside = np.clip(1.0 - WELCH_ALPHA * v / np.maximum(p, 1e-30), 0.0, 1.0) * cy
-    cw = dctn(baselines.wiener_sure(y, 1.0, dqe)[0], norm="ortho")
+    if wiener is None:
+        wiener = baselines.wiener_sure(y, 1.0, dqe)[0]
+    cw = dctn(wiener, norm="ortho")
     out = np.where(support & (np.abs(inside) > np.abs(cw)), inside, cw)
     return idctn(out, norm="ortho")
 
@@ -147,7 +151,7 @@ def oracle_estimates(clean_counts: np.ndarray, counts: np.ndarray, dqe: float,
     total = float(s2[on].sum())
     kept = float(s2[on & passed].sum()) / total if total > 0 else float("nan")
     est = {"flat": np.full_like(y, y.mean()), "gaussian_oracle": gauss,
-           "wiener_sure": wiener, "welch_support": welch_support(y, dqe),
+           "wiener_sure": wiener, "welch_support": welch_support(y, dqe, wiener),
            "support_oracle": idctn(cy * support, norm="ortho"),
            "linear_oracle": idctn(cy * linear, norm="ortho")}
     return est, kept
